@@ -1,0 +1,87 @@
+#ifndef CMP_LINUX_H
+#define CMP_LINUX_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <spawn.h>
+#include <time.h>
+
+// MARK: futex (futex(2))
+/// Waits while `*word == expected`. `timeout_ns < 0` waits forever; the timeout is relative.
+/// Returns 0 or -errno (EAGAIN when the value differed, ETIMEDOUT, EINTR).
+int cmp_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns, bool shared);
+/// Wakes up to `count` waiters. Returns the number woken or -errno.
+int cmp_futex_wake(uint32_t *word, int count, bool shared);
+
+// MARK: processes
+int cmp_set_pdeathsig(int signal);          // prctl(PR_SET_PDEATHSIG)
+int cmp_set_thread_name(const char *name);  // prctl(PR_SET_NAME), 15 bytes kept
+int cmp_set_child_subreaper(int on);        // prctl(PR_SET_CHILD_SUBREAPER)
+int cmp_pidfd_open(pid_t pid);              // returns fd or -errno
+int cmp_pidfd_send_signal(int pidfd, int signal); // returns 0 or -errno
+pid_t cmp_gettid(void);
+int cmp_cpu_count(void);                    // CPUs in this process's affinity mask
+
+// wait status macros (wait(2))
+bool cmp_wifexited(int status);
+int cmp_wexitstatus(int status);
+bool cmp_wifsignaled(int status);
+int cmp_wtermsig(int status);
+
+// posix_spawn file actions: closefrom is a GNU extension
+int cmp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+
+// MARK: descriptors
+int cmp_memfd_create(const char *name, bool cloexec);   // fd or -errno
+int cmp_pipe2(int fds[2], int flags);                   // 0 or -errno
+int cmp_close_range(unsigned first, unsigned last, int flags);
+int cmp_fcntl_getfd(int fd);
+int cmp_fcntl_setfd(int fd, int flags);
+int cmp_fcntl_getfl(int fd);
+int cmp_fcntl_setfl(int fd, int flags);
+int cmp_fcntl_dupfd_cloexec(int fd, int minimum);
+int cmp_fcntl_setpipe_size(int fd, int size);
+int cmp_eventfd(unsigned initial, int flags);
+
+/// Sends `len` bytes and up to `nfds` descriptors (SCM_RIGHTS) in one sendmsg.
+/// Returns bytes sent or -errno.
+ssize_t cmp_send_with_fds(int socket, const void *buf, size_t len, const int *fds, int nfds);
+/// Receives up to `len` bytes and up to `maxfds` descriptors, which arrive close-on-exec.
+/// `*nfds` is set to the number received. Returns bytes read (0 at EOF) or -errno.
+ssize_t cmp_recv_with_fds(int socket, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+
+// MARK: files
+ssize_t cmp_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len);
+int cmp_fallocate(int fd, int mode, int64_t offset, int64_t len);
+int cmp_ficlone(int dest_fd, int src_fd);               // ioctl(FICLONE); 0 or -errno
+int cmp_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned flags);
+ssize_t cmp_getdents64(int fd, void *buf, size_t count);
+int cmp_openat(int dirfd, const char *path, int flags, mode_t mode); // variadic in libc
+int cmp_seek_data(void);   // SEEK_DATA
+int cmp_seek_hole(void);   // SEEK_HOLE
+int cmp_o_tmpfile(void);   // O_TMPFILE
+unsigned cmp_rename_noreplace(void); // RENAME_NOREPLACE
+
+/// A subset of statx(2), with nanosecond times.
+typedef struct {
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t nlink;
+    uint64_t ino;
+    uint64_t size;
+    uint64_t blocks;
+    uint64_t dev_major;
+    uint64_t dev_minor;
+    int64_t atime_sec;  uint32_t atime_nsec;
+    int64_t mtime_sec;  uint32_t mtime_nsec;
+    int64_t ctime_sec;  uint32_t ctime_nsec;
+} cmp_stat_t;
+/// statx with AT_SYMLINK_NOFOLLOW when `follow` is false. 0 or -errno.
+int cmp_statx(int dirfd, const char *path, bool follow, cmp_stat_t *out);
+
+#endif

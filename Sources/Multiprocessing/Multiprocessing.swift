@@ -1,0 +1,1 @@
+// Multiprocessing: Python's `multiprocessing` and `threading`, for Swift on Linux.
