@@ -18,13 +18,35 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
+        // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
         .target(name: "CMultiprocessing"),
+        // The library: processes, threads, primitives, pipes and queues. No Foundation.
         .target(
             name: "Multiprocessing",
             dependencies: [
                 "CMultiprocessing",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strictSettings
+        ),
+
+        // Tests. Task types live in TestSupport so that both the test runner (the parent) and
+        // mp-test-helper (the child, or a parent in scenarios that need a clean main) know them.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Multiprocessing"],
+            path: "Tests/TestSupport",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "mp-test-helper",
+            dependencies: ["Multiprocessing", "TestSupport"],
+            path: "Tests/mp-test-helper",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MultiprocessingTests",
+            dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper"],
             swiftSettings: strictSettings
         ),
     ],
