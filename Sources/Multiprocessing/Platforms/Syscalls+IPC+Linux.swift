@@ -33,12 +33,6 @@ internal func system_pollMany(_ fds: [CInt], events: [Int16], timeoutMillisecond
     return pfds.map(\.revents)
 }
 
-/// Adds 1 to an eventfd's counter, waking every poll on it.
-internal func system_eventfdSignal(_ fd: CInt) {
-    var one: UInt64 = 1
-    _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
-}
-
 /// Frees the memory behind `[offset, offset + length)` of a memfd; reads there see zeros.
 internal func system_punchHole(_ fd: CInt, offset: Int, length: Int) throws(Errno) {
     _ = try negatedErrno { cmp_ipc_punch_hole(fd, Int64(offset), Int64(length)) }

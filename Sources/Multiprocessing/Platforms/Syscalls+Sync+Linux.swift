@@ -87,6 +87,7 @@ internal func system_atfork(child: @convention(c) () -> Void) {
 }
 
 /// `atexit(3)`.
+@discardableResult
 internal func system_atexit(_ handler: @convention(c) () -> Void) -> Bool {
     cmp_atexit(handler) == 0
 }
