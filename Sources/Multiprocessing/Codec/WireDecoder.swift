@@ -75,6 +75,8 @@ final class WireDecodingState {
     var limit: Int
     var path: [any CodingKey] = []
     var depth = 0
+    /// Counts containers opened, to tell a value that read nothing.
+    var containersOpened = 0
     let maximumDepth: Int
     let userInfo: [CodingUserInfoKey: Any]
 
@@ -211,7 +213,15 @@ final class WireDecodingState {
         guard depth <= maximumDepth else {
             throw corrupted("Values are nested deeper than the decoder's maximumDepth of \(maximumDepth).")
         }
-        return try T(from: WireDecoderImpl(state: self, start: pos, end: limit, detached: false, pathCount: path.count, ownKeys: []))
+        let start = pos
+        let opened = containersOpened
+        let value = try T(from: WireDecoderImpl(state: self, start: start, end: limit, detached: false, pathCount: path.count, ownKeys: []))
+        if containersOpened == opened && pos == start && pos < limit, let base, base.load(fromByteOffset: pos, as: UInt8.self) == 0 {
+            // A type whose init(from:) reads nothing, such as a synthesized empty struct, whose
+            // encode(to:) still opened a keyed container: skip that empty container's one byte.
+            pos += 1
+        }
+        return value
     }
 
     /// Runs `body` reading `[start, end)`, which it must consume exactly, then restores the position.
@@ -288,6 +298,7 @@ struct WireDecoderImpl: Decoder {
     var userInfo: [CodingUserInfoKey: Any] { state.userInfo }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+        state.containersOpened &+= 1
         let body = try state.keyedHeader(at: start, end: end)
         if detached {
             guard body.bodyEnd == end else {
@@ -301,6 +312,7 @@ struct WireDecoderImpl: Decoder {
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
+        state.containersOpened &+= 1
         let header = try state.unkeyedHeader(at: start, end: end)
         if detached {
             guard header.bodyEnd == end else {
@@ -314,7 +326,8 @@ struct WireDecoderImpl: Decoder {
     }
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer {
-        WireSingleValueDecodingContainer(decoder: self)
+        state.containersOpened &+= 1
+        return WireSingleValueDecodingContainer(decoder: self)
     }
 }
 
@@ -369,14 +382,17 @@ final class WireKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerPr
         let keyLength = try state.readLength(what: "A key")
         let keyStart = state.pos
         state.pos += keyLength
-        let marker = try state.readLength(what: "The value of a key")
+        // The value's length + 1, or 0 for nil.
+        let marker = try state.readUnsigned(UInt64.self)
         if marker == 0 {
             return Entry(keyStart: keyStart, keyLength: keyLength, valueStart: -1, valueEnd: -1, next: state.pos)
         }
-        // readLength checked `marker` bytes remain; the value is one shorter.
+        guard marker - 1 <= UInt64(end - state.pos) else {
+            throw state.corrupted("The value of a key claims \(marker - 1) bytes, but only \(end - state.pos) remain.")
+        }
         let valueStart = state.pos
-        return Entry(keyStart: keyStart, keyLength: keyLength, valueStart: valueStart, valueEnd: valueStart + marker - 1,
-                     next: valueStart + marker - 1)
+        let valueEnd = valueStart + Int(marker - 1)
+        return Entry(keyStart: keyStart, keyLength: keyLength, valueStart: valueStart, valueEnd: valueEnd, next: valueEnd)
     }
 
     private func buildIndex() throws -> [Entry] {
@@ -394,9 +410,15 @@ final class WireKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerPr
 
     @inline(__always)
     private func matches(_ entry: Entry, _ key: Key) -> Bool {
-        var name = key.stringValue
+        matches(entry, name: key.stringValue)
+    }
+
+    @inline(__always)
+    private func matches(_ entry: Entry, name: String) -> Bool {
+        var name = name
         return name.withUTF8 { utf8 in
-            guard utf8.count == entry.keyLength, let base = state.base else { return utf8.isEmpty && entry.keyLength == 0 }
+            guard utf8.count == entry.keyLength else { return false }
+            guard let base = state.base else { return utf8.isEmpty }
             let stored = base + entry.keyStart
             for offset in 0..<utf8.count where utf8[offset] != stored.load(fromByteOffset: offset, as: UInt8.self) {
                 return false
@@ -534,10 +556,16 @@ final class WireKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerPr
     }
 
     func superDecoder() throws -> any Decoder {
-        guard let key = Key(stringValue: "super") else {
-            throw DecodingError.keyNotFound(WireSuperKey(), .init(codingPath: codingPath, debugDescription: "\(Key.self) has no \"super\" key."))
+        // "super" need not be one of `Key`'s cases, so look it up by name.
+        guard let entry = try buildIndex().first(where: { matches($0, name: "super") }) else {
+            throw DecodingError.keyNotFound(WireSuperKey(), .init(codingPath: codingPath, debugDescription: "No value for key \"super\"."))
         }
-        return try superDecoder(forKey: key)
+        guard entry.valueStart >= 0 else {
+            throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath + [WireSuperKey()],
+                debugDescription: "Expected a super value for key \"super\" but found nil."))
+        }
+        return WireDecoderImpl(state: state, start: entry.valueStart, end: entry.valueEnd, detached: true,
+                               pathCount: pathCount, ownKeys: ownKeys + [WireSuperKey()])
     }
 
     func superDecoder(forKey key: Key) throws -> any Decoder {
