@@ -42,10 +42,14 @@ internal enum IPCMessageCoding {
     }
 
     private static func wireEncode<T: Encodable>(_ value: T, transfer: DescriptorTransfer?) throws -> [UInt8] {
-        throw MultiprocessingError(.unsupported, "The wire encoding has not landed yet.")
+        let encoder = transfer.map { WireEncoder(userInfo: [.descriptorTransfer: $0]) } ?? WireEncoder()
+        return try encoder.encode(value)
     }
 
     private static func wireDecode<T: Decodable>(_ type: T.Type, from body: [UInt8], transfer: DescriptorTransfer?) throws -> T {
-        throw MultiprocessingError(.unsupported, "The wire encoding has not landed yet.")
+        // The body is already bounded by the frame's maximumMessageSize.
+        let decoder = transfer.map { WireDecoder(userInfo: [.descriptorTransfer: $0], maximumLength: Int.max) }
+            ?? WireDecoder(maximumLength: Int.max)
+        return try body.withUnsafeBytes { try decoder.decode(type, from: $0) }
     }
 }

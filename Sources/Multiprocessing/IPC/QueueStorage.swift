@@ -433,3 +433,53 @@ internal final class QueueStorage: @unchecked Sendable {
 internal enum QueueCodingKeys: String, CodingKey {
     case memory
 }
+
+// MARK: crash simulation (tests)
+
+extension QueueStorage {
+    /// Where ``crashWhileHolding(_:)`` dies.
+    internal enum CrashPoint {
+        /// Halfway through copying a new record in: nothing committed.
+        case midPut
+        /// Halfway through copying the oldest record out: nothing committed.
+        case midGet
+        /// After a get's journal is marked valid, before it is fully applied.
+        case midGetCommit
+    }
+
+    /// Takes the mutex and ends the process at `point`, as a `SIGKILL` there would. For a forked
+    /// test child: it allocates nothing and takes no other lock.
+    internal func crashWhileHolding(_ point: CrashPoint) -> Never {
+        _ = system_mutexTryLock(mutex.mutex)
+        let headValue = Int(head.pointee)
+        let usedValue = Int(used.pointee)
+        switch point {
+        case .midPut:
+            let tail = (headValue + usedValue) % capacity
+            var header = (UInt64(100) | (UInt64(1) << 56)).littleEndian
+            withUnsafeBytes(of: &header) { copyIn(at: tail, $0) }
+            var junk: (UInt64, UInt64) = (0xDEAD_BEEF, 0xDEAD_BEEF)
+            withUnsafeBytes(of: &junk) { copyIn(at: (tail + 8) % capacity, $0) }
+        case .midGet:
+            var scratch: (UInt64, UInt64) = (0, 0)
+            withUnsafeMutableBytes(of: &scratch) { copyOut(at: headValue, $0) }
+        case .midGetCommit:
+            var header: UInt64 = 0
+            withUnsafeMutableBytes(of: &header) { copyOut(at: headValue, $0) }
+            let recordSize = QueueStorage.recordHeaderSize + Int(UInt64(littleEndian: header) & 0x00FF_FFFF_FFFF_FFFF)
+            let newUsed = usedValue - recordSize
+            field(200).pointee = UInt64(newUsed == 0 ? 0 : (headValue + recordSize) % capacity)
+            field(208).pointee = UInt64(newUsed)
+            field(216).pointee = count.pointee - 1
+            field(224).pointee = unfinished.pointee
+            SharedWord64(region.base + 192).store(1)
+            head.pointee = field(200).pointee  // applied in part: used and count are not
+        }
+        system__exit(9)
+    }
+
+    /// Bytes of memory the queue's memfd holds now (its allocated blocks).
+    internal var residentBytes: Int {
+        (try? system_allocatedBytes(region.fd)) ?? -1
+    }
+}

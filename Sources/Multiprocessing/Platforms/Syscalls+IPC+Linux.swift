@@ -38,10 +38,11 @@ internal func system_punchHole(_ fd: CInt, offset: Int, length: Int) throws(Errn
     _ = try negatedErrno { cmp_ipc_punch_hole(fd, Int64(offset), Int64(length)) }
 }
 
-internal func system_fileSize(_ fd: CInt) throws(Errno) -> Int {
+/// The bytes of storage a file holds (`st_blocks` × 512): for a memfd, its resident pages.
+internal func system_allocatedBytes(_ fd: CInt) throws(Errno) -> Int {
     var st = stat()
     _ = try valueOrErrno { Glibc.fstat(fd, &st) }
-    return Int(st.st_size)
+    return Int(st.st_blocks) * 512
 }
 
 /// Starts a detached POSIX thread that runs `body` once.
