@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import Synchronization
+import TestSupport
 @testable import Multiprocessing
 
 /// A frame as raw bytes, built by hand so that the tests check the documented wire format.
@@ -12,6 +13,61 @@ func ipcRawFrame(kind: UInt8 = 0, length: UInt64, descriptors: UInt8 = 0, body: 
 
 @Suite("IPC connections", .timeLimit(.minutes(1)))
 struct IPCConnectionTests {
+    init() { useHelperExecutable() }
+
+    @Test("Codable values and many-MiB messages round-trip with a child that got the connection in its arguments")
+    func codableAcrossProcesses() throws {
+        let (mine, theirs) = try Connection.pipe()
+        let child = ChildProcess(IPCEcho(connection: theirs))
+        try child.start()
+        theirs.close()  // the child has its own copy; ours would hide the end of stream
+        var sent: [IPCMessage] = (0..<100).map {
+            IPCMessage(id: $0, text: "message \($0) ✉️", values: [Double($0) / 3], tags: ["k\($0)": $0], blob: [UInt8(truncatingIfNeeded: $0)])
+        }
+        sent.append(IPCMessage(id: -1, text: "big", values: [], tags: [:], blob: IPCPattern.make(7, size: 12 << 20)))
+        let toSend = sent
+        let writer = try IPCTestThread { for m in toSend { try? mine.send(m) } }
+        for m in sent {
+            #expect(try mine.receive(IPCMessage.self, timeout: .seconds(30)) == m)
+        }
+        try writer.join()
+        mine.close()
+        #expect(try child.value(timeout: .seconds(10)) == sent.count)
+    }
+
+    @Test("a value holding a Connection and a Queue travels over a socket connection; a pipe refuses it")
+    func descriptorsInsideValues() throws {
+        let (control, childControl) = try Connection.pipe()
+        let child = ChildProcess(IPCReceiveHandles(control: childControl))
+        try child.start()
+        let (reply, replyForChild) = try Connection.pipe()
+        let queue = try Queue<Int>()
+        try control.send(IPCReceiveHandles.Handles(label: "seven", reply: replyForChild, queue: queue))
+        replyForChild.close()  // the child holds the only other copy now
+        let greeting = try reply.receive(String.self, timeout: .seconds(20))
+        #expect(greeting.hasSuffix("via seven"))
+        #expect(try queue.get(timeout: .seconds(5)) == 5)
+        try child.join(timeout: .seconds(10))
+        #expect(child.exitCode == 0)
+        // The child exited, so the reply connection's other end is gone everywhere.
+        expectCode(.endOfStream) { try reply.receiveBytes(timeout: .seconds(5)) }
+
+        let (_, writer) = try Connection.pipe(duplex: false)
+        let (a, _) = try Connection.pipe()
+        let error = expectCode(.misuse) { try writer.send(IPCReceiveHandles.Handles(label: "x", reply: a, queue: queue)) }
+        #expect(error?.message.contains("duplex") == true)
+    }
+
+    @Test("receiving a Codable value where raw bytes were sent is a coding error, not a crash")
+    func kindMismatch() throws {
+        let (a, b) = try Connection.pipe()
+        try a.sendBytes([1, 2, 3])
+        expectCode(.coding) { try b.receive(IPCMessage.self, timeout: .seconds(5)) }
+        try a.send("text")
+        expectCode(.coding) { try b.receive(Int.self, timeout: .seconds(5)) }
+        try a.send(42)
+        #expect(try b.receive(Int.self, timeout: .seconds(5)) == 42)
+    }
     @Test("bytes round-trip on a duplex and a simplex connection, both ways")
     func bytesRoundTrip() throws {
         let (a, b) = try Connection.pipe()
