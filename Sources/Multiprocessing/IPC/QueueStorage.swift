@@ -174,8 +174,9 @@ internal final class QueueStorage: @unchecked Sendable {
         SharedWord64(region.base + 192).store(1)
         head.pointee = newHead
         used.pointee = newUsed
-        count.pointee = newCount
-        unfinished.pointee = newUnfinished
+        // Atomic stores: qsize and friends read these without the mutex.
+        SharedWord64(region.base + 144).store(newCount)
+        SharedWord64(region.base + 152).store(newUnfinished)
         SharedWord64(region.base + 192).store(0)
     }
 
@@ -348,18 +349,24 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Gives back the memory of granules the reader has left, past the always-kept first ones.
     private func releasePages(consumedFrom start: Int, length: Int, liveFrom liveStart: Int, liveLength: Int) {
-        let g = QueueStorage.granule
         let end = start + length
-        guard end > QueueStorage.hotGranules * g || end > capacity else { return }
-        var granule = start / g
-        let lastGranule = (end - 1) / g
-        while granule <= lastGranule {
-            let physical = granule % ((capacity + g - 1) / g)
-            let from = physical * g
-            let to = min(from + g, capacity)
-            if physical >= QueueStorage.hotGranules && !overlapsLive(from, to, liveStart, liveLength) {
+        // The consumed bytes, as at most two physical intervals (the record may wrap).
+        releaseGranules(in: start, min(end, capacity), liveStart, liveLength)
+        if end > capacity {
+            releaseGranules(in: 0, end - capacity, liveStart, liveLength)
+        }
+    }
+
+    private func releaseGranules(in from: Int, _ to: Int, _ liveStart: Int, _ liveLength: Int) {
+        let g = QueueStorage.granule
+        guard to > QueueStorage.hotGranules * g else { return }
+        var granule = max(from / g, QueueStorage.hotGranules)
+        while granule * g < to {
+            let lower = granule * g
+            let upper = min(lower + g, capacity)
+            if !overlapsLive(lower, upper, liveStart, liveLength) {
                 // Best effort: if the kernel refuses, the pages simply stay.
-                try? system_punchHole(region.fd, offset: QueueStorage.headerSize + from, length: to - from)
+                try? system_punchHole(region.fd, offset: QueueStorage.headerSize + lower, length: upper - lower)
             }
             granule += 1
         }
