@@ -1,4 +1,5 @@
 import SystemPackage
+import CMultiprocessing
 
 /// The shared-memory ring buffer behind ``Queue``, ``SimpleQueue`` and ``JoinableQueue``.
 ///
@@ -46,6 +47,7 @@ internal final class QueueStorage: @unchecked Sendable {
     internal static let magic: UInt32 = 0x4D50_5131  // "MPQ1"
     internal static let granule = 4 << 20
     internal static let hotGranules = 4
+    internal static let spinLimit = 100
 
     internal typealias Kind = FrameHeader.Kind
 
@@ -188,9 +190,18 @@ internal final class QueueStorage: @unchecked Sendable {
         let sequence = word.load()
         waiters.add(1)
         unlock(context.operation)
+        // A short spin first: a producer on another core often signals within a microsecond or
+        // two, and catching that here saves both sides a system call and a context switch.
+        var spins = QueueStorage.spinLimit
+        while spins > 0 && word.load() == sequence {
+            cmp_ipc_cpu_relax()
+            spins -= 1
+        }
         var failure: (any Error)?
         do {
-            try context.wait(on: word, expected: sequence)
+            if word.load() == sequence {
+                try context.wait(on: word, expected: sequence)
+            }
         } catch {
             failure = error
         }
