@@ -5,8 +5,9 @@
 // Every figure is the median of `repeats` runs (default 5), all measured in this one run:
 //   - messages/s from a producer process to the consumer (this process) through our Queue, Python's
 //     multiprocessing.Queue, and a raw pipe (the producer write()s each message, the consumer
-//     read()s exactly that many bytes), for 8 B and 64 KiB payloads. The clock starts when the
-//     consumer has the first message, so process start-up is not counted.
+//     read()s exactly that many bytes), for 8 B and 64 KiB payloads; the queues both unbounded
+//     (the default) and with maxsize 128. The clock starts when the consumer has the first message,
+//     so process start-up is not counted.
 //   - round-trip latency over a duplex connection to an echoing child: our Connection
 //     (sendBytes/receiveBytes, and send/receive of an Int) against Python's Pipe()
 //     (send_bytes/recv_bytes, and send/recv of an int); the median of per-message round trips.
@@ -109,8 +110,8 @@ func rawPipeRate(size: Int, count: Int) -> Double {
     return Double(count - 1) / elapsed
 }
 
-func ourQueueRate(size: Int, count: Int) throws -> Double {
-    let queue = try Queue<[UInt8]>()
+func ourQueueRate(size: Int, count: Int, maxsize: Int = 0) throws -> Double {
+    let queue = try Queue<[UInt8]>(maxsize: maxsize)
     let child = ChildProcess(Producer(queue: queue, count: count, size: size))
     try child.start()
     _ = try queue.get()
@@ -169,6 +170,18 @@ let repeats = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ??
 let small = 8
 let large = 64 << 10
 
+// `QueueBenchmark N queue-only`: only our queue, every run printed (for looking at variance).
+if CommandLine.arguments.count > 2 && CommandLine.arguments[2] == "queue-only" {
+    for _ in 0..<repeats {
+        let s = try ourQueueRate(size: small, count: 300_000)
+        let l = try ourQueueRate(size: large, count: 20_000)
+        let lb = try ourQueueRate(size: large, count: 20_000, maxsize: 128)
+        print(String(format: "8 B: %.2f M/s   64 KiB: %.1f k/s (%.2f GB/s)   64 KiB maxsize 128: %.1f k/s (%.2f GB/s)",
+                     s / 1e6, l / 1e3, l * Double(large) / 1e9, lb / 1e3, lb * Double(large) / 1e9))
+    }
+    exit(0)
+}
+
 // Raw pipes first: they fork, which must happen before any ChildProcess starts a monitor thread.
 var rawSmall: [Double] = [], rawLarge: [Double] = []
 for _ in 0..<repeats {
@@ -177,12 +190,17 @@ for _ in 0..<repeats {
 }
 
 var oursSmall: [Double] = [], oursLarge: [Double] = [], pySmall: [Double] = [], pyLarge: [Double] = []
+var oursSmallBounded: [Double] = [], oursLargeBounded: [Double] = [], pySmallBounded: [Double] = [], pyLargeBounded: [Double] = []
 var oursRTT: [Double] = [], oursRTTObject: [Double] = [], pyRTT: [Double] = [], pyRTTObject: [Double] = []
 for _ in 0..<repeats {
     oursSmall.append(try ourQueueRate(size: small, count: 300_000))
     pySmall.append(try python(["queue", "\(small)", "60000"]))
     oursLarge.append(try ourQueueRate(size: large, count: 20_000))
     pyLarge.append(try python(["queue", "\(large)", "8000"]))
+    oursSmallBounded.append(try ourQueueRate(size: small, count: 300_000, maxsize: 128))
+    pySmallBounded.append(try python(["queue", "\(small)", "60000", "128"]))
+    oursLargeBounded.append(try ourQueueRate(size: large, count: 20_000, maxsize: 128))
+    pyLargeBounded.append(try python(["queue", "\(large)", "8000", "128"]))
     oursRTT.append(try ourRoundTrip(size: small, iterations: 20_000, objects: false))
     pyRTT.append(try python(["rtt", "\(small)", "20000"]))
     oursRTTObject.append(try ourRoundTrip(size: small, iterations: 20_000, objects: true))
@@ -194,6 +212,7 @@ func bandwidth(_ x: Double, _ size: Int) -> String { String(format: "%.2f GB/s",
 func micro(_ ns: Double) -> String { String(format: "%.1f µs", ns / 1e3) }
 
 let (os, ol, ps, pl, rs, rl) = (median(oursSmall), median(oursLarge), median(pySmall), median(pyLarge), median(rawSmall), median(rawLarge))
+let (osb, olb, psb, plb) = (median(oursSmallBounded), median(oursLargeBounded), median(pySmallBounded), median(pyLargeBounded))
 let (ort, ortObject, prt, prtObject) = (median(oursRTT), median(oursRTTObject), median(pyRTT), median(pyRTTObject))
 
 print("## Pipes and queues (median of \(repeats) runs)")
@@ -202,10 +221,13 @@ print("| Process to process | Queue (ours) | Python mp.Queue | Raw pipe | ours /
 print("|---|---|---|---|---|---|")
 print("| 8 B messages | \(rate(os)) | \(rate(ps)) | \(rate(rs)) | \(String(format: "%.1f×", os / ps)) | \(String(format: "%.0f%%", 100 * os / rs)) |")
 print("| 64 KiB messages | \(rate(ol)) (\(bandwidth(ol, large))) | \(rate(pl)) (\(bandwidth(pl, large))) | \(rate(rl)) (\(bandwidth(rl, large))) | \(String(format: "%.1f×", ol / pl)) | \(String(format: "%.0f%%", 100 * ol / rl)) |")
+print("| 8 B, maxsize 128 | \(rate(osb)) | \(rate(psb)) | \(rate(rs)) | \(String(format: "%.1f×", osb / psb)) | \(String(format: "%.0f%%", 100 * osb / rs)) |")
+print("| 64 KiB, maxsize 128 | \(rate(olb)) (\(bandwidth(olb, large))) | \(rate(plb)) (\(bandwidth(plb, large))) | \(rate(rl)) (\(bandwidth(rl, large))) | \(String(format: "%.1f×", olb / plb)) | \(String(format: "%.0f%%", 100 * olb / rl)) |")
 print("")
 print("| Round trip, 8 B, median | Connection (ours) | Python Pipe() | Python / ours |")
 print("|---|---|---|---|")
 print("| bytes (sendBytes / send_bytes) | \(micro(ort)) | \(micro(prt)) | \(String(format: "%.1f×", prt / ort)) |")
 print("| an Int (send / send, pickled) | \(micro(ortObject)) | \(micro(prtObject)) | \(String(format: "%.1f×", prtObject / ortObject)) |")
 print("")
-print("Targets: 8 B ≥ 5× Python: \(os / ps >= 5 ? "met" : "NOT met"); 64 KiB ≥ 50% of raw pipe: \(ol / rl >= 0.5 ? "met" : "NOT met").")
+print("Targets (default, unbounded queues): 8 B ≥ 5× Python: \(os / ps >= 5 ? "met" : "NOT met"); 64 KiB ≥ 50% of raw pipe: \(ol / rl >= 0.5 ? "met" : "NOT met").")
+print("With maxsize 128: 8 B ≥ 5× Python: \(osb / psb >= 5 ? "met" : "NOT met"); 64 KiB ≥ 50% of raw pipe: \(olb / rl >= 0.5 ? "met" : "NOT met").")

@@ -1,6 +1,6 @@
 """Python's side of QueueBenchmark: the same measurements with multiprocessing.
 
-Usage: peer.py queue SIZE COUNT      -> messages/s, process to process, through multiprocessing.Queue
+Usage: peer.py queue SIZE COUNT [MAXSIZE] -> messages/s, process to process, through multiprocessing.Queue
        peer.py rtt SIZE ITERATIONS   -> median round trip (ns) of send_bytes/recv_bytes over Pipe()
        peer.py rtt-object ITERATIONS -> median round trip (ns) of send/recv of a small int over Pipe()
 Prints one number on stdout.
@@ -16,8 +16,8 @@ def produce(q, size, count):
         q.put(item)
 
 
-def queue_rate(size, count):
-    q = mp.Queue()
+def queue_rate(size, count, maxsize=0):
+    q = mp.Queue(maxsize)
     p = mp.Process(target=produce, args=(q, size, count))
     p.start()
     q.get()  # the first item: the clock starts once both sides run
@@ -74,7 +74,7 @@ def rtt(size, iterations, objects):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "queue":
-        print(queue_rate(int(sys.argv[2]), int(sys.argv[3])))
+        print(queue_rate(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0))
     elif mode == "rtt":
         print(rtt(int(sys.argv[2]), int(sys.argv[3]), False))
     elif mode == "rtt-object":

@@ -166,6 +166,17 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Takes the mutex; after an owner's death, repairs the queue before anything reads it.
     private func lock(_ context: WaitContext) throws {
+        // Holders keep the mutex for one copy (microseconds), so spin a little before sleeping,
+        // as an adaptive mutex does: sleeping and being woken costs more than the wait.
+        var spins = QueueStorage.spinLimit
+        while spins > 0 {
+            if mutex.ownerTID == 0, let acquired = try mutex.tryLock(context.operation) {
+                if acquired == .afterOwnerDied { recover() }
+                return
+            }
+            cmp_ipc_cpu_relax()
+            spins -= 1
+        }
         if try mutex.lock(context) == .afterOwnerDied {
             recover()
         }
