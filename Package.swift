@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
@@ -27,6 +28,17 @@ let package = Package(
                 "CMultiprocessing",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strictSettings
+        ),
+
+        // The seed tutorial's examples, one subcommand each: `swift run examples NAME`.
+        .executableTarget(
+            name: "examples",
+            dependencies: [
+                "Multiprocessing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples",
             swiftSettings: strictSettings
         ),
 
@@ -46,7 +58,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper"],
+            dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
             swiftSettings: strictSettings
         ),
     ],
