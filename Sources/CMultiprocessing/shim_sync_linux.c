@@ -75,5 +75,4 @@ static pthread_t cmp_main_thread_id;
 __attribute__((constructor)) static void cmp_record_main_thread(void) { cmp_main_thread_id = pthread_self(); }
 pthread_t cmp_main_thread(void) { return cmp_main_thread_id; }
 
-int cmp_atexit(void (*handler)(void)) { return atexit(handler); }
 #endif

@@ -64,7 +64,5 @@ int cmp_futex_wait2(uint32_t *word, uint32_t expected, bool shared, uint32_t *ca
 int cmp_thread_create(pthread_t *thread, size_t stack_size, void *(*start)(void *), void *arg);
 /// The pthread of the main thread, recorded by a load-time constructor.
 pthread_t cmp_main_thread(void);
-/// Registers `handler` with atexit(3). 0 or -1.
-int cmp_atexit(void (*handler)(void));
 
 #endif

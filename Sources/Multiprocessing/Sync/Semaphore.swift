@@ -88,6 +88,10 @@ internal struct SemaphoreCore: @unchecked Sendable {
 ///
 /// ``acquire(timeout:)`` takes one unit, waiting while the count is 0, and ``release(_:)`` gives
 /// units back. It lives in shared memory and travels to child processes (`Codable`).
+///
+/// Swift's Glibc overlay (which Foundation re-exports on Linux) also declares a `Semaphore`, a
+/// pointer type for `sem_open`. In a file that imports Foundation or Glibc, write
+/// `Multiprocessing.Semaphore` or use the alias ``CountingSemaphore``.
 public final class Semaphore: Codable, @unchecked Sendable {
     internal let core: SemaphoreCore
 
@@ -141,6 +145,9 @@ public final class Semaphore: Codable, @unchecked Sendable {
         core = try SemaphoreCore(from: decoder, bounded: false)
     }
 }
+
+/// Another name for ``Semaphore``, free of the clash with Glibc's `Semaphore` pointer type.
+public typealias CountingSemaphore = Semaphore
 
 /// A semaphore whose count may not rise above its initial value: Python's `BoundedSemaphore`.
 ///
