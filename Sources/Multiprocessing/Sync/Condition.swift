@@ -253,6 +253,9 @@ public final class Condition: Codable, @unchecked Sendable {
         }
     }
 
+    /// How many waiters are registered (asleep or about to sleep), for tests and diagnostics.
+    internal var registeredWaiters: Int { Int(counts.load() >> 32) }
+
     // MARK: notifying
 
     /// Wakes up to `n` threads or processes waiting on this condition.

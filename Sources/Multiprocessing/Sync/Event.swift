@@ -8,7 +8,7 @@ public final class Event: Codable, @unchecked Sendable {
     // `set()` returns even if `clear()` ran before it woke (the seed's traffic light does just that).
     internal let memory: SharedAllocation
     private var flag: SharedWord { SharedWord(memory.base + 8) }
-    private var sleepers: SharedWord { SharedWord(memory.base + 12) }
+    internal var sleepers: SharedWord { SharedWord(memory.base + 12) }
     internal static let size = 16
 
     /// Creates a lowered event in shared memory.
