@@ -249,7 +249,7 @@ public final class Condition: Codable, @unchecked Sendable {
         }
         switch underlying {
         case .lock: return 1
-        case .rlock(let rlock): return max(1, Int(system_mutexCount(rlock.mutex.mutex)))
+        case .rlock(let rlock): return max(1, Int(rlock.mutex.count))
         }
     }
 

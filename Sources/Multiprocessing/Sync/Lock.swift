@@ -21,7 +21,7 @@
 /// try lock.withLock { counter += 1 }
 /// ```
 public final class Lock: Codable, @unchecked Sendable {
-    // Layout: kind (4) | unused (4) | pthread_mutex_t.
+    // Layout: kind (4) | unused (4) | robust lock (48; see RobustMutex).
     internal let memory: SharedAllocation
     internal let mutex: RobustMutex
 
@@ -91,13 +91,26 @@ public final class Lock: Codable, @unchecked Sendable {
     ///   - timeout: How long to wait for the lock; `nil` waits forever.
     ///   - body: The critical section.
     /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    @inlinable
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
+        // Inlinable, so that the caller's closure is not called through a generic thunk; the lock
+        // itself stays behind the two non-generic entry points.
+        try enterWithLock(timeout)
+        defer { exitWithLock() }
+        return try body()
+    }
+
+    @usableFromInline
+    internal func enterWithLock(_ timeout: Duration?) throws {
         if try mutex.lock(.current(timeout: timeout, "Lock.withLock")) == .afterOwnerDied {
             try mutex.unlock("Lock.withLock")
             throw Lock.ownerDiedError("Lock.withLock")
         }
-        defer { _ = try? mutex.unlock("Lock.withLock") }
-        return try body()
+    }
+
+    @usableFromInline
+    internal func exitWithLock() {
+        _ = try? mutex.unlock("Lock.withLock")
     }
 
     /// Whether some thread (in any process) holds the lock: Python's `locked()`.
