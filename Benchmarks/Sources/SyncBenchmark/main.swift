@@ -145,10 +145,20 @@ var results: [(String, Double)] = []
     let lock = NSLock(), counter = Counter()
     return timed { for _ in 0..<n { lock.lock(); counter.value &+= 1; lock.unlock() } }
 }
-report("Lock acquire+release, uncontended", Double(pairs) / (try median(repeats) { try lockPairs(pairs) }))
-report("Lock withLock, uncontended", Double(pairs) / (try median(repeats) { try lockWithLock(pairs) }))
-report("Mutex withLock, uncontended", Double(pairs) / median(repeats) { mutexWithLock(pairs) })
-report("NSLock lock+unlock, uncontended", Double(pairs) / median(repeats) { nslockPairs(pairs) })
+// Round-robin, so that a burst of load from elsewhere hits every variant alike.
+let uncontended: [(String, (Int) throws -> Double)] = [
+    ("Lock acquire+release, uncontended", lockPairs),
+    ("Lock withLock, uncontended", lockWithLock),
+    ("Mutex withLock, uncontended", mutexWithLock),
+    ("NSLock lock+unlock, uncontended", nslockPairs),
+]
+var uncontendedSamples = Array(repeating: [Double](), count: uncontended.count)
+for _ in 0..<repeats {
+    for (i, variant) in uncontended.enumerated() { uncontendedSamples[i].append(try variant.1(pairs)) }
+}
+for (i, variant) in uncontended.enumerated() {
+    report(variant.0, Double(pairs) / uncontendedSamples[i].sorted()[repeats / 2])
+}
 
 // Contended: two threads (two cores) take turns on one lock.
 report("Lock, 2 threads", Double(pairs) / (try median(repeats) {
