@@ -13,8 +13,10 @@
 /// Unlike Python's `Lock`, this lock is owned by the thread that acquired it: only that thread can
 /// release it (another thread's ``release()`` throws ``MultiprocessingError/Code/misuse``), and
 /// acquiring it again from its owner throws `.misuse` instead of deadlocking. The reason is the robust
-/// mutex underneath, which is how the kernel knows whom to watch for death. In async code, release
-/// the lock before the next `await`, since a task may resume on another thread.
+/// lock underneath, which is how the kernel knows whom to watch for death. In async code, release
+/// the lock before the next `await`, since a task may resume on another thread. Keep a reference
+/// to a lock while a thread holds it: the holding thread's robust list points into the lock's
+/// memory, which is unmapped when the last object using it goes.
 ///
 /// ```swift
 /// let lock = try Lock()
