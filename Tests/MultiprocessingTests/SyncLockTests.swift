@@ -203,8 +203,10 @@ struct SyncLockRobustListTests {
         try owner.start()
         try owner.join()
         #expect(try owner.result(as: [Int32].self) == [0, 0, 0])
-        // The kernel walked the whole list: every lock the thread held is marked.
-        #expect(pthread_mutex_trylock(a.mutex) == EOWNERDEAD)
+        // The kernel walked the whole list: every lock the thread held is marked. (join returns
+        // when the target has returned; the kernel walks the list a moment later, when the thread
+        // exits, so wait for the mark with blocking calls.)
+        #expect(pthread_mutex_lock(a.mutex) == EOWNERDEAD)
         pthread_mutex_consistent(a.mutex)
         pthread_mutex_unlock(a.mutex)
         expectCode(.ownerDied) { try c.acquire(timeout: .seconds(1)) }

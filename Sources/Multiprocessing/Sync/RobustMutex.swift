@@ -14,7 +14,7 @@ import SystemPackage
 /// follows glibc's protocol for it (`list_op_pending`, the `{prev, next}` node where
 /// `pthread_mutex_t` has it); the lock and unlock paths are a compare-and-swap, an exchange and a
 /// few stores: no system call, and about half the cost of a robust `pthread_mutex_t`, whose
-/// general-purpose paths we first used (14 ns per pair against 7 ns now).
+/// general-purpose paths we first used (14 ns per pair against 6.3 ns now, `Mutex` 4.8 ns).
 ///
 /// Waiting: every wait here must end on cancellation, so it is ours. A waiter sets `FUTEX_WAITERS`
 /// in the word, sleeps on it (and on its cancellation word, with `futex_waitv`), and tries again when
