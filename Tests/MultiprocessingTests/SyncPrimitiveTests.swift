@@ -273,7 +273,7 @@ struct SyncConditionTests {
             try condition.withLock { ready.value = 1; try condition.notify() }
         }
         try await condition.withLock {}   // the async twin of withLock
-        try condition.acquire()
+        try await condition.acquire()   // and of acquire
         try notifier.start()
         try await condition.wait(for: { ready.value == 1 }, timeout: .seconds(10))
         #expect(ready.value == 1)
