@@ -56,6 +56,7 @@ func wireVarintSize(_ value: Int) -> Int {
 
 /// `Encoder.userInfo` is `[CodingUserInfoKey: Any]`; ours holds only `Sendable` values.
 func wireUserInfo(_ userInfo: [CodingUserInfoKey: any Sendable]) -> [CodingUserInfoKey: Any] {
+    if userInfo.isEmpty { return [:] }
     var result: [CodingUserInfoKey: Any] = [:]
     for (key, value) in userInfo { result[key] = value }
     return result
