@@ -284,6 +284,10 @@ struct CodecTests {
         // Length varint (4 bytes for 8 MiB) plus the raw bytes: no per-element overhead.
         #expect(encoded.count == bytes.count + 4)
         #expect(try WireDecoder().decode([UInt8].self, from: encoded) == bytes)
+        // Inside a struct, the payload's length is written up front (3 bytes for 64 KiB + 1).
+        let message = Box(value: Array(bytes[0..<65_536]), list: [], maybe: nil)
+        let encodedMessage = try WireEncoder().encode(message)
+        #expect(try WireDecoder().decode(Box<[UInt8]>.self, from: encodedMessage) == message)
         let contiguous = ContiguousArray(bytes[0..<1000])
         #expect(try roundTrip(contiguous) == contiguous)
         let ints = (0..<1000).map { $0 * -7919 }

@@ -334,6 +334,14 @@ struct WireKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     mutating func encode(_ value: UInt128, forKey key: Key) throws { try encodePrimitive(key) { $0.wireAppendVarint(value) } }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+        if let special = value as? any WireEncodableSpecial, let size = special.wireEncodedSize {
+            // A byte array or other fixed-width array: its size is known, write the length first.
+            try state.prepareWrite(index: index, id: id)
+            state.appendKey(key)
+            state.bytes.wireAppendVarint(UInt(size + 1))
+            try special.wireEncode(into: state)
+            return
+        }
         let slot = try beginEntry(key)
         state.path.append(key)
         defer { state.path.removeLast() }

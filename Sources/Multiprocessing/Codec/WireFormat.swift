@@ -88,6 +88,13 @@ struct WireSuperKey: CodingKey {
 /// (a presence tag, so `nil` inside arrays is unambiguous) and arrays of fixed-width numbers.
 protocol WireEncodableSpecial {
     func wireEncode(into state: WireEncodingState) throws
+    /// The exact encoded size when known up front, so that a keyed entry writes its length
+    /// before the value instead of shifting a large payload to widen a reserved length byte.
+    var wireEncodedSize: Int? { get }
+}
+
+extension WireEncodableSpecial {
+    var wireEncodedSize: Int? { nil }
 }
 
 /// The decoding twin of ``WireEncodableSpecial``; a type conforms to both or neither.
@@ -116,6 +123,8 @@ extension Double: WireFixedWidthElement {}
 #endif
 
 extension Array: WireEncodableSpecial where Element: WireFixedWidthElement {
+    var wireEncodedSize: Int? { wireVarintSize(count) + count * MemoryLayout<Element>.stride }
+
     func wireEncode(into state: WireEncodingState) throws {
         state.bytes.wireAppendVarint(UInt(count))
         withUnsafeBytes { state.bytes.append(contentsOf: $0) }
@@ -133,6 +142,8 @@ extension Array: WireDecodableSpecial where Element: WireFixedWidthElement {
 }
 
 extension ContiguousArray: WireEncodableSpecial where Element: WireFixedWidthElement {
+    var wireEncodedSize: Int? { wireVarintSize(count) + count * MemoryLayout<Element>.stride }
+
     func wireEncode(into state: WireEncodingState) throws {
         state.bytes.wireAppendVarint(UInt(count))
         withUnsafeBytes { state.bytes.append(contentsOf: $0) }
