@@ -284,10 +284,18 @@ struct CodecTests {
         // Length varint (4 bytes for 8 MiB) plus the raw bytes: no per-element overhead.
         #expect(encoded.count == bytes.count + 4)
         #expect(try WireDecoder().decode([UInt8].self, from: encoded) == bytes)
-        // Inside a struct, the payload's length is written up front (3 bytes for 64 KiB + 1).
-        let message = Box(value: Array(bytes[0..<65_536]), list: [], maybe: nil)
-        let encodedMessage = try WireEncoder().encode(message)
-        #expect(try WireDecoder().decode(Box<[UInt8]>.self, from: encodedMessage) == message)
+        // Inside nested structs, arrays and Optionals (whose enclosing lengths are widened before
+        // the payload is written, and padded) and beside a large string.
+        let payload = Array(bytes[0..<65_536])
+        let message = Box(value: Box(value: payload, list: [payload, [], payload], maybe: payload), list: [], maybe: nil)
+        #expect(try roundTrip(message) == message)
+        let big = [String(repeating: "é", count: 100_000): [Box(value: "x", list: [String(repeating: "z", count: 70_000)], maybe: nil)]]
+        #expect(try roundTrip(big) == big)
+        // Every prefix of a value whose length fields are padded still fails cleanly.
+        let padded = try WireEncoder().encode(Box(value: [UInt8](repeating: 3, count: 5000), list: [], maybe: nil))
+        for length in stride(from: 0, to: padded.count, by: 97) {
+            #expect(throws: DecodingError.self) { try WireDecoder().decode(Box<[UInt8]>.self, from: padded[0..<length]) }
+        }
         let contiguous = ContiguousArray(bytes[0..<1000])
         #expect(try roundTrip(contiguous) == contiguous)
         let ints = (0..<1000).map { $0 * -7919 }

@@ -29,20 +29,6 @@ extension Array where Element == UInt8 {
     mutating func wireAppendFixed<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
-
-    /// Replaces the one byte reserved at `slot` with `value` as a varint, shifting what follows when
-    /// the varint needs more than one byte. Lengths are written after their content (a Codable
-    /// container never says when it is done), so one byte is reserved and, rarely, widened.
-    @inline(__always)
-    mutating func wirePatchVarint(at slot: Int, _ value: Int) {
-        if value < 0x80 {
-            self[slot] = UInt8(truncatingIfNeeded: value)
-        } else {
-            var encoded: [UInt8] = []
-            encoded.wireAppendVarint(UInt(value))
-            replaceSubrange(slot..<(slot + 1), with: encoded)
-        }
-    }
 }
 
 /// The number of bytes `value` takes as a varint.
