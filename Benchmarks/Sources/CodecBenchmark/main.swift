@@ -1,6 +1,7 @@
 // Encode + decode time of WireEncoder/WireDecoder against Foundation's JSONEncoder/JSONDecoder and
 // binary PropertyListEncoder/PropertyListDecoder, in the same run, on the three shapes messages
-// between processes take: a small struct, a 64 KiB byte payload, and an array of 1,000 small structs.
+// between processes take: a small struct, a 64 KiB byte payload (bare and inside a message struct),
+// and an array of 1,000 small structs.
 //
 //   swift build -c release --package-path Benchmarks
 //   Benchmarks/.build/release/CodecBenchmark
@@ -12,6 +13,12 @@ struct Small: Codable, Equatable {
     var count: Int
     var offset: Int
     var name: String
+}
+
+/// A queue message: a sequence number and a payload.
+struct Message: Codable, Equatable {
+    var sequence: Int
+    var payload: [UInt8]
 }
 
 /// Median nanoseconds of one encode + decode, over `rounds` rounds of `iterations` each.
@@ -92,4 +99,5 @@ print("| value | WireEncoder/Decoder | JSONEncoder/Decoder | PropertyList (binar
 print("|---|---|---|---|---|---|")
 try run("small struct (3 Int + String)", small, iterations: 20_000)
 try run("64 KiB [UInt8]", payload, iterations: 2_000, peerIterations: 2)
+try run("struct { Int, 64 KiB [UInt8] }", Message(sequence: 1, payload: payload), iterations: 2_000, peerIterations: 2)
 try run("[Small] × 1,000", many, iterations: 20)
