@@ -51,7 +51,9 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
         memory.kind.store(SharedKind.array)
     }
 
+    /// The first index: 0.
     public var startIndex: Int { 0 }
+    /// One past the last index: ``count``.
     public var endIndex: Int { count }
 
     /// The built-in lock (Python's `get_lock()`): the same lock subscripts and ``withLock(timeout:_:)`` take.
