@@ -279,6 +279,18 @@ struct SyncConditionTests {
         #expect(ready.value == 1)
         try condition.release()
         try await notifier.join()
+
+        // A cancelled task's wait ends with .cancelled, holding the lock again, and unregisters.
+        let task = Task {
+            try await condition.acquire()
+            defer { try? condition.release() }
+            try await condition.wait()
+        }
+        #expect(eventually { condition.registeredWaiters == 1 })
+        task.cancel()
+        await expectCode(.cancelled) { try await task.value }
+        #expect(condition.registeredWaiters == 0)
+        try await condition.withLock { try condition.notifyAll() }   // the lock was released by the task
     }
 }
 
