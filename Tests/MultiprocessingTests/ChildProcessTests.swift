@@ -253,6 +253,7 @@ struct ChildProcessScenarioTests {
         #expect(result.lines.contains("fork task 81"))
         #expect(result.lines.contains("fork error childFailed TestSupport.TaskFailure"))
         #expect(result.lines.contains("fork identity who true true"))
+        #expect(result.lines.contains("fork self-join misuse"))
     }
 
     @Test func forkIsRefusedOnceAnotherThreadRuns() throws {

@@ -44,7 +44,7 @@ import CMultiprocessing
 
 /// Expects `body` to throw a `MultiprocessingError` with `code`, and returns it.
 @discardableResult
-func expectCode<T>(_ code: MultiprocessingError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T) -> MultiprocessingError? {
+func ipcExpectCode<T>(_ code: MultiprocessingError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T) -> MultiprocessingError? {
     do {
         _ = try body()
         Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)

@@ -163,6 +163,8 @@ internal func system_futexWake(_ word: UnsafeMutablePointer<UInt32>, count: Int3
 }
 
 internal func system_atomicLoad(_ word: UnsafeMutablePointer<UInt32>) -> UInt32 { cmp_atomic_load_u32(word) }
+/// Adds `delta` atomically and returns the previous value.
+internal func system_atomicAdd(_ word: UnsafeMutablePointer<UInt32>, _ delta: UInt32) -> UInt32 { cmp_atomic_fetch_add_u32(word, delta) }
 internal func system_atomicStore(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32) { cmp_atomic_store_u32(word, value) }
 
 // MARK: processes
