@@ -9,7 +9,7 @@ import SystemPackage
 ///
 /// Header page (byte offsets):
 ///
-///     0    robust, process-shared pthread mutex (``RobustMutex``), guards everything below
+///     0    robust, process-shared lock (``RobustMutex``), guards everything below
 ///     64   magic "MPQ2", flags (bit 0: joinable)
 ///     72   capacity: bytes in the data area
 ///     80   maxsize: items, 0 for no limit
