@@ -123,4 +123,4 @@ struct ProcessTerminate: ParsableCommand {
 
 let exampleCommands: [any ParsableCommand.Type] = [
     ProcessStart.self, ProcessArgs.self, ProcessIDs.self, ProcessDaemon.self, ProcessTerminate.self,
-] + threadExampleCommands
+] + threadExampleCommands + ipcExampleCommands
