@@ -245,8 +245,8 @@ struct IPCConnectionTests {
                 outcome.withLock { $0 = error.code }
             } catch {}
         }
-        // Wait until the thread is inside its receive (in flight), without sleeping on a guess:
-        // close is correct whether it comes before or during the wait; both end in .closed.
+        // Close only once the thread is inside its receive, so that this checks the wake-up.
+        try ipcEventually { a.operationsInFlight == 1 }
         a.close()
         try thread.join()
         #expect(outcome.withLock { $0 } == .closed)

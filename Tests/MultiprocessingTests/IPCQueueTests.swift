@@ -118,6 +118,8 @@ struct IPCQueueTests {
             } catch {}
         }
         queue.close()
+        // Close only once the thread waits, so that this checks the wake-up.
+        try ipcEventually { other.storage.waitingConsumers == 1 }
         other.close()
         try thread.join()
         #expect(woken.withLock { $0 } == .closed)

@@ -57,3 +57,14 @@ func ipcExpectCode<T>(_ code: MultiprocessingError.Code, sourceLocation: SourceL
         return nil
     }
 }
+
+/// Waits (yielding the CPU) until `condition` holds; fails after 10 s.
+func ipcEventually(_ condition: () -> Bool) throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !condition() {
+        if ContinuousClock.now > deadline {
+            throw MultiprocessingError(.timedOut, "a condition the test waits for never held")
+        }
+        sched_yield()
+    }
+}

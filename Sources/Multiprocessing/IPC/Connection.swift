@@ -121,6 +121,9 @@ public final class Connection: Sendable, Codable {
     public var isReadable: Bool { role != .writer }
     /// Whether this end can send (a duplex end or a pipe's write end).
     public var isWritable: Bool { role != .reader }
+    /// Calls running on this end in this process (tests wait for a call to be inside its wait).
+    internal var operationsInFlight: Int { lifecycle.withLock { $0.inFlight } }
+
     /// Whether ``close()`` was called on this end in this process.
     public var isClosed: Bool { lifecycle.withLock { $0.closed } }
 

@@ -450,6 +450,9 @@ internal final class QueueStorage: @unchecked Sendable {
 
     internal var isClosed: Bool { closedWord.load() != 0 }
 
+    /// Calls waiting for an item, in every process (tests wait for a consumer to be waiting).
+    internal var waitingConsumers: Int { Int(notEmptyWaiters.load()) }
+
     internal var isFull: Bool {
         maxsize > 0 && relaxedCount >= maxsize
     }
