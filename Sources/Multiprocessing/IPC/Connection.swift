@@ -340,7 +340,8 @@ public final class Connection: Sendable, Codable {
 
     /// Whether a message (or the end of the stream) can be read now or within `timeout`.
     ///
-    /// - Parameter timeout: how long to wait; `nil` waits for ever, `.zero` only checks.
+    /// - Parameter timeout: how long to wait; `nil` waits for ever. The default, `.zero`, only
+    ///   checks, as Python's `poll()` without an argument does.
     /// - Returns: `true` when a receive would find data or the end of the stream.
     /// - Throws: ``MultiprocessingError/Code/misuse`` on a write-only end;
     ///   ``MultiprocessingError/Code/closed``.
@@ -350,11 +351,13 @@ public final class Connection: Sendable, Codable {
 
     /// Waits without blocking the cooperative pool until a message can be read; see ``poll(timeout:)``.
     ///
-    /// - Parameter timeout: how long to wait; `nil` waits for ever.
+    /// - Parameter timeout: how long to wait; `nil` waits for ever, `.zero` (the default, as for
+    ///   the blocking twin) only checks.
     /// - Returns: `true` when a receive would find data or the end of the stream.
     /// - Throws: as ``poll(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
-    public func poll(timeout: Duration? = nil) async throws -> Bool {
-        try await ipcRunBlocking { interrupt in
+    public func poll(timeout: Duration? = .zero) async throws -> Bool {
+        if timeout == .zero { return try poll(timeout: .zero, interrupt: nil) }
+        return try await ipcRunBlocking { interrupt in
             try self.poll(timeout: timeout, interrupt: interrupt)
         }
     }
