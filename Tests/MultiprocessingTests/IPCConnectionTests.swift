@@ -135,6 +135,7 @@ struct IPCConnectionTests {
         #expect(try reader.receive([UInt8].self, timeout: .zero) == [1])
         writer.close()
         #expect(try reader.receiveBytes(timeout: .seconds(5)) == [2])
+        #expect(try reader.poll() == true)  // as in Python, the end of the stream polls as readable
         ipcExpectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(5)) }
         ipcExpectCode(.endOfStream) { try reader.receiveBytes() }
         // Sending to a closed receiver is also the end of the stream, not a signal.
