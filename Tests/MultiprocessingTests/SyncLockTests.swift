@@ -106,7 +106,8 @@ struct SyncLockTests {
         try lock.acquire()
         let waiter = OSThread { try lock.acquire() }
         try waiter.start()
-        // The waiter is blocked (or about to be); cancel must reach it either way.
+        // Cancel once the waiter sleeps (it has set FUTEX_WAITERS): cancel must wake it.
+        #expect(eventually { lock.mutex.word.load() & system_futexWaitersBit != 0 })
         waiter.cancel()
         try waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
@@ -160,6 +161,7 @@ struct SyncLockTests {
         try await held.wait()
         await expectCode(.timedOut) { try await lock.acquire(timeout: .milliseconds(30)) }
         let task = Task { try await lock.acquire() }
+        #expect(eventually { lock.mutex.word.load() & system_futexWaitersBit != 0 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         done.set()

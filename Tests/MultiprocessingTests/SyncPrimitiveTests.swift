@@ -103,6 +103,7 @@ struct SyncSemaphoreTests {
 
         let sleeper = OSThread { try semaphore.acquire() }
         try sleeper.start()
+        #expect(eventually { semaphore.core.sleepers.load() == 1 })
         sleeper.cancel()
         try sleeper.join(timeout: .seconds(5))
         #expect((sleeper.error as? MultiprocessingError)?.code == .cancelled)
@@ -120,6 +121,7 @@ struct SyncSemaphoreTests {
     func asyncAcquire() async throws {
         let semaphore = try Semaphore(0)
         let task = Task { try await semaphore.acquire() }
+        #expect(eventually { semaphore.core.sleepers.load() == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         async let got: Void = semaphore.acquire(timeout: .seconds(10))
@@ -179,10 +181,12 @@ struct SyncEventTests {
         expectCode(.timedOut) { try event.wait(timeout: .milliseconds(30)) }
         let waiter = OSThread { try event.wait() }
         try waiter.start()
+        #expect(eventually { event.sleepers.load() == 1 })
         waiter.cancel()
         try await waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
         let task = Task { try await event.wait() }
+        #expect(eventually { event.sleepers.load() == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         event.set()
@@ -258,6 +262,7 @@ struct SyncConditionTests {
         }
         let waiter = OSThread { try condition.withLock { try condition.wait() } }
         try waiter.start()
+        #expect(eventually { condition.registeredWaiters == 1 })
         waiter.cancel()
         try waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
