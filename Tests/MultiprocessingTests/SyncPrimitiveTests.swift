@@ -121,7 +121,7 @@ struct SyncSemaphoreTests {
     func asyncAcquire() async throws {
         let semaphore = try Semaphore(0)
         let task = Task { try await semaphore.acquire() }
-        #expect(eventually { semaphore.core.sleepers.load() == 1 })
+        #expect(await eventuallyAsync { semaphore.core.sleepers.load() == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         async let got: Void = semaphore.acquire(timeout: .seconds(10))
@@ -181,12 +181,12 @@ struct SyncEventTests {
         expectCode(.timedOut) { try event.wait(timeout: .milliseconds(30)) }
         let waiter = OSThread { try event.wait() }
         try waiter.start()
-        #expect(eventually { event.sleepers.load() == 1 })
+        #expect(await eventuallyAsync { event.sleepers.load() == 1 })
         waiter.cancel()
         try await waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
         let task = Task { try await event.wait() }
-        #expect(eventually { event.sleepers.load() == 1 })
+        #expect(await eventuallyAsync { event.sleepers.load() == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         event.set()
@@ -291,7 +291,7 @@ struct SyncConditionTests {
             defer { try? condition.release() }
             try await condition.wait()
         }
-        #expect(eventually { condition.registeredWaiters == 1 })
+        #expect(await eventuallyAsync { condition.registeredWaiters == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         #expect(condition.registeredWaiters == 0)
@@ -347,7 +347,7 @@ struct SyncBarrierTests {
         let barrier = try Barrier(parties: 2)
         let waiter = OSThread { try barrier.wait() }
         try waiter.start()
-        #expect(eventually { barrier.waitingCount == 1 })
+        #expect(await eventuallyAsync { barrier.waitingCount == 1 })
         barrier.abort()
         try await waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .broken)
@@ -359,7 +359,7 @@ struct SyncBarrierTests {
 
         let cancelled = try Barrier(parties: 2)
         let task = Task { try await cancelled.wait() }
-        #expect(eventually { cancelled.waitingCount == 1 })
+        #expect(await eventuallyAsync { cancelled.waitingCount == 1 })
         task.cancel()
         await expectCode(.cancelled) { _ = try await task.value }
         #expect(cancelled.isBroken)
