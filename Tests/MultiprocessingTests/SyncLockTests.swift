@@ -1,0 +1,169 @@
+import Testing
+import Synchronization
+@testable import Multiprocessing
+
+/// A counter that is deliberately not atomic: only a lock keeps its updates exact.
+final class UnsafeCounter: @unchecked Sendable {
+    var value: Int
+    init(_ value: Int) { self.value = value }
+}
+
+func expectCode(_ code: MultiprocessingError.Code, _ body: () throws -> Void,
+                sourceLocation: SourceLocation = #_sourceLocation) {
+    do {
+        try body()
+        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
+    } catch let error as MultiprocessingError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+func expectCode(_ code: MultiprocessingError.Code, _ body: () async throws -> Void,
+                sourceLocation: SourceLocation = #_sourceLocation) async {
+    do {
+        try await body()
+        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
+    } catch let error as MultiprocessingError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("SyncLock")
+struct SyncLockTests {
+    @Test("the seed: 100 threads decrement a counter under a Lock and leave exactly 0")
+    func hundredThreadsDecrement() throws {
+        let lock = try Lock()
+        let counter = UnsafeCounter(100 * 1000)
+        let threads = (0..<100).map { _ in
+            OSThread {
+                for _ in 0..<1000 {
+                    try lock.withLock {
+                        let seen = counter.value
+                        counter.value = seen - 1
+                    }
+                }
+            }
+        }
+        for thread in threads { try thread.start() }
+        for thread in threads { try thread.join() }
+        #expect(counter.value == 0)
+        #expect(threads.allSatisfy { $0.error == nil })
+        #expect(!lock.isLocked)
+    }
+
+    @Test("tryAcquire, isLocked, and the owner's second acquire is misuse, not a deadlock")
+    func ownership() throws {
+        let lock = try Lock()
+        #expect(try lock.tryAcquire())
+        #expect(lock.isLocked)
+        expectCode(.misuse) { try lock.acquire(timeout: .seconds(5)) }
+        expectCode(.misuse) { _ = try lock.tryAcquire() }
+        try lock.release()
+        #expect(!lock.isLocked)
+        expectCode(.misuse) { try lock.release() }
+    }
+
+    @Test("another thread cannot release the lock: misuse")
+    func releaseFromOtherThread() throws {
+        let lock = try Lock()
+        try lock.acquire()
+        let other = OSThread { try lock.release() }
+        try other.start()
+        try other.join()
+        #expect((other.error as? MultiprocessingError)?.code == .misuse)
+        #expect(lock.isLocked)
+        try lock.release()
+    }
+
+    @Test("acquire times out while another thread holds the lock")
+    func timeout() throws {
+        let lock = try Lock()
+        let held = try Event(), done = try Event()
+        let holder = OSThread {
+            try lock.withLock { held.set(); try done.wait(timeout: .seconds(10)) }
+        }
+        try holder.start()
+        try held.wait(timeout: .seconds(10))
+        let start = ContinuousClock.now
+        expectCode(.timedOut) { try lock.acquire(timeout: .milliseconds(50)) }
+        let waited = ContinuousClock.now - start
+        #expect(waited >= .milliseconds(50) && waited < .seconds(2))
+        #expect(try lock.tryAcquire() == false)
+        done.set()
+        try holder.join()
+        try lock.acquire(timeout: .seconds(5))
+        try lock.release()
+    }
+
+    @Test("cancelling a thread wakes its blocked acquire with .cancelled")
+    func cancellation() throws {
+        let lock = try Lock()
+        try lock.acquire()
+        let waiter = OSThread { try lock.acquire() }
+        try waiter.start()
+        // The waiter is blocked (or about to be); cancel must reach it either way.
+        waiter.cancel()
+        try waiter.join(timeout: .seconds(5))
+        #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
+        try lock.release()
+    }
+
+    @Test("a thread that exits holding the lock: the next acquirer gets .ownerDied with the lock held")
+    func threadOwnerDied() throws {
+        let lock = try Lock()
+        let owner = OSThread { try lock.acquire() }   // exits without releasing
+        try owner.start()
+        try owner.join()
+        expectCode(.ownerDied) { try lock.acquire(timeout: .seconds(5)) }
+        #expect(lock.isLocked)
+        try lock.release()
+        // Consistent again: a plain acquire works.
+        try lock.withLock {}
+    }
+
+    @Test("waiters sleep and are woken: contended hand-offs stay exact")
+    func contendedHandOff() throws {
+        let lock = try Lock()
+        let counter = UnsafeCounter(0)
+        let threads = (0..<4).map { _ in
+            OSThread {
+                for _ in 0..<20_000 { try lock.withLock { counter.value += 1 } }
+            }
+        }
+        for t in threads { try t.start() }
+        for t in threads { try t.join() }
+        #expect(counter.value == 80_000)
+    }
+
+    @Test("async acquire and withLock wait off the pool and honour Task cancellation")
+    func asyncTwins() async throws {
+        let lock = try Lock()
+        let counter = UnsafeCounter(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for _ in 0..<500 { try await lock.withLock { counter.value += 1 } }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(counter.value == 4000)
+
+        let held = try Event(), done = try Event()
+        let holder = OSThread { try lock.withLock { held.set(); try done.wait(timeout: .seconds(10)) } }
+        try holder.start()
+        try await held.wait()
+        await expectCode(.timedOut) { try await lock.acquire(timeout: .milliseconds(30)) }
+        let task = Task { try await lock.acquire() }
+        task.cancel()
+        await expectCode(.cancelled) { try await task.value }
+        done.set()
+        try await holder.join()
+        try await lock.acquire(timeout: .seconds(5))
+        try lock.release()
+    }
+}
