@@ -122,7 +122,7 @@ struct IPCQueueTests {
     func descriptorItemsRefused() throws {
         let queue = try Queue<IPCReceiveHandles.Handles>()
         let (a, _) = try Connection.pipe()
-        let error = expectCode(.coding) { try queue.put(.init(label: "x", reply: a, queue: try Queue<Int>())) }
+        let error: MultiprocessingError? = expectCode(.coding) { try queue.put(.init(label: "x", reply: a, queue: try Queue<Int>())) }
         #expect(error?.message.contains("shared memory") == true)
         #expect(queue.empty)
     }

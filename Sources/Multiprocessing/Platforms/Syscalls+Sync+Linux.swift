@@ -86,12 +86,6 @@ internal func system_atfork(child: @convention(c) () -> Void) {
     _ = pthread_atfork(nil, nil, child)
 }
 
-/// `atexit(3)`.
-@discardableResult
-internal func system_atexit(_ handler: @convention(c) () -> Void) -> Bool {
-    cmp_atexit(handler) == 0
-}
-
 /// The (device, inode) of an open descriptor: tells two descriptors of one memfd apart from others.
 internal func system_fileIdentity(_ fd: CInt) throws(Errno) -> (device: UInt64, inode: UInt64, size: Int) {
     var out = cmp_stat_t()
