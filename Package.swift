@@ -61,6 +61,12 @@ let package = Package(
             dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
             swiftSettings: strictSettings
         ),
+        // End-to-end tests of the seed's examples: they run the built `examples` binary.
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["examples"],
+            swiftSettings: strictSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -150,6 +150,7 @@ struct ThreadStop: ParsableCommand {
         }
         try t.start()
         pause(seconds: after)
+        while rounds.load(ordering: .relaxed) == 0 { usleep(1000) }   // at least one round, on a busy machine
         t.cancel()                                   // stop_thread(t)
         try t.join()
         say("stopped: thread \(t.name) ended by cancellation after \(rounds.load(ordering: .relaxed)) rounds (\(t.error.map { "\($0)" } ?? "no error"))")
