@@ -13,9 +13,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
+        .library(name: "MPCopy", targets: ["MPCopy"]),
+        .executable(name: "mpcp", targets: ["mpcp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        // Only the mpcp executable uses it; no library depends on it.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
@@ -25,6 +29,26 @@ let package = Package(
             name: "Multiprocessing",
             dependencies: [
                 "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // mpcp's engine: parallel walk, chunked copy, temp+rename. A library shared by the CLI and tests.
+        .target(
+            name: "MPCopy",
+            dependencies: [
+                "Multiprocessing",
+                "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The thin mpcp command line.
+        .executableTarget(
+            name: "mpcp",
+            dependencies: [
+                "MPCopy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strictSettings
@@ -47,6 +71,11 @@ let package = Package(
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MPCopyTests",
+            dependencies: ["MPCopy", "mpcp"],
             swiftSettings: strictSettings
         ),
     ],
