@@ -64,7 +64,9 @@ struct MPCP: ParsableCommand {
         if paths.isEmpty { throw ValidationError("missing file operand") }
         if paths.count == 1 { throw ValidationError("missing destination file operand after '\(paths[0])'") }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, not \(jobs)") }
-        if let preserve { _ = try PreservedAttributes(parsing: preserve) }
+        if let preserve {
+            do { _ = try PreservedAttributes(parsing: preserve) } catch { throw ValidationError(error.message) }
+        }
         if WorkerKind(rawValue: workers) == nil {
             throw ValidationError("--workers must be 'threads' or 'processes', not '\(workers)'")
         }
