@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -221,3 +222,51 @@ int cmp_at_symlink_follow(void) { return AT_SYMLINK_FOLLOW; }
 int cmp_o_path(void) { return O_PATH; }
 int cmp_fadvise_sequential(int fd) { return posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) == 0 ? 0 : -EINVAL; }
 #endif
+
+uint32_t cmp_atomic_load_u32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
+void cmp_atomic_store_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
+bool cmp_atomic_cas_u32(uint32_t *word, uint32_t *expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(word, expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+uint32_t cmp_atomic_fetch_add_u32(uint32_t *word, uint32_t delta) {
+    return __atomic_fetch_add(word, delta, __ATOMIC_ACQ_REL);
+}
+
+int cmp_thread_count(void) {
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    char *p = strrchr(buf, ')');
+    if (!p) return -1;
+    p++;
+    // Fields after ')' start at field 3; num_threads is field 20.
+    int field = 2;
+    while (*p && field < 20) {
+        if (*p == ' ') field++;
+        p++;
+    }
+    return field == 20 ? atoi(p) : -1;
+}
+
+int cmp_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+              char *const argv[], char *const envp[]) {
+    posix_spawnattr_t attr;
+    int r = posix_spawnattr_init(&attr);
+    if (r != 0) return -r;
+    sigset_t empty, all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    r = posix_spawn(pid, path, actions, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    return -r;
+}
+
+char **cmp_environ(void) { return environ; }

@@ -1,2 +1,117 @@
+// The helper binary for the tests. As a child, bootstrap() runs the task the parent sent. As a
+// parent, it runs a scenario that needs a process of its own: a clean, single-threaded main (fork),
+// its own exit (non-daemon children), or a parent that a test can SIGKILL.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Multiprocessing
 import TestSupport
+
+let arguments = CommandLine.arguments
+if arguments.count > 1 && arguments[1] == "no-bootstrap" {
+    // A program that forgot bootstrap(): starting a spawn child must be refused, not fork-bombed.
+    do {
+        try ChildProcess(Square(x: 2)).start()
+        print("started")
+    } catch {
+        print("refused: \(error)")
+    }
+    exit(0)
+}
+
+Multiprocessing.bootstrap()
+
+func say(_ text: String) {
+    print(text)
+    fflush(nil)
+}
+
+func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
+    switch name {
+    case "daemon-orphan":
+        // Start a long daemon child and a long non-daemon child, print their pids, then wait to be killed.
+        let daemon = ChildProcess(SleepBlocking(milliseconds: 60_000), daemon: true)
+        try daemon.start()
+        let method: StartMethod = rest.first == "forkserver" ? .forkServer : .spawn
+        let viaMethod = ChildProcess(SleepBlocking(milliseconds: 60_000), daemon: true, startMethod: method)
+        try viaMethod.start()
+        say("pids \(daemon.pid ?? -1) \(viaMethod.pid ?? -1)")
+        while true { pause() }
+
+    case "nondaemon-exit":
+        // main returns at once; the program must still wait for its non-daemon child.
+        let child = ChildProcess(Say(line: "child done"), name: "late")
+        let slow = ChildProcess(SleepBlocking(milliseconds: 300))
+        try slow.start()
+        try child.start()
+        let daemon = ChildProcess(SleepBlocking(milliseconds: 60_000), daemon: true)
+        try daemon.start()
+        say("main done daemon=\(daemon.pid ?? -1)")
+
+    case "fork":
+        let child = ChildProcess<Int>(name: "forked") { 6 * 7 }
+        try child.start()
+        say("fork value \(try child.value()) name \(child.name)")
+        let task = ChildProcess(Square(x: 9), startMethod: .fork)
+        try task.start()
+        say("fork task \(try task.value())")
+        let failing = ChildProcess<Int>(forking: { throw TaskFailure(reason: "in fork") })
+        try failing.start()
+        do {
+            _ = try failing.value()
+        } catch let error as MultiprocessingError {
+            say("fork error \(error.code) \(error.remoteTypeName ?? "-")")
+        }
+        let identity = ChildProcess(Describe(words: ["a"], options: [:]), name: "who", daemon: true, startMethod: .fork)
+        try identity.start()
+        let report = try identity.value()
+        say("fork identity \(report.processName) \(report.parentPID == CurrentProcess.pid) \(report.isDaemon)")
+
+    case "fork-threads":
+        // After this process has started another thread, fork must be refused.
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { _ in
+            while true { pause() }
+        }, nil)
+        let child = ChildProcess<Int>(forking: { 1 })
+        do {
+            try child.start()
+            say("forked anyway")
+        } catch let error as MultiprocessingError {
+            say("refused \(error.code)")
+        }
+
+    case "forkserver":
+        var children: [ChildProcess<Int>] = []
+        for x in 1...5 {
+            let child = ChildProcess(Square(x: x), startMethod: .forkServer)
+            try child.start()
+            children.append(child)
+        }
+        say("forkserver values \(try children.map { try $0.value() })")
+        let crash = ChildProcess(Crash(kind: .exit3), startMethod: .forkServer)
+        try crash.start()
+        try crash.join()
+        say("forkserver exit \(crash.exitCode ?? 99)")
+        let sleeper = ChildProcess(SleepBlocking(milliseconds: 30_000), startMethod: .forkServer)
+        try sleeper.start()
+        try sleeper.terminate()
+        try sleeper.join()
+        say("forkserver terminated \(sleeper.exitCode ?? 99)")
+
+    default:
+        say("unknown scenario \(name)")
+        exit(64)
+    }
+}
+
+if arguments.count > 2 && arguments[1] == "scenario" {
+    do {
+        try scenario(arguments[2], arguments.dropFirst(3))
+    } catch {
+        say("scenario failed: \(error)")
+        exit(1)
+    }
+} else if arguments.count == 1 {
+    say("mp-test-helper: run by the tests (as a child, or with `scenario NAME`)")
+}

@@ -95,3 +95,17 @@ int cmp_o_path(void);            // O_PATH
 int cmp_fadvise_sequential(int fd); // posix_fadvise(POSIX_FADV_SEQUENTIAL); 0 or -errno
 
 #endif
+
+// MARK: atomics on plain memory (futex words that Swift's Atomic cannot expose an address for)
+uint32_t cmp_atomic_load_u32(const uint32_t *word);
+void cmp_atomic_store_u32(uint32_t *word, uint32_t value);
+bool cmp_atomic_cas_u32(uint32_t *word, uint32_t *expected, uint32_t desired);
+uint32_t cmp_atomic_fetch_add_u32(uint32_t *word, uint32_t delta);
+
+// MARK: process start
+/// Number of threads in this process (from /proc/self/stat), or -1 if unknown.
+int cmp_thread_count(void);
+/// posix_spawn with the process's signal mask and default signal dispositions reset in the child.
+int cmp_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+              char *const argv[], char *const envp[]);
+char **cmp_environ(void);

@@ -162,6 +162,9 @@ internal func system_futexWake(_ word: UnsafeMutablePointer<UInt32>, count: Int3
     Int(cmp_futex_wake(word, count, shared))
 }
 
+internal func system_atomicLoad(_ word: UnsafeMutablePointer<UInt32>) -> UInt32 { cmp_atomic_load_u32(word) }
+internal func system_atomicStore(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32) { cmp_atomic_store_u32(word, value) }
+
 // MARK: processes
 
 internal func system_kill(_ pid: pid_t, _ signal: CInt) throws(Errno) {
@@ -191,6 +194,14 @@ internal func system_waitpid(_ pid: pid_t, block: Bool) throws(Errno) -> CInt? {
     let r = try valueOrErrno { Glibc.waitpid(pid, &status, block ? 0 : WNOHANG) }
     return r == 0 ? nil : status
 }
+
+/// The wait(2) status macros: the signal that ended the process, or its exit code.
+internal func system_decodeWaitStatus(_ status: CInt) -> (exitCode: CInt, signal: CInt?) {
+    if cmp_wifsignaled(status) { return (0, cmp_wtermsig(status)) }
+    return (cmp_wexitstatus(status), nil)
+}
+
+internal func system_threadCount() -> Int { Int(cmp_thread_count()) }
 
 internal func system_fork() throws(Errno) -> pid_t {
     try valueOrErrno(retryOnInterrupt: false) { Glibc.fork() }

@@ -1,0 +1,183 @@
+#if os(Linux)
+import Glibc
+import SystemPackage
+
+/// Messages on the fork server's control socket (SOCK_SEQPACKET: one message per send, kept whole).
+/// Each is 16 bytes: a 4-byte kind, a 4-byte value and the 8-byte id of the parent's child record.
+internal enum ForkServerMessage: Equatable {
+    /// Parent → server: fork a child for this record; the child's socket travels with the message.
+    case fork(recordID: UInt64, daemon: Bool)
+    /// Server → parent: the child is running with this pid.
+    case started(recordID: UInt64, pid: Int32)
+    /// Server → parent: fork failed with this errno.
+    case failed(recordID: UInt64, errno: Int32)
+    /// Server → parent: the child exited with this wait status.
+    case exited(recordID: UInt64, waitStatus: Int32)
+
+    static let size = 16
+
+    var bytes: [UInt8] {
+        let (kind, value, id): (UInt32, Int32, UInt64)
+        switch self {
+        case .fork(let r, let daemon): (kind, value, id) = (1, daemon ? 1 : 0, r)
+        case .started(let r, let pid): (kind, value, id) = (2, pid, r)
+        case .failed(let r, let errno): (kind, value, id) = (3, errno, r)
+        case .exited(let r, let status): (kind, value, id) = (4, status, r)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.size)
+        withUnsafeBytes(of: kind.littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: id.littleEndian) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    init?(_ bytes: some Collection<UInt8>) {
+        let b = Array(bytes)
+        guard b.count == Self.size else { return nil }
+        func int(_ range: Range<Int>) -> UInt64 {
+            var v: UInt64 = 0
+            for (shift, i) in range.enumerated() { v |= UInt64(b[i]) << (8 * UInt64(shift)) }
+            return v
+        }
+        let kind = UInt32(int(0..<4))
+        let value = Int32(bitPattern: UInt32(int(4..<8)))
+        let id = int(8..<16)
+        switch kind {
+        case 1: self = .fork(recordID: id, daemon: value != 0)
+        case 2: self = .started(recordID: id, pid: value)
+        case 3: self = .failed(recordID: id, errno: value)
+        case 4: self = .exited(recordID: id, waitStatus: value)
+        default: return nil
+        }
+    }
+}
+
+/// The parent's side of the fork server.
+internal struct ForkServerLink: Sendable {
+    let socket: Int32
+    let pid: Int32
+    var pending: [UInt64: StartReply] = [:]
+
+    /// Spawns the fork server: this same executable, re-executed, which `bootstrap()` turns into a
+    /// single-threaded server before any user code or thread runs. Called on the monitor thread.
+    static func start() throws -> ForkServerLink {
+        do throws(Errno) {
+            let (mine, theirs) = try system_socketpairSeqpacket()
+            defer { system_close(theirs) }
+            let plan = SpawnPlan(
+                executable: ChildProcessConfiguration.executable,
+                arguments: CommandLine.arguments,
+                environment: [
+                    "\(ChildEnvironment.forkServer)=\(ChildEnvironment.socketNumber)",
+                    "\(ChildEnvironment.parentPID)=\(system_getpid())",
+                    "\(ChildEnvironment.daemon)=1",
+                ],
+                childSocket: theirs)
+            let pid: Int32
+            do throws(Errno) {
+                pid = try system_spawnChild(plan)
+            } catch {
+                system_close(mine)
+                throw error
+            }
+            try system_setNonBlocking(mine, true)
+            return ForkServerLink(socket: mine, pid: pid)
+        } catch {
+            throw MultiprocessingError(.childStartFailed, "Could not start the fork server: \(error)", errno: error)
+        }
+    }
+
+    func requestChild(recordID: UInt64, daemon: Bool, socket childSocket: Int32) throws {
+        let bytes = ForkServerMessage.fork(recordID: recordID, daemon: daemon).bytes
+        do {
+            _ = try bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in
+                try system_sendWithDescriptors(socket, buffer, [childSocket])
+            }
+        } catch {
+            throw MultiprocessingError(.childStartFailed, "The fork server did not take the request: \(error)", errno: error as? Errno)
+        }
+    }
+
+    /// The next message, or nil when none is waiting. Throws when the server has gone.
+    func receive() throws -> ForkServerMessage? {
+        var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
+        let n: Int
+        do {
+            n = try buffer.withUnsafeMutableBytes { (raw) throws(Errno) -> Int in try system_read(socket, raw) }
+        } catch let error as Errno {
+            if error == .wouldBlock { return nil }
+            throw MultiprocessingError.system("reading from the fork server", error)
+        }
+        guard n > 0 else { throw MultiprocessingError(.childDied, "The fork server exited.") }
+        guard let message = ForkServerMessage(buffer.prefix(n)) else {
+            throw MultiprocessingError(.malformedFrame, "The fork server sent a message that is not one.")
+        }
+        return message
+    }
+}
+
+/// The fork server's own loop. It runs in a re-executed copy of the program, from `bootstrap()`,
+/// before any thread exists; every `fork()` here is therefore safe. It forks one child per request,
+/// reaps its children through pidfds and reports their exits. It exits when the parent closes the
+/// control socket, and dies with the parent (`PR_SET_PDEATHSIG`).
+internal func runForkServer(control: Int32) -> Never {
+    struct Child { var pid: Int32; var recordID: UInt64 }
+    var children: [Int32: Child] = [:] // by pidfd
+
+    func send(_ message: ForkServerMessage) {
+        let bytes = message.bytes
+        _ = try? bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in try system_sendWithDescriptors(control, buffer, []) }
+    }
+
+    while true {
+        var pollSet = [pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
+        let pidfds = Array(children.keys)
+        for fd in pidfds { pollSet.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        if Glibc.poll(&pollSet, nfds_t(pollSet.count), -1) <= 0 { continue }
+
+        for entry in pollSet.dropFirst() where entry.revents != 0 {
+            guard let child = children.removeValue(forKey: entry.fd) else { continue }
+            system_close(entry.fd)
+            if let status = try? system_waitpid(child.pid, block: true) {
+                send(.exited(recordID: child.recordID, waitStatus: status))
+            }
+        }
+
+        guard pollSet[0].revents != 0 else { continue }
+        var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
+        let received = try? buffer.withUnsafeMutableBytes { raw in
+            try system_receiveWithDescriptors(control, raw, maxDescriptors: 4)
+        }
+        guard let received, received.count > 0 else {
+            // The parent closed the control socket (it is exiting) or it broke: stop serving.
+            system__exit(0)
+        }
+        guard case .fork(let recordID, let daemon)? = ForkServerMessage(buffer.prefix(received.count)),
+              received.descriptors.count == 1 else {
+            for fd in received.descriptors { system_close(fd) }
+            continue
+        }
+        let socket = received.descriptors[0]
+        let serverPID = system_getpid()
+        let pid: Int32
+        do throws(Errno) {
+            pid = try system_fork()
+        } catch {
+            system_close(socket)
+            send(.failed(recordID: recordID, errno: error.rawValue))
+            continue
+        }
+        if pid == 0 {
+            system_close(control)
+            for fd in children.keys { system_close(fd) }
+            ChildRuntime.run(socket: socket, parentPID: serverPID, daemon: daemon)
+        }
+        system_close(socket)
+        if let pidfd = try? system_pidfdOpen(pid) {
+            children[pidfd] = Child(pid: pid, recordID: recordID)
+        }
+        send(.started(recordID: recordID, pid: pid))
+    }
+}
+#endif

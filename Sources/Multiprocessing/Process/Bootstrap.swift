@@ -1,0 +1,239 @@
+import Synchronization
+import SystemPackage
+
+/// Call this first in `main`, before anything else: the Swift twin of Python's
+/// `if __name__ == '__main__':` guard.
+///
+/// In the program a user starts, it returns at once (and arranges for the program's exit to wait for
+/// its non-daemon children, as Python's does). In a spawned child, it never returns: it reads the
+/// task the parent sent, runs it, reports the result and exits, so the rest of `main` never runs in
+/// the child. In the fork server, it never returns either: it serves fork requests until the parent
+/// exits.
+///
+/// ```swift
+/// @main struct App {
+///     static func main() throws {
+///         Multiprocessing.bootstrap()
+///         // ...the program...
+///     }
+/// }
+/// ```
+public func bootstrap() {
+    if let socket = ChildRuntime.takeEnvironmentDescriptor(ChildEnvironment.forkServer) {
+        let parent = ChildRuntime.takeParentPID()
+        system_unsetenv(ChildEnvironment.daemon)
+        ChildRuntime.dieWithParent(parent)
+        runForkServer(control: socket)
+    }
+    if let socket = ChildRuntime.takeEnvironmentDescriptor(ChildEnvironment.child) {
+        let parent = ChildRuntime.takeParentPID()
+        let daemon = system_getenv(ChildEnvironment.daemon) == "1"
+        system_unsetenv(ChildEnvironment.daemon)
+        ChildRuntime.run(socket: socket, parentPID: parent, daemon: daemon)
+    }
+    CurrentProcess.identity.withLock { $0.bootstrapped = true }
+    ChildRuntime.installExitHandler()
+}
+
+/// What runs inside a child, and the parent's exit handler.
+internal enum ChildRuntime {
+    static var isBootstrapped: Bool { CurrentProcess.identity.withLock { $0.bootstrapped } }
+
+    private static let exitHandlerInstalled = Atomic<Bool>(false)
+
+    /// At exit, as Python does: terminate daemon children, then wait for every child.
+    static func installExitHandler() {
+        guard exitHandlerInstalled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        system_atexit { ChildRuntime.waitForChildrenAtExit() }
+    }
+
+    static func waitForChildrenAtExit() {
+        let live = ProcessMonitor.shared.liveRecords
+        for record in live where record.daemon { try? record.signal(.terminate) }
+        for record in live { _ = record.finished.wait(until: .never) }
+    }
+
+    static func takeEnvironmentDescriptor(_ name: String) -> Int32? {
+        guard let text = system_getenv(name) else { return nil }
+        system_unsetenv(name)
+        guard let fd = Int32(text), fd >= 0 else {
+            system_writeStderr("multiprocessing: \(name)=\(text) is not a descriptor number; exiting.\n")
+            system__exit(70)
+        }
+        return fd
+    }
+
+    static func takeParentPID() -> Int32 {
+        let text = system_getenv(ChildEnvironment.parentPID)
+        system_unsetenv(ChildEnvironment.parentPID)
+        return text.flatMap { Int32($0) } ?? system_getppid()
+    }
+
+    /// Arms `PR_SET_PDEATHSIG`, then checks that the parent did not die before it was armed.
+    static func dieWithParent(_ parent: Int32) {
+        _ = try? system_setParentDeathSignal(Signal.kill.rawValue)
+        if system_getppid() != parent { system__exit(1) }
+    }
+
+    // MARK: spawned and fork-server children
+
+    /// Runs the task the parent sends on `socket`, reports the outcome and exits. Never returns.
+    static func run(socket: Int32, parentPID: Int32, daemon: Bool) -> Never {
+        if daemon { dieWithParent(parentPID) }
+        // Our own grandchildren must not inherit the channel to our parent.
+        try? system_setCloseOnExec(socket, true)
+
+        let handshake: ChildHandshake
+        let transfer: DescriptorTransfer
+        do {
+            (handshake, transfer) = try readHandshake(socket)
+        } catch {
+            report(.setupFailed("The handshake from the parent was unreadable: \(error)"), on: socket)
+            system_exit(1)
+        }
+        CurrentProcess.identity.withLock { identity in
+            identity.name = handshake.processName
+            identity.daemon = handshake.daemon
+            identity.isChild = true
+            identity.bootstrapped = true
+        }
+        installExitHandler()
+
+        guard let type = _typeByName(handshake.taskTypeName) else {
+            transfer.closeUnclaimed()
+            report(.setupFailed("The child could not find the task type \(handshake.typeDisplayName) by its runtime name. A task type must not be private, fileprivate or declared inside a function, and the child must run a program that contains it (see ChildProcessConfiguration.setExecutable)."), on: socket)
+            system_exit(1)
+        }
+        guard let taskType = type as? any ProcessTask.Type else {
+            transfer.closeUnclaimed()
+            report(.setupFailed("\(handshake.typeDisplayName) does not conform to ProcessTask in the child's program."), on: socket)
+            system_exit(1)
+        }
+        let task: any ProcessTask
+        do {
+            var decoder = WireDecoder()
+            decoder.userInfo[.descriptorTransfer] = transfer
+            task = try decoder.decode(taskType, from: handshake.taskBytes)
+        } catch {
+            transfer.closeUnclaimed()
+            report(.setupFailed("Could not decode the arguments of \(handshake.typeDisplayName): \(error)"), on: socket)
+            system_exit(1)
+        }
+        transfer.closeUnclaimed()
+
+        let outcome = blockOn { await execute(task) }
+        report(outcome, on: socket)
+        system_exit(exitCode(outcome))
+    }
+
+    /// In a child made by `fork()`: runs `body` on this, the only thread, and exits without running
+    /// the parent's exit handlers or flushing the parent's buffers twice.
+    static func runForked(socket: Int32, name: String, daemon: Bool, _ body: @escaping @Sendable () async -> ChildOutcome) -> Never {
+        ProcessMonitor.shared.resetAfterFork()
+        let parent = system_getppid()
+        if daemon { dieWithParent(parent) }
+        CurrentProcess.identity.withLock { identity in
+            identity.name = name
+            identity.daemon = daemon
+            identity.isChild = true
+        }
+        let outcome = blockOn(body)
+        report(outcome, on: socket)
+        waitForChildrenAtExit()
+        system_flushStdio()
+        system__exit(exitCode(outcome))
+    }
+
+    private static func exitCode(_ outcome: ChildOutcome) -> Int32 {
+        if case .success = outcome { return 0 }
+        return 1
+    }
+
+    private static func readHandshake(_ socket: Int32) throws -> (ChildHandshake, DescriptorTransfer) {
+        var header = [UInt8](repeating: 0, count: ChildProtocol.headerSize)
+        // The descriptors ride on the first bytes of the message: receive them with the first read.
+        let first = try header.withUnsafeMutableBytes { raw in
+            try system_receiveWithDescriptors(socket, raw)
+        }
+        let transfer = DescriptorTransfer(received: first.descriptors)
+        do {
+            if first.count == 0 {
+                throw MultiprocessingError(.endOfStream, "The parent closed the channel before sending the task.")
+            }
+            if first.count < header.count {
+                let rest = try header.withUnsafeMutableBytes { raw in
+                    try system_readExactly(socket, UnsafeMutableRawBufferPointer(rebasing: raw[first.count...]))
+                }
+                guard first.count + rest == header.count else {
+                    throw MultiprocessingError(.endOfStream, "The parent closed the channel in the middle of the handshake.")
+                }
+            }
+            let (kind, length) = try ChildProtocol.parseHeader(header)
+            guard kind == .handshake else {
+                throw MultiprocessingError(.malformedFrame, "Expected a handshake from the parent, got frame kind \(kind).")
+            }
+            var body = [UInt8](repeating: 0, count: length)
+            let read = try body.withUnsafeMutableBytes { raw in try system_readExactly(socket, raw) }
+            guard read == length else {
+                throw MultiprocessingError(.endOfStream, "The parent closed the channel in the middle of the handshake.")
+            }
+            return (try ChildHandshake(decoding: body), transfer)
+        } catch {
+            transfer.closeUnclaimed()
+            throw error
+        }
+    }
+
+    private static func report(_ outcome: ChildOutcome, on socket: Int32) {
+        if case .thrown(let typeName, let message) = outcome {
+            system_writeStderr("Process \(CurrentProcess.name) (pid \(system_getpid())): the task threw \(typeName): \(message)\n")
+        } else if case .setupFailed(let message) = outcome {
+            system_writeStderr("Process \(CurrentProcess.name) (pid \(system_getpid())): \(message)\n")
+        }
+        let frame = outcome.frame()
+        frame.withUnsafeBytes { buffer in
+            _ = try? system_writeAll(socket, buffer)
+        }
+    }
+
+    // MARK: running the task
+
+    /// Runs async work from this synchronous thread and waits for it.
+    private static func blockOn(_ body: @escaping @Sendable () async -> ChildOutcome) -> ChildOutcome {
+        let result = Mutex<ChildOutcome?>(nil)
+        let done = OneShot()
+        Task.detached {
+            let outcome = await body()
+            result.withLock { $0 = outcome }
+            done.set()
+        }
+        _ = done.wait(until: .never)
+        return result.withLock { $0 } ?? .setupFailed("The task finished without an outcome.")
+    }
+
+    static func execute(_ task: any ProcessTask) async -> ChildOutcome {
+        await executeOpened(task)
+    }
+
+    private static func executeOpened<T: ProcessTask>(_ task: T) async -> ChildOutcome {
+        await execute { try await task.run() }
+    }
+
+    static func execute<R>(_ body: @Sendable () async throws -> R) async -> ChildOutcome {
+        let value: R
+        do {
+            value = try await body()
+        } catch {
+            return .thrown(typeName: String(reflecting: type(of: error)), message: String(describing: error))
+        }
+        if R.self == Void.self { return .success([]) }
+        guard let encodable = value as? any Encodable else {
+            return .setupFailed("The task's result type \(R.self) is not Encodable, so it cannot be sent back.")
+        }
+        do {
+            return .success(try WireEncoder().encode(encodable))
+        } catch {
+            return .setupFailed("Could not encode the task's result of type \(R.self): \(error)")
+        }
+    }
+}

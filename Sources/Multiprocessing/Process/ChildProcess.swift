@@ -1,0 +1,406 @@
+import Synchronization
+import SystemPackage
+
+/// A started or startable child process, whatever its task's result type.
+///
+/// ``ChildProcess`` conforms; ``activeChildren()`` returns values of this type.
+public protocol ProcessHandle: AnyObject, Sendable {
+    /// The process's name: `ChildProcess-N` unless one was given.
+    var name: String { get }
+    /// Whether the child dies with its parent (and is terminated when the parent's `main` returns).
+    var daemon: Bool { get }
+    /// The child's process id, once started.
+    var pid: Int32? { get }
+    /// Whether the child has been started and has not yet ended.
+    var isAlive: Bool { get }
+    /// How the child ended, or nil while it runs or before it starts.
+    var exitStatus: ExitStatus? { get }
+    /// Waits for the child to end.
+    /// - Parameter timeout: How long to wait; nil waits for as long as it takes.
+    /// - Throws: ``MultiprocessingError/Code/timedOut`` when the child still runs after `timeout`;
+    ///   ``MultiprocessingError/Code/misuse`` before ``ChildProcess/start()`` or from a process that
+    ///   did not start this child.
+    func join(timeout: Duration?) throws
+    /// Waits for the child to end without blocking a thread; honours task cancellation.
+    func join(timeout: Duration?) async throws
+    /// Sends `SIGTERM`. Follow it with ``join(timeout:)``; the child is reaped in any case.
+    func terminate() throws
+    /// Sends `SIGKILL`.
+    func kill() throws
+}
+
+extension ProcessHandle {
+    /// Python's `exitcode`: nil while running, then the exit code, or minus the signal number.
+    public var exitCode: Int32? { exitStatus?.code }
+}
+
+/// Runs a ``ProcessTask`` in a child process: Python's `multiprocessing.Process`.
+///
+/// ```swift
+/// let child = ChildProcess(Square(x: 7), name: "square")
+/// try child.start()
+/// let value = try child.value()   // 49, computed in another process
+/// ```
+///
+/// A child that is never joined is still reaped as soon as it ends, so it never lingers as a zombie.
+/// A daemon child dies with its parent, even when the parent is killed with `SIGKILL`.
+public final class ChildProcess<Output: Sendable>: ProcessHandle {
+    public let name: String
+    public let daemon: Bool
+    /// How the child is (or will be) created.
+    public let startMethod: StartMethod
+
+    private enum Payload: Sendable {
+        /// Encodes the task for a spawned or fork-server child.
+        case task(typeName: String, displayName: String, encode: @Sendable (DescriptorTransfer) throws -> [UInt8],
+                  forked: @Sendable () async -> ChildOutcome)
+        /// A closure for `.fork` only.
+        case closure(@Sendable () async -> ChildOutcome)
+    }
+
+    private enum Phase {
+        case created
+        case started(ChildRecord)
+    }
+
+    private let payload: Payload
+    private let decodeOutput: @Sendable ([UInt8]) throws -> Output
+    private let phase = Mutex(Phase.created)
+    private let creatorPID = system_getpid()
+
+    private static var nextNumber: Int {
+        ChildProcessCounter.value.withLock { value in
+            value += 1
+            return value
+        }
+    }
+
+    private init(payload: Payload, name: String?, daemon: Bool, startMethod: StartMethod?,
+                 decodeOutput: @escaping @Sendable ([UInt8]) throws -> Output) {
+        self.payload = payload
+        self.name = name ?? "ChildProcess-\(Self.nextNumber)"
+        self.daemon = daemon
+        self.startMethod = startMethod ?? ChildProcessConfiguration.defaultStartMethod
+        self.decodeOutput = decodeOutput
+    }
+
+    private static func taskPayload<T: ProcessTask>(_ task: T) -> Payload {
+        .task(typeName: _mangledTypeName(T.self) ?? "",
+              displayName: String(reflecting: T.self),
+              encode: { transfer in
+                  var encoder = WireEncoder()
+                  encoder.userInfo[.descriptorTransfer] = transfer
+                  return try encoder.encode(task)
+              },
+              forked: { await ChildRuntime.execute(task) })
+    }
+
+    // MARK: state
+
+    public var pid: Int32? {
+        record?.pid
+    }
+
+    public var isAlive: Bool { record?.isAlive ?? false }
+
+    public var exitStatus: ExitStatus? { record?.exitStatus }
+
+    private var record: ChildRecord? {
+        phase.withLock { phase in
+            if case .started(let record) = phase { return record }
+            return nil
+        }
+    }
+
+    // MARK: lifecycle
+
+    /// Starts the child. A process can be started only once.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/misuse`` on a second start, or when this program spawns
+    ///   itself without having called ``bootstrap()``; ``MultiprocessingError/Code/coding`` when the
+    ///   task's arguments cannot be encoded; ``MultiprocessingError/Code/unsupported`` for `.fork` in a
+    ///   process that runs other threads; ``MultiprocessingError/Code/childStartFailed`` when the
+    ///   system refuses to create the process.
+    public func start() throws {
+        let record = try phase.withLock { phase throws -> ChildRecord in
+            guard case .created = phase else {
+                throw MultiprocessingError.misuse("\(name) was already started: a process can be started only once. Create a new ChildProcess to run the task again.")
+            }
+            let record = ChildRecord(id: ProcessMonitor.shared.makeRecordID(), name: name, daemon: daemon)
+            record.state.withLock { $0.handle = self }
+            phase = .started(record)
+            return record
+        }
+        do {
+            try launch(record)
+        } catch {
+            // Leave the handle startable again only if nothing ran; a failed start is final otherwise.
+            phase.withLock { $0 = .created }
+            throw error
+        }
+    }
+
+    private func launch(_ record: ChildRecord) throws {
+        ChildRuntime.installExitHandler()
+        // Encode before any process exists, so that bad arguments fail here, in the caller.
+        let transfer = DescriptorTransfer()
+        var handshake: [UInt8] = []
+        if case .task(let typeName, let displayName, let encode, _) = payload, startMethod != .fork {
+            guard !typeName.isEmpty else {
+                throw MultiprocessingError(.childStartFailed, "The task type \(displayName) has no runtime name a child could look up.")
+            }
+            let taskBytes: [UInt8]
+            do {
+                taskBytes = try encode(transfer)
+            } catch {
+                throw MultiprocessingError(.coding, "Could not encode the arguments of \(displayName) for \(name): \(error)")
+            }
+            handshake = ChildProtocol.frame(.handshake, ChildHandshake(
+                taskTypeName: typeName, typeDisplayName: displayName,
+                processName: name, daemon: daemon, taskBytes: taskBytes).encoded())
+        }
+        if startMethod == .spawn && ChildProcessConfiguration.usesOwnExecutable && !ChildRuntime.isBootstrapped {
+            throw MultiprocessingError.misuse("Starting \(name) would re-execute this program, whose main has not called bootstrap(). Call `Multiprocessing.bootstrap()` first thing in main, as Python needs `if __name__ == '__main__':`; otherwise the child would run your whole program again.")
+        }
+
+        let (parentEnd, childEnd): (Int32, Int32)
+        do throws(Errno) {
+            (parentEnd, childEnd) = try system_socketpair()
+        } catch {
+            throw MultiprocessingError.system("creating the socket to \(name)", error)
+        }
+        // The monitor owns the parent's end from now on (it reads the outcome, then closes it).
+        record.state.withLock { $0.socket = parentEnd }
+        // The handshake goes through a descriptor of our own, so that the monitor closing its end
+        // early (a child that dies at once) can never make us write into a reused descriptor number.
+        let writer = try? system_dupCloseOnExec(parentEnd)
+        defer { if let writer { system_close(writer) } }
+        defer { system_close(childEnd) }
+
+        let reply = StartReply()
+        switch startMethod {
+        case .spawn:
+            let plan = SpawnPlan(
+                executable: ChildProcessConfiguration.executable,
+                arguments: CommandLine.arguments,
+                environment: [
+                    "\(ChildEnvironment.child)=\(ChildEnvironment.socketNumber)",
+                    "\(ChildEnvironment.parentPID)=\(system_getpid())",
+                    "\(ChildEnvironment.daemon)=\(daemon ? 1 : 0)",
+                ],
+                childSocket: childEnd)
+            try ProcessMonitor.shared.submit(.spawn(record, plan, reply))
+        case .forkServer:
+            try ProcessMonitor.shared.submit(.forkServer(record, childSocket: childEnd, reply))
+        case .fork:
+            let threads = system_threadCount()
+            let allowed = ProcessMonitor.shared.isRunning ? 2 : 1
+            if threads > allowed {
+                record.state.withLock { state in
+                    system_close(state.socket)
+                    state.socket = -1
+                }
+                throw MultiprocessingError(.unsupported, "Refusing to fork \(name): this process runs \(threads) threads, and a forked child of a multi-threaded process can hang on a lock another thread held. Use the .spawn or .forkServer start method.")
+            }
+            let body = forkBody(name: name, daemon: daemon)
+            try ProcessMonitor.shared.submit(.fork(record, childSocket: childEnd, body: body, reply))
+        }
+        _ = try reply.wait()
+
+        if !handshake.isEmpty, let writer {
+            // A child that died before reading gives EPIPE here: not a start failure. Its exit status
+            // tells the story, as it would in Python.
+            try? sendHandshake(handshake, descriptors: transfer.descriptors, on: writer)
+        }
+    }
+
+    private func sendHandshake(_ bytes: [UInt8], descriptors: [Int32], on socket: Int32) throws {
+        try bytes.withUnsafeBytes { buffer in
+            let sent = try system_sendWithDescriptors(socket, buffer, descriptors)
+            try system_writeAll(socket, UnsafeRawBufferPointer(rebasing: buffer[sent...]))
+        }
+    }
+
+    private func forkBody(name: String, daemon: Bool) -> @Sendable (Int32) -> Never {
+        let run: @Sendable () async -> ChildOutcome
+        switch payload {
+        case .task(_, _, _, let forked): run = forked
+        case .closure(let closure): run = closure
+        }
+        return { socket in ChildRuntime.runForked(socket: socket, name: name, daemon: daemon, run) }
+    }
+
+    private func startedRecord(_ what: String) throws -> ChildRecord {
+        guard let record else {
+            throw MultiprocessingError.misuse("Cannot \(what) \(name): it has not been started. Call start() first.")
+        }
+        guard system_getpid() == creatorPID else {
+            throw MultiprocessingError.misuse("Cannot \(what) \(name) from process \(system_getpid()): only the process that started a child can \(what) it.")
+        }
+        return record
+    }
+
+    public func join(timeout: Duration? = nil) throws {
+        try startedRecord("join").join(timeout: timeout)
+    }
+
+    public func join(timeout: Duration? = nil) async throws {
+        try await startedRecord("join").join(timeout: timeout)
+    }
+
+    public func terminate() throws {
+        try startedRecord("terminate").signal(.terminate)
+    }
+
+    public func kill() throws {
+        try startedRecord("kill").signal(.kill)
+    }
+
+    /// Waits for the child and returns what its task returned.
+    ///
+    /// - Parameter timeout: How long to wait; nil waits for as long as it takes.
+    /// - Returns: The task's result, decoded in this process.
+    /// - Throws: ``MultiprocessingError/Code/childFailed`` when the task threw (``MultiprocessingError/remoteTypeName``
+    ///   names the child's error type, and the message is its description);
+    ///   ``MultiprocessingError/Code/childDied`` when the child ended without a result (a crash, a
+    ///   signal, an `exit` call); ``MultiprocessingError/Code/childStartFailed`` when the child could
+    ///   not run the task at all (for example, it could not find the task type);
+    ///   ``MultiprocessingError/Code/timedOut`` after `timeout`.
+    public func value(timeout: Duration? = nil) throws -> Output {
+        let record = try startedRecord("get the value of")
+        try record.join(timeout: timeout)
+        return try result(of: record)
+    }
+
+    /// Waits for the child without blocking a thread and returns what its task returned.
+    /// - Throws: As ``value(timeout:)``, and ``MultiprocessingError/Code/cancelled`` when the waiting task is cancelled.
+    public func value(timeout: Duration? = nil) async throws -> Output {
+        let record = try startedRecord("get the value of")
+        try await record.join(timeout: timeout)
+        return try result(of: record)
+    }
+
+    private func result(of record: ChildRecord) throws -> Output {
+        let (outcome, status) = record.state.withLock { ($0.outcome, $0.exitStatus) }
+        switch outcome {
+        case .success(.success(let bytes))?:
+            do {
+                return try decodeOutput(bytes)
+            } catch {
+                throw MultiprocessingError(.coding, "Could not decode the result of \(name): \(error)")
+            }
+        case .success(.thrown(let typeName, let message))?:
+            throw MultiprocessingError(.childFailed, "The task in \(name) threw: \(message)", remoteTypeName: typeName)
+        case .success(.setupFailed(let message))?:
+            throw MultiprocessingError(.childStartFailed, "\(name) could not run its task: \(message)")
+        case .failure(let error)?:
+            throw error
+        case nil:
+            var message = "\(name) ended without a result: it \(status?.description ?? "vanished")."
+            if case .signaled(let signal)? = status, [Signal.illegalInstruction, .trap, .segmentationFault, .bus, .abort].contains(signal) {
+                message += " That signal means it crashed (a Swift trap such as fatalError, a failed precondition or an index out of range raises \(Signal.illegalInstruction))."
+            } else if case .exited? = status {
+                message += " If its program does not call bootstrap() first in main, it never ran the task."
+            }
+            throw MultiprocessingError(.childDied, message)
+        }
+    }
+}
+
+extension ChildProcess where Output: Decodable {
+    /// A child that will run `task` and send back its result.
+    /// - Parameters:
+    ///   - task: The work and its arguments (Python's `target`, `args` and `kwargs`).
+    ///   - name: The process name; `ChildProcess-N` by default.
+    ///   - daemon: Whether the child dies with its parent.
+    ///   - startMethod: How the child is created; ``ChildProcessConfiguration/defaultStartMethod`` by default.
+    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, startMethod: StartMethod? = nil) where T.Output == Output {
+        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, startMethod: startMethod,
+                  decodeOutput: { bytes in try WireDecoder().decode(Output.self, from: bytes) })
+    }
+
+    /// A child that runs `body` in a forked copy of this process (start method `.fork`).
+    ///
+    /// The closure sees a copy of this process's memory at the time of ``start()``; what it returns
+    /// is encoded and sent back. See ``StartMethod/fork`` for when forking is refused.
+    public convenience init(name: String? = nil, daemon: Bool = false, forking body: @escaping @Sendable () async throws -> Output) where Output: Encodable {
+        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, startMethod: .fork,
+                  decodeOutput: { bytes in try WireDecoder().decode(Output.self, from: bytes) })
+    }
+}
+
+extension ChildProcess where Output == Void {
+    /// A child that will run `task`, whose ``ProcessTask/run()`` returns nothing.
+    /// - Parameters:
+    ///   - task: The work and its arguments (Python's `target`, `args` and `kwargs`).
+    ///   - name: The process name; `ChildProcess-N` by default.
+    ///   - daemon: Whether the child dies with its parent.
+    ///   - startMethod: How the child is created; ``ChildProcessConfiguration/defaultStartMethod`` by default.
+    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, startMethod: StartMethod? = nil) where T.Output == Void {
+        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, startMethod: startMethod,
+                  decodeOutput: { _ in () })
+    }
+
+    /// A child that runs `body` in a forked copy of this process (start method `.fork`).
+    public convenience init(name: String? = nil, daemon: Bool = false, forking body: @escaping @Sendable () async throws -> Void) {
+        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, startMethod: .fork,
+                  decodeOutput: { _ in () })
+    }
+}
+
+private enum ChildProcessCounter {
+    static let value = Mutex(0)
+}
+
+extension ChildRecord: ProcessHandle {
+    var pid: Int32? { let p = rawPID; return p == 0 ? nil : p }
+
+    var isAlive: Bool { state.withLock { $0.pid != 0 && $0.exitStatus == nil } }
+
+    var exitStatus: ExitStatus? { state.withLock { $0.exitStatus } }
+
+    func join(timeout: Duration?) throws {
+        guard finished.wait(until: Deadline(timeout: timeout)) else {
+            throw MultiprocessingError(.timedOut, "\(name) (pid \(rawPID)) was still running after \(timeout ?? .zero).")
+        }
+    }
+
+    func join(timeout: Duration?) async throws {
+        if let timeout {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { await self.waitAsync(); return true }
+                group.addTask { try await Task.sleep(for: timeout); return false }
+                let finishedFirst = try await group.next() ?? false
+                group.cancelAll()
+                if !finishedFirst && !finished.isSet {
+                    throw MultiprocessingError(.timedOut, "\(name) (pid \(rawPID)) was still running after \(timeout).")
+                }
+            }
+        } else {
+            await waitAsync()
+        }
+        if !finished.isSet {
+            throw MultiprocessingError(.cancelled, "Stopped waiting for \(name): the waiting task was cancelled.")
+        }
+    }
+
+    func terminate() throws { try signal(.terminate) }
+
+    func kill() throws { try signal(.kill) }
+
+    func signal(_ signal: Signal) throws {
+        try state.withLock { state throws in
+            guard state.exitStatus == nil else { return } // already ended: nothing to signal, as in Python
+            do throws(Errno) {
+                if state.pidfd >= 0 {
+                    try system_pidfdSendSignal(state.pidfd, signal.rawValue)
+                } else if state.pid > 0 {
+                    try system_kill(state.pid, signal.rawValue)
+                }
+            } catch {
+                if error == .noSuchProcess { return } // it ended a moment ago
+                throw MultiprocessingError.system("sending \(signal) to \(name)", error)
+            }
+        }
+    }
+}

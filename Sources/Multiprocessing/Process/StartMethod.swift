@@ -1,0 +1,61 @@
+public import SystemPackage
+import Synchronization
+
+/// How a child process is created: Python's start methods.
+public enum StartMethod: Sendable, Hashable, CustomStringConvertible {
+    /// Re-execute this program (or the one set with ``ChildProcessConfiguration/setExecutable(_:)``).
+    /// Its `main` calls ``bootstrap()`` first, which runs the task named in the handshake and exits.
+    /// Safe in any parent, with any number of threads. The default.
+    case spawn
+    /// Ask a fork server for a child. The server is this program re-executed once, on first use; it
+    /// stays single-threaded and forks a child per request, so each start costs a `fork`, not a program
+    /// load, and is safe whatever threads the parent runs.
+    case forkServer
+    /// `fork()` this process and run the task in the copy: the fastest start, and the only one that
+    /// can run a plain closure. Forking a process that runs other threads can hang the child (a lock
+    /// held by another thread at the fork stays held forever; Dispatch and Swift concurrency refuse to
+    /// work after such a fork), so a fork is refused with ``MultiprocessingError/Code/unsupported`` when
+    /// this process runs any thread but the caller and the library's own monitor thread.
+    case fork
+
+    public var description: String {
+        switch self {
+        case .spawn: return "spawn"
+        case .forkServer: return "forkserver"
+        case .fork: return "fork"
+        }
+    }
+}
+
+/// Process-wide settings for starting children: Python's `set_start_method` and `set_executable`.
+public enum ChildProcessConfiguration {
+    private struct Settings {
+        var startMethod: StartMethod = .spawn
+        var executable: FilePath?
+    }
+    private static let settings = Mutex(Settings())
+
+    /// The start method a ``ChildProcess`` uses when none is given. `.spawn` unless changed.
+    public static var defaultStartMethod: StartMethod {
+        get { settings.withLock { $0.startMethod } }
+        set { settings.withLock { $0.startMethod = newValue } }
+    }
+
+    /// Makes spawned children (and the fork server) run `executable` instead of this program.
+    ///
+    /// The other executable must link the same task types and call ``bootstrap()`` first in its
+    /// `main`. Tests use it to run children in a small helper binary; pass nil to go back to this
+    /// program (`/proc/self/exe`).
+    public static func setExecutable(_ executable: FilePath?) {
+        settings.withLock { $0.executable = executable }
+    }
+
+    /// The executable spawned children run.
+    public static var executable: FilePath {
+        settings.withLock { $0.executable } ?? system_currentExecutable()
+    }
+
+    internal static var usesOwnExecutable: Bool {
+        settings.withLock { $0.executable == nil }
+    }
+}

@@ -1,0 +1,298 @@
+import Foundation
+import Testing
+import Multiprocessing
+import TestSupport
+
+/// A type the helper binary does not contain: its child cannot resolve it.
+struct OnlyInTheTestRunner: ProcessTask {
+    var x: Int
+    func run() -> Int { x }
+}
+
+@Suite("ChildProcess", .serialized)
+struct ChildProcessTests {
+    init() { useHelperExecutable() }
+
+    @Test("arguments and results round-trip", arguments: [StartMethod.spawn])
+    func roundTrip(method: StartMethod) throws {
+        let square = ChildProcess(Square(x: 12), startMethod: method)
+        try square.start()
+        #expect(try square.value() == 144)
+        #expect(square.exitCode == 0)
+
+        let describe = ChildProcess(Describe(words: ["sing", "and", "draw"], options: ["a": 1, "b": 2]), name: "describer")
+        try describe.start()
+        let report = try describe.value()
+        #expect(report.text == "sing and draw")
+        #expect(report.total == 3)
+        #expect(report.processName == "describer")
+        #expect(report.parentPID == CurrentProcess.pid)
+        #expect(report.pid == describe.pid)
+        #expect(report.isDaemon == false)
+
+        let generic = ChildProcess(Generic(value: ["k": [1, 2]]))
+        try generic.start()
+        #expect(try generic.value() == [["k": [1, 2]], ["k": [1, 2]]])
+    }
+
+    @Test func asyncJoinAndValue() async throws {
+        let child = ChildProcess(Square(x: 5))
+        try child.start()
+        try await child.join(timeout: nil)
+        #expect(try await child.value() == 25)
+    }
+
+    @Test func errorsCarryTheChildsTypeAndMessage() throws {
+        let child = ChildProcess(Fail(reason: "no paint left"))
+        try child.start()
+        try child.join()
+        #expect(child.exitCode == 1)
+        do {
+            _ = try child.value()
+            Issue.record("value() should throw")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .childFailed)
+            #expect(error.remoteTypeName == "TestSupport.TaskFailure")
+            #expect(error.message.contains("no paint left"))
+        }
+    }
+
+    @Test func unresolvableTaskTypeIsAClearError() throws {
+        let child = ChildProcess(OnlyInTheTestRunner(x: 1))
+        try child.start()
+        try child.join(timeout: .seconds(20))
+        #expect(child.exitCode == 1)
+        do {
+            _ = try child.value()
+            Issue.record("value() should throw")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .childStartFailed)
+            #expect(error.message.contains("OnlyInTheTestRunner"))
+        }
+    }
+
+    @Test("a crash is reported as the signal, and the parent carries on",
+          arguments: [Crash.Kind.fatalError, .indexOutOfRange, .segfault])
+    func crashIsReported(kind: Crash.Kind) throws {
+        let child = ChildProcess(Crash(kind: kind))
+        try child.start()
+        try child.join(timeout: .seconds(20))
+        guard case .signaled(let signal)? = child.exitStatus else {
+            Issue.record("expected a signal, got \(String(describing: child.exitStatus))")
+            return
+        }
+        let expected: Set<Signal> = kind == .segfault ? [.segmentationFault] : [.illegalInstruction, .trap]
+        #expect(expected.contains(signal))
+        #expect(child.exitCode == -signal.rawValue)
+        do {
+            _ = try child.value()
+            Issue.record("value() should throw")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .childDied)
+            #expect(error.message.contains(signal.name))
+        }
+    }
+
+    @Test func exitCodeOfAnExitCall() throws {
+        let child = ChildProcess(Crash(kind: .exit3))
+        try child.start()
+        try child.join()
+        #expect(child.exitStatus == .exited(3))
+        #expect(child.exitCode == 3)
+    }
+
+    @Test func terminateAndKillGiveNegativeSignalCodes() throws {
+        let a = ChildProcess(SleepBlocking(milliseconds: 30_000))
+        let b = ChildProcess(SleepBlocking(milliseconds: 30_000))
+        try a.start()
+        try b.start()
+        #expect(a.isAlive && b.isAlive)
+        try a.terminate()
+        try b.kill()
+        try a.join(timeout: .seconds(10))
+        try b.join(timeout: .seconds(10))
+        #expect(a.exitCode == -15)
+        #expect(b.exitCode == -9)
+        #expect(!a.isAlive && !b.isAlive)
+        #expect(zombieChildren(of: CurrentProcess.pid).isEmpty)
+        // Signalling a child that has ended is not an error, as in Python.
+        try a.terminate()
+    }
+
+    @Test func joinTimesOut() throws {
+        let child = ChildProcess(SleepBlocking(milliseconds: 30_000))
+        try child.start()
+        #expect(throws: MultiprocessingError.self) { try child.join(timeout: .milliseconds(50)) }
+        do {
+            try child.join(timeout: .milliseconds(10))
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .timedOut)
+        }
+        #expect(child.isAlive)
+        try child.kill()
+        try child.join()
+    }
+
+    @Test func misuseIsRefusedClearly() throws {
+        let child = ChildProcess(Square(x: 1))
+        do {
+            try child.join()
+            Issue.record("join before start should throw")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .misuse)
+            #expect(error.message.contains("not been started"))
+        }
+        try child.start()
+        do {
+            try child.start()
+            Issue.record("a second start should throw")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .misuse)
+            #expect(error.message.contains("already started"))
+        }
+        #expect(try child.value() == 1)
+    }
+
+    @Test func forkIsRefusedInAMultiThreadedProcess() throws {
+        // The test runner runs many threads: a fork here could hang the child.
+        let child = ChildProcess<Int>(forking: { 1 })
+        do {
+            try child.start()
+            Issue.record("fork should be refused here")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .unsupported)
+        }
+    }
+
+    @Test func namesDefaultToChildProcessN() throws {
+        let a = ChildProcess(Square(x: 1))
+        let b = ChildProcess(Square(x: 1), name: "painter")
+        #expect(a.name.hasPrefix("ChildProcess-"))
+        #expect(b.name == "painter")
+        #expect(CurrentProcess.name == "MainProcess")
+        #expect(cpuCount() >= 1)
+    }
+
+    @Test func activeChildrenListsRunningChildren() throws {
+        let child = ChildProcess(SleepBlocking(milliseconds: 30_000), name: "listed")
+        try child.start()
+        #expect(activeChildren().contains { $0.name == "listed" && $0.pid == child.pid })
+        try child.kill()
+        try child.join()
+        #expect(!activeChildren().contains { $0.name == "listed" })
+    }
+
+    @Test func onlyTheIntendedDescriptorsReachAChild() throws {
+        // Open a descriptor without close-on-exec: even that must not leak into the child.
+        let leaky = open("/dev/null", O_RDONLY)
+        defer { close(leaky) }
+        let child = ChildProcess(ListDescriptors())
+        try child.start()
+        // 0, 1, 2: stdio; 3: the channel to the parent.
+        #expect(try child.value() == [0, 1, 2, 3])
+    }
+
+    @Test func aDescriptorTravelsInTheArguments() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        let message = Array("hello through a pipe".utf8)
+        #expect(write(fds[1], message, message.count) == message.count)
+        close(fds[1])
+        let child = ChildProcess(ReadDescriptor(source: SharedDescriptor(.init(rawValue: fds[0]))))
+        try child.start()
+        #expect(try child.value() == "hello through a pipe")
+    }
+
+    @Test func aResultBiggerThanTheSocketBufferArrives() throws {
+        let count = 8 << 20
+        let child = ChildProcess(BigResult(count: count))
+        try child.start()
+        let bytes = try child.value()
+        #expect(bytes.count == count)
+        #expect(bytes[12345] == UInt8(truncatingIfNeeded: 12345 &* 31))
+    }
+
+    @Test func twoHundredUnjoinedChildrenLeaveNoZombie() throws {
+        var children: [ChildProcess<Int>] = []
+        for x in 0..<200 {
+            let child = ChildProcess(Square(x: x))
+            try child.start()
+            children.append(child)
+        }
+        // No join: wait only until every child has ended, as the monitor observes it.
+        #expect(eventually(within: .seconds(60)) { children.allSatisfy { !$0.isAlive } })
+        #expect(zombieChildren(of: CurrentProcess.pid).isEmpty)
+        #expect(children.allSatisfy { $0.exitCode == 0 })
+    }
+}
+
+@Suite("ChildProcess scenarios", .serialized)
+struct ChildProcessScenarioTests {
+    @Test func forkStartMethod() throws {
+        let result = try runHelper(["scenario", "fork"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.lines.contains("fork value 42 name forked"))
+        #expect(result.lines.contains("fork task 81"))
+        #expect(result.lines.contains("fork error childFailed TestSupport.TaskFailure"))
+        #expect(result.lines.contains("fork identity who true true"))
+    }
+
+    @Test func forkIsRefusedOnceAnotherThreadRuns() throws {
+        let result = try runHelper(["scenario", "fork-threads"])
+        #expect(result.lines.contains("refused unsupported"), "\(result.stdout)\(result.stderr)")
+    }
+
+    @Test func forkServerStartMethod() throws {
+        let result = try runHelper(["scenario", "forkserver"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.lines.contains("forkserver values [1, 4, 9, 16, 25]"))
+        #expect(result.lines.contains("forkserver exit 3"))
+        #expect(result.lines.contains("forkserver terminated -15"))
+    }
+
+    @Test func mainWaitsForNonDaemonChildrenAndStopsDaemons() throws {
+        let result = try runHelper(["scenario", "nondaemon-exit"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        let lines = result.lines
+        let main = lines.firstIndex { $0.hasPrefix("main done") }
+        let child = lines.firstIndex(of: "child done")
+        #expect(main != nil && child != nil)
+        if let main, let child { #expect(main < child) }
+        // The daemon child was terminated at exit, not left running for its 60 s.
+        if let line = lines.first(where: { $0.hasPrefix("main done") }),
+           let pid = Int32(line.split(separator: "=").last ?? "") {
+            #expect(!processIsRunning(pid))
+        }
+    }
+
+    @Test("daemon children die when their parent is SIGKILLed", arguments: ["spawn", "forkserver"])
+    func daemonChildrenDieWithAKilledParent(method: String) throws {
+        let process = Foundation.Process()
+        process.executableURL = URL(fileURLWithPath: helperPath)
+        process.arguments = ["scenario", "daemon-orphan", method]
+        let out = Foundation.Pipe()
+        process.standardOutput = out
+        try process.run()
+        // The first line names the children.
+        var text = ""
+        while !text.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let pids = text.split(separator: "\n").first?.split(separator: " ").dropFirst().compactMap { Int32($0) } ?? []
+        #expect(pids.count == 2)
+        #expect(pids.allSatisfy(processIsRunning))
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        // No orphan remains: the kernel kills each one with its parent.
+        #expect(eventually { pids.allSatisfy { !processIsRunning($0) } })
+    }
+
+    @Test func aProgramWithoutBootstrapCannotSpawnItself() throws {
+        let result = try runHelper(["no-bootstrap"])
+        #expect(result.stdout.hasPrefix("refused:"), "\(result.stdout)")
+        #expect(result.stdout.contains("bootstrap()"))
+    }
+}
