@@ -48,6 +48,7 @@ let package = Package(
             name: "mpcp",
             dependencies: [
                 "MPCopy",
+                "Multiprocessing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -30,6 +30,7 @@ public final class CopyJob: Sendable {
     private let scheduler = Mutex<Scheduler?>(nil)
     private let startNanoseconds = Atomic<Int64>(0)
     private let started = Atomic<Bool>(false)
+    private let cancelHook = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// Plans a copy and checks its arguments.
     ///
@@ -143,9 +144,14 @@ public final class CopyJob: Sendable {
             }
         }
 
-        let pool: any WorkerPool = options.workers == .threads
-            ? ThreadPool(jobs: options.jobs, performer: performer)
-            : ProcessPool(jobs: options.jobs, options: options, performer: performer)
+        let pool: any WorkerPool
+        if options.workers == .threads {
+            pool = ThreadPool(jobs: options.jobs, performer: performer)
+        } else {
+            let processes = ProcessPool(jobs: options.jobs, options: options, performer: performer)
+            cancelHook.withLock { $0 = { processes.cancel() } }
+            pool = processes
+        }
         let ticker = onProgress.map { ProgressTicker(interval: progressInterval, job: self, body: $0) }
         defer { ticker?.stop() }
         try pool.run(scheduler)
@@ -168,6 +174,7 @@ public final class CopyJob: Sendable {
     public func cancel() {
         performer.cancelled.store(true, ordering: .relaxed)
         scheduler.withLock { $0 }?.wakeAll()
+        cancelHook.withLock { $0 }?()
     }
 
     /// Where the copy is now: bytes and files done and found so far. Cheap; call it a few times a second.

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Glibc
 import MPCopy
+import Multiprocessing
 import Synchronization
 import SystemPackage
 
@@ -74,6 +75,8 @@ struct MPCP: ParsableCommand {
 
     /// Parses, runs, and maps ArgumentParser's usage exit (64) to mpcp's 2.
     static func main() {
+        // In a worker child, this runs the worker's task and never returns.
+        Multiprocessing.bootstrap()
         InterruptWatcher.start { signal in
             let job = running.withLock { state -> CopyJob? in
                 state.signal = signal

@@ -34,7 +34,7 @@ import Testing
 
     /// SIGINT midway: exit by the signal, no partial file under a final name, no temporary left;
     /// then -u finishes the copy.
-    @Test(arguments: ["threads"])
+    @Test(arguments: ["threads", "processes"])
     func interruptLeavesNoPartialFileAndUpdateFinishes(workers: String) throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }

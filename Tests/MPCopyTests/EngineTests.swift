@@ -23,7 +23,8 @@ import Testing
         let report = try job.run()
         #expect(report.failures.isEmpty, "\(report.failures)")
         #expect(report.files == 2)
-        #expect(report.bytes == 9_500_000 + 1_500_000, "only the data of the sparse file is copied")
+        // Only the data of the sparse file is copied (rounded up to whole 4 KiB blocks), not its 12 MiB.
+        #expect(report.bytes >= 11_000_000 && report.bytes < 11_000_000 + 8192, "\(report.bytes)")
         let check = try sh(#"""
         cmp src/dense dst/dense && cmp src/holes dst/holes && echo same
         [ "$(stat -c %b dst/holes)" -le $(( $(stat -c %b src/holes) + 16 )) ] && echo sparse
@@ -31,7 +32,7 @@ import Testing
         """#, in: scratch.path)
         #expect(check.stdout == "same\nsparse\n", "\(check.stdout) \(check.stderr)")
         let progress = job.progress()
-        #expect(progress.filesDone == 2 && progress.bytesDone == 11_000_000 && progress.walkFinished)
+        #expect(progress.filesDone == 2 && progress.bytesDone == report.bytes && progress.walkFinished)
     }
 
     /// A job cancelled before it runs copies nothing, leaves no temporaries and says so.

@@ -250,7 +250,9 @@ internal final class Performer: Sendable {
         if options.dryRun { result.files += 1; return }
         do throws(Errno) {
             let st = try system_statx(srcfd, name, follow: false)
-            do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {}
+            do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {
+                if options.update { result.skipped += 1; return }
+            }
             if options.preserve.contains(.timestamps) {
                 try system_lutimensat(dstfd, name, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
             }
