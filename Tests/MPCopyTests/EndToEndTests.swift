@@ -44,8 +44,10 @@ import Testing
         # dst exists, so (as with cp) the copy goes to dst/src, and the same command resumes it.
         mkdir dst
         "$MPCP" -a -j 1 --checksum --workers \#(workers) src dst & pid=$!
-        # Wait for the big file's temporary to appear (the copy is midway), then interrupt.
-        while ! ls -A dst/src 2>/dev/null | grep -q '^\.mpcp-tmp'; do
+        # Wait until mpcp (or a worker child) is writing the big file — an unnamed O_TMPFILE
+        # ("dst/src/#123 (deleted)") or a .mpcp-tmp name — so the copy is midway; then interrupt.
+        midway() { for p in $pid $(pgrep -P $pid); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q 'dst/src/\(#\|\.mpcp-tmp\)'; }
+        until midway; do
           kill -0 $pid 2>/dev/null || { echo "finished before it could be interrupted"; exit 3; }
           sleep 0.001
         done

@@ -9,6 +9,8 @@ internal final class Performer: Sendable {
     let options: CopyOptions
     let umask: mode_t
     let isRoot: Bool
+    let euid: UInt32
+    let egid: UInt32
     /// Set by `cancel()`: workers stop at the next file or 16 MiB step and remove their temporaries.
     let cancelled = Atomic<Bool>(false)
     /// Bytes copied so far, for the progress bar (updated within large files too).
@@ -16,6 +18,8 @@ internal final class Performer: Sendable {
     /// Turned off after the first EOPNOTSUPP-like answer, so that ext4 pays for one failed FICLONE only.
     private let cloneWorks = Atomic<Bool>(true)
     private let copyRangeWorks = Atomic<Bool>(true)
+    private let tmpfileWorks = Atomic<Bool>(true)
+    private let emptyPathLinkWorks = Atomic<Bool>(true)
     private let sequence = Atomic<UInt64>(0)
     /// `.mpcp-tmp-<pid>-<random>-`: unique per run and process, never the name of a source file
     /// (names starting with it are temporaries of a run that was killed with SIGKILL).
@@ -29,7 +33,9 @@ internal final class Performer: Sendable {
     init(options: CopyOptions) {
         self.options = options
         umask = system_readUmask()
-        isRoot = system_geteuid() == 0
+        euid = system_geteuid()
+        egid = system_getegid()
+        isRoot = euid == 0
         let pid = String(system_getpid(), radix: 16)
         let salt = String(system_randomUInt64() & 0xFFFF_FFFF, radix: 16)
         temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-"
@@ -122,6 +128,11 @@ internal final class Performer: Sendable {
         }
         defer { if dstfd >= 0 { system_close(dstfd) } }
         result.scanned = true
+        if dstfd >= 0, !options.dryRun, let st = try? system_fstatx(dstfd) {
+            result.destinationSetGID = st.mode & 0o2000 != 0
+        } else {
+            result.destinationSetGID = true
+        }
         result.directories = 1
         if options.verbose { result.copied.append(item.source) }
 
@@ -311,7 +322,7 @@ internal final class Performer: Sendable {
             }
             let source = batch.sourceDirectory.appending(entry.name)
             do throws(StepError) {
-                let bytes = try copyFile(sdir, ddir, entry)
+                let bytes = try copyFile(sdir, ddir, entry, inheritsGroup: batch.inheritsGroup)
                 result.files += 1
                 result.bytes += bytes
                 result.entryDone.append(true)
@@ -324,17 +335,44 @@ internal final class Performer: Sendable {
         }
     }
 
-    /// Copies one file whole: to a temporary name, metadata set, then renamed into place.
-    private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry) throws(StepError) -> Int64 {
+    /// Copies one file whole, never visible under its final name until complete with its metadata.
+    ///
+    /// The file is written as an unnamed `O_TMPFILE` in the destination directory and linked
+    /// under its final name at the end (`linkat`): nothing is left behind even after SIGKILL, and
+    /// it costs one directory update instead of a create plus a rename. Where O_TMPFILE is not
+    /// supported, a `.mpcp-tmp-*` name and `renameat` do the same job.
+    private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry, inheritsGroup: Bool) throws(StepError) -> Int64 {
         let input: CInt
         do throws(Errno) {
             input = try entry.name.withCName { n throws(Errno) in try system_openat(sdir, n, O_RDONLY | O_NOFOLLOW) }
         } catch { throw StepError(operation: "open", errno: error) }
         defer { system_close(input) }
+        let createMode = mode_t(entry.stat.mode & 0o777)
+        if tmpfileWorks.load(ordering: .relaxed) {
+            var output: CInt = -1
+            do throws(Errno) {
+                output = try ".".withCName { dot throws(Errno) in try system_openat(ddir, dot, systemOTmpfile | O_WRONLY, createMode) }
+            } catch {
+                switch error {
+                case .notSupported, .isDirectory, .invalidArgument: tmpfileWorks.store(false, ordering: .relaxed)
+                default: throw StepError(operation: "create", errno: error)
+                }
+            }
+            if output >= 0 {
+                defer { system_close(output) }
+                let bytes = try copyContents(input, output, entry.stat, whole: true)
+                if options.checksum { try verify(input, output, size: entry.stat.size) }
+                try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+                do throws(Errno) {
+                    try entry.targetName.withCName { final throws(Errno) in try publish(output, ddir, final) }
+                } catch { throw StepError(operation: "link into place", errno: error) }
+                return bytes
+            }
+        }
         let temporary = nextTemporaryName()
         return try temporary.withCName { tmp throws(StepError) -> Int64 in
             let output: CInt
-            do throws(Errno) { output = try system_openat(ddir, tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600) } catch {
+            do throws(Errno) { output = try system_openat(ddir, tmp, O_WRONLY | O_CREAT | O_EXCL, createMode) } catch {
                 throw StepError(operation: "create", errno: error)
             }
             var placed = false
@@ -345,12 +383,44 @@ internal final class Performer: Sendable {
             }
             let bytes = try copyContents(input, output, entry.stat, whole: true)
             if options.checksum { try verify(input, output, size: entry.stat.size) }
-            try applyMetadata(output, entry.stat, from: input)
+            try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
             do throws(Errno) {
                 try entry.targetName.withCName { final throws(Errno) in try system_renameat(ddir, tmp, ddir, final) }
             } catch { throw StepError(operation: "rename into place", errno: error) }
             placed = true
             return bytes
+        }
+    }
+
+    /// Gives the unnamed file `fd` the name `name` in `ddir`, replacing an older file atomically.
+    private func publish(_ fd: CInt, _ ddir: CInt, _ name: CName) throws(Errno) {
+        do throws(Errno) {
+            try link(fd, ddir, name)
+        } catch .fileExists {
+            // An older copy holds the name: link under a temporary name, then rename over it.
+            try nextTemporaryName().withCName { tmp throws(Errno) in
+                try link(fd, ddir, tmp)
+                do throws(Errno) { try system_renameat(ddir, tmp, ddir, name) } catch {
+                    try? system_unlinkat(ddir, tmp)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// `linkat` of an open file: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, /proc/self/fd does not.
+    private func link(_ fd: CInt, _ ddir: CInt, _ name: CName) throws(Errno) {
+        if emptyPathLinkWorks.load(ordering: .relaxed) {
+            do throws(Errno) {
+                try "".withCName { empty throws(Errno) in try system_linkat(fd, empty, ddir, name, systemATEmptyPath) }
+                return
+            } catch {
+                guard error == .noSuchFileOrDirectory || error == .notPermitted else { throw error }
+                emptyPathLinkWorks.store(false, ordering: .relaxed)
+            }
+        }
+        try "/proc/self/fd/\(fd)".withCName { path throws(Errno) in
+            try system_linkat(systemATFDCWD, path, ddir, name, systemATSymlinkFollow)
         }
     }
 
@@ -487,14 +557,23 @@ internal final class Performer: Sendable {
     }
 
     /// Owner, mode, xattrs, then times last (anything written after would change mtime).
-    func applyMetadata(_ output: CInt, _ stat: SourceStat, from input: CInt?) throws(StepError) {
+    ///
+    /// - Parameters:
+    ///   - created: the mode the file was created with (before the umask), or nil if unknown:
+    ///     a `chmod` is skipped when the umask left exactly the wanted bits.
+    ///   - inheritsGroup: the destination directory is set-group-ID, so a new file's group is not
+    ///     ours and `chown` cannot be skipped.
+    func applyMetadata(_ output: CInt, _ stat: SourceStat, from input: CInt?, created: mode_t? = nil, inheritsGroup: Bool = true) throws(StepError) {
         do throws(Errno) {
-            if options.preserve.contains(.ownership) && isRoot {
+            var chowned = false
+            if options.preserve.contains(.ownership) && isRoot
+                && (stat.uid != euid || stat.gid != egid || inheritsGroup) {
                 try system_fchown(output, stat.uid, stat.gid)
+                chowned = true
             }
             // chown clears set-user-ID bits, so the mode comes after it.
             let mode = options.preserve.contains(.mode) ? mode_t(stat.mode & 0o7777) : mode_t(stat.mode & 0o777) & ~umask
-            if mode != 0o600 || stat.mode & 0o7000 != 0 { try system_fchmod(output, mode) }
+            if chowned || created.map({ $0 & ~umask }) != mode { try system_fchmod(output, mode) }
         } catch { throw StepError(operation: "set owner and mode", errno: error) }
         if options.preserve.contains(.xattr), let input {
             for attribute in readAttributes(input) {

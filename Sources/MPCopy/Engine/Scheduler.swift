@@ -22,6 +22,8 @@ internal final class Scheduler: @unchecked Sendable {
         var relative: FilePath
         /// Set by a successful scan; nil for the pseudo-node of a single-file operand.
         var finish: DirectoryFinishItem?
+        /// The destination directory is set-group-ID (new files take its group).
+        var setGID = true
     }
 
     private struct Large {
@@ -77,6 +79,7 @@ internal final class Scheduler: @unchecked Sendable {
     /// Adds a regular-file operand.
     func addFileRoot(sourceDirectory: FilePath, destinationDirectory: FilePath, entry: FileEntry) {
         monitor.withLock {
+            // setGID stays true (unknown): the owner is always set for an operand file.
             let id = newNode(Node(parent: nil, pending: 1, source: sourceDirectory, destination: destinationDirectory, relative: FilePath(), finish: nil))
             distribute([entry], node: id)
             release(id)
@@ -230,6 +233,7 @@ internal final class Scheduler: @unchecked Sendable {
             node.finish = DirectoryFinishItem(node: scan.node, source: scan.source, destination: scan.destination,
                                               stat: stat, attributes: result.directoryAttributes)
         }
+        node.setGID = result.destinationSetGID
         nodes[scan.node] = node
         for name in result.subdirectories {
             let source = scan.source.appending(name)
@@ -252,7 +256,7 @@ internal final class Scheduler: @unchecked Sendable {
         func flush() {
             if batch.isEmpty { return }
             nodes[id]?.pending += 1
-            bulk.append(.files(FileBatch(node: id, sourceDirectory: node.source, destinationDirectory: node.destination, entries: batch)))
+            bulk.append(.files(FileBatch(node: id, sourceDirectory: node.source, destinationDirectory: node.destination, entries: batch, inheritsGroup: node.setGID)))
             batch = []
             batchBytes = 0
         }

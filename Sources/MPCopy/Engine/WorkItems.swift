@@ -73,6 +73,8 @@ internal struct FileBatch: Codable, Sendable {
     var sourceDirectory: FilePath
     var destinationDirectory: FilePath
     var entries: [FileEntry]
+    /// The destination directory is set-group-ID: new files take its group, not ours.
+    var inheritsGroup: Bool
 }
 
 internal struct ChunkItem: Codable, Sendable {
@@ -142,5 +144,6 @@ internal struct WorkResult: Codable, Sendable {
     var directoryStat: SourceStat?
     var directoryAttributes: [ExtendedAttribute] = []
     var subdirectories: [FilePath.Component] = []
+    var destinationSetGID = false
     var foundFiles: [FileEntry] = []
 }

@@ -40,11 +40,14 @@ internal let systemATEmptyPath: CInt = cmp_at_empty_path()
 internal let systemATSymlinkNoFollow: CInt = AT_SYMLINK_NOFOLLOW
 internal let systemATRemoveDir: CInt = AT_REMOVEDIR
 internal let systemOPath: CInt = cmp_o_path()
+internal let systemOTmpfile: CInt = cmp_o_tmpfile()
+internal let systemATSymlinkFollow: CInt = cmp_at_symlink_follow()
 
 // MARK: identity and environment
 
 internal func system_getpid() -> pid_t { Glibc.getpid() }
 internal func system_geteuid() -> uid_t { Glibc.geteuid() }
+internal func system_getegid() -> gid_t { Glibc.getegid() }
 internal func system_cpuCount() -> Int { Int(cmp_cpu_count()) }
 internal func system_isatty(_ fd: CInt) -> Bool { Glibc.isatty(fd) == 1 }
 
