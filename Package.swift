@@ -61,6 +61,7 @@ let package = Package(
                 "Multiprocessing",
                 "MPCopy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Examples",
             swiftSettings: strictSettings

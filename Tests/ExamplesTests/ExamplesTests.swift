@@ -282,6 +282,73 @@ struct ExamplesTests {
         #expect(run.count(containing: "2 jobs in") == 2)
     }
 
+    // MARK: copiers
+
+    /// A source folder of `count` files of different sizes, and a destination path that may exist.
+    func makeFolders(count: Int, destinationExists: Bool) throws -> (root: URL, source: URL, dest: URL) {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("examples-test-\(UUID().uuidString)")
+        let source = root.appendingPathComponent("src"), dest = root.appendingPathComponent("dst")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        if destinationExists { try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true) }
+        for i in 0..<count {
+            let bytes = (0..<(i * 5_000 + 3)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
+            try Data(bytes).write(to: source.appendingPathComponent("f\(i).dat"))
+        }
+        return (root, source, dest)
+    }
+
+    func expectSameFiles(_ source: URL, _ dest: URL, count: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: dest.path).sorted()
+        #expect(names == (0..<count).map { "f\($0).dat" }.sorted(), "no temporaries or strays", sourceLocation: sourceLocation)
+        for name in names {
+            let a = try Data(contentsOf: source.appendingPathComponent(name))
+            let b = try Data(contentsOf: dest.appendingPathComponent(name))
+            #expect(a == b, "\(name) differs", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("process-copier and thread-copier: one worker per file, every file identical", arguments: ["process", "thread"])
+    func naiveCopier(kind: String) throws {
+        let (root, source, dest) = try makeFolders(count: 6, destinationExists: false)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let run = try runExample(["\(kind)-copier", source.path, dest.path])
+        #expect(run.status == 0, "\(run.output)")
+        let copied = run.lines.filter { $0.hasPrefix("copied f") }
+        #expect(copied.count == 6, "\(run.output)")
+        // One worker per file: six different processes, or six different threads.
+        let workers = Set(copied.compactMap { $0.split(separator: " ").last })
+        #expect(workers.count == 6)
+        #expect(run.lines.contains("copied 6 files with 6 \(kind == "process" ? "processes" : "threads") (one per file)"))
+        #expect(run.lines.last == "check: 6 of 6 files in the destination are identical to the source")
+        #expect(run.count(containing: "目标文件夹已存在") == 0)
+        try expectSameFiles(source, dest, count: 6)
+    }
+
+    @Test("process-copier and thread-copier --engine: mpcp's engine, into an existing folder", arguments: ["process", "thread"])
+    func engineCopier(kind: String) throws {
+        let (root, source, dest) = try makeFolders(count: 5, destinationExists: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let run = try runExample(["\(kind)-copier", "--engine", source.path, dest.path])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.count(containing: "目标文件夹已存在") == 1)
+        #expect(run.lines.contains { $0.hasPrefix("copied 5 files, ") && $0.contains("with the MPCopy engine") && $0.contains("worker \(kind == "process" ? "processes" : "threads")") },
+                "\(run.output)")
+        #expect(run.count(containing: "what the engine does better") == 1)
+        #expect(run.lines.last == "check: 5 of 5 files in the destination are identical to the source")
+        try expectSameFiles(source, dest, count: 5)
+    }
+
+    @Test("process-copier with no folders copies a demo folder and removes it")
+    func demoCopier() throws {
+        let before = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("examples-copier-") }
+        let run = try runExample(["process-copier", "--files", "4"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.lines.first?.hasPrefix("demo: 4 files in /tmp/examples-copier-") == true)
+        #expect(run.lines.last == "check: 4 of 4 files in the destination are identical to the source")
+        let after = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("examples-copier-") }
+        #expect(Set(after).subtracting(before).isEmpty, "the demo folder was left behind")
+    }
+
     // MARK: queue
 
     @Test("queue: every item is put once and delivered to exactly one consumer")
