@@ -191,15 +191,18 @@ struct ThreadCores: ParsableCommand {
 
         // Two jobs, one after the other, on one thread.
         var start = ContinuousClock.now
+        var cpuStart = processCPUSeconds()
         let one = OSThread { [spin(steps, seed: 1), spin(steps, seed: 2)] }
         try one.start()
         try one.join()
         let serial = elapsedSeconds(since: start)
+        let serialCPU = processCPUSeconds() - cpuStart
         let serialResults = try one.result(as: [UInt64].self)
-        say("1 thread : 2 jobs in \(format(serial)) s")
+        say("1 thread : 2 jobs in \(format(serial)) s (CPU time \(format(serialCPU)) s: \(format(serialCPU / serial)) cores busy)")
 
         // The same two jobs on two threads at once.
         start = ContinuousClock.now
+        cpuStart = processCPUSeconds()
         let a = OSThread { spin(steps, seed: 1) }
         let b = OSThread { spin(steps, seed: 2) }
         try a.start()
@@ -207,11 +210,21 @@ struct ThreadCores: ParsableCommand {
         try a.join()
         try b.join()
         let parallel = elapsedSeconds(since: start)
+        let parallelCPU = processCPUSeconds() - cpuStart
         let parallelResults = [try a.result(as: UInt64.self), try b.result(as: UInt64.self)]
-        say("2 threads: 2 jobs in \(format(parallel)) s")
+        // CPU time over wall time is how many cores ran this process's threads at once: with a
+        // global interpreter lock it stays at 1, whatever the machine's load.
+        say("2 threads: 2 jobs in \(format(parallel)) s (CPU time \(format(parallelCPU)) s: \(format(parallelCPU / parallel)) cores busy)")
 
         say("same results: \(serialResults == parallelResults)")
-        say("speed-up: \(format(serial / parallel))x (Python threads: about 1.0x, because of the GIL)")
+        say("speed-up: \(format(serial / parallel))x (Python threads: about 1.0x and 1 core busy, because of the GIL)")
+    }
+
+    /// CPU time used by every thread of this process so far (`CLOCK_PROCESS_CPUTIME_ID`).
+    func processCPUSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     func format(_ value: Double) -> String {
