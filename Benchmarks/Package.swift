@@ -20,5 +20,13 @@ let package = Package(
             dependencies: [.product(name: "Multiprocessing", package: library)],
             path: "Sources/StartBenchmark"
         ),
-    ]
+        // Locks and threads: our Lock against Mutex, NSLock and Python's locks; CPU scaling.
+        .executableTarget(
+            name: "SyncBenchmark",
+            dependencies: [.product(name: "Multiprocessing", package: library)],
+            path: "Sources/SyncBenchmark",
+            exclude: ["sync_peer.py"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
 )
