@@ -172,8 +172,8 @@ struct ExamplesTests {
 
     @Test("thread-daemon: the daemon thread does not keep the process alive")
     func threadDaemon() throws {
-        // The thread would print 5 lines in 0.4 s and more; the main thread ends after 0.25 s.
-        let run = try runExample(["thread-daemon", "--interval", "0.1", "--wait", "0.25"])
+        // The thread would print its 5th line at 0.8 s; the main thread ends after 0.3 s.
+        let run = try runExample(["thread-daemon", "--interval", "0.2", "--wait", "0.3"])
         #expect(run.status == 0)
         #expect(run.count(containing: "主线程结束") == 1)
         #expect((1...4).contains(run.count("sing")), "\(run.output)")
