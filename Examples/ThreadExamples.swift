@@ -213,7 +213,7 @@ struct ThreadCores: ParsableCommand {
         let parallelCPU = processCPUSeconds() - cpuStart
         let parallelResults = [try a.result(as: UInt64.self), try b.result(as: UInt64.self)]
         // CPU time over wall time is how many cores ran this process's threads at once: with a
-        // global interpreter lock it stays at 1, whatever the machine's load.
+        // global interpreter lock it stays at 1 or below, however many cores are free.
         say("2 threads: 2 jobs in \(format(parallel)) s (CPU time \(format(parallelCPU)) s: \(format(parallelCPU / parallel)) cores busy)")
 
         say("same results: \(serialResults == parallelResults)")
