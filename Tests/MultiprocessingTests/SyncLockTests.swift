@@ -1,5 +1,6 @@
 import Testing
 import Synchronization
+import Glibc
 @testable import Multiprocessing
 
 /// A counter that is deliberately not atomic: only a lock keeps its updates exact.
@@ -165,5 +166,60 @@ struct SyncLockTests {
         try await holder.join()
         try await lock.acquire(timeout: .seconds(5))
         try lock.release()
+    }
+}
+
+/// A robust glibc mutex in private memory, to share the thread's robust list with our locks.
+final class GlibcRobustMutex: @unchecked Sendable {
+    let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() {
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        pthread_mutexattr_setrobust(&attr, Int32(PTHREAD_MUTEX_ROBUST))
+        pthread_mutex_init(mutex, &attr)
+        pthread_mutexattr_destroy(&attr)
+    }
+    deinit { mutex.deallocate() }
+}
+
+@Suite("SyncLockRobustList")
+struct SyncLockRobustListTests {
+    @Test("our locks and glibc's robust mutexes share a thread's robust list: both are reported when it dies")
+    func interleavedWithGlibc() throws {
+        let a = GlibcRobustMutex(), b = try Lock(), c = try Lock(), d = try RLock()
+        let owner = OSThread { () throws -> [Int32] in
+            var results: [Int32] = []
+            results.append(pthread_mutex_lock(a.mutex))   // glibc's node first
+            try b.acquire()                                  // ours in front of it
+            results.append(pthread_mutex_unlock(a.mutex)) // glibc unlinks beside our node
+            results.append(pthread_mutex_lock(a.mutex))
+            try b.release()                                  // we unlink beside glibc's node
+            try b.acquire()
+            try c.acquire()
+            try d.acquire(); try d.acquire()
+            try b.release()                                  // unlink from the middle
+            return results                                   // exits holding a, c and d
+        }
+        try owner.start()
+        try owner.join()
+        #expect(try owner.result(as: [Int32].self) == [0, 0, 0])
+        // The kernel walked the whole list: every lock the thread held is marked. (join returns
+        // when the target has returned; the kernel walks the list a moment later, when the thread
+        // exits, so wait for the mark with blocking calls.)
+        #expect(pthread_mutex_lock(a.mutex) == EOWNERDEAD)
+        pthread_mutex_consistent(a.mutex)
+        pthread_mutex_unlock(a.mutex)
+        expectCode(.ownerDied) { try c.acquire(timeout: .seconds(1)) }
+        expectCode(.ownerDied) { try d.acquire(timeout: .seconds(1)) }
+        #expect(d.recursionDepth == 1)
+        #expect(try b.tryAcquire())
+        try b.release(); try c.release(); try d.release()
+        // And this thread's own list is intact after all of it.
+        for _ in 0..<3 {
+            #expect(pthread_mutex_lock(a.mutex) == 0)
+            try b.acquire(); try c.acquire()
+            #expect(pthread_mutex_unlock(a.mutex) == 0)
+            try c.release(); try b.release()
+        }
     }
 }

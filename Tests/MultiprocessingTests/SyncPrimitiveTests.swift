@@ -273,12 +273,24 @@ struct SyncConditionTests {
             try condition.withLock { ready.value = 1; try condition.notify() }
         }
         try await condition.withLock {}   // the async twin of withLock
-        try condition.acquire()
+        try await condition.acquire()   // and of acquire
         try notifier.start()
         try await condition.wait(for: { ready.value == 1 }, timeout: .seconds(10))
         #expect(ready.value == 1)
         try condition.release()
         try await notifier.join()
+
+        // A cancelled task's wait ends with .cancelled, holding the lock again, and unregisters.
+        let task = Task {
+            try await condition.acquire()
+            defer { try? condition.release() }
+            try await condition.wait()
+        }
+        #expect(eventually { condition.registeredWaiters == 1 })
+        task.cancel()
+        await expectCode(.cancelled) { try await task.value }
+        #expect(condition.registeredWaiters == 0)
+        try await condition.withLock { try condition.notifyAll() }   // the lock was released by the task
     }
 }
 

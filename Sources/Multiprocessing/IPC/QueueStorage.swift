@@ -450,7 +450,7 @@ extension QueueStorage {
     /// Takes the mutex and ends the process at `point`, as a `SIGKILL` there would. For a forked
     /// test child: it allocates nothing and takes no other lock.
     internal func crashWhileHolding(_ point: CrashPoint) -> Never {
-        _ = system_mutexTryLock(mutex.mutex)
+        _ = system_robustTryLock(mutex.mutex)
         let headValue = Int(head.pointee)
         let usedValue = Int(used.pointee)
         switch point {

@@ -12,7 +12,7 @@
 /// in another process has no action, and the action runs only when the last party to arrive is in
 /// the process that created it.
 public final class Barrier: Codable, @unchecked Sendable {
-    // Layout: kind (4) | parties (4) | pthread_mutex_t | count (4) | phase (4) | sequence (4).
+    // Layout: kind (4) | parties (4) | robust lock (48) | count (4) | phase (4) | sequence (4).
     internal let memory: SharedAllocation
     private let mutex: RobustMutex
     private var count: UnsafeMutablePointer<Int32> {

@@ -75,6 +75,16 @@ public final class Condition: Codable, @unchecked Sendable {
         }
     }
 
+    /// The async twin of ``acquire(timeout:)``: waits off the cooperative pool and takes the lock on
+    /// the caller's thread, so release it before the next suspension point.
+    /// - Throws: as ``Lock/acquire(timeout:)``; `.cancelled` when the task is cancelled.
+    public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
+        switch underlying {
+        case .lock(let lock): try await lock.acquire(timeout: timeout)
+        case .rlock(let rlock): try await rlock.acquire(timeout: timeout)
+        }
+    }
+
     /// Releases the condition's lock.
     /// - Throws: `.misuse` when the calling thread does not hold it.
     public func release() throws {
@@ -249,7 +259,7 @@ public final class Condition: Codable, @unchecked Sendable {
         }
         switch underlying {
         case .lock: return 1
-        case .rlock(let rlock): return max(1, Int(system_mutexCount(rlock.mutex.mutex)))
+        case .rlock(let rlock): return max(1, Int(rlock.mutex.count))
         }
     }
 

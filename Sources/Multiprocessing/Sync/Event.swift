@@ -45,25 +45,28 @@ public final class Event: Codable, @unchecked Sendable {
     /// - Throws: `.timedOut` when the flag stayed lowered (Python returns False), or `.cancelled` when
     ///   the waiting ``OSThread`` was cancelled.
     public func wait(timeout: Duration? = nil) throws {
-        if isSet { return }
-        try waitSlow(.current(timeout: timeout, "Event.wait"))
+        let seen = flag.load()
+        if seen & 1 != 0 { return }
+        try waitSlow(seen, .current(timeout: timeout, "Event.wait"))
     }
 
     /// The async twin of ``wait(timeout:)``: waits on a helper thread, never on the cooperative pool.
     /// - Throws: `.timedOut`, or `.cancelled` when the task is cancelled.
     public func wait(timeout: Duration? = nil) async throws {
-        if isSet { return }
+        let seen = flag.load()
+        if seen & 1 != 0 { return }
         try await waitOffPool("Event.wait") { cancellation in
-            try self.waitSlow(WaitContext(timeout: timeout, cancellation: cancellation, operation: "Event.wait"))
+            try self.waitSlow(seen, WaitContext(timeout: timeout, cancellation: cancellation, operation: "Event.wait"))
         }
     }
 
-    private func waitSlow(_ context: WaitContext) throws(MultiprocessingError) {
+    /// Waits until the word moves on from `seen`, a lowered state read when the wait began: only a
+    /// `set()` changes the word from there, so any change means the event was set after the wait
+    /// began, even if it has been cleared again since. A set between that read and the sleep
+    /// changes the word, so the kernel refuses to sleep: nothing is missed.
+    private func waitSlow(_ seen: UInt32, _ context: WaitContext) throws(MultiprocessingError) {
         sleepers.add(1)
         defer { sleepers.subtract(1) }
-        let seen = flag.load()
-        if seen & 1 != 0 { return }
-        // Lowered at `seen`: only a set() changes the word from here, so any change means raised.
         while flag.load() == seen {
             try context.wait(on: flag, expected: seen)
         }

@@ -7,7 +7,7 @@
 /// the next acquirer gets it (at depth 1) and ``acquire(timeout:)`` throws `.ownerDied` with the
 /// lock held.
 public final class RLock: Codable, @unchecked Sendable {
-    // Layout: kind (4) | unused (4) | pthread_mutex_t (recursive, robust, process-shared).
+    // Layout: kind (4) | unused (4) | robust lock (recursive; see RobustMutex).
     internal let memory: SharedAllocation
     internal let mutex: RobustMutex
 
@@ -59,13 +59,24 @@ public final class RLock: Codable, @unchecked Sendable {
     /// If the previous owner died, `body` does not run: the lock is released and `.ownerDied` thrown
     /// (see ``Lock/withLock(timeout:_:)``).
     /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    @inlinable
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
+        try enterWithLock(timeout)
+        defer { exitWithLock() }
+        return try body()
+    }
+
+    @usableFromInline
+    internal func enterWithLock(_ timeout: Duration?) throws {
         if try mutex.lock(.current(timeout: timeout, "RLock.withLock")) == .afterOwnerDied {
             try mutex.unlock("RLock.withLock")
             throw Lock.ownerDiedError("RLock.withLock")
         }
-        defer { _ = try? mutex.unlock("RLock.withLock") }
-        return try body()
+    }
+
+    @usableFromInline
+    internal func exitWithLock() {
+        _ = try? mutex.unlock("RLock.withLock")
     }
 
     /// Whether the calling thread holds the lock.
@@ -73,7 +84,7 @@ public final class RLock: Codable, @unchecked Sendable {
 
     /// How many times the calling thread holds the lock (0 when it does not).
     public var recursionDepth: Int {
-        isOwnedByCurrentThread ? Int(system_mutexCount(mutex.mutex)) : 0
+        isOwnedByCurrentThread ? Int(mutex.count) : 0
     }
 
     /// The async twin of ``acquire(timeout:)``: waits off the cooperative pool and takes the lock on

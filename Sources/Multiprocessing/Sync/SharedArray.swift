@@ -10,7 +10,7 @@
 /// squares[3] = 9
 /// ```
 public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Codable, @unchecked Sendable {
-    // Layout: kind (4) | stride of T (4) | pthread_mutex_t | count (8) | padding to 64 | elements.
+    // Layout: kind (4) | stride of T (4) | robust lock (48) | count (8) | padding to 64 | elements.
     internal let memory: SharedAllocation
     internal let mutex: RobustMutex
     internal static var elementsOffset: Int { 64 }
@@ -51,7 +51,9 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
         memory.kind.store(SharedKind.array)
     }
 
+    /// The first index: 0.
     public var startIndex: Int { 0 }
+    /// One past the last index: ``count``.
     public var endIndex: Int { count }
 
     /// The built-in lock (Python's `get_lock()`): the same lock subscripts and ``withLock(timeout:_:)`` take.

@@ -14,7 +14,7 @@
 /// try counter.withLock { $0 += 1 }   // or: counter.add(1)
 /// ```
 public final class SharedValue<T: BitwiseCopyable>: Codable, @unchecked Sendable {
-    // Layout: kind (4) | size of T (4) | pthread_mutex_t | padding | T.
+    // Layout: kind (4) | size of T (4) | robust lock (48) | padding | T.
     internal let memory: SharedAllocation
     internal let mutex: RobustMutex
     internal static var valueOffset: Int {

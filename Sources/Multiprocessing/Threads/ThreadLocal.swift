@@ -11,8 +11,9 @@ import Glibc
 /// ```
 ///
 /// The values live in a POSIX thread-specific key (there are at most 1024 per process). When the
-/// `ThreadLocal` is released, the values other threads still hold are not freed until... never:
-/// keep thread-locals for the life of the program, as globals.
+/// `ThreadLocal` itself is released, the values that other live threads still hold are leaked
+/// (POSIX runs no destructors for a deleted key): keep thread-locals for the life of the program,
+/// as globals or statics.
 public final class ThreadLocal<Value>: @unchecked Sendable {
     // Each thread's value is boxed and retained in the key; the key's destructor releases it.
     private final class Box {
