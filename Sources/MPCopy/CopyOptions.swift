@@ -76,6 +76,11 @@ public struct CopyOptions: Sendable, Codable {
     public var batchFiles: Int = 32
     /// ...and at most this many bytes.
     public var batchBytes: Int64 = 16 << 20
+    /// Write each small file as an unnamed `O_TMPFILE` and link it into place (the default), rather
+    /// than under a `.mpcp-tmp-*` name renamed into place. Both never show a partial file under
+    /// its final name; the unnamed file also leaves nothing behind after SIGKILL, and is faster on
+    /// ext4. The engine falls back to names by itself where O_TMPFILE is not supported.
+    public var unnamedTemporaries: Bool = true
     /// For `--workers processes`: the executable a worker child runs (it must call
     /// ``CopyWorkerChild/runIfRequested()`` first thing). Nil means this process's own executable.
     public var workerExecutable: FilePath? = nil

@@ -35,6 +35,23 @@ import Testing
         #expect(progress.filesDone == 2 && progress.bytesDone == report.bytes && progress.walkFinished)
     }
 
+    /// The named-temporary path (for file systems without O_TMPFILE) copies the tricky tree exactly too.
+    @Test func namedTemporariesCopyExactly() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        try sh(makeTrickyTree, in: scratch.path).expectSuccess()
+        var options = CopyOptions()
+        options.recursive = true
+        options.preserve = .all
+        options.jobs = 2
+        options.unnamedTemporaries = false
+        let job = try CopyJob(sources: [FilePath(scratch.path + "/src")], destination: FilePath(scratch.path + "/dst"), options: options)
+        let report = try job.run()
+        #expect(report.failures.isEmpty, "\(report.failures)")
+        let diff = try sh("set -- src dst\n" + compareTrees, in: scratch.path)
+        #expect(diff.stdout.isEmpty && diff.stderr.isEmpty, "\(diff.stdout)\(diff.stderr)")
+    }
+
     /// A job cancelled before it runs copies nothing, leaves no temporaries and says so.
     @Test func cancelBeforeRun() throws {
         let scratch = try Scratch()

@@ -18,7 +18,7 @@ internal final class Performer: Sendable {
     /// Turned off after the first EOPNOTSUPP-like answer, so that ext4 pays for one failed FICLONE only.
     private let cloneWorks = Atomic<Bool>(true)
     private let copyRangeWorks = Atomic<Bool>(true)
-    private let tmpfileWorks = Atomic<Bool>(true)
+    private let tmpfileWorks: Atomic<Bool>
     private let emptyPathLinkWorks = Atomic<Bool>(true)
     private let sequence = Atomic<UInt64>(0)
     /// `.mpcp-tmp-<pid>-<random>-`: unique per run and process, never the name of a source file
@@ -33,6 +33,7 @@ internal final class Performer: Sendable {
     init(options: CopyOptions) {
         self.options = options
         umask = system_readUmask()
+        tmpfileWorks = Atomic(options.unnamedTemporaries)
         euid = system_geteuid()
         egid = system_getegid()
         isRoot = euid == 0

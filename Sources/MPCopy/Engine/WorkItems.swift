@@ -34,6 +34,26 @@ internal struct SourceStat: Codable, Sendable, Hashable {
         mtimeNanoseconds = st.mtime_nsec
     }
 
+    // Coded as one array of numbers: a worker process receives tens of thousands of these, and
+    // an array of fixed-width integers is one copy on the wire instead of twelve keyed fields.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let v = try container.decode([Int64].self)
+        guard v.count == 12 else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "a SourceStat has 12 numbers, not \(v.count)")
+        }
+        mode = UInt32(truncatingIfNeeded: v[0]); uid = UInt32(truncatingIfNeeded: v[1]); gid = UInt32(truncatingIfNeeded: v[2])
+        nlink = UInt32(truncatingIfNeeded: v[3]); ino = UInt64(bitPattern: v[4]); dev = UInt64(bitPattern: v[5])
+        size = v[6]; blocks = v[7]; atime = v[8]; atimeNanoseconds = UInt32(truncatingIfNeeded: v[9])
+        mtime = v[10]; mtimeNanoseconds = UInt32(truncatingIfNeeded: v[11])
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode([Int64(mode), Int64(uid), Int64(gid), Int64(nlink), Int64(bitPattern: ino), Int64(bitPattern: dev),
+                              size, blocks, atime, Int64(atimeNanoseconds), mtime, Int64(mtimeNanoseconds)])
+    }
+
     var fileType: UInt32 { mode & modeTypeMask }
     var isDirectory: Bool { fileType == modeDirectory }
     var isRegular: Bool { fileType == modeRegular }
@@ -56,6 +76,45 @@ internal struct FileEntry: Codable, Sendable {
     var stat: SourceStat
 
     var targetName: FilePath.Component { destinationName ?? name }
+}
+
+extension FileEntry {
+    private enum CodingKeys: String, CodingKey { case n, d, s }
+
+    // Names travel as raw bytes (one array copy), never as decoded text.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try FileEntry.component(container.decode([UInt8].self, forKey: .n), container, .n)
+        let target = try container.decodeIfPresent([UInt8].self, forKey: .d)
+        destinationName = try target.map { try FileEntry.component($0, container, .d) }
+        stat = try container.decode(SourceStat.self, forKey: .s)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(FileEntry.bytes(name), forKey: .n)
+        try container.encodeIfPresent(destinationName.map(FileEntry.bytes), forKey: .d)
+        try container.encode(stat, forKey: .s)
+    }
+
+    private static func bytes(_ component: FilePath.Component) -> [UInt8] {
+        component.withPlatformString { p in
+            var out: [UInt8] = []
+            var i = 0
+            while p[i] != 0 { out.append(UInt8(bitPattern: p[i])); i += 1 }
+            return out
+        }
+    }
+
+    private static func component(_ bytes: [UInt8], _ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> FilePath.Component {
+        let cString = bytes.map { CChar(bitPattern: $0) } + [0]
+        guard !bytes.contains(0), !bytes.contains(0x2F),
+              let component = cString.withUnsafeBufferPointer({ b in b.baseAddress.flatMap { FilePath.Component(platformString: $0) } })
+        else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "not a file name")
+        }
+        return component
+    }
 }
 
 internal struct ScanItem: Codable, Sendable {
