@@ -218,6 +218,10 @@ struct ThreadCores: ParsableCommand {
 
         say("same results: \(serialResults == parallelResults)")
         say("speed-up: \(format(serial / parallel))x (Python threads: about 1.0x and 1 core busy, because of the GIL)")
+        if cpuCount() >= 2 && parallelCPU / parallel < 1.5 {
+            // Other programs had the cores: the threads could not run at once, through no lock of ours.
+            say("note: the machine is busy (fewer than 2 cores were free); on an idle machine expect about 2x")
+        }
     }
 
     /// CPU time used by every thread of this process so far (`CLOCK_PROCESS_CPUTIME_ID`).
