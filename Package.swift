@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
+        .library(name: "MPCopy", targets: ["MPCopy"]),
+        .executable(name: "mpcp", targets: ["mpcp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -30,13 +32,36 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // mpcp's engine: parallel walk, chunked copy, temp+rename. A library shared by the CLI and tests.
+        .target(
+            name: "MPCopy",
+            dependencies: [
+                "Multiprocessing",
+                "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The thin mpcp command line.
+        .executableTarget(
+            name: "mpcp",
+            dependencies: [
+                "MPCopy",
+                "Multiprocessing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
 
         // The seed tutorial's examples, one subcommand each: `swift run examples NAME`.
         .executableTarget(
             name: "examples",
             dependencies: [
                 "Multiprocessing",
+                "MPCopy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Examples",
             swiftSettings: strictSettings
@@ -59,6 +84,17 @@ let package = Package(
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
+            swiftSettings: strictSettings
+        ),
+        // End-to-end tests of the seed's examples: they run the built `examples` binary.
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["examples"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MPCopyTests",
+            dependencies: ["MPCopy", "mpcp"],
             swiftSettings: strictSettings
         ),
     ],

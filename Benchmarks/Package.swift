@@ -22,7 +22,7 @@ let package = Package(
         // Locks and threads: our Lock against Mutex, NSLock and Python's locks; CPU scaling.
         .executableTarget(name: "SyncBenchmark", dependencies: [library], path: "Sources/SyncBenchmark",
                           exclude: ["sync_peer.py"]),
-        // Pipes and queues: messages/s and round trips against Python's multiprocessing and a raw pipe.
+        // Pipes and queues: messages/s and round-trip latency against Python's multiprocessing.
         .executableTarget(name: "QueueBenchmark", dependencies: [library], path: "Sources/QueueBenchmark",
                           exclude: ["peer.py"]),
     ]

@@ -1,202 +1,239 @@
-// The tutorial's thread half: threading.Thread, daemon threads, current_thread, Lock, RLock,
-// BoundedSemaphore, the Event traffic light, and stopping a thread.
+// The tutorial's threads: threading.Thread, args, daemon threads, execution order, forced stop, and
+// one the seed gets wrong for Swift: threads do use every core.
 import ArgumentParser
 import Multiprocessing
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Python's `repr(threading.current_thread())`: `<Thread(Thread-1, started 1403...)>`.
+func threadDescription(_ thread: OSThread) -> String {
+    "<OSThread(\(thread.name), started \(thread.ident))>"
+}
+
+/// `def sing(num): for i in range(num): print('sing'); time.sleep(1)`
+func sing(_ num: Int, interval: Double) {
+    for _ in 0..<num {
+        say("sing")
+        pause(seconds: interval)
+    }
+}
+
+/// `def dance(num): for i in range(num): print('dance'); time.sleep(1)`
+func dance(num: Int, interval: Double) {
+    for _ in 0..<num {
+        say("dance")
+        pause(seconds: interval)
+    }
+}
+
 struct ThreadStart: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "thread-start",
         abstract: "sing and dance in two threads")
+    @Option(help: "Seconds to sleep between lines (the seed sleeps 1).")
+    var interval: Double = 0.5
+
     func run() throws {
-        let sing = OSThread { for _ in 0..<5 { print("sing"); pause(seconds: 0.2) } }
-        let dance = OSThread { for _ in 0..<5 { print("dance"); pause(seconds: 0.2) } }
-        try sing.start()
-        try dance.start()
-        // No join: like Python, the program does not exit while non-daemon threads run.
+        let interval = interval
+        // sing_thread = threading.Thread(target=sing)
+        let singThread = OSThread { sing(5, interval: interval) }
+        let danceThread = OSThread { dance(num: 5, interval: interval) }
+        try singThread.start()
+        try danceThread.start()
+        // As in Python, the process waits for its non-daemon threads at exit; join makes it explicit.
+        try singThread.join()
+        try danceThread.join()
+    }
+}
+
+struct ThreadArgs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "thread-args",
+        abstract: "a thread's arguments: args (by position) and kwargs (by name)")
+    @Option(help: "Seconds to sleep between lines (the seed sleeps 1).")
+    var interval: Double = 0.5
+
+    func run() throws {
+        let interval = interval
+        // threading.Thread(target=sing, args=(3,)): the closure calls the function by position.
+        let singThread = OSThread { sing(3, interval: interval) }
+        // threading.Thread(target=dance, kwargs={"num": 3}): by name (a Swift argument label).
+        let danceThread = OSThread { dance(num: 3, interval: interval) }
+        try singThread.start()
+        try danceThread.start()
+        try singThread.join()
+        try danceThread.join()
     }
 }
 
 struct ThreadDaemon: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "thread-daemon",
-        abstract: "a daemon thread dies with the main thread")
+        abstract: "a daemon thread ends with the main thread")
+    @Option(help: "Seconds to sleep between lines (the seed sleeps 1).")
+    var interval: Double = 0.5
+    @Option(help: "Seconds the main thread runs before it ends (the seed sleeps 1).")
+    var wait: Double = 1.2
+
     func run() throws {
-        let sing = OSThread(daemon: true) { for _ in 0..<5 { print("sing"); pause(seconds: 0.2) } }
-        try sing.start()
-        pause(seconds: 0.3)
-        print("main thread ends")
+        let interval = interval
+        // threading.Thread(target=sing, daemon=True), or sing_thread.setDaemon(True) before start().
+        let singThread = OSThread(daemon: true) { sing(5, interval: interval) }
+        try singThread.start()
+        pause(seconds: wait)
+        say("主线程结束 (main thread ends)")
+        // Returning from main exits the process: a daemon thread is not waited for, so the remaining
+        // "sing" lines never print. A non-daemon thread would keep the process alive, as in Python.
     }
 }
 
-struct ThreadCurrent: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "thread-current",
-        abstract: "threads run in no fixed order (current_thread)")
+struct ThreadOrder: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "thread-order",
+        abstract: "the order of threads is up to the scheduler")
+    @Option(help: "Seconds each thread sleeps before it prints (the seed sleeps 1).")
+    var interval: Double = 1
+
     func run() throws {
+        let interval = interval
+        var threads: [OSThread] = []
         for _ in 0..<5 {
-            try OSThread {
-                pause(seconds: 0.2)
-                let me = OSThread.current
-                print("<OSThread(\(me.name), started \(me.ident))>")
-            }.start()
-        }
-    }
-}
-
-/// A counter that only the example's lock protects.
-final class SharedNumber: @unchecked Sendable {
-    var n = 100
-}
-
-struct ThreadLock: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "thread-lock",
-        abstract: "100 threads decrement a number under a Lock")
-    func run() throws {
-        let lock = try Lock()
-        let number = SharedNumber()
-        let threads = (0..<100).map { _ in
-            OSThread {
-                try lock.withLock {
-                    let temp = number.n
-                    pause(seconds: 0.001)
-                    number.n = temp - 1
-                }
+            let th = OSThread {
+                pause(seconds: interval)
+                say(threadDescription(OSThread.current))
             }
+            try th.start()
+            threads.append(th)
         }
-        for t in threads { try t.start() }
-        for t in threads { try t.join() }
-        print(number.n)
+        for th in threads { try th.join() }
     }
 }
 
-struct ThreadRLock: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "thread-rlock",
-        abstract: "an RLock taken twice by the same thread")
-    func run() throws {
-        let lock = try RLock()
-        let number = SharedNumber()
-        number.n = 0
-        let threads = (0..<10).map { _ in
-            OSThread {
-                try lock.acquire()
-                try lock.acquire()        // nested: fine for an RLock
-                number.n += 1
-                pause(seconds: 0.05)
-                print(number.n)
-                try lock.release()
-                try lock.release()
-            }
-        }
-        for t in threads { try t.start() }
-        for t in threads { try t.join() }
-    }
+// MARK: thread-stop
+
+/// The seed's `print_time`: six lines, forever.
+func printTime() {
+    say([111111111111, 222222222222, 333333333333, 444444444444, 555555555555, 666666666666]
+        .map(String.init).joined(separator: "\n"))
 }
 
-struct ThreadSemaphore: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "thread-semaphore",
-        abstract: "22 threads, at most 5 at a time (BoundedSemaphore)")
-    func run() throws {
-        let semaphore = try BoundedSemaphore(5)
-        for i in 0..<22 {
-            try OSThread {
-                try semaphore.withPermit {
-                    pause(seconds: 0.2)
-                    print("run the thread: t-\(i)")
-                }
-            }.start()
-        }
-        while OSThread.activeCount != 1 { pause(seconds: 0.01) }
-        print("-----all threads done-----")
-    }
-}
-
-struct ThreadEvent: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "thread-event",
-        abstract: "the traffic light: cars wait for green (Event)")
-    @Option(help: "How many light changes to show before stopping.") var ticks = 14
-    func run() throws {
-        let green = try Event()
-        let stop = try Event()
-        let ticks = self.ticks
-        let light = OSThread(name: "light") {
-            var count = 0
-            green.set()
-            for _ in 0..<ticks {
-                if count > 5 && count <= 10 {
-                    green.clear()
-                    print("\u{1B}[41;1mred light is on...\u{1B}[0m")
-                } else if count > 10 {
-                    green.set()
-                    count = 0
-                } else {
-                    print("\u{1B}[42;1mgreen light is on...\u{1B}[0m")
-                }
-                pause(seconds: 0.1)
-                count += 1
-            }
-            stop.set()
-            green.set()
-        }
-        let car = OSThread(name: "MINI") {
-            while !stop.isSet {
-                if green.isSet {
-                    print("[MINI] running...")
-                    pause(seconds: 0.1)
-                } else {
-                    print("[MINI] sees red light, waiting...")
-                    try green.wait()
-                    print("[MINI] green light is on, start going...")
-                }
-            }
-        }
-        try light.start()
-        try car.start()
-    }
-}
-
-/// Prints forever without ever checking for cancellation: only killing its process stops it.
-struct PrintForever: ProcessTask {
+/// `print_time` in a child process, which never checks for cancellation: only a signal stops it.
+struct PrintTimeTask: ProcessTask {
+    var interval: Double
     func run() {
         while true {
-            print(111111111111)
-            print(222222222222)
-            pause(seconds: 0.05)
+            printTime()
+            pause(seconds: interval)
         }
     }
 }
 
 struct ThreadStop: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "thread-stop",
-        abstract: "stopping a thread: cooperative cancel, and a hard stop with ChildProcess.terminate()")
+        abstract: "the seed's forced stop, done safely: cancellation, or a child process")
+    @Option(help: "Seconds between rounds of print_time (the seed does not sleep).")
+    var interval: Double = 0.05
+    @Option(help: "Seconds the work runs before it is stopped.")
+    var after: Double = 0.2
+
     func run() throws {
-        // Swift cannot inject an exception into a running thread (the tutorial's ctypes trick).
-        // A thread stops when it checks: cancel() makes checkCancellation() throw, and wakes any
-        // wait of this module the thread is blocked in.
-        let printer = OSThread {
+        let interval = interval
+        // 1. Cooperative: the seed raises SystemExit inside the thread with ctypes. Swift cannot
+        // inject an error into another thread: a thread stopped at an arbitrary instruction would
+        // leave locks held and memory half-written. Instead the thread is asked to stop, and checks.
+        let rounds = Atomic<Int>(0)
+        let t = OSThread(name: "print_time") {
             while true {
-                try OSThread.checkCancellation()
-                print(111111111111)
-                pause(seconds: 0.05)
+                try OSThread.checkCancellation()     // throws once cancel() was called
+                printTime()
+                rounds.add(1, ordering: .relaxed)
+                pause(seconds: interval)
             }
         }
-        try printer.start()
-        pause(seconds: 0.2)
-        printer.cancel()
-        try printer.join()
-        print("thread stopped: \(printer.error.map { "\($0)" } ?? "no error")")
+        try t.start()
+        pause(seconds: after)
+        while rounds.load(ordering: .relaxed) == 0 { usleep(1000) }   // at least one round, on a busy machine
+        t.cancel()                                   // stop_thread(t)
+        try t.join()
+        say("stopped: thread \(t.name) ended by cancellation after \(rounds.load(ordering: .relaxed)) rounds (\(t.error.map { "\($0)" } ?? "no error"))")
 
-        // Code that never checks can only be stopped hard: run it in a child process and
-        // terminate the process, which is safe where killing a thread is not.
-        let child = ChildProcess(PrintForever())
+        // 2. Hard stop: code that never checks runs in a child process, which can be killed safely:
+        // the kernel frees everything it held.
+        let child = ChildProcess(PrintTimeTask(interval: interval), name: "print_time-process")
         try child.start()
-        pause(seconds: 0.2)
+        pause(seconds: after)
         try child.terminate()
         try child.join()
-        print("process stopped: \(child.exitStatus.map { "\($0)" } ?? "?")")
+        say("stopped: process \(child.name) terminated, exit code \(child.exitCode.map(String.init) ?? "?")")
     }
 }
 
-let threadExampleCommands: [any ParsableCommand.Type] = [
-    ThreadStart.self, ThreadDaemon.self, ThreadCurrent.self, ThreadLock.self, ThreadRLock.self,
-    ThreadSemaphore.self, ThreadEvent.self, ThreadStop.self,
-]
+// MARK: thread-cores
+
+/// A CPU-bound job with no memory traffic: a linear congruential walk, `rounds` steps.
+@inline(never)
+func spin(_ rounds: Int, seed: UInt64) -> UInt64 {
+    var x = seed
+    for _ in 0..<rounds {
+        x = x &* 6364136223846793005 &+ 1442695040888963407
+        x ^= x >> 29
+    }
+    return x
+}
+
+struct ThreadCores: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "thread-cores",
+        abstract: "not in the seed: Swift threads run on every core (Python's GIL forbids it)")
+    @Option(help: "Millions of steps per job; there are two jobs.")
+    var millions: Int = 60
+
+    func run() throws {
+        let steps = millions * 1_000_000
+        say("cores: \(cpuCount())")
+
+        // Two jobs, one after the other, on one thread.
+        var start = ContinuousClock.now
+        var cpuStart = processCPUSeconds()
+        let one = OSThread { [spin(steps, seed: 1), spin(steps, seed: 2)] }
+        try one.start()
+        try one.join()
+        let serial = elapsedSeconds(since: start)
+        let serialCPU = processCPUSeconds() - cpuStart
+        let serialResults = try one.result(as: [UInt64].self)
+        say("1 thread : 2 jobs in \(format(serial)) s (CPU time \(format(serialCPU)) s: \(format(serialCPU / serial)) cores busy)")
+
+        // The same two jobs on two threads at once.
+        start = ContinuousClock.now
+        cpuStart = processCPUSeconds()
+        let a = OSThread { spin(steps, seed: 1) }
+        let b = OSThread { spin(steps, seed: 2) }
+        try a.start()
+        try b.start()
+        try a.join()
+        try b.join()
+        let parallel = elapsedSeconds(since: start)
+        let parallelCPU = processCPUSeconds() - cpuStart
+        let parallelResults = [try a.result(as: UInt64.self), try b.result(as: UInt64.self)]
+        // CPU time over wall time is how many cores ran this process's threads at once: with a
+        // global interpreter lock it stays at 1 or below, however many cores are free.
+        say("2 threads: 2 jobs in \(format(parallel)) s (CPU time \(format(parallelCPU)) s: \(format(parallelCPU / parallel)) cores busy)")
+
+        say("same results: \(serialResults == parallelResults)")
+        say("speed-up: \(format(serial / parallel))x (Python threads: about 1.0x and 1 core busy, because of the GIL)")
+        if cpuCount() >= 2 && parallelCPU / parallel < 1.5 {
+            // Other programs had the cores: the threads could not run at once, through no lock of ours.
+            say("note: the machine is busy (fewer than 2 cores were free); on an idle machine expect about 2x")
+        }
+    }
+
+    /// CPU time used by every thread of this process so far (`CLOCK_PROCESS_CPUTIME_ID`).
+    func processCPUSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    func format(_ value: Double) -> String {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}

@@ -9,6 +9,17 @@ final class UnsafeCounter: @unchecked Sendable {
     init(_ value: Int) { self.value = value }
 }
 
+/// `eventually` for async tests: it sleeps with `Task.sleep`, so it never holds one of the
+/// cooperative pool's threads (two on this machine) while the task it waits for needs one.
+func eventuallyAsync(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return condition()
+}
+
 func expectCode(_ code: MultiprocessingError.Code, _ body: () throws -> Void,
                 sourceLocation: SourceLocation = #_sourceLocation) {
     do {
@@ -106,7 +117,8 @@ struct SyncLockTests {
         try lock.acquire()
         let waiter = OSThread { try lock.acquire() }
         try waiter.start()
-        // The waiter is blocked (or about to be); cancel must reach it either way.
+        // Cancel once the waiter sleeps (it has set FUTEX_WAITERS): cancel must wake it.
+        #expect(eventually { lock.mutex.word.load() & system_futexWaitersBit != 0 })
         waiter.cancel()
         try waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
@@ -160,6 +172,7 @@ struct SyncLockTests {
         try await held.wait()
         await expectCode(.timedOut) { try await lock.acquire(timeout: .milliseconds(30)) }
         let task = Task { try await lock.acquire() }
+        #expect(await eventuallyAsync { lock.mutex.word.load() & system_futexWaitersBit != 0 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         done.set()

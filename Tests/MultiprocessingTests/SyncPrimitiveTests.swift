@@ -103,6 +103,7 @@ struct SyncSemaphoreTests {
 
         let sleeper = OSThread { try semaphore.acquire() }
         try sleeper.start()
+        #expect(eventually { semaphore.core.sleepers.load() == 1 })
         sleeper.cancel()
         try sleeper.join(timeout: .seconds(5))
         #expect((sleeper.error as? MultiprocessingError)?.code == .cancelled)
@@ -120,6 +121,7 @@ struct SyncSemaphoreTests {
     func asyncAcquire() async throws {
         let semaphore = try Semaphore(0)
         let task = Task { try await semaphore.acquire() }
+        #expect(await eventuallyAsync { semaphore.core.sleepers.load() == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         async let got: Void = semaphore.acquire(timeout: .seconds(10))
@@ -179,10 +181,12 @@ struct SyncEventTests {
         expectCode(.timedOut) { try event.wait(timeout: .milliseconds(30)) }
         let waiter = OSThread { try event.wait() }
         try waiter.start()
+        #expect(await eventuallyAsync { event.sleepers.load() == 1 })
         waiter.cancel()
         try await waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
         let task = Task { try await event.wait() }
+        #expect(await eventuallyAsync { event.sleepers.load() == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         event.set()
@@ -258,6 +262,7 @@ struct SyncConditionTests {
         }
         let waiter = OSThread { try condition.withLock { try condition.wait() } }
         try waiter.start()
+        #expect(eventually { condition.registeredWaiters == 1 })
         waiter.cancel()
         try waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .cancelled)
@@ -286,7 +291,7 @@ struct SyncConditionTests {
             defer { try? condition.release() }
             try await condition.wait()
         }
-        #expect(eventually { condition.registeredWaiters == 1 })
+        #expect(await eventuallyAsync { condition.registeredWaiters == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         #expect(condition.registeredWaiters == 0)
@@ -342,7 +347,7 @@ struct SyncBarrierTests {
         let barrier = try Barrier(parties: 2)
         let waiter = OSThread { try barrier.wait() }
         try waiter.start()
-        #expect(eventually { barrier.waitingCount == 1 })
+        #expect(await eventuallyAsync { barrier.waitingCount == 1 })
         barrier.abort()
         try await waiter.join(timeout: .seconds(5))
         #expect((waiter.error as? MultiprocessingError)?.code == .broken)
@@ -354,7 +359,7 @@ struct SyncBarrierTests {
 
         let cancelled = try Barrier(parties: 2)
         let task = Task { try await cancelled.wait() }
-        #expect(eventually { cancelled.waitingCount == 1 })
+        #expect(await eventuallyAsync { cancelled.waitingCount == 1 })
         task.cancel()
         await expectCode(.cancelled) { _ = try await task.value }
         #expect(cancelled.isBroken)

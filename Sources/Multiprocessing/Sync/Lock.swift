@@ -164,6 +164,7 @@ extension RobustMutex {
     internal nonisolated(nonsending) func lockAsync(timeout: Duration?, cancellable: Bool = true,
                                                      _ operation: StaticString) async throws -> Acquired {
         if let acquired = try tryLock(operation) { return acquired }
+        if let acquired = try tryLockAfterSpinning(operation) { return acquired }
         let deadline = Deadline(timeout: timeout)
         let mutex = self
         while true {

@@ -71,6 +71,11 @@ internal struct RobustMutex: @unchecked Sendable {
         try handle(system_robustTryLock(mutex), operation, afterSleeping: true)
     }
 
+    /// Spins briefly, then takes the mutex if it came free: nil when it stayed held.
+    internal func tryLockAfterSpinning(_ operation: StaticString) throws(MultiprocessingError) -> Acquired? {
+        try handle(spinBriefly(), operation, afterSleeping: false)
+    }
+
     /// Takes the mutex, waiting as the context allows.
     @inline(__always)
     internal func lock(_ context: @autoclosure () -> WaitContext) throws(MultiprocessingError) -> Acquired {
@@ -81,18 +86,8 @@ internal struct RobustMutex: @unchecked Sendable {
 
     @inline(never)
     internal func lockSlow(_ first: CInt, _ context: WaitContext) throws(MultiprocessingError) -> Acquired {
-        var r = first
+        var r = first == EBUSY ? spinBriefly() : first
         var slept = false
-        if r == EBUSY {
-            // Spin briefly: a lock held for nanoseconds is usually free before a sleep could start.
-            for _ in 0..<RobustMutex.spinLimit {
-                system_cpuRelax()
-                if word.load() & system_futexTIDMask == 0 {
-                    r = system_robustTryLock(mutex)
-                    if r != EBUSY { break }
-                }
-            }
-        }
         while true {
             if let acquired = try handle(r, context.operation, afterSleeping: slept) { return acquired }
             do {
@@ -105,6 +100,19 @@ internal struct RobustMutex: @unchecked Sendable {
             slept = true
             r = system_robustTryLock(mutex)
         }
+    }
+
+    /// Spins briefly: a lock held for nanoseconds is usually free before a sleep could start.
+    /// Returns the last trylock result (EBUSY when the lock stayed held).
+    internal func spinBriefly() -> CInt {
+        for _ in 0..<RobustMutex.spinLimit {
+            system_cpuRelax()
+            if word.load() & system_futexTIDMask == 0 {
+                let r = system_robustTryLock(mutex)
+                if r != EBUSY { return r }
+            }
+        }
+        return EBUSY
     }
 
     /// Turns a trylock result into an acquisition, nil (busy), or an error.
@@ -142,7 +150,7 @@ internal struct RobustMutex: @unchecked Sendable {
     }
 
     /// Waits until the mutex looks free without taking it: the async twins take it on the task's own
-    /// thread afterwards, because a pthread mutex belongs to the thread that locks it.
+    /// thread afterwards, because a robust lock belongs to the thread that locks it.
     internal func waitUntilFree(_ context: WaitContext) throws(MultiprocessingError) {
         do {
             try sleepWhileHeld(context)
