@@ -164,6 +164,28 @@ struct IPCQueueTests {
         #expect(try await empty.get(timeout: .seconds(5)) == 7)
     }
 
+    @Test("SimpleQueue and JoinableQueue: async iteration ends at close; async join waits for taskDone")
+    func asyncSimpleAndJoinable() async throws {
+        let simple = try SimpleQueue<String>()
+        for word in ["a", "b", "c"] { try await simple.put(word) }
+        simple.close()
+        var words: [String] = []
+        for try await word in simple { words.append(word) }
+        #expect(words == ["a", "b", "c"])
+
+        let tasks = try JoinableQueue<Int>()
+        for n in 0..<10 { try await tasks.put(n) }
+        let joiner = Task { try await tasks.join(timeout: .seconds(20)) }
+        var done = 0
+        for try await _ in tasks {
+            try tasks.taskDone()
+            done += 1
+            if done == 10 { break }
+        }
+        try await joiner.value
+        #expect(tasks.unfinishedTasks == 0)
+    }
+
     @Test("N producers × M consumers, across processes: every item exactly once")
     func manyProducersManyConsumers() throws {
         let queue = try Queue<Int>(maxsize: 64)
