@@ -13,10 +13,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
+        // Managers live in their own library so that only their users link swift-crypto.
+        .library(name: "MultiprocessingManager", targets: ["MultiprocessingManager"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
@@ -30,12 +33,24 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Managers: a server process that owns shared objects, typed proxies, HMAC-SHA256
+        // authentication. The only target that links Crypto.
+        .target(
+            name: "MultiprocessingManager",
+            dependencies: [
+                "Multiprocessing",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
 
         // The seed tutorial's examples, one subcommand each: `swift run examples NAME`.
         .executableTarget(
             name: "examples",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingManager",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples",
@@ -59,6 +74,25 @@ let package = Package(
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
+            swiftSettings: strictSettings
+        ),
+
+        // Manager tests: their own task types and helper, so the core helper never links Crypto.
+        .target(
+            name: "ManagerTestSupport",
+            dependencies: ["Multiprocessing", "MultiprocessingManager"],
+            path: "Tests/ManagerTestSupport",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "mp-manager-helper",
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport"],
+            path: "Tests/mp-manager-helper",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ManagerTests",
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport", "mp-manager-helper", "examples"],
             swiftSettings: strictSettings
         ),
     ],

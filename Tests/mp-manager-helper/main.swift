@@ -1,0 +1,2 @@
+import Multiprocessing
+Multiprocessing.bootstrap()
