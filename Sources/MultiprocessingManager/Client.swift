@@ -242,15 +242,16 @@ public struct ObjectReference: Sendable, Hashable, Codable {
     /// What the object is.
     public let kind: ManagedKind
     internal let key: AuthKey
+    /// This process's connections to the server, looked up once (not on every call).
+    internal let client: ManagerClient
 
     internal init(address: ManagerAddress, id: UInt64, kind: ManagedKind, key: AuthKey) {
         self.address = address
         self.id = id
         self.kind = kind
         self.key = key
+        self.client = ManagerClient.shared(address, key: key)
     }
-
-    internal var client: ManagerClient { ManagerClient.shared(address, key: key) }
 
     private enum CodingKeys: String, CodingKey { case address, id, kind, key }
 
@@ -279,10 +280,10 @@ public struct ObjectReference: Sendable, Hashable, Codable {
         kind = try container.decode(ManagedKind.self, forKey: .kind)
         if let bytes = try container.decodeIfPresent([UInt8].self, forKey: .key) {
             key = AuthKey(bytes)
-            _ = ManagerClient.shared(address, key: key)
         } else {
             key = ManagerClient.knownKey(for: address)
         }
+        client = ManagerClient.shared(address, key: key)
     }
 
     /// Equality and hashing ignore the key.
