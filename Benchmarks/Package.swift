@@ -20,5 +20,15 @@ let package = Package(
             dependencies: [.product(name: "Multiprocessing", package: library)],
             path: "Sources/StartBenchmark"
         ),
+        // Manager call latency and throughput, beside Python's multiprocessing.Manager().dict().
+        .executableTarget(
+            name: "ManagerBenchmark",
+            dependencies: [
+                .product(name: "Multiprocessing", package: library),
+                .product(name: "MultiprocessingManager", package: library),
+            ],
+            path: "Sources/ManagerBenchmark",
+            exclude: ["manager_peer.py"]
+        ),
     ]
 )

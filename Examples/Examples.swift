@@ -8,7 +8,7 @@ struct Examples: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "examples",
         abstract: "The Python processes-and-threads tutorial, example by example, in Swift.",
-        subcommands: exampleCommands)
+        subcommands: exampleCommands + managerExampleCommands)
 
     /// Children re-execute this program: bootstrap() must run before argument parsing, so that a
     /// child runs its task and exits instead of parsing the parent's command line.
@@ -24,7 +24,7 @@ struct Examples: ParsableCommand {
 
     func run() throws {
         print("Examples (run one with `swift run examples NAME`):")
-        for command in exampleCommands {
+        for command in exampleCommands + managerExampleCommands {
             let name = command.configuration.commandName ?? "\(command)"
             print("  \(name.padding(to: 18))\(command.configuration.abstract)")
         }
