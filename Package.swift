@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
         // Managers live in their own library so that only their users link swift-crypto.
         .library(name: "MultiprocessingManager", targets: ["MultiprocessingManager"]),
+        .library(name: "MPCopy", targets: ["MPCopy"]),
+        .executable(name: "mpcp", targets: ["mpcp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -44,6 +46,27 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // mpcp's engine: parallel walk, chunked copy, temp+rename. A library shared by the CLI and tests.
+        .target(
+            name: "MPCopy",
+            dependencies: [
+                "Multiprocessing",
+                "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The thin mpcp command line.
+        .executableTarget(
+            name: "mpcp",
+            dependencies: [
+                "MPCopy",
+                "Multiprocessing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
 
         // The seed tutorial's examples, one subcommand each: `swift run examples NAME`.
         .executableTarget(
@@ -51,7 +74,9 @@ let package = Package(
             dependencies: [
                 "Multiprocessing",
                 "MultiprocessingManager",
+                "MPCopy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Examples",
             swiftSettings: strictSettings
@@ -93,6 +118,17 @@ let package = Package(
         .testTarget(
             name: "ManagerTests",
             dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport", "mp-manager-helper", "examples"],
+            swiftSettings: strictSettings
+        ),
+        // End-to-end tests of the seed's examples: they run the built `examples` binary.
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["examples"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MPCopyTests",
+            dependencies: ["MPCopy", "mpcp"],
             swiftSettings: strictSettings
         ),
     ],

@@ -110,7 +110,3 @@ struct StandardError: TextOutputStream {
         _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
-
-let managerExampleCommands: [any ParsableCommand.Type] = [
-    ManagerExample.self, ManagerServerCommand.self, ManagerClientCommand.self,
-]

@@ -5,43 +5,75 @@ import Multiprocessing
 import Glibc
 #endif
 
-/// `def sing(): for i in range(3): print("singing"); time.sleep(0.5)`
+/// `def sing(num): for i in range(num): say("singing"); time.sleep(0.5)`
+///
+/// A `ProcessTask` is Python's `target` together with its arguments: the stored properties are the
+/// arguments, and the value is encoded, sent to the child and decoded there. So the arguments are
+/// typed and checked by the compiler, where Python's `args=(3,)` is checked only when `sing` runs.
 struct SingTask: ProcessTask {
-    var times = 3           // args=(3,) — by position in Python, by name here
-    var interval = 0.5
+    var num: Int
+    var interval: Double
+
+    /// By name, as Python's `kwargs={"num": 3}`: `SingTask(num: 3, interval: 0.5)`.
+    init(num: Int, interval: Double = 0.5) {
+        self.num = num
+        self.interval = interval
+    }
+
+    /// By position, as Python's `args=(3,)`: `SingTask(3)`.
+    init(_ num: Int, _ interval: Double = 0.5) {
+        self.init(num: num, interval: interval)
+    }
+
     func run() {
-        for _ in 0..<times {
-            print("singing")
+        for _ in 0..<num {
+            say("singing")
             pause(seconds: interval)
         }
     }
 }
 
+/// `def draw(num): for i in range(num): say("drawing"); time.sleep(0.5)`
 struct DrawTask: ProcessTask {
-    var times = 3
-    var interval = 0.5
+    var num: Int
+    var interval: Double
+
+    init(num: Int, interval: Double = 0.5) {
+        self.num = num
+        self.interval = interval
+    }
+
+    init(_ num: Int, _ interval: Double = 0.5) {
+        self.init(num: num, interval: interval)
+    }
+
     func run() {
-        for _ in 0..<times {
-            print("drawing")
+        for _ in 0..<num {
+            say("drawing")
             pause(seconds: interval)
         }
     }
 }
 
-/// Sleeps and flushes, so that output from parallel processes interleaves as it does in Python.
-func pause(seconds: Double) {
-    fflush(nil)
-    usleep(UInt32(seconds * 1_000_000))
+/// The sleep between lines, where the seed sleeps 0.5 s; tests pass a shorter one.
+struct IntervalOption: ParsableArguments {
+    @Option(help: "Seconds to sleep between lines (the seed sleeps 0.5).")
+    var interval: Double = 0.5
 }
 
 struct ProcessStart: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "process-start",
         abstract: "sing and draw in two processes")
+    @OptionGroup var options: IntervalOption
+
     func run() throws {
-        let process1 = ChildProcess(SingTask())
-        let process2 = ChildProcess(DrawTask())
+        // process1 = multiprocessing.Process(target=sing)
+        let process1 = ChildProcess(SingTask(num: 3, interval: options.interval))
+        let process2 = ChildProcess(DrawTask(num: 3, interval: options.interval))
         try process1.start()
         try process2.start()
+        // Python's main process waits for its children at exit; ours does too (bootstrap() installs
+        // that), but joining says so.
         try process1.join()
         try process2.join()
     }
@@ -49,12 +81,14 @@ struct ProcessStart: ParsableCommand {
 
 struct ProcessArgs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "process-args",
-        abstract: "a task's arguments: Python's args and kwargs")
+        abstract: "a task's arguments: Python's args (by position) and kwargs (by name)")
+    @OptionGroup var options: IntervalOption
+
     func run() throws {
-        // Python: Process(target=sing, args=(3,)) and Process(target=draw, kwargs={"num": 3}).
-        // Swift: a task is a value; its stored properties are the arguments.
-        let process1 = ChildProcess(SingTask(times: 3))
-        let process2 = ChildProcess(DrawTask(times: 3))
+        // Process(target=sing, args=(3,)): by position.
+        let process1 = ChildProcess(SingTask(3, options.interval))
+        // Process(target=draw, kwargs={"num": 3}): by name.
+        let process2 = ChildProcess(DrawTask(num: 3, interval: options.interval))
         try process1.start()
         try process2.start()
         try process1.join()
@@ -62,9 +96,10 @@ struct ProcessArgs: ParsableCommand {
     }
 }
 
+/// Prints the ids seen from inside the child: `os.getpid()` and `os.getppid()`.
 struct ShowIDs: ProcessTask {
     func run() {
-        print("child  \(CurrentProcess.name): pid \(CurrentProcess.pid), parent pid \(CurrentProcess.parentPID)")
+        say("child  \(CurrentProcess.name): pid \(CurrentProcess.pid), parent pid \(CurrentProcess.parentPID)")
     }
 }
 
@@ -72,8 +107,7 @@ struct ProcessIDs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "process-ids",
         abstract: "getpid and getppid")
     func run() throws {
-        print("parent \(CurrentProcess.name): pid \(CurrentProcess.pid), parent pid \(CurrentProcess.parentPID)")
-        fflush(nil)
+        say("parent \(CurrentProcess.name): pid \(CurrentProcess.pid), parent pid \(CurrentProcess.parentPID)")
         let child = ChildProcess(ShowIDs(), name: "sing-process")
         try child.start()
         try child.join()
@@ -83,28 +117,40 @@ struct ProcessIDs: ParsableCommand {
 struct ProcessDaemon: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "process-daemon",
         abstract: "a daemon child ends with the main process")
+    @OptionGroup var options: IntervalOption
+    @Option(help: "Seconds the main process runs before it ends (the seed sleeps 1).")
+    var wait: Double = 1
+
     func run() throws {
-        // Python: process1.daemon = True, set before start().
-        let process1 = ChildProcess(SingTask(times: 10), daemon: true)
+        // process1.daemon = True, set before start().
+        let process1 = ChildProcess(SingTask(num: 10, interval: options.interval), daemon: true)
         try process1.start()
-        pause(seconds: 1)
-        print("主进程结束 (main process ends)")
+        pause(seconds: wait)
+        say("主进程结束 (main process ends)")
         // Returning from main terminates daemon children: the remaining "singing" lines never print.
+        // Unlike Python, a daemon child also dies when the parent is killed (SIGKILL included).
     }
 }
 
 struct ProcessTerminate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "process-terminate",
         abstract: "terminate plus join: no zombie left behind")
+    @OptionGroup var options: IntervalOption
+    @Option(help: "Seconds before the main process terminates the child (the seed's example: 1).")
+    var wait: Double = 1
+
     func run() throws {
-        let process1 = ChildProcess(SingTask(times: 10))
+        let process1 = ChildProcess(SingTask(num: 10, interval: options.interval))
         try process1.start()
-        pause(seconds: 1)
-        try process1.terminate()
+        pause(seconds: wait)
         let pid = process1.pid ?? -1
+        // process1.terminate(); process1.join()
+        try process1.terminate()
         try process1.join()
-        print("terminated \(process1.name), exit code \(process1.exitCode.map(String.init) ?? "?")")
-        print("/proc/\(pid) after join: \(procState(pid))")
+        say("terminated \(process1.name), exit code \(process1.exitCode.map(String.init) ?? "?")")
+        // In Python, a terminated process that is not joined stays a zombie (defunct) until the
+        // parent exits. Here the library's monitor reaps every child as soon as it ends, joined or not.
+        say("/proc/\(pid) after join: \(procState(pid))")
     }
 
     /// The process state letter from /proc/PID/stat ("Z" for a zombie), or "gone".
@@ -120,7 +166,3 @@ struct ProcessTerminate: ParsableCommand {
         return state == "Z" ? "Z (zombie!)" : "state \(state)"
     }
 }
-
-let exampleCommands: [any ParsableCommand.Type] = [
-    ProcessStart.self, ProcessArgs.self, ProcessIDs.self, ProcessDaemon.self, ProcessTerminate.self,
-]

@@ -200,6 +200,27 @@ int cmp_statx(int dirfd, const char *path, bool follow, cmp_stat_t *out) {
     out->ctime_sec = sx.stx_ctime.tv_sec; out->ctime_nsec = sx.stx_ctime.tv_nsec;
     return 0;
 }
+// MARK: mpcp (the copier engine)
+#include <fnmatch.h>
+#include <sys/xattr.h>
+ssize_t cmp_flistxattr(int fd, char *list, size_t size) {
+    ssize_t r = flistxattr(fd, list, size);
+    return r == -1 ? -errno : r;
+}
+ssize_t cmp_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    ssize_t r = fgetxattr(fd, name, value, size);
+    return r == -1 ? -errno : r;
+}
+int cmp_fsetxattr(int fd, const char *name, const void *value, size_t size) {
+    return fsetxattr(fd, name, value, size, 0) == -1 ? -errno : 0;
+}
+int cmp_fnmatch(const char *pattern, const char *string, bool pathname, bool period) {
+    return fnmatch(pattern, string, (pathname ? FNM_PATHNAME : 0) | (period ? FNM_PERIOD : 0));
+}
+int cmp_at_empty_path(void) { return AT_EMPTY_PATH; }
+int cmp_at_symlink_follow(void) { return AT_SYMLINK_FOLLOW; }
+int cmp_o_path(void) { return O_PATH; }
+int cmp_fadvise_sequential(int fd) { return posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) == 0 ? 0 : -EINVAL; }
 #endif
 
 uint32_t cmp_atomic_load_u32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }

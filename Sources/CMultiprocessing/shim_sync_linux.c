@@ -3,6 +3,8 @@
 #include "cmp_sync.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <string.h>
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -16,20 +18,74 @@
 #define FUTEX_32 2
 #endif
 
-int cmp_robust_mutex_init(pthread_mutex_t *mutex, bool recursive) {
-    pthread_mutexattr_t attr;
-    int r = pthread_mutexattr_init(&attr);
-    if (r != 0) return -r;
-    if ((r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) == 0 &&
-        (r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) == 0 &&
-        (r = pthread_mutexattr_settype(&attr, recursive ? PTHREAD_MUTEX_RECURSIVE : PTHREAD_MUTEX_ERRORCHECK)) == 0) {
-        r = pthread_mutex_init(mutex, &attr);
-    }
-    pthread_mutexattr_destroy(&attr);
-    return -r;
+// MARK: robust lock
+
+__thread struct cmp_robust_head *cmp_robust_thread_head;
+__thread uint32_t cmp_robust_thread_tid;
+static pthread_once_t cmp_atfork_once = PTHREAD_ONCE_INIT;
+
+_Static_assert(FUTEX_TID_MASK == 0x3fffffff && FUTEX_WAITERS == 0x80000000u && EPERM == 1 && ENOSYS == 38,
+               "the inline lock paths in cmp_sync.h spell these constants out");
+
+/// The forked child's one thread has a new TID; its robust head is at the same address, but ask again.
+static void cmp_robust_forget(void) { cmp_robust_thread_head = NULL; cmp_robust_thread_tid = 0; }
+static void cmp_robust_install_atfork(void) { pthread_atfork(NULL, NULL, cmp_robust_forget); }
+
+struct cmp_robust_head *cmp_robust_head_slow(void) {
+    pthread_once(&cmp_atfork_once, cmp_robust_install_atfork);
+    void *head = NULL;
+    size_t len = 0;
+    if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || head == NULL) return NULL;
+    struct cmp_robust_head *h = head;
+    // glibc's list expects the futex word at this offset from each node's `next` field.
+    if (h->futex_offset != (long)offsetof(cmp_robust_lock, word) - (long)offsetof(cmp_robust_lock, next)) return NULL;
+    cmp_robust_thread_tid = (uint32_t)syscall(SYS_gettid);
+    cmp_robust_thread_head = h;
+    return h;
 }
 
-uint32_t *cmp_mutex_lock_word(pthread_mutex_t *mutex) { return (uint32_t *)&mutex->__data.__lock; }
+uint32_t cmp_robust_tid(void) {
+    if (cmp_robust_thread_head == NULL && cmp_robust_head_slow() == NULL) return (uint32_t)syscall(SYS_gettid);
+    return cmp_robust_thread_tid;
+}
+
+int cmp_robust_lock_init(cmp_robust_lock *lock, bool recursive) {
+    if (cmp_robust_thread_head == NULL && cmp_robust_head_slow() == NULL) return -ENOSYS;
+    memset(lock, 0, sizeof(*lock));
+    lock->recursive = recursive ? 1 : 0;
+    return 0;
+}
+
+int cmp_robust_trylock_contended(struct cmp_robust_head *h, cmp_robust_lock *m, uint32_t tid, uint32_t old) {
+    for (;;) {
+        if ((old & FUTEX_TID_MASK) == tid) {
+            h->list_op_pending = NULL;
+            if (m->recursive) { m->count++; return 0; }
+            return EDEADLK;
+        }
+        if ((old & FUTEX_TID_MASK) == 0) {
+            // Free, or its owner died (the kernel cleared the TID and set FUTEX_OWNER_DIED).
+            uint32_t desired = tid | (old & FUTEX_WAITERS);
+            if (__atomic_compare_exchange_n(&m->word, &old, desired, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                cmp_robust_enqueue(h, m);
+                CMP_COMPILER_BARRIER();
+                h->list_op_pending = NULL;
+                m->count = 1;
+                return (old & FUTEX_OWNER_DIED) ? EOWNERDEAD : 0;
+            }
+            continue;
+        }
+        h->list_op_pending = NULL;
+        return EBUSY;
+    }
+}
+
+void cmp_robust_wake(cmp_robust_lock *m) {
+    // Shared (not private): waiters may be in other processes, and the kernel's owner-death
+    // wake-up is a shared one too.
+    syscall(SYS_futex, &m->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
 uint32_t cmp_futex_waiters_bit(void) { return FUTEX_WAITERS; }
 uint32_t cmp_futex_owner_died_bit(void) { return FUTEX_OWNER_DIED; }
 uint32_t cmp_futex_tid_mask(void) { return FUTEX_TID_MASK; }
@@ -75,5 +131,4 @@ static pthread_t cmp_main_thread_id;
 __attribute__((constructor)) static void cmp_record_main_thread(void) { cmp_main_thread_id = pthread_self(); }
 pthread_t cmp_main_thread(void) { return cmp_main_thread_id; }
 
-int cmp_atexit(void (*handler)(void)) { return atexit(handler); }
 #endif

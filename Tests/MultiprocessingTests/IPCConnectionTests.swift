@@ -54,7 +54,7 @@ struct IPCConnectionTests {
 
         let (_, writer) = try Connection.pipe(duplex: false)
         let (a, _) = try Connection.pipe()
-        let error = expectCode(.misuse) { try writer.send(IPCReceiveHandles.Handles(label: "x", reply: a, queue: queue)) }
+        let error: MultiprocessingError? = expectCode(.misuse) { try writer.send(IPCReceiveHandles.Handles(label: "x", reply: a, queue: queue)) }
         #expect(error?.message.contains("duplex") == true)
     }
 

@@ -27,7 +27,7 @@ final class IPCTestThread: Sendable {
     init(_ body: @escaping @Sendable () -> Void) throws {
         (finished, signal) = try Connection.pipe(duplex: false)
         let signal = self.signal
-        try system_startDetachedThread {
+        try spawnHelperThread(name: "ipc-test") {
             body()
             try? signal.sendBytes([1])
         }

@@ -155,3 +155,19 @@ public struct IPCReceiveHandles: ProcessTask {
         try handles.reply.send("hello from \(CurrentProcess.pid) via \(handles.label)")
     }
 }
+
+/// Takes patterned items for ever and reports each one's sequence number (-1 when torn) on `report`.
+public struct IPCReportPattern: ProcessTask {
+    public var queue: Queue<[UInt8]>
+    public var report: Connection
+    public init(queue: Queue<[UInt8]>, report: Connection) {
+        self.queue = queue
+        self.report = report
+    }
+    public func run() throws {
+        while true {
+            let item = try queue.get(timeout: .seconds(60))
+            try report.send(IPCPattern.check(item) ?? -1)
+        }
+    }
+}

@@ -141,3 +141,18 @@ public struct Say: ProcessTask {
     public init(line: String) { self.line = line }
     public func run() { print(line) }
 }
+
+/// Sleeps, then creates a file: lets a test see whether a parent's exit waited for this child.
+public struct WriteMarker: ProcessTask {
+    public var path: String
+    public var delayMilliseconds: Int
+    public init(path: String, delayMilliseconds: Int) {
+        self.path = path
+        self.delayMilliseconds = delayMilliseconds
+    }
+    public func run() {
+        usleep(UInt32(delayMilliseconds) * 1000)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        if fd >= 0 { close(fd) }
+    }
+}

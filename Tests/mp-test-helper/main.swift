@@ -44,10 +44,10 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         while true { pause() }
 
     case "nondaemon-exit":
-        // main returns at once; the program must still wait for its non-daemon child.
-        let child = ChildProcess(Say(line: "child done"), name: "late")
-        let slow = ChildProcess(SleepBlocking(milliseconds: 300))
-        try slow.start()
+        // main returns at once; the program's exit must still wait for its non-daemon child, which
+        // creates the marker file only after a pause, and must stop its daemon child.
+        guard let marker = rest.first else { say("usage: nondaemon-exit MARKER"); exit(64) }
+        let child = ChildProcess(WriteMarker(path: marker, delayMilliseconds: 300), name: "late")
         try child.start()
         let daemon = ChildProcess(SleepBlocking(milliseconds: 60_000), daemon: true)
         try daemon.start()

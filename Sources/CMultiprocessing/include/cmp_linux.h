@@ -84,6 +84,16 @@ typedef struct {
 /// statx with AT_SYMLINK_NOFOLLOW when `follow` is false. 0 or -errno.
 int cmp_statx(int dirfd, const char *path, bool follow, cmp_stat_t *out);
 
+// MARK: mpcp (the copier engine): xattrs, pattern matching, flags Swift does not see
+ssize_t cmp_flistxattr(int fd, char *list, size_t size);                 // bytes or -errno
+ssize_t cmp_fgetxattr(int fd, const char *name, void *value, size_t size); // bytes or -errno
+int cmp_fsetxattr(int fd, const char *name, const void *value, size_t size); // 0 or -errno
+int cmp_fnmatch(const char *pattern, const char *string, bool pathname, bool period); // 0 = match
+int cmp_at_empty_path(void);     // AT_EMPTY_PATH
+int cmp_at_symlink_follow(void); // AT_SYMLINK_FOLLOW
+int cmp_o_path(void);            // O_PATH
+int cmp_fadvise_sequential(int fd); // posix_fadvise(POSIX_FADV_SEQUENTIAL); 0 or -errno
+
 #endif
 
 // MARK: atomics on plain memory (futex words that Swift's Atomic cannot expose an address for)

@@ -1,4 +1,5 @@
 import Synchronization
+import SystemPackage
 
 /// Lets another thread end one blocking wait: an `async` twin's cancellation handler, or `close()`.
 ///
@@ -56,8 +57,6 @@ internal final class IPCInterrupt: Sendable {
     }
 }
 
-import SystemPackage
-
 /// Runs a blocking call on a dedicated thread and suspends the calling task until it ends, so that
 /// Swift's cooperative pool never blocks. Cancelling the task triggers the call's interrupt; the
 /// call then throws ``MultiprocessingError/Code/cancelled``.
@@ -68,12 +67,12 @@ internal func ipcRunBlocking<T: Sendable>(_ body: @escaping @Sendable (IPCInterr
     let interrupt = IPCInterrupt()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            do throws(Errno) {
-                try system_startDetachedThread {
+            do {
+                try spawnHelperThread(name: "mp-ipc-wait") {
                     continuation.resume(with: Result { try body(interrupt) })
                 }
             } catch {
-                continuation.resume(throwing: MultiprocessingError.system("starting a thread for an async wait", error))
+                continuation.resume(throwing: error)
             }
         }
     } onCancel: {

@@ -1,4 +1,5 @@
 import SystemPackage
+import CMultiprocessing
 
 /// The shared-memory ring buffer behind ``Queue``, ``SimpleQueue`` and ``JoinableQueue``.
 ///
@@ -10,42 +11,50 @@ import SystemPackage
 /// Header page (byte offsets):
 ///
 ///     0    robust, process-shared pthread mutex (``RobustMutex``), guards everything below
-///     64   magic "MPQ1", flags (bit 0: joinable)
+///     64   magic "MPQ2", flags (bit 0: joinable)
 ///     72   capacity: bytes in the data area
 ///     80   maxsize: items, 0 for no limit
 ///     88   maximumMessageSize
-///     128  head (offset of the oldest record), used (bytes of records), count (records),
-///          unfinished (JoinableQueue: items put and not yet `taskDone`), closed
-///     192  journal: valid, head, used, count, unfinished
+///     128  the ring (see ``Ring``): head, tail, count, unfinished, live bytes, wrap point
+///     176  closed flag
+///     184  high-water mark: the end of the highest byte written since memory was last given back
+///     192  journal: valid, then a copy of the ring
 ///     256  notEmpty: sequence word, waiter count
 ///     320  notFull: sequence word, waiter count
 ///     384  allDone (JoinableQueue.join): sequence word, waiter count
 ///
 /// A record is an 8-byte little-endian word (bits 0...55 the length, bits 56...63 the kind: raw
-/// bytes or Codable) and then the body, wrapping around the end of the data area.
+/// bytes or Codable) and then the body, contiguous in the data area. Records go upwards from the
+/// tail; when the next one would pass the soft end (below) and fits below the head, the writer
+/// notes the wrap point and continues at offset 0 (a bip buffer). So the live records are either
+/// `[head, tail)`, or `[head, wrap) + [0, tail)`.
 ///
 /// Crash safety: the data is copied first, and the record becomes visible (or, for a get, is
-/// removed) only at the commit, which writes the new head/used/count/unfinished into the
-/// journal, marks it valid, applies it, and clears it. When a process dies holding the mutex the
-/// next locker learns it from the robust mutex (`EOWNERDEAD`) and replays a valid journal: so a
-/// producer that dies mid-copy leaves no trace, and a consumer that dies mid-copy leaves its item
-/// in the queue for the next consumer. Items are never torn or duplicated.
+/// removed) only at the commit, which writes the new ring into the journal, marks it valid,
+/// applies it, and clears it. When a process dies holding the mutex the next locker learns it from
+/// the robust mutex (`EOWNERDEAD`) and replays a valid journal: so a producer that dies mid-copy
+/// leaves no trace, and a consumer that dies mid-copy leaves its item in the queue for the next
+/// consumer. Items are never torn or duplicated.
 ///
-/// Memory: the data area is sized to hold the largest message (`maximumMessageSize` + 8) but is
-/// virtual: a memfd page costs memory only once written. When the queue becomes empty the head
-/// returns to offset 0, so a queue whose consumers keep up keeps touching the same first pages; and
-/// the reader gives back (fallocate `PUNCH_HOLE`) every 4 MiB granule past the first 16 MiB that it
-/// has left and that holds no live record. So the memory a queue holds is about its live items
-/// plus 16 MiB at most, however much has passed through it.
+/// Memory: the data area can hold the largest message (`maximumMessageSize` + 8) but is virtual:
+/// a memfd page costs memory only once written. The writer wraps early, at a soft end of
+/// max(16 MiB, 2 × the live bytes), so the ring cycles through as much memory as its backlog needs
+/// and no more, and stays warm (no page faults) at a steady backlog. When the queue empties, or the
+/// reader wraps, the pages above what the backlog needs are given back (fallocate `PUNCH_HOLE`).
+/// So a queue holds about max(16 MiB, 2 × its live items), however much passes through it.
 internal final class QueueStorage: @unchecked Sendable {
     // @unchecked: all mutable state is in the shared mapping, guarded by the robust mutex or
     // accessed with atomics; the Swift object itself is immutable.
 
     internal static let headerSize = 4096
     internal static let recordHeaderSize = 8
-    internal static let magic: UInt32 = 0x4D50_5131  // "MPQ1"
+    internal static let magic: UInt32 = 0x4D50_5132  // "MPQ2"
     internal static let granule = 4 << 20
-    internal static let hotGranules = 4
+    /// Memory a queue keeps even when idle, and the least it cycles through: 16 MiB.
+    internal static let hotBytes = 16 << 20
+    /// The wrap point when the ring has not wrapped.
+    internal static let noWrap = UInt64.max
+    internal static let spinLimit = 100
 
     internal typealias Kind = FrameHeader.Kind
 
@@ -64,12 +73,38 @@ internal final class QueueStorage: @unchecked Sendable {
     private func field(_ offset: Int) -> UnsafeMutablePointer<UInt64> {
         (region.base + offset).assumingMemoryBound(to: UInt64.self)
     }
-    private var head: UnsafeMutablePointer<UInt64> { field(128) }
-    private var used: UnsafeMutablePointer<UInt64> { field(136) }
-    private var count: UnsafeMutablePointer<UInt64> { field(144) }
-    private var unfinished: UnsafeMutablePointer<UInt64> { field(152) }
-    private var closedWord: SharedWord { SharedWord(region.base + 160) }
-    private var journalValid: UnsafeMutablePointer<UInt64> { field(192) }
+    private var closedWord: SharedWord { SharedWord(region.base + 176) }
+    private var highWater: UnsafeMutablePointer<UInt64> { field(184) }
+    private var journalValid: SharedWord64 { SharedWord64(region.base + 192) }
+
+    /// The ring's state: where the live records are, and the counts.
+    internal struct Ring {
+        var head: UInt64
+        var tail: UInt64
+        var count: UInt64
+        var unfinished: UInt64
+        var live: UInt64
+        var wrap: UInt64
+    }
+
+    /// Reads the ring at `offset` (128 for the ring itself, 200 for the journal's copy).
+    private func loadRing(at offset: Int) -> Ring {
+        Ring(head: field(offset).pointee, tail: field(offset + 8).pointee, count: field(offset + 16).pointee,
+             unfinished: field(offset + 24).pointee, live: field(offset + 32).pointee, wrap: field(offset + 40).pointee)
+    }
+
+    private func storeRing(_ ring: Ring, at offset: Int) {
+        field(offset).pointee = ring.head
+        field(offset + 8).pointee = ring.tail
+        // Atomic stores: qsize and friends read count and unfinished without the mutex.
+        SharedWord64(region.base + offset + 16).store(ring.count)
+        SharedWord64(region.base + offset + 24).store(ring.unfinished)
+        field(offset + 32).pointee = ring.live
+        field(offset + 40).pointee = ring.wrap
+    }
+
+    private var ring: Ring { loadRing(at: 128) }
+
     private var notEmpty: SharedWord { SharedWord(region.base + 256) }
     private var notEmptyWaiters: SharedWord { SharedWord(region.base + 260) }
     private var notFull: SharedWord { SharedWord(region.base + 320) }
@@ -99,6 +134,7 @@ internal final class QueueStorage: @unchecked Sendable {
         field(72).pointee = UInt64(capacity)
         field(80).pointee = UInt64(self.maxsize)
         field(88).pointee = UInt64(maximumMessageSize)
+        storeRing(Ring(head: 0, tail: 0, count: 0, unfinished: 0, live: 0, wrap: QueueStorage.noWrap), at: 128)
     }
 
     /// Maps a queue's memfd that arrived from another process.
@@ -130,6 +166,17 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Takes the mutex; after an owner's death, repairs the queue before anything reads it.
     private func lock(_ context: WaitContext) throws {
+        // Holders keep the mutex for one copy (microseconds), so spin a little before sleeping,
+        // as an adaptive mutex does: sleeping and being woken costs more than the wait.
+        var spins = QueueStorage.spinLimit
+        while spins > 0 {
+            if mutex.ownerTID == 0, let acquired = try mutex.tryLock(context.operation) {
+                if acquired == .afterOwnerDied { recover() }
+                return
+            }
+            cmp_ipc_cpu_relax()
+            spins -= 1
+        }
         if try mutex.lock(context) == .afterOwnerDied {
             recover()
         }
@@ -149,16 +196,13 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Brings the header back to a committed state after a process died holding the mutex.
     private func recover() {
-        if journalValid.pointee != 0 {
+        if journalValid.load() != 0 {
             // The dead owner had decided its commit: finish it.
-            head.pointee = field(200).pointee
-            used.pointee = field(208).pointee
-            count.pointee = field(216).pointee
-            unfinished.pointee = field(224).pointee
-            journalValid.pointee = 0
+            storeRing(loadRing(at: 200), at: 128)
+            journalValid.store(0)
         }
-        // Otherwise nothing it did is visible: a half-copied put lies beyond `used`, and a
-        // half-copied get did not move `head`. Anyone it was about to wake may sleep on: wake all.
+        // Otherwise nothing it did is visible: a half-copied put lies in free space, and a
+        // half-copied get did not move the head. Anyone it was about to wake may sleep on: wake all.
         notEmpty.add(1)
         notEmpty.wakeAll()
         notFull.add(1)
@@ -166,17 +210,11 @@ internal final class QueueStorage: @unchecked Sendable {
     }
 
     /// Makes a put or get visible, in a way a crash cannot leave half done.
-    private func commit(head newHead: UInt64, used newUsed: UInt64, count newCount: UInt64, unfinished newUnfinished: UInt64) {
-        field(200).pointee = newHead
-        field(208).pointee = newUsed
-        field(216).pointee = newCount
-        field(224).pointee = newUnfinished
-        SharedWord64(region.base + 192).store(1)
-        head.pointee = newHead
-        used.pointee = newUsed
-        count.pointee = newCount
-        unfinished.pointee = newUnfinished
-        SharedWord64(region.base + 192).store(0)
+    private func commit(_ ring: Ring) {
+        storeRing(ring, at: 200)
+        journalValid.store(1)
+        storeRing(ring, at: 128)
+        journalValid.store(0)
     }
 
     // MARK: waiting
@@ -187,9 +225,18 @@ internal final class QueueStorage: @unchecked Sendable {
         let sequence = word.load()
         waiters.add(1)
         unlock(context.operation)
+        // A short spin first: a producer on another core often signals within a microsecond or
+        // two, and catching that here saves both sides a system call and a context switch.
+        var spins = QueueStorage.spinLimit
+        while spins > 0 && word.load() == sequence {
+            cmp_ipc_cpu_relax()
+            spins -= 1
+        }
         var failure: (any Error)?
         do {
-            try context.wait(on: word, expected: sequence)
+            if word.load() == sequence {
+                try context.wait(on: word, expected: sequence)
+            }
         } catch {
             failure = error
         }
@@ -206,24 +253,48 @@ internal final class QueueStorage: @unchecked Sendable {
         if waiters.load() != 0 { word.wake(all ? Int32.max : 1) }
     }
 
-    // MARK: copying with wrap-around
+    // MARK: placing records
 
-    private func copyIn(at offset: Int, _ source: UnsafeRawBufferPointer) {
-        guard let from = source.baseAddress, source.count > 0 else { return }
-        let first = min(source.count, capacity - offset)
-        (data + offset).copyMemory(from: from, byteCount: first)
-        if first < source.count {
-            data.copyMemory(from: from + first, byteCount: source.count - first)
-        }
+    private func roundUpToGranule(_ x: Int) -> Int {
+        (x + QueueStorage.granule - 1) / QueueStorage.granule * QueueStorage.granule
     }
 
-    private func copyOut(at offset: Int, _ destination: UnsafeMutableRawBufferPointer) {
-        guard let to = destination.baseAddress, destination.count > 0 else { return }
-        let first = min(destination.count, capacity - offset)
-        to.copyMemory(from: data + offset, byteCount: first)
-        if first < destination.count {
-            (to + first).copyMemory(from: data, byteCount: destination.count - first)
+    /// Where the writer stops going up and wraps, if it can: enough for twice the backlog.
+    private func softEnd(live: Int) -> Int {
+        min(capacity, roundUpToGranule(max(QueueStorage.hotBytes, 2 * live)))
+    }
+
+    /// Where a record of `size` bytes goes, and the ring after it; nil when it does not fit now.
+    private func place(_ size: Int, in ring: Ring) -> (offset: Int, ring: Ring)? {
+        var next = ring
+        next.count += 1
+        next.live += UInt64(size)
+        let head = Int(ring.head), tail = Int(ring.tail)
+        let offset: Int
+        if ring.count == 0 {
+            guard size <= capacity else { return nil }
+            offset = 0
+            next.head = 0
+            next.wrap = QueueStorage.noWrap
+        } else if ring.wrap == QueueStorage.noWrap {
+            // Live records are [head, tail); free space is [tail, capacity) and [0, head).
+            if tail + size <= softEnd(live: Int(next.live)) {
+                offset = tail
+            } else if size <= head {
+                offset = 0
+                next.wrap = UInt64(tail)
+            } else if tail + size <= capacity {
+                offset = tail
+            } else {
+                return nil
+            }
+        } else {
+            // Live records are [head, wrap) and [0, tail); free space is [tail, head).
+            guard tail + size <= head else { return nil }
+            offset = tail
         }
+        next.tail = UInt64(offset + size)
+        return (offset, next)
     }
 
     // MARK: operations
@@ -237,37 +308,6 @@ internal final class QueueStorage: @unchecked Sendable {
         try putLocked(kind: kind, body: body, block: block, context: context)
     }
 
-    private func putLocked(kind: Kind, body: UnsafeRawBufferPointer, block: Bool, context: WaitContext) throws {
-        let recordSize = QueueStorage.recordHeaderSize + body.count
-        while true {
-            if closedWord.load() != 0 {
-                unlock(context.operation)
-                throw MultiprocessingError(.closed, "\(context.operation): the queue is closed.")
-            }
-            let itemsFull = maxsize > 0 && Int(count.pointee) >= maxsize
-            let bytesFull = capacity - Int(used.pointee) < recordSize
-            if !itemsFull && !bytesFull { break }
-            if !block {
-                unlock(context.operation)
-                throw MultiprocessingError(.full, itemsFull
-                    ? "\(context.operation): the queue holds its maxsize of \(maxsize) items."
-                    : "\(context.operation): the queue's buffer has no room for \(recordSize) more bytes.")
-            }
-            try wait(on: notFull, waiters: notFullWaiters, context)
-        }
-        let headValue = Int(head.pointee)
-        let usedValue = Int(used.pointee)
-        let tail = (headValue + usedValue) % capacity
-        var header = UInt64(body.count) | (UInt64(kind.rawValue) << 56)
-        header = header.littleEndian
-        withUnsafeBytes(of: &header) { copyIn(at: tail, $0) }
-        copyIn(at: (tail + QueueStorage.recordHeaderSize) % capacity, body)
-        commit(head: UInt64(headValue), used: UInt64(usedValue + recordSize),
-               count: count.pointee + 1, unfinished: unfinished.pointee + (joinable ? 1 : 0))
-        unlock(context.operation)
-        signal(notEmpty, waiters: notEmptyWaiters, all: false)
-    }
-
     /// ``put(kind:body:block:context:)`` that never waits, not even for the mutex: false when the
     /// mutex is busy or the queue is full, so that an async caller can go off the pool.
     internal func putIfRoom(kind: Kind, body: UnsafeRawBufferPointer, _ operation: StaticString) throws -> Bool {
@@ -276,13 +316,52 @@ internal final class QueueStorage: @unchecked Sendable {
         }
         if isFull { return false }
         guard try tryLock(operation) else { return false }
-        let recordSize = QueueStorage.recordHeaderSize + body.count
-        if closedWord.load() == 0 && !(maxsize > 0 && Int(count.pointee) >= maxsize) && capacity - Int(used.pointee) >= recordSize {
+        let current = ring
+        if closedWord.load() == 0 && !(maxsize > 0 && Int(current.count) >= maxsize)
+            && place(QueueStorage.recordHeaderSize + body.count, in: current) != nil {
             try putLocked(kind: kind, body: body, block: false, context: .uncancellable(operation))
             return true
         }
         unlock(operation)
         return false
+    }
+
+    private func putLocked(kind: Kind, body: UnsafeRawBufferPointer, block: Bool, context: WaitContext) throws {
+        let recordSize = QueueStorage.recordHeaderSize + body.count
+        var placement: (offset: Int, ring: Ring)?
+        while true {
+            if closedWord.load() != 0 {
+                unlock(context.operation)
+                throw MultiprocessingError(.closed, "\(context.operation): the queue is closed.")
+            }
+            let current = ring
+            let itemsFull = maxsize > 0 && Int(current.count) >= maxsize
+            if !itemsFull {
+                placement = place(recordSize, in: current)
+                if placement != nil { break }
+            }
+            if !block {
+                unlock(context.operation)
+                throw MultiprocessingError(.full, itemsFull
+                    ? "\(context.operation): the queue holds its maxsize of \(maxsize) items."
+                    : "\(context.operation): the queue's buffer has no room for \(recordSize) more bytes.")
+            }
+            try wait(on: notFull, waiters: notFullWaiters, context)
+        }
+        guard let (offset, next) = placement else { preconditionFailure("the loop exits with a placement") }
+        // Raised before the copy, so that a crash mid-copy still leaves those pages accounted for.
+        let end = UInt64(offset + recordSize)
+        if end > highWater.pointee { highWater.pointee = end }
+        let target = data + offset
+        target.storeBytes(of: (UInt64(body.count) | (UInt64(kind.rawValue) << 56)).littleEndian, as: UInt64.self)
+        if let source = body.baseAddress, body.count > 0 {
+            (target + QueueStorage.recordHeaderSize).copyMemory(from: source, byteCount: body.count)
+        }
+        var committed = next
+        committed.unfinished += joinable ? 1 : 0
+        commit(committed)
+        unlock(context.operation)
+        signal(notEmpty, waiters: notEmptyWaiters, all: false)
     }
 
     /// Removes the oldest record. Waits for one when `block`, else throws `.empty`; on a closed,
@@ -298,7 +377,7 @@ internal final class QueueStorage: @unchecked Sendable {
         // Cheap checks first: no lock when there is plainly nothing to take.
         if relaxedCount == 0 && closedWord.load() == 0 { return nil }
         guard try tryLock(operation) else { return nil }
-        if count.pointee == 0 && closedWord.load() == 0 {
+        if ring.count == 0 && closedWord.load() == 0 {
             unlock(operation)
             return nil
         }
@@ -306,7 +385,8 @@ internal final class QueueStorage: @unchecked Sendable {
     }
 
     private func getLocked(block: Bool, context: WaitContext) throws -> (Kind, [UInt8]) {
-        while count.pointee == 0 {
+        var current = ring
+        while current.count == 0 {
             if closedWord.load() != 0 {
                 unlock(context.operation)
                 throw MultiprocessingError(.closed, "\(context.operation): the queue is closed and empty.")
@@ -316,63 +396,60 @@ internal final class QueueStorage: @unchecked Sendable {
                 throw MultiprocessingError(.empty, "\(context.operation): the queue is empty.")
             }
             try wait(on: notEmpty, waiters: notEmptyWaiters, context)
+            current = ring
         }
-        let headValue = Int(head.pointee)
-        let usedValue = Int(used.pointee)
-        var header: UInt64 = 0
-        withUnsafeMutableBytes(of: &header) { copyOut(at: headValue, $0) }
-        header = UInt64(littleEndian: header)
+        let head = Int(current.head)
+        let header = UInt64(littleEndian: (data + head).loadUnaligned(as: UInt64.self))
         let length = Int(header & 0x00FF_FFFF_FFFF_FFFF)
-        guard let kind = Kind(rawValue: UInt8(header >> 56)),
-              length <= usedValue - QueueStorage.recordHeaderSize else {
+        let recordSize = QueueStorage.recordHeaderSize + length
+        let limit = current.wrap == QueueStorage.noWrap ? Int(current.tail) : Int(current.wrap)
+        guard let kind = Kind(rawValue: UInt8(header >> 56)), head + recordSize <= limit,
+              UInt64(recordSize) <= current.live else {
             // Only a process writing into the mapping by hand can cause this; drop everything
             // rather than hand out garbage.
-            commit(head: 0, used: 0, count: 0, unfinished: unfinished.pointee)
+            commit(Ring(head: 0, tail: 0, count: 0, unfinished: current.unfinished, live: 0, wrap: QueueStorage.noWrap))
             unlock(context.operation)
-            throw MultiprocessingError(.malformedFrame, "\(context.operation): the queue's shared memory holds an invalid record (length \(length), \(usedValue) bytes used); the queue was emptied.")
+            throw MultiprocessingError(.malformedFrame, "\(context.operation): the queue's shared memory holds an invalid record at offset \(head) (length \(length)); the queue was emptied.")
         }
         let body = [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
-            copyOut(at: (headValue + QueueStorage.recordHeaderSize) % capacity, UnsafeMutableRawBufferPointer(buffer))
+            if let destination = buffer.baseAddress, length > 0 {
+                UnsafeMutableRawPointer(destination).copyMemory(from: data + head + QueueStorage.recordHeaderSize, byteCount: length)
+            }
             initialized = length
         }
-        let recordSize = QueueStorage.recordHeaderSize + length
-        let newUsed = usedValue - recordSize
-        // An empty queue starts again at offset 0, so that its next items reuse warm pages.
-        let newHead = newUsed == 0 ? 0 : (headValue + recordSize) % capacity
-        commit(head: UInt64(newHead), used: UInt64(newUsed), count: count.pointee - 1, unfinished: unfinished.pointee)
-        releasePages(consumedFrom: headValue, length: recordSize, liveFrom: newHead, liveLength: newUsed)
+        var next = current
+        next.count -= 1
+        next.live -= UInt64(recordSize)
+        next.head = UInt64(head + recordSize)
+        var readerWrapped = false
+        if next.count == 0 {
+            // Empty: start again at offset 0, on warm pages.
+            next.head = 0
+            next.tail = 0
+            next.wrap = QueueStorage.noWrap
+        } else if next.wrap != QueueStorage.noWrap && next.head == next.wrap {
+            next.head = 0
+            next.wrap = QueueStorage.noWrap
+            readerWrapped = true
+        }
+        commit(next)
+        if next.count == 0 || readerWrapped {
+            giveBackMemory(above: next.count == 0 ? QueueStorage.hotBytes
+                           : max(softEnd(live: Int(next.live)), roundUpToGranule(Int(next.tail))))
+        }
         unlock(context.operation)
         signal(notFull, waiters: notFullWaiters, all: true)
         return (kind, body)
     }
 
-    /// Gives back the memory of granules the reader has left, past the always-kept first ones.
-    private func releasePages(consumedFrom start: Int, length: Int, liveFrom liveStart: Int, liveLength: Int) {
-        let g = QueueStorage.granule
-        let end = start + length
-        guard end > QueueStorage.hotGranules * g || end > capacity else { return }
-        var granule = start / g
-        let lastGranule = (end - 1) / g
-        while granule <= lastGranule {
-            let physical = granule % ((capacity + g - 1) / g)
-            let from = physical * g
-            let to = min(from + g, capacity)
-            if physical >= QueueStorage.hotGranules && !overlapsLive(from, to, liveStart, liveLength) {
-                // Best effort: if the kernel refuses, the pages simply stay.
-                try? system_punchHole(region.fd, offset: QueueStorage.headerSize + from, length: to - from)
-            }
-            granule += 1
-        }
-    }
-
-    private func overlapsLive(_ from: Int, _ to: Int, _ liveStart: Int, _ liveLength: Int) -> Bool {
-        guard liveLength > 0 else { return false }
-        let liveEnd = liveStart + liveLength
-        if liveEnd <= capacity {
-            return from < liveEnd && liveStart < to
-        }
-        // The live records wrap: [liveStart, capacity) and [0, liveEnd - capacity).
-        return (from < capacity && liveStart < to) || (from < liveEnd - capacity)
+    /// Frees the pages from `keep` (a granule boundary above every live record) to the high-water
+    /// mark, and lowers the mark. Called with the mutex held.
+    private func giveBackMemory(above keep: Int) {
+        let top = Int(highWater.pointee)
+        guard top > keep else { return }
+        // Best effort: if the kernel refuses, the pages simply stay.
+        try? system_punchHole(region.fd, offset: QueueStorage.headerSize + keep, length: roundUpToGranule(top) - keep)
+        highWater.pointee = UInt64(keep)
     }
 
     // MARK: state
@@ -403,19 +480,20 @@ internal final class QueueStorage: @unchecked Sendable {
 
     internal func taskDone(context: WaitContext) throws {
         try lock(context)
-        let left = unfinished.pointee
-        guard left > 0 else {
+        var current = ring
+        guard current.unfinished > 0 else {
             unlock(context.operation)
             throw MultiprocessingError.misuse("\(context.operation): called more times than there were items put in the queue.")
         }
-        commit(head: head.pointee, used: used.pointee, count: count.pointee, unfinished: left - 1)
+        current.unfinished -= 1
+        commit(current)
         unlock(context.operation)
-        if left == 1 { signal(allDone, waiters: allDoneWaiters, all: true) }
+        if current.unfinished == 0 { signal(allDone, waiters: allDoneWaiters, all: true) }
     }
 
     internal func join(context: WaitContext) throws {
         try lock(context)
-        while unfinished.pointee > 0 {
+        while ring.unfinished > 0 {
             try wait(on: allDone, waiters: allDoneWaiters, context)
         }
         unlock(context.operation)
@@ -450,30 +528,29 @@ extension QueueStorage {
     /// Takes the mutex and ends the process at `point`, as a `SIGKILL` there would. For a forked
     /// test child: it allocates nothing and takes no other lock.
     internal func crashWhileHolding(_ point: CrashPoint) -> Never {
-        _ = system_mutexTryLock(mutex.mutex)
-        let headValue = Int(head.pointee)
-        let usedValue = Int(used.pointee)
+        _ = system_robustTryLock(mutex.mutex)
+        let current = ring
         switch point {
         case .midPut:
-            let tail = (headValue + usedValue) % capacity
-            var header = (UInt64(100) | (UInt64(1) << 56)).littleEndian
-            withUnsafeBytes(of: &header) { copyIn(at: tail, $0) }
-            var junk: (UInt64, UInt64) = (0xDEAD_BEEF, 0xDEAD_BEEF)
-            withUnsafeBytes(of: &junk) { copyIn(at: (tail + 8) % capacity, $0) }
+            if let (offset, _) = place(100 + QueueStorage.recordHeaderSize, in: current) {
+                let target = data + offset
+                target.storeBytes(of: (UInt64(100) | (UInt64(1) << 56)).littleEndian, as: UInt64.self)
+                (target + 8).storeBytes(of: UInt64(0xDEAD_BEEF), as: UInt64.self)
+            }
         case .midGet:
             var scratch: (UInt64, UInt64) = (0, 0)
-            withUnsafeMutableBytes(of: &scratch) { copyOut(at: headValue, $0) }
+            withUnsafeMutableBytes(of: &scratch) { $0.copyMemory(from: UnsafeRawBufferPointer(start: data + Int(current.head), count: 16)) }
         case .midGetCommit:
-            var header: UInt64 = 0
-            withUnsafeMutableBytes(of: &header) { copyOut(at: headValue, $0) }
-            let recordSize = QueueStorage.recordHeaderSize + Int(UInt64(littleEndian: header) & 0x00FF_FFFF_FFFF_FFFF)
-            let newUsed = usedValue - recordSize
-            field(200).pointee = UInt64(newUsed == 0 ? 0 : (headValue + recordSize) % capacity)
-            field(208).pointee = UInt64(newUsed)
-            field(216).pointee = count.pointee - 1
-            field(224).pointee = unfinished.pointee
-            SharedWord64(region.base + 192).store(1)
-            head.pointee = field(200).pointee  // applied in part: used and count are not
+            let header = UInt64(littleEndian: (data + Int(current.head)).loadUnaligned(as: UInt64.self))
+            let recordSize = UInt64(QueueStorage.recordHeaderSize) + (header & 0x00FF_FFFF_FFFF_FFFF)
+            var next = current
+            next.count -= 1
+            next.live -= recordSize
+            next.head += recordSize
+            if next.count == 0 { next.head = 0; next.tail = 0; next.wrap = QueueStorage.noWrap }
+            storeRing(next, at: 200)
+            journalValid.store(1)
+            field(128).pointee = next.head  // applied in part: the rest is not
         }
         system__exit(9)
     }

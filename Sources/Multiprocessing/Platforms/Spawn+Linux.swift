@@ -139,6 +139,7 @@ internal func system_writeStderr(_ text: String) {
     }
 }
 
+internal func system_atexit(_ handler: @convention(c) () -> Void) { atexit(handler) }
 
 internal func system_socketpairSeqpacket() throws(Errno) -> (Int32, Int32) {
     var fds: [Int32] = [-1, -1]

@@ -45,24 +45,4 @@ internal func system_allocatedBytes(_ fd: CInt) throws(Errno) -> Int {
     return Int(st.st_blocks) * 512
 }
 
-/// Starts a detached POSIX thread that runs `body` once.
-internal func system_startDetachedThread(_ body: @escaping @Sendable () -> Void) throws(Errno) {
-    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var attributes = pthread_attr_t()
-    pthread_attr_init(&attributes)
-    defer { pthread_attr_destroy(&attributes) }
-    pthread_attr_setdetachstate(&attributes, CInt(PTHREAD_CREATE_DETACHED))
-    var thread = pthread_t()
-    let r = pthread_create(&thread, &attributes, { raw in
-        guard let raw else { return nil }
-        let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
-        box.body()
-        return nil
-    }, context)
-    if r != 0 {
-        Unmanaged<Box>.fromOpaque(context).release()
-        throw Errno(rawValue: r)
-    }
-}
 #endif

@@ -5,39 +5,32 @@ import Glibc
 import CMultiprocessing
 import SystemPackage
 
-// MARK: robust mutex
+// MARK: robust lock
 
-/// Initialises a robust, process-shared mutex in place (`pthread_mutex_init(3)`).
-internal func system_robustMutexInit(_ mutex: UnsafeMutablePointer<pthread_mutex_t>, recursive: Bool) throws(Errno) {
-    _ = try negatedErrno { cmp_robust_mutex_init(mutex, recursive) }
+/// Initialises a robust lock in place (see `cmp_robust_lock` in the shim).
+internal func system_robustLockInit(_ lock: UnsafeMutablePointer<cmp_robust_lock>, recursive: Bool) throws(Errno) {
+    _ = try negatedErrno { cmp_robust_lock_init(lock, recursive) }
 }
 
-/// `pthread_mutex_trylock(3)`: 0, EBUSY, EOWNERDEAD, EDEADLK (error-checking, already ours) or ENOTRECOVERABLE.
+/// Takes a robust lock without waiting: 0, EBUSY, EOWNERDEAD, EDEADLK or ENOSYS.
 @inline(__always)
-internal func system_mutexTryLock(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) -> CInt {
-    pthread_mutex_trylock(mutex)
+internal func system_robustTryLock(_ lock: UnsafeMutablePointer<cmp_robust_lock>) -> CInt {
+    cmp_robust_trylock(lock)
 }
 
-/// `pthread_mutex_unlock(3)`: 0, or EPERM when the calling thread does not own the mutex.
+/// Releases one level of a robust lock: 0, or EPERM when the calling thread does not hold it.
 @inline(__always)
-internal func system_mutexUnlock(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) -> CInt {
-    pthread_mutex_unlock(mutex)
+internal func system_robustUnlock(_ lock: UnsafeMutablePointer<cmp_robust_lock>) -> CInt {
+    cmp_robust_unlock(lock)
 }
 
-/// `pthread_mutex_consistent(3)`: marks a robust mutex whose owner died as usable again.
-internal func system_mutexConsistent(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) -> CInt {
-    pthread_mutex_consistent(mutex)
-}
+/// The calling thread's TID, cached per thread by the shim.
+@inline(__always)
+internal func system_robustTID() -> UInt32 { cmp_robust_tid() }
 
-/// The kernel-visible futex word inside a glibc mutex (owner TID and the robust-futex bits).
-internal func system_mutexLockWord(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) -> UnsafeMutablePointer<UInt32> {
-    cmp_mutex_lock_word(mutex)
-}
-
-/// How many times the owner holds a recursive mutex (glibc's `__data.__count`). Owner only.
-internal func system_mutexCount(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) -> UInt32 {
-    cmp_mutex_count(mutex)
-}
+/// A pause instruction for a short spin before sleeping.
+@inline(__always)
+internal func system_cpuRelax() { cmp_cpu_relax() }
 
 internal let system_futexWaitersBit: UInt32 = cmp_futex_waiters_bit()
 internal let system_futexOwnerDiedBit: UInt32 = cmp_futex_owner_died_bit()
@@ -84,12 +77,6 @@ internal func system_mainThread() -> pthread_t { cmp_main_thread() }
 /// `pthread_atfork(3)` with only a handler that runs in the child.
 internal func system_atfork(child: @convention(c) () -> Void) {
     _ = pthread_atfork(nil, nil, child)
-}
-
-/// `atexit(3)`.
-@discardableResult
-internal func system_atexit(_ handler: @convention(c) () -> Void) -> Bool {
-    cmp_atexit(handler) == 0
 }
 
 /// The (device, inode) of an open descriptor: tells two descriptors of one memfd apart from others.

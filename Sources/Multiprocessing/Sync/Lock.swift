@@ -13,15 +13,17 @@
 /// Unlike Python's `Lock`, this lock is owned by the thread that acquired it: only that thread can
 /// release it (another thread's ``release()`` throws ``MultiprocessingError/Code/misuse``), and
 /// acquiring it again from its owner throws `.misuse` instead of deadlocking. The reason is the robust
-/// mutex underneath, which is how the kernel knows whom to watch for death. In async code, release
-/// the lock before the next `await`, since a task may resume on another thread.
+/// lock underneath, which is how the kernel knows whom to watch for death. In async code, release
+/// the lock before the next `await`, since a task may resume on another thread. Keep a reference
+/// to a lock while a thread holds it: the holding thread's robust list points into the lock's
+/// memory, which is unmapped when the last object using it goes.
 ///
 /// ```swift
 /// let lock = try Lock()
 /// try lock.withLock { counter += 1 }
 /// ```
 public final class Lock: Codable, @unchecked Sendable {
-    // Layout: kind (4) | unused (4) | pthread_mutex_t.
+    // Layout: kind (4) | unused (4) | robust lock (48; see RobustMutex).
     internal let memory: SharedAllocation
     internal let mutex: RobustMutex
 
@@ -37,6 +39,14 @@ public final class Lock: Codable, @unchecked Sendable {
     }
 
     private init(memory: SharedAllocation) {
+        self.memory = memory
+        self.mutex = RobustMutex(memory.base + 8)
+    }
+
+    /// A view of a mutex that another object's memory holds at offset 8. Encoding such a view sends
+    /// the whole object's memory, and decoding it as a `Lock` fails on the kind check, so the
+    /// owning object (not the view) is what should travel.
+    internal init(viewing memory: SharedAllocation) {
         self.memory = memory
         self.mutex = RobustMutex(memory.base + 8)
     }
@@ -83,13 +93,26 @@ public final class Lock: Codable, @unchecked Sendable {
     ///   - timeout: How long to wait for the lock; `nil` waits forever.
     ///   - body: The critical section.
     /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    @inlinable
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
+        // Inlinable, so that the caller's closure is not called through a generic thunk; the lock
+        // itself stays behind the two non-generic entry points.
+        try enterWithLock(timeout)
+        defer { exitWithLock() }
+        return try body()
+    }
+
+    @usableFromInline
+    internal func enterWithLock(_ timeout: Duration?) throws {
         if try mutex.lock(.current(timeout: timeout, "Lock.withLock")) == .afterOwnerDied {
             try mutex.unlock("Lock.withLock")
             throw Lock.ownerDiedError("Lock.withLock")
         }
-        defer { _ = try? mutex.unlock("Lock.withLock") }
-        return try body()
+    }
+
+    @usableFromInline
+    internal func exitWithLock() {
+        _ = try? mutex.unlock("Lock.withLock")
     }
 
     /// Whether some thread (in any process) holds the lock: Python's `locked()`.
@@ -141,6 +164,7 @@ extension RobustMutex {
     internal nonisolated(nonsending) func lockAsync(timeout: Duration?, cancellable: Bool = true,
                                                      _ operation: StaticString) async throws -> Acquired {
         if let acquired = try tryLock(operation) { return acquired }
+        if let acquired = try tryLockAfterSpinning(operation) { return acquired }
         let deadline = Deadline(timeout: timeout)
         let mutex = self
         while true {

@@ -155,19 +155,29 @@ internal struct SharedAllocation: @unchecked Sendable {
 
     private enum CodingKeys: String, CodingKey { case memory, offset }
 
-    /// Encodes the memfd (sent beside the bytes with SCM_RIGHTS) and the offset.
+    /// Encodes the memfd and the offset. The memfd is added to the encoder's ``DescriptorTransfer``
+    /// (once per message however many objects share it) and encoded as its index, exactly as a
+    /// ``SharedDescriptor`` is, so it travels beside the bytes with SCM_RIGHTS.
     internal func encode(to encoder: any Encoder) throws {
+        guard let transfer = encoder.userInfo[.descriptorTransfer] as? DescriptorTransfer else {
+            throw EncodingError.invalidValue(region.fd, .init(codingPath: encoder.codingPath,
+                debugDescription: "A lock, event, semaphore or shared value can only be sent to a child process or over a Connection, not encoded by another encoder."))
+        }
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(SharedDescriptor(FileDescriptor(rawValue: region.fd)), forKey: .memory)
+        try container.encode(transfer.add(region.fd), forKey: .memory)
         try container.encode(offset, forKey: .offset)
     }
 
     /// Decodes and maps the memory of a primitive of `kind` that takes `size` bytes.
     internal init(from decoder: any Decoder, kind: UInt32, size: Int, typeName: StaticString) throws {
+        guard let transfer = decoder.userInfo[.descriptorTransfer] as? DescriptorTransfer else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                debugDescription: "A \(typeName) can only be decoded from a message received from another process."))
+        }
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        let descriptor = try container.decode(SharedDescriptor.self, forKey: .memory)
+        let index = try container.decode(UInt32.self, forKey: .memory)
         let offset = try container.decode(Int.self, forKey: .offset)
-        let region = try SharedRegion.adopt(fd: descriptor.fileDescriptor.rawValue)
+        let region = try ReceivedRegions.region(transfer: transfer, index: Int(index), codingPath: decoder.codingPath)
         guard offset >= 0, offset % 8 == 0, offset + size <= region.size else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
                 debugDescription: "A \(typeName) names bytes \(offset)..<\(offset + size) of a shared mapping of \(region.size) bytes."))
@@ -178,6 +188,33 @@ internal struct SharedAllocation: @unchecked Sendable {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
                 debugDescription: "The shared memory sent as a \(typeName) holds another kind of object."))
         }
+    }
+}
+
+/// The regions decoded from each message, so that each descriptor of a message is claimed once.
+///
+/// Why: a message with ten locks from one arena chunk carries the chunk's memfd once. Claiming it
+/// ten times would hand out the descriptor and then nine duplicates of it; but when this process
+/// already maps that memfd, ``SharedRegion/adopt(fd:)`` closes the first one at once, and a later
+/// duplicate would copy a closed (or reused) number. So the first object of a message claims and
+/// maps the descriptor, and the others of the same message reuse that region.
+internal enum ReceivedRegions {
+    private struct Entry {
+        weak var transfer: DescriptorTransfer?
+        let index: Int
+        let region: SharedRegion
+    }
+    private static let entries = Mutex<[Entry]>([])
+
+    internal static func region(transfer: DescriptorTransfer, index: Int, codingPath: [any CodingKey]) throws -> SharedRegion {
+        let found: SharedRegion? = entries.withLock { entries in
+            entries.removeAll { $0.transfer == nil }
+            return entries.first { $0.transfer === transfer && $0.index == index }?.region
+        }
+        if let found { return found }
+        let region = try SharedRegion.adopt(fd: transfer.claim(index, codingPath: codingPath))
+        entries.withLock { $0.append(Entry(transfer: transfer, index: index, region: region)) }
+        return region
     }
 }
 

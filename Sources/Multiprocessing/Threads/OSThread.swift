@@ -289,7 +289,9 @@ public final class OSThread: Sendable {
 
     private static func installExitHandler() {
         guard exitHandlerInstalled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
-        _ = system_atexit { OSThread.joinNonDaemonThreads() }
+        // Registered after bootstrap()'s handler, so it runs first: threads are joined before
+        // child processes are waited for, as in Python.
+        system_atexit { OSThread.joinNonDaemonThreads() }
     }
 
     /// Runs at exit: waits for every non-daemon thread, as Python's interpreter does at shutdown.

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# mpcp against its peers on the three data sets of make-datasets.sh, in the same run.
+#
+#   Benchmarks/mpcp/bench.sh [DATA_DIR] [RUNS] [SETS...]
+#   defaults: /work/mpcp-bench/data, 3 runs, "small large toolchain"
+#
+# Each timing is `<copy command> && sync`: write-back is part of the cost of a copy. The source is
+# read once before its data set's runs, so every run starts with a warm page cache, and tools are
+# interleaved round by round so that noise from the rest of the machine falls on all of them.
+# Copies of the small set are kept until the set is done (ext4 scans the inodes freed in the last
+# 60 s before reusing one, so deleting 50,000 files between runs would slow whichever tool comes
+# next); copies of the other sets are deleted (and synced) outside the timing.
+# The seed's naive copiers (one process or thread per file, 1 KiB reads) run once per set.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+data=${1:-/work/mpcp-bench/data}
+runs=${2:-3}
+if [ $# -ge 2 ]; then shift 2; else shift $#; fi
+sets=${*:-small large toolchain}
+mpcp=${MPCP:-$root/.build/release/mpcp}
+if [ ! -x "$mpcp" ]; then (cd "$root" && swift build -c release --product mpcp >&2); fi
+out="$data/../out"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+data=$(cd "$data" && pwd)
+jobs=$(nproc)
+results="$out/results.tsv"
+: > "$results"
+
+command_for() { # tool src dst
+  local tool=$1 src=$2 dst=$3
+  case $tool in
+    "mpcp -a") echo "$mpcp -a '$src' '$dst'" ;;
+    "mpcp -a --workers processes") echo "$mpcp -a --workers processes '$src' '$dst'" ;;
+    "cp -a") echo "cp -a '$src' '$dst'" ;;
+    "rsync -a") echo "rsync -a '$src/' '$dst/'" ;;
+    "tar | tar") echo "mkdir '$dst' && tar -C '$src' -cf - . | tar -C '$dst' -xpf -" ;;
+    "rclone copy --transfers 8") echo "rclone copy --transfers 8 --links '$src' '$dst'" ;;
+    "fpsync -n $jobs") echo "fpsync -n $jobs -t '$out/fpsync-tmp' '$src/' '$dst/'" ;;
+    "seed copier, processes (Python)") echo "python3 '$here/naive_processes.py' '$src' '$dst' >/dev/null" ;;
+    "seed copier, threads (Python)") echo "python3 '$here/naive_threads.py' '$src' '$dst' >/dev/null" ;;
+  esac
+}
+
+tools=("mpcp -a" "mpcp -a --workers processes" "cp -a" "rsync -a" "tar | tar" "rclone copy --transfers 8" "fpsync -n $jobs")
+naive=("seed copier, processes (Python)" "seed copier, threads (Python)")
+
+time_one() { # set tool run
+  local set=$1 tool=$2 run=$3
+  local dst="$out/$set-$run-${tool//[^a-zA-Z0-9]/_}"
+  rm -rf "$dst"; sync
+  local cmd; cmd=$(command_for "$tool" "$data/$set" "$dst")
+  local start end
+  start=$(date +%s%N)
+  bash -c "$cmd" >/dev/null 2>"$out/last.err" || echo "  ($tool exited non-zero: $(head -c 200 "$out/last.err"))" >&2
+  sync
+  end=$(date +%s%N)
+  local seconds; seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+  printf '%s\t%s\t%s\t%s\n' "$set" "$tool" "$run" "$seconds" >> "$results"
+  echo "  $set  run $run  $tool: $seconds s  (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+  if [ "$set" != small ]; then rm -rf "$dst"; sync; fi
+}
+
+for set in $sets; do
+  [ -d "$data/$set" ] || { echo "missing $data/$set: run make-datasets.sh first" >&2; exit 2; }
+  echo "== $set: $(du -sh "$data/$set" | cut -f1), $(find "$data/$set" | wc -l) entries" >&2
+  tar -C "$data/$set" -cf - . | cat > /dev/null   # warm the page cache
+  for run in $(seq 1 "$runs"); do
+    for tool in "${tools[@]}"; do time_one "$set" "$tool" "$run"; done
+  done
+  for tool in "${naive[@]}"; do time_one "$set" "$tool" 1; done
+  rm -rf "$out/$set-"*; sync
+done
+
+# Medians, and how many times faster mpcp (threads) is than each.
+python3 - "$results" <<'PY'
+import statistics, sys, collections
+rows = collections.defaultdict(list)
+order = []
+for line in open(sys.argv[1]):
+    s, tool, run, sec = line.rstrip("\n").split("\t")
+    if (s, tool) not in rows: order.append((s, tool))
+    rows[(s, tool)].append(float(sec))
+for s in dict.fromkeys(k[0] for k in order):
+    base = statistics.median(rows[(s, "mpcp -a")])
+    print(f"\n### {s}\n")
+    print("| tool | median s | runs (s) | mpcp is × faster |")
+    print("|---|---:|---|---:|")
+    for (ss, tool) in order:
+        if ss != s: continue
+        m = statistics.median(rows[(s, tool)])
+        runs = ", ".join(f"{v:.2f}" for v in rows[(s, tool)])
+        name = tool.replace("|", "\\|")
+        print(f"| {name} | {m:.2f} | {runs} | {m / base:.2f} |")
+PY

@@ -1,0 +1,288 @@
+import Glibc
+import Synchronization
+public import SystemPackage
+
+/// A copy of one or more sources into a destination, planned and checked when created and run once.
+///
+/// ```swift
+/// var options = CopyOptions()
+/// options.recursive = true
+/// options.preserve = .all
+/// options.jobs = 4
+/// let job = try CopyJob(sources: ["src"], destination: "backup", options: options)
+/// let report = try job.run { event in print(event) }
+/// ```
+///
+/// The destination follows `cp`: when it is an existing directory, each source is copied into it
+/// under its own name; otherwise the single source is copied to that name.
+public final class CopyJob: Sendable {
+    private enum Root: Sendable {
+        case directory(source: FilePath, target: FilePath)
+        case file(source: FilePath, target: FilePath, stat: SourceStat)
+        case symlink(source: FilePath, target: FilePath)
+        case failure(CopyFailure)
+    }
+
+    /// The options the job runs with.
+    public let options: CopyOptions
+    private let roots: [Root]
+    private let performer: Performer
+    private let scheduler = Mutex<Scheduler?>(nil)
+    private let startNanoseconds = Atomic<Int64>(0)
+    private let started = Atomic<Bool>(false)
+    private let cancelHook = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Plans a copy and checks its arguments.
+    ///
+    /// - Parameters:
+    ///   - sources: files, directories or symlinks to copy. A directory needs `options.recursive`.
+    ///   - destination: an existing directory, or a new name for a single source.
+    ///   - options: how to copy.
+    /// - Throws: ``MPCopyError`` with code ``MPCopyError/Code/usage`` when a source is missing,
+    ///   several sources go to something that is not a directory, a directory would be copied into
+    ///   itself, or the destination's parent does not exist.
+    public init(sources: [FilePath], destination: FilePath, options: CopyOptions) throws(MPCopyError) {
+        guard !sources.isEmpty else { throw MPCopyError(.usage, "missing source operand") }
+        guard options.jobs >= 1 else { throw MPCopyError(.usage, "--jobs must be at least 1") }
+        guard options.chunkSize >= 1 << 20 else { throw MPCopyError(.usage, "the chunk size must be at least 1 MiB") }
+        self.options = options
+        performer = Performer(options: options)
+
+        let destinationStat = try? destination.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }
+        let destinationIsDirectory = destinationStat.map { SourceStat($0).isDirectory } ?? false
+        if sources.count > 1 && !destinationIsDirectory {
+            throw MPCopyError(.usage, "target '\(destination)' is not a directory (several sources need an existing directory)")
+        }
+        var roots: [Root] = []
+        for source in sources {
+            let st: SourceStat
+            do throws(Errno) {
+                st = SourceStat(try source.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })
+            } catch {
+                throw MPCopyError(.usage, "cannot stat '\(source)'", errno: error)
+            }
+            var name = source.lastComponent
+            if name == nil || name?.kind != .regular {
+                name = system_realpath(source)?.lastComponent
+            }
+            guard let name else { throw MPCopyError(.usage, "cannot copy '\(source)': it has no name to copy to") }
+            let target = destinationIsDirectory ? destination.appending(name) : destination
+            let targetParent = target.removingLastComponent()
+            let parentPath = targetParent.isEmpty ? FilePath(".") : targetParent
+            guard let realParent = system_realpath(parentPath) else {
+                throw MPCopyError(.usage, "cannot create '\(target)': its directory '\(parentPath)' does not exist")
+            }
+            if st.isDirectory {
+                guard options.recursive else {
+                    roots.append(.failure(CopyFailure(path: source, operation: "copy", detail: "-r not specified; omitting directory")))
+                    continue
+                }
+                if let realSource = system_realpath(source), let last = target.lastComponent {
+                    let realTarget = realParent.appending(last)
+                    if realTarget == realSource || realTarget.starts(with: realSource) {
+                        throw MPCopyError(.usage, "cannot copy a directory, '\(source)', into itself, '\(target)'")
+                    }
+                }
+                roots.append(.directory(source: source, target: target))
+            } else {
+                if let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }),
+                   t.ino == st.ino && (t.dev_major << 32 | t.dev_minor) == st.dev {
+                    throw MPCopyError(.usage, "'\(source)' and '\(target)' are the same file")
+                }
+                roots.append(st.isSymlink ? .symlink(source: source, target: target) : .file(source: source, target: target, stat: st))
+            }
+        }
+        self.roots = roots
+    }
+
+    /// Runs the copy on `options.jobs` workers and returns when it is finished or cancelled.
+    ///
+    /// Per-file failures do not stop the copy: they are reported through `events` and in the
+    /// report's ``CopyReport/failures``.
+    ///
+    /// - Parameters:
+    ///   - events: called from worker threads as files are copied (only with
+    ///     ``CopyOptions/verbose``) or fail.
+    ///   - progressInterval: how often to call `onProgress`.
+    ///   - onProgress: called on a thread of its own every `progressInterval` while the copy runs,
+    ///     and once more at the end (for a progress bar).
+    /// - Returns: the totals, with ``CopyReport/interrupted`` set if ``cancel()`` stopped it.
+    /// - Throws: ``MPCopyError`` with code ``MPCopyError/Code/workers`` if no worker could be started.
+    public func run(events: (@Sendable (CopyEvent) -> Void)? = nil,
+                    progressInterval: Duration = .milliseconds(200),
+                    onProgress: (@Sendable (CopyProgress) -> Void)? = nil) throws(MPCopyError) -> CopyReport {
+        precondition(!started.exchange(true, ordering: .acquiring), "a CopyJob runs once")
+        let start = system_clockMonotonicNanoseconds()
+        startNanoseconds.store(start, ordering: .relaxed)
+        let scheduler = Scheduler(options: options, performer: performer, events: events)
+        self.scheduler.withLock { $0 = scheduler }
+
+        for root in roots {
+            switch root {
+            case .directory(let source, let target):
+                scheduler.addDirectoryRoot(source: source, destination: target)
+            case .file(let source, let target, let stat):
+                guard let name = source.lastComponent, let targetName = target.lastComponent else { continue }
+                let sourceDirectory = source.removingLastComponent()
+                let targetDirectory = target.removingLastComponent()
+                if options.update, let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }),
+                   Int64(t.size) == stat.size, t.mtime_sec == stat.mtime, t.mtime_nsec == stat.mtimeNanoseconds {
+                    var skipped = WorkResult()
+                    skipped.skipped = 1
+                    scheduler.record(skipped)
+                    continue
+                }
+                scheduler.addFileRoot(sourceDirectory: sourceDirectory.isEmpty ? "." : sourceDirectory,
+                                      destinationDirectory: targetDirectory.isEmpty ? "." : targetDirectory,
+                                      entry: FileEntry(name: name, destinationName: targetName, stat: stat))
+            case .symlink(let source, let target):
+                scheduler.record(copySymlinkOperand(source: source, target: target))
+            case .failure(let failure):
+                var result = WorkResult()
+                result.failures = [failure]
+                scheduler.record(result)
+            }
+        }
+
+        let pool: any WorkerPool
+        if options.workers == .threads {
+            pool = ThreadPool(jobs: options.jobs, performer: performer)
+        } else {
+            let processes = ProcessPool(jobs: options.jobs, options: options, performer: performer)
+            cancelHook.withLock { $0 = { processes.cancel() } }
+            pool = processes
+        }
+        let ticker = onProgress.map { ProgressTicker(interval: progressInterval, job: self, body: $0) }
+        defer { ticker?.stop() }
+        try pool.run(scheduler)
+
+        var report = scheduler.finalReport()
+        if performer.isCancelled {
+            scheduler.removeLeftoverTemporaries()
+            report.interrupted = true
+        }
+        report.dryRun = options.dryRun
+        report.seconds = Double(system_clockMonotonicNanoseconds() - start) / 1e9
+        return report
+    }
+
+    /// Stops the copy: workers finish the step they are in (at most 16 MiB), remove their
+    /// temporary files, and ``run(events:)`` returns with ``CopyReport/interrupted`` set. Files
+    /// already renamed into place stay; no file is left partial under its final name.
+    ///
+    /// Safe to call from any thread, any number of times.
+    public func cancel() {
+        performer.cancelled.store(true, ordering: .relaxed)
+        scheduler.withLock { $0 }?.wakeAll()
+        cancelHook.withLock { $0 }?()
+    }
+
+    /// Where the copy is now: bytes and files done and found so far. Cheap; call it a few times a second.
+    public func progress() -> CopyProgress {
+        guard let scheduler = scheduler.withLock({ $0 }) else {
+            return CopyProgress(bytesDone: 0, bytesFound: 0, filesDone: 0, filesFound: 0, walkFinished: false, seconds: 0)
+        }
+        return scheduler.progress(startNanoseconds: startNanoseconds.load(ordering: .relaxed))
+    }
+
+    private func copySymlinkOperand(source: FilePath, target: FilePath) -> WorkResult {
+        var result = WorkResult()
+        guard let name = source.lastComponent, let targetName = target.lastComponent else { return result }
+        let sourceDirectory = source.removingLastComponent()
+        let targetDirectory = target.removingLastComponent()
+        do throws(Errno) {
+            let sdir = try (sourceDirectory.isEmpty ? "." : sourceDirectory).withCName { p throws(Errno) in
+                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+            }
+            defer { system_close(sdir) }
+            let link = try name.withCName { n throws(Errno) in try system_readlinkat(sdir, n) }
+            if options.dryRun {
+                result.symlinks = 1
+                return result
+            }
+            let ddir = try (targetDirectory.isEmpty ? "." : targetDirectory).withCName { p throws(Errno) in
+                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+            }
+            defer { system_close(ddir) }
+            try name.withCName { n throws(Errno) in
+                try targetName.withCName { t throws(Errno) in
+                    // placeSymlink reads the source's times from `sdir`/`n` and writes `ddir`/`t`.
+                    try performer.placeSymlink(link, sdir, ddir, t, sourceName: n)
+                }
+            }
+            result.symlinks = 1
+            if options.verbose { result.copied.append(source) }
+        } catch {
+            result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error))
+        }
+        return result
+    }
+}
+
+/// Calls a progress closure every interval on a thread of its own until stopped.
+private final class ProgressTicker: Sendable {
+    private final class State: Sendable {
+        let stopped = Atomic<Bool>(false)
+        let monitor = Monitor()
+    }
+    private let state = State()
+    private let thread: pthread_t?
+    private let job: CopyJob
+    private let body: @Sendable (CopyProgress) -> Void
+
+    init(interval: Duration, job: CopyJob, body: @escaping @Sendable (CopyProgress) -> Void) {
+        self.job = job
+        self.body = body
+        let (seconds, attoseconds) = interval.components
+        let nanoseconds = max(Int64(seconds) * 1_000_000_000 + attoseconds / 1_000_000_000, 10_000_000)
+        let state = self.state
+        thread = try? system_threadStart { [job] in
+            state.monitor.lock()
+            while !state.stopped.load(ordering: .relaxed) {
+                state.monitor.wait(nanoseconds: nanoseconds)
+                if state.stopped.load(ordering: .relaxed) { break }
+                state.monitor.unlock()
+                body(job.progress())
+                state.monitor.lock()
+            }
+            state.monitor.unlock()
+        }
+    }
+
+    func stop() {
+        state.monitor.withLock {
+            state.stopped.store(true, ordering: .relaxed)
+            state.monitor.broadcast()
+        }
+        if let thread { system_threadJoin(thread) }
+        body(job.progress())
+    }
+}
+
+/// Something that runs the scheduler's items until there are none: threads here, or processes.
+internal protocol WorkerPool {
+    func run(_ scheduler: Scheduler) throws(MPCopyError)
+}
+
+/// `jobs` plain threads in this process, each taking an item, performing it and reporting it.
+internal struct ThreadPool: WorkerPool {
+    let jobs: Int
+    let performer: Performer
+
+    func run(_ scheduler: Scheduler) throws(MPCopyError) {
+        var threads: [pthread_t] = []
+        for _ in 0..<jobs {
+            do throws(Errno) {
+                threads.append(try system_threadStart { [performer] in
+                    while let item = scheduler.next() {
+                        scheduler.complete(item, performer.perform(item))
+                    }
+                })
+            } catch {
+                if threads.isEmpty { throw MPCopyError(.workers, "cannot start a worker thread", errno: error) }
+                break
+            }
+        }
+        for thread in threads { system_threadJoin(thread) }
+    }
+}

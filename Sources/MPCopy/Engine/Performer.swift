@@ -1,0 +1,714 @@
+import CMultiprocessing
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// Does the work of one item: the system calls of the copy. One performer is shared by all the
+/// worker threads of a process (a worker child has its own).
+internal final class Performer: Sendable {
+    let options: CopyOptions
+    let umask: mode_t
+    let isRoot: Bool
+    let euid: UInt32
+    let egid: UInt32
+    /// Set by `cancel()`: workers stop at the next file or 16 MiB step and remove their temporaries.
+    let cancelled = Atomic<Bool>(false)
+    /// Bytes copied so far, for the progress bar (updated within large files too).
+    let bytesDone = Atomic<Int64>(0)
+    /// Turned off after the first EOPNOTSUPP-like answer, so that ext4 pays for one failed FICLONE only.
+    private let cloneWorks = Atomic<Bool>(true)
+    private let copyRangeWorks = Atomic<Bool>(true)
+    private let tmpfileWorks: Atomic<Bool>
+    private let emptyPathLinkWorks = Atomic<Bool>(true)
+    private let sequence = Atomic<UInt64>(0)
+    /// `.mpcp-tmp-<pid>-<random>-`: unique per run and process, never the name of a source file
+    /// (names starting with it are temporaries of a run that was killed with SIGKILL).
+    let temporaryPrefix: String
+    private let excludes: [(pattern: [CChar], hasSlash: Bool)]
+    private let excludesNeedRelative: Bool
+
+    /// The size of one copy_file_range step: the granularity of progress and cancellation.
+    static let step = 16 << 20
+
+    init(options: CopyOptions) {
+        self.options = options
+        umask = system_readUmask()
+        tmpfileWorks = Atomic(options.unnamedTemporaries)
+        euid = system_geteuid()
+        egid = system_getegid()
+        isRoot = euid == 0
+        let pid = String(system_getpid(), radix: 16)
+        let salt = String(system_randomUInt64() & 0xFFFF_FFFF, radix: 16)
+        temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-"
+        excludes = options.excludes.map { (Array($0.utf8CString), $0.contains("/")) }
+        excludesNeedRelative = excludes.contains { $0.hasSlash }
+    }
+
+    var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+
+    func nextTemporaryName() -> FilePath.Component {
+        let n = sequence.add(1, ordering: .relaxed).newValue
+        // The prefix is ASCII and has no slash, so the component is valid.
+        guard let name = FilePath.Component(temporaryPrefix + String(n, radix: 16)) else {
+            preconditionFailure("the temporary prefix is ASCII without a slash, so it is a valid name")
+        }
+        return name
+    }
+
+    func perform(_ item: WorkItem) -> WorkResult {
+        var result = WorkResult()
+        switch item {
+        case .scan(let scan): self.scan(scan, &result)
+        case .files(let batch): copyBatch(batch, &result)
+        case .chunk(let chunk): copyChunk(chunk, &result)
+        case .finishLarge(let finish): finishLarge(finish, &result)
+        case .link(let link): makeLink(link, &result)
+        case .finishDirectory(let finish): finishDirectory(finish, &result)
+        }
+        return result
+    }
+
+    // MARK: - scan
+
+    private func isExcluded(_ name: CName, relative: FilePath, component: () -> FilePath.Component?) -> Bool {
+        if excludes.isEmpty { return false }
+        for exclude in excludes where !exclude.hasSlash {
+            if system_fnmatch(exclude.pattern, name, pathname: false) { return true }
+        }
+        guard excludesNeedRelative, let component = component() else { return false }
+        return relative.appending(component).withPlatformString { path in
+            excludes.contains { $0.hasSlash && system_fnmatch($0.pattern, path, pathname: true) }
+        }
+    }
+
+    /// Reads one directory: creates its subdirectories in the destination, copies its symlinks,
+    /// and returns its files and subdirectories for the scheduler to hand out.
+    private func scan(_ item: ScanItem, _ result: inout WorkResult) {
+        let srcfd: CInt
+        do throws(Errno) {
+            srcfd = try item.source.withCName { p throws(Errno) in
+                try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            }
+        } catch {
+            result.failures.append(CopyFailure(path: item.source, operation: "open directory", errno: error))
+            return
+        }
+        defer { system_close(srcfd) }
+        do throws(Errno) {
+            result.directoryStat = SourceStat(try system_fstatx(srcfd))
+        } catch {
+            result.failures.append(CopyFailure(path: item.source, operation: "stat directory", errno: error))
+            return
+        }
+        if options.preserve.contains(.xattr) {
+            result.directoryAttributes = readAttributes(srcfd)
+        }
+        var dstfd: CInt = -1
+        if !options.dryRun {
+            do throws(Errno) {
+                if item.createDestination {
+                    try item.destination.withCName { p throws(Errno) in
+                        do throws(Errno) { try system_mkdirat(systemATFDCWD, p, 0o700) } catch .fileExists {
+                            // An earlier run's directory: fine if it is one.
+                            let st = try system_statx(systemATFDCWD, p, follow: true)
+                            if st.mode & modeTypeMask != modeDirectory { throw Errno.fileExists }
+                        }
+                    }
+                }
+                dstfd = try item.destination.withCName { p throws(Errno) in
+                    try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+                }
+            } catch {
+                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error))
+                return
+            }
+        } else if options.update {
+            dstfd = (try? item.destination.withCName { p throws(Errno) in
+                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+            }) ?? -1
+        }
+        defer { if dstfd >= 0 { system_close(dstfd) } }
+        result.scanned = true
+        if dstfd >= 0, !options.dryRun, let st = try? system_fstatx(dstfd) {
+            result.destinationSetGID = st.mode & 0o2000 != 0
+        } else {
+            result.destinationSetGID = true
+        }
+        result.directories = 1
+        if options.verbose { result.copied.append(item.source) }
+
+        let bufferSize = 64 << 10
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
+        defer { buffer.deallocate() }
+        guard let base = buffer.baseAddress else { return }
+        while true {
+            let n: Int
+            do throws(Errno) { n = try system_getdents(srcfd, buffer) } catch {
+                result.failures.append(CopyFailure(path: item.source, operation: "read directory", errno: error))
+                return
+            }
+            if n == 0 { break }
+            var offset = 0
+            while offset < n {
+                // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[].
+                let record = base + offset
+                let length = Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+                var type = record.load(fromByteOffset: 18, as: UInt8.self)
+                let name = UnsafeRawPointer(record + 19).assumingMemoryBound(to: CChar.self)
+                offset += length
+                if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
+                if isExcluded(name, relative: item.relative, component: { FilePath.Component(platformString: name) }) {
+                    result.excluded += 1
+                    continue
+                }
+                guard let component = FilePath.Component(platformString: name) else { continue }
+                var stat: SourceStat?
+                if type == 0 /* DT_UNKNOWN */ {
+                    guard let st = try? system_statx(srcfd, name, follow: false) else { continue }
+                    let s = SourceStat(st)
+                    stat = s
+                    type = s.isDirectory ? 4 : s.isRegular ? 8 : s.isSymlink ? 10 : UInt8(s.fileType >> 12)
+                }
+                switch type {
+                case 4: // DT_DIR
+                    if !options.dryRun {
+                        do throws(Errno) { try system_mkdirat(dstfd, name, 0o700) } catch .fileExists {
+                            let st = try? system_statx(dstfd, name, follow: false)
+                            if st.map({ $0.mode & modeTypeMask != modeDirectory }) ?? true {
+                                result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: .fileExists))
+                                continue
+                            }
+                        } catch {
+                            result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: error))
+                            continue
+                        }
+                    }
+                    result.subdirectories.append(component)
+                case 8: // DT_REG
+                    let s: SourceStat
+                    if let stat { s = stat } else {
+                        do throws(Errno) { s = SourceStat(try system_statx(srcfd, name, follow: false)) } catch {
+                            result.failures.append(CopyFailure(path: item.source.appending(component), operation: "stat", errno: error))
+                            continue
+                        }
+                    }
+                    if options.update && dstfd >= 0, isUpToDate(s, dstfd, name) {
+                        result.skipped += 1
+                        continue
+                    }
+                    result.foundFiles.append(FileEntry(name: component, destinationName: nil, stat: s))
+                case 10: // DT_LNK
+                    copySymlink(srcfd, dstfd, name, source: item.source.appending(component), &result)
+                case 1: // DT_FIFO
+                    copyFifo(srcfd, dstfd, name, source: item.source.appending(component), &result)
+                default:
+                    result.failures.append(CopyFailure(path: item.source.appending(component), operation: "copy",
+                                                       detail: "device and socket files are not copied"))
+                }
+            }
+        }
+    }
+
+    private func isUpToDate(_ s: SourceStat, _ dstfd: CInt, _ name: CName) -> Bool {
+        guard let d = try? system_statx(dstfd, name, follow: false) else { return false }
+        return d.mode & modeTypeMask == modeRegular && Int64(d.size) == s.size
+            && d.mtime_sec == s.mtime && d.mtime_nsec == s.mtimeNanoseconds
+    }
+
+    private func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, _ result: inout WorkResult) {
+        do throws(Errno) {
+            let target = try system_readlinkat(srcfd, name)
+            if options.dryRun {
+                result.symlinks += 1
+                if options.verbose { result.copied.append(source) }
+                return
+            }
+            if options.update, let existing = try? system_readlinkat(dstfd, name), existing == target {
+                result.skipped += 1
+                return
+            }
+            try placeSymlink(target, srcfd, dstfd, name, sourceName: name)
+            result.symlinks += 1
+            if options.verbose { result.copied.append(source) }
+        } catch {
+            result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error))
+        }
+    }
+
+    /// Creates the link under a temporary name and renames it over whatever holds the final name.
+    func placeSymlink(_ target: [CChar], _ srcfd: CInt, _ dstfd: CInt, _ name: CName, sourceName: CName) throws(Errno) {
+        let temporary = nextTemporaryName()
+        try temporary.withCName { tmp throws(Errno) in
+            try system_symlinkat(target, dstfd, tmp)
+            do throws(Errno) {
+                if options.preserve.contains(.ownership) || options.preserve.contains(.timestamps) {
+                    let st = try system_statx(srcfd, sourceName, follow: false)
+                    if options.preserve.contains(.ownership) && isRoot {
+                        try system_lchownat(dstfd, tmp, st.uid, st.gid)
+                    }
+                    if options.preserve.contains(.timestamps) {
+                        try system_lutimensat(dstfd, tmp, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
+                    }
+                }
+                try system_renameat(dstfd, tmp, dstfd, name)
+            } catch {
+                try? system_unlinkat(dstfd, tmp)
+                throw error
+            }
+        }
+    }
+
+    private func copyFifo(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, _ result: inout WorkResult) {
+        if options.dryRun { result.files += 1; return }
+        do throws(Errno) {
+            let st = try system_statx(srcfd, name, follow: false)
+            do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {
+                if options.update { result.skipped += 1; return }
+            }
+            if options.preserve.contains(.timestamps) {
+                try system_lutimensat(dstfd, name, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
+            }
+            result.files += 1
+            if options.verbose { result.copied.append(source) }
+        } catch {
+            result.failures.append(CopyFailure(path: source, operation: "create fifo", errno: error))
+        }
+    }
+
+    // MARK: - files
+
+    /// A failure inside the copy of one file: which step, and why.
+    struct StepError: Error {
+        var operation: String
+        var errno: Errno?
+        var detail: String? = nil
+    }
+
+    private func copyBatch(_ batch: FileBatch, _ result: inout WorkResult) {
+        if options.dryRun {
+            for entry in batch.entries {
+                result.files += 1
+                result.bytes += entry.stat.size
+                if options.verbose { result.copied.append(batch.sourceDirectory.appending(entry.name)) }
+                result.entryDone.append(true)
+            }
+            return
+        }
+        let sdir: CInt, ddir: CInt
+        do throws(Errno) {
+            sdir = try batch.sourceDirectory.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY) }
+        } catch {
+            for entry in batch.entries {
+                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "open directory", errno: error))
+            }
+            result.entryDone = Array(repeating: false, count: batch.entries.count)
+            return
+        }
+        defer { system_close(sdir) }
+        do throws(Errno) {
+            ddir = try batch.destinationDirectory.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY) }
+        } catch {
+            for entry in batch.entries {
+                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "open destination directory", errno: error))
+            }
+            result.entryDone = Array(repeating: false, count: batch.entries.count)
+            return
+        }
+        defer { system_close(ddir) }
+        for entry in batch.entries {
+            if isCancelled {
+                result.cancelled = true
+                result.entryDone.append(false)
+                continue
+            }
+            let source = batch.sourceDirectory.appending(entry.name)
+            do throws(StepError) {
+                let bytes = try copyFile(sdir, ddir, entry, inheritsGroup: batch.inheritsGroup)
+                result.files += 1
+                result.bytes += bytes
+                result.entryDone.append(true)
+                if options.verbose { result.copied.append(source) }
+            } catch {
+                result.entryDone.append(false)
+                if error.operation == "cancelled" { result.cancelled = true; continue }
+                result.failures.append(CopyFailure(path: source, operation: error.operation, errno: error.errno, detail: error.detail))
+            }
+        }
+    }
+
+    /// Copies one file whole, never visible under its final name until complete with its metadata.
+    ///
+    /// The file is written as an unnamed `O_TMPFILE` in the destination directory and linked
+    /// under its final name at the end (`linkat`): nothing is left behind even after SIGKILL, and
+    /// it costs one directory update instead of a create plus a rename. Where O_TMPFILE is not
+    /// supported, a `.mpcp-tmp-*` name and `renameat` do the same job.
+    private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry, inheritsGroup: Bool) throws(StepError) -> Int64 {
+        let input: CInt
+        do throws(Errno) {
+            input = try entry.name.withCName { n throws(Errno) in try system_openat(sdir, n, O_RDONLY | O_NOFOLLOW) }
+        } catch { throw StepError(operation: "open", errno: error) }
+        defer { system_close(input) }
+        let createMode = mode_t(entry.stat.mode & 0o777)
+        if tmpfileWorks.load(ordering: .relaxed) {
+            var output: CInt = -1
+            do throws(Errno) {
+                output = try ".".withCName { dot throws(Errno) in try system_openat(ddir, dot, systemOTmpfile | O_WRONLY, createMode) }
+            } catch {
+                switch error {
+                case .notSupported, .isDirectory, .invalidArgument: tmpfileWorks.store(false, ordering: .relaxed)
+                default: throw StepError(operation: "create", errno: error)
+                }
+            }
+            if output >= 0 {
+                defer { system_close(output) }
+                let bytes = try copyContents(input, output, entry.stat, whole: true)
+                if options.checksum { try verify(input, output, size: entry.stat.size) }
+                try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+                do throws(Errno) {
+                    try entry.targetName.withCName { final throws(Errno) in try publish(output, ddir, final) }
+                } catch { throw StepError(operation: "link into place", errno: error) }
+                return bytes
+            }
+        }
+        let temporary = nextTemporaryName()
+        return try temporary.withCName { tmp throws(StepError) -> Int64 in
+            let output: CInt
+            do throws(Errno) { output = try system_openat(ddir, tmp, O_WRONLY | O_CREAT | O_EXCL, createMode) } catch {
+                throw StepError(operation: "create", errno: error)
+            }
+            var placed = false
+            // Whatever goes wrong, the temporary goes: a partial file never stays behind.
+            defer {
+                system_close(output)
+                if !placed { try? system_unlinkat(ddir, tmp) }
+            }
+            let bytes = try copyContents(input, output, entry.stat, whole: true)
+            if options.checksum { try verify(input, output, size: entry.stat.size) }
+            try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+            do throws(Errno) {
+                try entry.targetName.withCName { final throws(Errno) in try system_renameat(ddir, tmp, ddir, final) }
+            } catch { throw StepError(operation: "rename into place", errno: error) }
+            placed = true
+            return bytes
+        }
+    }
+
+    /// Gives the unnamed file `fd` the name `name` in `ddir`, replacing an older file atomically.
+    private func publish(_ fd: CInt, _ ddir: CInt, _ name: CName) throws(Errno) {
+        do throws(Errno) {
+            try link(fd, ddir, name)
+        } catch .fileExists {
+            // An older copy holds the name: link under a temporary name, then rename over it.
+            try nextTemporaryName().withCName { tmp throws(Errno) in
+                try link(fd, ddir, tmp)
+                do throws(Errno) { try system_renameat(ddir, tmp, ddir, name) } catch {
+                    try? system_unlinkat(ddir, tmp)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// `linkat` of an open file: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, /proc/self/fd does not.
+    private func link(_ fd: CInt, _ ddir: CInt, _ name: CName) throws(Errno) {
+        if emptyPathLinkWorks.load(ordering: .relaxed) {
+            do throws(Errno) {
+                try "".withCName { empty throws(Errno) in try system_linkat(fd, empty, ddir, name, systemATEmptyPath) }
+                return
+            } catch {
+                guard error == .noSuchFileOrDirectory || error == .notPermitted else { throw error }
+                emptyPathLinkWorks.store(false, ordering: .relaxed)
+            }
+        }
+        try "/proc/self/fd/\(fd)".withCName { path throws(Errno) in
+            try system_linkat(systemATFDCWD, path, ddir, name, systemATSymlinkFollow)
+        }
+    }
+
+    /// Copies the data of a whole file (or, from chunks, a range), keeping holes.
+    private func copyContents(_ input: CInt, _ output: CInt, _ stat: SourceStat, whole: Bool) throws(StepError) -> Int64 {
+        if stat.size == 0 { return 0 }
+        if whole && cloneWorks.load(ordering: .relaxed) && !options.checksum {
+            do throws(Errno) {
+                try system_ficlone(output, input)
+                bytesDone.add(stat.size, ordering: .relaxed)
+                return stat.size
+            } catch {
+                switch error {
+                case .notSupported, .invalidArgument, .improperLink, .badFileDescriptor, .noFunction:
+                    cloneWorks.store(false, ordering: .relaxed)
+                default: break
+                }
+            }
+        }
+        let copied = try copyRange(input, output, from: 0, to: stat.size, sparse: stat.isSparse)
+        if stat.isSparse {
+            // A trailing hole leaves the file short: set the size.
+            do throws(Errno) { try system_ftruncate(output, stat.size) } catch { throw StepError(operation: "truncate", errno: error) }
+        }
+        return copied
+    }
+
+    /// Copies `[from, to)`. With `sparse`, only the data segments (SEEK_DATA/SEEK_HOLE), so holes stay holes.
+    func copyRange(_ input: CInt, _ output: CInt, from: Int64, to end: Int64, sparse: Bool) throws(StepError) -> Int64 {
+        if !sparse { return try copySegment(input, output, from: from, to: end) }
+        var position = from
+        var total: Int64 = 0
+        while position < end {
+            let data: Int64?
+            do throws(Errno) { data = try system_lseek(input, position, systemSeekData) } catch { throw StepError(operation: "seek data", errno: error) }
+            guard let data, data < end else { break }
+            let hole: Int64?
+            do throws(Errno) { hole = try system_lseek(input, data, systemSeekHole) } catch { throw StepError(operation: "seek hole", errno: error) }
+            let segmentEnd = min(hole ?? end, end)
+            total += try copySegment(input, output, from: data, to: segmentEnd)
+            position = segmentEnd
+        }
+        return total
+    }
+
+    private func copySegment(_ input: CInt, _ output: CInt, from: Int64, to end: Int64) throws(StepError) -> Int64 {
+        var inOffset = from
+        var outOffset = from
+        if copyRangeWorks.load(ordering: .relaxed) {
+            while inOffset < end {
+                if isCancelled { throw StepError(operation: "cancelled", errno: nil) }
+                let n: Int
+                do throws(Errno) {
+                    n = try system_copyFileRange(input, &inOffset, output, &outOffset, Int(min(Int64(Performer.step), end - inOffset)))
+                } catch {
+                    switch error {
+                    case .improperLink, .invalidArgument, .noFunction, .notSupported, .notSupportedOnSocket:
+                        // This file system pair refuses: read and write from here on.
+                        if inOffset == from { copyRangeWorks.store(false, ordering: .relaxed) }
+                        return (inOffset - from) + (try readWrite(input, output, from: inOffset, to: end))
+                    default:
+                        throw StepError(operation: "copy", errno: error)
+                    }
+                }
+                if n == 0 { break } // the source shrank
+                bytesDone.add(Int64(n), ordering: .relaxed)
+            }
+            return inOffset - from
+        }
+        return try readWrite(input, output, from: from, to: end)
+    }
+
+    private func readWrite(_ input: CInt, _ output: CInt, from: Int64, to end: Int64) throws(StepError) -> Int64 {
+        let size = Int(min(Int64(1 << 20), max(end - from, 1)))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset = from
+        while offset < end {
+            if isCancelled { throw StepError(operation: "cancelled", errno: nil) }
+            let want = Int(min(Int64(size), end - offset))
+            let n: Int
+            do throws(Errno) { n = try system_pread(input, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), offset) } catch {
+                throw StepError(operation: "read", errno: error)
+            }
+            if n == 0 { break }
+            var written = 0
+            while written < n {
+                do throws(Errno) {
+                    written += try system_pwrite(output, UnsafeRawBufferPointer(rebasing: buffer[written..<n]), offset + Int64(written))
+                } catch { throw StepError(operation: "write", errno: error) }
+            }
+            offset += Int64(n)
+            bytesDone.add(Int64(n), ordering: .relaxed)
+        }
+        return offset - from
+    }
+
+    /// Reads both files back and compares them byte for byte.
+    private func verify(_ input: CInt, _ output: CInt, size: Int64) throws(StepError) {
+        let size1 = Int(min(Int64(1 << 20), max(size, 1)))
+        let a = UnsafeMutableRawBufferPointer.allocate(byteCount: size1, alignment: 16)
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: size1, alignment: 16)
+        defer { a.deallocate(); b.deallocate() }
+        guard let pa = a.baseAddress, let pb = b.baseAddress else { return }
+        // The output was opened write-only: read it through a new descriptor.
+        let reader: CInt
+        do throws(Errno) { reader = try "/proc/self/fd/\(output)".withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY) } } catch {
+            throw StepError(operation: "verify", errno: error)
+        }
+        defer { system_close(reader) }
+        var offset: Int64 = 0
+        while true {
+            let n1: Int, n2: Int
+            do throws(Errno) {
+                n1 = try system_pread(input, a, offset)
+                n2 = n1 == 0 ? try system_pread(reader, UnsafeMutableRawBufferPointer(rebasing: b[0..<1]), offset) : try readFully(reader, b, count: n1, offset)
+            } catch { throw StepError(operation: "verify", errno: error) }
+            if n1 != n2 || memcmp(pa, pb, n1) != 0 {
+                throw StepError(operation: "verify", errno: nil, detail: "checksum mismatch at byte \(offset): the copy differs from the source")
+            }
+            if n1 == 0 { return }
+            offset += Int64(n1)
+        }
+    }
+
+    private func readFully(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer, count: Int, _ offset: Int64) throws(Errno) -> Int {
+        var got = 0
+        while got < count {
+            let n = try system_pread(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[got..<count]), offset + Int64(got))
+            if n == 0 { break }
+            got += n
+        }
+        return got
+    }
+
+    /// Owner, mode, xattrs, then times last (anything written after would change mtime).
+    ///
+    /// - Parameters:
+    ///   - created: the mode the file was created with (before the umask), or nil if unknown:
+    ///     a `chmod` is skipped when the umask left exactly the wanted bits.
+    ///   - inheritsGroup: the destination directory is set-group-ID, so a new file's group is not
+    ///     ours and `chown` cannot be skipped.
+    func applyMetadata(_ output: CInt, _ stat: SourceStat, from input: CInt?, created: mode_t? = nil, inheritsGroup: Bool = true) throws(StepError) {
+        do throws(Errno) {
+            var chowned = false
+            if options.preserve.contains(.ownership) && isRoot
+                && (stat.uid != euid || stat.gid != egid || inheritsGroup) {
+                try system_fchown(output, stat.uid, stat.gid)
+                chowned = true
+            }
+            // chown clears set-user-ID bits, so the mode comes after it.
+            let mode = options.preserve.contains(.mode) ? mode_t(stat.mode & 0o7777) : mode_t(stat.mode & 0o777) & ~umask
+            if chowned || created.map({ $0 & ~umask }) != mode { try system_fchmod(output, mode) }
+        } catch { throw StepError(operation: "set owner and mode", errno: error) }
+        if options.preserve.contains(.xattr), let input {
+            for attribute in readAttributes(input) {
+                do throws(Errno) { try setAttribute(output, attribute) } catch {
+                    throw StepError(operation: "set xattr", errno: error)
+                }
+            }
+        }
+        if options.preserve.contains(.timestamps) {
+            do throws(Errno) {
+                try system_futimens(output, atime: (stat.atime, stat.atimeNanoseconds), mtime: (stat.mtime, stat.mtimeNanoseconds))
+            } catch { throw StepError(operation: "set times", errno: error) }
+        }
+    }
+
+    func readAttributes(_ fd: CInt) -> [ExtendedAttribute] {
+        guard let list = try? system_flistxattr(fd), !list.isEmpty else { return [] }
+        var attributes: [ExtendedAttribute] = []
+        var start = 0
+        for i in list.indices where list[i] == 0 {
+            let name = Array(list[start...i])
+            start = i + 1
+            guard let value = try? name.withUnsafeBufferPointer({ (n) throws(Errno) -> [UInt8] in
+                guard let base = n.baseAddress else { throw Errno.invalidArgument }
+                return try system_fgetxattr(fd, base)
+            }) else { continue }
+            attributes.append(ExtendedAttribute(name: name.dropLast().map { UInt8(bitPattern: $0) }, value: value))
+        }
+        return attributes
+    }
+
+    func setAttribute(_ fd: CInt, _ attribute: ExtendedAttribute) throws(Errno) {
+        let name = attribute.name.map { CChar(bitPattern: $0) } + [0]
+        try name.withUnsafeBufferPointer { (n) throws(Errno) in
+            guard let base = n.baseAddress else { return }
+            do throws(Errno) { try system_fsetxattr(fd, base, attribute.value) } catch {
+                // security.* or trusted.* need privileges a non-root copy lacks: cp -a skips them too.
+                if error == .notPermitted || error == .permissionDenied { return }
+                throw error
+            }
+        }
+    }
+
+    // MARK: - large files
+
+    private func copyChunk(_ chunk: ChunkItem, _ result: inout WorkResult) {
+        if isCancelled { result.cancelled = true; return }
+        do throws(Errno) {
+            let input = try chunk.source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }
+            defer { system_close(input) }
+            let output = try chunk.temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT, 0o600) }
+            defer { system_close(output) }
+            do throws(StepError) {
+                result.bytes += try copyRange(input, output, from: chunk.offset, to: chunk.offset + chunk.length, sparse: chunk.sparse)
+            } catch {
+                if error.operation == "cancelled" { result.cancelled = true; return }
+                result.failures.append(CopyFailure(path: chunk.source, operation: error.operation, errno: error.errno, detail: error.detail))
+            }
+        } catch {
+            result.failures.append(CopyFailure(path: chunk.source, operation: "open", errno: error))
+        }
+    }
+
+    private func finishLarge(_ item: LargeFinishItem, _ result: inout WorkResult) {
+        let source = item.sourceDirectory.appending(item.entry.name)
+        let destination = item.destinationDirectory.appending(item.entry.targetName)
+        let temporary = item.destinationDirectory.appending(item.temporaryName)
+        do throws(Errno) {
+            let input = try source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }
+            defer { system_close(input) }
+            let output = try temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY) }
+            defer { system_close(output) }
+            do throws(StepError) {
+                do throws(Errno) { try system_ftruncate(output, item.entry.stat.size) } catch {
+                    throw StepError(operation: "truncate", errno: error)
+                }
+                if options.checksum { try verify(input, output, size: item.entry.stat.size) }
+                try applyMetadata(output, item.entry.stat, from: input)
+            } catch {
+                result.failures.append(CopyFailure(path: source, operation: error.operation, errno: error.errno, detail: error.detail))
+                return
+            }
+            try temporary.withCName { t throws(Errno) in
+                try destination.withCName { d throws(Errno) in try system_renameat(systemATFDCWD, t, systemATFDCWD, d) }
+            }
+            result.files = 1
+            result.entryDone = [true]
+            if options.verbose { result.copied.append(source) }
+        } catch {
+            result.failures.append(CopyFailure(path: source, operation: "finish", errno: error))
+        }
+    }
+
+    // MARK: - links and directories
+
+    private func makeLink(_ item: LinkItem, _ result: inout WorkResult) {
+        if options.dryRun { result.hardLinks += 1; return }
+        let temporary = item.destinationDirectory.appending(nextTemporaryName())
+        let destination = item.destinationDirectory.appending(item.name)
+        do throws(Errno) {
+            try item.existing.withCName { e throws(Errno) in
+                try temporary.withCName { t throws(Errno) in
+                    try system_linkat(systemATFDCWD, e, systemATFDCWD, t)
+                    do throws(Errno) {
+                        try destination.withCName { d throws(Errno) in try system_renameat(systemATFDCWD, t, systemATFDCWD, d) }
+                    } catch {
+                        try? system_unlinkat(systemATFDCWD, t)
+                        throw error
+                    }
+                }
+            }
+            result.hardLinks = 1
+            if options.verbose { result.copied.append(item.source) }
+        } catch {
+            result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error))
+        }
+    }
+
+    private func finishDirectory(_ item: DirectoryFinishItem, _ result: inout WorkResult) {
+        if options.dryRun { return }
+        do throws(Errno) {
+            let fd = try item.destination.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY) }
+            defer { system_close(fd) }
+            do {
+                if options.preserve.contains(.ownership) && isRoot { try system_fchown(fd, item.stat.uid, item.stat.gid) }
+                let mode = options.preserve.contains(.mode) ? mode_t(item.stat.mode & 0o7777) : mode_t(item.stat.mode & 0o777) & ~umask
+                try system_fchmod(fd, mode)
+                if options.preserve.contains(.xattr) { for attribute in item.attributes { try setAttribute(fd, attribute) } }
+                if options.preserve.contains(.timestamps) {
+                    try system_futimens(fd, atime: (item.stat.atime, item.stat.atimeNanoseconds), mtime: (item.stat.mtime, item.stat.mtimeNanoseconds))
+                }
+            }
+        } catch {
+            result.failures.append(CopyFailure(path: item.source, operation: "set directory metadata", errno: error))
+        }
+    }
+}

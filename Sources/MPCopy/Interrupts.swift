@@ -1,0 +1,33 @@
+import Glibc
+
+/// Turns SIGINT and SIGTERM into a call on a thread of their own, where any work is safe.
+///
+/// Signals are blocked in the calling thread (and so in every thread it starts afterwards) and a
+/// dedicated thread waits for them with `sigwait(3)`: no code runs in a signal handler.
+public enum InterruptWatcher {
+    /// Starts watching. Call it first thing in `main`, before any other thread exists.
+    ///
+    /// - Parameter handler: called on the watcher thread with the signal number for the first
+    ///   SIGINT or SIGTERM. A second one ends the process at once.
+    public static func start(_ handler: @escaping @Sendable (CInt) -> Void) {
+        let signals = [SIGINT, SIGTERM]
+        system_blockSignals(signals)
+        _ = try? system_threadStart {
+            let first = system_sigwait(signals)
+            handler(first)
+            let second = system_sigwait(signals)
+            exitBySignal(second)
+        }
+    }
+
+    /// Ends the process by `signal` with its default action, so that the parent sees the usual
+    /// "killed by SIGINT" status (the shell's 130), after the caller has cleaned up.
+    ///
+    /// - Parameter signal: the signal that stopped the copy.
+    public static func exitBySignal(_ signal: CInt) -> Never {
+        system_defaultAndUnblock(signal)
+        system_raise(signal)
+        // Unreachable unless the signal is ignored by force: exit with the shell's convention.
+        exit(128 + signal)
+    }
+}

@@ -1,0 +1,436 @@
+#if os(Linux)
+// The one path from the MPCopy engine to libc on Linux.
+//
+// Every system call the engine makes goes through a `system_` function here, so that EINTR retries,
+// errno capture and the C shim live in one file. Each wrapper throws `Errno`, read right after the
+// call; the engine turns it into a `CopyFailure` that names the path.
+import Glibc
+import CMultiprocessing
+import SystemPackage
+
+/// Retries `body` while it fails with `EINTR`. `body` returns -1 and sets errno on failure.
+@inline(__always)
+internal func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
+    while true {
+        let result = body()
+        if result != -1 { return result }
+        let error = Errno(rawValue: Glibc.errno)
+        if retryOnInterrupt && error == .interrupted { continue }
+        throw error
+    }
+}
+
+/// For shim calls that return `-errno` instead of setting errno.
+@inline(__always)
+internal func negatedErrno<T: FixedWidthInteger & SignedInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let error = Errno(rawValue: CInt(truncatingIfNeeded: 0 - result))
+        if retryOnInterrupt && error == .interrupted { continue }
+        throw error
+    }
+}
+
+/// A name inside a directory as the C string the `*at` calls take. Names are bytes: no decoding.
+internal typealias CName = UnsafePointer<CChar>
+
+internal let systemATFDCWD: CInt = AT_FDCWD
+internal let systemATEmptyPath: CInt = cmp_at_empty_path()
+internal let systemATSymlinkNoFollow: CInt = AT_SYMLINK_NOFOLLOW
+internal let systemATRemoveDir: CInt = AT_REMOVEDIR
+internal let systemOPath: CInt = cmp_o_path()
+internal let systemOTmpfile: CInt = cmp_o_tmpfile()
+internal let systemATSymlinkFollow: CInt = cmp_at_symlink_follow()
+
+// MARK: identity and environment
+
+internal func system_getpid() -> pid_t { Glibc.getpid() }
+internal func system_geteuid() -> uid_t { Glibc.geteuid() }
+internal func system_getegid() -> gid_t { Glibc.getegid() }
+internal func system_cpuCount() -> Int { Int(cmp_cpu_count()) }
+internal func system_isatty(_ fd: CInt) -> Bool { Glibc.isatty(fd) == 1 }
+
+/// Reads the process umask. umask(2) can only be read by setting it, so call this once, before
+/// any worker thread creates files.
+internal func system_readUmask() -> mode_t {
+    let old = Glibc.umask(0o022)
+    _ = Glibc.umask(old)
+    return old
+}
+
+internal func system_clockMonotonicNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+internal func system_randomUInt64() -> UInt64 {
+    var generator = SystemRandomNumberGenerator()
+    return generator.next()
+}
+
+// MARK: descriptors and paths
+
+/// `close(2)`. Never retried: on Linux the descriptor is gone even when close reports EINTR.
+internal func system_close(_ fd: CInt) { _ = Glibc.close(fd) }
+
+internal func system_openat(_ dirfd: CInt, _ name: CName, _ flags: CInt, _ mode: mode_t = 0) throws(Errno) -> CInt {
+    try negatedErrno { cmp_openat(dirfd, name, flags | O_CLOEXEC, mode) }
+}
+
+internal func system_statx(_ dirfd: CInt, _ name: CName, follow: Bool) throws(Errno) -> cmp_stat_t {
+    var st = cmp_stat_t()
+    _ = try negatedErrno { cmp_statx(dirfd, name, follow, &st) }
+    return st
+}
+
+/// `statx` of an open descriptor (AT_EMPTY_PATH).
+internal func system_fstatx(_ fd: CInt) throws(Errno) -> cmp_stat_t {
+    try system_statx(fd, "", follow: false)
+}
+
+internal func system_getdents(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+    try negatedErrno { cmp_getdents64(fd, buffer.baseAddress, buffer.count) }
+}
+
+internal func system_mkdirat(_ dirfd: CInt, _ name: CName, _ mode: mode_t) throws(Errno) {
+    _ = try valueOrErrno { Glibc.mkdirat(dirfd, name, mode) }
+}
+
+internal func system_mkfifoat(_ dirfd: CInt, _ name: CName, _ mode: mode_t) throws(Errno) {
+    _ = try valueOrErrno { Glibc.mkfifoat(dirfd, name, mode) }
+}
+
+internal func system_unlinkat(_ dirfd: CInt, _ name: CName, _ flags: CInt = 0) throws(Errno) {
+    _ = try valueOrErrno { Glibc.unlinkat(dirfd, name, flags) }
+}
+
+/// `renameat(2)`: replaces `new` atomically, so a reader sees the old file or the whole new one.
+internal func system_renameat(_ olddir: CInt, _ old: CName, _ newdir: CInt, _ new: CName) throws(Errno) {
+    _ = try valueOrErrno { Glibc.renameat(olddir, old, newdir, new) }
+}
+
+internal func system_linkat(_ olddir: CInt, _ old: CName, _ newdir: CInt, _ new: CName, _ flags: CInt = 0) throws(Errno) {
+    _ = try valueOrErrno { Glibc.linkat(olddir, old, newdir, new, flags) }
+}
+
+internal func system_symlinkat(_ target: CName, _ dirfd: CInt, _ name: CName) throws(Errno) {
+    _ = try valueOrErrno { Glibc.symlinkat(target, dirfd, name) }
+}
+
+/// `readlinkat(2)`: the target's bytes, NUL-terminated, whatever their length.
+internal func system_readlinkat(_ dirfd: CInt, _ name: CName) throws(Errno) -> [CChar] {
+    var capacity = 256
+    while true {
+        var buffer = [CChar](repeating: 0, count: capacity)
+        let n = try buffer.withUnsafeMutableBufferPointer { (b) throws(Errno) -> Int in
+            guard let base = b.baseAddress else { throw Errno.invalidArgument }
+            return try valueOrErrno { Glibc.readlinkat(dirfd, name, base, b.count) }
+        }
+        if n < capacity {
+            buffer.removeSubrange(n...)
+            buffer.append(0)
+            return buffer
+        }
+        capacity *= 4
+    }
+}
+
+internal func system_realpath(_ path: FilePath) -> FilePath? {
+    path.withPlatformString { p -> FilePath? in
+        guard let resolved = Glibc.realpath(p, nil) else { return nil }
+        defer { Glibc.free(resolved) }
+        return FilePath(platformString: resolved)
+    }
+}
+
+// MARK: file contents
+
+/// `copy_file_range(2)` from `offIn` to `offOut`, which it advances. Returns 0 at end of file.
+internal func system_copyFileRange(_ fdIn: CInt, _ offIn: inout Int64, _ fdOut: CInt, _ offOut: inout Int64, _ length: Int) throws(Errno) -> Int {
+    try negatedErrno { cmp_copy_file_range(fdIn, &offIn, fdOut, &offOut, length) }
+}
+
+/// `ioctl(FICLONE)`: shares the source's blocks (reflink) on file systems that can.
+internal func system_ficlone(_ dest: CInt, _ source: CInt) throws(Errno) {
+    _ = try negatedErrno { cmp_ficlone(dest, source) }
+}
+
+internal func system_pread(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) throws(Errno) -> Int {
+    try valueOrErrno { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+}
+
+internal func system_pwrite(_ fd: CInt, _ buffer: UnsafeRawBufferPointer, _ offset: Int64) throws(Errno) -> Int {
+    try valueOrErrno { Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+}
+
+/// `lseek(2)`. With SEEK_DATA or SEEK_HOLE, returns nil for ENXIO (no data past `offset`).
+internal func system_lseek(_ fd: CInt, _ offset: Int64, _ whence: CInt) throws(Errno) -> Int64? {
+    let r = Glibc.lseek(fd, off_t(offset), whence)
+    if r >= 0 { return Int64(r) }
+    let error = Errno(rawValue: Glibc.errno)
+    if error == .noSuchAddressOrDevice { return nil }
+    throw error
+}
+
+internal let systemSeekData: CInt = cmp_seek_data()
+internal let systemSeekHole: CInt = cmp_seek_hole()
+
+internal func system_ftruncate(_ fd: CInt, _ size: Int64) throws(Errno) {
+    _ = try valueOrErrno { Glibc.ftruncate(fd, off_t(size)) }
+}
+
+internal func system_fadviseSequential(_ fd: CInt) { _ = cmp_fadvise_sequential(fd) }
+
+// MARK: metadata
+
+internal func system_fchmod(_ fd: CInt, _ mode: mode_t) throws(Errno) {
+    _ = try valueOrErrno { Glibc.fchmod(fd, mode) }
+}
+
+internal func system_fchown(_ fd: CInt, _ uid: uid_t, _ gid: gid_t) throws(Errno) {
+    _ = try valueOrErrno { Glibc.fchown(fd, uid, gid) }
+}
+
+/// `fchownat(AT_SYMLINK_NOFOLLOW)`: the owner of a symlink itself.
+internal func system_lchownat(_ dirfd: CInt, _ name: CName, _ uid: uid_t, _ gid: gid_t) throws(Errno) {
+    _ = try valueOrErrno { Glibc.fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
+}
+
+/// `futimens(2)`: atime and mtime with nanoseconds.
+internal func system_futimens(_ fd: CInt, atime: (Int64, UInt32), mtime: (Int64, UInt32)) throws(Errno) {
+    var times = [timespec(tv_sec: Int(atime.0), tv_nsec: Int(atime.1)),
+                 timespec(tv_sec: Int(mtime.0), tv_nsec: Int(mtime.1))]
+    _ = try valueOrErrno { Glibc.futimens(fd, &times) }
+}
+
+/// `utimensat(AT_SYMLINK_NOFOLLOW)`: the times of a symlink itself.
+internal func system_lutimensat(_ dirfd: CInt, _ name: CName, atime: (Int64, UInt32), mtime: (Int64, UInt32)) throws(Errno) {
+    var times = [timespec(tv_sec: Int(atime.0), tv_nsec: Int(atime.1)),
+                 timespec(tv_sec: Int(mtime.0), tv_nsec: Int(mtime.1))]
+    _ = try valueOrErrno { Glibc.utimensat(dirfd, name, &times, AT_SYMLINK_NOFOLLOW) }
+}
+
+/// `flistxattr(2)`: the NUL-separated list of attribute names.
+internal func system_flistxattr(_ fd: CInt) throws(Errno) -> [CChar] {
+    var capacity = 1024
+    while true {
+        var buffer = [CChar](repeating: 0, count: capacity)
+        let r = buffer.withUnsafeMutableBufferPointer { b in cmp_flistxattr(fd, b.baseAddress, b.count) }
+        if r >= 0 {
+            buffer.removeSubrange(r...)
+            return buffer
+        }
+        let error = Errno(rawValue: CInt(-r))
+        if error == .interrupted { continue }
+        guard error == .outOfRange, capacity < 1 << 22 else { throw error }
+        capacity *= 8
+    }
+}
+
+/// `fgetxattr(2)`: one attribute's value.
+internal func system_fgetxattr(_ fd: CInt, _ name: CName) throws(Errno) -> [UInt8] {
+    var capacity = 256
+    while true {
+        var buffer = [UInt8](repeating: 0, count: capacity)
+        let r = buffer.withUnsafeMutableBytes { b in cmp_fgetxattr(fd, name, b.baseAddress, b.count) }
+        if r >= 0 {
+            buffer.removeSubrange(r...)
+            return buffer
+        }
+        let error = Errno(rawValue: CInt(-r))
+        if error == .interrupted { continue }
+        guard error == .outOfRange, capacity < 1 << 24 else { throw error }
+        capacity *= 16
+    }
+}
+
+internal func system_fsetxattr(_ fd: CInt, _ name: CName, _ value: [UInt8]) throws(Errno) {
+    let r = value.withUnsafeBytes { b in cmp_fsetxattr(fd, name, b.baseAddress, b.count) }
+    if r < 0 { throw Errno(rawValue: -r) }
+}
+
+// MARK: matching
+
+/// `fnmatch(3)`: true when `name` matches the shell pattern.
+internal func system_fnmatch(_ pattern: CName, _ name: CName, pathname: Bool) -> Bool {
+    cmp_fnmatch(pattern, name, pathname, false) == 0
+}
+
+// MARK: output
+
+/// Writes all of `bytes` to `fd`, looping over short writes; errors are dropped (a closed stdout
+/// must not stop a copy).
+internal func system_writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress else { return }
+    var offset = 0
+    while offset < bytes.count {
+        let n = Glibc.write(fd, base + offset, bytes.count - offset)
+        if n > 0 { offset += n } else if n == -1 && Glibc.errno == EINTR { continue } else { return }
+    }
+}
+
+// MARK: threads and signals
+
+/// Blocks `signals` in the calling thread; threads it creates afterwards inherit the mask.
+internal func system_blockSignals(_ signals: [CInt]) {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in signals { sigaddset(&set, s) }
+    _ = pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+
+/// `sigwait(3)` for one of `signals`, which must be blocked. Returns the signal.
+internal func system_sigwait(_ signals: [CInt]) -> CInt {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in signals { sigaddset(&set, s) }
+    var received: CInt = 0
+    while sigwait(&set, &received) != 0 {}
+    return received
+}
+
+/// Starts a plain pthread running `body`, with all signals the caller blocks still blocked.
+internal func system_threadStart(_ body: @escaping @Sendable () -> Void) throws(Errno) -> pthread_t {
+    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
+    let context = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let r = pthread_create(&thread, nil, { raw in
+        guard let raw else { return nil }
+        let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
+        box.body()
+        return nil
+    }, context)
+    if r != 0 {
+        Unmanaged<Box>.fromOpaque(context).release()
+        throw Errno(rawValue: r)
+    }
+    return thread
+}
+
+internal func system_threadJoin(_ thread: pthread_t) { _ = pthread_join(thread, nil) }
+
+/// A pthread mutex and condition variable: workers sleep here until there is work.
+internal final class Monitor: @unchecked Sendable {
+    // Heap-allocated because pthread objects must not move.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        condition = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    /// Waits with the lock held; returns with it held again.
+    func wait() { pthread_cond_wait(condition, mutex) }
+    /// Waits up to `nanoseconds`.
+    func wait(nanoseconds: Int64) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let total = Int64(now.tv_nsec) + nanoseconds
+        var until = timespec(tv_sec: now.tv_sec + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
+        pthread_cond_timedwait(condition, mutex, &until)
+    }
+    func signal() { pthread_cond_signal(condition) }
+    func broadcast() { pthread_cond_broadcast(condition) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
+
+internal func system_raise(_ signal: CInt) { _ = Glibc.kill(Glibc.getpid(), signal) }
+
+/// Restores the default action of `signal` and unblocks it (to die by it after cleaning up).
+internal func system_defaultAndUnblock(_ signal: CInt) {
+    Glibc.signal(signal, SIG_DFL)
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, signal)
+    _ = pthread_sigmask(SIG_UNBLOCK, &set, nil)
+}
+#endif
+
+#if os(Linux)
+// File type bits of st_mode (inode(7)); Glibc's S_IFMT is ambiguous in Swift.
+internal let modeTypeMask: UInt32 = 0o170000
+internal let modeDirectory: UInt32 = 0o040000
+internal let modeRegular: UInt32 = 0o100000
+internal let modeSymlink: UInt32 = 0o120000
+
+extension FilePath {
+    /// The path's bytes as a C string, keeping the closure's typed error.
+    @inline(__always)
+    internal func withCName<R, E: Error>(_ body: (CName) throws(E) -> R) throws(E) -> R {
+        let result: Result<R, E> = withPlatformString { p in Result { () throws(E) -> R in try body(p) } }
+        return try result.get()
+    }
+}
+
+extension FilePath.Component {
+    /// The name's bytes as a C string, keeping the closure's typed error.
+    @inline(__always)
+    internal func withCName<R, E: Error>(_ body: (CName) throws(E) -> R) throws(E) -> R {
+        let result: Result<R, E> = withPlatformString { p in Result { () throws(E) -> R in try body(p) } }
+        return try result.get()
+    }
+}
+
+extension String {
+    @inline(__always)
+    internal func withCName<R, E: Error>(_ body: (CName) throws(E) -> R) throws(E) -> R {
+        let result: Result<R, E> = withCString { p in Result { () throws(E) -> R in try body(p) } }
+        return try result.get()
+    }
+}
+#endif
+
+#if os(Linux)
+// MARK: pipes to worker processes
+
+internal func system_pipe() throws(Errno) -> (read: CInt, write: CInt) {
+    var fds: [CInt] = [-1, -1]
+    let r = fds.withUnsafeMutableBufferPointer { b in cmp_pipe2(b.baseAddress, O_CLOEXEC) }
+    if r < 0 { throw Errno(rawValue: -r) }
+    return (fds[0], fds[1])
+}
+
+/// Reads exactly `buffer.count` bytes; returns fewer only at end of file.
+internal func system_readFully(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+    guard let base = buffer.baseAddress else { return 0 }
+    var offset = 0
+    while offset < buffer.count {
+        let n = try valueOrErrno { Glibc.read(fd, base + offset, buffer.count - offset) }
+        if n == 0 { break }
+        offset += n
+    }
+    return offset
+}
+
+/// Writes all of `buffer`, looping over short writes.
+internal func system_writeFully(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
+    guard let base = buffer.baseAddress else { return }
+    var offset = 0
+    while offset < buffer.count {
+        offset += try valueOrErrno { Glibc.write(fd, base + offset, buffer.count - offset) }
+    }
+}
+
+/// Ignores SIGPIPE so that a dead worker shows up as EPIPE, not as the death of the parent.
+internal func system_ignoreSigpipe() { Glibc.signal(SIGPIPE, SIG_IGN) }
+
+internal func system_ignoreSignal(_ signal: CInt) { Glibc.signal(signal, SIG_IGN) }
+#endif

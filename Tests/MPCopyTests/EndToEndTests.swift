@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+
+/// Runs the built `mpcp` binary on real trees and checks the copies with rsync, cmp and stat.
+@Suite(.serialized) struct MPCopyEndToEndTests {
+    /// Every case of the issue survives `mpcp -a`, byte-exact, with threads and with processes.
+    @Test(arguments: ["threads", "processes"])
+    func trickyTreeIsCopiedExactly(workers: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        try sh(makeTrickyTree, in: scratch.path).expectSuccess()
+        let run = try sh(#""$MPCP" -a -j 3 --workers \#(workers) --json src dst"#, in: scratch.path)
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        #expect(run.stdout.contains("\"failed\":0"))
+        let diff = try sh("set -- src dst\n" + compareTrees, in: scratch.path)
+        #expect(diff.stdout.isEmpty, "differences:\n\(diff.stdout)\(diff.stderr)")
+        #expect(diff.stderr.isEmpty, "\(diff.stderr)")
+    }
+
+    /// A second run with -u copies nothing and leaves the copy identical.
+    @Test func updateSkipsWhatIsAlreadyThere() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        try sh(makeTrickyTree, in: scratch.path).expectSuccess()
+        // dst exists, so (as with cp) both runs copy to dst/src.
+        try sh(#"mkdir dst && "$MPCP" -a src dst"#, in: scratch.path).expectSuccess()
+        let again = try sh(#""$MPCP" -a -u --json src dst"#, in: scratch.path)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("\"files\":0,\"bytes\":0"), "\(again.stdout)")
+        #expect(again.stdout.contains("\"skipped\":"), "\(again.stdout)")
+        let diff = try sh("set -- src dst/src\n" + compareTrees, in: scratch.path)
+        #expect(diff.stdout.isEmpty, "\(diff.stdout)")
+    }
+
+    /// SIGINT midway: exit by the signal, no partial file under a final name, no temporary left;
+    /// then -u finishes the copy.
+    @Test(arguments: ["threads", "processes"])
+    func interruptLeavesNoPartialFileAndUpdateFinishes(workers: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src/d && for i in $(seq 1 200); do printf "small $i" > src/d/s$i; done
+        head -c 400M /dev/zero > src/zero
+        # dst exists, so (as with cp) the copy goes to dst/src, and the same command resumes it.
+        mkdir dst
+        "$MPCP" -a -j 1 --checksum --workers \#(workers) src dst & pid=$!
+        # Wait until mpcp (or a worker child) is writing the big file — an unnamed O_TMPFILE
+        # ("dst/src/#123 (deleted)") or a .mpcp-tmp name — so the copy is midway; then interrupt.
+        midway() { for p in $pid $(pgrep -P $pid); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q 'dst/src/\(#\|\.mpcp-tmp\)'; }
+        until midway; do
+          kill -0 $pid 2>/dev/null || { echo "finished before it could be interrupted"; exit 3; }
+          sleep 0.001
+        done
+        kill -INT $pid
+        wait $pid; echo "status=$?"
+        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+        find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
+        [ -e dst/src/zero ] && echo "zero present"
+        "$MPCP" -a -u --json --workers \#(workers) src dst; echo "second=$?"
+        rsync -ani --checksum src/ dst/src/
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout.contains("status=130"), "\(run.stdout)\n\(run.stderr)")
+        #expect(!run.stdout.contains("temporary left"), "\(run.stdout)")
+        #expect(!run.stdout.contains("partial:"), "\(run.stdout)")
+        #expect(!run.stdout.contains("zero present"), "\(run.stdout)")
+        #expect(run.stderr.contains("interrupted"), "\(run.stderr)")
+        #expect(run.stdout.contains("second=0"), "\(run.stdout)\n\(run.stderr)")
+        // The rerun printed its JSON; after it, rsync has nothing to itemize.
+        let lines = run.stdout.split(separator: "\n").drop { !$0.hasPrefix("{") }.dropFirst()
+        #expect(lines.filter { !$0.hasPrefix("second=") }.isEmpty, "rsync differences: \(lines)")
+    }
+
+    /// An unreadable file and an unreadable directory are reported with their paths; the rest is
+    /// copied and the exit status is 1. Runs mpcp as `nobody`, since root reads everything.
+    @Test func errorsAreReportedAndTheCopyCarriesOn() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src/sub src/closed out && echo a > src/ok1 && echo b > src/sub/ok2 && echo c > src/zzz
+        echo secret > src/locked && chmod 000 src/locked
+        echo hidden > src/closed/f && chmod 000 src/closed
+        chmod 777 out
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$MPCP" -r src out/dst; echo "status=$?"
+        ls -A out/dst | tr '\n' ' '; echo; ls -A out/dst/sub
+        find out -name '.mpcp-tmp*'
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout.contains("status=1"), "\(run.stdout) \(run.stderr)")
+        #expect(run.stderr.contains("src/locked: open: Permission denied"), "\(run.stderr)")
+        #expect(run.stderr.contains("src/closed: open directory: Permission denied"), "\(run.stderr)")
+        #expect(run.stdout.contains("ok1 sub zzz"), "\(run.stdout)")
+        #expect(run.stdout.contains("ok2"), "\(run.stdout)")
+        #expect(!run.stdout.contains("locked"), "\(run.stdout)")
+        #expect(!run.stdout.contains(".mpcp-tmp"), "\(run.stdout)")
+    }
+
+    /// Bad arguments: a clear message and exit status 2, and nothing copied.
+    @Test(arguments: [
+        (#""$MPCP" -r nothere dst"#, "cannot stat 'nothere'"),
+        (#""$MPCP" -r src src/inside"#, "into itself"),
+        (#""$MPCP" -r src/ src/a/b"#, "into itself"),
+        (#""$MPCP" -r --workers fibers src dst"#, "--workers must be 'threads' or 'processes', not 'fibers'"),
+        (#""$MPCP" -r src"#, "missing destination file operand after 'src'"),
+        (#""$MPCP" -r -j 0 src dst"#, "--jobs must be at least 1"),
+        (#""$MPCP" -r --preserve=colour src dst"#, "unknown attribute 'colour'"),
+        (#""$MPCP" -r --frobnicate src dst"#, "Unknown option '--frobnicate'"),
+        (#""$MPCP" -r src src/a/f dst"#, "is not a directory"),
+        (#""$MPCP" -r src missing/parent/dst"#, "does not exist"),
+    ])
+    func badArgumentsExitWithTwo(command: String, message: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let run = try sh("mkdir -p src/a/b && echo x > src/a/f && " + command + "; echo status=$?; ls", in: scratch.path)
+        #expect(run.stdout.contains("status=2"), "\(command): \(run.stdout) \(run.stderr)")
+        #expect(run.stderr.contains(message), "\(command): \(run.stderr)")
+        #expect(!run.stdout.contains("dst"), "\(command) created something: \(run.stdout)")
+    }
+
+    /// A directory without -r is a per-operand failure (exit 1), as with cp.
+    @Test func directoryWithoutRecursiveIsOmitted() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let run = try sh(#"mkdir src dst && echo x > f && "$MPCP" src f dst; echo status=$?; ls dst"#, in: scratch.path)
+        #expect(run.stdout.contains("status=1"))
+        #expect(run.stderr.contains("omitting directory"))
+        #expect(run.stdout.contains("f\n"))
+    }
+
+    /// --exclude drops names (no slash) and paths (with a slash); -n writes nothing and lists paths.
+    @Test func excludeAndDryRun() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src/a/b src/c && echo 1 > src/keep.txt && echo 2 > src/drop.log && echo 3 > src/a/b/x && echo 4 > src/c/x.log && echo 5 > src/a/y
+        "$MPCP" -r -n src dry; echo "dry=$?"; [ -e dry ] && echo "dry run wrote"
+        "$MPCP" -r --exclude '*.log' --exclude 'a/b' src dst; echo "status=$?"
+        cd dst && find . | sort | tr '\n' ' '
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout.contains("dry=0"))
+        #expect(!run.stdout.contains("dry run wrote"))
+        #expect(run.stdout.contains("src/drop.log\n"), "the dry run lists what it would copy: \(run.stdout)")
+        #expect(run.stdout.contains("status=0"))
+        #expect(run.stdout.contains(". ./a ./a/y ./c ./keep.txt "), "\(run.stdout)")
+    }
+
+    /// Copying single files: to a new name, into a directory, over an existing file; --checksum passes.
+    @Test func singleFilesAndChecksum() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        head -c 100000 /dev/urandom > one && echo two > two && mkdir into && echo old > over
+        "$MPCP" --checksum one copy && cmp one copy && echo copy-ok
+        "$MPCP" one two into && cmp one into/one && cmp two into/two && echo into-ok
+        "$MPCP" two over && cmp two over && echo over-ok
+        ls -A into | grep -c mpcp-tmp
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "copy-ok\ninto-ok\nover-ok\n0\n", "\(run.stdout) \(run.stderr)")
+    }
+
+    /// --progress draws a bar (bytes, files, rate, ETA) on a terminal and nothing when stderr is a pipe.
+    @Test func progressOnlyOnATerminal() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir src && head -c 5000000 /dev/urandom > src/f
+        "$MPCP" -r --progress src piped 2> piped.err; wc -c < piped.err
+        script -qec "$MPCP -r --progress src tty" /dev/null > tty.out; grep -c 'ETA' tty.out
+        grep -o 'files' tty.out | head -1
+        """#
+        let run = try sh(script, in: scratch.path)
+        let lines = run.stdout.split(separator: "\n")
+        #expect(lines.first == "0", "no bar on a pipe: \(run.stdout)")
+        #expect(lines.count == 3 && lines[1] != "0" && lines[2] == "files", "\(run.stdout) \(run.stderr)")
+    }
+}
+
+extension ShellResult {
+    func expectSuccess(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(status == 0, "status \(status): \(stdout) \(stderr)", sourceLocation: sourceLocation)
+        if status != 0 { throw TestError.setup("setup script failed") }
+    }
+}
