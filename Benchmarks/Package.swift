@@ -29,8 +29,8 @@ let package = Package(
         .executableTarget(
             name: "ManagerBenchmark",
             dependencies: [
-                .product(name: "Multiprocessing", package: library),
-                .product(name: "MultiprocessingManager", package: library),
+                library,
+                .product(name: "MultiprocessingManager", package: "swift-multiprocessing"),
             ],
             path: "Sources/ManagerBenchmark",
             exclude: ["manager_peer.py"]

@@ -58,7 +58,9 @@ internal final class ManagerClient: Sendable {
         var pid: Int32 = 0
         var idle: [FrameSocket] = []
     }
-    private let pool = Mutex(Pool())
+    // Locked, not Mutex: a hundred threads of one client process take and return connections
+    // here at once (see ManagerPlatform.PlainMutex).
+    private let pool = Locked(Pool())
 
     private init(address: ManagerAddress, key: AuthKey) {
         self.address = address
@@ -156,7 +158,7 @@ internal final class ManagerClient: Sendable {
 
     private func putBack(_ socket: FrameSocket) {
         let keep = pool.withLock { pool -> Bool in
-            guard pool.idle.count < 64 else { return false }
+            guard pool.idle.count < 256 else { return false }
             pool.idle.append(socket)
             return true
         }
@@ -212,12 +214,12 @@ internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallI
     let interrupt = CallInterrupt()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            do throws(Errno) {
-                try ManagerPlatform.startThread {
+            do throws(MultiprocessingError) {
+                try ManagerPlatform.startThread(name: "mp-manager-call") {
                     continuation.resume(with: Result { try body(interrupt) })
                 }
             } catch {
-                continuation.resume(throwing: MultiprocessingError(.systemCall, "Starting a thread for an async manager call failed.", errno: error))
+                continuation.resume(throwing: error)
             }
         }
     } onCancel: {

@@ -54,7 +54,7 @@ internal final class ManagerServer: @unchecked Sendable {
     internal let listener: CInt
     internal let key: AuthKey
     internal let limits: ManagerLimits
-    internal let table = Mutex(ServerTable())
+    internal let table = Locked(ServerTable())
     internal let actorTypes: [String: any ManagedActor.Type]
     internal let actorSystem: ManagerActorSystem
 
@@ -94,8 +94,8 @@ internal final class ManagerServer: @unchecked Sendable {
                 continue
             }
             let socket = FrameSocket(descriptor: fd, maximumMessageSize: limits.maximumMessageSize)
-            do throws(Errno) {
-                try ManagerPlatform.startThread { [self] in
+            do throws(MultiprocessingError) {
+                try ManagerPlatform.startThread(name: "mp-manager-conn") { [self] in
                     self.serveConnection(socket)
                     self.table.withLock { $0.connections -= 1 }
                 }
@@ -173,6 +173,21 @@ internal final class ManagerServer: @unchecked Sendable {
                 _ = object.releaseDeadOwner(client)
             }
         }
+    }
+}
+
+/// A value behind a plain pthread mutex (see `ManagerPlatform.PlainMutex` for why not `Mutex`).
+internal final class Locked<Value>: @unchecked Sendable {
+    // @unchecked: `value` is only touched inside `withLock`.
+    private var value: Value
+    private let mutex = ManagerPlatform.PlainMutex()
+
+    internal init(_ value: Value) { self.value = value }
+
+    internal func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return try body(&value)
     }
 }
 

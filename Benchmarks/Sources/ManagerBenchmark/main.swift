@@ -91,7 +91,7 @@ try manager.start()
 let d = try manager.dictionary(String.self, Int.self)
 for i in 0..<1000 { try d.set("k", i) }
 let setUs = try batches(calls) { try d.set("k", $0) }
-let getUs = try batches(calls) { _ = try d.get("k") }
+let getUs = try batches(calls) { _ in _ = try d.get("k") }
 let incrementUs = try batches(calls) { _ in _ = try d.increment("n") }
 
 var throughput: [Int: Double] = [:]
