@@ -802,8 +802,25 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Bool {
-        var reply = try reference.call(.cWait, interrupt: nil) {
-            $0.varint(callerThread())
+        try wait(timeout: timeout, thread: callerThread(), interrupt: nil)
+    }
+
+    /// Waits for a notification without blocking the cooperative pool; see ``wait(timeout:)``.
+    /// The lock's owner is the thread that calls, so acquire, wait and release from the same task
+    /// without suspending elsewhere in between.
+    ///
+    /// - Parameter timeout: how long to wait; nil waits for ever.
+    /// - Returns: false when the timeout passed first.
+    /// - Throws: as ``wait(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    @discardableResult
+    public func wait(timeout: Duration? = nil) async throws -> Bool {
+        let thread = callerThread()
+        return try await managerRunBlocking { interrupt in try self.wait(timeout: timeout, thread: thread, interrupt: interrupt) }
+    }
+
+    private func wait(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws -> Bool {
+        var reply = try reference.call(.cWait, interrupt: interrupt) {
+            $0.varint(thread)
             $0.timeout(timeout)
         }
         return try reply.bool()

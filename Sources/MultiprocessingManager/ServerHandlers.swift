@@ -56,10 +56,12 @@ extension ManagerServer {
             reply.varint(try createActor(typeName: typeName, name: name.isEmpty ? nil : name))
         case .actorCall:
             let target = try reader.string()
-            let generics = try (0..<reader.int()).map { _ in try reader.string() }
-            let count = try reader.int()
+            // Counts come from the peer: read element by element (each read is bounds-checked),
+            // never reserve by a count.
+            var generics: [String] = []
+            for _ in 0..<(try reader.int()) { generics.append(try reader.string()) }
             var arguments: [[UInt8]] = []
-            for _ in 0..<min(count, 1024) { arguments.append(try reader.blob()) }
+            for _ in 0..<(try reader.int()) { arguments.append(try reader.blob()) }
             let box = try withObject(id, [.actor]) { object in object.actor }
             guard let box else { throw MultiprocessingError(.notFound, "Object \(id) is not a live actor.") }
             reply.blob(try box.invoke(target: target, genericSubstitutions: generics, arguments: arguments))

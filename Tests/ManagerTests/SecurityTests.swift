@@ -193,3 +193,27 @@ final class Mutex_<T>: @unchecked Sendable {
     func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
     func set(_ new: T) { lock.lock(); value = new; lock.unlock() }
 }
+
+extension ManagerTests {
+    @Test func aProxyCarriesItsKeyOnlyToLocalChildren() throws {
+        let key = AuthKey("a very particular key for this test")
+        let manager = Manager(authKey: key)
+        try manager.start()
+        defer { try? manager.shutdown() }
+        let counters = try manager.dictionary(String.self, Int.self)
+        func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+            guard haystack.count >= needle.count else { return false }
+            return (0...(haystack.count - needle.count)).contains { Array(haystack[$0..<($0 + needle.count)]) == needle }
+        }
+        // Encoded for the wire (a manager value, a file, TCP): no key.
+        let plain = try WireEncoder().encode(counters)
+        #expect(!contains(plain, key.bytes))
+        // Encoded for a local child (a task's arguments or a Connection): the key goes along.
+        let local = try WireEncoder(userInfo: [.descriptorTransfer: DescriptorTransfer()]).encode(counters)
+        #expect(contains(local, key.bytes))
+        // And a child given the proxy authenticates with it (its own default key differs).
+        let child = ChildProcess(IncrementTask(counters: counters, key: "k", times: 3))
+        try child.start()
+        #expect(try child.value(timeout: .seconds(20)) == 3)
+    }
+}
