@@ -90,7 +90,7 @@ struct ManagerClientCommand: ParsableCommand {
     func run() throws {
         let authKey = try readKeyFile(authkeyFile)
         do {
-            let manager = try Manager.connect(to: .tcp(host: "127.0.0.1", port: port), authKey: authKey)
+            let manager = try Manager.connect(address: .tcp(host: "127.0.0.1", port: port), authKey: authKey)
             let counters = try manager.dictionary(String.self, Int.self, name: "counters")
             var value = try counters.get(key) ?? 0
             for _ in 0..<times { value = try counters.increment(key) }

@@ -128,7 +128,7 @@ public final class Manager: Sendable {
 
     /// Stops the server: asks it to exit, waits for it (then kills it if it does not), and removes
     /// its socket. Proxies fail afterwards with ``MultiprocessingError/Code/endOfStream``. For a
-    /// manager made by ``connect(to:authKey:)`` this only closes this process's connections.
+    /// manager made by ``connect(address:authKey:)`` this only closes this process's connections.
     ///
     /// - Parameter timeout: how long to wait for the server to exit before killing it.
     /// - Throws: what joining the child throws.
@@ -181,25 +181,25 @@ public final class Manager: Sendable {
     /// - Returns: a manager whose factories create or find objects on that server.
     /// - Throws: ``MultiprocessingError/Code/authenticationFailed`` for a wrong key;
     ///   ``MultiprocessingError/Code/endOfStream`` when nothing answers there.
-    public static func connect(to address: ManagerAddress, authKey: AuthKey) throws -> Manager {
+    public static func connect(address: ManagerAddress, authKey: AuthKey) throws -> Manager {
         let manager = Manager(connectedTo: address, authKey: authKey)
         _ = try manager.request(.ping) { _ in }
         return manager
     }
 
-    /// Reaches a server without blocking the cooperative pool; see ``connect(to:authKey:)``.
+    /// Reaches a server without blocking the cooperative pool; see ``connect(address:authKey:)``.
     ///
     /// - Parameters:
     ///   - address: the server's address.
     ///   - authKey: its key.
     /// - Returns: the connected manager.
-    /// - Throws: as ``connect(to:authKey:)``.
-    public static func connect(to address: ManagerAddress, authKey: AuthKey) async throws -> Manager {
-        try await managerRunBlocking { _ in try connect(to: address, authKey: authKey) }
+    /// - Throws: as ``connect(address:authKey:)``.
+    public static func connect(address: ManagerAddress, authKey: AuthKey) async throws -> Manager {
+        try await managerRunBlocking { _ in try connect(address: address, authKey: authKey) }
     }
 
     /// Serves in this process until it is killed (SIGTERM): a standalone server that other
-    /// programs and machines reach with ``connect(to:authKey:)``.
+    /// programs and machines reach with ``connect(address:authKey:)``.
     ///
     /// - Parameters:
     ///   - address: where to listen; `.tcp(host:port:)` binds exactly that host.
@@ -288,7 +288,7 @@ public final class Manager: Sendable {
     /// - Parameters:
     ///   - key: the key type.
     ///   - value: the value type.
-    ///   - name: a name other processes can find it by (``connect(to:authKey:)`` then this call
+    ///   - name: a name other processes can find it by (``connect(address:authKey:)`` then this call
     ///     with the same name returns the same dictionary); nil for an anonymous one.
     /// - Returns: the proxy.
     /// - Throws: ``MultiprocessingError/Code/misuse`` when `name` names an object of another kind;

@@ -69,17 +69,17 @@ extension ManagerTests {
             return
         }
         #expect(host == "127.0.0.1" && port > 0)
-        let manager = try Manager.connect(to: address, authKey: AuthKey("tcp secret"))
+        let manager = try Manager.connect(address: address, authKey: AuthKey("tcp secret"))
         let counters = try manager.dictionary(String.self, Int.self, name: "counters")
         #expect(try counters.increment("x", by: 2) == 2)
         // A second connection finds the same named dictionary.
-        let again = try Manager.connect(to: address, authKey: AuthKey("tcp secret"))
+        let again = try Manager.connect(address: address, authKey: AuthKey("tcp secret"))
         #expect(try again.dictionary(String.self, Int.self, name: "counters").get("x") == 2)
         // A child reaches it too, with the key carried in its task.
         let child = ChildProcess(IncrementTask(counters: counters, key: "x", times: 100))
         try child.start()
         #expect(try child.value(timeout: .seconds(20)) == 102)
-        #expect { try Manager.connect(to: address, authKey: AuthKey("wrong")) } throws: {
+        #expect { try Manager.connect(address: address, authKey: AuthKey("wrong")) } throws: {
             ($0 as? MultiprocessingError)?.code == .authenticationFailed
         }
         #expect(try counters.get("x") == 102)

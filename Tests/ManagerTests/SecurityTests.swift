@@ -38,7 +38,7 @@ extension ManagerTests {
     func stillServes(_ manager: Manager, _ counters: ManagedDictionary<String, Int>) throws {
         let before = try counters.get("good") ?? 0
         #expect(try counters.increment("good") == before + 1)
-        let fresh = try Manager.connect(to: manager.address!, authKey: manager.authKey)
+        let fresh = try Manager.connect(address: manager.address!, authKey: manager.authKey)
         #expect(try fresh.dictionary(String.self, Int.self, name: "c").get("good") == before + 1)
     }
 
@@ -46,7 +46,7 @@ extension ManagerTests {
         let manager = try started()
         defer { try? manager.shutdown() }
         let counters = try manager.dictionary(String.self, Int.self, name: "c")
-        #expect { try Manager.connect(to: manager.address!, authKey: AuthKey.random()) } throws: { error in
+        #expect { try Manager.connect(address: manager.address!, authKey: AuthKey.random()) } throws: { error in
             let e = error as? MultiprocessingError
             return e?.code == .authenticationFailed && e?.message.contains("Authentication") == true
         }
@@ -76,7 +76,7 @@ extension ManagerTests {
             if (try? socket.readFrame()) != nil { sawRequest.set(true) }
         }
         impostor.start()
-        #expect { try Manager.connect(to: .unix(path: path), authKey: AuthKey.random()) } throws: {
+        #expect { try Manager.connect(address: .unix(path: path), authKey: AuthKey.random()) } throws: {
             ($0 as? MultiprocessingError)?.code == .authenticationFailed
         }
         #expect(eventually { impostor.isFinished })

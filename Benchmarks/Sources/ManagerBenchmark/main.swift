@@ -110,7 +110,7 @@ guard let address = manager.address else { fatalError("no address") }
 var connectSamples: [Double] = []
 for _ in 0..<200 {
     let start = now()
-    let client = try Manager.connect(to: address, authKey: manager.authKey)
+    let client = try Manager.connect(address: address, authKey: manager.authKey)
     connectSamples.append(Double(now() - start) / 1000)
     try client.shutdown()  // a connected manager only closes its own connections
 }
