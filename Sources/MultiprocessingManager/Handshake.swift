@@ -83,7 +83,8 @@ internal enum Handshake {
         do {
             reply = try socket.readExactly(serverAnswerSize)
         } catch let error as MultiprocessingError where error.code == .endOfStream || error.code == .malformedFrame {
-            throw MultiprocessingError(.authenticationFailed, "Authentication with the manager at \(address) failed: the server closed the connection during the handshake (wrong key?).")
+            // A server that refuses a key says so (status 1); one that just vanished died.
+            throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection during the handshake (it died or shut down).")
         }
         guard reply[0] == 0 else {
             throw MultiprocessingError(.authenticationFailed, "Authentication with the manager at \(address) failed: the server refused this process's key. Pass the server's key with authKey:.")

@@ -239,6 +239,7 @@ package enum ManagerPlatform {
         // @unchecked: the pthread mutex is the synchronization.
         private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
+        /// A new, unlocked mutex.
         package init() {
             mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
             mutex.initialize(to: pthread_mutex_t())
