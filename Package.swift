@@ -92,7 +92,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "mp-test-helper",
-            dependencies: ["Multiprocessing", "TestSupport"],
+            // ManagerTestSupport too: the test binary runs every suite in one process, and the
+            // executable children run is process-wide, so the one helper must know every task.
+            dependencies: ["Multiprocessing", "TestSupport", "ManagerTestSupport"],
             path: "Tests/mp-test-helper",
             swiftSettings: strictSettings
         ),

@@ -14,9 +14,14 @@ let managerHelperPath: String = {
     return "mp-manager-helper-not-found"
 }()
 
-/// Spawned children (and the manager's server) run the helper, which knows the manager tasks.
+/// The core tests' helper, which links the manager tasks too.
+let childHelperPath = (managerHelperPath as NSString).deletingLastPathComponent + "/mp-test-helper"
+
+/// Spawned children (and the manager's server) run mp-test-helper, which knows the manager tasks.
+/// Every suite of the test binary sets this process-wide executable, in parallel: they must all
+/// set the same one. (mp-manager-helper is only run as a parent, for scenarios.)
 func useManagerHelper() {
-    ChildProcessConfiguration.setExecutable(FilePath(managerHelperPath))
+    ChildProcessConfiguration.setExecutable(FilePath(childHelperPath))
 }
 
 /// A helper process run as a parent, read line by line.
