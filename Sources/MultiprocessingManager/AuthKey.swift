@@ -40,6 +40,10 @@ public struct AuthKey: Sendable, Hashable, CustomStringConvertible {
 
     /// This program's default key: inherited from the parent (through ``environmentVariable``)
     /// or made at first use and exported to the children started after that.
+    ///
+    /// Making it calls `setenv`, which must not race with another thread reading the environment
+    /// (a child being spawned): touch it (or create the first `Manager`) before starting threads
+    /// that start processes.
     public static var processDefault: AuthKey {
         defaultKey.withLock { stored in
             if let stored { return stored }
