@@ -163,6 +163,16 @@ struct ManagerTests {
         try manager.shutdown()
         #expect(!FileManager.default.fileExists(atPath: directory))
         #expect(throws: MultiprocessingError.self) { try Manager(address: .tcp(host: "127.0.0.1", port: 0), authKey: AuthKey([])).start() }
+        // TCP without a host binds loopback only.
+        let tcp = Manager(address: ManagerAddress(":0"), authKey: AuthKey("k"))
+        try tcp.start()
+        defer { try? tcp.shutdown() }
+        guard case .tcp(let host, let port)? = tcp.address else {
+            Issue.record("not a TCP address")
+            return
+        }
+        #expect(host == "127.0.0.1" && port > 0)
+        #expect(try tcp.value(7).increment() == 8)
     }
 }
 
