@@ -136,6 +136,7 @@ internal final class ManagerClient: Sendable {
             throw error
         }
         ManagerPlatform.setIOTimeout(fd, nanoseconds: nil)
+        socket.spinNanoseconds = 50_000
         return socket
     }
 

@@ -18,6 +18,9 @@ internal final class FrameSocket: @unchecked Sendable {
     private var end = 0
     private var closed = false
 
+    /// How long a read polls before it sleeps (0: never polls).
+    internal var spinNanoseconds: Int64 = 0
+
     internal init(descriptor: CInt, maximumMessageSize: Int) {
         self.descriptor = descriptor
         self.maximumMessageSize = maximumMessageSize
@@ -60,9 +63,24 @@ internal final class FrameSocket: @unchecked Sendable {
             if count > buffer.count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
         }
         var failure: Errno?
+        let spin = spinNanoseconds
         let n = buffer.withUnsafeMutableBytes { raw -> Int in
+            let target = UnsafeMutableRawBufferPointer(rebasing: raw[end...])
             do throws(Errno) {
-                return try ManagerPlatform.read(descriptor, UnsafeMutableRawBufferPointer(rebasing: raw[end...]))
+                if spin > 0 {
+                    // Poll briefly before sleeping: the answer usually comes within microseconds,
+                    // and on a virtual machine a thread that sleeps costs 10–20 µs to wake (the
+                    // idle processor halts). Yielding lets any other runnable thread go first.
+                    let deadline = ManagerPlatform.monotonicNanoseconds() &+ spin
+                    var rounds = 0
+                    while true {
+                        if let n = try ManagerPlatform.readNow(descriptor, target) { return n }
+                        rounds += 1
+                        if rounds & 7 == 0 && ManagerPlatform.monotonicNanoseconds() > deadline { break }
+                        ManagerPlatform.yield()
+                    }
+                }
+                return try ManagerPlatform.read(descriptor, target)
             } catch {
                 failure = error
                 return 0

@@ -119,6 +119,8 @@ internal final class ManagerServer: @unchecked Sendable {
             return
         }
         ManagerPlatform.setIOTimeout(socket.descriptor, nanoseconds: nil)
+        // A client's next request usually follows its last reply within microseconds.
+        socket.spinNanoseconds = 50_000
         table.withLock { $0.clients[client, default: 0] += 1 }
         defer { clientLeft(client) }
         let connection = ConnectionContext(socket: socket, client: client)

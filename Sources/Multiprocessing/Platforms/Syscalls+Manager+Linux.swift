@@ -135,6 +135,22 @@ package enum ManagerPlatform {
         try valueOrErrno(retryOnInterrupt: true) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
+    /// Reads what is there without waiting: nil when nothing is (`EAGAIN`), 0 at the end of the
+    /// stream. `MSG_DONTWAIT` leaves the socket itself in blocking mode.
+    package static func readNow(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        while true {
+            let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, CInt(MSG_DONTWAIT))
+            if n >= 0 { return n }
+            let error = Errno(rawValue: Glibc.errno)
+            if error == .interrupted { continue }
+            if error == .resourceTemporarilyUnavailable { return nil }
+            throw error
+        }
+    }
+
+    /// Gives the processor to another runnable thread, if there is one.
+    package static func yield() { _ = sched_yield() }
+
     /// Writes all of `buffer`, blocking; never raises SIGPIPE (a closed peer is `EPIPE`).
     package static func writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
         var done = 0
