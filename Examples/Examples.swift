@@ -44,7 +44,7 @@ let exampleCommands: [any ParsableCommand.Type] = [
     ThreadLock.self, ThreadRLock.self, ThreadSemaphore.self, ThreadEvent.self,
     ThreadCopier.self, ThreadStop.self, ThreadCores.self,
     // data between processes
-    QueueExample.self,
+    QueueExample.self, IPCPipe.self,
     // managers (Examples/ManagerExamples.swift)
     ManagerExample.self, ManagerServerCommand.self, ManagerClientCommand.self,
 ]

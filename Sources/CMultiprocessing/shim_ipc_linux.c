@@ -1,6 +1,7 @@
 #if defined(__linux__)
 #define _GNU_SOURCE
 #include "cmp_ipc_linux.h"
+#include "shim_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,18 +24,9 @@ ssize_t cmp_ipc_write2(int fd, bool socket, const void *a, size_t alen, const vo
         memset(&msg, 0, sizeof(msg));
         msg.msg_iov = iov;
         msg.msg_iovlen = (size_t)count;
-        char control[CMSG_SPACE(sizeof(int) * 64)];
-        if (nfds > 64) return -E2BIG;
-        if (nfds > 0) {
-            memset(control, 0, sizeof(control));
-            msg.msg_control = control;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-            memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-        }
+        char control[CMP_RIGHTS_SPACE];
+        int attached = cmp_attach_rights(&msg, control, fds, nfds);
+        if (attached != 0) return attached;
         do { r = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); } while (r == -1 && errno == EINTR);
         return r == -1 ? -errno : r;
     }

@@ -89,7 +89,7 @@ struct ExamplesTests {
         let names = ["process-start", "process-args", "process-ids", "process-daemon", "process-terminate",
                      "process-copier", "thread-start", "thread-args", "thread-daemon", "thread-order",
                      "thread-lock", "thread-rlock", "thread-semaphore", "thread-event", "thread-copier",
-                     "thread-stop", "thread-cores", "queue", "manager", "manager-server", "manager-client"]
+                     "thread-stop", "thread-cores", "queue", "pipe", "manager", "manager-server", "manager-client"]
         for name in names {
             #expect(run.lines.contains { $0.hasPrefix("  \(name) ") }, "\(name) is not listed:\n\(run.output)")
         }
@@ -346,6 +346,16 @@ struct ExamplesTests {
         #expect(run.lines.last == "check: 4 of 4 files in the destination are identical to the source")
         let after = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("examples-copier-") }
         #expect(Set(after).subtracting(before).isEmpty, "the demo folder was left behind")
+    }
+
+    // MARK: pipe
+
+    @Test("pipe: a parent and a child exchange a message each way over a connection")
+    func pipe() throws {
+        let run = try runExample(["pipe"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.lines.contains("parent received: hello from the child"))
+        #expect(run.lines.contains("child received: hello from the parent"))
     }
 
     // MARK: queue

@@ -1,5 +1,8 @@
 import Testing
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Multiprocessing
 
 // MARK: - Fixtures
@@ -364,9 +367,12 @@ struct CodecTests {
             system_close(decoded.again.fileDescriptor.rawValue)
         }
         #expect(decoded.label == "l")
-        #expect(decoded.descriptor.fileDescriptor.rawValue == received[0])
-        // The second claim of the same index gets its own duplicate.
+        // Every claim gets a duplicate of its own; the received original closes with the transfer.
+        #expect(decoded.descriptor.fileDescriptor.rawValue != received[0])
         #expect(decoded.again.fileDescriptor.rawValue != received[0])
+        #expect(decoded.again.fileDescriptor.rawValue != decoded.descriptor.fileDescriptor.rawValue)
+        receiving.closeUnclaimed()
+        #expect(fcntl(received[0], F_GETFD) == -1)
 
         // The received descriptor is the pipe's write end: what goes in comes out of the read end.
         try [UInt8]([7, 8, 9]).withUnsafeBytes { try system_writeAll(decoded.again.fileDescriptor.rawValue, $0) }

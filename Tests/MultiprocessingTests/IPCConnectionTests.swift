@@ -50,11 +50,11 @@ struct IPCConnectionTests {
         try child.join(timeout: .seconds(10))
         #expect(child.exitCode == 0)
         // The child exited, so the reply connection's other end is gone everywhere.
-        expectCode(.endOfStream) { try reply.receiveBytes(timeout: .seconds(5)) }
+        ipcExpectCode(.endOfStream) { try reply.receiveBytes(timeout: .seconds(5)) }
 
         let (_, writer) = try Connection.pipe(duplex: false)
         let (a, _) = try Connection.pipe()
-        let error: MultiprocessingError? = expectCode(.misuse) { try writer.send(IPCReceiveHandles.Handles(label: "x", reply: a, queue: queue)) }
+        let error = ipcExpectCode(.misuse) { try writer.send(IPCReceiveHandles.Handles(label: "x", reply: a, queue: queue)) }
         #expect(error?.message.contains("duplex") == true)
     }
 
@@ -62,9 +62,9 @@ struct IPCConnectionTests {
     func kindMismatch() throws {
         let (a, b) = try Connection.pipe()
         try a.sendBytes([1, 2, 3])
-        expectCode(.coding) { try b.receive(IPCMessage.self, timeout: .seconds(5)) }
+        ipcExpectCode(.coding) { try b.receive(IPCMessage.self, timeout: .seconds(5)) }
         try a.send("text")
-        expectCode(.coding) { try b.receive(Int.self, timeout: .seconds(5)) }
+        ipcExpectCode(.coding) { try b.receive(Int.self, timeout: .seconds(5)) }
         try a.send(42)
         #expect(try b.receive(Int.self, timeout: .seconds(5)) == 42)
     }
@@ -86,8 +86,8 @@ struct IPCConnectionTests {
         #expect(writer.isWritable && !writer.isReadable)
         try writer.sendBytes([42])
         #expect(try reader.receiveBytes(timeout: .seconds(5)) == [42])
-        expectCode(.misuse) { try reader.sendBytes([1]) }
-        expectCode(.misuse) { try writer.receiveBytes(timeout: .zero) }
+        ipcExpectCode(.misuse) { try reader.sendBytes([1]) }
+        ipcExpectCode(.misuse) { try writer.receiveBytes(timeout: .zero) }
     }
 
     @Test("the frame on the wire is the documented 16-byte header and the body")
@@ -118,7 +118,7 @@ struct IPCConnectionTests {
     func receiveTimeout() throws {
         let (a, b) = try Connection.pipe()
         let start = ContinuousClock.now
-        expectCode(.timedOut) { try b.receiveBytes(timeout: .milliseconds(80)) }
+        ipcExpectCode(.timedOut) { try b.receiveBytes(timeout: .milliseconds(80)) }
         let waited = ContinuousClock.now - start
         #expect(waited >= .milliseconds(80) && waited < .seconds(2))
         #expect(try b.poll(timeout: .zero) == false)
@@ -135,16 +135,17 @@ struct IPCConnectionTests {
         #expect(try reader.receive([UInt8].self, timeout: .zero) == [1])
         writer.close()
         #expect(try reader.receiveBytes(timeout: .seconds(5)) == [2])
-        expectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(5)) }
-        expectCode(.endOfStream) { try reader.receiveBytes() }
+        #expect(try reader.poll() == true)  // as in Python, the end of the stream polls as readable
+        ipcExpectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(5)) }
+        ipcExpectCode(.endOfStream) { try reader.receiveBytes() }
         // Sending to a closed receiver is also the end of the stream, not a signal.
         let (r2, w2) = try Connection.pipe(duplex: false)
         r2.close()
-        expectCode(.endOfStream) { try w2.sendBytes([1, 2, 3]) }
+        ipcExpectCode(.endOfStream) { try w2.sendBytes([1, 2, 3]) }
         let (d1, d2) = try Connection.pipe()
         d2.close()
-        expectCode(.endOfStream) { try d1.sendBytes([1]) }
-        expectCode(.endOfStream) { try d1.receiveBytes(timeout: .seconds(1)) }
+        ipcExpectCode(.endOfStream) { try d1.sendBytes([1]) }
+        ipcExpectCode(.endOfStream) { try d1.receiveBytes(timeout: .seconds(1)) }
     }
 
     @Test("a garbage header gives malformedFrame, not a crash")
@@ -152,7 +153,7 @@ struct IPCConnectionTests {
         let (reader, writer) = try Connection.pipe(duplex: false)
         let garbage: [UInt8] = Array("GET / HTTP/1.1\r\n\r\n".utf8)
         try garbage.withUnsafeBytes { try system_writeAll(writer.descriptor, $0) }
-        let error = expectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
+        let error = ipcExpectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
         #expect(error?.message.contains("47 45 54 20") == true)
     }
 
@@ -164,7 +165,7 @@ struct IPCConnectionTests {
         for length: UInt64 in [1 << 62, (1 << 20) + 1] {
             let frame = ipcRawFrame(length: length)
             try frame.withUnsafeBytes { try system_writeAll(writer.descriptor, $0) }
-            let error = expectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
+            let error = ipcExpectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
             #expect(error?.message.contains("maximumMessageSize") == true)
         }
         // Exactly the limit passes.
@@ -181,27 +182,27 @@ struct IPCConnectionTests {
             let frame = ipcRawFrame(length: 100, body: Array(repeating: 1, count: 40))
             try frame.withUnsafeBytes { try system_writeAll(writer.descriptor, $0) }
             writer.close()
-            let error = expectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
+            let error = ipcExpectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
             #expect(error?.message.contains("40 of 100") == true)
-            expectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(5)) }
+            ipcExpectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(5)) }
         }
         do {
             let (reader, writer) = try Connection.pipe(duplex: false)
             let frame = Array(ipcRawFrame(length: 3).prefix(9))
             try frame.withUnsafeBytes { try system_writeAll(writer.descriptor, $0) }
             writer.close()
-            expectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
+            ipcExpectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
         }
         do {
             // An unknown kind and a non-zero reserved byte.
             let (reader, writer) = try Connection.pipe(duplex: false)
             var frame = ipcRawFrame(kind: 9, length: 0)
             try frame.withUnsafeBytes { try system_writeAll(writer.descriptor, $0) }
-            expectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
+            ipcExpectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
             frame = ipcRawFrame(length: 0)
             frame[7] = 1
             try frame.withUnsafeBytes { try system_writeAll(writer.descriptor, $0) }
-            expectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
+            ipcExpectCode(.malformedFrame) { try reader.receiveBytes(timeout: .seconds(5)) }
         }
     }
 
@@ -210,7 +211,7 @@ struct IPCConnectionTests {
         let (reader, writer) = try Connection.pipe(duplex: false)
         let frame = ipcRawFrame(length: 6, body: [1, 2, 3, 4, 5, 6])
         try frame.prefix(19).withUnsafeBytes { try system_writeAll(writer.descriptor, UnsafeRawBufferPointer($0)) }
-        expectCode(.timedOut) { try reader.receiveBytes(timeout: .milliseconds(30)) }
+        ipcExpectCode(.timedOut) { try reader.receiveBytes(timeout: .milliseconds(30)) }
         try frame.suffix(from: 19).withUnsafeBytes { try system_writeAll(writer.descriptor, UnsafeRawBufferPointer($0)) }
         try writer.sendBytes([7])
         #expect(try reader.receiveBytes(timeout: .seconds(5)) == [1, 2, 3, 4, 5, 6])
@@ -245,12 +246,12 @@ struct IPCConnectionTests {
                 outcome.withLock { $0 = error.code }
             } catch {}
         }
-        // Wait until the thread is inside its receive (in flight), without sleeping on a guess:
-        // close is correct whether it comes before or during the wait; both end in .closed.
+        // Close only once the thread is inside its receive, so that this checks the wake-up.
+        try ipcEventually { a.operationsInFlight == 1 }
         a.close()
         try thread.join()
         #expect(outcome.withLock { $0 } == .closed)
-        expectCode(.closed) { try a.receiveBytes(timeout: .zero) }
+        ipcExpectCode(.closed) { try a.receiveBytes(timeout: .zero) }
         _ = _b
     }
 
@@ -302,7 +303,7 @@ struct IPCConnectionTests {
             #expect(try reader.receiveBytes(timeout: .seconds(10)) == [UInt8](repeating: UInt8(i), count: i))
         }
         #expect(try reader.receiveBytes(timeout: .seconds(10)) == big)
-        expectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(10)) }
+        ipcExpectCode(.endOfStream) { try reader.receiveBytes(timeout: .seconds(10)) }
         #expect(try ipcWaitChild(pid) == 0)
     }
 

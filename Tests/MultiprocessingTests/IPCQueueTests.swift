@@ -38,27 +38,27 @@ struct IPCQueueTests {
     func nowaitAndSizes() throws {
         let queue = try Queue<Int>(maxsize: 3)
         #expect(queue.empty && !queue.full && queue.qsize == 0 && queue.maxsize == 3)
-        expectCode(.empty) { try queue.getNowait() }
+        ipcExpectCode(.empty) { try queue.getNowait() }
         for i in 0..<3 { try queue.putNowait(i) }
         #expect(queue.full && queue.qsize == 3)
-        expectCode(.full) { try queue.putNowait(3) }
-        expectCode(.full) { try queue.put(3, block: false) }
+        ipcExpectCode(.full) { try queue.putNowait(3) }
+        ipcExpectCode(.full) { try queue.put(3, block: false) }
         #expect(try queue.getNowait() == 0)
         try queue.putNowait(3)
         #expect(try (0..<3).map { _ in try queue.get(block: false) } == [1, 2, 3])
-        expectCode(.empty) { try queue.get(block: false) }
+        ipcExpectCode(.empty) { try queue.get(block: false) }
     }
 
     @Test("get on an empty queue and put on a full one time out near their timeout")
     func timeouts() throws {
         let queue = try Queue<Int>(maxsize: 1)
         var start = ContinuousClock.now
-        expectCode(.timedOut) { try queue.get(timeout: .milliseconds(60)) }
+        ipcExpectCode(.timedOut) { try queue.get(timeout: .milliseconds(60)) }
         var waited = ContinuousClock.now - start
         #expect(waited >= .milliseconds(60) && waited < .seconds(2))
         try queue.put(1)
         start = ContinuousClock.now
-        expectCode(.timedOut) { try queue.put(2, timeout: .milliseconds(60)) }
+        ipcExpectCode(.timedOut) { try queue.put(2, timeout: .milliseconds(60)) }
         waited = ContinuousClock.now - start
         #expect(waited >= .milliseconds(60) && waited < .seconds(2))
         #expect(try queue.get(timeout: .zero) == 1)
@@ -77,7 +77,7 @@ struct IPCQueueTests {
         }
         try child.join(timeout: .seconds(30))
         #expect(child.exitCode == 0)
-        expectCode(.misuse) { try queue.put([UInt8](repeating: 0, count: (20 << 20) + 1)) }
+        ipcExpectCode(.misuse) { try queue.put([UInt8](repeating: 0, count: (20 << 20) + 1)) }
     }
 
     @Test("memory follows the backlog: 400 MiB through a queue keeps it near max(16 MiB, 2 × live), and idle at 16 MiB")
@@ -118,21 +118,23 @@ struct IPCQueueTests {
             } catch {}
         }
         queue.close()
+        // Close only once the thread waits, so that this checks the wake-up.
+        try ipcEventually { other.storage.waitingConsumers == 1 }
         other.close()
         try thread.join()
         #expect(woken.withLock { $0 } == .closed)
         #expect(queue.isClosed)
-        expectCode(.closed) { try queue.put(2) }
+        ipcExpectCode(.closed) { try queue.put(2) }
         #expect(try queue.get() == 1)
-        expectCode(.closed) { try queue.get() }
-        expectCode(.closed) { try queue.getNowait() }
+        ipcExpectCode(.closed) { try queue.get() }
+        ipcExpectCode(.closed) { try queue.getNowait() }
     }
 
     @Test("an item that holds a descriptor is refused with a clear message")
     func descriptorItemsRefused() throws {
         let queue = try Queue<IPCReceiveHandles.Handles>()
         let (a, _) = try Connection.pipe()
-        let error: MultiprocessingError? = expectCode(.coding) { try queue.put(.init(label: "x", reply: a, queue: try Queue<Int>())) }
+        let error = ipcExpectCode(.coding) { try queue.put(.init(label: "x", reply: a, queue: try Queue<Int>())) }
         #expect(error?.message.contains("shared memory") == true)
         #expect(queue.empty)
     }
@@ -160,6 +162,28 @@ struct IPCQueueTests {
         }
         try await empty.put(7)
         #expect(try await empty.get(timeout: .seconds(5)) == 7)
+    }
+
+    @Test("SimpleQueue and JoinableQueue: async iteration ends at close; async join waits for taskDone")
+    func asyncSimpleAndJoinable() async throws {
+        let simple = try SimpleQueue<String>()
+        for word in ["a", "b", "c"] { try await simple.put(word) }
+        simple.close()
+        var words: [String] = []
+        for try await word in simple { words.append(word) }
+        #expect(words == ["a", "b", "c"])
+
+        let tasks = try JoinableQueue<Int>()
+        for n in 0..<10 { try await tasks.put(n) }
+        let joiner = Task { try await tasks.join(timeout: .seconds(20)) }
+        var done = 0
+        for try await _ in tasks {
+            try tasks.taskDone()
+            done += 1
+            if done == 10 { break }
+        }
+        try await joiner.value
+        #expect(tasks.unfinishedTasks == 0)
     }
 
     @Test("N producers × M consumers, across processes: every item exactly once")
@@ -293,11 +317,11 @@ struct IPCQueueTests {
         #expect(sum == (1...200).reduce(0) { $0 + $1 * $1 })
         tasks.close()
         for w in workers { try w.join(timeout: .seconds(10)); #expect(w.exitCode == 0) }
-        expectCode(.misuse) { try tasks.taskDone() }
+        ipcExpectCode(.misuse) { try tasks.taskDone() }
 
         let idle = try JoinableQueue<Int>()
         try idle.put(1)
-        expectCode(.timedOut) { try idle.join(timeout: .milliseconds(30)) }
+        ipcExpectCode(.timedOut) { try idle.join(timeout: .milliseconds(30)) }
         _ = try idle.get()
         try idle.taskDone()
         try idle.join(timeout: .zero)

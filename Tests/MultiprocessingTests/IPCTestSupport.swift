@@ -44,7 +44,7 @@ import CMultiprocessing
 
 /// Expects `body` to throw a `MultiprocessingError` with `code`, and returns it.
 @discardableResult
-func expectCode<T>(_ code: MultiprocessingError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T) -> MultiprocessingError? {
+func ipcExpectCode<T>(_ code: MultiprocessingError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T) -> MultiprocessingError? {
     do {
         _ = try body()
         Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
@@ -55,5 +55,16 @@ func expectCode<T>(_ code: MultiprocessingError.Code, sourceLocation: SourceLoca
     } catch {
         Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
         return nil
+    }
+}
+
+/// Waits (yielding the CPU) until `condition` holds; fails after 10 s.
+func ipcEventually(_ condition: () -> Bool) throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !condition() {
+        if ContinuousClock.now > deadline {
+            throw MultiprocessingError(.timedOut, "a condition the test waits for never held")
+        }
+        sched_yield()
     }
 }

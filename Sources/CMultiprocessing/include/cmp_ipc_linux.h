@@ -21,13 +21,4 @@ ssize_t cmp_ipc_write2(int fd, bool socket, const void *a, size_t alen, const vo
 /// 0 or -errno.
 int cmp_ipc_punch_hole(int fd, int64_t offset, int64_t len);
 
-/// A hint to the CPU that the caller spins on a memory word (x86 `pause`, ARM `yield`).
-static inline void cmp_ipc_cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 #endif

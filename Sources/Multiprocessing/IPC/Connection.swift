@@ -121,6 +121,9 @@ public final class Connection: Sendable, Codable {
     public var isReadable: Bool { role != .writer }
     /// Whether this end can send (a duplex end or a pipe's write end).
     public var isWritable: Bool { role != .reader }
+    /// Calls running on this end in this process (tests wait for a call to be inside its wait).
+    internal var operationsInFlight: Int { lifecycle.withLock { $0.inFlight } }
+
     /// Whether ``close()`` was called on this end in this process.
     public var isClosed: Bool { lifecycle.withLock { $0.closed } }
 
@@ -313,7 +316,10 @@ public final class Connection: Sendable, Codable {
     /// - Throws: as ``receive(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``. A
     ///   cancelled receive keeps any partly read frame for the next receive.
     public func receive<T: Decodable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T {
-        try await ipcRunBlocking { interrupt in
+        if let frame = try receiveFrameIfReady() {
+            return try decode(type, frame)
+        }
+        return try await ipcRunBlocking { interrupt in
             try self.receive(type, timeout: timeout, interrupt: interrupt)
         }
     }
@@ -324,14 +330,18 @@ public final class Connection: Sendable, Codable {
     /// - Returns: the message's bytes.
     /// - Throws: as ``receive(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
     public func receiveBytes(timeout: Duration? = nil) async throws -> [UInt8] {
-        try await ipcRunBlocking { interrupt in
+        if let frame = try receiveFrameIfReady() {
+            return try decode([UInt8].self, frame)
+        }
+        return try await ipcRunBlocking { interrupt in
             try self.receive([UInt8].self, timeout: timeout, interrupt: interrupt)
         }
     }
 
     /// Whether a message (or the end of the stream) can be read now or within `timeout`.
     ///
-    /// - Parameter timeout: how long to wait; `nil` waits for ever, `.zero` only checks.
+    /// - Parameter timeout: how long to wait; `nil` waits for ever. The default, `.zero`, only
+    ///   checks, as Python's `poll()` without an argument does.
     /// - Returns: `true` when a receive would find data or the end of the stream.
     /// - Throws: ``MultiprocessingError/Code/misuse`` on a write-only end;
     ///   ``MultiprocessingError/Code/closed``.
@@ -341,11 +351,13 @@ public final class Connection: Sendable, Codable {
 
     /// Waits without blocking the cooperative pool until a message can be read; see ``poll(timeout:)``.
     ///
-    /// - Parameter timeout: how long to wait; `nil` waits for ever.
+    /// - Parameter timeout: how long to wait; `nil` waits for ever, `.zero` (the default, as for
+    ///   the blocking twin) only checks.
     /// - Returns: `true` when a receive would find data or the end of the stream.
     /// - Throws: as ``poll(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
-    public func poll(timeout: Duration? = nil) async throws -> Bool {
-        try await ipcRunBlocking { interrupt in
+    public func poll(timeout: Duration? = .zero) async throws -> Bool {
+        if timeout == .zero { return try poll(timeout: .zero, interrupt: nil) }
+        return try await ipcRunBlocking { interrupt in
             try self.poll(timeout: timeout, interrupt: interrupt)
         }
     }
@@ -365,7 +377,11 @@ public final class Connection: Sendable, Codable {
     }
 
     private func receive<T: Decodable>(_ type: T.Type, timeout: Duration?, interrupt: IPCInterrupt?) throws -> T {
-        let (frame, body, descriptors) = try receiveFrame(timeout: timeout, interrupt: interrupt)
+        try decode(type, try receiveFrame(timeout: timeout, interrupt: interrupt))
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ received: (FrameHeader, [UInt8], [CInt])) throws -> T {
+        let (frame, body, descriptors) = received
         if frame.kind == .bytes || descriptors.isEmpty {
             for fd in descriptors { system_close(fd) }
             return try IPCMessageCoding.decode(type, kind: frame.kind, body: body, transfer: DescriptorTransfer())
@@ -384,82 +400,107 @@ public final class Connection: Sendable, Codable {
         let closeWake = try enter("receive")
         defer { leave() }
         return try receiveState.withLock { (state: inout ReceiveState) throws -> (FrameHeader, [UInt8], [CInt]) in
-            // The header.
-            while state.headerFilled < FrameHeader.size {
-                let filled = state.headerFilled
-                var header = state.header
-                state.header = []  // keep the array unique while reading into it
-                defer { state.header = header }
-                let (n, fds) = try header.withUnsafeMutableBytes { buffer in
-                    try readSome(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]),
-                                 deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+            try readFrame(&state, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+        }
+    }
+
+    /// A whole frame if one can be read without waiting (not even for another receiving thread),
+    /// else nil; a part read stays for the next receive. Lets an async receive skip the thread hop.
+    private func receiveFrameIfReady() throws -> (FrameHeader, [UInt8], [CInt])? {
+        guard isReadable else {
+            throw MultiprocessingError.misuse("This is the write end of a simplex pipe: it cannot receive.")
+        }
+        let closeWake = try enter("receive")
+        defer { leave() }
+        let attempt: Result<(FrameHeader, [UInt8], [CInt])?, any Error>? = receiveState.withLockIfAvailable { state in
+            do {
+                return .success(try readFrame(&state, deadline: Deadline(timeout: .zero), closeWake: closeWake, interrupt: nil))
+            } catch let error as MultiprocessingError where error.code == .timedOut {
+                return .success(nil)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try attempt?.get() ?? nil
+    }
+
+    /// Reads the rest of the current frame into `state`, waiting as the deadline allows.
+    private func readFrame(_ state: inout ReceiveState, deadline: Deadline, closeWake: CInt, interrupt: IPCInterrupt?) throws -> (FrameHeader, [UInt8], [CInt]) {
+        // The header.
+        while state.headerFilled < FrameHeader.size {
+            let filled = state.headerFilled
+            var header = state.header
+            state.header = []  // keep the array unique while reading into it
+            defer { state.header = header }
+            let (n, fds) = try header.withUnsafeMutableBytes { buffer in
+                try readSome(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]),
+                             deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+            }
+            state.descriptors.append(contentsOf: fds)
+            if n == 0 {
+                if state.headerFilled == 0 {
+                    throw MultiprocessingError(.endOfStream, "The other end of the connection is closed and every message has been received.")
                 }
-                state.descriptors.append(contentsOf: fds)
-                if n == 0 {
-                    if state.headerFilled == 0 {
-                        throw MultiprocessingError(.endOfStream, "The other end of the connection is closed and every message has been received.")
+                let cut = state.headerFilled
+                state.headerFilled = 0
+                throw MultiprocessingError(.malformedFrame, "The stream ended inside a frame header (after \(cut) of \(FrameHeader.size) bytes): the sender died or closed halfway through a message.")
+            }
+            state.headerFilled += n
+            if state.headerFilled == FrameHeader.size {
+                let frame: FrameHeader
+                do {
+                    frame = try header.withUnsafeBytes { raw throws(MultiprocessingError) in
+                        try FrameHeader.parse(raw, maximumMessageSize: maximumMessageSize)
                     }
-                    let cut = state.headerFilled
+                } catch {
+                    // The header is consumed either way; the stream after it cannot be trusted.
                     state.headerFilled = 0
-                    throw MultiprocessingError(.malformedFrame, "The stream ended inside a frame header (after \(cut) of \(FrameHeader.size) bytes): the sender died or closed halfway through a message.")
+                    throw error
                 }
-                state.headerFilled += n
-                if state.headerFilled == FrameHeader.size {
-                    let frame: FrameHeader
-                    do {
-                        frame = try header.withUnsafeBytes { raw throws(MultiprocessingError) in
-                            try FrameHeader.parse(raw, maximumMessageSize: maximumMessageSize)
-                        }
-                    } catch {
-                        // The header is consumed either way; the stream after it cannot be trusted.
-                        state.headerFilled = 0
-                        throw error
-                    }
-                    state.frame = frame
-                    state.body = [UInt8](unsafeUninitializedCapacity: frame.length) { _, count in count = frame.length }
-                    state.bodyFilled = 0
-                }
+                state.frame = frame
+                state.body = [UInt8](unsafeUninitializedCapacity: frame.length) { _, count in count = frame.length }
+                state.bodyFilled = 0
             }
-            guard let frame = state.frame else {
-                preconditionFailure("a full header is always parsed")
+        }
+        guard let frame = state.frame else {
+            preconditionFailure("a full header is always parsed")
+        }
+        // The body.
+        while state.bodyFilled < frame.length {
+            let filled = state.bodyFilled
+            var body = state.body
+            state.body = []  // keep the array unique while reading into it
+            defer { state.body = body }
+            let (n, fds) = try body.withUnsafeMutableBytes { buffer in
+                try readSome(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]),
+                             deadline: deadline, closeWake: closeWake, interrupt: interrupt)
             }
-            // The body.
-            while state.bodyFilled < frame.length {
-                let filled = state.bodyFilled
-                var body = state.body
-                state.body = []  // keep the array unique while reading into it
-                defer { state.body = body }
-                let (n, fds) = try body.withUnsafeMutableBytes { buffer in
-                    try readSome(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]),
-                                 deadline: deadline, closeWake: closeWake, interrupt: interrupt)
-                }
-                state.descriptors.append(contentsOf: fds)
-                if n == 0 {
-                    state.headerFilled = 0
-                    state.frame = nil
-                    body = []
-                    throw MultiprocessingError(.malformedFrame, "The stream ended inside a message (after \(filled) of \(frame.length) bytes): the sender died or closed halfway through it.")
-                }
-                state.bodyFilled += n
-            }
-            // The descriptors came with the frame's first byte, so they are here by now.
-            guard state.descriptors.count >= frame.descriptorCount else {
-                for fd in state.descriptors { system_close(fd) }
-                state.descriptors = []
+            state.descriptors.append(contentsOf: fds)
+            if n == 0 {
                 state.headerFilled = 0
                 state.frame = nil
-                state.body = []
-                throw MultiprocessingError(.malformedFrame, "A frame announced \(frame.descriptorCount) file descriptors but \(state.descriptors.count) arrived with it.")
+                body = []
+                throw MultiprocessingError(.malformedFrame, "The stream ended inside a message (after \(filled) of \(frame.length) bytes): the sender died or closed halfway through it.")
             }
-            let descriptors = Array(state.descriptors.prefix(frame.descriptorCount))
-            state.descriptors.removeFirst(frame.descriptorCount)
-            let body = state.body
-            state.body = []
-            state.headerFilled = 0
-            state.bodyFilled = 0
-            state.frame = nil
-            return (frame, body, descriptors)
+            state.bodyFilled += n
         }
+        // The descriptors came with the frame's first byte, so they are here by now.
+        guard state.descriptors.count >= frame.descriptorCount else {
+            for fd in state.descriptors { system_close(fd) }
+            state.descriptors = []
+            state.headerFilled = 0
+            state.frame = nil
+            state.body = []
+            throw MultiprocessingError(.malformedFrame, "A frame announced \(frame.descriptorCount) file descriptors but \(state.descriptors.count) arrived with it.")
+        }
+        let descriptors = Array(state.descriptors.prefix(frame.descriptorCount))
+        state.descriptors.removeFirst(frame.descriptorCount)
+        let body = state.body
+        state.body = []
+        state.headerFilled = 0
+        state.bodyFilled = 0
+        state.frame = nil
+        return (frame, body, descriptors)
     }
 
     /// Reads what is there (at least one byte), waiting for it, with any descriptors that came

@@ -1,5 +1,4 @@
 import SystemPackage
-import CMultiprocessing
 
 /// The shared-memory ring buffer behind ``Queue``, ``SimpleQueue`` and ``JoinableQueue``.
 ///
@@ -10,7 +9,7 @@ import CMultiprocessing
 ///
 /// Header page (byte offsets):
 ///
-///     0    robust, process-shared pthread mutex (``RobustMutex``), guards everything below
+///     0    robust, process-shared lock (``RobustMutex``), guards everything below
 ///     64   magic "MPQ2", flags (bit 0: joinable)
 ///     72   capacity: bytes in the data area
 ///     80   maxsize: items, 0 for no limit
@@ -121,6 +120,7 @@ internal final class QueueStorage: @unchecked Sendable {
         let minimum = 64 << 20
         let needed = max(minimum, maximumMessageSize + QueueStorage.recordHeaderSize)
         let capacity = (needed + pageSize - 1) / pageSize * pageSize
+        precondition(RobustMutex.size <= 64, "the queue's header keeps 64 bytes for its mutex")
         let region = try SharedRegion.create(size: QueueStorage.headerSize + capacity, name: "mp-queue")
         self.region = region
         self.mutex = RobustMutex(region.base)
@@ -166,17 +166,6 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Takes the mutex; after an owner's death, repairs the queue before anything reads it.
     private func lock(_ context: WaitContext) throws {
-        // Holders keep the mutex for one copy (microseconds), so spin a little before sleeping,
-        // as an adaptive mutex does: sleeping and being woken costs more than the wait.
-        var spins = QueueStorage.spinLimit
-        while spins > 0 {
-            if mutex.ownerTID == 0, let acquired = try mutex.tryLock(context.operation) {
-                if acquired == .afterOwnerDied { recover() }
-                return
-            }
-            cmp_ipc_cpu_relax()
-            spins -= 1
-        }
         if try mutex.lock(context) == .afterOwnerDied {
             recover()
         }
@@ -229,7 +218,7 @@ internal final class QueueStorage: @unchecked Sendable {
         // two, and catching that here saves both sides a system call and a context switch.
         var spins = QueueStorage.spinLimit
         while spins > 0 && word.load() == sequence {
-            cmp_ipc_cpu_relax()
+            system_cpuRelax()
             spins -= 1
         }
         var failure: (any Error)?
@@ -460,6 +449,9 @@ internal final class QueueStorage: @unchecked Sendable {
     }
 
     internal var isClosed: Bool { closedWord.load() != 0 }
+
+    /// Calls waiting for an item, in every process (tests wait for a consumer to be waiting).
+    internal var waitingConsumers: Int { Int(notEmptyWaiters.load()) }
 
     internal var isFull: Bool {
         maxsize > 0 && relaxedCount >= maxsize

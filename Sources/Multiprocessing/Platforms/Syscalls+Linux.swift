@@ -6,11 +6,11 @@
 // read right after the call; callers turn it into a `MultiprocessingError` with context.
 import Glibc
 import CMultiprocessing
-import SystemPackage
+package import SystemPackage
 
 /// Retries `body` while it fails with `EINTR`. `body` returns -1 and sets errno on failure.
-@inline(__always)
-internal func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
+/// `package`: the package's other modules (MPCopy) wrap their own calls with it.
+package func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
     while true {
         let result = body()
         if result != -1 { return result }
@@ -21,8 +21,7 @@ internal func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, 
 }
 
 /// For shim calls that return `-errno` instead of setting errno.
-@inline(__always)
-internal func negatedErrno<T: FixedWidthInteger & SignedInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
+package func negatedErrno<T: FixedWidthInteger & SignedInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
     while true {
         let result = body()
         if result >= 0 { return result }

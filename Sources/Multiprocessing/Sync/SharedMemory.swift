@@ -177,7 +177,8 @@ internal struct SharedAllocation: @unchecked Sendable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let index = try container.decode(UInt32.self, forKey: .memory)
         let offset = try container.decode(Int.self, forKey: .offset)
-        let region = try ReceivedRegions.region(transfer: transfer, index: Int(index), codingPath: decoder.codingPath)
+        // Each claim is a duplicate of its own: adopting it closes it when this process maps the memory already.
+        let region = try SharedRegion.adopt(fd: transfer.claim(Int(index), codingPath: decoder.codingPath))
         guard offset >= 0, offset % 8 == 0, offset + size <= region.size else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
                 debugDescription: "A \(typeName) names bytes \(offset)..<\(offset + size) of a shared mapping of \(region.size) bytes."))
@@ -188,33 +189,6 @@ internal struct SharedAllocation: @unchecked Sendable {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
                 debugDescription: "The shared memory sent as a \(typeName) holds another kind of object."))
         }
-    }
-}
-
-/// The regions decoded from each message, so that each descriptor of a message is claimed once.
-///
-/// Why: a message with ten locks from one arena chunk carries the chunk's memfd once. Claiming it
-/// ten times would hand out the descriptor and then nine duplicates of it; but when this process
-/// already maps that memfd, ``SharedRegion/adopt(fd:)`` closes the first one at once, and a later
-/// duplicate would copy a closed (or reused) number. So the first object of a message claims and
-/// maps the descriptor, and the others of the same message reuse that region.
-internal enum ReceivedRegions {
-    private struct Entry {
-        weak var transfer: DescriptorTransfer?
-        let index: Int
-        let region: SharedRegion
-    }
-    private static let entries = Mutex<[Entry]>([])
-
-    internal static func region(transfer: DescriptorTransfer, index: Int, codingPath: [any CodingKey]) throws -> SharedRegion {
-        let found: SharedRegion? = entries.withLock { entries in
-            entries.removeAll { $0.transfer == nil }
-            return entries.first { $0.transfer === transfer && $0.index == index }?.region
-        }
-        if let found { return found }
-        let region = try SharedRegion.adopt(fd: transfer.claim(index, codingPath: codingPath))
-        entries.withLock { $0.append(Entry(transfer: transfer, index: index, region: region)) }
-        return region
     }
 }
 
