@@ -45,21 +45,11 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
         }
     }
 
-    /// Reads or writes one entry (a failed call traps: use ``get(_:)`` and ``set(_:_:)`` to
-    /// handle errors).
+    /// The value for `key`, or nil: `try counts["k"]`. Write with ``set(_:_:)``.
     ///
     /// - Parameter key: the key.
     public subscript(key: Key) -> Value? {
-        get {
-            do { return try get(key) } catch { preconditionFailure("ManagedDictionary subscript: \(error)") }
-        }
-        nonmutating set {
-            do {
-                if let newValue { try set(key, newValue) } else { _ = try removeValue(forKey: key) }
-            } catch {
-                preconditionFailure("ManagedDictionary subscript: \(error)")
-            }
-        }
+        get throws { try get(key) }
     }
 
     /// Removes the entry for `key`.
@@ -493,11 +483,11 @@ public struct ManagedNamespace<State: Codable & Sendable>: Sendable, Codable, Ha
     @discardableResult
     public func update(_ body: (inout State) throws -> Void) throws -> State { try storage.update(body) }
 
-    /// One field, read from the server (a failed call traps: use ``get()`` to handle errors).
+    /// One field, read from the server: `try namespace.count`. Change fields with ``update(_:)``.
     ///
     /// - Parameter keyPath: the field.
     public subscript<Field>(dynamicMember keyPath: KeyPath<State, Field>) -> Field {
-        do { return try get()[keyPath: keyPath] } catch { preconditionFailure("ManagedNamespace: \(error)") }
+        get throws { try get()[keyPath: keyPath] }
     }
 }
 

@@ -52,7 +52,7 @@ struct ManagerTests {
         #expect(try proxies.value.get() == 2.0)
         let settings = try proxies.namespace.get()
         #expect(settings.count == 2 && settings.tags.sorted() == ["c0", "c1"])
-        #expect(proxies.namespace.name == "go")
+        #expect(try proxies.namespace.name == "go")
         #expect(try proxies.lock.isLocked() == false)
         #expect(try proxies.semaphore.value() == 1)
         #expect(try proxies.barrier.state().broken == false)
@@ -84,8 +84,8 @@ struct ManagerTests {
         #expect(try d.removeValue(forKey: "a") == 16)
         #expect(try d.contains("a") == false)
         #expect(try d.count() == 1)
-        d["c"] = 3
-        #expect(d["c"] == 3)
+        try d.set("c", 3)
+        #expect(try d["c"] == 3)
 
         // Appends to stored lists, both wire layouts: raw numbers and general elements.
         let lists = try manager.dictionary(String.self, [Int].self)
