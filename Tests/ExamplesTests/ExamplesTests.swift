@@ -132,21 +132,24 @@ struct ExamplesTests {
 
     @Test("process-daemon: the daemon child dies when the main process ends")
     func processDaemon() throws {
-        // The child would print 10 lines in 1 s; the main process ends after 0.25 s.
-        let run = try runExample(["process-daemon", "--interval", "0.1", "--wait", "0.25"])
+        // The child would print 10 lines over 5 s; the main process ends after 0.25 s, and the child
+        // with it. Only the upper bound is the property: how many lines a loaded machine lets the child
+        // print first is not.
+        let run = try runExample(["process-daemon", "--interval", "0.5", "--wait", "0.25"])
         #expect(run.status == 0)
         #expect(run.count(containing: "主进程结束") == 1)
-        #expect((1...5).contains(run.count("singing")), "\(run.output)")
+        #expect(run.count("singing") < 10, "\(run.output)")
     }
 
     @Test("process-terminate: SIGTERM, joined, and no zombie in /proc")
     func processTerminate() throws {
-        let run = try runExample(["process-terminate", "--interval", "0.1", "--wait", "0.25"])
+        // The child would print 10 lines over 5 s; it is terminated after 0.25 s.
+        let run = try runExample(["process-terminate", "--interval", "0.5", "--wait", "0.25"])
         #expect(run.status == 0)
         #expect(run.lines.contains("terminated ChildProcess-1, exit code -15"), "\(run.output)")
         let proc = try #require(run.lines.first { $0.hasPrefix("/proc/") })
         #expect(proc.hasSuffix("after join: gone (reaped: no zombie)"))
-        #expect((1...5).contains(run.count("singing")), "\(run.output)")
+        #expect(run.count("singing") < 10, "\(run.output)")
     }
 
     // MARK: threads
@@ -171,11 +174,12 @@ struct ExamplesTests {
 
     @Test("thread-daemon: the daemon thread does not keep the process alive")
     func threadDaemon() throws {
-        // The thread would print its 5th line at 0.8 s; the main thread ends after 0.3 s.
-        let run = try runExample(["thread-daemon", "--interval", "0.2", "--wait", "0.3"])
+        // The thread would print its 5th line at 4 s; the main thread ends after 0.3 s, and the
+        // process with it. Only the upper bound is the property.
+        let run = try runExample(["thread-daemon", "--interval", "1", "--wait", "0.3"])
         #expect(run.status == 0)
         #expect(run.count(containing: "主线程结束") == 1)
-        #expect((1...4).contains(run.count("sing")), "\(run.output)")
+        #expect(run.count("sing") < 5, "\(run.output)")
     }
 
     @Test("thread-order: five threads, each prints its own name and ident")
