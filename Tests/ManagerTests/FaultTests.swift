@@ -23,8 +23,10 @@ extension ManagerTests {
         kill(pid, SIGKILL)
         let (outcome, elapsed) = try timed { try child.value(timeout: .seconds(10)) }
         #expect(outcome == "endOfStream")
-        #expect(elapsed < .seconds(2))
-        #expect(eventually(within: .seconds(2)) { parentWaiter.isFinished })
+        // Promptly, not after a timeout: the bounds are wide because this machine is shared and
+        // loaded, and still far below the 10 s a hang would take.
+        #expect(elapsed < .seconds(5))
+        #expect(eventually(within: .seconds(5)) { parentWaiter.isFinished })
         let (error, callTime) = timed { () -> MultiprocessingError? in
             do {
                 _ = try queue.count()
@@ -34,7 +36,7 @@ extension ManagerTests {
             }
         }
         #expect(error?.code == .endOfStream)
-        #expect(callTime < .seconds(1))
+        #expect(callTime < .seconds(3))
     }
 
     @Test func clientDyingWhileHoldingALockReleasesItAndTellsTheNextOwner() throws {
