@@ -18,7 +18,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
-        // Only the mpcp executable uses it; no library depends on it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
@@ -55,6 +54,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // The seed tutorial's examples, one subcommand each: `swift run examples NAME`.
+        .executableTarget(
+            name: "examples",
+            dependencies: [
+                "Multiprocessing",
+                "MPCopy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Examples",
+            swiftSettings: strictSettings
+        ),
+
         // Tests. Task types live in TestSupport so that both the test runner (the parent) and
         // mp-test-helper (the child, or a parent in scenarios that need a clean main) know them.
         .target(
@@ -71,7 +83,13 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper"],
+            dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
+            swiftSettings: strictSettings
+        ),
+        // End-to-end tests of the seed's examples: they run the built `examples` binary.
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["examples"],
             swiftSettings: strictSettings
         ),
         .testTarget(

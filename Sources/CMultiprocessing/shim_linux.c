@@ -1,6 +1,7 @@
 #if defined(__linux__)
 #define _GNU_SOURCE
 #include "cmp_linux.h"
+#include "shim_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -113,18 +114,9 @@ ssize_t cmp_send_with_fds(int socket, const void *buf, size_t len, const int *fd
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    char control[CMSG_SPACE(sizeof(int) * 64)];
-    if (nfds > 64) return -E2BIG;
-    if (nfds > 0) {
-        memset(control, 0, sizeof(control));
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-    }
+    char control[CMP_RIGHTS_SPACE];
+    int attached = cmp_attach_rights(&msg, control, fds, nfds);
+    if (attached != 0) return attached;
     ssize_t r;
     do { r = sendmsg(socket, &msg, MSG_NOSIGNAL); } while (r == -1 && errno == EINTR);
     return r == -1 ? -errno : r;
@@ -136,7 +128,7 @@ ssize_t cmp_recv_with_fds(int socket, void *buf, size_t len, int *fds, int maxfd
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    char control[CMSG_SPACE(sizeof(int) * 64)];
+    char control[CMP_RIGHTS_SPACE];
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
     *nfds = 0;

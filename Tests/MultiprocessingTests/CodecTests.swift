@@ -1,5 +1,8 @@
 import Testing
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Multiprocessing
 
 // MARK: - Fixtures
@@ -284,6 +287,18 @@ struct CodecTests {
         // Length varint (4 bytes for 8 MiB) plus the raw bytes: no per-element overhead.
         #expect(encoded.count == bytes.count + 4)
         #expect(try WireDecoder().decode([UInt8].self, from: encoded) == bytes)
+        // Inside nested structs, arrays and Optionals (whose enclosing lengths are widened before
+        // the payload is written, and padded) and beside a large string.
+        let payload = Array(bytes[0..<65_536])
+        let message = Box(value: Box(value: payload, list: [payload, [], payload], maybe: payload), list: [], maybe: nil)
+        #expect(try roundTrip(message) == message)
+        let big = [String(repeating: "é", count: 100_000): [Box(value: "x", list: [String(repeating: "z", count: 70_000)], maybe: nil)]]
+        #expect(try roundTrip(big) == big)
+        // Every prefix of a value whose length fields are padded still fails cleanly.
+        let padded = try WireEncoder().encode(Box(value: [UInt8](repeating: 3, count: 5000), list: [], maybe: nil))
+        for length in stride(from: 0, to: padded.count, by: 97) {
+            #expect(throws: DecodingError.self) { try WireDecoder().decode(Box<[UInt8]>.self, from: padded[0..<length]) }
+        }
         let contiguous = ContiguousArray(bytes[0..<1000])
         #expect(try roundTrip(contiguous) == contiguous)
         let ints = (0..<1000).map { $0 * -7919 }
@@ -331,21 +346,42 @@ struct CodecTests {
     }
 
     @Test func sharedDescriptorTravelsThroughUserInfo() throws {
+        // A pipe's write end travels, as the encoder collected it, over a socket with SCM_RIGHTS.
+        let pipe = try system_pipe()
+        let socket = try system_socketpair()
+        defer { [pipe.read, pipe.write, socket.0, socket.1].forEach(system_close) }
         let sending = DescriptorTransfer()
-        let value = Holder(label: "l", descriptor: SharedDescriptor(FileDescriptor(rawValue: 17)),
-                           again: SharedDescriptor(FileDescriptor(rawValue: 17)))
+        let value = Holder(label: "l", descriptor: SharedDescriptor(FileDescriptor(rawValue: pipe.write)),
+                           again: SharedDescriptor(FileDescriptor(rawValue: pipe.write)))
         let bytes = try WireEncoder(userInfo: [.descriptorTransfer: sending]).encode(value)
-        #expect(sending.descriptors == [17])
+        #expect(sending.descriptors == [pipe.write])
+        _ = try bytes.withUnsafeBytes { try system_sendWithDescriptors(socket.0, $0, sending.descriptors) }
 
-        // The receiving side gets a real descriptor (a duplicate of stdin) in place of 17.
-        let received = try system_dupCloseOnExec(0)
-        let receiving = DescriptorTransfer(received: [received])
-        let decoded = try WireDecoder(userInfo: [.descriptorTransfer: receiving]).decode(Holder.self, from: bytes)
-        #expect(decoded.descriptor.fileDescriptor.rawValue == received)
-        // The second claim of the same index is a duplicate, a different open descriptor.
-        #expect(decoded.again.fileDescriptor.rawValue != received)
-        try decoded.descriptor.fileDescriptor.close()
-        try decoded.again.fileDescriptor.close()
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let (count, received) = try buffer.withUnsafeMutableBytes { try system_receiveWithDescriptors(socket.1, $0) }
+        #expect(received.count == 1)
+        let receiving = DescriptorTransfer(received: received)
+        let decoded = try WireDecoder(userInfo: [.descriptorTransfer: receiving]).decode(Holder.self, from: buffer[0..<count])
+        defer {
+            system_close(decoded.descriptor.fileDescriptor.rawValue)
+            system_close(decoded.again.fileDescriptor.rawValue)
+        }
+        #expect(decoded.label == "l")
+        // Every claim gets a duplicate of its own; the received original closes with the transfer.
+        #expect(decoded.descriptor.fileDescriptor.rawValue != received[0])
+        #expect(decoded.again.fileDescriptor.rawValue != received[0])
+        #expect(decoded.again.fileDescriptor.rawValue != decoded.descriptor.fileDescriptor.rawValue)
+        receiving.closeUnclaimed()
+        #expect(fcntl(received[0], F_GETFD) == -1)
+
+        // The received descriptor is the pipe's write end: what goes in comes out of the read end.
+        try [UInt8]([7, 8, 9]).withUnsafeBytes { try system_writeAll(decoded.again.fileDescriptor.rawValue, $0) }
+        var out = [UInt8](repeating: 0, count: 3)
+        _ = try out.withUnsafeMutableBytes { try system_readExactly(pipe.read, $0) }
+        #expect(out == [7, 8, 9])
+
+        // Without a transfer on the decoding side, decoding fails with a clear error.
+        #expect(throws: DecodingError.self) { try WireDecoder().decode(Holder.self, from: bytes) }
     }
 
     @Test func sharedDescriptorWithoutTransferFailsToEncode() throws {

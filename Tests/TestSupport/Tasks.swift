@@ -83,7 +83,9 @@ public struct Crash: ProcessTask {
             let index = Int(getpid()) > 0 ? 7 : 0 // not constant-folded
             return array[index]
         case .segfault:
-            raise(SIGSEGV)
+            // A real invalid access (raise(SIGSEGV) would be caught and resumed by the backtracer).
+            let address = UnsafeMutablePointer<Int>(bitPattern: Int(getpid() > 0 ? 8 : 16))
+            address?.pointee = 1
             return 0
         case .exit3:
             exit(3)
@@ -91,21 +93,26 @@ public struct Crash: ProcessTask {
     }
 }
 
-/// The descriptors open in the child, apart from the one used to list them.
+/// The descriptors open in the child, apart from the one used to list them, with what each refers to.
 public struct ListDescriptors: ProcessTask {
     public init() {}
-    public func run() -> [Int32] {
+    public func run() -> [String] {
         guard let dir = opendir("/proc/self/fd") else { return [] }
         defer { closedir(dir) }
         let own = dirfd(dir)
-        var result: [Int32] = []
+        var result: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            if let fd = Int32(name), fd != own { result.append(fd) }
+            if let fd = Int32(name), fd != own {
+                var target = [CChar](repeating: 0, count: 4096)
+                let n = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
+                let path = n > 0 ? String(decoding: target.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+                result.append("\(fd) \(path)")
+            }
         }
-        return result.sorted()
+        return result
     }
 }
 
@@ -133,4 +140,19 @@ public struct Say: ProcessTask {
     public var line: String
     public init(line: String) { self.line = line }
     public func run() { print(line) }
+}
+
+/// Sleeps, then creates a file: lets a test see whether a parent's exit waited for this child.
+public struct WriteMarker: ProcessTask {
+    public var path: String
+    public var delayMilliseconds: Int
+    public init(path: String, delayMilliseconds: Int) {
+        self.path = path
+        self.delayMilliseconds = delayMilliseconds
+    }
+    public func run() {
+        usleep(UInt32(delayMilliseconds) * 1000)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        if fd >= 0 { close(fd) }
+    }
 }

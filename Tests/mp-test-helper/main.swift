@@ -21,6 +21,11 @@ if arguments.count > 1 && arguments[1] == "no-bootstrap" {
 
 Multiprocessing.bootstrap()
 
+/// Lets a closure reach a handle created after it.
+final class HandleBox: @unchecked Sendable {
+    nonisolated(unsafe) var handle: (any ProcessHandle)?
+}
+
 func say(_ text: String) {
     print(text)
     fflush(nil)
@@ -39,10 +44,10 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         while true { pause() }
 
     case "nondaemon-exit":
-        // main returns at once; the program must still wait for its non-daemon child.
-        let child = ChildProcess(Say(line: "child done"), name: "late")
-        let slow = ChildProcess(SleepBlocking(milliseconds: 300))
-        try slow.start()
+        // main returns at once; the program's exit must still wait for its non-daemon child, which
+        // creates the marker file only after a pause, and must stop its daemon child.
+        guard let marker = rest.first else { say("usage: nondaemon-exit MARKER"); exit(64) }
+        let child = ChildProcess(WriteMarker(path: marker, delayMilliseconds: 300), name: "late")
         try child.start()
         let daemon = ChildProcess(SleepBlocking(milliseconds: 60_000), daemon: true)
         try daemon.start()
@@ -62,6 +67,19 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         } catch let error as MultiprocessingError {
             say("fork error \(error.code) \(error.remoteTypeName ?? "-")")
         }
+        // A forked child holds a copy of its own handle: joining it from there is refused, not a hang.
+        let holder = HandleBox()
+        let selfJoin = ChildProcess<String>(forking: {
+            do {
+                try holder.handle?.join(timeout: .seconds(5))
+                return "joined"
+            } catch let error as MultiprocessingError {
+                return "\(error.code)"
+            }
+        })
+        holder.handle = selfJoin
+        try selfJoin.start()
+        say("fork self-join \(try selfJoin.value())")
         let identity = ChildProcess(Describe(words: ["a"], options: [:]), name: "who", daemon: true, startMethod: .fork)
         try identity.start()
         let report = try identity.value()

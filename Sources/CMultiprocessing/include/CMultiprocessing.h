@@ -13,6 +13,8 @@
 
 #if defined(__linux__)
 #include "cmp_linux.h"
+#include "cmp_ipc_linux.h"
+#include "cmp_sync.h"
 #endif
 
 #endif

@@ -6,31 +6,10 @@
 // call; the engine turns it into a `CopyFailure` that names the path.
 import Glibc
 import CMultiprocessing
+import Multiprocessing
 import SystemPackage
 
-/// Retries `body` while it fails with `EINTR`. `body` returns -1 and sets errno on failure.
-@inline(__always)
-internal func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        let error = Errno(rawValue: Glibc.errno)
-        if retryOnInterrupt && error == .interrupted { continue }
-        throw error
-    }
-}
-
-/// For shim calls that return `-errno` instead of setting errno.
-@inline(__always)
-internal func negatedErrno<T: FixedWidthInteger & SignedInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
-    while true {
-        let result = body()
-        if result >= 0 { return result }
-        let error = Errno(rawValue: CInt(truncatingIfNeeded: 0 - result))
-        if retryOnInterrupt && error == .interrupted { continue }
-        throw error
-    }
-}
+// `valueOrErrno` and `negatedErrno` come from Multiprocessing's syscall layer (package access).
 
 /// A name inside a directory as the C string the `*at` calls take. Names are bytes: no decoding.
 internal typealias CName = UnsafePointer<CChar>

@@ -31,7 +31,10 @@
 /// encoding order first and builds an index of the container only when the order differs.
 ///
 /// Lengths precede their content but are known only after it: the encoder reserves one byte and
-/// widens it (shifting what follows) only for content of 128 bytes or more.
+/// widens it (shifting what follows) for content of 128 bytes or more. Before it appends a large
+/// payload whose size it knows (a byte array, a string), it widens every open length field first,
+/// while only a few bytes follow them, and later fills them with padded varints (LEB128 allows
+/// continuation bytes that add nothing), so a big payload is copied once, not once per nesting level.
 public struct WireEncoder: Sendable {
     /// Values handed to every `encode(to:)` through `Encoder.userInfo`; a ``DescriptorTransfer``
     /// under ``Swift/CodingUserInfoKey/descriptorTransfer`` lets a ``SharedDescriptor`` be encoded.
@@ -91,9 +94,9 @@ final class WireEncodingState {
         enum Kind { case keyed, unkeyed, superEncoder }
         var kind: Kind
         var id: Int
-        /// The reserved body-length byte (an unkeyed container's count byte follows it).
+        /// The slot of the body length (an unkeyed container's count slot is the next one), or -1.
         var headerSlot: Int
-        /// The reserved value-length byte of the enclosing keyed entry, or -1.
+        /// The slot of the enclosing keyed entry's value length, or -1.
         var parentValueSlot: Int
         var count: Int
         /// The coding path length to restore on close, and the container's own path length.
@@ -101,10 +104,20 @@ final class WireEncodingState {
         var ownPathCount: Int
     }
 
-    var bytes: [UInt8] = []
-    var path: [any CodingKey] = []
-    var frames: [Frame] = []
-    var nextFrameID = 0
+    // One encode call owns this state on one thread, so the runtime's exclusivity checks on every
+    // access (a measurable share of encoding time) buy nothing here.
+    @exclusivity(unchecked) var bytes: [UInt8] = []
+    @exclusivity(unchecked) var path: [any CodingKey] = []
+    @exclusivity(unchecked) var frames: [Frame] = []
+    @exclusivity(unchecked) var nextFrameID = 0
+    /// Length fields reserved before their content and not yet written, innermost last.
+    @exclusivity(unchecked) var slots: [Slot] = []
+
+    /// A reserved length field: where it is and how many bytes it has.
+    struct Slot {
+        var position: Int
+        var width: Int
+    }
     var misuse: (path: [any CodingKey], message: String)?
     let userInfo: [CodingUserInfoKey: Any]
 
@@ -118,6 +131,7 @@ final class WireEncodingState {
     /// Optionals, else through its `encode(to:)`, closing whatever containers it opened.
     func encodeValue<T: Encodable>(_ value: T) throws {
         if let special = value as? any WireEncodableSpecial {
+            if let size = special.wireEncodedSize { reserveForLargeValue(size) }
             try special.wireEncode(into: self)
             return
         }
@@ -143,6 +157,7 @@ final class WireEncodingState {
     func appendString(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
+            reserveForLargeValue(utf8.count)
             bytes.wireAppendVarint(UInt(utf8.count))
             bytes.append(contentsOf: utf8)
         }
@@ -153,10 +168,71 @@ final class WireEncodingState {
         appendString(key.stringValue)
     }
 
-    /// Patches the value-length byte reserved at `slot` once the value after it is complete.
+    // MARK: Length slots
+
+    /// Reserves a one-byte length field and returns its slot index.
+    @inline(__always)
+    func pushSlot() -> Int {
+        slots.append(Slot(position: bytes.count, width: 1))
+        bytes.append(0)
+        return slots.count - 1
+    }
+
+    /// Writes `value` into the innermost slot and closes it. A slot widened in advance gets a
+    /// padded varint (LEB128 allows continuation bytes that add nothing); one that is too narrow
+    /// is widened now, shifting the bytes after it.
+    @inline(__always)
+    func popSlot(_ index: Int, value: Int) {
+        precondition(index == slots.count - 1, "length slots close innermost first")
+        let slot = slots.removeLast()
+        if slot.width == 1 && value < 0x80 {
+            bytes[slot.position] = UInt8(truncatingIfNeeded: value)
+        } else if wireVarintSize(value) <= slot.width {
+            var rest = UInt(value)
+            for offset in 0..<(slot.width - 1) {
+                bytes[slot.position + offset] = UInt8(truncatingIfNeeded: rest & 0x7F) | 0x80
+                rest >>= 7
+            }
+            bytes[slot.position + slot.width - 1] = UInt8(truncatingIfNeeded: rest)
+        } else {
+            var encoded: [UInt8] = []
+            encoded.wireAppendVarint(UInt(value))
+            bytes.replaceSubrange(slot.position..<(slot.position + slot.width), with: encoded)
+        }
+    }
+
+    /// Closes the innermost slot with the length of what follows it, plus `plus`.
+    @inline(__always)
+    func popSlot(_ index: Int, contentPlus plus: Int) {
+        let slot = slots[index]
+        popSlot(index, value: bytes.count - slot.position - slot.width + plus)
+    }
+
+    /// Before `size` bytes are appended in one go, widens every open length slot so that none
+    /// has to shift that payload when it is written: only the few bytes written since are moved.
+    @inline(__always)
+    func reserveForLargeValue(_ size: Int) {
+        guard size >= 4096, !slots.isEmpty else { return }
+        widenSlots(to: wireVarintSize(2 * size + bytes.count))
+    }
+
+    private func widenSlots(to width: Int) {
+        var delta = 0
+        for index in slots.indices {
+            slots[index].position += delta
+            let extra = width - slots[index].width
+            if extra > 0 {
+                bytes.insert(contentsOf: repeatElement(0, count: extra), at: slots[index].position + slots[index].width)
+                slots[index].width = width
+                delta += extra
+            }
+        }
+    }
+
+    /// Closes a keyed entry's value-length slot once its value is complete (stored as length + 1).
     @inline(__always)
     func finishValue(slot: Int) {
-        bytes.wirePatchVarint(at: slot, bytes.count - slot - 1 + 1)
+        popSlot(slot, contentPlus: 1)
     }
 
     // MARK: Containers
@@ -164,11 +240,11 @@ final class WireEncodingState {
     func openFrame(_ kind: Frame.Kind, parentValueSlot: Int, pathCount: Int) -> (index: Int, id: Int) {
         let id = nextFrameID
         nextFrameID += 1
-        let headerSlot = bytes.count
+        let headerSlot: Int
         switch kind {
-        case .keyed: bytes.append(0)
-        case .unkeyed: bytes.append(0); bytes.append(0)
-        case .superEncoder: break
+        case .keyed: headerSlot = pushSlot()
+        case .unkeyed: headerSlot = pushSlot(); _ = pushSlot()
+        case .superEncoder: headerSlot = -1
         }
         frames.append(Frame(kind: kind, id: id, headerSlot: headerSlot, parentValueSlot: parentValueSlot, count: 0, pathCount: pathCount, ownPathCount: path.count))
         return (frames.count - 1, id)
@@ -180,10 +256,10 @@ final class WireEncodingState {
             let frame = frames.removeLast()
             switch frame.kind {
             case .keyed:
-                bytes.wirePatchVarint(at: frame.headerSlot, bytes.count - frame.headerSlot - 1)
+                popSlot(frame.headerSlot, contentPlus: 0)
             case .unkeyed:
-                bytes.wirePatchVarint(at: frame.headerSlot + 1, frame.count)
-                bytes.wirePatchVarint(at: frame.headerSlot, bytes.count - frame.headerSlot - 1)
+                popSlot(frame.headerSlot + 1, value: frame.count)
+                popSlot(frame.headerSlot, contentPlus: 0)
             case .superEncoder:
                 break
             }
@@ -288,13 +364,12 @@ struct WireKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
         index >= 0 && index < state.frames.count ? Array(state.path.prefix(state.frames[index].ownPathCount)) : state.path
     }
 
-    /// Starts an entry: key and reserved value-length byte; returns the slot.
+    /// Starts an entry whose value's size isn't known: key and a reserved value-length slot.
     @inline(__always)
     private func beginEntry(_ key: Key) throws -> Int {
         try state.prepareWrite(index: index, id: id)
         state.appendKey(key)
-        state.bytes.append(0)
-        return state.bytes.count - 1
+        return state.pushSlot()
     }
 
     mutating func encodeNil(forKey key: Key) throws {
@@ -303,18 +378,29 @@ struct WireKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
         state.bytes.append(0)
     }
 
+    /// An entry with a primitive value: at most 19 bytes, so its length always fits one byte.
     @inline(__always)
     private mutating func encodePrimitive(_ key: Key, _ write: (inout [UInt8]) -> Void) throws {
-        let slot = try beginEntry(key)
+        try state.prepareWrite(index: index, id: id)
+        state.appendKey(key)
+        let position = state.bytes.count
+        state.bytes.append(0)
         write(&state.bytes)
-        state.finishValue(slot: slot)
+        state.bytes[position] = UInt8(truncatingIfNeeded: state.bytes.count - position)
     }
 
     mutating func encode(_ value: Bool, forKey key: Key) throws { try encodePrimitive(key) { $0.append(value ? 1 : 0) } }
     mutating func encode(_ value: String, forKey key: Key) throws {
-        let slot = try beginEntry(key)
-        state.appendString(value)
-        state.finishValue(slot: slot)
+        try state.prepareWrite(index: index, id: id)
+        state.appendKey(key)
+        var value = value
+        value.withUTF8 { utf8 in
+            // The size is known: write the entry's length first.
+            state.reserveForLargeValue(utf8.count)
+            state.bytes.wireAppendVarint(UInt(wireVarintSize(utf8.count) + utf8.count + 1))
+            state.bytes.wireAppendVarint(UInt(utf8.count))
+            state.bytes.append(contentsOf: utf8)
+        }
     }
     mutating func encode(_ value: Double, forKey key: Key) throws { try encodePrimitive(key) { $0.wireAppendFixed(value.bitPattern) } }
     mutating func encode(_ value: Float, forKey key: Key) throws { try encodePrimitive(key) { $0.wireAppendFixed(value.bitPattern) } }
@@ -332,6 +418,15 @@ struct WireKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     mutating func encode(_ value: UInt128, forKey key: Key) throws { try encodePrimitive(key) { $0.wireAppendVarint(value) } }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+        if let special = value as? any WireEncodableSpecial, let size = special.wireEncodedSize {
+            // A byte array or other fixed-width array: its size is known, write the length first.
+            try state.prepareWrite(index: index, id: id)
+            state.appendKey(key)
+            state.reserveForLargeValue(size)
+            state.bytes.wireAppendVarint(UInt(size + 1))
+            try special.wireEncode(into: state)
+            return
+        }
         let slot = try beginEntry(key)
         state.path.append(key)
         defer { state.path.removeLast() }
@@ -377,8 +472,7 @@ struct WireKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
             return WireEncoderImpl(state: state, depth: Int.max, superFrame: nil, start: -1)
         }
         state.appendKey(key)
-        state.bytes.append(0)
-        let slot = state.bytes.count - 1
+        let slot = state.pushSlot()
         let pathCount = state.path.count
         state.path.append(key)
         let frame = state.openFrame(.superEncoder, parentValueSlot: slot, pathCount: pathCount)

@@ -29,20 +29,6 @@ extension Array where Element == UInt8 {
     mutating func wireAppendFixed<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
-
-    /// Replaces the one byte reserved at `slot` with `value` as a varint, shifting what follows when
-    /// the varint needs more than one byte. Lengths are written after their content (a Codable
-    /// container never says when it is done), so one byte is reserved and, rarely, widened.
-    @inline(__always)
-    mutating func wirePatchVarint(at slot: Int, _ value: Int) {
-        if value < 0x80 {
-            self[slot] = UInt8(truncatingIfNeeded: value)
-        } else {
-            var encoded: [UInt8] = []
-            encoded.wireAppendVarint(UInt(value))
-            replaceSubrange(slot..<(slot + 1), with: encoded)
-        }
-    }
 }
 
 /// The number of bytes `value` takes as a varint.
@@ -56,6 +42,7 @@ func wireVarintSize(_ value: Int) -> Int {
 
 /// `Encoder.userInfo` is `[CodingUserInfoKey: Any]`; ours holds only `Sendable` values.
 func wireUserInfo(_ userInfo: [CodingUserInfoKey: any Sendable]) -> [CodingUserInfoKey: Any] {
+    if userInfo.isEmpty { return [:] }
     var result: [CodingUserInfoKey: Any] = [:]
     for (key, value) in userInfo { result[key] = value }
     return result
@@ -87,6 +74,13 @@ struct WireSuperKey: CodingKey {
 /// (a presence tag, so `nil` inside arrays is unambiguous) and arrays of fixed-width numbers.
 protocol WireEncodableSpecial {
     func wireEncode(into state: WireEncodingState) throws
+    /// The exact encoded size when known up front, so that a keyed entry writes its length
+    /// before the value instead of shifting a large payload to widen a reserved length byte.
+    var wireEncodedSize: Int? { get }
+}
+
+extension WireEncodableSpecial {
+    var wireEncodedSize: Int? { nil }
 }
 
 /// The decoding twin of ``WireEncodableSpecial``; a type conforms to both or neither.
@@ -115,6 +109,8 @@ extension Double: WireFixedWidthElement {}
 #endif
 
 extension Array: WireEncodableSpecial where Element: WireFixedWidthElement {
+    var wireEncodedSize: Int? { wireVarintSize(count) + count * MemoryLayout<Element>.stride }
+
     func wireEncode(into state: WireEncodingState) throws {
         state.bytes.wireAppendVarint(UInt(count))
         withUnsafeBytes { state.bytes.append(contentsOf: $0) }
@@ -132,6 +128,8 @@ extension Array: WireDecodableSpecial where Element: WireFixedWidthElement {
 }
 
 extension ContiguousArray: WireEncodableSpecial where Element: WireFixedWidthElement {
+    var wireEncodedSize: Int? { wireVarintSize(count) + count * MemoryLayout<Element>.stride }
+
     func wireEncode(into state: WireEncodingState) throws {
         state.bytes.wireAppendVarint(UInt(count))
         withUnsafeBytes { state.bytes.append(contentsOf: $0) }

@@ -51,13 +51,14 @@ extension CodingUserInfoKey {
 /// The descriptors that go with one message between processes.
 ///
 /// On the sending side it collects descriptors (borrowed: the sender keeps them open until the
-/// message is sent). On the receiving side it owns what arrived: the first claim of an index takes
-/// the descriptor, a second claim of the same index gets a duplicate, and ``closeUnclaimed()``
-/// closes whatever no decoded value took, so nothing leaks when decoding fails halfway.
+/// message is sent), each once however often it is encoded. On the receiving side it holds what
+/// arrived: every claim of an index gets a duplicate of its own, so decoded values never share a
+/// descriptor number and may close theirs whenever they like, and ``closeUnclaimed()`` closes the
+/// received originals once decoding is over, whether it succeeded or not: nothing leaks.
 public final class DescriptorTransfer: Sendable {
     private struct State {
         var descriptors: [CInt] = []
-        var claimed: [Bool] = []
+        var closed = false
     }
     private let state: Mutex<State>
 
@@ -68,7 +69,7 @@ public final class DescriptorTransfer: Sendable {
 
     /// A transfer that hands out descriptors that arrived with a message.
     public init(received: [CInt]) {
-        state = Mutex(State(descriptors: received, claimed: Array(repeating: false, count: received.count)))
+        state = Mutex(State(descriptors: received))
     }
 
     /// The descriptors collected so far, in index order.
@@ -81,18 +82,14 @@ public final class DescriptorTransfer: Sendable {
         state.withLock { state in
             if let index = state.descriptors.firstIndex(of: fd) { return UInt32(index) }
             state.descriptors.append(fd)
-            state.claimed.append(false)
             return UInt32(state.descriptors.count - 1)
         }
     }
 
+    /// A duplicate (close-on-exec) of the received descriptor at `index`, owned by the caller.
     internal func claim(_ index: Int, codingPath: [any CodingKey]) throws -> CInt {
         let result: Result<CInt, Errno>? = state.withLock { state in
-            guard index < state.descriptors.count else { return nil }
-            if !state.claimed[index] {
-                state.claimed[index] = true
-                return .success(state.descriptors[index])
-            }
+            guard !state.closed, index < state.descriptors.count else { return nil }
             do throws(Errno) {
                 return .success(try system_dupCloseOnExec(state.descriptors[index]))
             } catch {
@@ -110,13 +107,12 @@ public final class DescriptorTransfer: Sendable {
         }
     }
 
-    /// Closes every received descriptor that no decoded value claimed.
+    /// Closes the received descriptors. Call it once decoding is over: decoded values hold duplicates.
     public func closeUnclaimed() {
         state.withLock { state in
-            for (index, fd) in state.descriptors.enumerated() where !state.claimed[index] {
-                system_close(fd)
-                state.claimed[index] = true
-            }
+            guard !state.closed else { return }
+            for fd in state.descriptors { system_close(fd) }
+            state.closed = true
         }
     }
 }

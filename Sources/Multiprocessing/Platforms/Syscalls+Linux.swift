@@ -6,11 +6,11 @@
 // read right after the call; callers turn it into a `MultiprocessingError` with context.
 import Glibc
 import CMultiprocessing
-import SystemPackage
+package import SystemPackage
 
 /// Retries `body` while it fails with `EINTR`. `body` returns -1 and sets errno on failure.
-@inline(__always)
-internal func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
+/// `package`: the package's other modules (MPCopy) wrap their own calls with it.
+package func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
     while true {
         let result = body()
         if result != -1 { return result }
@@ -21,8 +21,7 @@ internal func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, 
 }
 
 /// For shim calls that return `-errno` instead of setting errno.
-@inline(__always)
-internal func negatedErrno<T: FixedWidthInteger & SignedInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
+package func negatedErrno<T: FixedWidthInteger & SignedInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) throws(Errno) -> T {
     while true {
         let result = body()
         if result >= 0 { return result }
@@ -163,6 +162,8 @@ internal func system_futexWake(_ word: UnsafeMutablePointer<UInt32>, count: Int3
 }
 
 internal func system_atomicLoad(_ word: UnsafeMutablePointer<UInt32>) -> UInt32 { cmp_atomic_load_u32(word) }
+/// Adds `delta` atomically and returns the previous value.
+internal func system_atomicAdd(_ word: UnsafeMutablePointer<UInt32>, _ delta: UInt32) -> UInt32 { cmp_atomic_fetch_add_u32(word, delta) }
 internal func system_atomicStore(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32) { cmp_atomic_store_u32(word, value) }
 
 // MARK: processes

@@ -198,17 +198,9 @@ internal enum ChildRuntime {
 
     // MARK: running the task
 
-    /// Runs async work from this synchronous thread and waits for it.
+    /// Runs async work from this synchronous thread and waits for it; its jobs run on this thread.
     private static func blockOn(_ body: @escaping @Sendable () async -> ChildOutcome) -> ChildOutcome {
-        let result = Mutex<ChildOutcome?>(nil)
-        let done = OneShot()
-        Task.detached {
-            let outcome = await body()
-            result.withLock { $0 = outcome }
-            done.set()
-        }
-        _ = done.wait(until: .never)
-        return result.withLock { $0 } ?? .setupFailed("The task finished without an outcome.")
+        CallerThreadExecutor.runBlocking(body)
     }
 
     static func execute(_ task: any ProcessTask) async -> ChildOutcome {

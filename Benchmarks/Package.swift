@@ -1,0 +1,29 @@
+// swift-tools-version: 6.1
+// Benchmarks compare the library with its peers. They live in their own package so that the
+// library's build and CI stay light, and the library never depends on benchmark code.
+// Build: swift build -c release --package-path Benchmarks
+import PackageDescription
+
+/// Every benchmark executable depends on the library only.
+let library: Target.Dependency = .product(name: "Multiprocessing", package: "swift-multiprocessing")
+
+let package = Package(
+    name: "Benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        // Named, because a path dependency is otherwise known by its directory (a clone's name varies).
+        .package(name: "swift-multiprocessing", path: ".."),
+    ],
+    targets: [
+        // Start→join latency of each start method, beside posix_spawn and Python's multiprocessing.
+        .executableTarget(name: "StartBenchmark", dependencies: [library], path: "Sources/StartBenchmark"),
+        // WireEncoder/WireDecoder against JSONEncoder and PropertyListEncoder.
+        .executableTarget(name: "CodecBenchmark", dependencies: [library], path: "Sources/CodecBenchmark"),
+        // Locks and threads: our Lock against Mutex, NSLock and Python's locks; CPU scaling.
+        .executableTarget(name: "SyncBenchmark", dependencies: [library], path: "Sources/SyncBenchmark",
+                          exclude: ["sync_peer.py"]),
+        // Pipes and queues: messages/s and round-trip latency against Python's multiprocessing.
+        .executableTarget(name: "QueueBenchmark", dependencies: [library], path: "Sources/QueueBenchmark",
+                          exclude: ["peer.py"]),
+    ]
+)

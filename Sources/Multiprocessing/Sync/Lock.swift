@@ -1,0 +1,178 @@
+/// A lock shared by threads and processes: Python's `threading.Lock` and `multiprocessing.Lock`.
+///
+/// The lock lives in shared memory, so the same `Lock` can be passed to a child process inside a
+/// task's arguments (it is `Codable`: its encoding carries the memory's descriptor) and both
+/// processes then exclude each other. Acquiring and releasing an uncontended lock makes no system
+/// call; a waiter sleeps on a futex in the shared memory.
+///
+/// Beyond Python, a lock survives the death of its owner. If a thread or process dies while holding
+/// it, the next acquirer gets the lock and is told: ``acquire(timeout:)`` throws
+/// ``MultiprocessingError/Code/ownerDied`` **with the lock held**, so the caller can repair the data
+/// the dead owner left half-changed, then call ``release()``.
+///
+/// Unlike Python's `Lock`, this lock is owned by the thread that acquired it: only that thread can
+/// release it (another thread's ``release()`` throws ``MultiprocessingError/Code/misuse``), and
+/// acquiring it again from its owner throws `.misuse` instead of deadlocking. The reason is the robust
+/// lock underneath, which is how the kernel knows whom to watch for death. In async code, release
+/// the lock before the next `await`, since a task may resume on another thread. Keep a reference
+/// to a lock while a thread holds it: the holding thread's robust list points into the lock's
+/// memory, which is unmapped when the last object using it goes.
+///
+/// ```swift
+/// let lock = try Lock()
+/// try lock.withLock { counter += 1 }
+/// ```
+public final class Lock: Codable, @unchecked Sendable {
+    // Layout: kind (4) | unused (4) | robust lock (48; see RobustMutex).
+    internal let memory: SharedAllocation
+    internal let mutex: RobustMutex
+
+    internal static var size: Int { 8 + RobustMutex.size }
+
+    /// Creates an unlocked lock in shared memory.
+    /// - Throws: ``MultiprocessingError`` with `.systemCall` when shared memory cannot be created.
+    public init() throws {
+        memory = try SharedArena.allocate(size: Lock.size)
+        mutex = RobustMutex(memory.base + 8)
+        try mutex.initialize(recursive: false)
+        memory.kind.store(SharedKind.lock)
+    }
+
+    private init(memory: SharedAllocation) {
+        self.memory = memory
+        self.mutex = RobustMutex(memory.base + 8)
+    }
+
+    /// A view of a mutex that another object's memory holds at offset 8. Encoding such a view sends
+    /// the whole object's memory, and decoding it as a `Lock` fails on the kind check, so the
+    /// owning object (not the view) is what should travel.
+    internal init(viewing memory: SharedAllocation) {
+        self.memory = memory
+        self.mutex = RobustMutex(memory.base + 8)
+    }
+
+    /// Acquires the lock, waiting until it is free.
+    ///
+    /// - Parameter timeout: How long to wait; `nil` waits forever.
+    /// - Throws: ``MultiprocessingError`` with code
+    ///   - `.ownerDied`: the previous owner died holding the lock. **The lock is now held by the
+    ///     caller**; repair the shared data, then ``release()``.
+    ///   - `.timedOut`: the lock stayed held for `timeout`.
+    ///   - `.cancelled`: the waiting ``OSThread`` was cancelled.
+    ///   - `.misuse`: the calling thread already holds the lock.
+    public func acquire(timeout: Duration? = nil) throws {
+        if try mutex.lock(.current(timeout: timeout, "Lock.acquire")) == .afterOwnerDied {
+            throw Lock.ownerDiedError("Lock.acquire")
+        }
+    }
+
+    /// Acquires the lock if it is free, without waiting.
+    /// - Returns: true when the caller now holds the lock.
+    /// - Throws: `.ownerDied` (lock held, as in ``acquire(timeout:)``) or `.misuse` when the calling
+    ///   thread already holds it.
+    public func tryAcquire() throws -> Bool {
+        switch try mutex.tryLock("Lock.tryAcquire") {
+        case nil: return false
+        case .normally?: return true
+        case .afterOwnerDied?: throw Lock.ownerDiedError("Lock.tryAcquire")
+        }
+    }
+
+    /// Releases the lock.
+    /// - Throws: `.misuse` when the calling thread does not hold the lock.
+    public func release() throws {
+        try mutex.unlock("Lock.release")
+    }
+
+    /// Runs `body` with the lock held, releasing it afterwards even when `body` throws.
+    ///
+    /// If the previous owner died holding the lock, `body` does not run: the lock is marked usable
+    /// again, released, and `.ownerDied` is thrown, so that a retry succeeds. Use
+    /// ``acquire(timeout:)`` to repair data while still holding the lock.
+    /// - Parameters:
+    ///   - timeout: How long to wait for the lock; `nil` waits forever.
+    ///   - body: The critical section.
+    /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    @inlinable
+    public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
+        // Inlinable, so that the caller's closure is not called through a generic thunk; the lock
+        // itself stays behind the two non-generic entry points.
+        try enterWithLock(timeout)
+        defer { exitWithLock() }
+        return try body()
+    }
+
+    @usableFromInline
+    internal func enterWithLock(_ timeout: Duration?) throws {
+        if try mutex.lock(.current(timeout: timeout, "Lock.withLock")) == .afterOwnerDied {
+            try mutex.unlock("Lock.withLock")
+            throw Lock.ownerDiedError("Lock.withLock")
+        }
+    }
+
+    @usableFromInline
+    internal func exitWithLock() {
+        _ = try? mutex.unlock("Lock.withLock")
+    }
+
+    /// Whether some thread (in any process) holds the lock: Python's `locked()`.
+    public var isLocked: Bool { mutex.ownerTID != 0 }
+
+    /// Acquires the lock without blocking Swift's cooperative pool; the async twin of
+    /// ``acquire(timeout:)``.
+    ///
+    /// The lock is taken on the caller's own thread (waiting happens on a helper thread), so release
+    /// it before the next suspension point.
+    /// - Parameter timeout: How long to wait; `nil` waits forever.
+    /// - Throws: as ``acquire(timeout:)``; `.cancelled` when the task is cancelled.
+    public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
+        if try await mutex.lockAsync(timeout: timeout, "Lock.acquire") == .afterOwnerDied {
+            throw Lock.ownerDiedError("Lock.acquire")
+        }
+    }
+
+    /// Runs a synchronous `body` with the lock held, waiting for it without blocking the cooperative
+    /// pool; the async twin of ``withLock(timeout:_:)``.
+    /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
+    public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
+        if try await mutex.lockAsync(timeout: timeout, "Lock.withLock") == .afterOwnerDied {
+            try mutex.unlock("Lock.withLock")
+            throw Lock.ownerDiedError("Lock.withLock")
+        }
+        defer { _ = try? mutex.unlock("Lock.withLock") }
+        return try body()
+    }
+
+    internal static func ownerDiedError(_ operation: StaticString) -> MultiprocessingError {
+        MultiprocessingError(.ownerDied, "\(operation): the previous owner died while holding the lock. The lock is now held by the caller: repair the shared data, then release it.")
+    }
+
+    /// Encodes the lock's shared memory (its descriptor travels beside the bytes).
+    public func encode(to encoder: any Encoder) throws {
+        try memory.encode(to: encoder)
+    }
+
+    /// Decodes a lock sent by another process: both then use the same shared memory.
+    public convenience init(from decoder: any Decoder) throws {
+        self.init(memory: try SharedAllocation(from: decoder, kind: SharedKind.lock, size: Lock.size, typeName: "Lock"))
+    }
+}
+
+extension RobustMutex {
+    /// The async acquisition: try on the caller's thread, wait off the pool until the mutex looks
+    /// free, and try again on the caller's thread (a pthread mutex belongs to the thread that locks it).
+    internal nonisolated(nonsending) func lockAsync(timeout: Duration?, cancellable: Bool = true,
+                                                     _ operation: StaticString) async throws -> Acquired {
+        if let acquired = try tryLock(operation) { return acquired }
+        if let acquired = try tryLockAfterSpinning(operation) { return acquired }
+        let deadline = Deadline(timeout: timeout)
+        let mutex = self
+        while true {
+            try await waitOffPool(operation, cancellable: cancellable) { cancellation in
+                try mutex.waitUntilFree(WaitContext(deadline: deadline, timeout: timeout,
+                                                    cancellation: cancellation, operation: operation))
+            }
+            if let acquired = try mutex.tryLockAfterSleeping(operation) { return acquired }
+        }
+    }
+}

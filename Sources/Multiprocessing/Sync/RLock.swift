@@ -1,0 +1,119 @@
+/// A re-entrant lock shared by threads and processes: Python's `threading.RLock`.
+///
+/// The thread that holds it can acquire it again; it is free once released as many times as it was
+/// acquired. Releasing an `RLock` the calling thread does not hold throws
+/// ``MultiprocessingError/Code/misuse``. Like ``Lock`` it lives in shared memory, travels to child
+/// processes (`Codable`), makes no system call when uncontended, and survives its owner's death:
+/// the next acquirer gets it (at depth 1) and ``acquire(timeout:)`` throws `.ownerDied` with the
+/// lock held.
+public final class RLock: Codable, @unchecked Sendable {
+    // Layout: kind (4) | unused (4) | robust lock (recursive; see RobustMutex).
+    internal let memory: SharedAllocation
+    internal let mutex: RobustMutex
+
+    internal static var size: Int { 8 + RobustMutex.size }
+
+    /// Creates an unlocked re-entrant lock in shared memory.
+    /// - Throws: `.systemCall` when shared memory cannot be created.
+    public init() throws {
+        memory = try SharedArena.allocate(size: RLock.size)
+        mutex = RobustMutex(memory.base + 8)
+        try mutex.initialize(recursive: true)
+        memory.kind.store(SharedKind.rlock)
+    }
+
+    private init(memory: SharedAllocation) {
+        self.memory = memory
+        self.mutex = RobustMutex(memory.base + 8)
+    }
+
+    /// Acquires the lock, or acquires it once more when the calling thread holds it.
+    /// - Parameter timeout: How long to wait; `nil` waits forever.
+    /// - Throws: `.ownerDied` (the previous owner died; the lock is now held by the caller),
+    ///   `.timedOut`, or `.cancelled` when the waiting ``OSThread`` was cancelled.
+    public func acquire(timeout: Duration? = nil) throws {
+        if try mutex.lock(.current(timeout: timeout, "RLock.acquire")) == .afterOwnerDied {
+            throw Lock.ownerDiedError("RLock.acquire")
+        }
+    }
+
+    /// Acquires the lock if it is free or already held by the calling thread, without waiting.
+    /// - Returns: true when the caller now holds the lock.
+    /// - Throws: `.ownerDied`, with the lock held.
+    public func tryAcquire() throws -> Bool {
+        switch try mutex.tryLock("RLock.tryAcquire") {
+        case nil: return false
+        case .normally?: return true
+        case .afterOwnerDied?: throw Lock.ownerDiedError("RLock.tryAcquire")
+        }
+    }
+
+    /// Releases one level of the lock.
+    /// - Throws: `.misuse` when the calling thread does not hold the lock.
+    public func release() throws {
+        try mutex.unlock("RLock.release")
+    }
+
+    /// Runs `body` with the lock held (once more), releasing that level afterwards.
+    ///
+    /// If the previous owner died, `body` does not run: the lock is released and `.ownerDied` thrown
+    /// (see ``Lock/withLock(timeout:_:)``).
+    /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    @inlinable
+    public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
+        try enterWithLock(timeout)
+        defer { exitWithLock() }
+        return try body()
+    }
+
+    @usableFromInline
+    internal func enterWithLock(_ timeout: Duration?) throws {
+        if try mutex.lock(.current(timeout: timeout, "RLock.withLock")) == .afterOwnerDied {
+            try mutex.unlock("RLock.withLock")
+            throw Lock.ownerDiedError("RLock.withLock")
+        }
+    }
+
+    @usableFromInline
+    internal func exitWithLock() {
+        _ = try? mutex.unlock("RLock.withLock")
+    }
+
+    /// Whether the calling thread holds the lock.
+    public var isOwnedByCurrentThread: Bool { mutex.ownerTID == ThreadID.current }
+
+    /// How many times the calling thread holds the lock (0 when it does not).
+    public var recursionDepth: Int {
+        isOwnedByCurrentThread ? Int(mutex.count) : 0
+    }
+
+    /// The async twin of ``acquire(timeout:)``: waits off the cooperative pool and takes the lock on
+    /// the caller's thread, so release it before the next suspension point.
+    /// - Throws: as ``acquire(timeout:)``; `.cancelled` when the task is cancelled.
+    public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
+        if try await mutex.lockAsync(timeout: timeout, "RLock.acquire") == .afterOwnerDied {
+            throw Lock.ownerDiedError("RLock.acquire")
+        }
+    }
+
+    /// The async twin of ``withLock(timeout:_:)``, for a synchronous `body`.
+    /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
+    public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
+        if try await mutex.lockAsync(timeout: timeout, "RLock.withLock") == .afterOwnerDied {
+            try mutex.unlock("RLock.withLock")
+            throw Lock.ownerDiedError("RLock.withLock")
+        }
+        defer { _ = try? mutex.unlock("RLock.withLock") }
+        return try body()
+    }
+
+    /// Encodes the lock's shared memory (its descriptor travels beside the bytes).
+    public func encode(to encoder: any Encoder) throws {
+        try memory.encode(to: encoder)
+    }
+
+    /// Decodes a lock sent by another process.
+    public convenience init(from decoder: any Decoder) throws {
+        self.init(memory: try SharedAllocation(from: decoder, kind: SharedKind.rlock, size: RLock.size, typeName: "RLock"))
+    }
+}
