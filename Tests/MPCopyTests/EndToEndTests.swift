@@ -71,6 +71,36 @@ import Testing
         #expect(lines.filter { !$0.hasPrefix("second=") }.isEmpty, "rsync differences: \(lines)")
     }
 
+    /// A worker child killed (SIGKILL) in the middle of a file: that file is reported, the other
+    /// worker and the parent finish the rest, exit status 1, and nothing partial appears.
+    @Test func aWorkerProcessThatDiesIsReportedAndTheCopyCarriesOn() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src/d && for i in $(seq 1 300); do printf "small $i" > src/d/s$i; done
+        head -c 400M /dev/zero > src/zero
+        mkdir dst
+        "$MPCP" -a -j 2 --checksum --workers processes src dst & pid=$!
+        victim=""
+        until [ -n "$victim" ]; do
+          kill -0 $pid 2>/dev/null || { echo "finished before a worker could be killed"; exit 3; }
+          for c in $(pgrep -P $pid); do ls -l /proc/$c/fd 2>/dev/null | grep -q 'dst/src/\(#\|\.mpcp-tmp\)' && victim=$c; done
+          sleep 0.001
+        done
+        kill -KILL $victim
+        wait $pid; echo "status=$?"
+        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+        find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
+        ls dst/src/d | wc -l
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout.contains("status=1"), "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains("the worker process died"), "\(run.stderr)")
+        #expect(!run.stdout.contains("temporary left"), "\(run.stdout)")
+        #expect(!run.stdout.contains("partial:"), "\(run.stdout)")
+        #expect(run.stdout.hasSuffix("300\n"), "every small file copied: \(run.stdout)")
+    }
+
     /// An unreadable file and an unreadable directory are reported with their paths; the rest is
     /// copied and the exit status is 1. Runs mpcp as `nobody`, since root reads everything.
     @Test func errorsAreReportedAndTheCopyCarriesOn() throws {
