@@ -23,7 +23,7 @@ internal struct CopyWorkerTask: ProcessTask {
         system_ignoreSignal(SIGINT)
         let performer = Performer(options: options)
         let cancel = self.cancel
-        _ = try? system_threadStart {
+        _ = try? startThread("mpcp-cancel", daemon: true) {
             _ = try? cancel.get()
             performer.cancelled.store(true, ordering: .relaxed)
         }
@@ -87,16 +87,16 @@ internal final class ProcessPool: WorkerPool, Sendable {
         }
         if performer.isCancelled { cancel() }
 
-        var threads: [pthread_t] = []
+        var threads: [OSThread] = []
         for worker in started {
             let performer = self.performer
-            if let thread = try? system_threadStart({ self.feed(worker, scheduler: scheduler, performer: performer) }) {
+            if let thread = try? startThread("mpcp-feeder", daemon: false, { self.feed(worker, scheduler: scheduler, performer: performer) }) {
                 threads.append(thread)
             } else {
                 feed(worker, scheduler: scheduler, performer: performer)
             }
         }
-        for thread in threads { system_threadJoin(thread) }
+        for thread in threads { try? thread.join() }
         for worker in started {
             worker.requests.close() // the child's loop ends and it exits
             try? worker.child.join()
@@ -148,4 +148,11 @@ private func itemPath(_ item: WorkItem) -> FilePath {
     case .link(let l): return l.source
     case .finishDirectory(let d): return d.source
     }
+}
+
+/// Starts the library's `OSThread` running `body`. Signals blocked in the caller stay blocked in it.
+internal func startThread(_ name: String, daemon: Bool, _ body: @escaping @Sendable () -> Void) throws -> OSThread {
+    let thread = OSThread(name: name, daemon: daemon, target: body)
+    try thread.start()
+    return thread
 }

@@ -270,26 +270,6 @@ internal func system_sigwait(_ signals: [CInt]) -> CInt {
     return received
 }
 
-/// Starts a plain pthread running `body`, with all signals the caller blocks still blocked.
-internal func system_threadStart(_ body: @escaping @Sendable () -> Void) throws(Errno) -> pthread_t {
-    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let r = pthread_create(&thread, nil, { raw in
-        guard let raw else { return nil }
-        let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
-        box.body()
-        return nil
-    }, context)
-    if r != 0 {
-        Unmanaged<Box>.fromOpaque(context).release()
-        throw Errno(rawValue: r)
-    }
-    return thread
-}
-
-internal func system_threadJoin(_ thread: pthread_t) { _ = pthread_join(thread, nil) }
-
 /// A pthread mutex and condition variable: workers sleep here until there is work.
 internal final class Monitor: @unchecked Sendable {
     // Heap-allocated because pthread objects must not move.
