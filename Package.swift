@@ -13,12 +13,15 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
+        // Managers live in their own library so that only their users link swift-crypto.
+        .library(name: "MultiprocessingManager", targets: ["MultiprocessingManager"]),
         .library(name: "MPCopy", targets: ["MPCopy"]),
         .executable(name: "mpcp", targets: ["mpcp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
@@ -28,6 +31,17 @@ let package = Package(
             name: "Multiprocessing",
             dependencies: [
                 "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Managers: a server process that owns shared objects, typed proxies, HMAC-SHA256
+        // authentication. The only target that links Crypto.
+        .target(
+            name: "MultiprocessingManager",
+            dependencies: [
+                "Multiprocessing",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strictSettings
@@ -59,6 +73,7 @@ let package = Package(
             name: "examples",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingManager",
                 "MPCopy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -77,13 +92,34 @@ let package = Package(
         ),
         .executableTarget(
             name: "mp-test-helper",
-            dependencies: ["Multiprocessing", "TestSupport"],
+            // ManagerTestSupport too: the test binary runs every suite in one process, and the
+            // executable children run is process-wide, so the one helper must know every task.
+            dependencies: ["Multiprocessing", "TestSupport", "ManagerTestSupport"],
             path: "Tests/mp-test-helper",
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
+            swiftSettings: strictSettings
+        ),
+
+        // Manager tests: their own task types and helper, so the core helper never links Crypto.
+        .target(
+            name: "ManagerTestSupport",
+            dependencies: ["Multiprocessing", "MultiprocessingManager"],
+            path: "Tests/ManagerTestSupport",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "mp-manager-helper",
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport"],
+            path: "Tests/mp-manager-helper",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ManagerTests",
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport", "mp-manager-helper", "examples"],
             swiftSettings: strictSettings
         ),
         // End-to-end tests of the seed's examples: they run the built `examples` binary.

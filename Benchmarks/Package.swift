@@ -25,5 +25,15 @@ let package = Package(
         // Pipes and queues: messages/s and round-trip latency against Python's multiprocessing.
         .executableTarget(name: "QueueBenchmark", dependencies: [library], path: "Sources/QueueBenchmark",
                           exclude: ["peer.py"]),
+        // Manager call latency and throughput, beside Python's multiprocessing.Manager().dict().
+        .executableTarget(
+            name: "ManagerBenchmark",
+            dependencies: [
+                library,
+                .product(name: "MultiprocessingManager", package: "swift-multiprocessing"),
+            ],
+            path: "Sources/ManagerBenchmark",
+            exclude: ["manager_peer.py"]
+        ),
     ]
 )

@@ -45,6 +45,8 @@ let exampleCommands: [any ParsableCommand.Type] = [
     ThreadCopier.self, ThreadStop.self, ThreadCores.self,
     // data between processes
     QueueExample.self, IPCPipe.self,
+    // managers (Examples/ManagerExamples.swift)
+    ManagerExample.self, ManagerServerCommand.self, ManagerClientCommand.self,
 ]
 
 extension String {

@@ -89,7 +89,7 @@ struct ExamplesTests {
         let names = ["process-start", "process-args", "process-ids", "process-daemon", "process-terminate",
                      "process-copier", "thread-start", "thread-args", "thread-daemon", "thread-order",
                      "thread-lock", "thread-rlock", "thread-semaphore", "thread-event", "thread-copier",
-                     "thread-stop", "thread-cores", "queue", "pipe"]
+                     "thread-stop", "thread-cores", "queue", "pipe", "manager", "manager-server", "manager-client"]
         for name in names {
             #expect(run.lines.contains { $0.hasPrefix("  \(name) ") }, "\(name) is not listed:\n\(run.output)")
         }

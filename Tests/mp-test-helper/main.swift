@@ -6,6 +6,11 @@ import Glibc
 #endif
 import Multiprocessing
 import TestSupport
+import ManagerTestSupport
+
+/// The manager tests' task types must be in this binary too (see Package.swift): reference one so
+/// that the linker keeps the module whatever it decides about unreferenced code.
+let managerTasksLinked: any ProcessTask.Type = IncrementTask.self
 
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "no-bootstrap" {

@@ -1,0 +1,316 @@
+#if os(Linux)
+// What the MultiprocessingManager module needs from the system: stream sockets (Unix and TCP),
+// blocking reads and writes, a futex-based wait, and the frame header of Connection's framing.
+// It is `package`, not public: the manager module is the only other caller, and the one path to
+// libc stays in this module.
+import Glibc
+import CMultiprocessing
+package import SystemPackage
+
+/// System calls and shared internals for the manager module (`package` access only).
+package enum ManagerPlatform {
+    // MARK: sockets
+
+    /// A new Unix stream socket, close-on-exec, blocking.
+    package static func unixSocket() throws(Errno) -> CInt {
+        try valueOrErrno { Glibc.socket(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0) }
+    }
+
+    /// A new IPv4 TCP socket, close-on-exec, blocking, with `TCP_NODELAY` (requests are small and
+    /// each waits for its reply: Nagle's algorithm would add 40 ms to some of them).
+    package static func tcpSocket() throws(Errno) -> CInt {
+        let fd = try valueOrErrno { Glibc.socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0) }
+        var one: CInt = 1
+        _ = Glibc.setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+        return fd
+    }
+
+    private static func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else { throw Errno.fileNameTooLong }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
+    private static func withInetAddress<R>(_ host: String, _ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+        let numeric = host == "localhost" ? "127.0.0.1" : host
+        guard inet_pton(AF_INET, numeric, &address.sin_addr) == 1 else { throw Errno.invalidArgument }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
+    /// Binds a Unix socket to `path` and listens.
+    package static func listenUnix(_ fd: CInt, path: String, backlog: Int) throws(Errno) {
+        let r = try withUnixAddress(path) { Glibc.bind(fd, $0, $1) }
+        if r != 0 { throw Errno(rawValue: Glibc.errno) }
+        _ = try valueOrErrno { Glibc.listen(fd, CInt(backlog)) }
+    }
+
+    /// Binds a TCP socket to `host:port` (an IPv4 address or `localhost`; port 0 picks a free one)
+    /// with `SO_REUSEADDR`, and listens. Returns the bound port.
+    package static func listenTCP(_ fd: CInt, host: String, port: Int, backlog: Int) throws(Errno) -> Int {
+        var one: CInt = 1
+        _ = Glibc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        let r = try withInetAddress(host, port) { Glibc.bind(fd, $0, $1) }
+        if r != 0 { throw Errno(rawValue: Glibc.errno) }
+        _ = try valueOrErrno { Glibc.listen(fd, CInt(backlog)) }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = try valueOrErrno {
+            withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.getsockname(fd, $0, &length) }
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Connects a Unix socket to `path`.
+    package static func connectUnix(_ fd: CInt, path: String) throws(Errno) {
+        while true {
+            let r = try withUnixAddress(path) { Glibc.connect(fd, $0, $1) }
+            if r == 0 { return }
+            let error = Errno(rawValue: Glibc.errno)
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Connects a TCP socket to `host:port`.
+    package static func connectTCP(_ fd: CInt, host: String, port: Int) throws(Errno) {
+        while true {
+            let r = try withInetAddress(host, port) { Glibc.connect(fd, $0, $1) }
+            if r == 0 { return }
+            let error = Errno(rawValue: Glibc.errno)
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Accepts one connection (close-on-exec, blocking). Retries `EINTR` and the transient errors
+    /// of a connection that was reset before it was accepted.
+    package static func accept(_ fd: CInt) throws(Errno) -> CInt {
+        while true {
+            let r = Glibc.accept(fd, nil, nil)
+            if r >= 0 {
+                // accept4 is hidden behind _GNU_SOURCE; the server starts no programs, so setting
+                // close-on-exec just after the accept leaves no window that matters.
+                try? system_setCloseOnExec(r, true)
+                var one: CInt = 1
+                _ = Glibc.setsockopt(r, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+                return r
+            }
+            let error = Errno(rawValue: Glibc.errno)
+            switch error {
+            case .interrupted, .connectionAbort, .protocolError: continue
+            default: throw error
+            }
+        }
+    }
+
+    /// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO`: a blocking read or write that waits longer fails with
+    /// `EAGAIN`. `nil` waits for ever.
+    package static func setIOTimeout(_ fd: CInt, nanoseconds: Int64?) {
+        var tv = timeval()
+        if let nanoseconds {
+            let ns = max(nanoseconds, 1_000)
+            tv.tv_sec = Int(ns / 1_000_000_000)
+            tv.tv_usec = Int((ns % 1_000_000_000) / 1_000)
+        }
+        _ = Glibc.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = Glibc.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Reads what is there, at least one byte, blocking; 0 at the end of the stream. Retries `EINTR`.
+    package static func read(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno(retryOnInterrupt: true) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Reads what is there without waiting: nil when nothing is (`EAGAIN`), 0 at the end of the
+    /// stream. `MSG_DONTWAIT` leaves the socket itself in blocking mode.
+    package static func readNow(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        while true {
+            let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, CInt(MSG_DONTWAIT))
+            if n >= 0 { return n }
+            let error = Errno(rawValue: Glibc.errno)
+            if error == .interrupted { continue }
+            if error == .resourceTemporarilyUnavailable { return nil }
+            throw error
+        }
+    }
+
+    /// Gives the processor to another runnable thread, if there is one.
+    package static func yield() { _ = sched_yield() }
+
+    /// Writes all of `buffer`, blocking; never raises SIGPIPE (a closed peer is `EPIPE`).
+    package static func writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.send(fd, buffer.baseAddress.map { $0 + done }, buffer.count - done, CInt(MSG_NOSIGNAL))
+            if n < 0 {
+                let error = Errno(rawValue: Glibc.errno)
+                if error == .interrupted { continue }
+                throw error
+            }
+            done += n
+        }
+    }
+
+    /// Shuts both directions of a socket down: a thread blocked reading it wakes with end of stream.
+    package static func shutdown(_ fd: CInt) { _ = Glibc.shutdown(fd, CInt(SHUT_RDWR)) }
+
+    /// Closes a descriptor.
+    package static func close(_ fd: CInt) { system_close(fd) }
+
+    /// Whether the peer of a socket has hung up (or reset), checked without waiting.
+    package static func peerHungUp(_ fd: CInt) -> Bool {
+        let rdhup: Int16 = 0x2000  // POLLRDHUP, hidden behind _GNU_SOURCE
+        let events = rdhup | Int16(POLLHUP) | Int16(POLLERR)
+        guard let revents = try? system_poll(fd, events: rdhup, timeoutMilliseconds: 0) else { return true }
+        return revents & events != 0
+    }
+
+    /// Waits until `fd` is readable (or hung up), up to `milliseconds` (-1 for ever). Returns whether it is.
+    package static func waitReadable(_ fd: CInt, milliseconds: CInt) -> Bool {
+        guard let revents = try? system_poll(fd, events: Int16(POLLIN), timeoutMilliseconds: milliseconds) else { return true }
+        return revents != 0
+    }
+
+    // MARK: files
+
+    /// Makes a new private (0700) directory from a template ending in `XXXXXX`.
+    package static func makeTemporaryDirectory(prefix: String) throws(Errno) -> String {
+        var template = Array((prefix + "XXXXXX").utf8CString)
+        let result = template.withUnsafeMutableBufferPointer { buffer -> UnsafeMutablePointer<CChar>? in
+            guard let base = buffer.baseAddress else { return nil }
+            return Glibc.mkdtemp(base)
+        }
+        guard result != nil else { throw Errno(rawValue: Glibc.errno) }
+        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Removes a file; errors are ignored (cleanup).
+    package static func unlink(_ path: String) { _ = Glibc.unlink(path) }
+
+    /// Removes an empty directory; errors are ignored (cleanup).
+    package static func removeDirectory(_ path: String) { _ = Glibc.rmdir(path) }
+
+    /// The environment variable `name`, if set.
+    package static func environment(_ name: String) -> String? { system_getenv(name) }
+
+    /// Sets an environment variable for this process and the children it starts later.
+    package static func setEnvironment(_ name: String, _ value: String) { _ = Glibc.setenv(name, value, 1) }
+
+    // MARK: time, processes, threads
+
+    /// Nanoseconds on CLOCK_MONOTONIC.
+    package static func monotonicNanoseconds() -> Int64 { system_clockMonotonicNanoseconds() }
+
+    /// This process's id.
+    package static func processID() -> Int32 { system_getpid() }
+
+    /// This thread's kernel id: the owner of a manager RLock.
+    package static func threadID() -> Int32 { system_gettid() }
+
+    /// Sleeps the calling thread.
+    package static func sleep(nanoseconds: Int64) { system_sleep(nanoseconds: nanoseconds) }
+
+    /// Ends the process at once, without running exit handlers (the server's shutdown).
+    package static func exitNow(_ code: CInt) -> Never { system__exit(code) }
+
+    /// Starts a detached POSIX thread (256 KiB of stack) named `name`.
+    package static func startThread(name: String, _ body: @escaping @Sendable () -> Void) throws(MultiprocessingError) {
+        try spawnHelperThread(name: name, body)
+    }
+
+    /// The resident memory of this process, in bytes (from /proc/self/statm).
+    package static func residentBytes() -> Int {
+        let fd = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { system_close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return 0 }
+        let fields = String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(CInt(_SC_PAGESIZE)))
+    }
+
+    // MARK: locks
+
+    /// A plain process-private pthread mutex. Unlike `Synchronization.Mutex` on Linux (a
+    /// priority-inheritance futex, which hands the lock to a sleeping waiter on every contended
+    /// release), it lets a running thread take a just-released lock: with more busy threads than
+    /// cores, hand-off convoys cut a manager server's throughput by five.
+    package final class PlainMutex: @unchecked Sendable {
+        // @unchecked: the pthread mutex is the synchronization.
+        private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+        /// A new, unlocked mutex.
+        package init() {
+            mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+            mutex.initialize(to: pthread_mutex_t())
+            pthread_mutex_init(mutex, nil)
+        }
+
+        deinit {
+            pthread_mutex_destroy(mutex)
+            mutex.deallocate()
+        }
+
+        /// Takes the lock.
+        package func lock() { pthread_mutex_lock(mutex) }
+
+        /// Releases the lock.
+        package func unlock() { pthread_mutex_unlock(mutex) }
+    }
+
+    // MARK: futex waits
+
+    /// Waits while `*word == expected`, up to `nanoseconds` (process-private futex). Returns on a
+    /// wake, a change, a timeout or a signal; the caller re-checks its condition.
+    package static func futexWait(_ word: UnsafeMutablePointer<UInt32>, expected: UInt32, nanoseconds: Int64?) {
+        _ = try? system_futexWait(word, expected: expected, timeoutNanoseconds: nanoseconds, shared: false)
+    }
+
+    /// Wakes every thread waiting on `word`.
+    package static func futexWakeAll(_ word: UnsafeMutablePointer<UInt32>) {
+        _ = system_futexWake(word, count: Int32.max, shared: false)
+    }
+
+    /// Reads `*word` atomically.
+    package static func atomicLoad(_ word: UnsafeMutablePointer<UInt32>) -> UInt32 { system_atomicLoad(word) }
+
+    /// Adds to `*word` atomically.
+    package static func atomicIncrement(_ word: UnsafeMutablePointer<UInt32>) { _ = system_atomicAdd(word, 1) }
+
+    // MARK: framing (Connection's 16-byte frame header, see FrameHeader)
+
+    /// The size of a frame header.
+    package static let frameHeaderSize = FrameHeader.size
+
+    /// Writes the header of a raw-bytes frame of `length` bytes into `buffer[0..<16]`.
+    package static func writeFrameHeader(length: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        FrameHeader(kind: .bytes, descriptorCount: 0, length: length).write(to: buffer)
+    }
+
+    /// Checks a frame header and returns its body length. A manager frame is a raw-bytes frame
+    /// with no descriptors; anything else throws ``MultiprocessingError/Code/malformedFrame``.
+    package static func parseFrameHeader(_ raw: UnsafeRawBufferPointer, maximumMessageSize: Int) throws(MultiprocessingError) -> Int {
+        let header = try FrameHeader.parse(raw, maximumMessageSize: maximumMessageSize)
+        guard header.kind == .bytes, header.descriptorCount == 0 else {
+            throw MultiprocessingError(.malformedFrame, "A manager frame must carry raw bytes and no descriptors.")
+        }
+        return header.length
+    }
+}
+#endif

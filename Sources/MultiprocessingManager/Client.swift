@@ -1,0 +1,319 @@
+import Multiprocessing
+import Synchronization
+import SystemPackage
+
+/// This process's identity towards manager servers: a random id, made anew in a forked child, so
+/// that a server can tell when every connection of one process has gone.
+internal enum ClientIdentity {
+    private static let state = Mutex<(pid: Int32, id: UInt64)>((0, 0))
+
+    internal static var current: UInt64 {
+        let pid = ManagerPlatform.processID()
+        return state.withLock { state in
+            if state.pid != pid {
+                var generator = SystemRandomNumberGenerator()
+                state = (pid, generator.next())
+            }
+            return state.id
+        }
+    }
+}
+
+/// Lets another thread (an async twin's cancellation handler) end a call in progress.
+internal final class CallInterrupt: Sendable {
+    private let state = Mutex<(socket: FrameSocket?, triggered: Bool)>((nil, false))
+
+    internal init() {}
+
+    internal var isTriggered: Bool { state.withLock { $0.triggered } }
+
+    /// Shuts the call's socket down: its blocked read ends, and the server sees the client leave
+    /// (so a lock it was about to grant is not granted to a caller that gave up).
+    internal func trigger() {
+        let socket = state.withLock { state -> FrameSocket? in
+            state.triggered = true
+            return state.socket
+        }
+        socket?.interrupt()
+    }
+
+    internal func attach(_ socket: FrameSocket?) {
+        let fire = state.withLock { state -> Bool in
+            state.socket = socket
+            return state.triggered
+        }
+        if fire { socket?.interrupt() }
+    }
+}
+
+/// The connections of this process to one server, with one key. Calls take a connection from the
+/// pool (or open and authenticate a new one), send one request, read one reply and put it back;
+/// threads calling at once use different connections.
+internal final class ManagerClient: Sendable {
+    internal let address: ManagerAddress
+    internal let key: AuthKey
+    internal let maximumMessageSize = 256 << 20
+
+    private struct Pool {
+        var pid: Int32 = 0
+        var idle: [FrameSocket] = []
+    }
+    // Locked, not Mutex: a hundred threads of one client process take and return connections
+    // here at once (see ManagerPlatform.PlainMutex).
+    private let pool = Locked(Pool())
+
+    private init(address: ManagerAddress, key: AuthKey) {
+        self.address = address
+        self.key = key
+    }
+
+    private struct RegistryKey: Hashable {
+        var address: ManagerAddress
+        var key: AuthKey
+    }
+    private static let registry = Mutex<[RegistryKey: ManagerClient]>([:])
+    /// The key last used with each address in this process: a proxy that arrives without a key
+    /// (decoded from a manager's own dictionary, say) uses it.
+    private static let keyring = Mutex<[ManagerAddress: AuthKey]>([:])
+
+    /// The one client of this process for `address` and `key`.
+    internal static func shared(_ address: ManagerAddress, key: AuthKey) -> ManagerClient {
+        keyring.withLock { $0[address] = key }
+        return registry.withLock { registry in
+            let registryKey = RegistryKey(address: address, key: key)
+            if let existing = registry[registryKey] { return existing }
+            let client = ManagerClient(address: address, key: key)
+            registry[registryKey] = client
+            return client
+        }
+    }
+
+    /// The key this process knows for `address`, else the process default key.
+    internal static func knownKey(for address: ManagerAddress) -> AuthKey {
+        keyring.withLock { $0[address] } ?? AuthKey.processDefault
+    }
+
+    /// Forgets idle connections (after the manager shut down).
+    internal func dropIdle() {
+        let sockets = pool.withLock { pool -> [FrameSocket] in
+            defer { pool.idle = [] }
+            return pool.idle
+        }
+        for socket in sockets { socket.close() }
+    }
+
+    /// Opens and authenticates a new connection.
+    internal func open() throws -> FrameSocket {
+        let fd: CInt
+        do throws(Errno) {
+            switch address {
+            case .unix(let path):
+                fd = try ManagerPlatform.unixSocket()
+                do throws(Errno) { try ManagerPlatform.connectUnix(fd, path: path) } catch {
+                    ManagerPlatform.close(fd)
+                    throw error
+                }
+            case .tcp(let host, let port):
+                fd = try ManagerPlatform.tcpSocket()
+                do throws(Errno) { try ManagerPlatform.connectTCP(fd, host: host, port: port) } catch {
+                    ManagerPlatform.close(fd)
+                    throw error
+                }
+            }
+        } catch {
+            throw MultiprocessingError(.endOfStream, "Cannot reach the manager server at \(address): \(error). Is it running?", errno: error)
+        }
+        let socket = FrameSocket(descriptor: fd, maximumMessageSize: maximumMessageSize)
+        // A server that accepts but never answers must not hang the client for ever.
+        ManagerPlatform.setIOTimeout(fd, nanoseconds: 10_000_000_000)
+        do {
+            try Handshake.connect(socket, key: key, clientID: ClientIdentity.current, address: address)
+        } catch let error as MultiprocessingError where error.code == .timedOut {
+            socket.close()
+            throw MultiprocessingError(.timedOut, "The manager server at \(address) did not complete the handshake in 10 s.")
+        } catch {
+            socket.close()
+            throw error
+        }
+        ManagerPlatform.setIOTimeout(fd, nanoseconds: nil)
+        socket.spinNanoseconds = 50_000
+        return socket
+    }
+
+    private func take() throws -> FrameSocket {
+        let pid = ManagerPlatform.processID()
+        let (socket, inherited) = pool.withLock { pool -> (FrameSocket?, [FrameSocket]) in
+            if pool.pid != pid {
+                // A forked child holds copies of the parent's connections: never share them.
+                let inherited = pool.idle
+                pool.idle = []
+                pool.pid = pid
+                return (nil, inherited)
+            }
+            return (pool.idle.popLast(), [])
+        }
+        for socket in inherited { socket.close() }
+        if let socket { return socket }
+        return try open()
+    }
+
+    private func putBack(_ socket: FrameSocket) {
+        let keep = pool.withLock { pool -> Bool in
+            guard pool.idle.count < 256 else { return false }
+            pool.idle.append(socket)
+            return true
+        }
+        if !keep { socket.close() }
+    }
+
+    /// Sends one request frame and returns a reader over the reply's payload.
+    ///
+    /// - Throws: the server's error reply as a `MultiprocessingError` with its code;
+    ///   `endOfStream` when the server is gone (a dead server fails every call at once, never
+    ///   hangs it); `cancelled` when `interrupt` triggered.
+    internal func call(_ frame: [UInt8], interrupt: CallInterrupt? = nil) throws -> ByteReader {
+        let socket = try take()
+        interrupt?.attach(socket)
+        let reply: [UInt8]
+        do {
+            do throws(Errno) {
+                try socket.write(frame)
+            } catch {
+                throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection (it died or shut down): \(error).", errno: error)
+            }
+            reply = try socket.readFrame()
+        } catch let error as MultiprocessingError {
+            interrupt?.attach(nil)
+            socket.close()
+            if let interrupt, interrupt.isTriggered {
+                throw MultiprocessingError(.cancelled, "The manager call was cancelled.")
+            }
+            if error.code == .endOfStream || error.code == .malformedFrame {
+                throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection (it died or shut down) before replying.")
+            }
+            throw error
+        }
+        interrupt?.attach(nil)
+        putBack(socket)
+        var reader = ByteReader(reply)
+        let status = try reader.byte()
+        if status == ReplyStatus.ok.rawValue { return reader }
+        let code = try reader.string()
+        let message = try reader.string()
+        let remoteType = try reader.string()
+        throw MultiprocessingError(.named(code), message, remoteTypeName: remoteType.isEmpty ? nil : remoteType)
+    }
+}
+
+/// Runs a blocking manager call on a dedicated thread and suspends the task until it ends, so
+/// that Swift's cooperative pool never blocks. Cancelling the task ends the call
+/// (``MultiprocessingError/Code/cancelled``).
+internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallInterrupt) throws -> T) async throws -> T {
+    if Task.isCancelled {
+        throw MultiprocessingError(.cancelled, "The task was cancelled before the manager call started.")
+    }
+    let interrupt = CallInterrupt()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            do throws(MultiprocessingError) {
+                try ManagerPlatform.startThread(name: "mp-manager-call") {
+                    continuation.resume(with: Result { try body(interrupt) })
+                }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    } onCancel: {
+        interrupt.trigger()
+    }
+}
+
+/// Where a proxy's object lives: the server's address, the object's id and kind, and (in this
+/// process) the key to reach it.
+///
+/// Encoding: the address, id and kind always. The key only when the encoder carries a
+/// ``DescriptorTransfer`` in its `userInfo`, which is the case exactly when the value goes to a
+/// child process in its task's arguments or through a local `Connection` (both stay on this
+/// machine, inside kernel-private channels). Anywhere else (a value stored in a manager, sent over
+/// TCP, written to a file) the key is left out, and the decoding process uses the key it already
+/// knows for that address (from `Manager.connect`) or its inherited default key.
+public struct ObjectReference: Sendable, Hashable, Codable {
+    /// The server's address.
+    public let address: ManagerAddress
+    /// The object's id on that server.
+    public let id: UInt64
+    /// What the object is.
+    public let kind: ManagedKind
+    internal let key: AuthKey
+    /// This process's connections to the server, looked up once (not on every call).
+    internal let client: ManagerClient
+
+    internal init(address: ManagerAddress, id: UInt64, kind: ManagedKind, key: AuthKey) {
+        self.address = address
+        self.id = id
+        self.kind = kind
+        self.key = key
+        self.client = ManagerClient.shared(address, key: key)
+    }
+
+    private enum CodingKeys: String, CodingKey { case address, id, kind, key }
+
+    /// Encodes the reference (with the key only for a local child; see the type's documentation).
+    ///
+    /// - Parameter encoder: the encoder.
+    /// - Throws: what the encoder throws.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(address, forKey: .address)
+        try container.encode(id, forKey: .id)
+        try container.encode(kind, forKey: .kind)
+        if encoder.userInfo[.descriptorTransfer] != nil {
+            try container.encode(key.bytes, forKey: .key)
+        }
+    }
+
+    /// Decodes a reference; without a key in the data, the key this process knows for the address.
+    ///
+    /// - Parameter decoder: the decoder.
+    /// - Throws: `DecodingError` for data that is not a reference.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        address = try container.decode(ManagerAddress.self, forKey: .address)
+        id = try container.decode(UInt64.self, forKey: .id)
+        kind = try container.decode(ManagedKind.self, forKey: .kind)
+        if let bytes = try container.decodeIfPresent([UInt8].self, forKey: .key) {
+            key = AuthKey(bytes)
+        } else {
+            key = ManagerClient.knownKey(for: address)
+        }
+        client = ManagerClient.shared(address, key: key)
+    }
+
+    /// Equality and hashing ignore the key.
+    public static func == (a: ObjectReference, b: ObjectReference) -> Bool {
+        a.address == b.address && a.id == b.id && a.kind == b.kind
+    }
+
+    /// Hashes the address, id and kind.
+    ///
+    /// - Parameter hasher: the hasher.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(address)
+        hasher.combine(id)
+        hasher.combine(kind)
+    }
+
+    /// Sends a request about this object and returns the reply's reader.
+    internal func call(_ op: Op, _ fill: (inout ByteWriter) throws -> Void = { _ in }) throws -> ByteReader {
+        var writer = ByteWriter(op: op, object: id)
+        try fill(&writer)
+        return try client.call(writer.finish())
+    }
+
+    /// The same, for a call that may block, with the interrupt of an async twin.
+    internal func call(_ op: Op, interrupt: CallInterrupt?, _ fill: (inout ByteWriter) throws -> Void) throws -> ByteReader {
+        var writer = ByteWriter(op: op, object: id)
+        try fill(&writer)
+        return try client.call(writer.finish(), interrupt: interrupt)
+    }
+}

@@ -1,0 +1,104 @@
+import Crypto
+import Multiprocessing
+import SystemPackage
+
+/// Mutual HMAC-SHA256 challenge–response, run on every new connection before any request.
+///
+///     server → client   "MPMG" version 0 0 0, server nonce (32 random bytes)          40 bytes
+///     client → server   client nonce (32), client id (8, little-endian),
+///                       HMAC(key, "mp-manager client" ‖ server nonce ‖ client nonce ‖ client id)   72 bytes
+///     server → client   status (0 = accepted, 1 = refused),
+///                       HMAC(key, "mp-manager server" ‖ client nonce ‖ server nonce ‖ client id)   33 bytes
+///
+/// Each side proves it knows the key by tagging the other side's fresh nonce, so a recorded
+/// exchange cannot be replayed, and the two tags use different labels so one side's answer can
+/// never be reflected back as the other's. Tags are checked with swift-crypto's constant-time
+/// comparison. The server sends its tag only after the client's checked out, and the client sends
+/// no request until the server's tag checked out: neither reads a request from an unauthenticated
+/// peer. The client id lets the server tell when every connection of a client process has gone
+/// (to release the locks that process held).
+internal enum Handshake {
+    internal static let version: UInt8 = 1
+    internal static let serverHelloSize = 40
+    internal static let clientAnswerSize = 72
+    internal static let serverAnswerSize = 33
+
+    private static func nonce() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    private static func tag(_ key: AuthKey, label: String, _ parts: [UInt8]...) -> [UInt8] {
+        var mac = HMAC<SHA256>(key: SymmetricKey(data: key.bytes))
+        mac.update(data: Array(label.utf8))
+        for part in parts { mac.update(data: part) }
+        return Array(mac.finalize())
+    }
+
+    private static func check(_ key: AuthKey, label: String, tag received: [UInt8], _ parts: [UInt8]...) -> Bool {
+        var message = Array(label.utf8)
+        for part in parts { message.append(contentsOf: part) }
+        return HMAC<SHA256>.isValidAuthenticationCode(received, authenticating: message, using: SymmetricKey(data: key.bytes))
+    }
+
+    private static func idBytes(_ id: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: id >> (8 * UInt64($0))) }
+    }
+
+    /// The server's side. Returns the client id, or throws `authenticationFailed` (after telling
+    /// the client), `timedOut`, `endOfStream` or `malformedFrame`.
+    internal static func serve(_ socket: FrameSocket, key: AuthKey) throws -> UInt64 {
+        let serverNonce = nonce()
+        var hello: [UInt8] = [0x4D, 0x50, 0x4D, 0x47, version, 0, 0, 0]
+        hello.append(contentsOf: serverNonce)
+        try write(socket, hello)
+        let answer = try socket.readExactly(clientAnswerSize)
+        let clientNonce = Array(answer[0..<32])
+        let idRaw = Array(answer[32..<40])
+        let clientTag = Array(answer[40..<72])
+        guard check(key, label: "mp-manager client", tag: clientTag, serverNonce, clientNonce, idRaw) else {
+            try? write(socket, [1] + [UInt8](repeating: 0, count: 32))
+            throw MultiprocessingError(.authenticationFailed, "A client failed authentication: it does not hold this manager's key.")
+        }
+        try write(socket, [0] + tag(key, label: "mp-manager server", clientNonce, serverNonce, idRaw))
+        var id: UInt64 = 0
+        for (i, b) in idRaw.enumerated() { id |= UInt64(b) << (8 * UInt64(i)) }
+        return id
+    }
+
+    /// The client's side. Throws `authenticationFailed` when either side's proof fails.
+    internal static func connect(_ socket: FrameSocket, key: AuthKey, clientID: UInt64, address: ManagerAddress) throws {
+        let hello = try socket.readExactly(serverHelloSize)
+        guard hello[0] == 0x4D, hello[1] == 0x50, hello[2] == 0x4D, hello[3] == 0x47 else {
+            throw MultiprocessingError(.malformedFrame, "The server at \(address) is not a manager server (it did not send the manager greeting).")
+        }
+        guard hello[4] == version else {
+            throw MultiprocessingError(.malformedFrame, "The manager server at \(address) speaks protocol version \(hello[4]); this library speaks \(version).")
+        }
+        let serverNonce = Array(hello[8..<40])
+        let clientNonce = nonce()
+        let idRaw = idBytes(clientID)
+        try write(socket, clientNonce + idRaw + tag(key, label: "mp-manager client", serverNonce, clientNonce, idRaw))
+        let reply: [UInt8]
+        do {
+            reply = try socket.readExactly(serverAnswerSize)
+        } catch let error as MultiprocessingError where error.code == .endOfStream || error.code == .malformedFrame {
+            // A server that refuses a key says so (status 1); one that just vanished died.
+            throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection during the handshake (it died or shut down).")
+        }
+        guard reply[0] == 0 else {
+            throw MultiprocessingError(.authenticationFailed, "Authentication with the manager at \(address) failed: the server refused this process's key. Pass the server's key with authKey:.")
+        }
+        guard check(key, label: "mp-manager server", tag: Array(reply[1..<33]), clientNonce, serverNonce, idRaw) else {
+            throw MultiprocessingError(.authenticationFailed, "Authentication with the manager at \(address) failed: the server could not prove it holds the key (a different server, or a different key).")
+        }
+    }
+
+    private static func write(_ socket: FrameSocket, _ bytes: [UInt8]) throws {
+        do throws(Errno) {
+            try socket.write(bytes)
+        } catch {
+            throw MultiprocessingError(.endOfStream, "The manager connection closed during the handshake: \(error)", errno: error)
+        }
+    }
+}

@@ -1,0 +1,422 @@
+public import Multiprocessing
+import Synchronization
+import SystemPackage
+
+/// The child task that runs a manager's server (started as a daemon `ChildProcess`).
+///
+/// The parent binds the listening socket and passes it here, so the address is known and
+/// connectable as soon as `start()` returns: connections made before the server thread is
+/// ready simply wait in the listen backlog.
+public struct ManagerServerTask: ProcessTask {
+    internal var listener: SharedDescriptor
+    internal var key: [UInt8]
+    internal var limits: ManagerLimits
+    internal var actorTypes: [String]
+
+    /// Serves until the manager shuts it down or its parent dies.
+    ///
+    /// - Throws: never returns normally; the process exits on shutdown.
+    public func run() throws {
+        let server = ManagerServer(listener: listener.fileDescriptor.rawValue, key: AuthKey(key), limits: limits, actorTypeNames: actorTypes)
+        server.serve()
+    }
+}
+
+/// A server process that owns shared objects, and hands out typed proxies to them: Python's
+/// `multiprocessing.Manager()` and `BaseManager`.
+///
+/// ```swift
+/// let manager = Manager()
+/// try manager.start()
+/// let counts = try manager.dictionary(String.self, Int.self)
+/// // ...pass `counts` to children in their tasks; they call counts.increment("x")...
+/// try manager.shutdown()
+/// ```
+///
+/// The server is a daemon child process: it dies with this process, even when this process is
+/// killed with SIGKILL. By default it listens on a Unix socket in a new 0700 directory; give a
+/// TCP address (`.tcp(host:port:)`) to serve other machines. Every connection proves, in both
+/// directions, that it holds the key (HMAC-SHA256 challenge–response) before any request is read.
+/// The key is the process's default key (``AuthKey/processDefault``) unless one is given.
+public final class Manager: Sendable {
+    /// Where the server listens. For a Unix manager before ``start()``, nil.
+    public var address: ManagerAddress? { state.withLock { $0.address } }
+    /// The key both sides prove they hold.
+    public let authKey: AuthKey
+    /// The limits the server applies to every connection.
+    public let limits: ManagerLimits
+
+    private let requestedAddress: ManagerAddress?
+    private struct State {
+        var address: ManagerAddress?
+        var server: ChildProcess<Void>?
+        var directory: String?
+        var connectedOnly = false
+        var actorTypes: [String] = []
+    }
+    private let state = Mutex(State())
+
+    /// A manager, not started yet.
+    ///
+    /// - Parameters:
+    ///   - address: where to serve: nil for a Unix socket in a new private directory;
+    ///     `.tcp(host:port:)` for TCP (port 0 picks a free port; give `127.0.0.1` for loopback
+    ///     only, or an interface's address to serve other machines).
+    ///   - authKey: the key; the process default key when nil.
+    ///   - limits: the server's limits.
+    public init(address: ManagerAddress? = nil, authKey: AuthKey? = nil, limits: ManagerLimits = ManagerLimits()) {
+        self.requestedAddress = address
+        self.authKey = authKey ?? AuthKey.processDefault
+        self.limits = limits
+    }
+
+    private init(connectedTo address: ManagerAddress, authKey: AuthKey) {
+        self.requestedAddress = address
+        self.authKey = authKey
+        self.limits = ManagerLimits()
+        state.withLock {
+            $0.address = address
+            $0.connectedOnly = true
+        }
+    }
+
+    /// Makes `type` available to ``create(_:name:)``: call before ``start()``. Only registered
+    /// actor types can be created on the server; any other name gets an error reply.
+    ///
+    /// - Parameter type: a distributed actor type conforming to ``ManagedActor``. Like a task
+    ///   type, it must be visible by name (not private, not inside a function).
+    public func register<A: ManagedActor>(_ type: A.Type) {
+        state.withLock { $0.actorTypes.append(_mangledTypeName(type) ?? "") }
+    }
+
+    /// Starts the server process.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when already started, or for a TCP address
+    ///   with an empty key; ``MultiprocessingError/Code/systemCall`` when the socket cannot be
+    ///   bound; what `ChildProcess.start()` throws.
+    public func start() throws {
+        try state.withLock { state in
+            guard state.server == nil, !state.connectedOnly else {
+                throw MultiprocessingError(.misuse, "Manager.start: this manager was already started (or is a connection to a remote one).")
+            }
+            let (fd, address, directory) = try Manager.bind(requestedAddress, key: authKey)
+            defer { ManagerPlatform.close(fd) }
+            let task = ManagerServerTask(listener: SharedDescriptor(FileDescriptor(rawValue: fd)), key: authKey.bytes,
+                                         limits: limits, actorTypes: state.actorTypes)
+            let child = ChildProcess(task, name: "manager-server", daemon: true)
+            do {
+                try child.start()
+            } catch {
+                if let directory {
+                    if case .unix(let path) = address { ManagerPlatform.unlink(path) }
+                    ManagerPlatform.removeDirectory(directory)
+                }
+                throw error
+            }
+            state.server = child
+            state.address = address
+            state.directory = directory
+        }
+    }
+
+    /// Starts the server process without blocking the cooperative pool; see ``start()``.
+    ///
+    /// - Throws: as ``start()``.
+    public func start() async throws {
+        try await managerRunBlocking { _ in try self.start() }
+    }
+
+    /// Stops the server: asks it to exit, waits for it (then kills it if it does not), and removes
+    /// its socket. Proxies fail afterwards with ``MultiprocessingError/Code/endOfStream``. For a
+    /// manager made by ``connect(address:authKey:)`` this only closes this process's connections.
+    ///
+    /// - Parameter timeout: how long to wait for the server to exit before killing it.
+    /// - Throws: what joining the child throws.
+    public func shutdown(timeout: Duration = .seconds(5)) throws {
+        let (server, address, directory, connectedOnly) = state.withLock { state in
+            defer {
+                state.server = nil
+                state.directory = nil
+            }
+            return (state.server, state.address, state.directory, state.connectedOnly)
+        }
+        guard let address else { return }
+        let client = ManagerClient.shared(address, key: authKey)
+        if connectedOnly {
+            client.dropIdle()
+            return
+        }
+        guard let server else { return }
+        _ = try? client.call({ var w = ByteWriter(op: .shutdown, object: 0); return w.finish() }())
+        client.dropIdle()
+        do {
+            try server.join(timeout: timeout)
+        } catch {
+            try? server.kill()
+            try server.join(timeout: .seconds(5))
+        }
+        if let directory {
+            if case .unix(let path) = address { ManagerPlatform.unlink(path) }
+            ManagerPlatform.removeDirectory(directory)
+        }
+    }
+
+    /// Stops the server without blocking the cooperative pool; see ``shutdown(timeout:)``.
+    ///
+    /// - Parameter timeout: how long to wait for the server to exit before killing it.
+    /// - Throws: as ``shutdown(timeout:)``.
+    public func shutdown(timeout: Duration = .seconds(5)) async throws {
+        try await managerRunBlocking { _ in try self.shutdown(timeout: timeout) }
+    }
+
+    /// The server process's id (nil before ``start()`` or for a connected manager).
+    public var serverPID: Int32? { state.withLock { $0.server?.pid } }
+
+    /// Reaches a server started elsewhere (``serveForever(address:authKey:limits:ready:)``, or
+    /// another program's manager), and checks the key at once.
+    ///
+    /// - Parameters:
+    ///   - address: the server's address.
+    ///   - authKey: its key.
+    /// - Returns: a manager whose factories create or find objects on that server.
+    /// - Throws: ``MultiprocessingError/Code/authenticationFailed`` for a wrong key;
+    ///   ``MultiprocessingError/Code/endOfStream`` when nothing answers there.
+    public static func connect(address: ManagerAddress, authKey: AuthKey) throws -> Manager {
+        let manager = Manager(connectedTo: address, authKey: authKey)
+        _ = try manager.request(.ping) { _ in }
+        return manager
+    }
+
+    /// Reaches a server without blocking the cooperative pool; see ``connect(address:authKey:)``.
+    ///
+    /// - Parameters:
+    ///   - address: the server's address.
+    ///   - authKey: its key.
+    /// - Returns: the connected manager.
+    /// - Throws: as ``connect(address:authKey:)``.
+    public static func connect(address: ManagerAddress, authKey: AuthKey) async throws -> Manager {
+        try await managerRunBlocking { _ in try connect(address: address, authKey: authKey) }
+    }
+
+    /// Serves in this process until it is killed (SIGTERM): a standalone server that other
+    /// programs and machines reach with ``connect(address:authKey:)``.
+    ///
+    /// - Parameters:
+    ///   - address: where to listen; `.tcp(host:port:)` binds exactly that host.
+    ///   - authKey: the key; TCP refuses an empty one.
+    ///   - limits: the server's limits.
+    ///   - actorTypes: distributed actor types clients may create.
+    ///   - ready: called once the socket is listening, with its address (the real port if 0 was given).
+    /// - Throws: ``MultiprocessingError/Code/misuse`` for an empty TCP key;
+    ///   ``MultiprocessingError/Code/systemCall`` when the socket cannot be bound.
+    public static func serveForever(address: ManagerAddress, authKey: AuthKey, limits: ManagerLimits = ManagerLimits(),
+                                    actorTypes: [any ManagedActor.Type] = [],
+                                    ready: (ManagerAddress) -> Void = { _ in }) throws -> Never {
+        let (fd, bound, _) = try bind(address, key: authKey)
+        ready(bound)
+        let server = ManagerServer(listener: fd, key: authKey, limits: limits,
+                                   actorTypeNames: actorTypes.compactMap { _mangledTypeName($0) })
+        server.serve()
+    }
+
+    private static func bind(_ requested: ManagerAddress?, key: AuthKey) throws -> (CInt, ManagerAddress, String?) {
+        if case .tcp? = requested, key.bytes.isEmpty {
+            throw MultiprocessingError(.misuse, "A TCP manager needs a non-empty authKey: anyone who can reach the port could use it otherwise.")
+        }
+        do throws(Errno) {
+            switch requested {
+            case .tcp(let host, let port)?:
+                let fd = try ManagerPlatform.tcpSocket()
+                do throws(Errno) {
+                    let bound = try ManagerPlatform.listenTCP(fd, host: host.isEmpty ? "127.0.0.1" : host, port: port, backlog: 1024)
+                    return (fd, .tcp(host: host.isEmpty ? "127.0.0.1" : host, port: bound), nil)
+                } catch {
+                    ManagerPlatform.close(fd)
+                    throw error
+                }
+            case .unix(let path)?:
+                let fd = try ManagerPlatform.unixSocket()
+                do throws(Errno) {
+                    try ManagerPlatform.listenUnix(fd, path: path, backlog: 1024)
+                } catch {
+                    ManagerPlatform.close(fd)
+                    throw error
+                }
+                return (fd, .unix(path: path), nil)
+            case nil:
+                let directory = try ManagerPlatform.makeTemporaryDirectory(prefix: "/tmp/mp-manager-")
+                let path = directory + "/socket"
+                let fd = try ManagerPlatform.unixSocket()
+                do throws(Errno) {
+                    try ManagerPlatform.listenUnix(fd, path: path, backlog: 1024)
+                } catch {
+                    ManagerPlatform.close(fd)
+                    ManagerPlatform.removeDirectory(directory)
+                    throw error
+                }
+                return (fd, .unix(path: path), directory)
+            }
+        } catch {
+            throw MultiprocessingError(.systemCall, "Binding the manager's socket at \(requested?.description ?? "a new private directory") failed: \(error).", errno: error)
+        }
+    }
+
+    // MARK: requests
+
+    internal func request(_ op: Op, object: UInt64 = 0, _ fill: (inout ByteWriter) throws -> Void) throws -> ByteReader {
+        guard let address else {
+            throw MultiprocessingError(.misuse, "This manager is not started: call start() first.")
+        }
+        var writer = ByteWriter(op: op, object: object)
+        try fill(&writer)
+        return try ManagerClient.shared(address, key: authKey).call(writer.finish())
+    }
+
+    private func make(_ kind: ManagedKind, name: String?, parameter: Int64 = 0, initial: [UInt8] = []) throws -> ObjectReference {
+        var reply = try request(.create) {
+            $0.byte(kind.rawValue)
+            $0.string(name ?? "")
+            $0.signed(parameter)
+            $0.blob(initial)
+        }
+        guard let address else { throw MultiprocessingError(.misuse, "This manager is not started: call start() first.") }
+        return ObjectReference(address: address, id: try reply.varint(), kind: kind, key: authKey)
+    }
+
+    /// A shared dictionary: Python's `manager.dict()`.
+    ///
+    /// - Parameters:
+    ///   - key: the key type.
+    ///   - value: the value type.
+    ///   - name: a name other processes can find it by (``connect(address:authKey:)`` then this call
+    ///     with the same name returns the same dictionary); nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `name` names an object of another kind;
+    ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public func dictionary<K: Codable & Sendable, V: Codable & Sendable>(_ key: K.Type = K.self, _ value: V.Type = V.self, name: String? = nil) throws -> ManagedDictionary<K, V> {
+        ManagedDictionary(reference: try make(.dictionary, name: name))
+    }
+
+    /// A shared list: Python's `manager.list()`.
+    ///
+    /// - Parameters:
+    ///   - element: the element type.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func list<E: Codable & Sendable>(_ element: E.Type = E.self, name: String? = nil) throws -> ManagedList<E> {
+        ManagedList(reference: try make(.list, name: name))
+    }
+
+    /// A shared value: Python's `manager.Value()`.
+    ///
+    /// - Parameters:
+    ///   - initial: the first value (ignored when `name` finds an existing one).
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func value<T: Codable & Sendable>(_ initial: T, name: String? = nil) throws -> ManagedValue<T> {
+        ManagedValue(reference: try make(.value, name: name, initial: try ValueCoding.encode(initial)))
+    }
+
+    /// A shared `Codable` struct: Python's `manager.Namespace()`, typed.
+    ///
+    /// - Parameters:
+    ///   - initial: the first state (ignored when `name` finds an existing one).
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func namespace<T: Codable & Sendable>(_ initial: T, name: String? = nil) throws -> ManagedNamespace<T> {
+        ManagedNamespace(reference: try make(.value, name: name, initial: try ValueCoding.encode(initial)))
+    }
+
+    /// A shared FIFO queue: Python's `manager.Queue(maxsize)`.
+    ///
+    /// - Parameters:
+    ///   - element: the item type.
+    ///   - maximumSize: the most items it holds (0: unbounded).
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func queue<E: Codable & Sendable>(_ element: E.Type = E.self, maximumSize: Int = 0, name: String? = nil) throws -> ManagedQueue<E> {
+        ManagedQueue(reference: try make(.queue, name: name, parameter: Int64(maximumSize)))
+    }
+
+    /// A shared lock: Python's `manager.Lock()`.
+    ///
+    /// - Parameter name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func lock(name: String? = nil) throws -> ManagedLock {
+        ManagedLock(reference: try make(.lock, name: name))
+    }
+
+    /// A shared recursive lock: Python's `manager.RLock()`.
+    ///
+    /// - Parameter name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func rLock(name: String? = nil) throws -> ManagedLock {
+        ManagedLock(reference: try make(.rLock, name: name))
+    }
+
+    /// A shared semaphore: Python's `manager.Semaphore(value)`.
+    ///
+    /// - Parameters:
+    ///   - value: the initial permits.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func semaphore(value: Int = 1, name: String? = nil) throws -> ManagedSemaphore {
+        precondition(value >= 0, "a semaphore's value must not be negative")
+        return ManagedSemaphore(reference: try make(.semaphore, name: name, parameter: Int64(value)))
+    }
+
+    /// A shared event: Python's `manager.Event()`.
+    ///
+    /// - Parameter name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func event(name: String? = nil) throws -> ManagedEvent {
+        ManagedEvent(reference: try make(.event, name: name))
+    }
+
+    /// A shared condition variable: Python's `manager.Condition()`.
+    ///
+    /// - Parameter name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func condition(name: String? = nil) throws -> ManagedCondition {
+        ManagedCondition(reference: try make(.condition, name: name))
+    }
+
+    /// A shared barrier: Python's `manager.Barrier(parties)`.
+    ///
+    /// - Parameters:
+    ///   - parties: how many callers it waits for.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func barrier(parties: Int, name: String? = nil) throws -> ManagedBarrier {
+        precondition(parties > 0, "a barrier needs at least one party")
+        return ManagedBarrier(reference: try make(.barrier, name: name, parameter: Int64(parties)))
+    }
+
+    /// Frees a server object; proxies to it fail afterwards with ``MultiprocessingError/Code/notFound``.
+    ///
+    /// - Parameter reference: the object (`proxy.reference`).
+    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public func destroy(_ reference: ObjectReference) throws {
+        _ = try request(.destroy, object: reference.id) { _ in }
+    }
+
+    /// What the server holds: objects, client processes, open connections, its resident memory
+    /// in bytes and its process id.
+    ///
+    /// - Returns: the server's counters.
+    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public func serverStatistics() throws -> (objects: Int, clients: Int, connections: Int, residentBytes: Int, pid: Int32) {
+        var reply = try request(.serverInfo) { _ in }
+        return (try reply.int(), try reply.int(), try reply.int(), try reply.int(), Int32(truncatingIfNeeded: try reply.int()))
+    }
+}

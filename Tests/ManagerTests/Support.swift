@@ -1,0 +1,88 @@
+import Foundation
+import Multiprocessing
+import SystemPackage
+
+/// Where the manager helper binary is: beside the test bundle in the build folder.
+let managerHelperPath: String = {
+    let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var dir = me.deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("mp-manager-helper").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return "mp-manager-helper-not-found"
+}()
+
+/// The core tests' helper, which links the manager tasks too.
+let childHelperPath = (managerHelperPath as NSString).deletingLastPathComponent + "/mp-test-helper"
+
+/// Spawned children (and the manager's server) run mp-test-helper, which knows the manager tasks.
+/// Every suite of the test binary sets this process-wide executable, in parallel: they must all
+/// set the same one. (mp-manager-helper is only run as a parent, for scenarios.)
+func useManagerHelper() {
+    ChildProcessConfiguration.setExecutable(FilePath(childHelperPath))
+}
+
+/// A helper process run as a parent, read line by line.
+final class HelperProcess: @unchecked Sendable {
+    let process = Foundation.Process()
+    private let out = Foundation.Pipe()
+    private var buffered = Data()
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: managerHelperPath)
+        process.arguments = arguments
+        process.standardOutput = out
+        process.standardError = FileHandle.standardError
+        try process.run()
+    }
+
+    /// The next line of output (nil at the end).
+    func readLine() -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: 10) {
+                let line = String(decoding: buffered[buffered.startIndex..<newline], as: UTF8.self)
+                buffered.removeSubrange(buffered.startIndex...newline)
+                return line
+            }
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            buffered.append(chunk)
+        }
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    func kill(_ signal: Int32 = SIGKILL) {
+        Foundation.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+}
+
+/// Whether a process exists (not a zombie).
+func processIsRunning(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    return fields.first != "Z"
+}
+
+/// Waits for `condition` (another process's death, which no event announces to this one).
+func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + limit
+    while clock.now < deadline {
+        if condition() { return true }
+        usleep(5_000)
+    }
+    return condition()
+}
+
+/// Runs `body` and returns how long it took.
+func timed<T>(_ body: () throws -> T) rethrows -> (T, Duration) {
+    let clock = ContinuousClock()
+    let start = clock.now
+    let value = try body()
+    return (value, clock.now - start)
+}
