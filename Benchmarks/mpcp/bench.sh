@@ -11,6 +11,8 @@
 # 60 s before reusing one, so deleting 50,000 files between runs would slow whichever tool comes
 # next); copies of the other sets are deleted (and synced) outside the timing.
 # The seed's naive copiers (one process or thread per file, 1 KiB reads) run once per set.
+# The load average of the machine is printed beside each timing: on a shared machine, compare rows
+# of the same run, and rerun when the load is high.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -66,8 +68,13 @@ for set in $sets; do
   [ -d "$data/$set" ] || { echo "missing $data/$set: run make-datasets.sh first" >&2; exit 2; }
   echo "== $set: $(du -sh "$data/$set" | cut -f1), $(find "$data/$set" | wc -l) entries" >&2
   tar -C "$data/$set" -cf - . | cat > /dev/null   # warm the page cache
+  # An untimed copy first (the first copy after a warm-up or a big delete pays for the kernel's
+  # catching up), then rounds in a rotated order, so that no tool always goes first.
+  warm="$out/$set-warmup"; cp -a "$data/$set" "$warm"; sync
+  if [ "$set" != small ]; then rm -rf "$warm"; sync; fi
   for run in $(seq 1 "$runs"); do
-    for tool in "${tools[@]}"; do time_one "$set" "$tool" "$run"; done
+    n=${#tools[@]}
+    for i in $(seq 0 $((n - 1))); do time_one "$set" "${tools[$(( (i + run - 1) % n ))]}" "$run"; done
   done
   for tool in "${naive[@]}"; do time_one "$set" "$tool" 1; done
   rm -rf "$out/$set-"*; sync

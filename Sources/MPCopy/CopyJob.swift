@@ -1,4 +1,5 @@
 import Glibc
+import Multiprocessing
 import Synchronization
 public import SystemPackage
 
@@ -226,7 +227,7 @@ private final class ProgressTicker: Sendable {
         let monitor = Monitor()
     }
     private let state = State()
-    private let thread: pthread_t?
+    private let thread: OSThread?
     private let job: CopyJob
     private let body: @Sendable (CopyProgress) -> Void
 
@@ -236,7 +237,7 @@ private final class ProgressTicker: Sendable {
         let (seconds, attoseconds) = interval.components
         let nanoseconds = max(Int64(seconds) * 1_000_000_000 + attoseconds / 1_000_000_000, 10_000_000)
         let state = self.state
-        thread = try? system_threadStart { [job] in
+        thread = try? startThread("mpcp-progress", daemon: true) { [job] in
             state.monitor.lock()
             while !state.stopped.load(ordering: .relaxed) {
                 state.monitor.wait(nanoseconds: nanoseconds)
@@ -254,7 +255,7 @@ private final class ProgressTicker: Sendable {
             state.stopped.store(true, ordering: .relaxed)
             state.monitor.broadcast()
         }
-        if let thread { system_threadJoin(thread) }
+        try? thread?.join()
         body(job.progress())
     }
 }
@@ -270,19 +271,19 @@ internal struct ThreadPool: WorkerPool {
     let performer: Performer
 
     func run(_ scheduler: Scheduler) throws(MPCopyError) {
-        var threads: [pthread_t] = []
-        for _ in 0..<jobs {
-            do throws(Errno) {
-                threads.append(try system_threadStart { [performer] in
+        var threads: [OSThread] = []
+        for index in 0..<jobs {
+            do {
+                threads.append(try startThread("mpcp-worker-\(index)", daemon: false) { [performer] in
                     while let item = scheduler.next() {
                         scheduler.complete(item, performer.perform(item))
                     }
                 })
             } catch {
-                if threads.isEmpty { throw MPCopyError(.workers, "cannot start a worker thread", errno: error) }
+                if threads.isEmpty { throw MPCopyError(.workers, "cannot start a worker thread: \(error)") }
                 break
             }
         }
-        for thread in threads { system_threadJoin(thread) }
+        for thread in threads { try? thread.join() }
     }
 }

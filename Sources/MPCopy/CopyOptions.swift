@@ -2,6 +2,7 @@ public import SystemPackage
 
 /// What a copy keeps of each source file besides its bytes, as in `cp --preserve=`.
 public struct PreservedAttributes: OptionSet, Sendable, Hashable, Codable {
+    /// The raw bits.
     public let rawValue: UInt8
     /// Creates a set from its raw bits.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
@@ -95,6 +96,7 @@ public struct MPCopyError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         internal let rawValue: String
         internal init(_ rawValue: String) { self.rawValue = rawValue }
+        /// The code's name.
         public var description: String { rawValue }
         /// The arguments are wrong: a missing source, a directory copied into itself, an unknown option value.
         public static let usage = Code("usage")
@@ -119,6 +121,7 @@ public struct MPCopyError: Error, Sendable, CustomStringConvertible {
         self.underlyingErrno = errno
     }
 
+    /// The message, followed by the system's error if there is one.
     public var description: String {
         if let underlyingErrno { return "\(message): \(underlyingErrno)" }
         return message
@@ -149,6 +152,7 @@ public struct CopyFailure: Sendable, Codable, CustomStringConvertible {
         self.detail = detail
     }
 
+    /// `path: operation: why`, as `mpcp` prints it.
     public var description: String {
         let why = detail ?? errno.map { "\($0)" } ?? "failed"
         return "\(path): \(operation): \(why)"

@@ -1,4 +1,5 @@
 import Glibc
+import Multiprocessing
 
 /// Turns SIGINT and SIGTERM into a call on a thread of their own, where any work is safe.
 ///
@@ -12,7 +13,8 @@ public enum InterruptWatcher {
     public static func start(_ handler: @escaping @Sendable (CInt) -> Void) {
         let signals = [SIGINT, SIGTERM]
         system_blockSignals(signals)
-        _ = try? system_threadStart {
+        // A daemon thread: it must not keep the process alive at exit.
+        _ = try? startThread("mpcp-signals", daemon: true) {
             let first = system_sigwait(signals)
             handler(first)
             let second = system_sigwait(signals)

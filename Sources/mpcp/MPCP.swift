@@ -15,10 +15,13 @@ struct MPCP: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mpcp",
         abstract: "Copy files and directories in parallel, never leaving a partial file under its final name.",
+        usage: "mpcp [<options>] SOURCE... DEST",
         discussion: """
-        Each file is written under a temporary name in its destination directory and renamed into \
-        place once complete, with its metadata set. SIGINT or SIGTERM removes the temporaries; run \
-        again with -u to finish. Exit status: 0 all copied, 1 some files failed, 2 usage error.
+        Each file is written as an unnamed temporary file in its destination directory (or under a \
+        .mpcp-tmp-* name where the file system cannot) and gets its final name only once complete, \
+        with its metadata set. SIGINT or SIGTERM removes the temporaries; run the same command again \
+        with -u to finish. As with cp, a DEST that is an existing directory receives each SOURCE under \
+        its own name. Exit status: 0 all copied, 1 some files failed, 2 usage error.
         """
     )
 
@@ -58,7 +61,7 @@ struct MPCP: ParsableCommand {
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print each path copied.")
     var verbose = false
 
-    @Argument(help: ArgumentHelp("Sources, then the destination.", valueName: "SOURCE... DEST"))
+    @Argument(help: ArgumentHelp("Sources, then the destination.", valueName: "path"))
     var paths: [String] = []
 
     func validate() throws {
@@ -94,7 +97,6 @@ struct MPCP: ParsableCommand {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 printError(fullMessage(for: error))
-                printError("Try 'mpcp --help' for more information.")
                 Glibc.exit(2)
             }
             exit(withError: error)

@@ -270,26 +270,6 @@ internal func system_sigwait(_ signals: [CInt]) -> CInt {
     return received
 }
 
-/// Starts a plain pthread running `body`, with all signals the caller blocks still blocked.
-internal func system_threadStart(_ body: @escaping @Sendable () -> Void) throws(Errno) -> pthread_t {
-    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let r = pthread_create(&thread, nil, { raw in
-        guard let raw else { return nil }
-        let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
-        box.body()
-        return nil
-    }, context)
-    if r != 0 {
-        Unmanaged<Box>.fromOpaque(context).release()
-        throw Errno(rawValue: r)
-    }
-    return thread
-}
-
-internal func system_threadJoin(_ thread: pthread_t) { _ = pthread_join(thread, nil) }
-
 /// A pthread mutex and condition variable: workers sleep here until there is work.
 internal final class Monitor: @unchecked Sendable {
     // Heap-allocated because pthread objects must not move.
@@ -378,38 +358,8 @@ extension String {
 #endif
 
 #if os(Linux)
-// MARK: pipes to worker processes
+// MARK: worker processes
 
-internal func system_pipe() throws(Errno) -> (read: CInt, write: CInt) {
-    var fds: [CInt] = [-1, -1]
-    let r = fds.withUnsafeMutableBufferPointer { b in cmp_pipe2(b.baseAddress, O_CLOEXEC) }
-    if r < 0 { throw Errno(rawValue: -r) }
-    return (fds[0], fds[1])
-}
-
-/// Reads exactly `buffer.count` bytes; returns fewer only at end of file.
-internal func system_readFully(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-    guard let base = buffer.baseAddress else { return 0 }
-    var offset = 0
-    while offset < buffer.count {
-        let n = try valueOrErrno { Glibc.read(fd, base + offset, buffer.count - offset) }
-        if n == 0 { break }
-        offset += n
-    }
-    return offset
-}
-
-/// Writes all of `buffer`, looping over short writes.
-internal func system_writeFully(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
-    guard let base = buffer.baseAddress else { return }
-    var offset = 0
-    while offset < buffer.count {
-        offset += try valueOrErrno { Glibc.write(fd, base + offset, buffer.count - offset) }
-    }
-}
-
-/// Ignores SIGPIPE so that a dead worker shows up as EPIPE, not as the death of the parent.
-internal func system_ignoreSigpipe() { Glibc.signal(SIGPIPE, SIG_IGN) }
-
+/// Ignores `signal` in this process (a worker child leaves Ctrl-C to its parent).
 internal func system_ignoreSignal(_ signal: CInt) { Glibc.signal(signal, SIG_IGN) }
 #endif
