@@ -15,21 +15,24 @@ let package = Package(
         .package(name: "swift-multiprocessing", path: ".."),
     ],
     targets: [
+        // Shared by the benchmarks: clock, median, running the Python peer.
+        .target(name: "BenchmarkSupport", path: "Sources/BenchmarkSupport"),
         // Start→join latency of each start method, beside posix_spawn and Python's multiprocessing.
-        .executableTarget(name: "StartBenchmark", dependencies: [library], path: "Sources/StartBenchmark"),
+        .executableTarget(name: "StartBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/StartBenchmark"),
         // WireEncoder/WireDecoder against JSONEncoder and PropertyListEncoder.
         .executableTarget(name: "CodecBenchmark", dependencies: [library], path: "Sources/CodecBenchmark"),
         // Locks and threads: our Lock against Mutex, NSLock and Python's locks; CPU scaling.
         .executableTarget(name: "SyncBenchmark", dependencies: [library], path: "Sources/SyncBenchmark",
                           exclude: ["sync_peer.py"]),
         // Pipes and queues: messages/s and round-trip latency against Python's multiprocessing.
-        .executableTarget(name: "QueueBenchmark", dependencies: [library], path: "Sources/QueueBenchmark",
+        .executableTarget(name: "QueueBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/QueueBenchmark",
                           exclude: ["peer.py"]),
         // Manager call latency and throughput, beside Python's multiprocessing.Manager().dict().
         .executableTarget(
             name: "ManagerBenchmark",
             dependencies: [
                 library,
+                "BenchmarkSupport",
                 .product(name: "MultiprocessingManager", package: "swift-multiprocessing"),
             ],
             path: "Sources/ManagerBenchmark",

@@ -6,6 +6,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BenchmarkSupport
 import Multiprocessing
 import MultiprocessingManager
 
@@ -27,18 +28,6 @@ Multiprocessing.bootstrap()
 let calls = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 20_000 : 20_000
 let throughputCalls = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2]) ?? 4_000 : 4_000
 
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
-}
-
-/// Median microseconds per call over batches of 200.
 func batches(_ calls: Int, _ body: (Int) throws -> Void) rethrows -> Double {
     var samples: [Double] = []
     var i = 0
@@ -52,38 +41,7 @@ func batches(_ calls: Int, _ body: (Int) throws -> Void) rethrows -> Double {
 }
 
 func python() -> [String: Double] {
-    let here = #filePath
-    let folder = here.split(separator: "/").dropLast().joined(separator: "/")
-    let script = "/" + folder + "/manager_peer.py"
-    var fds: [Int32] = [0, 0]
-    pipe(&fds)
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    let args = ["python3", script, String(calls), String(throughputCalls)]
-    let argv = args.map { strdup($0) } + [nil]
-    var pid: pid_t = 0
-    let r = posix_spawnp(&pid, "python3", &actions, nil, argv, environ)
-    close(fds[1])
-    var output: [UInt8] = []
-    if r == 0 {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &buffer, buffer.count)
-            if n <= 0 { break }
-            output += buffer[0..<n]
-        }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-    }
-    close(fds[0])
-    for p in argv { free(p) }
-    var result: [String: Double] = [:]
-    for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
-        let parts = line.split(separator: " ")
-        if parts.count == 2, let value = Double(parts[1]) { result[String(parts[0])] = value }
-    }
-    return result
+    namedValues(runPython(siblingPath("manager_peer.py"), [String(calls), String(throughputCalls)]))
 }
 
 let manager = Manager()

@@ -13,6 +13,7 @@
 //     (send_bytes/recv_bytes, and send/recv of an int); the median of per-message round trips.
 import Foundation
 import Glibc
+import BenchmarkSupport
 import Multiprocessing
 
 Multiprocessing.bootstrap()
@@ -56,17 +57,6 @@ struct EchoInt: ProcessTask {
 }
 
 // MARK: measurements
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted[sorted.count / 2]
-}
 
 /// A producer child writes `count` messages of `size` bytes into a pipe; this process reads each.
 /// Forks, so it runs before anything in this process starts a thread.
@@ -146,19 +136,9 @@ func ourRoundTrip(size: Int, iterations: Int, objects: Bool) throws -> Double {
     return median(samples)
 }
 
-let peerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peer.py").path
-
 func python(_ arguments: [String]) throws -> Double {
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", peerScript] + arguments
-    let out = Foundation.Pipe()
-    process.standardOutput = out
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0,
-          let value = Double(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+    let output = runPython(siblingPath("peer.py"), arguments)
+    guard let value = Double(output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
         fatalError("python3 peer.py \(arguments) failed")
     }
     return value

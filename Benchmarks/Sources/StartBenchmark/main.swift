@@ -7,6 +7,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BenchmarkSupport
 import Multiprocessing
 
 struct Noop: ProcessTask {
@@ -16,17 +17,6 @@ struct Noop: ProcessTask {
 Multiprocessing.bootstrap()
 
 let rounds = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 100 : 100
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
-}
 
 /// Milliseconds per start→join, median of `rounds`, after a few warm-up rounds.
 func measure(_ body: () throws -> Void) rethrows -> Double {
@@ -49,41 +39,9 @@ func posixSpawnTrue() {
     waitpid(pid, &status, 0)
 }
 
-/// Runs the Python peer and returns its "method ms" lines.
+/// Runs the Python peer (Benchmarks/peers/process_start.py) and returns its "method ms" lines.
 func python(rounds: Int) -> [String: Double] {
-    // The peer script sits in Benchmarks/peers, two folders up from this file.
-    let here = #filePath
-    let peers = here.split(separator: "/").dropLast(3).joined(separator: "/")
-    let script = "/" + peers + "/peers/process_start.py"
-    var fds: [Int32] = [0, 0]
-    pipe(&fds)
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    let args = ["python3", script, String(rounds)]
-    let argv = args.map { strdup($0) } + [nil]
-    var pid: pid_t = 0
-    let r = posix_spawnp(&pid, "python3", &actions, nil, argv, environ)
-    close(fds[1])
-    var output: [UInt8] = []
-    if r == 0 {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &buffer, buffer.count)
-            if n <= 0 { break }
-            output += buffer[0..<n]
-        }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-    }
-    close(fds[0])
-    for p in argv { free(p) }
-    var result: [String: Double] = [:]
-    for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
-        let parts = line.split(separator: " ")
-        if parts.count == 2, let value = Double(parts[1]) { result[String(parts[0])] = value }
-    }
-    return result
+    namedValues(runPython(siblingPath("../../peers/process_start.py"), [String(rounds)]))
 }
 
 // fork first: it is only allowed while this process runs no thread but the monitor.
