@@ -98,9 +98,11 @@ let package = Package(
             path: "Tests/mp-test-helper",
             swiftSettings: strictSettings
         ),
+        // Parent-side test utilities (Foundation): finding built binaries, reading /proc.
+        .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: strictSettings),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "TestSupport", "mp-test-helper", "examples"],
+            dependencies: ["Multiprocessing", "TestSupport", "TestHarness", "mp-test-helper", "examples"],
             swiftSettings: strictSettings
         ),
 
@@ -119,18 +121,18 @@ let package = Package(
         ),
         .testTarget(
             name: "ManagerTests",
-            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport", "mp-manager-helper", "examples"],
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
             swiftSettings: strictSettings
         ),
         // End-to-end tests of the seed's examples: they run the built `examples` binary.
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["examples"],
+            dependencies: ["examples", "TestHarness"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "MPCopyTests",
-            dependencies: ["MPCopy", "mpcp"],
+            dependencies: ["MPCopy", "mpcp", "TestHarness"],
             swiftSettings: strictSettings
         ),
     ],

@@ -1,6 +1,7 @@
 // End-to-end tests of the seed's examples: each runs the built `examples` binary with short intervals
 // and checks its output for the facts that do not depend on scheduling.
 import Foundation
+import TestHarness
 import Testing
 
 /// What one run of the `examples` binary printed.
@@ -17,19 +18,7 @@ struct ExampleRun {
 enum ExampleBinary {
     /// The `examples` executable SwiftPM built beside this test bundle (found from /proc/self/exe,
     /// looking in its directory and then its parents).
-    static let url: URL? = {
-        var directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("examples")
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue,
-               FileManager.default.isExecutableFile(atPath: candidate.path) {
-                return candidate
-            }
-            directory = directory.deletingLastPathComponent()
-        }
-        return nil
-    }()
+    static let url: URL? = builtExecutable("examples").map { URL(fileURLWithPath: $0) }
 }
 
 struct ExampleTimeout: Error, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Foundation
+import TestHarness
 import Testing
 
 /// What a shell script printed and how it ended.
@@ -12,9 +13,7 @@ enum TestError: Error { case setup(String) }
 
 /// The built `mpcp`, next to the test bundle in the build directory.
 func mpcpExecutable() throws -> String {
-    let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-    let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("mpcp").path
-    guard FileManager.default.isExecutableFile(atPath: path) else { throw TestError.setup("mpcp not built at \(path)") }
+    guard let path = builtExecutable("mpcp") else { throw TestError.setup("mpcp is not built beside the test bundle") }
     return path
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestHarness
 import Multiprocessing
 @testable import MultiprocessingManager
 import ManagerTestSupport

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestHarness
 import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager

@@ -1,18 +1,10 @@
 import Foundation
 import Multiprocessing
 import SystemPackage
+import TestHarness
 
 /// Where the manager helper binary is: beside the test bundle in the build folder.
-let managerHelperPath: String = {
-    let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    var dir = me.deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("mp-manager-helper").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    return "mp-manager-helper-not-found"
-}()
+let managerHelperPath: String = builtExecutable("mp-manager-helper") ?? "mp-manager-helper-not-found"
 
 /// The core tests' helper, which links the manager tasks too.
 let childHelperPath = (managerHelperPath as NSString).deletingLastPathComponent + "/mp-test-helper"
@@ -66,17 +58,6 @@ func processIsRunning(_ pid: Int32) -> Bool {
     guard let close = stat.lastIndex(of: ")") else { return false }
     let fields = stat[stat.index(after: close)...].split(separator: " ")
     return fields.first != "Z"
-}
-
-/// Waits for `condition` (another process's death, which no event announces to this one).
-func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + limit
-    while clock.now < deadline {
-        if condition() { return true }
-        usleep(5_000)
-    }
-    return condition()
 }
 
 /// Runs `body` and returns how long it took.

@@ -1,4 +1,5 @@
 import Testing
+import TestHarness
 import Synchronization
 import Glibc
 @testable import Multiprocessing
