@@ -57,6 +57,10 @@ internal final class ManagerClient: Sendable {
     private struct Pool {
         var pid: Int32 = 0
         var idle: [FrameSocket] = []
+        /// A connection never used for calls, open for as long as this process uses the server.
+        /// The server frees a client's locks when its last connection closes; this one keeps a call
+        /// that is cancelled (by closing its own connection) from looking like the process leaving.
+        var presence: FrameSocket?
     }
     // Locked, not Mutex: a hundred threads of one client process take and return connections
     // here at once (see ManagerPlatform.PlainMutex).
@@ -96,8 +100,11 @@ internal final class ManagerClient: Sendable {
     /// Forgets idle connections (after the manager shut down).
     internal func dropIdle() {
         let sockets = pool.withLock { pool -> [FrameSocket] in
-            defer { pool.idle = [] }
-            return pool.idle
+            defer {
+                pool.idle = []
+                pool.presence = nil
+            }
+            return pool.idle + (pool.presence.map { [$0] } ?? [])
         }
         for socket in sockets { socket.close() }
     }
@@ -142,17 +149,30 @@ internal final class ManagerClient: Sendable {
 
     private func take() throws -> FrameSocket {
         let pid = ManagerPlatform.processID()
-        let (socket, inherited) = pool.withLock { pool -> (FrameSocket?, [FrameSocket]) in
+        let (socket, inherited, needsPresence) = pool.withLock { pool -> (FrameSocket?, [FrameSocket], Bool) in
             if pool.pid != pid {
                 // A forked child holds copies of the parent's connections: never share them.
-                let inherited = pool.idle
+                let inherited = pool.idle + (pool.presence.map { [$0] } ?? [])
                 pool.idle = []
+                pool.presence = nil
                 pool.pid = pid
-                return (nil, inherited)
+                return (nil, inherited, true)
             }
-            return (pool.idle.popLast(), [])
+            return (pool.idle.popLast(), [], pool.presence == nil)
         }
         for socket in inherited { socket.close() }
+        if needsPresence {
+            let presence = try open()
+            let spare = pool.withLock { pool -> FrameSocket? in
+                if pool.presence == nil {
+                    pool.presence = presence
+                    return nil
+                }
+                return presence // another thread opened one first: use this one for the call
+            }
+            if let spare, socket == nil { return spare }
+            spare?.close()
+        }
         if let socket { return socket }
         return try open()
     }

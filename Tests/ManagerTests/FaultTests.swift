@@ -10,13 +10,17 @@ extension ManagerTests {
         let manager = try started()
         defer { try? manager.shutdown() }
         let queue = try manager.queue(Int.self)
+        // This process's connections so far: its presence connection and an idle one.
+        let baseline = try manager.serverStatistics().connections
         let child = ChildProcess(BlockedGetTask(queue: queue))
         try child.start()
-        // The child's get is in flight once the server holds its connection.
-        #expect(eventually { ((try? manager.serverStatistics().connections) ?? 0) >= 2 })
+        // The child's get is in flight once the server holds both of the child's connections
+        // (its presence connection and the one its get blocks on).
+        #expect(eventually { ((try? manager.serverStatistics().connections) ?? 0) >= baseline + 2 })
         let parentWaiter = Thread { _ = try? queue.get() }
         parentWaiter.start()
-        #expect(eventually { ((try? manager.serverStatistics().connections) ?? 0) >= 3 })
+        // The waiter takes the idle connection, so the next statistics call opens another.
+        #expect(eventually { ((try? manager.serverStatistics().connections) ?? 0) >= baseline + 3 })
         guard let pid = manager.serverPID else {
             Issue.record("no server pid")
             return
