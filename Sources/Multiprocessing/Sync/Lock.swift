@@ -61,9 +61,7 @@ public final class Lock: Codable, @unchecked Sendable {
     ///   - `.cancelled`: the waiting ``OSThread`` was cancelled.
     ///   - `.misuse`: the calling thread already holds the lock.
     public func acquire(timeout: Duration? = nil) throws {
-        if try mutex.lock(.current(timeout: timeout, "Lock.acquire")) == .afterOwnerDied {
-            throw Lock.ownerDiedError("Lock.acquire")
-        }
+        try mutex.acquire(timeout: timeout, "Lock.acquire")
     }
 
     /// Acquires the lock if it is free, without waiting.
@@ -71,11 +69,7 @@ public final class Lock: Codable, @unchecked Sendable {
     /// - Throws: `.ownerDied` (lock held, as in ``acquire(timeout:)``) or `.misuse` when the calling
     ///   thread already holds it.
     public func tryAcquire() throws -> Bool {
-        switch try mutex.tryLock("Lock.tryAcquire") {
-        case nil: return false
-        case .normally?: return true
-        case .afterOwnerDied?: throw Lock.ownerDiedError("Lock.tryAcquire")
-        }
+        try mutex.tryAcquire("Lock.tryAcquire")
     }
 
     /// Releases the lock.
@@ -104,10 +98,7 @@ public final class Lock: Codable, @unchecked Sendable {
 
     @usableFromInline
     internal func enterWithLock(_ timeout: Duration?) throws {
-        if try mutex.lock(.current(timeout: timeout, "Lock.withLock")) == .afterOwnerDied {
-            try mutex.unlock("Lock.withLock")
-            throw Lock.ownerDiedError("Lock.withLock")
-        }
+        try mutex.enterCriticalSection(timeout: timeout, "Lock.withLock")
     }
 
     @usableFromInline
@@ -126,19 +117,14 @@ public final class Lock: Codable, @unchecked Sendable {
     /// - Parameter timeout: How long to wait; `nil` waits forever.
     /// - Throws: as ``acquire(timeout:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
-        if try await mutex.lockAsync(timeout: timeout, "Lock.acquire") == .afterOwnerDied {
-            throw Lock.ownerDiedError("Lock.acquire")
-        }
+        try await mutex.acquire(timeout: timeout, "Lock.acquire")
     }
 
     /// Runs a synchronous `body` with the lock held, waiting for it without blocking the cooperative
     /// pool; the async twin of ``withLock(timeout:_:)``.
     /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
-        if try await mutex.lockAsync(timeout: timeout, "Lock.withLock") == .afterOwnerDied {
-            try mutex.unlock("Lock.withLock")
-            throw Lock.ownerDiedError("Lock.withLock")
-        }
+        try await mutex.enterCriticalSection(timeout: timeout, "Lock.withLock")
         defer { _ = try? mutex.unlock("Lock.withLock") }
         return try body()
     }
@@ -159,6 +145,50 @@ public final class Lock: Codable, @unchecked Sendable {
 }
 
 extension RobustMutex {
+    // What `Lock` and `RLock` (and the primitives built on them) do on acquisition, in one place.
+
+    /// Takes the mutex for `acquire`. When the previous owner died, throws `.ownerDied` with the
+    /// mutex held, so that the caller can repair the data and then release it.
+    internal func acquire(timeout: Duration?, _ operation: StaticString) throws {
+        if try lock(.current(timeout: timeout, operation)) == .afterOwnerDied {
+            throw Lock.ownerDiedError(operation)
+        }
+    }
+
+    /// The async twin of ``acquire(timeout:_:)``.
+    internal nonisolated(nonsending) func acquire(timeout: Duration?, _ operation: StaticString) async throws {
+        if try await lockAsync(timeout: timeout, operation) == .afterOwnerDied {
+            throw Lock.ownerDiedError(operation)
+        }
+    }
+
+    /// `tryLock` for `tryAcquire`: whether the caller now holds the mutex; `.ownerDied` as in ``acquire(timeout:_:)``.
+    internal func tryAcquire(_ operation: StaticString) throws -> Bool {
+        switch try tryLock(operation) {
+        case nil: return false
+        case .normally?: return true
+        case .afterOwnerDied?: throw Lock.ownerDiedError(operation)
+        }
+    }
+
+    /// Takes the mutex for a `withLock` body. When the previous owner died, the body must not run
+    /// on what it left half-changed: the mutex is released again and `.ownerDied` thrown, so that a
+    /// retry succeeds.
+    internal func enterCriticalSection(timeout: Duration?, _ operation: StaticString) throws {
+        if try lock(.current(timeout: timeout, operation)) == .afterOwnerDied {
+            try unlock(operation)
+            throw Lock.ownerDiedError(operation)
+        }
+    }
+
+    /// The async twin of ``enterCriticalSection(timeout:_:)``.
+    internal nonisolated(nonsending) func enterCriticalSection(timeout: Duration?, _ operation: StaticString) async throws {
+        if try await lockAsync(timeout: timeout, operation) == .afterOwnerDied {
+            try unlock(operation)
+            throw Lock.ownerDiedError(operation)
+        }
+    }
+
     /// The async acquisition: try on the caller's thread, wait off the pool until the mutex looks
     /// free, and try again on the caller's thread (a pthread mutex belongs to the thread that locks it).
     internal nonisolated(nonsending) func lockAsync(timeout: Duration?, cancellable: Bool = true,

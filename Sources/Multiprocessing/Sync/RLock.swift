@@ -32,20 +32,14 @@ public final class RLock: Codable, @unchecked Sendable {
     /// - Throws: `.ownerDied` (the previous owner died; the lock is now held by the caller),
     ///   `.timedOut`, or `.cancelled` when the waiting ``OSThread`` was cancelled.
     public func acquire(timeout: Duration? = nil) throws {
-        if try mutex.lock(.current(timeout: timeout, "RLock.acquire")) == .afterOwnerDied {
-            throw Lock.ownerDiedError("RLock.acquire")
-        }
+        try mutex.acquire(timeout: timeout, "RLock.acquire")
     }
 
     /// Acquires the lock if it is free or already held by the calling thread, without waiting.
     /// - Returns: true when the caller now holds the lock.
     /// - Throws: `.ownerDied`, with the lock held.
     public func tryAcquire() throws -> Bool {
-        switch try mutex.tryLock("RLock.tryAcquire") {
-        case nil: return false
-        case .normally?: return true
-        case .afterOwnerDied?: throw Lock.ownerDiedError("RLock.tryAcquire")
-        }
+        try mutex.tryAcquire("RLock.tryAcquire")
     }
 
     /// Releases one level of the lock.
@@ -68,10 +62,7 @@ public final class RLock: Codable, @unchecked Sendable {
 
     @usableFromInline
     internal func enterWithLock(_ timeout: Duration?) throws {
-        if try mutex.lock(.current(timeout: timeout, "RLock.withLock")) == .afterOwnerDied {
-            try mutex.unlock("RLock.withLock")
-            throw Lock.ownerDiedError("RLock.withLock")
-        }
+        try mutex.enterCriticalSection(timeout: timeout, "RLock.withLock")
     }
 
     @usableFromInline
@@ -91,18 +82,13 @@ public final class RLock: Codable, @unchecked Sendable {
     /// the caller's thread, so release it before the next suspension point.
     /// - Throws: as ``acquire(timeout:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
-        if try await mutex.lockAsync(timeout: timeout, "RLock.acquire") == .afterOwnerDied {
-            throw Lock.ownerDiedError("RLock.acquire")
-        }
+        try await mutex.acquire(timeout: timeout, "RLock.acquire")
     }
 
     /// The async twin of ``withLock(timeout:_:)``, for a synchronous `body`.
     /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
-        if try await mutex.lockAsync(timeout: timeout, "RLock.withLock") == .afterOwnerDied {
-            try mutex.unlock("RLock.withLock")
-            throw Lock.ownerDiedError("RLock.withLock")
-        }
+        try await mutex.enterCriticalSection(timeout: timeout, "RLock.withLock")
         defer { _ = try? mutex.unlock("RLock.withLock") }
         return try body()
     }
