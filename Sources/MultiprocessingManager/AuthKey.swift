@@ -39,11 +39,10 @@ public struct AuthKey: Sendable, Hashable, CustomStringConvertible {
     private static let defaultKey = Mutex<AuthKey?>(nil)
 
     /// This program's default key: inherited from the parent (through ``environmentVariable``)
-    /// or made at first use and exported to the children started after that.
-    ///
-    /// Making it calls `setenv`, which must not race with another thread reading the environment
-    /// (a child being spawned): touch it (or create the first `Manager`) before starting threads
-    /// that start processes.
+    /// or made at first use and passed to the children started after that (through
+    /// `ChildProcessConfiguration.setChildEnvironment`, which leaves this process's own environment
+    /// alone, so it is safe whatever threads run). A fork server started before the key was made
+    /// does not pass it on; a proxy in a task's arguments carries its key in any case.
     public static var processDefault: AuthKey {
         defaultKey.withLock { stored in
             if let stored { return stored }
@@ -52,7 +51,7 @@ public struct AuthKey: Sendable, Hashable, CustomStringConvertible {
                 key = AuthKey(bytes)
             } else {
                 key = AuthKey.random()
-                ManagerPlatform.setEnvironment(environmentVariable, key.hex)
+                ChildProcessConfiguration.setChildEnvironment(environmentVariable, key.hex)
             }
             stored = key
             return key

@@ -220,6 +220,20 @@ struct ChildProcessTests {
         #expect(try child.value() == "hello through a pipe")
     }
 
+    @Test func childEnvironmentReachesChildrenButNotThisProcess() throws {
+        let name = "MP_TEST_CHILD_ENV_\(getpid())"
+        ChildProcessConfiguration.setChildEnvironment(name, "for the children")
+        defer { ChildProcessConfiguration.setChildEnvironment(name, nil) }
+        #expect(getenv(name) == nil)
+        let child = ChildProcess(ReadEnvironment(name: name))
+        try child.start()
+        #expect(try child.value() == "for the children")
+        ChildProcessConfiguration.setChildEnvironment(name, nil)
+        let after = ChildProcess(ReadEnvironment(name: name))
+        try after.start()
+        #expect(try after.value() == nil)
+    }
+
     @Test func aResultBiggerThanTheSocketBufferArrives() throws {
         let count = 8 << 20
         let child = ChildProcess(BigResult(count: count))

@@ -156,3 +156,10 @@ public struct WriteMarker: ProcessTask {
         if fd >= 0 { close(fd) }
     }
 }
+
+/// Reads an environment variable in the child.
+public struct ReadEnvironment: ProcessTask {
+    public var name: String
+    public init(name: String) { self.name = name }
+    public func run() -> String? { getenv(name).map { String(cString: $0) } }
+}

@@ -68,7 +68,7 @@ internal struct ForkServerLink: Sendable {
             let plan = SpawnPlan(
                 executable: ChildProcessConfiguration.executable,
                 arguments: CommandLine.arguments,
-                environment: [
+                environment: ChildProcessConfiguration.childEnvironmentEntries + [
                     "\(ChildEnvironment.forkServer)=\(ChildEnvironment.socketNumber)",
                     "\(ChildEnvironment.parentPID)=\(system_getpid())",
                     "\(ChildEnvironment.daemon)=1",

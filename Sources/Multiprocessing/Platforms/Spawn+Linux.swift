@@ -24,7 +24,8 @@ internal enum ChildEnvironment {
 internal struct SpawnPlan: Sendable {
     var executable: FilePath
     var arguments: [String]
-    /// Extra environment entries ("NAME=value"), added to the parent's environment.
+    /// Extra environment entries ("NAME=value"), added to the parent's environment (replacing an
+    /// inherited entry of the same name).
     var environment: [String]
     /// The socket that becomes descriptor 3 in the child. Every other descriptor above 2 is closed.
     var childSocket: Int32
@@ -47,11 +48,13 @@ internal func system_spawnChild(_ plan: SpawnPlan) throws(Errno) -> Int32 {
     r = cmp_spawn_file_actions_addclosefrom(&actions, ChildEnvironment.socketNumber + 1)
     if r != 0 { throw Errno(rawValue: r) }
 
+    // The parent's environment, less our own variables and whatever the plan sets anew.
+    let replaced = Set(ChildEnvironment.all + plan.environment.map { String($0.prefix { $0 != "=" }) })
     var environment: [String] = []
     var entry = cmp_environ()
     while let pointer = entry?.pointee {
         let text = String(cString: pointer)
-        if !ChildEnvironment.all.contains(where: { text.hasPrefix($0 + "=") }) { environment.append(text) }
+        if !replaced.contains(String(text.prefix { $0 != "=" })) { environment.append(text) }
         entry = entry?.advanced(by: 1)
     }
     environment += plan.environment

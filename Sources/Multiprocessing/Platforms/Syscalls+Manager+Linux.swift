@@ -207,8 +207,6 @@ package enum ManagerPlatform {
     /// The environment variable `name`, if set.
     package static func environment(_ name: String) -> String? { system_getenv(name) }
 
-    /// Sets an environment variable for this process and the children it starts later.
-    package static func setEnvironment(_ name: String, _ value: String) { _ = Glibc.setenv(name, value, 1) }
 
     // MARK: time, processes, threads
 

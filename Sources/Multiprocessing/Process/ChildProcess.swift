@@ -183,7 +183,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             let plan = SpawnPlan(
                 executable: ChildProcessConfiguration.executable,
                 arguments: CommandLine.arguments,
-                environment: [
+                environment: ChildProcessConfiguration.childEnvironmentEntries + [
                     "\(ChildEnvironment.child)=\(ChildEnvironment.socketNumber)",
                     "\(ChildEnvironment.parentPID)=\(system_getpid())",
                     "\(ChildEnvironment.daemon)=\(daemon ? 1 : 0)",

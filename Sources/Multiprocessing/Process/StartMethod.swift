@@ -32,6 +32,7 @@ public enum ChildProcessConfiguration {
     private struct Settings {
         var startMethod: StartMethod = .spawn
         var executable: FilePath?
+        var childEnvironment: [String: String] = [:]
     }
     private static let settings = Mutex(Settings())
 
@@ -53,6 +54,23 @@ public enum ChildProcessConfiguration {
     /// The executable spawned children run.
     public static var executable: FilePath {
         settings.withLock { $0.executable } ?? system_currentExecutable()
+    }
+
+    /// Sets an environment variable for every child started from now on (spawned children and the
+    /// fork server), or removes it with nil, without touching this process's own environment.
+    ///
+    /// Prefer this to `setenv`: changing the environment is not safe while other threads may read
+    /// it, as the thread that spawns children does.
+    /// - Parameters:
+    ///   - name: The variable's name.
+    ///   - value: Its value, or nil to stop adding it.
+    public static func setChildEnvironment(_ name: String, _ value: String?) {
+        settings.withLock { $0.childEnvironment[name] = value }
+    }
+
+    /// The entries ("NAME=value") that ``setChildEnvironment(_:_:)`` added.
+    internal static var childEnvironmentEntries: [String] {
+        settings.withLock { $0.childEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } }
     }
 
     internal static var usesOwnExecutable: Bool {
