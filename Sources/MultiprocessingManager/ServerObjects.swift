@@ -127,17 +127,8 @@ internal func wireAppendToList(_ stored: [UInt8]?, _ single: [UInt8]) throws -> 
 /// A writer with no frame header, for values built on the server.
 internal struct ByteWriterRaw {
     internal var bytes: [UInt8] = []
-    internal mutating func varint(_ value: UInt64) {
-        var value = value
-        while value >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        bytes.append(UInt8(truncatingIfNeeded: value))
-    }
-    internal mutating func signed(_ value: Int64) {
-        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
-    }
+    internal mutating func varint(_ value: UInt64) { bytes.wireAppendVarint(value) }
+    internal mutating func signed(_ value: Int64) { bytes.wireAppendSigned(value) }
 }
 
 /// A stored integer: the wire format's zigzag varint (Int, Int16, Int32, Int64); absent is 0.

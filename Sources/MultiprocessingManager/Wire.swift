@@ -88,18 +88,10 @@ internal struct ByteWriter {
     internal mutating func byte(_ value: UInt8) { bytes.append(value) }
     internal mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
 
-    internal mutating func varint(_ value: UInt64) {
-        var value = value
-        while value >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        bytes.append(UInt8(truncatingIfNeeded: value))
-    }
+    /// The codec's varint, so that values built here read back as the wire format.
+    internal mutating func varint(_ value: UInt64) { bytes.wireAppendVarint(value) }
 
-    internal mutating func signed(_ value: Int64) {
-        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
-    }
+    internal mutating func signed(_ value: Int64) { bytes.wireAppendSigned(value) }
 
     internal mutating func double(_ value: Double) {
         withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }

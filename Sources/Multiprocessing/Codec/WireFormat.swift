@@ -6,8 +6,10 @@
 
 extension Array where Element == UInt8 {
     /// Appends `value` as unsigned LEB128: 7 bits a byte, low group first, high bit = "more follows".
-    @inline(__always)
-    mutating func wireAppendVarint<T: FixedWidthInteger & UnsignedInteger>(_ value: T) {
+    /// `package`: the manager writes its request fields and server-side values with it, so that
+    /// what it stores reads back as the wire format.
+    @inlinable
+    package mutating func wireAppendVarint<T: FixedWidthInteger & UnsignedInteger>(_ value: T) {
         var value = value
         while value >= 0x80 {
             append(UInt8(truncatingIfNeeded: value) | 0x80)
@@ -18,8 +20,8 @@ extension Array where Element == UInt8 {
 
     /// Appends a signed integer zigzag-mapped (0, -1, 1, -2 … → 0, 1, 2, 3 …) so small negative
     /// numbers stay short.
-    @inline(__always)
-    mutating func wireAppendSigned<T: FixedWidthInteger & SignedInteger>(_ value: T) {
+    @inlinable
+    package mutating func wireAppendSigned<T: FixedWidthInteger & SignedInteger>(_ value: T) {
         let zigzag = (value << 1) ^ (value >> (T.bitWidth - 1))
         wireAppendVarint(T.Magnitude(truncatingIfNeeded: zigzag))
     }
