@@ -4,29 +4,11 @@ import TestHarness
 import Multiprocessing
 @testable import MultiprocessingManager
 
-/// The built `examples` binary, beside the helper.
-let examplesPath = (managerHelperPath as NSString).deletingLastPathComponent + "/examples"
+/// The built `examples` binary.
+let examplesPath = builtExecutable("examples") ?? "examples-not-found"
 
-struct CommandResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
-}
-
-func runExamples(_ arguments: [String]) throws -> CommandResult {
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: examplesPath)
-    process.arguments = arguments
-    let out = Foundation.Pipe()
-    let err = Foundation.Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+func runExamples(_ arguments: [String]) throws -> ProgramOutput {
+    try runProgram(examplesPath, arguments)
 }
 
 /// A free TCP port on loopback (bound, read, closed).
@@ -68,7 +50,7 @@ extension ManagerTests {
         #expect(String(decoding: ready, as: UTF8.self).hasPrefix("ready"))
 
         // Two clients at once: atomic increments, so nothing is lost.
-        let results = Mutex_<[CommandResult]>([])
+        let results = Mutex_<[ProgramOutput]>([])
         let clients = (0..<2).map { _ in
             Thread {
                 if let r = try? runExamples(["manager-client", "--port", "\(port)", "--authkey-file", keyFile, "--key", "k", "--times", "300"]) {

@@ -11,27 +11,7 @@ func useHelperExecutable() {
     ChildProcessConfiguration.setExecutable(FilePath(helperPath))
 }
 
-struct ScenarioResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
-}
-
 /// Runs the helper as a parent, in a scenario, and collects its output.
-func runHelper(_ arguments: [String], timeout: TimeInterval = 30) throws -> ScenarioResult {
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: helperPath)
-    process.arguments = arguments
-    let out = Foundation.Pipe()
-    let err = Foundation.Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ScenarioResult(status: process.terminationStatus,
-                          stdout: String(decoding: outData, as: UTF8.self),
-                          stderr: String(decoding: errData, as: UTF8.self))
+func runHelper(_ arguments: [String]) throws -> ProgramOutput {
+    try runProgram(helperPath, arguments)
 }

@@ -53,3 +53,51 @@ public func zombieChildren(of parent: Int32) -> [Int32] {
         return pid
     }
 }
+
+/// What a program printed and how it ended.
+public struct ProgramOutput: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+    public var lastLine: String { lines.last ?? "" }
+}
+
+/// Runs the program at `path` to its end and collects its output.
+public func runProgram(_ path: String, _ arguments: [String]) throws -> ProgramOutput {
+    let process = Foundation.Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Foundation.Pipe()
+    let err = Foundation.Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // stderr is read on another thread, so that a program filling one pipe never blocks on it.
+    let errData = LockedData()
+    let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+    reader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let stderr = errData.wait()
+    return ProgramOutput(status: process.terminationStatus,
+                         stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+private final class LockedData: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var data: Data?
+    func set(_ value: Data) {
+        condition.lock()
+        data = value
+        condition.broadcast()
+        condition.unlock()
+    }
+    func wait() -> Data {
+        condition.lock()
+        defer { condition.unlock() }
+        while data == nil { condition.wait() }
+        return data ?? Data()
+    }
+}
