@@ -118,10 +118,16 @@ public final class CopyJob: Sendable {
         let scheduler = Scheduler(options: options, performer: performer, events: events)
         self.scheduler.withLock { $0 = scheduler }
 
+        var staged: [(source: FilePath, temporary: FilePath, target: FilePath)] = []
         for root in roots {
             switch root {
             case .directory(let source, let target):
-                scheduler.addDirectoryRoot(source: source, destination: target)
+                if let temporary = stagingName(for: target) {
+                    staged.append((source, temporary, target))
+                    scheduler.addDirectoryRoot(source: source, destination: temporary, staged: true)
+                } else {
+                    scheduler.addDirectoryRoot(source: source, destination: target, staged: false)
+                }
             case .file(let source, let target, let stat):
                 guard let name = source.lastComponent, let targetName = target.lastComponent else { continue }
                 let sourceDirectory = source.removingLastComponent()
@@ -157,11 +163,12 @@ public final class CopyJob: Sendable {
         defer { ticker?.stop() }
         try pool.run(scheduler)
 
+        if performer.isCancelled { scheduler.removeLeftoverTemporaries() }
+        // After a cancellation too: the workers removed their partial files, so the staged trees
+        // hold only complete ones, and a later run with -u goes on from there.
+        for tree in staged { scheduler.record(publish(tree.temporary, as: tree.target, source: tree.source)) }
         var report = scheduler.finalReport()
-        if performer.isCancelled {
-            scheduler.removeLeftoverTemporaries()
-            report.interrupted = true
-        }
+        report.interrupted = performer.isCancelled
         report.dryRun = options.dryRun
         report.seconds = Double(system_clockMonotonicNanoseconds() - start) / 1e9
         return report
@@ -184,6 +191,37 @@ public final class CopyJob: Sendable {
             return CopyProgress(bytesDone: 0, bytesFound: 0, filesDone: 0, filesFound: 0, walkFinished: false, seconds: 0)
         }
         return scheduler.progress(startNanoseconds: startNanoseconds.load(ordering: .relaxed))
+    }
+
+    /// A temporary name beside `target` for building a new directory tree, or nil to build it in
+    /// place: staging is off, this is a dry run, or `target` exists (the copy merges into it).
+    private func stagingName(for target: FilePath) -> FilePath? {
+        guard options.stageNewDirectories && !options.dryRun, target.lastComponent != nil else { return nil }
+        do throws(Errno) {
+            _ = try target.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
+            return nil
+        } catch {
+            guard error == .noSuchFileOrDirectory else { return nil }
+        }
+        return target.removingLastComponent().appending(performer.nextTemporaryName())
+    }
+
+    /// Renames a finished staged tree to its final name, which must still be free.
+    private func publish(_ temporary: FilePath, as target: FilePath, source: FilePath) -> WorkResult {
+        var result = WorkResult()
+        do throws(Errno) {
+            try temporary.withCName { t throws(Errno) in
+                try target.withCName { f throws(Errno) in try system_renameNoReplace(systemATFDCWD, t, systemATFDCWD, f) }
+            }
+        } catch .noSuchFileOrDirectory {
+            // The tree was never created: its top directory failed, and that is reported already.
+        } catch {
+            let why = error == .fileExists || error == .directoryNotEmpty
+                ? "'\(target)' appeared while the copy ran; the copy is left in '\(temporary)'"
+                : "the copy is left in '\(temporary)'"
+            result.failures = [CopyFailure(path: source, operation: "move into place", errno: error, detail: why)]
+        }
+        return result
     }
 
     private func copySymlinkOperand(source: FilePath, target: FilePath) -> WorkResult {

@@ -17,11 +17,13 @@ struct MPCP: ParsableCommand {
         abstract: "Copy files and directories in parallel, never leaving a partial file under its final name.",
         usage: "mpcp [<options>] SOURCE... DEST",
         discussion: """
-        Each file is written as an unnamed temporary file in its destination directory (or under a \
-        .mpcp-tmp-* name where the file system cannot) and gets its final name only once complete, \
-        with its metadata set. SIGINT or SIGTERM removes the temporaries; run the same command again \
-        with -u to finish. As with cp, a DEST that is an existing directory receives each SOURCE under \
-        its own name. Exit status: 0 all copied, 1 some files failed, 2 usage error.
+        A directory copied to a new destination is built under a .mpcp-tmp-* name beside it and \
+        renamed into place when the copy ends. Files copied into an existing directory are written as \
+        unnamed temporary files (or under .mpcp-tmp-* names where the file system cannot) and get \
+        their final names only once complete, with their metadata set. SIGINT or SIGTERM removes \
+        partial files and puts the finished ones in place; run the same command again with -u to \
+        finish. As with cp, a DEST that is an existing directory receives each SOURCE under its own \
+        name. Exit status: 0 all copied, 1 some files failed, 2 usage error.
         """
     )
 
@@ -46,11 +48,14 @@ struct MPCP: ParsableCommand {
     @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out names matching this shell pattern (repeatable; a pattern with / matches the path below the source).", valueName: "glob"))
     var exclude: [String] = []
 
-    @Option(name: [.customShort("j"), .customLong("jobs")], help: "Number of workers (default: the number of cores).")
+    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")], help: "Number of workers (default: the number of cores).")
     var jobs: Int?
 
     @Option(name: .customLong("workers"), help: ArgumentHelp("Run workers as threads or as child processes.", valueName: "threads|processes"))
     var workers: String = "threads"
+
+    @Flag(name: .customLong("no-staging"), help: "Build a new destination directory in place, so that files appear one by one (each only once complete) rather than the whole tree at the end.")
+    var noStaging = false
 
     @Flag(name: .customLong("progress"), help: "Show a live progress bar on a terminal (off when stderr is not a TTY).")
     var progress = false
@@ -115,6 +120,7 @@ struct MPCP: ParsableCommand {
         options.jobs = jobs ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         options.workers = WorkerKind(rawValue: workers) ?? .threads
         options.verbose = verbose || dryRun
+        options.stageNewDirectories = !noStaging
 
         let operands = rawOperands(paths)
         let job = try CopyJob(sources: Array(operands.dropLast()), destination: operands[operands.count - 1], options: options)
@@ -134,7 +140,7 @@ struct MPCP: ParsableCommand {
 
         if json { print(jsonSummary(report)) }
         if report.interrupted {
-            printError("mpcp: interrupted: temporary files removed; run again with -u to finish the copy")
+            printError("mpcp: interrupted: partial files removed; run again with -u to finish the copy")
             let signal = running.withLock { $0.signal }
             InterruptWatcher.exitBySignal(signal == 0 ? SIGINT : signal)
         }

@@ -52,6 +52,31 @@ import Testing
         #expect(diff.stdout.isEmpty && diff.stderr.isEmpty, "\(diff.stdout)\(diff.stderr)")
     }
 
+    /// A staged tree is renamed into place without replacing anything: when the destination
+    /// appears while the copy runs, the copy is reported and kept, whole, under its staged name.
+    @Test func destinationThatAppearsDuringTheCopyIsNotReplaced() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        try sh(makeTrickyTree, in: scratch.path).expectSuccess()
+        var options = CopyOptions()
+        options.recursive = true
+        options.preserve = .all
+        options.jobs = 2
+        options.verbose = true
+        let target = scratch.path + "/dst"
+        let job = try CopyJob(sources: [FilePath(scratch.path + "/src")], destination: FilePath(target), options: options)
+        // Someone else creates the destination while the copy runs (at its first copied entry).
+        let report = try job.run { event in
+            if case .copied = event { mkdir(target, 0o755) }
+        }
+        #expect(report.failures.count == 1, "\(report.failures)")
+        let failure = try #require(report.failures.first)
+        #expect(failure.operation == "move into place" && failure.errno == .fileExists, "\(failure)")
+        #expect(failure.description.contains("appeared while the copy ran"), "\(failure)")
+        let check = try sh("ls -A dst | wc -l\nset -- src .mpcp-tmp-*\n" + compareTrees, in: scratch.path)
+        #expect(check.stdout == "0\n" && check.stderr.isEmpty, "the copy is whole under its staged name: \(check.stdout)\(check.stderr)")
+    }
+
     /// A job cancelled before it runs copies nothing, leaves no temporaries and says so.
     @Test func cancelBeforeRun() throws {
         let scratch = try Scratch()

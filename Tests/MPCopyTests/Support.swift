@@ -114,6 +114,6 @@ done
 [ "$(getfattr --only-values -n user.binary "$dst/big" | od -An -tx1 | tr -d ' ')" = "00ff00fe" ] || echo "xattr lost: big"
 [ -p "$dst/fifo" ] || echo "fifo missing"
 [ "$(readlink "$dst/dangling")" = nowhere ] || echo "dangling symlink differs"
-find "$dst" -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+find "$dst" -mindepth 1 -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
 true
 """#

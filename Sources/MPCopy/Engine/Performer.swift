@@ -192,13 +192,13 @@ internal final class Performer: Sendable {
                             continue
                         }
                     }
-                    if options.update && dstfd >= 0, isUpToDate(s, dstfd, name) {
+                    if options.update && dstfd >= 0 && !item.staged, isUpToDate(s, dstfd, name) {
                         result.skipped += 1
                         continue
                     }
                     result.foundFiles.append(FileEntry(name: component, destinationName: nil, stat: s))
                 case 10: // DT_LNK
-                    copySymlink(srcfd, dstfd, name, source: item.source.appending(component), &result)
+                    copySymlink(srcfd, dstfd, name, source: item.source.appending(component), staged: item.staged, &result)
                 case 1: // DT_FIFO
                     copyFifo(srcfd, dstfd, name, source: item.source.appending(component), &result)
                 default:
@@ -215,7 +215,7 @@ internal final class Performer: Sendable {
             && d.mtime_sec == s.mtime && d.mtime_nsec == s.mtimeNanoseconds
     }
 
-    private func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, _ result: inout WorkResult) {
+    private func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, staged: Bool, _ result: inout WorkResult) {
         do throws(Errno) {
             let target = try system_readlinkat(srcfd, name)
             if options.dryRun {
@@ -223,11 +223,19 @@ internal final class Performer: Sendable {
                 if options.verbose { result.copied.append(source) }
                 return
             }
-            if options.update, let existing = try? system_readlinkat(dstfd, name), existing == target {
+            if options.update && !staged, let existing = try? system_readlinkat(dstfd, name), existing == target {
                 result.skipped += 1
                 return
             }
-            try placeSymlink(target, srcfd, dstfd, name, sourceName: name)
+            if staged {
+                try system_symlinkat(target, dstfd, name)
+                do throws(Errno) { try applySymlinkMetadata(srcfd, name, dstfd, name) } catch {
+                    try? system_unlinkat(dstfd, name)
+                    throw error
+                }
+            } else {
+                try placeSymlink(target, srcfd, dstfd, name, sourceName: name)
+            }
             result.symlinks += 1
             if options.verbose { result.copied.append(source) }
         } catch {
@@ -241,20 +249,24 @@ internal final class Performer: Sendable {
         try temporary.withCName { tmp throws(Errno) in
             try system_symlinkat(target, dstfd, tmp)
             do throws(Errno) {
-                if options.preserve.contains(.ownership) || options.preserve.contains(.timestamps) {
-                    let st = try system_statx(srcfd, sourceName, follow: false)
-                    if options.preserve.contains(.ownership) && isRoot {
-                        try system_lchownat(dstfd, tmp, st.uid, st.gid)
-                    }
-                    if options.preserve.contains(.timestamps) {
-                        try system_lutimensat(dstfd, tmp, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
-                    }
-                }
+                try applySymlinkMetadata(srcfd, sourceName, dstfd, tmp)
                 try system_renameat(dstfd, tmp, dstfd, name)
             } catch {
                 try? system_unlinkat(dstfd, tmp)
                 throw error
             }
+        }
+    }
+
+    /// Gives the link `dstfd`/`name` the owner (as root) and times of the source link `srcfd`/`sourceName`.
+    private func applySymlinkMetadata(_ srcfd: CInt, _ sourceName: CName, _ dstfd: CInt, _ name: CName) throws(Errno) {
+        guard options.preserve.contains(.ownership) || options.preserve.contains(.timestamps) else { return }
+        let st = try system_statx(srcfd, sourceName, follow: false)
+        if options.preserve.contains(.ownership) && isRoot {
+            try system_lchownat(dstfd, name, st.uid, st.gid)
+        }
+        if options.preserve.contains(.timestamps) {
+            try system_lutimensat(dstfd, name, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
         }
     }
 
@@ -323,7 +335,7 @@ internal final class Performer: Sendable {
             }
             let source = batch.sourceDirectory.appending(entry.name)
             do throws(StepError) {
-                let bytes = try copyFile(sdir, ddir, entry, inheritsGroup: batch.inheritsGroup)
+                let bytes = try copyFile(sdir, ddir, entry, inheritsGroup: batch.inheritsGroup, staged: batch.staged)
                 result.files += 1
                 result.bytes += bytes
                 result.entryDone.append(true)
@@ -342,13 +354,32 @@ internal final class Performer: Sendable {
     /// under its final name at the end (`linkat`): nothing is left behind even after SIGKILL, and
     /// it costs one directory update instead of a create plus a rename. Where O_TMPFILE is not
     /// supported, a `.mpcp-tmp-*` name and `renameat` do the same job.
-    private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry, inheritsGroup: Bool) throws(StepError) -> Int64 {
+    private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry, inheritsGroup: Bool, staged: Bool) throws(StepError) -> Int64 {
         let input: CInt
         do throws(Errno) {
             input = try entry.name.withCName { n throws(Errno) in try system_openat(sdir, n, O_RDONLY | O_NOFOLLOW) }
         } catch { throw StepError(operation: "open", errno: error) }
         defer { system_close(input) }
         let createMode = mode_t(entry.stat.mode & 0o777)
+        if staged {
+            return try entry.targetName.withCName { final throws(StepError) -> Int64 in
+                let output: CInt
+                do throws(Errno) { output = try system_openat(ddir, final, O_WRONLY | O_CREAT | O_EXCL, createMode) } catch {
+                    throw StepError(operation: "create", errno: error)
+                }
+                var complete = false
+                // The tree is not under its final name yet, but a partial file must not reach it.
+                defer {
+                    system_close(output)
+                    if !complete { try? system_unlinkat(ddir, final) }
+                }
+                let bytes = try copyContents(input, output, entry.stat, whole: true)
+                if options.checksum { try verify(input, output, size: entry.stat.size) }
+                try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+                complete = true
+                return bytes
+            }
+        }
         if tmpfileWorks.load(ordering: .relaxed) {
             var output: CInt = -1
             do throws(Errno) {
@@ -672,6 +703,20 @@ internal final class Performer: Sendable {
 
     private func makeLink(_ item: LinkItem, _ result: inout WorkResult) {
         if options.dryRun { result.hardLinks += 1; return }
+        if item.staged {
+            do throws(Errno) {
+                try item.existing.withCName { e throws(Errno) in
+                    try item.destinationDirectory.appending(item.name).withCName { d throws(Errno) in
+                        try system_linkat(systemATFDCWD, e, systemATFDCWD, d)
+                    }
+                }
+                result.hardLinks = 1
+                if options.verbose { result.copied.append(item.source) }
+            } catch {
+                result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error))
+            }
+            return
+        }
         let temporary = item.destinationDirectory.appending(nextTemporaryName())
         let destination = item.destinationDirectory.appending(item.name)
         do throws(Errno) {

@@ -130,12 +130,22 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 // The child died with this item: report it and let the other workers go on.
                 var failed = WorkResult()
                 failed.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
+                removeOutputs(of: item)
                 scheduler.complete(item, failed)
                 return
             }
             performer.bytesDone.add(result.bytes, ordering: .relaxed)
             scheduler.complete(item, result)
         }
+    }
+}
+
+/// A batch in a staged tree is written under its files' own names; a child that died in the middle
+/// of one may have left a partial file there. The whole batch is reported failed, so its files go.
+private func removeOutputs(of item: WorkItem) {
+    guard case .files(let batch) = item, batch.staged else { return }
+    for entry in batch.entries {
+        batch.destinationDirectory.appending(entry.targetName).withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
     }
 }
 

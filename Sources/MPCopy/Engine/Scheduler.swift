@@ -24,6 +24,8 @@ internal final class Scheduler: @unchecked Sendable {
         var finish: DirectoryFinishItem?
         /// The destination directory is set-group-ID (new files take its group).
         var setGID = true
+        /// Inside a tree built under a temporary name (see ``ScanItem/staged``).
+        var staged = false
     }
 
     private struct Large {
@@ -68,11 +70,15 @@ internal final class Scheduler: @unchecked Sendable {
     // MARK: roots
 
     /// Adds a directory operand: scanned, created in the destination, finished last.
-    func addDirectoryRoot(source: FilePath, destination: FilePath) {
+    ///
+    /// - Parameter staged: `destination` is a new temporary name that the job renames into place
+    ///   at the end, so entries below it are created under their own names.
+    func addDirectoryRoot(source: FilePath, destination: FilePath, staged: Bool) {
         monitor.withLock {
-            let id = newNode(Node(parent: nil, pending: 1, source: source, destination: destination, relative: FilePath(), finish: nil))
+            let id = newNode(Node(parent: nil, pending: 1, source: source, destination: destination, relative: FilePath(), finish: nil, staged: staged))
             walkPending += 1
-            urgent.append(.scan(ScanItem(node: id, source: source, destination: destination, relative: FilePath(), createDestination: true)))
+            urgent.append(.scan(ScanItem(node: id, source: source, destination: destination, relative: FilePath(),
+                                         createDestination: true, staged: staged)))
         }
     }
 
@@ -239,10 +245,12 @@ internal final class Scheduler: @unchecked Sendable {
             let source = scan.source.appending(name)
             let destination = scan.destination.appending(name)
             let relative = scan.relative.appending(name)
-            let id = newNode(Node(parent: scan.node, pending: 1, source: source, destination: destination, relative: relative, finish: nil))
+            let id = newNode(Node(parent: scan.node, pending: 1, source: source, destination: destination, relative: relative,
+                                  finish: nil, staged: node.staged))
             nodes[scan.node]?.pending += 1
             walkPending += 1
-            urgent.append(.scan(ScanItem(node: id, source: source, destination: destination, relative: relative, createDestination: false)))
+            urgent.append(.scan(ScanItem(node: id, source: source, destination: destination, relative: relative,
+                                         createDestination: false, staged: node.staged)))
         }
         distribute(result.foundFiles, node: scan.node)
         release(scan.node)
@@ -256,7 +264,7 @@ internal final class Scheduler: @unchecked Sendable {
         func flush() {
             if batch.isEmpty { return }
             nodes[id]?.pending += 1
-            bulk.append(.files(FileBatch(node: id, sourceDirectory: node.source, destinationDirectory: node.destination, entries: batch, inheritsGroup: node.setGID)))
+            bulk.append(.files(FileBatch(node: id, sourceDirectory: node.source, destinationDirectory: node.destination, entries: batch, inheritsGroup: node.setGID, staged: node.staged)))
             batch = []
             batchBytes = 0
         }
@@ -267,7 +275,7 @@ internal final class Scheduler: @unchecked Sendable {
                 let key = InodeKey(dev: entry.stat.dev, ino: entry.stat.ino)
                 if var inode = inodes[key] {
                     let link = LinkItem(node: id, existing: inode.leader, destinationDirectory: node.destination,
-                                        name: entry.targetName, source: node.source.appending(entry.name))
+                                        name: entry.targetName, source: node.source.appending(entry.name), staged: node.staged)
                     nodes[id]?.pending += 1
                     if inode.done { urgent.append(.link(link)) } else { inode.waiters.append(link); inodes[key] = inode }
                     continue

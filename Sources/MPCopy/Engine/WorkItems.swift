@@ -125,6 +125,9 @@ internal struct ScanItem: Codable, Sendable {
     var relative: FilePath
     /// True for an operand's top directory, which no parent scan has created.
     var createDestination: Bool
+    /// The destination is inside a new tree that is built under a temporary name and renamed into
+    /// place when the copy ends: entries are created under their own names directly.
+    var staged: Bool
 }
 
 internal struct FileBatch: Codable, Sendable {
@@ -134,6 +137,8 @@ internal struct FileBatch: Codable, Sendable {
     var entries: [FileEntry]
     /// The destination directory is set-group-ID: new files take its group, not ours.
     var inheritsGroup: Bool
+    /// Inside a staged tree (see ``ScanItem/staged``): files are written under their own names.
+    var staged: Bool
 }
 
 internal struct ChunkItem: Codable, Sendable {
@@ -162,6 +167,8 @@ internal struct LinkItem: Codable, Sendable {
     var name: FilePath.Component
     /// For reports.
     var source: FilePath
+    /// Inside a staged tree (see ``ScanItem/staged``): linked under its own name directly.
+    var staged: Bool
 }
 
 internal struct DirectoryFinishItem: Codable, Sendable {

@@ -90,6 +90,17 @@ internal func system_renameat(_ olddir: CInt, _ old: CName, _ newdir: CInt, _ ne
     _ = try valueOrErrno { Glibc.renameat(olddir, old, newdir, new) }
 }
 
+/// `renameat2(2)` with RENAME_NOREPLACE: fails with EEXIST rather than replace `new`. Where the file
+/// system does not support the flag (EINVAL), a plain rename after checking that `new` is absent.
+internal func system_renameNoReplace(_ olddir: CInt, _ old: CName, _ newdir: CInt, _ new: CName) throws(Errno) {
+    do throws(Errno) {
+        _ = try negatedErrno { cmp_renameat2(olddir, old, newdir, new, cmp_rename_noreplace()) }
+    } catch .invalidArgument {
+        if (try? system_statx(newdir, new, follow: false)) != nil { throw Errno.fileExists }
+        try system_renameat(olddir, old, newdir, new)
+    }
+}
+
 internal func system_linkat(_ olddir: CInt, _ old: CName, _ newdir: CInt, _ new: CName, _ flags: CInt = 0) throws(Errno) {
     _ = try valueOrErrno { Glibc.linkat(olddir, old, newdir, new, flags) }
 }
