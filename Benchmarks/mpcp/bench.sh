@@ -13,6 +13,11 @@
 # The seed's naive copiers (one process or thread per file, 1 KiB reads) run once per set.
 # The load average of the machine is printed beside each timing: on a shared machine, compare rows
 # of the same run, and rerun when the load is high.
+#
+# FRESH_FS=1 (root only) runs each timing on a new ext4 file system in a loop device (direct I/O,
+# image under the output folder): the source is copied onto it untimed, then the timed copy goes
+# to the same file system. Every tool then starts from the same empty disk, without the inode
+# reuse and fragmentation that earlier runs leave behind on the machine's own file system.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -48,11 +53,23 @@ command_for() { # tool src dst
 tools=("mpcp -a" "mpcp -a --workers processes" "cp -a" "rsync -a" "tar | tar" "rclone copy --transfers 8" "fpsync -n $jobs")
 naive=("seed copier, processes (Python)" "seed copier, threads (Python)")
 
+fresh_image="$out/fresh.img" fresh_mount="$out/fresh-mnt" fresh_device=""
+fresh_up() { # set: a new ext4 holding a copy of the set as src/
+  local bytes; bytes=$(du -sb "$data/$1" | cut -f1)
+  rm -f "$fresh_image"; truncate -s $(( bytes * 5 / 2 + (1 << 30) )) "$fresh_image"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$fresh_image"
+  fresh_device=$(losetup --direct-io=on -f --show "$fresh_image")
+  mkdir -p "$fresh_mount"; mount "$fresh_device" "$fresh_mount"
+  cp -a "$data/$1" "$fresh_mount/src"; sync
+}
+fresh_down() { umount "$fresh_mount"; losetup -d "$fresh_device"; rm -f "$fresh_image"; }
+
 time_one() { # set tool run
   local set=$1 tool=$2 run=$3
-  local dst="$out/$set-$run-${tool//[^a-zA-Z0-9]/_}"
+  local src="$data/$set" dst="$out/$set-$run-${tool//[^a-zA-Z0-9]/_}"
+  if [ "${FRESH_FS:-0}" = 1 ]; then fresh_up "$set"; src="$fresh_mount/src"; dst="$fresh_mount/dst"; fi
   rm -rf "$dst"; sync
-  local cmd; cmd=$(command_for "$tool" "$data/$set" "$dst")
+  local cmd; cmd=$(command_for "$tool" "$src" "$dst")
   local start end
   start=$(date +%s%N)
   bash -c "$cmd" >/dev/null 2>"$out/last.err" || echo "  ($tool exited non-zero: $(head -c 200 "$out/last.err"))" >&2
@@ -61,7 +78,8 @@ time_one() { # set tool run
   local seconds; seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   printf '%s\t%s\t%s\t%s\n' "$set" "$tool" "$run" "$seconds" >> "$results"
   echo "  $set  run $run  $tool: $seconds s  (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-  if [ "$set" != small ]; then rm -rf "$dst"; sync; fi
+  if [ "${FRESH_FS:-0}" = 1 ]; then fresh_down
+  elif [ "$set" != small ]; then rm -rf "$dst"; sync; fi
 }
 
 for set in $sets; do
@@ -70,7 +88,7 @@ for set in $sets; do
   tar -C "$data/$set" -cf - . | cat > /dev/null   # warm the page cache
   # An untimed copy first (the first copy after a warm-up or a big delete pays for the kernel's
   # catching up), then rounds in a rotated order, so that no tool always goes first.
-  warm="$out/$set-warmup"; cp -a "$data/$set" "$warm"; sync
+  warm="$out/$set-warmup"; [ "${FRESH_FS:-0}" = 1 ] || { cp -a "$data/$set" "$warm"; sync; }
   if [ "$set" != small ]; then rm -rf "$warm"; sync; fi
   for run in $(seq 1 "$runs"); do
     n=${#tools[@]}

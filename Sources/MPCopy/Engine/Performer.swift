@@ -333,17 +333,17 @@ internal final class Performer: Sendable {
                 result.entryDone.append(false)
                 continue
             }
-            let source = batch.sourceDirectory.appending(entry.name)
             do throws(StepError) {
                 let bytes = try copyFile(sdir, ddir, entry, inheritsGroup: batch.inheritsGroup, staged: batch.staged)
                 result.files += 1
                 result.bytes += bytes
                 result.entryDone.append(true)
-                if options.verbose { result.copied.append(source) }
+                if options.verbose { result.copied.append(batch.sourceDirectory.appending(entry.name)) }
             } catch {
                 result.entryDone.append(false)
                 if error.operation == "cancelled" { result.cancelled = true; continue }
-                result.failures.append(CopyFailure(path: source, operation: error.operation, errno: error.errno, detail: error.detail))
+                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: error.operation,
+                                                   errno: error.errno, detail: error.detail))
             }
         }
     }

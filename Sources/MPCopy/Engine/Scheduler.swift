@@ -147,9 +147,12 @@ internal final class Scheduler: @unchecked Sendable {
                 completeScan(scan, result)
             case .files(let batch):
                 filesDone += batch.entries.count
-                for (index, entry) in batch.entries.enumerated() {
-                    let done = index < result.entryDone.count && result.entryDone[index]
-                    settleLeader(batch.destinationDirectory.appending(entry.targetName), done: done)
+                // Only first copies of multiply-linked inodes have waiters to settle.
+                if !leaders.isEmpty {
+                    for (index, entry) in batch.entries.enumerated() where entry.stat.nlink > 1 {
+                        let done = index < result.entryDone.count && result.entryDone[index]
+                        settleLeader(batch.destinationDirectory.appending(entry.targetName), done: done)
+                    }
                 }
                 release(batch.node)
             case .chunk(let chunk):
