@@ -56,7 +56,7 @@ naive=("seed copier, processes (Python)" "seed copier, threads (Python)")
 fresh_image="$out/fresh.img" fresh_mount="$out/fresh-mnt" fresh_device=""
 fresh_up() { # set: a new ext4 holding a copy of the set as src/
   local bytes; bytes=$(du -sb "$data/$1" | cut -f1)
-  rm -f "$fresh_image"; truncate -s $(( bytes * 5 / 2 + (1 << 30) )) "$fresh_image"
+  rm -f "$fresh_image"; truncate -s $(( (bytes * 5 / 2 >> 20) + 1024 ))M "$fresh_image"
   mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$fresh_image"
   fresh_device=$(losetup --direct-io=on -f --show "$fresh_image")
   mkdir -p "$fresh_mount"; mount "$fresh_device" "$fresh_mount"
