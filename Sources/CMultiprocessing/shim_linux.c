@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -156,6 +157,7 @@ ssize_t cmp_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off
 int cmp_fallocate(int fd, int mode, int64_t offset, int64_t len) {
     return fallocate(fd, mode, offset, len) == -1 ? -errno : 0;
 }
+int cmp_try_lock_exclusive(int fd) { return flock(fd, LOCK_EX | LOCK_NB) == -1 ? -errno : 0; }
 int cmp_ficlone(int dest_fd, int src_fd) { return ioctl(dest_fd, FICLONE, src_fd) == -1 ? -errno : 0; }
 int cmp_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned flags) {
     return renameat2(olddirfd, oldpath, newdirfd, newpath, flags) == -1 ? -errno : 0;

@@ -118,15 +118,21 @@ public final class CopyJob: Sendable {
         let scheduler = Scheduler(options: options, performer: performer, events: events)
         self.scheduler.withLock { $0 = scheduler }
 
-        var staged: [(source: FilePath, temporary: FilePath, target: FilePath)] = []
+        var stages: [Stage] = []
+        defer { for stage in stages { system_close(stage.lock) } }
         for root in roots {
             switch root {
             case .directory(let source, let target):
-                if let temporary = stagingName(for: target) {
-                    staged.append((source, temporary, target))
-                    scheduler.addDirectoryRoot(source: source, destination: temporary, staged: true)
-                } else {
+                switch stage(source: source, target: target) {
+                case .staged(let stage):
+                    stages.append(stage)
+                    scheduler.addDirectoryRoot(source: source, destination: stage.directory, staged: true)
+                case .inPlace:
                     scheduler.addDirectoryRoot(source: source, destination: target, staged: false)
+                case .failed(let failure):
+                    var result = WorkResult()
+                    result.failures = [failure]
+                    scheduler.record(result)
                 }
             case .file(let source, let target, let stat):
                 guard let name = source.lastComponent, let targetName = target.lastComponent else { continue }
@@ -166,7 +172,7 @@ public final class CopyJob: Sendable {
         if performer.isCancelled { scheduler.removeLeftoverTemporaries() }
         // After a cancellation too: the workers removed their partial files, so the staged trees
         // hold only complete ones, and a later run with -u goes on from there.
-        for tree in staged { scheduler.record(publish(tree.temporary, as: tree.target, source: tree.source)) }
+        for stage in stages { scheduler.record(publish(stage)) }
         var report = scheduler.finalReport()
         report.interrupted = performer.isCancelled
         report.dryRun = options.dryRun
@@ -193,33 +199,96 @@ public final class CopyJob: Sendable {
         return scheduler.progress(startNanoseconds: startNanoseconds.load(ordering: .relaxed))
     }
 
-    /// A temporary name beside `target` for building a new directory tree, or nil to build it in
-    /// place: staging is off, this is a dry run, or `target` exists (the copy merges into it).
-    private func stagingName(for target: FilePath) -> FilePath? {
-        guard options.stageNewDirectories && !options.dryRun, target.lastComponent != nil else { return nil }
-        do throws(Errno) {
-            _ = try target.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
-            return nil
-        } catch {
-            guard error == .noSuchFileOrDirectory else { return nil }
+    /// A new directory tree being built under a temporary name, and the descriptor whose lock
+    /// tells other runs that this one owns it.
+    private struct Stage {
+        var source: FilePath
+        var directory: FilePath
+        var target: FilePath
+        var lock: CInt
+    }
+
+    private enum Staging {
+        case staged(Stage)
+        case inPlace
+        case failed(CopyFailure)
+    }
+
+    /// Where to build the copy of a directory operand.
+    ///
+    /// A `target` that does not exist yet is built as `.mpcp-tmp-stage-<hash of its name>` beside
+    /// it: always the same name for the same target, so that a run killed with SIGKILL leaves a
+    /// tree that the next run takes over (with -u, keeping the files that are complete) rather
+    /// than garbage. The directory is locked (`flock`) for as long as the job runs; a locked one
+    /// means another run is copying to the same target right now.
+    private func stage(source: FilePath, target: FilePath) -> Staging {
+        guard options.stageNewDirectories && !options.dryRun, let name = target.lastComponent else { return .inPlace }
+        if (try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })) != nil {
+            return .inPlace // the copy merges into what is there
         }
-        return target.removingLastComponent().appending(performer.nextTemporaryName())
+        let directory = target.removingLastComponent().appending(stagingName(name))
+        // A finishing run may rename the directory between our open and our lock: check, and retry.
+        for _ in 0..<3 {
+            let fd: CInt
+            do throws(Errno) {
+                fd = try directory.withCName { p throws(Errno) -> CInt in
+                    do throws(Errno) { try system_mkdirat(systemATFDCWD, p, 0o700) } catch .fileExists {}
+                    return try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                }
+            } catch {
+                return .inPlace // no staging here; the scan of the target reports what is wrong
+            }
+            do throws(Errno) {
+                try system_tryLockExclusive(fd)
+                let held = try system_fstatx(fd)
+                let named = try directory.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
+                if named.ino == held.ino && named.dev_major == held.dev_major && named.dev_minor == held.dev_minor {
+                    return .staged(Stage(source: source, directory: directory, target: target, lock: fd))
+                }
+                system_close(fd)
+            } catch {
+                system_close(fd)
+                if error == .wouldBlock {
+                    return .failed(CopyFailure(path: source, operation: "copy", errno: error,
+                                               detail: "another mpcp is copying to '\(target)' right now (it holds '\(directory)')"))
+                }
+                if error != .noSuchFileOrDirectory { return .inPlace }
+            }
+        }
+        return .inPlace
+    }
+
+    /// `.mpcp-tmp-stage-` and the 64-bit FNV-1a hash of the target's name, in hex: short whatever
+    /// the name's length, and the same in every run.
+    private func stagingName(_ name: FilePath.Component) -> FilePath.Component {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        name.withPlatformString { p in
+            var q = p
+            while q.pointee != 0 {
+                hash = (hash ^ UInt64(UInt8(bitPattern: q.pointee))) &* 0x100_0000_01b3
+                q += 1
+            }
+        }
+        let hex = String(hash, radix: 16)
+        let padded = String(repeating: "0", count: 16 - hex.count) + hex
+        guard let component = FilePath.Component(".mpcp-tmp-stage-" + padded) else {
+            preconditionFailure("an ASCII name without a slash is a valid component")
+        }
+        return component
     }
 
     /// Renames a finished staged tree to its final name, which must still be free.
-    private func publish(_ temporary: FilePath, as target: FilePath, source: FilePath) -> WorkResult {
+    private func publish(_ stage: Stage) -> WorkResult {
         var result = WorkResult()
         do throws(Errno) {
-            try temporary.withCName { t throws(Errno) in
-                try target.withCName { f throws(Errno) in try system_renameNoReplace(systemATFDCWD, t, systemATFDCWD, f) }
+            try stage.directory.withCName { t throws(Errno) in
+                try stage.target.withCName { f throws(Errno) in try system_renameNoReplace(systemATFDCWD, t, systemATFDCWD, f) }
             }
-        } catch .noSuchFileOrDirectory {
-            // The tree was never created: its top directory failed, and that is reported already.
         } catch {
             let why = error == .fileExists || error == .directoryNotEmpty
-                ? "'\(target)' appeared while the copy ran; the copy is left in '\(temporary)'"
-                : "the copy is left in '\(temporary)'"
-            result.failures = [CopyFailure(path: source, operation: "move into place", errno: error, detail: why)]
+                ? "'\(stage.target)' appeared while the copy ran; the copy is left in '\(stage.directory)'"
+                : "the copy is left in '\(stage.directory)'"
+            result.failures = [CopyFailure(path: stage.source, operation: "move into place", errno: error, detail: why)]
         }
         return result
     }

@@ -83,10 +83,12 @@ public struct CopyOptions: Sendable, Codable {
     /// ext4. The engine falls back to names by itself where O_TMPFILE is not supported.
     public var unnamedTemporaries: Bool = true
     /// Build a directory operand whose destination does not exist yet under a temporary name
-    /// (`.mpcp-tmp-*`) beside it, and rename it into place when the copy ends (the default). Inside
-    /// it, files are written under their own names: no path under the final name exists before
-    /// the copy is over, and each file costs the file system a plain create instead of an unnamed
-    /// file plus a link. Off, files appear under the final tree one by one as they complete.
+    /// (`.mpcp-tmp-stage-*`) beside it, and rename it into place when the copy ends (the default).
+    /// Inside it, files are written under their own names: no path under the final name exists
+    /// before the copy is over, and each file costs the file system a plain create instead of an
+    /// unnamed file plus a link. A run killed with SIGKILL leaves the tree under that name, and the
+    /// next run to the same destination takes it over (with ``update``, keeping its complete
+    /// files). Off, files appear under the final tree one by one as they complete.
     public var stageNewDirectories: Bool = true
     /// For `--workers processes`: the executable a worker child runs (it must call
     /// ``CopyWorkerChild/runIfRequested()`` first thing). Nil means this process's own executable.

@@ -17,8 +17,9 @@ struct MPCP: ParsableCommand {
         abstract: "Copy files and directories in parallel, never leaving a partial file under its final name.",
         usage: "mpcp [<options>] SOURCE... DEST",
         discussion: """
-        A directory copied to a new destination is built under a .mpcp-tmp-* name beside it and \
-        renamed into place when the copy ends. Files copied into an existing directory are written as \
+        A directory copied to a new destination is built under a .mpcp-tmp-stage-* name beside it and \
+        renamed into place when the copy ends (after SIGKILL it stays there, and the next run to the \
+        same destination takes it over). Files copied into an existing directory are written as \
         unnamed temporary files (or under .mpcp-tmp-* names where the file system cannot) and get \
         their final names only once complete, with their metadata set. SIGINT or SIGTERM removes \
         partial files and puts the finished ones in place; run the same command again with -u to \

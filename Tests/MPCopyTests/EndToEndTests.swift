@@ -106,25 +106,58 @@ import Testing
     }
 
     /// mpcp itself killed with SIGKILL midway through a new tree: nothing can clean up, yet no path
-    /// under the final name exists; everything written so far is under the staged .mpcp-tmp-* name.
-    @Test func sigkillMidwayLeavesNothingUnderTheFinalName() throws {
+    /// under the final name exists; what was written is under the staged name, and the next run
+    /// with -u takes it over, keeps the file that was complete, and finishes the copy.
+    @Test func sigkillMidwayLeavesNothingUnderTheFinalNameAndUpdateTakesOver() throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
         mkdir -p src/d && for i in $(seq 1 200); do printf "small $i" > src/d/s$i; done
-        head -c 400M /dev/zero > src/zero
+        head -c 300M /dev/zero > src/zero1 && head -c 300M /dev/zero > src/zero2
         mkdir dst
         "$MPCP" -a -j 1 src dst & pid=$!
-        until ls -l /proc/$pid/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp.*/zero'; do
+        # One worker copies the two big files one after the other: kill it while it writes the
+        # second, so the first is complete.
+        first=""
+        while :; do
           kill -0 $pid 2>/dev/null || { echo "finished before it could be killed"; exit 3; }
+          now=$(ls -l /proc/$pid/fd 2>/dev/null | grep -o 'dst/\.mpcp-tmp-stage-[0-9a-f]*/zero[12]' | head -1)
+          now=${now##*/}
+          if [ -n "$now" ]; then [ -z "$first" ] && first=$now; [ "$now" != "$first" ] && break; fi
           sleep 0.001
         done
         kill -KILL $pid
         wait $pid; echo "status=$?"
-        ls -A dst | sed 's/^\.mpcp-tmp-.*/staged/'
+        ls -A dst | sed 's/^\.mpcp-tmp-stage-[0-9a-f]*$/staged/'
+        inode=$(stat -c %i dst/.mpcp-tmp-stage-*/$first)
+        "$MPCP" -a -u src dst >/dev/null; echo "second=$?"
+        [ "$(stat -c %i dst/src/$first)" = "$inode" ] && echo "kept"
+        ls -A dst
+        rsync -ani --checksum src/ dst/src/
         """#
         let run = try sh(script, in: scratch.path)
-        #expect(run.stdout == "status=137\nstaged\n", "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout == "status=137\nstaged\nsecond=0\nkept\nsrc\n", "\(run.stdout)\n\(run.stderr)")
+    }
+
+    /// Two runs to the same new destination at once: the staged tree is locked, so the second
+    /// reports that another mpcp is copying there and exits 1 rather than write into it.
+    @Test func secondRunToTheSameNewDestinationIsRefused() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src && head -c 400M /dev/zero > src/zero
+        mkdir dst
+        "$MPCP" -a -j 1 src dst & pid=$!
+        until ls -l /proc/$pid/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp-stage-.*/zero'; do
+          kill -0 $pid 2>/dev/null || { echo "finished before the second run"; exit 3; }
+          sleep 0.001
+        done
+        "$MPCP" -a src dst; echo "second=$?"
+        kill -INT $pid; wait $pid; echo "first=$?"
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "second=1\nfirst=130\n", "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains("another mpcp is copying to 'dst/src' right now"), "\(run.stderr)")
     }
 
     /// A destination on another file system (a 3 MiB tmpfs): copy_file_range refuses the cross-device

@@ -57,6 +57,7 @@ ssize_t cmp_recv_with_fds(int socket, void *buf, size_t len, int *fds, int maxfd
 // MARK: files
 ssize_t cmp_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len);
 int cmp_fallocate(int fd, int mode, int64_t offset, int64_t len);
+int cmp_try_lock_exclusive(int fd);                     // flock(LOCK_EX|LOCK_NB); 0 or -errno (Swift sees struct flock)
 int cmp_ficlone(int dest_fd, int src_fd);               // ioctl(FICLONE); 0 or -errno
 int cmp_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned flags);
 ssize_t cmp_getdents64(int fd, void *buf, size_t count);

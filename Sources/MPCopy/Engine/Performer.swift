@@ -192,7 +192,7 @@ internal final class Performer: Sendable {
                             continue
                         }
                     }
-                    if options.update && dstfd >= 0 && !item.staged, isUpToDate(s, dstfd, name) {
+                    if options.update && dstfd >= 0, isUpToDate(s, dstfd, name) {
                         result.skipped += 1
                         continue
                     }
@@ -223,12 +223,12 @@ internal final class Performer: Sendable {
                 if options.verbose { result.copied.append(source) }
                 return
             }
-            if options.update && !staged, let existing = try? system_readlinkat(dstfd, name), existing == target {
+            if options.update, let existing = try? system_readlinkat(dstfd, name), existing == target {
                 result.skipped += 1
                 return
             }
             if staged {
-                try system_symlinkat(target, dstfd, name)
+                try replacingLeftover(dstfd, name) { () throws(Errno) in try system_symlinkat(target, dstfd, name) }
                 do throws(Errno) { try applySymlinkMetadata(srcfd, name, dstfd, name) } catch {
                     try? system_unlinkat(dstfd, name)
                     throw error
@@ -255,6 +255,16 @@ internal final class Performer: Sendable {
                 try? system_unlinkat(dstfd, tmp)
                 throw error
             }
+        }
+    }
+
+    /// Runs `create`, which makes `name` in a staged directory. A name already there was left by a
+    /// killed run whose staged tree this run took over, and was not found complete (or -u is off):
+    /// it goes, and `create` runs again.
+    private func replacingLeftover<T>(_ dirfd: CInt, _ name: CName, _ create: () throws(Errno) -> T) throws(Errno) -> T {
+        do throws(Errno) { return try create() } catch .fileExists {
+            try system_unlinkat(dirfd, name)
+            return try create()
         }
     }
 
@@ -364,7 +374,11 @@ internal final class Performer: Sendable {
         if staged {
             return try entry.targetName.withCName { final throws(StepError) -> Int64 in
                 let output: CInt
-                do throws(Errno) { output = try system_openat(ddir, final, O_WRONLY | O_CREAT | O_EXCL, createMode) } catch {
+                do throws(Errno) {
+                    output = try replacingLeftover(ddir, final) { () throws(Errno) in
+                        try system_openat(ddir, final, O_WRONLY | O_CREAT | O_EXCL, createMode)
+                    }
+                } catch {
                     throw StepError(operation: "create", errno: error)
                 }
                 var complete = false
@@ -707,7 +721,7 @@ internal final class Performer: Sendable {
             do throws(Errno) {
                 try item.existing.withCName { e throws(Errno) in
                     try item.destinationDirectory.appending(item.name).withCName { d throws(Errno) in
-                        try system_linkat(systemATFDCWD, e, systemATFDCWD, d)
+                        try replacingLeftover(systemATFDCWD, d) { () throws(Errno) in try system_linkat(systemATFDCWD, e, systemATFDCWD, d) }
                     }
                 }
                 result.hardLinks = 1

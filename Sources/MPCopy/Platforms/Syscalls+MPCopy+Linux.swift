@@ -101,6 +101,11 @@ internal func system_renameNoReplace(_ olddir: CInt, _ old: CName, _ newdir: CIn
     }
 }
 
+/// `flock(fd, LOCK_EX | LOCK_NB)`: EWOULDBLOCK while another open file description holds it.
+internal func system_tryLockExclusive(_ fd: CInt) throws(Errno) {
+    _ = try negatedErrno { cmp_try_lock_exclusive(fd) }
+}
+
 internal func system_linkat(_ olddir: CInt, _ old: CName, _ newdir: CInt, _ new: CName, _ flags: CInt = 0) throws(Errno) {
     _ = try valueOrErrno { Glibc.linkat(olddir, old, newdir, new, flags) }
 }
