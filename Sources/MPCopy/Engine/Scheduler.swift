@@ -47,6 +47,8 @@ internal final class Scheduler: @unchecked Sendable {
     private var bulk: [WorkItem] = []        // batches and chunks, taken in order
     private var bulkHead = 0
     private var inFlight = 0
+    /// Batches being copied, per directory node.
+    private var batchesInFlight: [Int: Int] = [:]
     private var finished = false
     private var nodes: [Int: Node] = [:]
     private var nextNode = 0
@@ -113,8 +115,10 @@ internal final class Scheduler: @unchecked Sendable {
                 return item
             }
             if bulkHead < bulk.count {
+                preferIdleDirectory()
                 let item = bulk[bulkHead]
                 bulkHead += 1
+                if case .files(let batch) = item { batchesInFlight[batch.node, default: 0] += 1 }
                 if bulkHead > 4096 && bulkHead * 2 > bulk.count {
                     bulk.removeFirst(bulkHead)
                     bulkHead = 0
@@ -147,6 +151,7 @@ internal final class Scheduler: @unchecked Sendable {
                 completeScan(scan, result)
             case .files(let batch):
                 filesDone += batch.entries.count
+                if let n = batchesInFlight[batch.node], n > 1 { batchesInFlight[batch.node] = n - 1 } else { batchesInFlight[batch.node] = nil }
                 // Only first copies of multiply-linked inodes have waiters to settle.
                 if !leaders.isEmpty {
                     for (index, entry) in batch.entries.enumerated() where entry.stat.nlink > 1 {
@@ -214,6 +219,23 @@ internal final class Scheduler: @unchecked Sendable {
     func finalReport() -> CopyReport { monitor.withLock { report } }
 
     // MARK: internals (lock held)
+
+    /// Moves to the head of the bulk queue a batch of a directory that no worker is creating files
+    /// in, if one is among the next few. Creating a file holds its directory's lock in the kernel,
+    /// and on ext4 the inode allocation under it can be slow (after many deletions it checks each
+    /// candidate inode's deletion time), so two workers in one directory take turns.
+    private func preferIdleDirectory() {
+        guard !batchesInFlight.isEmpty, case .files(let head) = bulk[bulkHead], batchesInFlight[head.node] != nil else { return }
+        let end = min(bulk.count, bulkHead + 8)
+        var index = bulkHead + 1
+        while index < end {
+            if case .files(let other) = bulk[index], batchesInFlight[other.node] == nil {
+                bulk.swapAt(bulkHead, index)
+                return
+            }
+            index += 1
+        }
+    }
 
     private func newNode(_ node: Node) -> Int {
         let id = nextNode
