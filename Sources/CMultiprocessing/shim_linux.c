@@ -173,6 +173,7 @@ int cmp_openat(int dirfd, const char *path, int flags, mode_t mode) {
 int cmp_seek_data(void) { return SEEK_DATA; }
 int cmp_seek_hole(void) { return SEEK_HOLE; }
 int cmp_o_tmpfile(void) { return O_TMPFILE; }
+int cmp_o_noatime(void) { return O_NOATIME; }
 unsigned cmp_rename_noreplace(void) { return RENAME_NOREPLACE; }
 
 int cmp_statx(int dirfd, const char *path, bool follow, cmp_stat_t *out) {

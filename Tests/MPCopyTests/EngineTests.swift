@@ -3,6 +3,15 @@ import MPCopy
 import SystemPackage
 import Testing
 
+/// `-a` with `jobs` workers.
+private func archiveOptions(jobs: Int) -> CopyOptions {
+    var options = CopyOptions()
+    options.recursive = true
+    options.preserve = .all
+    options.jobs = jobs
+    return options
+}
+
 /// The engine's public API, in-process: what the CLI builds on.
 @Suite struct MPCopyEngineTests {
     /// Files above the chunk size are split into chunks copied by several workers; holes stay
@@ -14,10 +23,7 @@ import Testing
         mkdir -p src && head -c 9500000 /dev/urandom > src/dense
         truncate -s 12M src/holes && head -c 1500000 /dev/urandom | dd of=src/holes bs=1M seek=5 conv=notrunc status=none
         """#, in: scratch.path).expectSuccess()
-        var options = CopyOptions()
-        options.recursive = true
-        options.preserve = .all
-        options.jobs = 3
+        var options = archiveOptions(jobs: 3)
         options.chunkSize = 1 << 20
         let job = try CopyJob(sources: [FilePath(scratch.path + "/src")], destination: FilePath(scratch.path + "/dst"), options: options)
         let report = try job.run()
@@ -40,11 +46,10 @@ import Testing
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         try sh(makeTrickyTree, in: scratch.path).expectSuccess()
-        var options = CopyOptions()
-        options.recursive = true
-        options.preserve = .all
-        options.jobs = 2
+        var options = archiveOptions(jobs: 2)
         options.unnamedTemporaries = false
+        // In place: a staged tree would write its files under their own names, not temporaries.
+        options.stageNewDirectories = false
         let job = try CopyJob(sources: [FilePath(scratch.path + "/src")], destination: FilePath(scratch.path + "/dst"), options: options)
         let report = try job.run()
         #expect(report.failures.isEmpty, "\(report.failures)")
@@ -58,10 +63,7 @@ import Testing
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         try sh(makeTrickyTree, in: scratch.path).expectSuccess()
-        var options = CopyOptions()
-        options.recursive = true
-        options.preserve = .all
-        options.jobs = 2
+        var options = archiveOptions(jobs: 2)
         options.verbose = true
         let target = scratch.path + "/dst"
         let job = try CopyJob(sources: [FilePath(scratch.path + "/src")], destination: FilePath(target), options: options)

@@ -65,6 +65,7 @@ int cmp_openat(int dirfd, const char *path, int flags, mode_t mode); // variadic
 int cmp_seek_data(void);   // SEEK_DATA
 int cmp_seek_hole(void);   // SEEK_HOLE
 int cmp_o_tmpfile(void);   // O_TMPFILE
+int cmp_o_noatime(void);   // O_NOATIME
 unsigned cmp_rename_noreplace(void); // RENAME_NOREPLACE
 
 /// A subset of statx(2), with nanosecond times.

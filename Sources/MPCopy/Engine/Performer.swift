@@ -20,6 +20,7 @@ internal final class Performer: Sendable {
     private let copyRangeWorks = Atomic<Bool>(true)
     private let tmpfileWorks: Atomic<Bool>
     private let emptyPathLinkWorks = Atomic<Bool>(true)
+    private let noAtimeWorks = Atomic<Bool>(true)
     private let sequence = Atomic<UInt64>(0)
     /// `.mpcp-tmp-<pid>-<random>-`: unique per run and process, never the name of a source file
     /// (names starting with it are temporaries of a run that was killed with SIGKILL).
@@ -367,7 +368,7 @@ internal final class Performer: Sendable {
     private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry, inheritsGroup: Bool, staged: Bool) throws(StepError) -> Int64 {
         let input: CInt
         do throws(Errno) {
-            input = try entry.name.withCName { n throws(Errno) in try system_openat(sdir, n, O_RDONLY | O_NOFOLLOW) }
+            input = try entry.name.withCName { n throws(Errno) in try openSource(sdir, n, owner: entry.stat.uid) }
         } catch { throw StepError(operation: "open", errno: error) }
         defer { system_close(input) }
         let createMode = mode_t(entry.stat.mode & 0o777)
@@ -387,9 +388,7 @@ internal final class Performer: Sendable {
                     system_close(output)
                     if !complete { try? system_unlinkat(ddir, final) }
                 }
-                let bytes = try copyContents(input, output, entry.stat, whole: true)
-                if options.checksum { try verify(input, output, size: entry.stat.size) }
-                try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+                let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
                 complete = true
                 return bytes
             }
@@ -406,9 +405,7 @@ internal final class Performer: Sendable {
             }
             if output >= 0 {
                 defer { system_close(output) }
-                let bytes = try copyContents(input, output, entry.stat, whole: true)
-                if options.checksum { try verify(input, output, size: entry.stat.size) }
-                try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+                let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
                 do throws(Errno) {
                     try entry.targetName.withCName { final throws(Errno) in try publish(output, ddir, final) }
                 } catch { throw StepError(operation: "link into place", errno: error) }
@@ -427,15 +424,35 @@ internal final class Performer: Sendable {
                 system_close(output)
                 if !placed { try? system_unlinkat(ddir, tmp) }
             }
-            let bytes = try copyContents(input, output, entry.stat, whole: true)
-            if options.checksum { try verify(input, output, size: entry.stat.size) }
-            try applyMetadata(output, entry.stat, from: input, created: createMode, inheritsGroup: inheritsGroup)
+            let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
             do throws(Errno) {
                 try entry.targetName.withCName { final throws(Errno) in try system_renameat(ddir, tmp, ddir, final) }
             } catch { throw StepError(operation: "rename into place", errno: error) }
             placed = true
             return bytes
         }
+    }
+
+    /// Opens a source file for reading, with O_NOATIME where allowed (our own files, or as root):
+    /// the copy leaves the source's access time alone, as `tar --atime-preserve=system` does, and
+    /// the kernel need not write the source's inode back for it.
+    private func openSource(_ dirfd: CInt, _ name: CName, owner: UInt32) throws(Errno) -> CInt {
+        if (isRoot || owner == euid) && noAtimeWorks.load(ordering: .relaxed) {
+            do throws(Errno) { return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | systemONoAtime) } catch .notPermitted {
+                // No CAP_FOWNER after all (a user namespace, say): plain opens from now on.
+                noAtimeWorks.store(false, ordering: .relaxed)
+            }
+        }
+        return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW)
+    }
+
+    /// Writes one whole file into `output`: its data, the read-back check of --checksum, and its
+    /// metadata (times last, so that a file whose times match its source's is complete).
+    private func fill(_ output: CInt, from input: CInt, _ entry: FileEntry, created: mode_t, inheritsGroup: Bool) throws(StepError) -> Int64 {
+        let bytes = try copyContents(input, output, entry.stat, whole: true)
+        if options.checksum { try verify(input, output, size: entry.stat.size) }
+        try applyMetadata(output, entry.stat, from: input, created: created, inheritsGroup: inheritsGroup)
+        return bytes
     }
 
     /// Gives the unnamed file `fd` the name `name` in `ddir`, replacing an older file atomically.

@@ -20,6 +20,7 @@ internal let systemATSymlinkNoFollow: CInt = AT_SYMLINK_NOFOLLOW
 internal let systemATRemoveDir: CInt = AT_REMOVEDIR
 internal let systemOPath: CInt = cmp_o_path()
 internal let systemOTmpfile: CInt = cmp_o_tmpfile()
+internal let systemONoAtime: CInt = cmp_o_noatime()
 internal let systemATSymlinkFollow: CInt = cmp_at_symlink_follow()
 
 // MARK: identity and environment
