@@ -281,6 +281,23 @@ import Testing
         #expect(run.stdout == "copy-ok\ninto-ok\nover-ok\n0\nraw-ok\n", "\(run.stdout) \(run.stderr)")
     }
 
+    /// Reading a source does not change its access time (O_NOATIME): a file whose atime is older
+    /// than its mtime, which relatime would update on the first read, keeps it; the copy has it too.
+    @Test func sourceAccessTimesAreLeftAlone() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src && echo data > src/f && touch -a -d '2001-02-03 04:05:06' src/f
+        before=$(stat -c %X src/f)
+        "$MPCP" -a src dst
+        [ "$(stat -c %X src/f)" = "$before" ] && echo "source kept"
+        [ "$(stat -c %X dst/f)" = "$before" ] && echo "copy has it"
+        cat src/f >/dev/null; [ "$(stat -c %X src/f)" != "$before" ] && echo "a plain read updates it"
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "source kept\ncopy has it\na plain read updates it\n", "\(run.stdout) \(run.stderr)")
+    }
+
     /// --progress draws a bar (bytes, files, rate, ETA) on a terminal and nothing when stderr is a pipe.
     @Test func progressOnlyOnATerminal() throws {
         let scratch = try Scratch()
