@@ -195,7 +195,7 @@ public struct CopyReport: Sendable, Codable {
     public var failures: [CopyFailure] = []
     /// Wall-clock seconds from start to end.
     public var seconds: Double = 0
-    /// True when the copy was stopped by ``CopyJob/cancel()`` (SIGINT or SIGTERM in `mpcp`).
+    /// True when the copy was stopped by ``CopyJob/cancel()`` (SIGINT, SIGTERM or SIGHUP in `mpcp`).
     public var interrupted: Bool = false
     /// True for a dry run: nothing was written.
     public var dryRun: Bool = false

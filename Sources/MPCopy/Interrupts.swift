@@ -1,7 +1,8 @@
 import Glibc
 import Multiprocessing
 
-/// Turns SIGINT and SIGTERM into a call on a thread of their own, where any work is safe.
+/// Turns SIGINT, SIGTERM and SIGHUP (the terminal went away) into a call on a thread of their own,
+/// where any work is safe.
 ///
 /// Signals are blocked in the calling thread (and so in every thread it starts afterwards) and a
 /// dedicated thread waits for them with `sigwait(3)`: no code runs in a signal handler.
@@ -9,9 +10,9 @@ public enum InterruptWatcher {
     /// Starts watching. Call it first thing in `main`, before any other thread exists.
     ///
     /// - Parameter handler: called on the watcher thread with the signal number for the first
-    ///   SIGINT or SIGTERM. A second one ends the process at once.
+    ///   SIGINT, SIGTERM or SIGHUP. A second one ends the process at once.
     public static func start(_ handler: @escaping @Sendable (CInt) -> Void) {
-        let signals = [SIGINT, SIGTERM]
+        let signals = [SIGINT, SIGTERM, SIGHUP]
         system_blockSignals(signals)
         // A daemon thread: it must not keep the process alive at exit.
         _ = try? startThread("mpcp-signals", daemon: true) {

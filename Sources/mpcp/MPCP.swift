@@ -7,7 +7,7 @@ import Synchronization
 import SystemPackage
 
 
-/// The job that SIGINT/SIGTERM cancels, and the signal that did it.
+/// The job that SIGINT, SIGTERM or SIGHUP cancels, and the signal that did it.
 private let running = Mutex<(job: CopyJob?, signal: CInt)>((nil, 0))
 
 @main
@@ -21,7 +21,7 @@ struct MPCP: ParsableCommand {
         renamed into place when the copy ends (after SIGKILL it stays there, and the next run to the \
         same destination takes it over). Files copied into an existing directory are written as \
         unnamed temporary files (or under .mpcp-tmp-* names where the file system cannot) and get \
-        their final names only once complete, with their metadata set. SIGINT or SIGTERM removes \
+        their final names only once complete, with their metadata set. SIGINT, SIGTERM or SIGHUP removes \
         partial files and puts the finished ones in place; run the same command again with -u to \
         finish. As with cp, a DEST that is an existing directory receives each SOURCE under its own \
         name. Exit status: 0 all copied, 1 some files failed, 2 usage error.

@@ -75,6 +75,33 @@ import Testing
         #expect(lines.filter { !$0.hasPrefix("second=") }.isEmpty, "rsync differences: \(lines)")
     }
 
+    /// The terminal going away (SIGHUP to the process group) stops the copy as Ctrl-C does: partial
+    /// files removed, the staged tree put in place, exit by the signal; -u then finishes.
+    @Test(arguments: ["threads", "processes"])
+    func hangupStopsTheCopyCleanly(workers: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src/d && for i in $(seq 1 200); do printf "small $i" > src/d/s$i; done
+        head -c 400M /dev/zero > src/zero
+        mkdir dst
+        # A process group of its own, as a shell job on a terminal is; the hang-up goes to all of it.
+        setsid "$MPCP" -a -j 1 --workers \#(workers) src dst & pid=$!
+        until for p in $pid $(pgrep -P $pid); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q 'dst/\.mpcp-tmp.*/zero'; do
+          kill -0 $pid 2>/dev/null || { echo "finished before the hang-up"; exit 3; }
+          sleep 0.001
+        done
+        kill -HUP -- -$pid
+        wait $pid; echo "status=$?"
+        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+        find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
+        "$MPCP" -a -u src dst; echo "second=$?"
+        rsync -ani --checksum src/ dst/src/
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "status=129\nsecond=0\n", "\(run.stdout)\n\(run.stderr)")
+    }
+
     /// A worker child killed (SIGKILL) in the middle of a file: that file is reported, the other
     /// worker and the parent finish the rest, exit status 1, and nothing partial appears.
     @Test func aWorkerProcessThatDiesIsReportedAndTheCopyCarriesOn() throws {

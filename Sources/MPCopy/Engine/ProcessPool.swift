@@ -18,9 +18,10 @@ internal struct CopyWorkerTask: ProcessTask {
     var cancel: SimpleQueue<Bool>
 
     func run() throws {
-        // The terminal's Ctrl-C reaches the whole process group: the parent decides what stops,
-        // and tells this child through the cancel queue.
+        // The terminal's Ctrl-C (and its hang-up) reaches the whole process group: the parent
+        // decides what stops, and tells this child through the cancel queue.
         system_ignoreSignal(SIGINT)
+        system_ignoreSignal(SIGHUP)
         let performer = Performer(options: options)
         let cancel = self.cancel
         _ = try? startThread("mpcp-cancel", daemon: true) {
