@@ -250,7 +250,7 @@ public final class CopyJob: Sendable {
                 system_close(fd)
                 if error == .wouldBlock {
                     return .failed(CopyFailure(path: source, operation: "copy", errno: error,
-                                               detail: "another mpcp is copying to '\(target)' right now (it holds '\(directory)')"))
+                                               detail: "another copy to '\(target)' is in progress (it holds '\(directory)')"))
                 }
                 if error != .noSuchFileOrDirectory { return .inPlace }
             }
