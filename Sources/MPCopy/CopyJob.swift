@@ -230,9 +230,10 @@ public final class CopyJob: Sendable {
         // A finishing run may rename the directory between our open and our lock: check, and retry.
         for _ in 0..<3 {
             let fd: CInt
+            var leftByAKilledRun = false
             do throws(Errno) {
                 fd = try directory.withCName { p throws(Errno) -> CInt in
-                    do throws(Errno) { try system_mkdirat(systemATFDCWD, p, 0o700) } catch .fileExists {}
+                    do throws(Errno) { try system_mkdirat(systemATFDCWD, p, 0o700) } catch .fileExists { leftByAKilledRun = true }
                     return try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
                 }
             } catch {
@@ -243,6 +244,11 @@ public final class CopyJob: Sendable {
                 let held = try system_fstatx(fd)
                 let named = try directory.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
                 if named.ino == held.ino && named.dev_major == held.dev_major && named.dev_minor == held.dev_minor {
+                    // Ours now. A tree a killed run left may hold its unfinished large files.
+                    if leftByAKilledRun, let listing = try? system_openat(fd, ".", O_RDONLY | O_DIRECTORY) {
+                        _ = performer.removeTemporaries(under: listing)
+                        system_close(listing)
+                    }
                     return .staged(Stage(source: source, directory: directory, target: target, lock: fd))
                 }
                 system_close(fd)

@@ -166,6 +166,30 @@ import Testing
         #expect(run.stdout == "status=137\nstaged\nsecond=0\nkept\nsrc\n", "\(run.stdout)\n\(run.stderr)")
     }
 
+    /// A run killed while it wrote a large file in chunks leaves that file's named temporary in the
+    /// staged tree; the run that takes the tree over removes it, so it never reaches a final path.
+    @Test func takeoverRemovesTheKilledRunsTemporaries() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src/d && head -c 400M /dev/zero > src/d/zero && echo small > src/d/s
+        mkdir dst
+        "$MPCP" -a -j 2 src dst & pid=$!
+        until ls -l /proc/$pid/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp-stage-[0-9a-f]*/d/\.mpcp-tmp-'; do
+          kill -0 $pid 2>/dev/null || { echo "finished before it could be killed"; exit 3; }
+          sleep 0.001
+        done
+        kill -KILL $pid
+        wait $pid; echo "status=$?"
+        ls -A dst/.mpcp-tmp-stage-*/d | grep -c '^\.mpcp-tmp-'
+        "$MPCP" -a -u src dst; echo "second=$?"
+        find dst -name '.mpcp-tmp*'
+        rsync -ani --checksum src/ dst/src/
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "status=137\n1\nsecond=0\n", "\(run.stdout)\n\(run.stderr)")
+    }
+
     /// Two runs to the same new destination at once: the staged tree is locked, so the second
     /// reports that another mpcp is copying there and exits 1 rather than write into it.
     @Test func secondRunToTheSameNewDestinationIsRefused() throws {

@@ -210,6 +210,41 @@ internal final class Performer: Sendable {
         }
     }
 
+    /// Removes, under the directory `dirfd`, the `.mpcp-tmp-*` files that a killed run left in a
+    /// staged tree (the named temporaries of large files), so that taking the tree over does not
+    /// put them in place. Returns how many went.
+    func removeTemporaries(under dirfd: CInt) -> Int {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
+        defer { buffer.deallocate() }
+        guard let base = buffer.baseAddress else { return 0 }
+        let prefix = Array(".mpcp-tmp-".utf8CString.dropLast())
+        var removed = 0
+        var subdirectories: [[CChar]] = []
+        while let n = try? system_getdents(dirfd, buffer), n > 0 {
+            var offset = 0
+            while offset < n {
+                let record = base + offset
+                offset += Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+                let type = record.load(fromByteOffset: 18, as: UInt8.self)
+                let name = UnsafeRawPointer(record + 19).assumingMemoryBound(to: CChar.self)
+                if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
+                if type == 4 /* DT_DIR */ {
+                    subdirectories.append(Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1)))
+                } else if strncmp(name, prefix, prefix.count) == 0, (try? system_unlinkat(dirfd, name)) != nil {
+                    removed += 1
+                }
+            }
+        }
+        for name in subdirectories {
+            name.withUnsafeBufferPointer { n in
+                guard let p = n.baseAddress, let fd = try? system_openat(dirfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) else { return }
+                removed += removeTemporaries(under: fd)
+                system_close(fd)
+            }
+        }
+        return removed
+    }
+
     private func isUpToDate(_ s: SourceStat, _ dstfd: CInt, _ name: CName) -> Bool {
         guard let d = try? system_statx(dstfd, name, follow: false) else { return false }
         return d.mode & modeTypeMask == modeRegular && Int64(d.size) == s.size
