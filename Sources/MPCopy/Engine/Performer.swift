@@ -396,10 +396,12 @@ internal final class Performer: Sendable {
 
     /// Copies one file whole, never visible under its final name until complete with its metadata.
     ///
-    /// The file is written as an unnamed `O_TMPFILE` in the destination directory and linked
-    /// under its final name at the end (`linkat`): nothing is left behind even after SIGKILL, and
-    /// it costs one directory update instead of a create plus a rename. Where O_TMPFILE is not
-    /// supported, a `.mpcp-tmp-*` name and `renameat` do the same job.
+    /// In a staged tree (`staged`), whose path is not final yet, the file is created under its own
+    /// name and removed again if its copy fails. Elsewhere it is written as an unnamed `O_TMPFILE`
+    /// in the destination directory and linked under its final name at the end (`linkat`):
+    /// nothing is left behind even after SIGKILL, and it costs one directory update instead of a
+    /// create plus a rename. Where O_TMPFILE is not supported, a `.mpcp-tmp-*` name and
+    /// `renameat` do the same job.
     private func copyFile(_ sdir: CInt, _ ddir: CInt, _ entry: FileEntry, inheritsGroup: Bool, staged: Bool) throws(StepError) -> Int64 {
         let input: CInt
         do throws(Errno) {
