@@ -54,7 +54,7 @@ extension ManagerTests {
         let clients = (0..<2).map { _ in
             Thread {
                 if let r = try? runExamples(["manager-client", "--port", "\(port)", "--authkey-file", keyFile, "--key", "k", "--times", "300"]) {
-                    results.set(results.get() + [r])
+                    results.update { $0.append(r) }
                 }
             }
         }

@@ -193,6 +193,8 @@ final class Mutex_<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
     func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
     func set(_ new: T) { lock.lock(); value = new; lock.unlock() }
+    /// A read-modify-write under one lock (a get then a set can lose another thread's update).
+    func update(_ body: (inout T) -> Void) { lock.lock(); body(&value); lock.unlock() }
 }
 
 extension ManagerTests {
