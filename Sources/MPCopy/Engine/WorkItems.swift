@@ -34,24 +34,37 @@ internal struct SourceStat: Codable, Sendable, Hashable {
         mtimeNanoseconds = st.mtime_nsec
     }
 
-    // Coded as one array of numbers: a worker process receives tens of thousands of these, and
-    // an array of fixed-width integers is one copy on the wire instead of twelve keyed fields.
+    /// The twelve fields as numbers, in a fixed order: how a stat travels to a worker process.
+    static let numberCount = 12
+
+    var numbers: [Int64] {
+        [Int64(mode), Int64(uid), Int64(gid), Int64(nlink), Int64(bitPattern: ino), Int64(bitPattern: dev),
+         size, blocks, atime, Int64(atimeNanoseconds), mtime, Int64(mtimeNanoseconds)]
+    }
+
+    /// From `numberCount` numbers in the order of ``numbers``.
+    init(numbers v: ArraySlice<Int64>) {
+        let i = v.startIndex
+        mode = UInt32(truncatingIfNeeded: v[i]); uid = UInt32(truncatingIfNeeded: v[i + 1]); gid = UInt32(truncatingIfNeeded: v[i + 2])
+        nlink = UInt32(truncatingIfNeeded: v[i + 3]); ino = UInt64(bitPattern: v[i + 4]); dev = UInt64(bitPattern: v[i + 5])
+        size = v[i + 6]; blocks = v[i + 7]; atime = v[i + 8]; atimeNanoseconds = UInt32(truncatingIfNeeded: v[i + 9])
+        mtime = v[i + 10]; mtimeNanoseconds = UInt32(truncatingIfNeeded: v[i + 11])
+    }
+
+    // Coded as one array of numbers: an array of fixed-width integers is one copy on the wire
+    // instead of twelve keyed fields.
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let v = try container.decode([Int64].self)
-        guard v.count == 12 else {
+        guard v.count == SourceStat.numberCount else {
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "a SourceStat has 12 numbers, not \(v.count)")
         }
-        mode = UInt32(truncatingIfNeeded: v[0]); uid = UInt32(truncatingIfNeeded: v[1]); gid = UInt32(truncatingIfNeeded: v[2])
-        nlink = UInt32(truncatingIfNeeded: v[3]); ino = UInt64(bitPattern: v[4]); dev = UInt64(bitPattern: v[5])
-        size = v[6]; blocks = v[7]; atime = v[8]; atimeNanoseconds = UInt32(truncatingIfNeeded: v[9])
-        mtime = v[10]; mtimeNanoseconds = UInt32(truncatingIfNeeded: v[11])
+        self.init(numbers: v[...])
     }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode([Int64(mode), Int64(uid), Int64(gid), Int64(nlink), Int64(bitPattern: ino), Int64(bitPattern: dev),
-                              size, blocks, atime, Int64(atimeNanoseconds), mtime, Int64(mtimeNanoseconds)])
+        try container.encode(numbers)
     }
 
     var fileType: UInt32 { mode & modeTypeMask }
@@ -107,13 +120,88 @@ extension FileEntry {
     }
 
     private static func component(_ bytes: [UInt8], _ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> FilePath.Component {
-        let cString = bytes.map { CChar(bitPattern: $0) } + [0]
-        guard !bytes.contains(0), !bytes.contains(0x2F),
-              let component = cString.withUnsafeBufferPointer({ b in b.baseAddress.flatMap { FilePath.Component(platformString: $0) } })
-        else {
+        guard let component = component(bytes[...]) else {
             throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "not a file name")
         }
         return component
+    }
+
+    /// The file name `bytes` spell, or nil for no name: empty, with a NUL or a slash, or `.` or
+    /// `..` (which would lead a worker out of its directory).
+    static func component(_ bytes: ArraySlice<UInt8>) -> FilePath.Component? {
+        guard !bytes.contains(0), !bytes.contains(0x2F) else { return nil }
+        let cString = bytes.map { CChar(bitPattern: $0) } + [0]
+        let component = cString.withUnsafeBufferPointer { b in b.baseAddress.flatMap { FilePath.Component(platformString: $0) } }
+        return component?.kind == .regular ? component : nil
+    }
+
+    /// The name's bytes, for coding.
+    static func nameBytes(_ component: FilePath.Component) -> [UInt8] { bytes(component) }
+}
+
+/// Codes a `[FileEntry]` as two flat arrays, which the wire codec copies whole: every name's
+/// bytes one after another, and for each entry fourteen numbers (its name's length, its
+/// destination name's length or -1, and its ``SourceStat/numbers``). A worker process receives
+/// and sends tens of thousands of entries; coded one keyed container each, the runtime's generic
+/// lookups while decoding them were most of the worker processes' CPU time.
+@propertyWrapper
+internal struct PackedEntries: Codable, Sendable {
+    var wrappedValue: [FileEntry]
+
+    init(wrappedValue: [FileEntry]) { self.wrappedValue = wrappedValue }
+
+    private static let stride = 2 + SourceStat.numberCount
+
+    func encode(to encoder: any Encoder) throws {
+        var names: [UInt8] = []
+        var numbers: [Int64] = []
+        numbers.reserveCapacity(wrappedValue.count * PackedEntries.stride)
+        for entry in wrappedValue {
+            let name = FileEntry.nameBytes(entry.name)
+            names += name
+            numbers.append(Int64(name.count))
+            if let target = entry.destinationName.map(FileEntry.nameBytes) {
+                names += target
+                numbers.append(Int64(target.count))
+            } else {
+                numbers.append(-1)
+            }
+            numbers += entry.stat.numbers
+        }
+        var container = encoder.unkeyedContainer()
+        try container.encode(names)
+        try container.encode(numbers)
+    }
+
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        let names = try container.decode([UInt8].self)
+        let numbers = try container.decode([Int64].self)
+        func corrupted(_ why: String) -> DecodingError { .dataCorruptedError(in: container, debugDescription: why) }
+        guard numbers.count % PackedEntries.stride == 0 else {
+            throw corrupted("file entries come as \(PackedEntries.stride) numbers each, not \(numbers.count) in all")
+        }
+        var entries: [FileEntry] = []
+        entries.reserveCapacity(numbers.count / PackedEntries.stride)
+        var offset = 0
+        func name(_ length: Int64) throws -> FilePath.Component {
+            guard length > 0, length <= Int64(names.count - offset) else {
+                throw corrupted("a file name of \(length) bytes at byte \(offset) of \(names.count)")
+            }
+            let end = offset + Int(length)
+            guard let component = FileEntry.component(names[offset..<end]) else {
+                throw corrupted("the bytes \(offset)..<\(end) are not a file name")
+            }
+            offset = end
+            return component
+        }
+        for start in Swift.stride(from: 0, to: numbers.count, by: PackedEntries.stride) {
+            let entryName = try name(numbers[start])
+            let target = numbers[start + 1] < 0 ? nil : try name(numbers[start + 1])
+            entries.append(FileEntry(name: entryName, destinationName: target, stat: SourceStat(numbers: numbers[(start + 2)..<(start + PackedEntries.stride)])))
+        }
+        guard offset == names.count else { throw corrupted("\(names.count - offset) bytes of names belong to no entry") }
+        wrappedValue = entries
     }
 }
 
@@ -134,7 +222,7 @@ internal struct FileBatch: Codable, Sendable {
     var node: Int
     var sourceDirectory: FilePath
     var destinationDirectory: FilePath
-    var entries: [FileEntry]
+    @PackedEntries var entries: [FileEntry]
     /// The destination directory is set-group-ID: new files take its group, not ours.
     var inheritsGroup: Bool
     /// Inside a staged tree (see ``ScanItem/staged``): files are written under their own names.
@@ -211,5 +299,5 @@ internal struct WorkResult: Codable, Sendable {
     var directoryAttributes: [ExtendedAttribute] = []
     var subdirectories: [FilePath.Component] = []
     var destinationSetGID = false
-    var foundFiles: [FileEntry] = []
+    @PackedEntries var foundFiles: [FileEntry] = []
 }
