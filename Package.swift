@@ -132,7 +132,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MPCopyTests",
-            dependencies: ["MPCopy", "mpcp", "TestHarness"],
+            dependencies: ["MPCopy", "mpcp", "TestHarness", "Multiprocessing"],
             swiftSettings: strictSettings
         ),
     ],
