@@ -138,34 +138,19 @@ internal final class Performer: Sendable {
         result.directories = 1
         if options.verbose { result.copied.append(item.source) }
 
-        let bufferSize = 64 << 10
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
         defer { buffer.deallocate() }
-        guard let base = buffer.baseAddress else { return }
-        while true {
-            let n: Int
-            do throws(Errno) { n = try system_getdents(srcfd, buffer) } catch {
-                result.failures.append(CopyFailure(path: item.source, operation: "read directory", errno: error))
-                return
-            }
-            if n == 0 { break }
-            var offset = 0
-            while offset < n {
-                // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[].
-                let record = base + offset
-                let length = Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
-                var type = record.load(fromByteOffset: 18, as: UInt8.self)
-                let name = UnsafeRawPointer(record + 19).assumingMemoryBound(to: CChar.self)
-                offset += length
-                if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
+        do throws(Errno) {
+            try system_forEachEntry(srcfd, buffer) { name, entryType in
+                var type = entryType
                 if isExcluded(name, relative: item.relative, component: { FilePath.Component(platformString: name) }) {
                     result.excluded += 1
-                    continue
+                    return
                 }
-                guard let component = FilePath.Component(platformString: name) else { continue }
+                guard let component = FilePath.Component(platformString: name) else { return }
                 var stat: SourceStat?
                 if type == 0 /* DT_UNKNOWN */ {
-                    guard let st = try? system_statx(srcfd, name, follow: false) else { continue }
+                    guard let st = try? system_statx(srcfd, name, follow: false) else { return }
                     let s = SourceStat(st)
                     stat = s
                     type = s.isDirectory ? 4 : s.isRegular ? 8 : s.isSymlink ? 10 : UInt8(s.fileType >> 12)
@@ -177,11 +162,11 @@ internal final class Performer: Sendable {
                             let st = try? system_statx(dstfd, name, follow: false)
                             if st.map({ $0.mode & modeTypeMask != modeDirectory }) ?? true {
                                 result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: .fileExists))
-                                continue
+                                return
                             }
                         } catch {
                             result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: error))
-                            continue
+                            return
                         }
                     }
                     result.subdirectories.append(component)
@@ -190,12 +175,12 @@ internal final class Performer: Sendable {
                     if let stat { s = stat } else {
                         do throws(Errno) { s = SourceStat(try system_statx(srcfd, name, follow: false)) } catch {
                             result.failures.append(CopyFailure(path: item.source.appending(component), operation: "stat", errno: error))
-                            continue
+                            return
                         }
                     }
                     if options.update && dstfd >= 0, isUpToDate(s, dstfd, name) {
                         result.skipped += 1
-                        continue
+                        return
                     }
                     result.foundFiles.append(FileEntry(name: component, destinationName: nil, stat: s))
                 case 10: // DT_LNK
@@ -207,6 +192,8 @@ internal final class Performer: Sendable {
                                                        detail: "device and socket files are not copied"))
                 }
             }
+        } catch {
+            result.failures.append(CopyFailure(path: item.source, operation: "read directory", errno: error))
         }
     }
 
@@ -216,23 +203,14 @@ internal final class Performer: Sendable {
     func removeTemporaries(under dirfd: CInt) -> Int {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
         defer { buffer.deallocate() }
-        guard let base = buffer.baseAddress else { return 0 }
         let prefix = Array(".mpcp-tmp-".utf8CString.dropLast())
         var removed = 0
         var subdirectories: [[CChar]] = []
-        while let n = try? system_getdents(dirfd, buffer), n > 0 {
-            var offset = 0
-            while offset < n {
-                let record = base + offset
-                offset += Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
-                let type = record.load(fromByteOffset: 18, as: UInt8.self)
-                let name = UnsafeRawPointer(record + 19).assumingMemoryBound(to: CChar.self)
-                if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
-                if type == 4 /* DT_DIR */ {
-                    subdirectories.append(Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1)))
-                } else if strncmp(name, prefix, prefix.count) == 0, (try? system_unlinkat(dirfd, name)) != nil {
-                    removed += 1
-                }
+        try? system_forEachEntry(dirfd, buffer) { name, type in
+            if type == 4 /* DT_DIR */ {
+                subdirectories.append(Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1)))
+            } else if strncmp(name, prefix, prefix.count) == 0, (try? system_unlinkat(dirfd, name)) != nil {
+                removed += 1
             }
         }
         for name in subdirectories {
@@ -352,24 +330,25 @@ internal final class Performer: Sendable {
             }
             return
         }
+        /// Every entry of the batch fails at `operation`.
+        func failAll(_ operation: String, _ error: Errno) {
+            for entry in batch.entries {
+                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: operation, errno: error))
+            }
+            result.entryDone = Array(repeating: false, count: batch.entries.count)
+        }
         let sdir: CInt, ddir: CInt
         do throws(Errno) {
             sdir = try batch.sourceDirectory.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY) }
         } catch {
-            for entry in batch.entries {
-                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "open directory", errno: error))
-            }
-            result.entryDone = Array(repeating: false, count: batch.entries.count)
+            failAll("open directory", error)
             return
         }
         defer { system_close(sdir) }
         do throws(Errno) {
             ddir = try batch.destinationDirectory.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY) }
         } catch {
-            for entry in batch.entries {
-                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "open destination directory", errno: error))
-            }
-            result.entryDone = Array(repeating: false, count: batch.entries.count)
+            failAll("open destination directory", error)
             return
         }
         defer { system_close(ddir) }

@@ -110,7 +110,8 @@ extension FileEntry {
         try container.encode(stat, forKey: .s)
     }
 
-    private static func bytes(_ component: FilePath.Component) -> [UInt8] {
+    /// The name's bytes, for coding.
+    static func bytes(_ component: FilePath.Component) -> [UInt8] {
         component.withPlatformString { p in
             var out: [UInt8] = []
             var i = 0
@@ -135,8 +136,6 @@ extension FileEntry {
         return component?.kind == .regular ? component : nil
     }
 
-    /// The name's bytes, for coding.
-    static func nameBytes(_ component: FilePath.Component) -> [UInt8] { bytes(component) }
 }
 
 /// Codes a `[FileEntry]` as two flat arrays, which the wire codec copies whole: every name's
@@ -157,10 +156,10 @@ internal struct PackedEntries: Codable, Sendable {
         var numbers: [Int64] = []
         numbers.reserveCapacity(wrappedValue.count * PackedEntries.stride)
         for entry in wrappedValue {
-            let name = FileEntry.nameBytes(entry.name)
+            let name = FileEntry.bytes(entry.name)
             names += name
             numbers.append(Int64(name.count))
-            if let target = entry.destinationName.map(FileEntry.nameBytes) {
+            if let target = entry.destinationName.map(FileEntry.bytes) {
                 names += target
                 numbers.append(Int64(target.count))
             } else {

@@ -74,6 +74,27 @@ internal func system_getdents(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointe
     try negatedErrno { cmp_getdents64(fd, buffer.baseAddress, buffer.count) }
 }
 
+/// Reads the directory `fd` to its end with `getdents64(2)` through `buffer`, calling `body` with
+/// each entry's name and `d_type` (0 when the file system does not say); `.` and `..` are left out.
+internal func system_forEachEntry(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer,
+                                  _ body: (CName, UInt8) -> Void) throws(Errno) {
+    guard let base = buffer.baseAddress else { return }
+    while true {
+        let n = try system_getdents(fd, buffer)
+        if n == 0 { return }
+        var offset = 0
+        while offset < n {
+            // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[].
+            let record = base + offset
+            offset += Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+            let type = record.load(fromByteOffset: 18, as: UInt8.self)
+            let name = UnsafeRawPointer(record + 19).assumingMemoryBound(to: CChar.self)
+            if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
+            body(name, type)
+        }
+    }
+}
+
 internal func system_mkdirat(_ dirfd: CInt, _ name: CName, _ mode: mode_t) throws(Errno) {
     _ = try valueOrErrno { Glibc.mkdirat(dirfd, name, mode) }
 }
