@@ -42,7 +42,7 @@ import Testing
         // What the open descriptor of the big file looks like while it is written: a name inside
         // the staged tree, or an unnamed O_TMPFILE ("dst/src/#123 (deleted)") in place.
         let writing = staging.isEmpty ? #"dst/\.mpcp-tmp.*/zero"# : #"dst/src/#"#
-        let script = #"""
+        let script = waitUntilWriting + #"""
         mkdir -p src/d && for i in $(seq 1 200); do printf "small $i" > src/d/s$i; done
         head -c 400M /dev/zero > src/zero
         # dst exists, so (as with cp) the copy goes to dst/src, and the same command resumes it.
@@ -50,11 +50,7 @@ import Testing
         "$MPCP" -a -j 1 --checksum \#(staging) --workers \#(workers) src dst & pid=$!
         # Wait until mpcp (or a worker child) is writing the big file, so the copy is midway;
         # then interrupt.
-        midway() { for p in $pid $(pgrep -P $pid); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q '\#(writing)'; }
-        until midway; do
-          kill -0 $pid 2>/dev/null || { echo "finished before it could be interrupted"; exit 3; }
-          sleep 0.001
-        done
+        wait_until_writing $pid '\#(writing)'
         kill -INT $pid
         wait $pid; echo "status=$?"
         find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
@@ -81,16 +77,13 @@ import Testing
     func hangupStopsTheCopyCleanly(workers: String) throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = #"""
+        let script = waitUntilWriting + #"""
         mkdir -p src/d && for i in $(seq 1 200); do printf "small $i" > src/d/s$i; done
         head -c 400M /dev/zero > src/zero
         mkdir dst
         # A process group of its own, as a shell job on a terminal is; the hang-up goes to all of it.
         setsid "$MPCP" -a -j 1 --workers \#(workers) src dst & pid=$!
-        until for p in $pid $(pgrep -P $pid); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q 'dst/\.mpcp-tmp.*/zero'; do
-          kill -0 $pid 2>/dev/null || { echo "finished before the hang-up"; exit 3; }
-          sleep 0.001
-        done
+        wait_until_writing $pid 'dst/\.mpcp-tmp.*/zero'
         kill -HUP -- -$pid
         wait $pid; echo "status=$?"
         find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
@@ -171,14 +164,11 @@ import Testing
     @Test func takeoverRemovesTheKilledRunsTemporaries() throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = #"""
+        let script = waitUntilWriting + #"""
         mkdir -p src/d && head -c 400M /dev/zero > src/d/zero && echo small > src/d/s
         mkdir dst
         "$MPCP" -a -j 2 src dst & pid=$!
-        until ls -l /proc/$pid/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp-stage-[0-9a-f]*/d/\.mpcp-tmp-'; do
-          kill -0 $pid 2>/dev/null || { echo "finished before it could be killed"; exit 3; }
-          sleep 0.001
-        done
+        wait_until_writing $pid 'dst/\.mpcp-tmp-stage-[0-9a-f]*/d/\.mpcp-tmp-'
         kill -KILL $pid
         wait $pid; echo "status=$?"
         ls -A dst/.mpcp-tmp-stage-*/d | grep -c '^\.mpcp-tmp-'
@@ -195,14 +185,11 @@ import Testing
     @Test func secondRunToTheSameNewDestinationIsRefused() throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = #"""
+        let script = waitUntilWriting + #"""
         mkdir -p src && head -c 400M /dev/zero > src/zero
         mkdir dst
         "$MPCP" -a -j 1 src dst & pid=$!
-        until ls -l /proc/$pid/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp-stage-.*/zero'; do
-          kill -0 $pid 2>/dev/null || { echo "finished before the second run"; exit 3; }
-          sleep 0.001
-        done
+        wait_until_writing $pid 'dst/\.mpcp-tmp-stage-.*/zero'
         "$MPCP" -a src dst; echo "second=$?"
         kill -INT $pid; wait $pid; echo "first=$?"
         """#

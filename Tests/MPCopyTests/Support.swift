@@ -29,6 +29,19 @@ struct Scratch {
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
+/// Bash: `wait_until_writing PID PATTERN` returns once PID or one of its children has a descriptor
+/// open on a path that matches the grep pattern (the copy is midway); if PID ends first, the script
+/// prints why and exits 3.
+let waitUntilWriting = #"""
+wait_until_writing() {
+  until for p in "$1" $(pgrep -P "$1"); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q "$2"; do
+    kill -0 "$1" 2>/dev/null || { echo "finished before it could be interrupted"; exit 3; }
+    sleep 0.001
+  done
+}
+
+"""#
+
 /// Runs `script` with bash in `directory`, with `$MPCP` set to the built binary.
 @discardableResult
 func sh(_ script: String, in directory: String) throws -> ShellResult {
