@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // Benchmarks compare the library with its peers. They live in their own package so that the
 // library's build and CI stay light, and the library never depends on benchmark code.
 // Build: swift build -c release --package-path Benchmarks
