@@ -72,8 +72,8 @@ public final class Connection: Sendable, Codable {
     private let lifecycle = Mutex(Lifecycle())
     // The states are used only by the thread whose turn it is (see ConnectionTurn); their mutexes
     // are never contended and never held across a wait of another thread.
-    private let sendTurn = ConnectionTurn()
-    private let receiveTurn = ConnectionTurn()
+    internal let sendTurn = ConnectionTurn()
+    internal let receiveTurn = ConnectionTurn()
     private let sendState = Mutex(SendState())
     private let receiveState = Mutex(ReceiveState())
 

@@ -78,6 +78,10 @@ internal final class ConnectionTurn: @unchecked Sendable {
         }
     }
 
+    /// Whether some thread holds the turn, and whether another may be waiting for it (for tests).
+    internal var isTaken: Bool { SharedWord(word).load() != ConnectionTurn.free }
+    internal var isContended: Bool { SharedWord(word).load() == ConnectionTurn.contended }
+
     private func timedOut(_ what: String) -> MultiprocessingError {
         MultiprocessingError(.timedOut, "Connection.\(what) timed out while another thread of this process was using the connection for the same direction (a \(what) waits for the one before it to finish).")
     }
