@@ -235,6 +235,22 @@ struct SyncCorrectnessArgumentTests {
         expectMisuse(["Barrier", "parties"]) { _ = try Barrier(parties: Int(Int32.max)) }
     }
 
+    @Test("in a child process, the bad arguments throw (the task fails) instead of trapping (the child dies)")
+    func badArgumentsDoNotTrapInAChild() throws {
+        useHelperExecutable()
+        for kind in ["Semaphore(-1)", "BoundedSemaphore(-1)", "Barrier(parties: 0)", "Barrier(parties: -1)"] {
+            let child = ChildProcess(MakeBadPrimitive(kind: kind))
+            try child.start()
+            do {
+                let result = try child.value(timeout: .seconds(60))
+                Issue.record("\(kind): \(result)")
+            } catch let error as MultiprocessingError {
+                #expect(error.code == .childFailed, "\(kind): \(error)")
+                #expect(child.exitCode == 1, "\(kind): \(String(describing: child.exitStatus))")
+            }
+        }
+    }
+
     @Test("an unbounded Semaphore's count never wraps past 2^32 - 2: release throws and keeps the count")
     func semaphoreDoesNotWrap() throws {
         let semaphore = try Semaphore(Int(UInt32.max) - 2)

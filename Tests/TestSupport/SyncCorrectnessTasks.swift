@@ -36,3 +36,20 @@ public struct WaitAtBarrier: ProcessTask {
         try barrier.wait(timeout: .seconds(120))
     }
 }
+
+/// Builds one primitive from a bad argument, in a child process: a trap there ends the child
+/// (seen by the parent as `.childDied`), not the test runner.
+public struct MakeBadPrimitive: ProcessTask {
+    public var kind: String
+    public init(kind: String) { self.kind = kind }
+    public func run() throws -> String {
+        switch kind {
+        case "Semaphore(-1)": _ = try Semaphore(-1)
+        case "BoundedSemaphore(-1)": _ = try BoundedSemaphore(-1)
+        case "Barrier(parties: 0)": _ = try Barrier(parties: 0)
+        case "Barrier(parties: -1)": _ = try Barrier(parties: -1)
+        default: return "unknown kind \(kind)"
+        }
+        return "constructed"
+    }
+}
