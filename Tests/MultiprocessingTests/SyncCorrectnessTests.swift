@@ -386,3 +386,53 @@ struct SyncCorrectnessAsyncTests {
         #expect((foreign.error as? MultiprocessingError)?.message.contains("await") == true)
     }
 }
+
+/// Type-checks `source` against the Multiprocessing module this test run was built with.
+private func typecheck(_ source: String) throws -> ProgramOutput {
+    let bin = URL(fileURLWithPath: helperPath).deletingLastPathComponent()
+    var root = bin
+    let systemMap = "checkouts/swift-system/Sources/CSystem/include/module.modulemap"
+    while root.path != "/" && !FileManager.default.fileExists(atPath: root.appendingPathComponent(systemMap).path) {
+        root = root.deletingLastPathComponent()
+    }
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("mp-noasync-\(getpid())-\(UUID().uuidString).swift")
+    try source.write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    return try runProgram("/usr/bin/env", [
+        "swiftc", "-swift-version", "6", "-typecheck",
+        "-I", bin.appendingPathComponent("Modules").path,
+        "-Xcc", "-fmodule-map-file=" + root.appendingPathComponent(systemMap).path,
+        "-Xcc", "-fmodule-map-file=" + bin.appendingPathComponent("CMultiprocessing.build/module.modulemap").path,
+        file.path,
+    ])
+}
+
+extension SyncCorrectnessAsyncTests {
+    @Test("holding a Lock, RLock or Condition across an await does not compile; withLock does")
+    func lockAcrossAwaitDoesNotCompile() throws {
+        let good = try typecheck("""
+            import Multiprocessing
+            func f(_ lock: Lock, _ rlock: RLock, _ condition: Condition) async throws {
+                try await lock.withLock { }
+                await Task.yield()
+                try await rlock.withLock { try rlock.withLock { } }
+                try await condition.withLock(waitingFor: { true }) { try condition.notifyAll() }
+            }
+            """)
+        #expect(good.status == 0, "the control snippet must compile: \(good.stderr)")
+        for (type, call) in [("Lock", "acquire()"), ("Lock", "acquire(timeout: .seconds(1))"), ("Lock", "release()"),
+                             ("Lock", "tryAcquire()"), ("RLock", "acquire()"), ("RLock", "release()"),
+                             ("Condition", "acquire()"), ("Condition", "release()")] {
+            // Issue 12's pattern: take the lock, await, release.
+            let bad = try typecheck("""
+                import Multiprocessing
+                func f(_ lock: \(type)) async throws {
+                    _ = try await lock.\(call)
+                    await Task.yield()
+                }
+                """)
+            #expect(bad.status != 0, "\(type).\(call) compiled in an async function")
+            #expect(bad.stderr.contains("unavailable from asynchronous contexts"), "\(type).\(call): \(bad.stderr)")
+        }
+    }
+}
