@@ -19,8 +19,9 @@ import Glibc
 ///   as another `Connection` or a shared lock; a simplex pipe cannot, and says so.
 /// - Sends from several threads of one process are serialized, and so are receives; each frame is
 ///   written and read whole. A call that waits for another thread's send (or receive) to finish
-///   keeps its own timeout and cancellation while it waits. Several *processes* writing one end at once may interleave frames
-///   longer than `PIPE_BUF` (4096 bytes): give each writer its own connection, or use a ``Queue``.
+///   keeps its own timeout and cancellation while it waits. Several *processes* writing one end at
+///   once may interleave frames longer than `PIPE_BUF` (4096 bytes): give each writer its own
+///   connection, or use a ``Queue``.
 /// - A receive that times out in the middle of a frame keeps what it read: the next receive
 ///   continues the same frame, so a timeout never corrupts the stream. A send that times out
 ///   before its first byte leaves the stream intact; one that times out halfway leaves a cut frame,

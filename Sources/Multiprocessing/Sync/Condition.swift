@@ -17,6 +17,8 @@ import Synchronization
 /// try condition.withLock {
 ///     try condition.wait(for: { !queue.isEmpty })
 /// }
+/// // In async code (the lock is never held across an await):
+/// let item = try await condition.withLock(waitingFor: { !queue.isEmpty }) { queue.removeFirst() }
 /// ```
 public final class Condition: Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | sequence (4, futex word) | unused (4) | waiters << 32 | tokens (8).
