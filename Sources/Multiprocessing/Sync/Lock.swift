@@ -48,14 +48,6 @@ public final class Lock: Codable, @unchecked Sendable {
         self.mutex = RobustMutex(memory.base + 8)
     }
 
-    /// A view of a mutex that another object's memory holds at offset 8. Encoding such a view sends
-    /// the whole object's memory, and decoding it as a `Lock` fails on the kind check, so the
-    /// owning object (not the view) is what should travel.
-    internal init(viewing memory: SharedAllocation) {
-        self.memory = memory
-        self.mutex = RobustMutex(memory.base + 8)
-    }
-
     /// Acquires the lock, waiting until it is free.
     ///
     /// - Parameter timeout: How long to wait; `nil` waits forever.
