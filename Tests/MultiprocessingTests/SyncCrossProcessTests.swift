@@ -71,7 +71,7 @@ struct SyncCrossProcessTests {
         try condition.withLock {
             try condition.wait(for: { count.atomicLoad() == 2 }, timeout: .seconds(20))
         }
-        semaphore.release(2)
+        try semaphore.release(2)
         let mine = try barrier.wait(timeout: .seconds(20))
         let indices = try children.map { try $0.value(timeout: .seconds(20)) } + [mine]
         #expect(indices.sorted() == [0, 1, 2])

@@ -153,7 +153,7 @@ struct SyncLockTests {
         #expect(counter.value == 80_000)
     }
 
-    @Test("async acquire and withLock wait off the pool and honour Task cancellation")
+    @Test("async withLock waits off the pool, honours its timeout and Task cancellation")
     func asyncTwins() async throws {
         let lock = try Lock()
         let counter = UnsafeCounter(0)
@@ -171,15 +171,15 @@ struct SyncLockTests {
         let holder = OSThread { try lock.withLock { held.set(); try done.wait(timeout: .seconds(10)) } }
         try holder.start()
         try await held.wait()
-        await expectCode(.timedOut) { try await lock.acquire(timeout: .milliseconds(30)) }
-        let task = Task { try await lock.acquire() }
+        await expectCode(.timedOut) { try await lock.withLock(timeout: .milliseconds(30)) {} }
+        let task = Task { try await lock.withLock {} }
         #expect(await eventuallyAsync { lock.mutex.word.load() & system_futexWaitersBit != 0 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         done.set()
         try await holder.join()
-        try await lock.acquire(timeout: .seconds(5))
-        try lock.release()
+        try await lock.withLock(timeout: .seconds(5)) {}
+        #expect(!lock.isLocked)
     }
 }
 

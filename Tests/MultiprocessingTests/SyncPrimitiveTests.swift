@@ -91,7 +91,7 @@ struct SyncSemaphoreTests {
         try bounded.release()
         #expect(bounded.value == 2)
         let plain = try Semaphore(0)
-        plain.release(3)
+        try plain.release(3)
         #expect(plain.value == 3)
     }
 
@@ -112,7 +112,7 @@ struct SyncSemaphoreTests {
         let woken = OSThread { try semaphore.acquire(timeout: .seconds(10)) }
         try woken.start()
         #expect(eventually { semaphore.core.sleepers.load() == 1 })
-        semaphore.release()
+        try semaphore.release()
         try woken.join(timeout: .seconds(5))
         #expect(woken.error == nil)
         #expect(semaphore.value == 0)
@@ -126,7 +126,7 @@ struct SyncSemaphoreTests {
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         async let got: Void = semaphore.acquire(timeout: .seconds(10))
-        semaphore.release()
+        try semaphore.release()
         try await got
         await expectCode(.timedOut) { try await semaphore.acquire(timeout: .milliseconds(20)) }
     }
@@ -270,7 +270,7 @@ struct SyncConditionTests {
         #expect(condition.registeredWaiters == 0)
     }
 
-    @Test("async wait sleeps off the pool and takes the lock back")
+    @Test("async withLock(waitingFor:) sleeps off the pool and runs its body under the lock")
     func asyncWait() async throws {
         let condition = try Condition()
         let ready = UnsafeCounter(0)
@@ -279,24 +279,27 @@ struct SyncConditionTests {
             try condition.withLock { ready.value = 1; try condition.notify() }
         }
         try await condition.withLock {}   // the async twin of withLock
-        try await condition.acquire()   // and of acquire
         try notifier.start()
-        try await condition.wait(for: { ready.value == 1 }, timeout: .seconds(10))
-        #expect(ready.value == 1)
-        try condition.release()
+        let seen = try await condition.withLock(waitingFor: { ready.value == 1 }, timeout: .seconds(10)) {
+            #expect(condition.isOwnedByCurrentThreadForTests)
+            return ready.value
+        }
+        #expect(seen == 1)
         try await notifier.join()
 
-        // A cancelled task's wait ends with .cancelled, holding the lock again, and unregisters.
+        // A cancelled task's wait ends with .cancelled, without the lock, and unregisters.
         let task = Task {
-            try await condition.acquire()
-            defer { try? condition.release() }
-            try await condition.wait()
+            try await condition.withLock(waitingFor: { false }) {}
         }
         #expect(await eventuallyAsync { condition.registeredWaiters == 1 })
         task.cancel()
         await expectCode(.cancelled) { try await task.value }
         #expect(condition.registeredWaiters == 0)
         try await condition.withLock { try condition.notifyAll() }   // the lock was released by the task
+        await expectCode(.timedOut) {
+            try await condition.withLock(waitingFor: { false }, timeout: .milliseconds(20)) {}
+        }
+        try await condition.withLock {}
     }
 }
 

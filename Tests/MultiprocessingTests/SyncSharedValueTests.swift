@@ -54,10 +54,16 @@ struct SyncSharedValueTests {
         #expect(try point.load() == Point(x: 1, y: 2))
         try point.store(Point(x: 3, y: 4))
         #expect(point.value.y == 4)
-        // The built-in lock is the one withLock takes.
+        // The built-in lock is the one withLock takes, and it is re-entrant (Python's get_lock() is
+        // an RLock): withLock inside it takes it once more, and another thread must wait.
         try point.lock.acquire()
-        expectCode(.misuse) { try point.withLock(timeout: .milliseconds(10)) { _ in } }
+        try point.withLock(timeout: .milliseconds(10)) { $0.x += 1 }
+        let other = OSThread { try point.withLock(timeout: .milliseconds(10)) { _ in } }
+        try other.start()
+        try other.join(timeout: .seconds(10))
+        #expect((other.error as? MultiprocessingError)?.code == .timedOut)
         try point.lock.release()
+        #expect(point.value.x == 4)
     }
 
     @Test("SharedArray: subscripts, bulk withLock, atomics per element, toArray")

@@ -18,8 +18,10 @@ import Glibc
 /// - A duplex connection (a Unix stream socket) can carry values that hold file descriptors, such
 ///   as another `Connection` or a shared lock; a simplex pipe cannot, and says so.
 /// - Sends from several threads of one process are serialized, and so are receives; each frame is
-///   written and read whole. Several *processes* writing one end at once may interleave frames
-///   longer than `PIPE_BUF` (4096 bytes): give each writer its own connection, or use a ``Queue``.
+///   written and read whole. A call that waits for another thread's send (or receive) to finish
+///   keeps its own timeout and cancellation while it waits. Several *processes* writing one end at
+///   once may interleave frames longer than `PIPE_BUF` (4096 bytes): give each writer its own
+///   connection, or use a ``Queue``.
 /// - A receive that times out in the middle of a frame keeps what it read: the next receive
 ///   continues the same frame, so a timeout never corrupts the stream. A send that times out
 ///   before its first byte leaves the stream intact; one that times out halfway leaves a cut frame,
@@ -69,6 +71,10 @@ public final class Connection: Sendable, Codable {
         var descriptors: [CInt] = []
     }
     private let lifecycle = Mutex(Lifecycle())
+    // The states are used only by the thread whose turn it is (see ConnectionTurn); their mutexes
+    // are never contended and never held across a wait of another thread.
+    internal let sendTurn = ConnectionTurn()
+    internal let receiveTurn = ConnectionTurn()
     private let sendState = Mutex(SendState())
     private let receiveState = Mutex(ReceiveState())
 
@@ -239,9 +245,11 @@ public final class Connection: Sendable, Codable {
         guard body.count <= maximumMessageSize else {
             throw MultiprocessingError.misuse("A message of \(body.count) bytes is larger than this connection's maximumMessageSize (\(maximumMessageSize) bytes).")
         }
-        let deadline = Deadline(timeout: timeout)
+        let deadline = try Deadline(timeout: timeout, "Connection.send")
         let closeWake = try enter("send")
         defer { leave() }
+        try takeTurn(sendTurn, deadline: deadline, interrupt: interrupt, "send")
+        defer { sendTurn.give() }
         try sendState.withLock { (state: inout SendState) throws in
             guard !state.broken else {
                 throw MultiprocessingError(.broken, "An earlier send on this connection timed out or was cancelled halfway through a message, so the stream holds a cut frame; close the connection.")
@@ -316,6 +324,7 @@ public final class Connection: Sendable, Codable {
     /// - Throws: as ``receive(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``. A
     ///   cancelled receive keeps any partly read frame for the next receive.
     public func receive<T: Decodable & Sendable>(_ type: T.Type = T.self, timeout: Duration? = nil) async throws -> T {
+        try Deadline.validate(timeout, "Connection.receive")
         if let frame = try receiveFrameIfReady() {
             return try decode(type, frame)
         }
@@ -330,6 +339,7 @@ public final class Connection: Sendable, Codable {
     /// - Returns: the message's bytes.
     /// - Throws: as ``receive(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
     public func receiveBytes(timeout: Duration? = nil) async throws -> [UInt8] {
+        try Deadline.validate(timeout, "Connection.receive")
         if let frame = try receiveFrameIfReady() {
             return try decode([UInt8].self, frame)
         }
@@ -369,7 +379,7 @@ public final class Connection: Sendable, Codable {
         let closeWake = try enter("poll")
         defer { leave() }
         do {
-            try wait(events: Int16(POLLIN), deadline: Deadline(timeout: timeout), closeWake: closeWake, interrupt: interrupt)
+            try wait(events: Int16(POLLIN), deadline: Deadline(timeout: timeout, "Connection.poll"), closeWake: closeWake, interrupt: interrupt)
             return true
         } catch let error as MultiprocessingError where error.code == .timedOut {
             return false
@@ -396,9 +406,11 @@ public final class Connection: Sendable, Codable {
         guard isReadable else {
             throw MultiprocessingError.misuse("This is the write end of a simplex pipe: it cannot receive.")
         }
-        let deadline = Deadline(timeout: timeout)
+        let deadline = try Deadline(timeout: timeout, "Connection.receive")
         let closeWake = try enter("receive")
         defer { leave() }
+        try takeTurn(receiveTurn, deadline: deadline, interrupt: interrupt, "receive")
+        defer { receiveTurn.give() }
         return try receiveState.withLock { (state: inout ReceiveState) throws -> (FrameHeader, [UInt8], [CInt]) in
             try readFrame(&state, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
         }
@@ -412,16 +424,15 @@ public final class Connection: Sendable, Codable {
         }
         let closeWake = try enter("receive")
         defer { leave() }
-        let attempt: Result<(FrameHeader, [UInt8], [CInt])?, any Error>? = receiveState.withLockIfAvailable { state in
+        guard receiveTurn.tryTake() else { return nil }
+        defer { receiveTurn.give() }
+        return try receiveState.withLock { (state: inout ReceiveState) throws -> (FrameHeader, [UInt8], [CInt])? in
             do {
-                return .success(try readFrame(&state, deadline: Deadline(timeout: .zero), closeWake: closeWake, interrupt: nil))
+                return try readFrame(&state, deadline: .now, closeWake: closeWake, interrupt: nil)
             } catch let error as MultiprocessingError where error.code == .timedOut {
-                return .success(nil)
-            } catch {
-                return .failure(error)
+                return nil
             }
         }
-        return try attempt?.get() ?? nil
     }
 
     /// Reads the rest of the current frame into `state`, waiting as the deadline allows.
@@ -544,6 +555,17 @@ public final class Connection: Sendable, Codable {
             return .success(state.closeWake)
         }
         return try result.get()
+    }
+
+    /// Takes this direction's turn (see ``ConnectionTurn``) within the caller's deadline. A caller
+    /// that had to wait for it also checks that the connection was not closed meanwhile.
+    private func takeTurn(_ turn: ConnectionTurn, deadline: Deadline, interrupt: IPCInterrupt?, _ what: String) throws {
+        if turn.tryTake() { return }
+        try turn.take(deadline: deadline, interrupt: interrupt, what)
+        if isClosed {
+            turn.give()
+            throw MultiprocessingError(.closed, "The connection was closed while a \(what) waited for its turn on it.")
+        }
     }
 
     private func leave() {

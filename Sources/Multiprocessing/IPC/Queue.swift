@@ -433,25 +433,29 @@ extension JoinableQueue: AsyncSequence {
 /// An async put: first without waiting on the calling task's thread (no lock wait, no room wait),
 /// then, only if that cannot finish at once, on a dedicated thread.
 internal func queuePut<E: Encodable & Sendable>(_ storage: QueueStorage, _ item: E, timeout: Duration?, _ operation: StaticString) async throws {
+    try Deadline.validate(timeout, operation)
     let done = try QueueItemCoding.withEncoded(item) { kind, body in
         try storage.putIfRoom(kind: kind, body: body, operation)
     }
     if done { return }
+    let deadline = try Deadline(timeout: timeout, operation)
     try await waitOffPool(operation) { cancellation in
         try QueueItemCoding.withEncoded(item) { kind, body in
             try storage.put(kind: kind, body: body, block: true,
-                            context: WaitContext(timeout: timeout, cancellation: cancellation, operation: operation))
+                            context: WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: operation))
         }
     }
 }
 
 /// An async get: first without waiting on the calling task's thread, then on a dedicated thread.
 internal func queueGet<E: Decodable & Sendable>(_ storage: QueueStorage, _ type: E.Type, timeout: Duration?, _ operation: StaticString) async throws -> E {
+    try Deadline.validate(timeout, operation)
     if let record = try storage.getIfReady(operation) {
         return try QueueItemCoding.decode(type, record)
     }
+    let deadline = try Deadline(timeout: timeout, operation)
     let record = try await waitOffPool(operation) { cancellation in
-        try storage.get(block: true, context: WaitContext(timeout: timeout, cancellation: cancellation, operation: operation))
+        try storage.get(block: true, context: WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: operation))
     }
     return try QueueItemCoding.decode(type, record)
 }

@@ -105,7 +105,7 @@ internal final class QueueStorage: @unchecked Sendable {
     private var ring: Ring { loadRing(at: 128) }
 
     private var notEmpty: SharedWord { SharedWord(region.base + 256) }
-    private var notEmptyWaiters: SharedWord { SharedWord(region.base + 260) }
+    internal var notEmptyWaiters: SharedWord { SharedWord(region.base + 260) }
     private var notFull: SharedWord { SharedWord(region.base + 320) }
     private var notFullWaiters: SharedWord { SharedWord(region.base + 324) }
     private var allDone: SharedWord { SharedWord(region.base + 384) }

@@ -360,7 +360,7 @@ extension ChildRecord: ProcessHandle {
     var exitStatus: ExitStatus? { state.withLock { $0.exitStatus } }
 
     func join(timeout: Duration?) throws {
-        guard finished.wait(until: Deadline(timeout: timeout)) else {
+        guard finished.wait(until: try Deadline(timeout: timeout, "ChildProcess.join")) else {
             throw MultiprocessingError(.timedOut, "\(name) (pid \(rawPID)) was still running after \(timeout ?? .zero).")
         }
     }

@@ -37,9 +37,14 @@ public final class Barrier: Codable, @unchecked Sendable {
     ///   - parties: How many must call ``wait(timeout:)`` before any continues (at least 1).
     ///   - action: Run by the last party to arrive; if it throws, the barrier breaks.
     ///   - timeout: The default timeout of ``wait(timeout:)``.
-    /// - Throws: `.systemCall` when shared memory cannot be created.
+    /// - Throws: `.misuse` naming `parties` when it is below 1 or above `Int32.max - 1` (Python
+    ///   raises `ValueError`), or naming `timeout` when it is negative; `.systemCall` when shared
+    ///   memory cannot be created.
     public init(parties: Int, action: (@Sendable () throws -> Void)? = nil, timeout: Duration? = nil) throws {
-        precondition(parties >= 1 && parties < Int(Int32.max), "Barrier: parties must be at least 1")
+        guard parties >= 1 && parties < Int(Int32.max) else {
+            throw MultiprocessingError.misuse("Barrier(parties:): parties must be between 1 and \(Int32.max - 1) (it was \(parties)).")
+        }
+        try Deadline.validate(timeout, "Barrier(timeout:)")
         memory = try SharedArena.allocate(size: Barrier.size)
         mutex = RobustMutex(memory.base + 8)
         try mutex.initialize(recursive: false)
@@ -52,9 +57,13 @@ public final class Barrier: Codable, @unchecked Sendable {
     /// How many must wait before all continue.
     public var parties: Int { Int(memory.parameter.load()) }
 
-    /// How many are waiting now (Python's `n_waiting`).
+    /// How many are waiting for the barrier to trip now (Python's `n_waiting`): 0 once it has
+    /// tripped, while the parties of that round are still on their way out, and while it is broken
+    /// or resetting.
     public var waitingCount: Int {
-        (try? locked(.uncancellable("Barrier.waitingCount")) { Int(count.pointee) }) ?? 0
+        (try? locked(.uncancellable("Barrier.waitingCount")) {
+            phase.pointee == Barrier.filling ? Int(count.pointee) : 0
+        }) ?? 0
     }
 
     /// Whether the barrier is broken.
@@ -67,7 +76,8 @@ public final class Barrier: Codable, @unchecked Sendable {
     /// - Returns: This party's arrival index, from 0 to `parties - 1` (one party can act on index 0).
     /// - Throws: `.broken` when the barrier is or becomes broken; `.timedOut` (which breaks the
     ///   barrier for the others) or `.cancelled` when the waiting ``OSThread`` is cancelled (which
-    ///   breaks it too); what the action throws, in the party that ran it.
+    ///   breaks it too); `.misuse` when `timeout` is negative (the barrier is not broken); what the
+    ///   action throws, in the party that ran it.
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Int {
         try wait(.current(timeout: timeout ?? defaultTimeout, "Barrier.wait"))
@@ -78,8 +88,9 @@ public final class Barrier: Codable, @unchecked Sendable {
     @discardableResult
     public func wait(timeout: Duration? = nil) async throws -> Int {
         let limit = timeout ?? defaultTimeout
+        let deadline = try Deadline(timeout: limit, "Barrier.wait")
         return try await waitOffPool("Barrier.wait") { cancellation in
-            try self.wait(WaitContext(timeout: limit, cancellation: cancellation, operation: "Barrier.wait"))
+            try self.wait(WaitContext(deadline: deadline, timeout: limit, cancellation: cancellation, operation: "Barrier.wait"))
         }
     }
 

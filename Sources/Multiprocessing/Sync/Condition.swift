@@ -17,6 +17,8 @@ import Synchronization
 /// try condition.withLock {
 ///     try condition.wait(for: { !queue.isEmpty })
 /// }
+/// // In async code (the lock is never held across an await):
+/// let item = try await condition.withLock(waitingFor: { !queue.isEmpty }) { queue.removeFirst() }
 /// ```
 public final class Condition: Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | sequence (4, futex word) | unused (4) | waiters << 32 | tokens (8).
@@ -68,25 +70,14 @@ public final class Condition: Codable, @unchecked Sendable {
 
     /// Acquires the condition's lock.
     /// - Throws: as ``Lock/acquire(timeout:)`` (`.ownerDied` with the lock held, `.timedOut`, `.cancelled`).
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func acquire(timeout: Duration? = nil) throws {
-        switch underlying {
-        case .lock(let lock): try lock.acquire(timeout: timeout)
-        case .rlock(let rlock): try rlock.acquire(timeout: timeout)
-        }
-    }
-
-    /// The async twin of ``acquire(timeout:)``: waits off the cooperative pool and takes the lock on
-    /// the caller's thread, so release it before the next suspension point.
-    /// - Throws: as ``Lock/acquire(timeout:)``; `.cancelled` when the task is cancelled.
-    public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
-        switch underlying {
-        case .lock(let lock): try await lock.acquire(timeout: timeout)
-        case .rlock(let rlock): try await rlock.acquire(timeout: timeout)
-        }
+        try mutex.acquire(timeout: timeout, "Condition.acquire")
     }
 
     /// Releases the condition's lock.
     /// - Throws: `.misuse` when the calling thread does not hold it.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func release() throws {
         try mutex.unlock("Condition.release")
     }
@@ -121,10 +112,12 @@ public final class Condition: Codable, @unchecked Sendable {
     ///   when the waiting ``OSThread`` was cancelled; `.ownerDied` when the lock's owner died while
     ///   this thread re-took it (the lock is held).
     public func wait(timeout: Duration? = nil) throws {
+        // The context first: a bad timeout is refused before the lock is let go.
+        let context = try WaitContext.current(timeout: timeout, "Condition.wait")
         let (ticket, depth) = try prepareWait("Condition.wait")
         var failure: MultiprocessingError?
         do {
-            try sleep(ticket, WaitContext.current(timeout: timeout, "Condition.wait"))
+            try sleep(ticket, context)
         } catch {
             failure = error
         }
@@ -140,7 +133,7 @@ public final class Condition: Codable, @unchecked Sendable {
     /// - Throws: `.timedOut` when `predicate` is still false at the deadline, and what
     ///   ``wait(timeout:)`` or `predicate` throw.
     public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws {
-        let deadline = Deadline(timeout: timeout)
+        let deadline = try Deadline(timeout: timeout, "Condition.wait(for:)")
         while try !predicate() {
             let left = deadline.remainingNanoseconds
             if let left, left == 0 {
@@ -155,44 +148,73 @@ public final class Condition: Codable, @unchecked Sendable {
         }
     }
 
-    /// The async twin of ``wait(timeout:)``: sleeps on a helper thread and takes the lock back on the
-    /// caller's thread. Release the lock before the next suspension point.
-    /// - Throws: as ``wait(timeout:)``; `.cancelled` when the task is cancelled.
-    public nonisolated(nonsending) func wait(timeout: Duration? = nil) async throws {
-        let (ticket, depth) = try prepareWait("Condition.wait")
-        var failure: (any Error)?
-        let slept = SleptFlag()
-        do {
-            try await waitOffPool("Condition.wait") { [self] cancellation in
-                slept.value.store(true, ordering: .sequentiallyConsistent)
-                try self.sleep(ticket, WaitContext(timeout: timeout, cancellation: cancellation, operation: "Condition.wait"))
+    /// Waits until `predicate` is true, then runs `body` with the lock held: Python's
+    /// `with condition: condition.wait_for(predicate); body()`, for async code.
+    ///
+    /// Takes the lock (waiting off the cooperative pool), evaluates `predicate` with it held and, while
+    /// that is false, releases it and sleeps on a helper thread until notified, then takes it again.
+    /// Once `predicate` holds, `body` runs with the lock held and the lock is released. `predicate`
+    /// and `body` are synchronous and run on the caller's thread, so the lock is never held across
+    /// an `await`: this replaces an async `acquire`, `wait` and `release`, which could not be used
+    /// safely (a task may resume on another thread after each `await`, and the lock belongs to a
+    /// thread).
+    /// - Parameters:
+    ///   - predicate: The state to wait for, evaluated with the lock held.
+    ///   - timeout: The total time to wait, for the lock and for the predicate; `nil` waits for ever.
+    ///   - body: Runs with the lock held once `predicate` is true.
+    /// - Throws: `.timedOut` when `predicate` is still false at the deadline (the lock is released);
+    ///   `.cancelled` when the task is cancelled; `.ownerDied` when the lock's previous owner died
+    ///   (the lock is released and neither closure runs on what it left, as in
+    ///   ``Lock/withLock(timeout:_:)``); `.misuse` for a negative `timeout`; what `predicate` or
+    ///   `body` throw.
+    public nonisolated(nonsending) func withLock<R>(waitingFor predicate: () throws -> Bool, timeout: Duration? = nil,
+                                                    _ body: () throws -> R) async throws -> R {
+        let operation: StaticString = "Condition.withLock(waitingFor:)"
+        let deadline = try Deadline(timeout: timeout, operation)
+        let mutex = self.mutex
+        while true {
+            if try await mutex.lockAsync(deadline: deadline, timeout: timeout, operation) == .afterOwnerDied {
+                try mutex.unlock(operation)
+                throw Lock.ownerDiedError(operation)
             }
-        } catch {
-            // Cancelled before the helper ran: unregister here.
-            if !slept.value.load(ordering: .sequentiallyConsistent), leave() { failure = nil } else { failure = error }
-        }
-        var died = try await mutex.lockAsync(timeout: nil, cancellable: false, "Condition.wait") == .afterOwnerDied
-        for _ in 1..<max(depth, 1) {
-            if try mutex.tryLock("Condition.wait") == .afterOwnerDied { died = true }
-        }
-        if let failure { throw failure }
-        if died { throw Lock.ownerDiedError("Condition.wait") }
-    }
-
-    /// The async twin of ``wait(for:timeout:)``.
-    /// - Throws: as ``wait(for:timeout:)``; `.cancelled` when the task is cancelled.
-    public nonisolated(nonsending) func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) async throws {
-        let deadline = Deadline(timeout: timeout)
-        while try !predicate() {
-            let left = deadline.remainingNanoseconds
-            if let left, left == 0 {
-                throw MultiprocessingError(.timedOut, "Condition.wait(for:) timed out with the predicate still false.")
-            }
+            // The lock is held, on this thread, until the next unlock: nothing here awaits.
+            let ticket: UInt32
             do {
-                try await wait(timeout: left.map { .nanoseconds($0) })
+                if try predicate() {
+                    defer { _ = try? mutex.unlock(operation) }
+                    return try body()
+                }
+                if deadline.hasPassed {
+                    throw MultiprocessingError(.timedOut, "\(operation) timed out\(timeout.map { " after \($0)" } ?? "") with the predicate still false.")
+                }
+                ticket = try prepareWait(operation).ticket
+            } catch {
+                if mutex.ownerTID == ThreadID.current { _ = try? mutex.unlock(operation) }
+                throw error
+            }
+            // Unlocked: sleep off the pool until notified, then take the lock and look again.
+            let slept = SleptFlag()
+            do {
+                try await waitOffPool(operation) { [self] cancellation in
+                    slept.value.store(true, ordering: .sequentiallyConsistent)
+                    try self.sleep(ticket, WaitContext(deadline: deadline, timeout: timeout,
+                                                       cancellation: cancellation, operation: operation))
+                }
             } catch let error as MultiprocessingError where error.code == .timedOut {
-                if try predicate() { return }
-                throw MultiprocessingError(.timedOut, "Condition.wait(for:) timed out with the predicate still false.")
+                // As Python's wait_for: one last look at the predicate, under the lock.
+                if try await mutex.lockAsync(timeout: nil, cancellable: false, operation) == .afterOwnerDied {
+                    try mutex.unlock(operation)
+                    throw Lock.ownerDiedError(operation)
+                }
+                defer { _ = try? mutex.unlock(operation) }
+                if try predicate() { return try body() }
+                throw error
+            } catch {
+                // Cancelled before the helper ran: this waiter is still registered. If it was
+                // notified meanwhile it takes its token (the notification is not lost) and looks
+                // at the predicate again; otherwise it leaves.
+                if !slept.value.load(ordering: .sequentiallyConsistent), leave() { continue }
+                throw error
             }
         }
     }
@@ -265,6 +287,9 @@ public final class Condition: Codable, @unchecked Sendable {
 
     /// How many waiters are registered (asleep or about to sleep), for tests and diagnostics.
     internal var registeredWaiters: Int { Int(counts.load() >> 32) }
+
+    /// Whether the calling thread holds the lock, for tests.
+    internal var isOwnedByCurrentThreadForTests: Bool { mutex.ownerTID == ThreadID.current }
 
     // MARK: notifying
 

@@ -42,9 +42,10 @@ public final class Event: Codable, @unchecked Sendable {
 
     /// Waits until the flag is raised.
     /// - Parameter timeout: How long to wait; `nil` waits forever.
-    /// - Throws: `.timedOut` when the flag stayed lowered (Python returns False), or `.cancelled` when
-    ///   the waiting ``OSThread`` was cancelled.
+    /// - Throws: `.timedOut` when the flag stayed lowered (Python returns False), `.cancelled` when
+    ///   the waiting ``OSThread`` was cancelled, or `.misuse` when `timeout` is negative.
     public func wait(timeout: Duration? = nil) throws {
+        try Deadline.validate(timeout, "Event.wait")
         let seen = flag.load()
         if seen & 1 != 0 { return }
         try waitSlow(seen, .current(timeout: timeout, "Event.wait"))
@@ -53,10 +54,12 @@ public final class Event: Codable, @unchecked Sendable {
     /// The async twin of ``wait(timeout:)``: waits on a helper thread, never on the cooperative pool.
     /// - Throws: `.timedOut`, or `.cancelled` when the task is cancelled.
     public func wait(timeout: Duration? = nil) async throws {
+        try Deadline.validate(timeout, "Event.wait")
         let seen = flag.load()
         if seen & 1 != 0 { return }
+        let deadline = try Deadline(timeout: timeout, "Event.wait")
         try await waitOffPool("Event.wait") { cancellation in
-            try self.waitSlow(seen, WaitContext(timeout: timeout, cancellation: cancellation, operation: "Event.wait"))
+            try self.waitSlow(seen, WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: "Event.wait"))
         }
     }
 

@@ -13,10 +13,15 @@
 /// Unlike Python's `Lock`, this lock is owned by the thread that acquired it: only that thread can
 /// release it (another thread's ``release()`` throws ``MultiprocessingError/Code/misuse``), and
 /// acquiring it again from its owner throws `.misuse` instead of deadlocking. The reason is the robust
-/// lock underneath, which is how the kernel knows whom to watch for death. In async code, release
-/// the lock before the next `await`, since a task may resume on another thread. Keep a reference
-/// to a lock while a thread holds it: the holding thread's robust list points into the lock's
-/// memory, which is unmapped when the last object using it goes.
+/// lock underneath, which is how the kernel knows whom to watch for death. Keep a reference to a
+/// lock while a thread holds it: the holding thread's robust list points into the lock's memory,
+/// which is unmapped when the last object using it goes.
+///
+/// In async code, a task may resume on another thread after any `await`, so a lock held across an
+/// `await` would belong to the wrong thread. That mistake cannot be written: ``acquire(timeout:)``,
+/// ``tryAcquire()`` and ``release()`` are unavailable from async contexts, and the async
+/// ``withLock(timeout:_:)`` waits off the cooperative pool but runs a *synchronous* body, as
+/// Swift's `Mutex` does.
 ///
 /// ```swift
 /// let lock = try Lock()
@@ -43,14 +48,6 @@ public final class Lock: Codable, @unchecked Sendable {
         self.mutex = RobustMutex(memory.base + 8)
     }
 
-    /// A view of a mutex that another object's memory holds at offset 8. Encoding such a view sends
-    /// the whole object's memory, and decoding it as a `Lock` fails on the kind check, so the
-    /// owning object (not the view) is what should travel.
-    internal init(viewing memory: SharedAllocation) {
-        self.memory = memory
-        self.mutex = RobustMutex(memory.base + 8)
-    }
-
     /// Acquires the lock, waiting until it is free.
     ///
     /// - Parameter timeout: How long to wait; `nil` waits forever.
@@ -59,7 +56,8 @@ public final class Lock: Codable, @unchecked Sendable {
     ///     caller**; repair the shared data, then ``release()``.
     ///   - `.timedOut`: the lock stayed held for `timeout`.
     ///   - `.cancelled`: the waiting ``OSThread`` was cancelled.
-    ///   - `.misuse`: the calling thread already holds the lock.
+    ///   - `.misuse`: the calling thread already holds the lock, or `timeout` is negative.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func acquire(timeout: Duration? = nil) throws {
         try mutex.acquire(timeout: timeout, "Lock.acquire")
     }
@@ -68,12 +66,14 @@ public final class Lock: Codable, @unchecked Sendable {
     /// - Returns: true when the caller now holds the lock.
     /// - Throws: `.ownerDied` (lock held, as in ``acquire(timeout:)``) or `.misuse` when the calling
     ///   thread already holds it.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func tryAcquire() throws -> Bool {
         try mutex.tryAcquire("Lock.tryAcquire")
     }
 
     /// Releases the lock.
     /// - Throws: `.misuse` when the calling thread does not hold the lock.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func release() throws {
         try mutex.unlock("Lock.release")
     }
@@ -109,19 +109,12 @@ public final class Lock: Codable, @unchecked Sendable {
     /// Whether some thread (in any process) holds the lock: Python's `locked()`.
     public var isLocked: Bool { mutex.ownerTID != 0 }
 
-    /// Acquires the lock without blocking Swift's cooperative pool; the async twin of
-    /// ``acquire(timeout:)``.
-    ///
-    /// The lock is taken on the caller's own thread (waiting happens on a helper thread), so release
-    /// it before the next suspension point.
-    /// - Parameter timeout: How long to wait; `nil` waits forever.
-    /// - Throws: as ``acquire(timeout:)``; `.cancelled` when the task is cancelled.
-    public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
-        try await mutex.acquire(timeout: timeout, "Lock.acquire")
-    }
-
     /// Runs a synchronous `body` with the lock held, waiting for it without blocking the cooperative
     /// pool; the async twin of ``withLock(timeout:_:)``.
+    ///
+    /// The wait happens on a helper thread; the lock is then taken on the caller's own thread and
+    /// `body` runs there. Because `body` cannot `await`, the lock is released on the thread that took
+    /// it: there is no async `acquire`/`release` pair, so a lock cannot be held across an `await`.
     /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
         try await mutex.enterCriticalSection(timeout: timeout, "Lock.withLock")
@@ -150,14 +143,8 @@ extension RobustMutex {
     /// Takes the mutex for `acquire`. When the previous owner died, throws `.ownerDied` with the
     /// mutex held, so that the caller can repair the data and then release it.
     internal func acquire(timeout: Duration?, _ operation: StaticString) throws {
+        try Deadline.validate(timeout, operation)
         if try lock(.current(timeout: timeout, operation)) == .afterOwnerDied {
-            throw Lock.ownerDiedError(operation)
-        }
-    }
-
-    /// The async twin of ``acquire(timeout:_:)``.
-    internal nonisolated(nonsending) func acquire(timeout: Duration?, _ operation: StaticString) async throws {
-        if try await lockAsync(timeout: timeout, operation) == .afterOwnerDied {
             throw Lock.ownerDiedError(operation)
         }
     }
@@ -175,6 +162,7 @@ extension RobustMutex {
     /// on what it left half-changed: the mutex is released again and `.ownerDied` thrown, so that a
     /// retry succeeds.
     internal func enterCriticalSection(timeout: Duration?, _ operation: StaticString) throws {
+        try Deadline.validate(timeout, operation)
         if try lock(.current(timeout: timeout, operation)) == .afterOwnerDied {
             try unlock(operation)
             throw Lock.ownerDiedError(operation)
@@ -193,9 +181,18 @@ extension RobustMutex {
     /// free, and try again on the caller's thread (a pthread mutex belongs to the thread that locks it).
     internal nonisolated(nonsending) func lockAsync(timeout: Duration?, cancellable: Bool = true,
                                                      _ operation: StaticString) async throws -> Acquired {
+        try Deadline.validate(timeout, operation)
+        if let acquired = try tryLock(operation) { return acquired }
+        return try await lockAsync(deadline: Deadline(timeout: timeout, operation), timeout: timeout,
+                                   cancellable: cancellable, operation)
+    }
+
+    /// ``lockAsync(timeout:cancellable:_:)`` against a deadline computed earlier (a condition's
+    /// `withLock(waitingFor:)` takes its lock several times within one timeout).
+    internal nonisolated(nonsending) func lockAsync(deadline: Deadline, timeout: Duration?, cancellable: Bool = true,
+                                                     _ operation: StaticString) async throws -> Acquired {
         if let acquired = try tryLock(operation) { return acquired }
         if let acquired = try tryLockAfterSpinning(operation) { return acquired }
-        let deadline = Deadline(timeout: timeout)
         let mutex = self
         while true {
             try await waitOffPool(operation, cancellable: cancellable) { cancellation in

@@ -5,7 +5,8 @@
 /// ``MultiprocessingError/Code/misuse``. Like ``Lock`` it lives in shared memory, travels to child
 /// processes (`Codable`), makes no system call when uncontended, and survives its owner's death:
 /// the next acquirer gets it (at depth 1) and ``acquire(timeout:)`` throws `.ownerDied` with the
-/// lock held.
+/// lock held. As for ``Lock``, ``acquire(timeout:)`` and ``release()`` are unavailable from async
+/// contexts: async code uses the async ``withLock(timeout:_:)``, whose body cannot `await`.
 public final class RLock: Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | robust lock (recursive; see RobustMutex).
     internal let memory: SharedAllocation
@@ -27,10 +28,20 @@ public final class RLock: Codable, @unchecked Sendable {
         self.mutex = RobustMutex(memory.base + 8)
     }
 
+    /// A view of a recursive mutex that another object's memory holds at offset 8 (the built-in lock
+    /// of ``SharedValue`` and ``SharedArray``). Encoding it sends the whole object's memory, and
+    /// decoding that as an `RLock` fails on the kind check: send the owning object instead.
+    internal init(viewing memory: SharedAllocation) {
+        self.memory = memory
+        self.mutex = RobustMutex(memory.base + 8)
+    }
+
     /// Acquires the lock, or acquires it once more when the calling thread holds it.
     /// - Parameter timeout: How long to wait; `nil` waits forever.
     /// - Throws: `.ownerDied` (the previous owner died; the lock is now held by the caller),
-    ///   `.timedOut`, or `.cancelled` when the waiting ``OSThread`` was cancelled.
+    ///   `.timedOut`, `.cancelled` when the waiting ``OSThread`` was cancelled, or `.misuse` when
+    ///   `timeout` is negative.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func acquire(timeout: Duration? = nil) throws {
         try mutex.acquire(timeout: timeout, "RLock.acquire")
     }
@@ -38,12 +49,14 @@ public final class RLock: Codable, @unchecked Sendable {
     /// Acquires the lock if it is free or already held by the calling thread, without waiting.
     /// - Returns: true when the caller now holds the lock.
     /// - Throws: `.ownerDied`, with the lock held.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func tryAcquire() throws -> Bool {
         try mutex.tryAcquire("RLock.tryAcquire")
     }
 
     /// Releases one level of the lock.
     /// - Throws: `.misuse` when the calling thread does not hold the lock.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func release() throws {
         try mutex.unlock("RLock.release")
     }
@@ -78,14 +91,9 @@ public final class RLock: Codable, @unchecked Sendable {
         isOwnedByCurrentThread ? Int(mutex.count) : 0
     }
 
-    /// The async twin of ``acquire(timeout:)``: waits off the cooperative pool and takes the lock on
-    /// the caller's thread, so release it before the next suspension point.
-    /// - Throws: as ``acquire(timeout:)``; `.cancelled` when the task is cancelled.
-    public nonisolated(nonsending) func acquire(timeout: Duration? = nil) async throws {
-        try await mutex.acquire(timeout: timeout, "RLock.acquire")
-    }
-
-    /// The async twin of ``withLock(timeout:_:)``, for a synchronous `body`.
+    /// The async twin of ``withLock(timeout:_:)``, for a synchronous `body`: waits off the
+    /// cooperative pool, then takes the lock and runs `body` on the caller's thread. There is no
+    /// async `acquire`/`release` pair, so the lock cannot be held across an `await` (see ``Lock``).
     /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
         try await mutex.enterCriticalSection(timeout: timeout, "RLock.withLock")

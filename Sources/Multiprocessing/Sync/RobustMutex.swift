@@ -77,8 +77,12 @@ internal struct RobustMutex: @unchecked Sendable {
     }
 
     /// Takes the mutex, waiting as the context allows.
+    ///
+    /// The context is built only when the mutex is busy (it reads the clock); a caller with a
+    /// timeout validates it first with ``Deadline/validate(_:_:)``, so that a bad timeout is refused
+    /// on the fast path too.
     @inline(__always)
-    internal func lock(_ context: @autoclosure () -> WaitContext) throws(MultiprocessingError) -> Acquired {
+    internal func lock(_ context: @autoclosure () throws(MultiprocessingError) -> WaitContext) throws(MultiprocessingError) -> Acquired {
         let r = system_robustTryLock(mutex)
         if r == 0 { return .normally }
         return try lockSlow(r, context())
@@ -128,7 +132,7 @@ internal struct RobustMutex: @unchecked Sendable {
             if afterSleeping { word.or(system_futexWaitersBit) }
             return .afterOwnerDied
         case EDEADLK:
-            throw MultiprocessingError(.misuse, "\(operation): this thread already holds the lock, so waiting would deadlock. Use an RLock to take a lock again from its owner.")
+            throw MultiprocessingError(.misuse, "\(operation): this thread already holds the lock, so waiting would deadlock. A shared lock is owned by a thread, not by a Swift task: either this code takes the lock again while holding it (use an RLock for that), or another task that ran on this same thread still holds it, because it took the lock and then suspended at an `await` (use withLock, whose body cannot await).")
         case ENOSYS:
             throw MultiprocessingError(.unsupported, "\(operation): this thread has no kernel robust-futex list that a shared lock can use.")
         default:
@@ -170,9 +174,22 @@ internal struct RobustMutex: @unchecked Sendable {
     @inline(never)
     private func unlockError(_ r: CInt, _ operation: StaticString) -> MultiprocessingError {
         if r == EPERM {
-            return MultiprocessingError(.misuse, "\(operation): the calling thread does not hold this lock. A shared lock is owned by the thread that acquired it (it is a robust lock, so the kernel can tell when its owner dies) and only that thread can release it.")
+            return MultiprocessingError(.misuse, "\(operation): the calling thread does not hold this lock. A shared lock is owned by the thread that acquired it (it is a robust lock, so the kernel can tell when its owner dies) and only that thread can release it. In async code this happens when a task takes the lock, suspends at an `await` and resumes on another thread: hold a lock only inside withLock, whose body cannot await.")
         }
         return MultiprocessingError.system("\(operation): robust unlock", Errno(rawValue: r))
+    }
+
+    /// Runs `body` holding the mutex, for the accessors that cannot throw (``SharedValue/value``,
+    /// ``SharedArray``'s subscript): waits without timeout or cancellation and ignores a dead
+    /// previous owner (a plain read or write needs no repair). The mutex of those objects is
+    /// recursive, so this also works inside their `lock.withLock`. It releases only what it took:
+    /// if the lock cannot be taken at all (no robust list: not reachable once the object exists),
+    /// `body` runs without it rather than releasing a level someone else holds.
+    @inline(__always)
+    internal func withInternalLock<R>(_ operation: StaticString, _ body: () -> R) -> R {
+        let locked = (try? lock(.uncancellable(operation))) != nil
+        defer { if locked { _ = try? unlock(operation) } }
+        return body()
     }
 
     /// The TID of the owning thread, or 0.

@@ -11,11 +11,16 @@ internal struct SemaphoreCore: @unchecked Sendable {
     internal static let size = 16
     internal static let unbounded = UInt32.max
 
-    internal init(value: Int, bound: UInt32) throws {
-        precondition(value >= 0 && value < Int(UInt32.max), "Semaphore: the initial value must be between 0 and 2^32 - 2")
+    /// The largest count: the count is a 32-bit futex word, and `UInt32.max` marks "unbounded".
+    internal static let maximumValue = Int(UInt32.max - 1)
+
+    internal init(value: Int, bounded: Bool, _ typeName: StaticString) throws {
+        guard value >= 0 && value <= SemaphoreCore.maximumValue else {
+            throw MultiprocessingError.misuse("\(typeName)(_ value:): value must be between 0 and \(SemaphoreCore.maximumValue) (it was \(value)).")
+        }
         memory = try SharedArena.allocate(size: SemaphoreCore.size)
         count.store(UInt32(value))
-        memory.parameter.store(bound)
+        memory.parameter.store(bounded ? UInt32(value) : SemaphoreCore.unbounded)
         memory.kind.store(SharedKind.semaphore)
     }
 
@@ -39,15 +44,19 @@ internal struct SemaphoreCore: @unchecked Sendable {
 
     @inline(__always)
     internal func acquire(timeout: Duration?, _ operation: StaticString) throws(MultiprocessingError) {
+        try Deadline.validate(timeout, operation)
         if tryTake() { return }
         try acquireSlow(.current(timeout: timeout, operation))
     }
 
     internal func acquireAsync(timeout: Duration?, _ operation: StaticString) async throws {
+        try Deadline.validate(timeout, operation)
         if tryTake() { return }
+        let context = try WaitContext(timeout: timeout, cancellation: .never, operation: operation)
         let core = self
         try await waitOffPool(operation) { cancellation in
-            try core.acquireSlow(WaitContext(timeout: timeout, cancellation: cancellation, operation: operation))
+            try core.acquireSlow(WaitContext(deadline: context.deadline, timeout: timeout,
+                                             cancellation: cancellation, operation: operation))
         }
     }
 
@@ -66,18 +75,21 @@ internal struct SemaphoreCore: @unchecked Sendable {
     }
 
     internal func release(_ n: Int, _ operation: StaticString) throws(MultiprocessingError) {
-        precondition(n >= 1, "Semaphore.release: n must be at least 1")
-        let bound = self.bound
-        if bound == SemaphoreCore.unbounded {
-            count.add(UInt32(n))
-        } else {
-            var current = count.load()
-            repeat {
-                if Int(current) + n > Int(bound) {
-                    throw .misuse("\(operation): released too many times; the count would exceed the initial value \(bound).")
-                }
-            } while !count.compareExchange(&current, current + UInt32(n))
+        guard n >= 1 else {
+            throw .misuse("\(operation)(_ n:): n must be at least 1 (it was \(n)).")
         }
+        let bound = self.bound
+        let limit = bound == SemaphoreCore.unbounded ? SemaphoreCore.maximumValue : Int(bound)
+        var current = count.load()
+        repeat {
+            // n may be huge: compare without adding first.
+            if n > limit - Int(current) {
+                if bound == SemaphoreCore.unbounded {
+                    throw .misuse("\(operation): releasing \(n) would take the count from \(current) past \(SemaphoreCore.maximumValue), the largest count a semaphore holds (a 32-bit word); the count is unchanged.")
+                }
+                throw .misuse("\(operation): released too many times; the count would exceed the initial value \(bound).")
+            }
+        } while !count.compareExchange(&current, current + UInt32(n))
         // Sequentially consistent: either a sleeper counted itself before this read, or it sees the new count.
         if sleepers.load() > 0 { count.wake(Int32(clamping: n)) }
     }
@@ -96,10 +108,11 @@ public final class Semaphore: Codable, @unchecked Sendable {
     internal let core: SemaphoreCore
 
     /// Creates a semaphore holding `value` units.
-    /// - Parameter value: The initial count (Python's default is 1).
-    /// - Throws: `.systemCall` when shared memory cannot be created.
+    /// - Parameter value: The initial count (Python's default is 1), from 0 to 4,294,967,294.
+    /// - Throws: `.misuse` naming `value` when it is out of that range (Python raises `ValueError`);
+    ///   `.systemCall` when shared memory cannot be created.
     public init(_ value: Int = 1) throws {
-        core = try SemaphoreCore(value: value, bound: SemaphoreCore.unbounded)
+        core = try SemaphoreCore(value: value, bounded: false, "Semaphore")
     }
 
     /// The current count (a snapshot; other threads may change it at once).
@@ -107,7 +120,8 @@ public final class Semaphore: Codable, @unchecked Sendable {
 
     /// Takes one unit, waiting while the count is 0.
     /// - Parameter timeout: How long to wait; `nil` waits forever.
-    /// - Throws: `.timedOut`, or `.cancelled` when the waiting ``OSThread`` was cancelled.
+    /// - Throws: `.timedOut`, `.cancelled` when the waiting ``OSThread`` was cancelled, or `.misuse`
+    ///   when `timeout` is negative.
     public func acquire(timeout: Duration? = nil) throws {
         try core.acquire(timeout: timeout, "Semaphore.acquire")
     }
@@ -117,23 +131,26 @@ public final class Semaphore: Codable, @unchecked Sendable {
     public func tryAcquire() -> Bool { core.tryTake() }
 
     /// The async twin of ``acquire(timeout:)``: waits on a helper thread, never on the cooperative pool.
-    /// - Throws: `.timedOut`, or `.cancelled` when the task is cancelled.
+    /// - Throws: `.timedOut`, `.cancelled` when the task is cancelled, or `.misuse` when `timeout`
+    ///   is negative.
     public func acquire(timeout: Duration? = nil) async throws {
         try await core.acquireAsync(timeout: timeout, "Semaphore.acquire")
     }
 
     /// Gives back `n` units, waking up to `n` waiters.
     /// - Parameter n: How many units (Python's `release(n)`), at least 1.
-    public func release(_ n: Int = 1) {
-        // An unbounded semaphore cannot fail to release.
-        try? core.release(n, "Semaphore.release")
+    /// - Throws: `.misuse` when `n` is below 1, or when the count would pass
+    ///   4,294,967,294 (the count is a 32-bit word; it never wraps). The count is then unchanged.
+    public func release(_ n: Int = 1) throws {
+        try core.release(n, "Semaphore.release")
     }
 
     /// Runs `body` holding one unit, giving it back afterwards.
     /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
     public func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         try acquire(timeout: timeout)
-        defer { release() }
+        // Giving back the unit just taken cannot pass the limit.
+        defer { _ = try? release() }
         return try body()
     }
 
@@ -156,10 +173,11 @@ public final class BoundedSemaphore: Codable, @unchecked Sendable {
     internal let core: SemaphoreCore
 
     /// Creates a bounded semaphore holding `value` units, which is also its upper bound.
-    /// - Parameter value: The initial count and bound (Python's default is 1).
-    /// - Throws: `.systemCall` when shared memory cannot be created.
+    /// - Parameter value: The initial count and bound (Python's default is 1), from 0 to 4,294,967,294.
+    /// - Throws: `.misuse` naming `value` when it is out of that range; `.systemCall` when shared
+    ///   memory cannot be created.
     public init(_ value: Int = 1) throws {
-        core = try SemaphoreCore(value: value, bound: UInt32(value))
+        core = try SemaphoreCore(value: value, bounded: true, "BoundedSemaphore")
     }
 
     /// The current count (a snapshot).
@@ -170,7 +188,8 @@ public final class BoundedSemaphore: Codable, @unchecked Sendable {
 
     /// Takes one unit, waiting while the count is 0.
     /// - Parameter timeout: How long to wait; `nil` waits forever.
-    /// - Throws: `.timedOut`, or `.cancelled` when the waiting ``OSThread`` was cancelled.
+    /// - Throws: `.timedOut`, `.cancelled` when the waiting ``OSThread`` was cancelled, or `.misuse`
+    ///   when `timeout` is negative.
     public func acquire(timeout: Duration? = nil) throws {
         try core.acquire(timeout: timeout, "BoundedSemaphore.acquire")
     }
@@ -180,14 +199,16 @@ public final class BoundedSemaphore: Codable, @unchecked Sendable {
     public func tryAcquire() -> Bool { core.tryTake() }
 
     /// The async twin of ``acquire(timeout:)``.
-    /// - Throws: `.timedOut`, or `.cancelled` when the task is cancelled.
+    /// - Throws: `.timedOut`, `.cancelled` when the task is cancelled, or `.misuse` when `timeout`
+    ///   is negative.
     public func acquire(timeout: Duration? = nil) async throws {
         try await core.acquireAsync(timeout: timeout, "BoundedSemaphore.acquire")
     }
 
     /// Gives back `n` units, waking up to `n` waiters.
     /// - Parameter n: How many units, at least 1.
-    /// - Throws: `.misuse` when the count would exceed the bound (more releases than acquires).
+    /// - Throws: `.misuse` when `n` is below 1, or when the count would exceed the bound (more
+    ///   releases than acquires).
     public func release(_ n: Int = 1) throws {
         try core.release(n, "BoundedSemaphore.release")
     }

@@ -44,7 +44,8 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
         self.count = count
         memory = try SharedArena.allocate(size: SharedArray.size(count: count))
         mutex = RobustMutex(memory.base + 8)
-        try mutex.initialize(recursive: false)
+        // Re-entrant, as Python's `get_lock()` is an RLock (see SharedValue.lock).
+        try mutex.initialize(recursive: true)
         countPointer.pointee = count
         fill(UnsafeMutableBufferPointer(start: elements, count: count))
         memory.parameter.store(UInt32(MemoryLayout<T>.stride))
@@ -56,22 +57,22 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
     /// One past the last index: ``count``.
     public var endIndex: Int { count }
 
-    /// The built-in lock (Python's `get_lock()`): the same lock subscripts and ``withLock(timeout:_:)`` take.
-    public var lock: Lock { Lock(viewing: memory) }
+    /// The built-in lock (Python's `get_lock()`): the same lock subscripts, ``toArray()`` and
+    /// ``withLock(timeout:_:)`` take. It is re-entrant, as Python's is, so that
+    /// `try array.lock.withLock { array[0] += 1 }` is exact.
+    public var lock: RLock { RLock(viewing: memory) }
 
     /// One element, read or written under the lock (waited for without timeout or cancellation).
+    /// `array[i] += 1` alone is a read and then a write: hold ``lock`` around it for a
+    /// read-modify-write.
     public subscript(index: Int) -> T {
         get {
             precondition(index >= 0 && index < count, "SharedArray: index \(index) out of range 0..<\(count)")
-            _ = try? mutex.lock(.uncancellable("SharedArray.subscript"))
-            defer { _ = try? mutex.unlock("SharedArray.subscript") }
-            return elements[index]
+            return mutex.withInternalLock("SharedArray.subscript") { elements[index] }
         }
         set {
             precondition(index >= 0 && index < count, "SharedArray: index \(index) out of range 0..<\(count)")
-            _ = try? mutex.lock(.uncancellable("SharedArray.subscript"))
-            elements[index] = newValue
-            _ = try? mutex.unlock("SharedArray.subscript")
+            mutex.withInternalLock("SharedArray.subscript") { elements[index] = newValue }
         }
     }
 
@@ -81,6 +82,7 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
     /// afterwards.
     /// - Throws: as ``Lock/acquire(timeout:)``, or what `body` throws.
     public func withLock<R>(timeout: Duration? = nil, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) throws -> R {
+        try Deadline.validate(timeout, "SharedArray.withLock")
         let acquired = try mutex.lock(.current(timeout: timeout, "SharedArray.withLock"))
         defer { _ = try? mutex.unlock("SharedArray.withLock") }
         let result = try body(UnsafeMutableBufferPointer(start: elements, count: count))
@@ -100,9 +102,7 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
 
     /// A copy of all elements, taken under the lock.
     public func toArray() -> [T] {
-        _ = try? mutex.lock(.uncancellable("SharedArray.toArray"))
-        defer { _ = try? mutex.unlock("SharedArray.toArray") }
-        return Array(UnsafeBufferPointer(start: elements, count: count))
+        mutex.withInternalLock("SharedArray.toArray") { Array(UnsafeBufferPointer(start: elements, count: count)) }
     }
 
     /// Encodes the array's shared memory (its descriptor travels beside the bytes).
@@ -166,8 +166,6 @@ extension SharedArray where T: FixedWidthInteger {
     }
 
     private func lockedFallback<R>(_ index: Int, _ body: (inout T) -> R) -> R {
-        _ = try? mutex.lock(.uncancellable("SharedArray"))
-        defer { _ = try? mutex.unlock("SharedArray") }
-        return body(&elements[index])
+        mutex.withInternalLock("SharedArray") { body(&elements[index]) }
     }
 }

@@ -33,31 +33,28 @@ public final class SharedValue<T: BitwiseCopyable>: Codable, @unchecked Sendable
         precondition(MemoryLayout<T>.alignment <= SharedArena.slotAlignment, "SharedValue: T is over-aligned")
         memory = try SharedArena.allocate(size: SharedValue.size)
         mutex = RobustMutex(memory.base + 8)
-        try mutex.initialize(recursive: false)
+        // Re-entrant, as Python's `get_lock()` is an RLock: `lock.withLock { value += 1 }` re-enters it.
+        try mutex.initialize(recursive: true)
         pointer.initialize(to: initial)
         memory.parameter.store(UInt32(MemoryLayout<T>.size))
         memory.kind.store(SharedKind.value)
     }
 
-    /// The built-in lock (Python's `get_lock()`): the same lock ``withLock(timeout:_:)`` takes.
-    public var lock: Lock { Lock(viewing: memory) }
+    /// The built-in lock (Python's `get_lock()`): the same lock ``value``, ``withLock(timeout:_:)``
+    /// and the other accessors take. It is re-entrant, as Python's is, so that the read-modify-write
+    /// idiom `try counter.lock.withLock { counter.value += 1 }` (Python's
+    /// `with v.get_lock(): v.value += 1`) is exact: the accessors inside take the lock once more.
+    public var lock: RLock { RLock(viewing: memory) }
 
     /// The value, read or written under the lock.
     ///
     /// The lock is awaited without a timeout or cancellation, and a dead previous owner is ignored (a
     /// plain read or write needs no repair). Use ``load(timeout:)`` and ``store(_:timeout:)`` to see
-    /// those errors.
+    /// those errors. `value += 1` alone is a read and then a write, each under the lock: another
+    /// process may write between them. Hold ``lock`` around it, or use ``withLock(timeout:_:)``.
     public var value: T {
-        get {
-            _ = try? mutex.lock(.uncancellable("SharedValue.value"))
-            defer { _ = try? mutex.unlock("SharedValue.value") }
-            return pointer.pointee
-        }
-        set {
-            _ = try? mutex.lock(.uncancellable("SharedValue.value"))
-            pointer.pointee = newValue
-            _ = try? mutex.unlock("SharedValue.value")
-        }
+        get { mutex.withInternalLock("SharedValue.value") { pointer.pointee } }
+        set { mutex.withInternalLock("SharedValue.value") { pointer.pointee = newValue } }
     }
 
     /// Reads the value under the lock.
@@ -78,6 +75,7 @@ public final class SharedValue<T: BitwiseCopyable>: Codable, @unchecked Sendable
     /// owner left) and `.ownerDied` is thrown afterwards, so the caller learns of it.
     /// - Throws: as ``Lock/acquire(timeout:)``, or what `body` throws.
     public func withLock<R>(timeout: Duration? = nil, _ body: (inout T) throws -> R) throws -> R {
+        try Deadline.validate(timeout, "SharedValue.withLock")
         let acquired = try mutex.lock(.current(timeout: timeout, "SharedValue.withLock"))
         defer { _ = try? mutex.unlock("SharedValue.withLock") }
         let result = try body(&pointer.pointee)
@@ -160,8 +158,6 @@ extension SharedValue where T: FixedWidthInteger {
 
     /// For widths with no atomic instruction (`Int128`): the lock, waited for without cancellation.
     private func lockedFallback<R>(_ body: (inout T) -> R) -> R {
-        _ = try? mutex.lock(.uncancellable("SharedValue"))
-        defer { _ = try? mutex.unlock("SharedValue") }
-        return body(&pointer.pointee)
+        mutex.withInternalLock("SharedValue") { body(&pointer.pointee) }
     }
 }

@@ -37,8 +37,9 @@ internal struct WaitContext: Sendable {
     /// Names the call in error messages, e.g. "Lock.acquire".
     internal let operation: StaticString
 
-    internal init(timeout: Duration?, cancellation: CancellationWord, operation: StaticString) {
-        self.deadline = Deadline(timeout: timeout)
+    /// - Throws: `.misuse` when `timeout` is negative (see ``Deadline``).
+    internal init(timeout: Duration?, cancellation: CancellationWord, operation: StaticString) throws(MultiprocessingError) {
+        self.deadline = try Deadline(timeout: timeout, operation)
         self.timeout = timeout
         self.cancellation = cancellation
         self.operation = operation
@@ -53,13 +54,14 @@ internal struct WaitContext: Sendable {
     }
 
     /// A wait on the calling thread, cancelled by ``OSThread/cancel()`` of the current thread.
-    internal static func current(timeout: Duration?, _ operation: StaticString) -> WaitContext {
-        WaitContext(timeout: timeout, cancellation: OSThread.currentCancellation, operation: operation)
+    /// - Throws: `.misuse` when `timeout` is negative.
+    internal static func current(timeout: Duration?, _ operation: StaticString) throws(MultiprocessingError) -> WaitContext {
+        try WaitContext(timeout: timeout, cancellation: OSThread.currentCancellation, operation: operation)
     }
 
     /// A wait nobody can cancel.
     internal static func uncancellable(_ operation: StaticString) -> WaitContext {
-        WaitContext(timeout: nil, cancellation: .never, operation: operation)
+        WaitContext(deadline: .never, timeout: nil, cancellation: .never, operation: operation)
     }
 
     internal func timedOutError() -> MultiprocessingError {

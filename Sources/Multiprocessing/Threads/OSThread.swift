@@ -135,7 +135,7 @@ public final class OSThread: Sendable {
     /// Like Python's `join`, this does not rethrow the target's error: ask ``result(as:)``.
     /// - Parameter timeout: How long to wait; `nil` waits forever.
     /// - Throws: `.timedOut`; `.cancelled` when the *joining* thread is cancelled; `.misuse` when the
-    ///   thread was never started or joins itself.
+    ///   thread was never started or joins itself, or when `timeout` is negative.
     public func join(timeout: Duration? = nil) throws {
         try checkJoinable()
         try waitFinished(.current(timeout: timeout, "OSThread.join"))
@@ -146,9 +146,10 @@ public final class OSThread: Sendable {
     /// - Throws: `.timedOut`, `.cancelled` when the task is cancelled, or `.misuse`.
     public func join(timeout: Duration? = nil) async throws {
         try checkJoinable()
+        let deadline = try Deadline(timeout: timeout, "OSThread.join")
         if finished.isCancelled { return }
         try await waitOffPool("OSThread.join") { cancellation in
-            try self.waitFinished(WaitContext(timeout: timeout, cancellation: cancellation, operation: "OSThread.join"))
+            try self.waitFinished(WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: "OSThread.join"))
         }
     }
 

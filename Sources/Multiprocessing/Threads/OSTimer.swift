@@ -27,7 +27,7 @@ public final class OSTimer: Sendable {
             // The wait is the thread's own cancellation word: cancel() wakes it at once.
             do {
                 let word = OSThread.currentCancellation
-                let context = WaitContext(timeout: interval, cancellation: word, operation: "OSTimer")
+                let context = try WaitContext(timeout: interval, cancellation: word, operation: "OSTimer")
                 while true { try context.wait(on: SharedWord(word.word), expected: 0, shared: false) }
             } catch let error as MultiprocessingError where error.code == .timedOut {
                 try action()
@@ -39,8 +39,11 @@ public final class OSTimer: Sendable {
     }
 
     /// Starts the countdown.
-    /// - Throws: `.misuse` when started twice.
-    public func start() throws { try thread.start() }
+    /// - Throws: `.misuse` when started twice, or when ``interval`` is negative.
+    public func start() throws {
+        try Deadline.validate(interval, "OSTimer(after:)")
+        try thread.start()
+    }
 
     /// Stops the timer if it is still waiting: the action will not run.
     public func cancel() { thread.cancel() }
