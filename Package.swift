@@ -60,6 +60,7 @@ let package = Package(
         .executableTarget(
             name: "mpcp",
             dependencies: [
+                "CMultiprocessing",
                 "MPCopy",
                 "Multiprocessing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -21,6 +21,7 @@ public final class CopyJob: Sendable {
         case directory(source: FilePath, target: FilePath)
         case file(source: FilePath, target: FilePath, stat: SourceStat)
         case symlink(source: FilePath, target: FilePath)
+        case fifo(source: FilePath, target: FilePath, stat: SourceStat)
         case failure(CopyFailure)
     }
 
@@ -67,7 +68,9 @@ public final class CopyJob: Sendable {
                 name = system_realpath(source)?.lastComponent
             }
             guard let name else { throw MPCopyError(.usage, "cannot copy '\(source)': it has no name to copy to") }
-            let target = destinationIsDirectory ? destination.appending(name) : destination
+            // `SRC/.` names SRC's contents: as with cp, they go into DEST itself.
+            let contentsOnly = source.lastComponent?.kind == .currentDirectory && st.isDirectory
+            let target = destinationIsDirectory && !contentsOnly ? destination.appending(name) : destination
             let targetParent = target.removingLastComponent()
             let parentPath = targetParent.isEmpty ? FilePath(".") : targetParent
             guard let realParent = system_realpath(parentPath) else {
@@ -90,7 +93,17 @@ public final class CopyJob: Sendable {
                    t.ino == st.ino && (t.dev_major << 32 | t.dev_minor) == st.dev {
                     throw MPCopyError(.usage, "'\(source)' and '\(target)' are the same file")
                 }
-                roots.append(st.isSymlink ? .symlink(source: source, target: target) : .file(source: source, target: target, stat: st))
+                if st.isSymlink {
+                    roots.append(.symlink(source: source, target: target))
+                } else if st.isRegular {
+                    roots.append(.file(source: source, target: target, stat: st))
+                } else if st.fileType == 0o010000 /* S_IFIFO */ && options.recursive {
+                    roots.append(.fifo(source: source, target: target, stat: st)) // as cp -a and cp -r: a new FIFO
+                } else {
+                    // Reading a FIFO waits for a writer, and a device may never end: refused, not hung.
+                    let what = st.fileType == 0o010000 ? "a FIFO (use -r or -a to create a FIFO in its place)" : "a device or socket"
+                    roots.append(.failure(CopyFailure(path: source, operation: "copy", detail: "it is \(what); its data is not copied")))
+                }
             }
         }
         self.roots = roots
@@ -138,8 +151,10 @@ public final class CopyJob: Sendable {
                 guard let name = source.lastComponent, let targetName = target.lastComponent else { continue }
                 let sourceDirectory = source.removingLastComponent()
                 let targetDirectory = target.removingLastComponent()
-                if options.update, let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }),
-                   Int64(t.size) == stat.size, t.mtime_sec == stat.mtime, t.mtime_nsec == stat.mtimeNanoseconds {
+                let skip = source.withCName { s in
+                    target.withCName { t in performer.skips(stat, systemATFDCWD, s, systemATFDCWD, t, staged: false) }
+                }
+                if skip {
                     var skipped = WorkResult()
                     skipped.skipped = 1
                     scheduler.record(skipped)
@@ -149,7 +164,15 @@ public final class CopyJob: Sendable {
                                       destinationDirectory: targetDirectory.isEmpty ? "." : targetDirectory,
                                       entry: FileEntry(name: name, destinationName: targetName, stat: stat))
             case .symlink(let source, let target):
+                if options.noClobber, (try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })) != nil {
+                    var skipped = WorkResult()
+                    skipped.skipped = 1
+                    scheduler.record(skipped)
+                    continue
+                }
                 scheduler.record(copySymlinkOperand(source: source, target: target))
+            case .fifo(let source, let target, let stat):
+                scheduler.record(performer.copyFifoOperand(source: source, target: target, stat: stat))
             case .failure(let failure):
                 var result = WorkResult()
                 result.failures = [failure]
