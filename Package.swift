@@ -60,7 +60,6 @@ let package = Package(
         .executableTarget(
             name: "mpcp",
             dependencies: [
-                "CMultiprocessing",
                 "MPCopy",
                 "Multiprocessing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

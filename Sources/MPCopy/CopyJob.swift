@@ -53,7 +53,7 @@ public final class CopyJob: Sendable {
         let destinationStat = try? destination.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }
         let destinationIsDirectory = destinationStat.map { SourceStat($0).isDirectory } ?? false
         if sources.count > 1 && !destinationIsDirectory {
-            throw MPCopyError(.usage, "target '\(destination)' is not a directory (several sources need an existing directory)")
+            throw MPCopyError(.usage, "target \(shellQuoted(destination, always: true)) is not a directory (several sources need an existing directory)")
         }
         var roots: [Root] = []
         for source in sources {
@@ -61,20 +61,20 @@ public final class CopyJob: Sendable {
             do throws(Errno) {
                 st = SourceStat(try source.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })
             } catch {
-                throw MPCopyError(.usage, "cannot stat '\(source)'", errno: error)
+                throw MPCopyError(.usage, "cannot stat \(shellQuoted(source, always: true))", errno: error)
             }
             var name = source.lastComponent
             if name == nil || name?.kind != .regular {
                 name = system_realpath(source)?.lastComponent
             }
-            guard let name else { throw MPCopyError(.usage, "cannot copy '\(source)': it has no name to copy to") }
+            guard let name else { throw MPCopyError(.usage, "cannot copy \(shellQuoted(source, always: true)): it has no name to copy to") }
             // `SRC/.` names SRC's contents: as with cp, they go into DEST itself.
             let contentsOnly = source.lastComponent?.kind == .currentDirectory && st.isDirectory
             let target = destinationIsDirectory && !contentsOnly ? destination.appending(name) : destination
             let targetParent = target.removingLastComponent()
             let parentPath = targetParent.isEmpty ? FilePath(".") : targetParent
             guard let realParent = system_realpath(parentPath) else {
-                throw MPCopyError(.usage, "cannot create '\(target)': its directory '\(parentPath)' does not exist")
+                throw MPCopyError(.usage, "cannot create \(shellQuoted(target, always: true)): its directory \(shellQuoted(parentPath, always: true)) does not exist")
             }
             if st.isDirectory {
                 guard options.recursive else {
@@ -84,14 +84,14 @@ public final class CopyJob: Sendable {
                 if let realSource = system_realpath(source), let last = target.lastComponent {
                     let realTarget = realParent.appending(last)
                     if realTarget == realSource || realTarget.starts(with: realSource) {
-                        throw MPCopyError(.usage, "cannot copy a directory, '\(source)', into itself, '\(target)'")
+                        throw MPCopyError(.usage, "cannot copy a directory, \(shellQuoted(source, always: true)), into itself, \(shellQuoted(target, always: true))")
                     }
                 }
                 roots.append(.directory(source: source, target: target))
             } else {
                 if let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }),
                    t.ino == st.ino && (t.dev_major << 32 | t.dev_minor) == st.dev {
-                    throw MPCopyError(.usage, "'\(source)' and '\(target)' are the same file")
+                    throw MPCopyError(.usage, "\(shellQuoted(source, always: true)) and \(shellQuoted(target, always: true)) are the same file")
                 }
                 if st.isSymlink {
                     roots.append(.symlink(source: source, target: target))

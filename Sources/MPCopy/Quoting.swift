@@ -1,8 +1,8 @@
-// How mpcp shows a file name to a person: as GNU `ls --quoting-style=shell-escape` does (the
-// style of GNU cp's and ls's messages), so that a name with spaces, quotes, a newline or bytes
-// that are not text is visible, unambiguous, and can be pasted back into a shell.
-import CMultiprocessing
-import Glibc
+// How mpcp shows a file name to a person: as GNU `ls --quoting-style=shell-escape` does (and,
+// inside a sentence, GNU cp's messages with `shell-escape-always`), so that a name with spaces,
+// quotes, a newline or bytes that are not text is visible, unambiguous, and can be pasted back
+// into a shell.
+public import SystemPackage
 
 /// One piece of a name: a character shown as it is, or bytes shown as escapes.
 private enum Piece {
@@ -22,9 +22,17 @@ private enum Piece {
 /// - control characters and bytes that are not a printable character of the locale are written as
 ///   `$'\n'` or octal `$'\377'` segments between the quoted parts: `'bad'$'\377\n''name'`.
 ///
+/// With `always`, a name is quoted even when it needs no quotes (`'plain'`), as GNU cp's messages
+/// quote a name inside a sentence (`--quoting-style=shell-escape-always`).
+///
 /// Whether a byte sequence is a printable character follows the locale (`LC_CTYPE`), as GNU's
 /// does: call `setlocale(LC_CTYPE, "")` once first.
-func shellQuoted(_ name: [UInt8]) -> [UInt8] {
+///
+/// - Parameters:
+///   - name: the name's bytes.
+///   - always: quote a name that needs no quotes too.
+/// - Returns: the quoted name's bytes.
+public func shellQuoted(_ name: [UInt8], always: Bool = false) -> [UInt8] {
     if name.isEmpty { return Array("''".utf8) }
     let pieces = split(name)
     var needsQuotes = false
@@ -43,7 +51,7 @@ func shellQuoted(_ name: [UInt8]) -> [UInt8] {
             hasQuote = true
         }
     }
-    if !needsQuotes { return name }
+    if !needsQuotes && !always { return name }
     let doubleQuote = UInt8(ascii: "\""), singleQuote = UInt8(ascii: "'"), backslash = UInt8(ascii: "\\")
     if hasQuote && fitsDoubleQuotes { return [doubleQuote] + name + [doubleQuote] }
     var out: [UInt8] = [singleQuote]
@@ -75,16 +83,27 @@ func shellQuoted(_ name: [UInt8]) -> [UInt8] {
     return out
 }
 
-/// A path's bytes, quoted, as a String for a message (valid UTF-8 in a UTF-8 locale, since every
-/// byte that is not part of a printable character is escaped).
-func quotedName(_ name: [UInt8]) -> String {
-    String(decoding: shellQuoted(name), as: UTF8.self)
+/// A path quoted for a message, as ``shellQuoted(_:always:)`` quotes its bytes. The result is
+/// UTF-8 in a UTF-8 or the C locale, where every byte that is not part of a printable character is
+/// escaped.
+///
+/// - Parameters:
+///   - path: the path.
+///   - always: quote a path that needs no quotes too.
+public func shellQuoted(_ path: FilePath, always: Bool = false) -> String {
+    let bytes = path.withPlatformString { p -> [UInt8] in
+        var bytes: [UInt8] = []
+        var i = 0
+        while p[i] != 0 { bytes.append(UInt8(bitPattern: p[i])); i += 1 }
+        return bytes
+    }
+    return String(decoding: shellQuoted(bytes, always: always), as: UTF8.self)
 }
 
 /// Cuts a name into characters, deciding for each what GNU's quoting decides.
 private func split(_ name: [UInt8]) -> [Piece] {
     var pieces: [Piece] = []
-    let multibyte = cmp_mb_cur_max() > 1
+    let multibyte = system_multibyteLocale()
     var i = 0
     while i < name.count {
         let c = name[i]
@@ -122,7 +141,7 @@ private func split(_ name: [UInt8]) -> [Piece] {
         }
         guard multibyte else {
             // A single-byte locale: the byte is a character of its own.
-            if isprint(CInt(c)) != 0 {
+            if system_isprint(c) {
                 pieces.append(.shown(name[i...i], needsQuotes: false, fitsDoubleQuotes: true))
             } else {
                 pieces.append(.escaped(c))
@@ -130,12 +149,8 @@ private func split(_ name: [UInt8]) -> [Piece] {
             i += 1
             continue
         }
-        var printable: CInt = 0
-        let length = name[i...].withUnsafeBufferPointer { b -> Int in
-            b.baseAddress.map { p in
-                p.withMemoryRebound(to: CChar.self, capacity: b.count) { Int(cmp_mb_char($0, b.count, &printable)) }
-            } ?? -1
-        }
+        var printable = false
+        let length = name[i...].withUnsafeBufferPointer { system_multibyteCharacter($0, printable: &printable) }
         if length == -2 {
             // A character cut short by the end of the name: every byte left is escaped.
             for byte in name[i...] { pieces.append(.escaped(byte)) }
@@ -146,7 +161,7 @@ private func split(_ name: [UInt8]) -> [Piece] {
             i += 1
             continue
         }
-        if printable != 0 {
+        if printable {
             pieces.append(.shown(name[i..<(i + length)], needsQuotes: false, fitsDoubleQuotes: true))
         } else {
             for byte in name[i..<(i + length)] { pieces.append(.escaped(byte)) }
