@@ -71,6 +71,30 @@ import Testing
         #expect(reported, "the change never came during the copy in five tries")
     }
 
+    /// A large file replaced by a FIFO while its chunks are copied (-j 2): the chunks that open the
+    /// new name meet a FIFO and are not left waiting for a writer; the file is reported, exit 1,
+    /// and a single SIGTERM was never needed.
+    @Test func aFileReplacedByAFifoMidwayDoesNotHang() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = waitUntilWriting + #"""
+        mkdir -p src && head -c 512M /dev/zero > src/big && echo small > src/small
+        mkdir dst
+        timeout -s KILL 60 "$MPCP" -a -j 2 src dst & pid=$!
+        wait_until_writing $pid 'src/big$'
+        mv src/big src/old && mkfifo src/big
+        wait $pid; echo "status=$?"
+        [ -e dst/src/big ] && echo "big published"
+        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+        cat dst/src/small
+        """#
+        let run = try sh(script, in: scratch.path)
+        // The chunks already open finish from the old inode; the file still fails as a whole,
+        // since its name no longer holds what was scanned.
+        #expect(run.stdout == "status=1\nsmall\n", "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains("src/big: "), "\(run.stderr)")
+    }
+
     // MARK: cp and rsync habits
 
     /// -u keeps a destination file that is newer than its source (cp -u, rsync -u), for files in

@@ -268,12 +268,13 @@ internal final class Performer: Sendable {
         defer { x.deallocate(); y.deallocate() }
         guard let px = x.baseAddress, let py = y.baseAddress else { return false }
         var offset: Int64 = 0
-        while true {
+        while !isCancelled {
             guard let n = try? readFully(a, x, count: size, offset), let m = try? readFully(b, y, count: size, offset) else { return false }
             if n != m || memcmp(px, py, n) != 0 { return false }
             if n < size { return true }
             offset += Int64(n)
         }
+        return false
     }
 
     private func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, staged: Bool, _ result: inout WorkResult) {
@@ -698,6 +699,7 @@ internal final class Performer: Sendable {
         defer { system_close(reader) }
         var offset: Int64 = 0
         while true {
+            if isCancelled { throw StepError(operation: "cancelled", errno: nil) }
             let n1: Int, n2: Int
             do throws(Errno) {
                 n1 = try system_pread(input, a, offset)
@@ -787,8 +789,13 @@ internal final class Performer: Sendable {
     private func copyChunk(_ chunk: ChunkItem, _ result: inout WorkResult) {
         if isCancelled { result.cancelled = true; return }
         do throws(Errno) {
-            let input = try chunk.source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }
+            // O_NONBLOCK: a FIFO put in the file's place since the scan is not waited on.
+            let input = try chunk.source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
             defer { system_close(input) }
+            guard try system_fstatx(input).mode & modeTypeMask == modeRegular else {
+                result.failures.append(CopyFailure(path: chunk.source, operation: "open", detail: "it is no longer a regular file"))
+                return
+            }
             let output = try chunk.temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT, 0o600) }
             defer { system_close(output) }
             do throws(StepError) {
@@ -807,7 +814,7 @@ internal final class Performer: Sendable {
         let destination = item.destinationDirectory.appending(item.entry.targetName)
         let temporary = item.destinationDirectory.appending(item.temporaryName)
         do throws(Errno) {
-            let input = try source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }
+            let input = try source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
             defer { system_close(input) }
             let output = try temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY) }
             defer { system_close(output) }
@@ -819,6 +826,7 @@ internal final class Performer: Sendable {
                 if options.verify { try verify(input, output, size: item.entry.stat.size) }
                 try applyMetadata(output, item.entry.stat, from: input)
             } catch {
+                if error.operation == "cancelled" { result.cancelled = true; return }
                 result.failures.append(CopyFailure(path: source, operation: error.operation, errno: error.errno, detail: error.detail))
                 return
             }
