@@ -524,7 +524,8 @@ internal final class Performer: Sendable {
         return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
     }
 
-    /// Writes one whole file into `output`: its data, the read-back check of --checksum, and its
+    /// Writes one whole file into `output`: its data, the check that the source did not change
+    /// meanwhile (`changed` is its change time when opened), the read-back of --verify, and its
     /// metadata (times last, so that a file whose times match its source's is complete).
     private func fill(_ output: CInt, from input: CInt, _ entry: FileEntry, changed: (Int64, UInt32), created: mode_t,
                       inheritsGroup: Bool) throws(StepError) -> Int64 {
@@ -538,7 +539,7 @@ internal final class Performer: Sendable {
     /// A short read before the size the file had: it shrank while it was copied.
     static func shrank(expected: Int64, at offset: Int64) -> StepError {
         StepError(operation: "copy", errno: nil,
-                  detail: "the file changed while it was copied (it ended at byte \(offset), not \(expected)); not copied")
+                  detail: "the file changed while it was copied (it ended at byte \(offset), before byte \(expected)); not copied")
     }
 
     /// Throws unless the source `input` still has the size and modification time of `stat` (and
