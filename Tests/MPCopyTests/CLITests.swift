@@ -223,7 +223,7 @@ import Testing
 
     // MARK: progress and reports
 
-    /// With the big file done and most small files to go, the percentage counts the files still to
+    /// With the big file done and small files to go, the percentage counts the files still to
     /// copy and the ETA is not 0:00. One worker copies the big file at the top first (the root's
     /// files are queued before the subdirectory's scan finds the 20,000 small ones).
     @Test func progressCountsFilesAsWellAsBytes() throws {
@@ -245,10 +245,14 @@ import Testing
             guard let filesIndex = words.firstIndex(of: "files"), filesIndex > 0,
                   let percentWord = words.first(where: { $0.hasSuffix("%") }), let percent = Int(percentWord.dropLast()) else { continue }
             let counts = words[filesIndex - 1].split(separator: "/").compactMap { Int($0) }
-            guard counts.count == 2, counts[1] == 20001, counts[0] > 1, counts[0] * 2 < counts[1] else { continue }
+            // The small-file phase, until nine files in ten are done: most of the phase, several
+            // ticks of 200 ms even on a fast machine.
+            guard counts.count == 2, counts[1] == 20001, counts[0] > 1, counts[0] * 10 < counts[1] * 9 else { continue }
             midway += 1
-            // 300 MiB and 20,001 files at 128 KiB each: under half the files done is under 60%.
-            #expect(percent < 60, "\(line)")
+            // 300 MiB and 20,001 files at 128 KiB each: with under 90% of the files done, the run
+            // is under 92% done; counting bytes alone, it showed 100%.
+            let expected = (300.0 * 1024 + Double(counts[0]) * 128) / (300.0 * 1024 + 20001 * 128) * 100
+            #expect(Double(percent) <= expected.rounded(.up) + 1 && percent < 95, "\(line)")
             #expect(!line.contains("ETA 0:00"), "\(line)")
         }
         #expect(midway > 0, "no progress line while the small files were copied:\n\(run.stdout.suffix(2000))")
