@@ -21,6 +21,7 @@ public final class CopyJob: Sendable {
         case directory(source: FilePath, target: FilePath)
         case file(source: FilePath, target: FilePath, stat: SourceStat)
         case symlink(source: FilePath, target: FilePath)
+        case fifo(source: FilePath, target: FilePath, stat: SourceStat)
         case failure(CopyFailure)
     }
 
@@ -52,7 +53,7 @@ public final class CopyJob: Sendable {
         let destinationStat = try? destination.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }
         let destinationIsDirectory = destinationStat.map { SourceStat($0).isDirectory } ?? false
         if sources.count > 1 && !destinationIsDirectory {
-            throw MPCopyError(.usage, "target '\(destination)' is not a directory (several sources need an existing directory)")
+            throw MPCopyError(.usage, "target \(shellQuoted(destination, always: true)) is not a directory (several sources need an existing directory)")
         }
         var roots: [Root] = []
         for source in sources {
@@ -60,18 +61,20 @@ public final class CopyJob: Sendable {
             do throws(Errno) {
                 st = SourceStat(try source.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })
             } catch {
-                throw MPCopyError(.usage, "cannot stat '\(source)'", errno: error)
+                throw MPCopyError(.usage, "cannot stat \(shellQuoted(source, always: true))", errno: error)
             }
             var name = source.lastComponent
             if name == nil || name?.kind != .regular {
                 name = system_realpath(source)?.lastComponent
             }
-            guard let name else { throw MPCopyError(.usage, "cannot copy '\(source)': it has no name to copy to") }
-            let target = destinationIsDirectory ? destination.appending(name) : destination
+            guard let name else { throw MPCopyError(.usage, "cannot copy \(shellQuoted(source, always: true)): it has no name to copy to") }
+            // `SRC/.` names SRC's contents: as with cp, they go into DEST itself.
+            let contentsOnly = source.lastComponent?.kind == .currentDirectory && st.isDirectory
+            let target = destinationIsDirectory && !contentsOnly ? destination.appending(name) : destination
             let targetParent = target.removingLastComponent()
             let parentPath = targetParent.isEmpty ? FilePath(".") : targetParent
             guard let realParent = system_realpath(parentPath) else {
-                throw MPCopyError(.usage, "cannot create '\(target)': its directory '\(parentPath)' does not exist")
+                throw MPCopyError(.usage, "cannot create \(shellQuoted(target, always: true)): its directory \(shellQuoted(parentPath, always: true)) does not exist")
             }
             if st.isDirectory {
                 guard options.recursive else {
@@ -81,16 +84,26 @@ public final class CopyJob: Sendable {
                 if let realSource = system_realpath(source), let last = target.lastComponent {
                     let realTarget = realParent.appending(last)
                     if realTarget == realSource || realTarget.starts(with: realSource) {
-                        throw MPCopyError(.usage, "cannot copy a directory, '\(source)', into itself, '\(target)'")
+                        throw MPCopyError(.usage, "cannot copy a directory, \(shellQuoted(source, always: true)), into itself, \(shellQuoted(target, always: true))")
                     }
                 }
                 roots.append(.directory(source: source, target: target))
             } else {
                 if let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }),
                    t.ino == st.ino && (t.dev_major << 32 | t.dev_minor) == st.dev {
-                    throw MPCopyError(.usage, "'\(source)' and '\(target)' are the same file")
+                    throw MPCopyError(.usage, "\(shellQuoted(source, always: true)) and \(shellQuoted(target, always: true)) are the same file")
                 }
-                roots.append(st.isSymlink ? .symlink(source: source, target: target) : .file(source: source, target: target, stat: st))
+                if st.isSymlink {
+                    roots.append(.symlink(source: source, target: target))
+                } else if st.isRegular {
+                    roots.append(.file(source: source, target: target, stat: st))
+                } else if st.fileType == 0o010000 /* S_IFIFO */ && options.recursive {
+                    roots.append(.fifo(source: source, target: target, stat: st)) // as cp -a and cp -r: a new FIFO
+                } else {
+                    // Reading a FIFO waits for a writer, and a device may never end: refused, not hung.
+                    let what = st.fileType == 0o010000 ? "a FIFO (use -r or -a to create a FIFO in its place)" : "a device or socket"
+                    roots.append(.failure(CopyFailure(path: source, operation: "copy", detail: "it is \(what); its data is not copied")))
+                }
             }
         }
         self.roots = roots
@@ -138,8 +151,10 @@ public final class CopyJob: Sendable {
                 guard let name = source.lastComponent, let targetName = target.lastComponent else { continue }
                 let sourceDirectory = source.removingLastComponent()
                 let targetDirectory = target.removingLastComponent()
-                if options.update, let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }),
-                   Int64(t.size) == stat.size, t.mtime_sec == stat.mtime, t.mtime_nsec == stat.mtimeNanoseconds {
+                let skip = source.withCName { s in
+                    target.withCName { t in performer.skips(stat, systemATFDCWD, s, systemATFDCWD, t, staged: false) }
+                }
+                if skip {
                     var skipped = WorkResult()
                     skipped.skipped = 1
                     scheduler.record(skipped)
@@ -149,7 +164,15 @@ public final class CopyJob: Sendable {
                                       destinationDirectory: targetDirectory.isEmpty ? "." : targetDirectory,
                                       entry: FileEntry(name: name, destinationName: targetName, stat: stat))
             case .symlink(let source, let target):
+                if options.noClobber, (try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })) != nil {
+                    var skipped = WorkResult()
+                    skipped.skipped = 1
+                    scheduler.record(skipped)
+                    continue
+                }
                 scheduler.record(copySymlinkOperand(source: source, target: target))
+            case .fifo(let source, let target, let stat):
+                scheduler.record(performer.copyFifoOperand(source: source, target: target, stat: stat))
             case .failure(let failure):
                 var result = WorkResult()
                 result.failures = [failure]

@@ -58,10 +58,22 @@ public struct CopyOptions: Sendable, Codable {
     public var preserve: PreservedAttributes = []
     /// Walk and report, but write nothing (`-n`).
     public var dryRun: Bool = false
-    /// Skip a file whose destination has the same size and modification time (`-u`).
+    /// Skip a file whose destination is newer than the source, or has the same size and
+    /// modification time (`-u`, as in `cp -u` and `rsync -u`). A newer edit in the destination
+    /// is kept. In a staged tree left by a killed run, only a file with the source's exact size and
+    /// modification time counts as done (a partial file there has a newer time, but is not done).
     public var update: Bool = false
-    /// Read back each copied file and compare it with its source before it takes its final name.
+    /// Decide by content, as `rsync -c` does: a destination file of the same size whose bytes are
+    /// the source's (and, when times are kept, whose modification time is too) is skipped; any
+    /// other is copied, even one of the same size and time. With ``update``, a newer destination
+    /// file is still kept.
     public var checksum: Bool = false
+    /// Read back each copied file and compare it with its source before it takes its final name
+    /// (`--verify`).
+    public var verify: Bool = false
+    /// Never replace an existing destination name (`--no-clobber`, `cp -n`): whatever is there
+    /// stays, and the source is counted as skipped.
+    public var noClobber: Bool = false
     /// Shell patterns (`fnmatch(3)`) of names to leave out. A pattern with a `/` matches the path
     /// relative to the source operand; one without matches the last component.
     public var excludes: [String] = []
@@ -218,4 +230,27 @@ public struct CopyProgress: Sendable {
     public var walkFinished: Bool
     /// Seconds since the copy started.
     public var seconds: Double
+
+    /// What one file costs, in bytes of data: the fixed work of a file (create, metadata, link)
+    /// takes about as long as copying 128 KiB on the machines measured (50,000 small files in
+    /// 4.6 s is 92 µs a file; 1 GiB in 0.64 s is 150 KB in 92 µs).
+    public static let bytesPerFile: Int64 = 128 << 10
+
+    /// How much of the copy is done, from 0 to 1, counting each file as ``bytesPerFile`` bytes of
+    /// work on top of its data: a run with its big files done but most small files to go is not
+    /// nearly finished.
+    public var fractionDone: Double {
+        let found = Double(max(bytesFound, 0)) + Double(filesFound) * Double(CopyProgress.bytesPerFile)
+        guard found > 0 else { return walkFinished ? 1 : 0 }
+        let done = Double(min(max(bytesDone, 0), max(bytesFound, 0))) + Double(min(filesDone, filesFound)) * Double(CopyProgress.bytesPerFile)
+        return min(max(done / found, 0), 1)
+    }
+
+    /// Seconds left at the pace so far, from ``fractionDone``; nil while the walk still finds work
+    /// or before anything is done.
+    public var secondsLeft: Double? {
+        let fraction = fractionDone
+        guard walkFinished, fraction > 0, seconds > 0 else { return nil }
+        return seconds * (1 - fraction) / fraction
+    }
 }

@@ -10,6 +10,9 @@ import SystemPackage
 /// The job that SIGINT, SIGTERM or SIGHUP cancels, and the signal that did it.
 private let running = Mutex<(job: CopyJob?, signal: CInt)>((nil, 0))
 
+/// The paths `-v` or `-n` reports while `--json` keeps stdout for the document.
+private let copiedPaths = Mutex<[FilePath]>([])
+
 @main
 struct MPCP: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,11 +24,16 @@ struct MPCP: ParsableCommand {
         renamed into place when the copy ends (after SIGKILL it stays there, and the next run to the \
         same destination takes it over). Files copied into an existing directory are written as \
         unnamed temporary files (or under .mpcp-tmp-* names where the file system cannot) and get \
-        their final names only once complete, with their metadata set. SIGINT, SIGTERM or SIGHUP removes \
+        their final names only once complete, with their metadata set. A file that changes while it \
+        is copied is reported and not copied. SIGINT, SIGTERM or SIGHUP removes \
         partial files and puts the finished ones in place; run the same command again with -u to \
         finish. As with cp, a DEST that is an existing directory receives each SOURCE under its own \
-        name. Exit status: 0 all copied, 1 some files failed, 2 usage error.
-        """
+        name, and SOURCE/. copies the contents of SOURCE into DEST. -n is rsync's dry run (it writes \
+        nothing, so a mistaken -n is harmless); cp's -n is --no-clobber. Names in messages are quoted \
+        as GNU ls --quoting-style=shell-escape quotes them. Exit status: 0 all copied, 1 some files \
+        failed, 2 usage error.
+        """,
+        version: "mpcp \(mpcpVersion) (swift-multiprocessing)"
     )
 
     @Flag(name: [.customShort("r"), .customShort("R"), .customLong("recursive")], help: "Copy directories recursively.")
@@ -34,17 +42,26 @@ struct MPCP: ParsableCommand {
     @Flag(name: [.customShort("a"), .customLong("archive")], help: "Archive: -r and --preserve=all.")
     var archive = false
 
+    @Flag(name: .customShort("p"), help: "Same as --preserve=mode,ownership,timestamps (as cp -p).")
+    var preserveBasic = false
+
     @Option(name: .customLong("preserve"), help: ArgumentHelp("Keep these attributes.", valueName: "mode,ownership,timestamps,links,xattr|all"))
     var preserve: String?
 
-    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Show what would be copied; write nothing.")
+    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Dry run, as rsync -n: show what would be copied and write nothing. (cp's -n is --no-clobber.)")
     var dryRun = false
 
-    @Flag(name: [.customShort("u"), .customLong("update")], help: "Skip files whose destination has the same size and modification time.")
+    @Flag(name: .customLong("no-clobber"), help: "Never replace an existing destination file, as cp -n.")
+    var noClobber = false
+
+    @Flag(name: [.customShort("u"), .customLong("update")], help: "Skip files whose destination is newer, or has the same size and modification time (cp -u, rsync -u).")
     var update = false
 
-    @Flag(name: .customLong("checksum"), help: "Read back each copied file and compare it with its source.")
+    @Flag(name: [.customShort("c"), .customLong("checksum")], help: "Decide by content, as rsync -c: skip a destination file with the same bytes (and, with times kept, the same time); copy one that differs even if its size and time match.")
     var checksum = false
+
+    @Flag(name: .customLong("verify"), help: "Read back each copied file and compare it with its source before it takes its name.")
+    var verify = false
 
     @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out names matching this shell pattern (repeatable; a pattern with / matches the path below the source).", valueName: "glob"))
     var exclude: [String] = []
@@ -58,13 +75,16 @@ struct MPCP: ParsableCommand {
     @Flag(name: .customLong("no-staging"), help: "Build a new destination directory in place, so that files appear one by one (each only once complete) rather than the whole tree at the end.")
     var noStaging = false
 
-    @Flag(name: .customLong("progress"), help: "Show a live progress bar on a terminal (off when stderr is not a TTY).")
+    @Flag(name: .customLong("progress"), help: "Show progress on stderr: a live bar on a terminal, else a line every second (as rsync --info=progress2). Percentage and ETA count files as well as bytes.")
     var progress = false
 
-    @Flag(name: .customLong("json"), help: "Print a JSON summary at the end.")
+    @Flag(name: .customLong("stats"), help: "Print a summary at the end: files, bytes, time, rate, errors (on stdout; on stderr with --json).")
+    var stats = false
+
+    @Flag(name: .customLong("json"), help: "Print one JSON document on stdout at the end, and nothing else there (schema: docs/mpcp-json.md).")
     var json = false
 
-    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print each path copied.")
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print each path copied (quoted as ls quotes names).")
     var verbose = false
 
     @Argument(help: ArgumentHelp("Sources, then the destination.", valueName: "path"))
@@ -80,12 +100,15 @@ struct MPCP: ParsableCommand {
         if WorkerKind(rawValue: workers) == nil {
             throw ValidationError("--workers must be 'threads' or 'processes', not '\(workers)'")
         }
+        if noClobber && update { throw ValidationError("--no-clobber and -u (--update) cannot be used together") }
     }
 
     /// Parses, runs, and maps ArgumentParser's usage exit (64) to mpcp's 2.
     static func main() {
         // In a worker child, this runs the worker's task and never returns.
         Multiprocessing.bootstrap()
+        // Which bytes are printable characters, for quoting names, follows the locale, as GNU's.
+        _ = setlocale(LC_CTYPE, "")
         InterruptWatcher.start { signal in
             let job = running.withLock { state -> CopyJob? in
                 state.signal = signal
@@ -113,10 +136,13 @@ struct MPCP: ParsableCommand {
         var options = CopyOptions()
         options.recursive = recursive || archive
         options.preserve = archive ? .all : []
+        if preserveBasic { options.preserve.formUnion([.mode, .ownership, .timestamps]) }
         if let preserve { options.preserve.formUnion(try PreservedAttributes(parsing: preserve)) }
         options.dryRun = dryRun
         options.update = update
         options.checksum = checksum
+        options.verify = verify
+        options.noClobber = noClobber
         options.excludes = exclude
         options.jobs = jobs ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         options.workers = WorkerKind(rawValue: workers) ?? .threads
@@ -128,18 +154,25 @@ struct MPCP: ParsableCommand {
         running.withLock { $0.job = job }
         if running.withLock({ $0.signal }) != 0 { job.cancel() }
 
-        let bar = progress && isatty(STDERR_FILENO) == 1
+        let terminal = isatty(STDERR_FILENO) == 1
+        let json = self.json
         let events: @Sendable (CopyEvent) -> Void = { event in
             switch event {
-            case .copied(let path): writeAll(STDOUT_FILENO, rawBytes(path) + [0x0A])
-            case .failed(let failure): printError("mpcp: \(failure)")
+            case .copied(let path):
+                if json { copiedPaths.withLock { $0.append(path) } } else { writeAll(STDOUT_FILENO, shellQuoted(rawBytes(path)) + [0x0A]) }
+            case .failed(let failure): writeAll(STDERR_FILENO, failureLine(failure))
             }
         }
-        let draw: @Sendable (CopyProgress) -> Void = { drawProgress($0) }
-        let report = try job.run(events: events, onProgress: bar ? draw : nil)
-        if bar { writeAll(STDERR_FILENO, Array("\n".utf8)) }
+        let draw: (@Sendable (CopyProgress) -> Void)?
+        if !progress { draw = nil } else if terminal { draw = { @Sendable p in drawProgress(p) } } else { draw = { @Sendable p in printProgressLine(p) } }
+        let report = try job.run(events: events, progressInterval: terminal ? .milliseconds(200) : .seconds(1), onProgress: draw)
+        if progress && terminal { writeAll(STDERR_FILENO, Array("\n".utf8)) }
 
-        if json { print(jsonSummary(report)) }
+        if json {
+            let copied = options.verbose ? copiedPaths.withLock { $0 } : nil
+            writeAll(STDOUT_FILENO, Array((jsonDocument(report, copied: copied) + "\n").utf8))
+        }
+        if stats { writeAll(json ? STDERR_FILENO : STDOUT_FILENO, Array(statsText(report).utf8)) }
         if report.interrupted {
             printError("mpcp: interrupted: partial files removed; run again with -u to finish the copy")
             let signal = running.withLock { $0.signal }
@@ -170,93 +203,3 @@ private func rawOperands(_ parsed: [String]) -> [FilePath] {
     return raw
 }
 
-/// A path's bytes, unchanged (invalid UTF-8 and all).
-private func rawBytes(_ path: FilePath) -> [UInt8] {
-    path.withPlatformString { p -> [UInt8] in
-        var bytes: [UInt8] = []
-        var i = 0
-        while p[i] != 0 { bytes.append(UInt8(bitPattern: p[i])); i += 1 }
-        return bytes
-    }
-}
-
-private func writeAll(_ fd: CInt, _ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { b in
-        guard let base = b.baseAddress else { return }
-        var offset = 0
-        while offset < b.count {
-            let n = write(fd, base + offset, b.count - offset)
-            if n > 0 { offset += n } else if n == -1 && errno == EINTR { continue } else { return }
-        }
-    }
-}
-
-private func printError(_ message: String) { writeAll(STDERR_FILENO, Array((message + "\n").utf8)) }
-
-private func human(_ bytes: Double) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = bytes
-    var unit = 0
-    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
-    return unit == 0 ? "\(Int(value)) B" : fixed(value, 1) + " " + units[unit]
-}
-
-private func fixed(_ value: Double, _ digits: Int) -> String {
-    guard value.isFinite else { return "-" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let scaled = Int((value * scale).rounded())
-    let whole = scaled / Int(scale)
-    let fraction = String(abs(scaled) % Int(scale))
-    return digits == 0 ? "\(whole)" : "\(whole)." + String(repeating: "0", count: digits - fraction.count) + fraction
-}
-
-private func drawProgress(_ p: CopyProgress) {
-    let total = max(p.bytesFound, 1)
-    let fraction = min(Double(p.bytesDone) / Double(total), 1)
-    let width = 24
-    let filled = Int(fraction * Double(width))
-    let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-    let rate = p.seconds > 0 ? Double(p.bytesDone) / p.seconds : 0
-    var eta = "--:--"
-    if p.walkFinished && rate > 0 {
-        let left = Int(Double(max(p.bytesFound - p.bytesDone, 0)) / rate)
-        eta = "\(left / 60):" + (left % 60 < 10 ? "0" : "") + "\(left % 60)"
-    }
-    let line = "\r[\(bar)] \(fixed(fraction * 100, 0))%  \(human(Double(p.bytesDone)))/\(human(Double(p.bytesFound)))"
-        + "  \(p.filesDone)/\(p.filesFound) files  \(human(rate))/s  ETA \(eta)\u{1B}[K"
-    writeAll(STDERR_FILENO, Array(line.utf8))
-}
-
-private func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
-
-private func jsonSummary(_ r: CopyReport) -> String {
-    let failures = r.failures.map { f in
-        "{\"path\":\(jsonString(f.path.description)),\"operation\":\(jsonString(f.operation)),"
-            + "\"error\":\(jsonString(f.detail ?? f.errno.map { "\($0)" } ?? "failed"))}"
-    }
-    let rate = r.seconds > 0 ? Double(r.bytes) / r.seconds : 0
-    return "{\"files\":\(r.files),\"bytes\":\(r.bytes),\"directories\":\(r.directories),\"symlinks\":\(r.symlinks),"
-        + "\"hardLinks\":\(r.hardLinks),\"skipped\":\(r.skipped),\"excluded\":\(r.excluded),\"failed\":\(r.failures.count),"
-        + "\"seconds\":\(fixed(r.seconds, 3)),\"bytesPerSecond\":\(Int(rate)),\"interrupted\":\(r.interrupted),"
-        + "\"dryRun\":\(r.dryRun),\"failures\":[\(failures.joined(separator: ","))]}"
-}

@@ -123,7 +123,7 @@ internal final class Performer: Sendable {
                 result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error))
                 return
             }
-        } else if options.update {
+        } else if options.update || options.checksum || options.noClobber {
             dstfd = (try? item.destination.withCName { p throws(Errno) in
                 try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
             }) ?? -1
@@ -178,7 +178,7 @@ internal final class Performer: Sendable {
                             return
                         }
                     }
-                    if options.update && dstfd >= 0, isUpToDate(s, dstfd, name) {
+                    if dstfd >= 0, skips(s, srcfd, name, dstfd, name, staged: item.staged) {
                         result.skipped += 1
                         return
                     }
@@ -223,10 +223,58 @@ internal final class Performer: Sendable {
         return removed
     }
 
-    private func isUpToDate(_ s: SourceStat, _ dstfd: CInt, _ name: CName) -> Bool {
-        guard let d = try? system_statx(dstfd, name, follow: false) else { return false }
-        return d.mode & modeTypeMask == modeRegular && Int64(d.size) == s.size
-            && d.mtime_sec == s.mtime && d.mtime_nsec == s.mtimeNanoseconds
+    /// The skip decision of `-u`, `--checksum` and `--no-clobber` for the regular file
+    /// `srcdir`/`sourceName` (stat `s`) and its destination `dstdir`/`name`.
+    ///
+    /// - `--no-clobber` (cp -n): any existing name stays.
+    /// - `-u` (cp -u, rsync -u): a destination newer than the source stays; one of the same size
+    ///   and modification time is up to date.
+    /// - `--checksum` (rsync -c): a destination of the same size and the same bytes (and, with
+    ///   times kept, the same modification time) is up to date; same size and time alone is not.
+    ///
+    /// In a staged tree (`staged`), which no one but mpcp writes, an existing file was left by a
+    /// killed run: it is complete only if it has the source's size and modification time (given
+    /// last), whatever its age, so "newer" and no-clobber do not apply there.
+    func skips(_ s: SourceStat, _ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName, staged: Bool) -> Bool {
+        guard options.update || options.checksum || options.noClobber else { return false }
+        guard let d = try? system_statx(dstdir, name, follow: false) else { return false }
+        if options.noClobber && !staged { return true }
+        guard d.mode & modeTypeMask == modeRegular else { return false }
+        let sameSize = Int64(d.size) == s.size
+        let sameTime = d.mtime_sec == s.mtime && d.mtime_nsec == s.mtimeNanoseconds
+        if staged {
+            guard sameSize && sameTime && (options.update || options.checksum) else { return false }
+            return !options.checksum || sameContent(srcdir, sourceName, dstdir, name)
+        }
+        if options.update && (d.mtime_sec > s.mtime || (d.mtime_sec == s.mtime && d.mtime_nsec > s.mtimeNanoseconds)) {
+            return true
+        }
+        if options.checksum {
+            guard sameSize, sameTime || !options.preserve.contains(.timestamps) else { return false }
+            return sameContent(srcdir, sourceName, dstdir, name)
+        }
+        return sameSize && sameTime
+    }
+
+    /// Whether two files hold the same bytes, read through in 1 MiB steps. Any error: not the same.
+    private func sameContent(_ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName) -> Bool {
+        guard let a = try? system_openat(srcdir, sourceName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
+        defer { system_close(a) }
+        guard let b = try? system_openat(dstdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
+        defer { system_close(b) }
+        let size = 1 << 20
+        let x = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        let y = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { x.deallocate(); y.deallocate() }
+        guard let px = x.baseAddress, let py = y.baseAddress else { return false }
+        var offset: Int64 = 0
+        while !isCancelled {
+            guard let n = try? readFully(a, x, count: size, offset), let m = try? readFully(b, y, count: size, offset) else { return false }
+            if n != m || memcmp(px, py, n) != 0 { return false }
+            if n < size { return true }
+            offset += Int64(n)
+        }
+        return false
     }
 
     private func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, staged: Bool, _ result: inout WorkResult) {
@@ -238,6 +286,10 @@ internal final class Performer: Sendable {
                 return
             }
             if options.update, let existing = try? system_readlinkat(dstfd, name), existing == target {
+                result.skipped += 1
+                return
+            }
+            if options.noClobber && !staged, (try? system_statx(dstfd, name, follow: false)) != nil {
                 result.skipped += 1
                 return
             }
@@ -299,7 +351,7 @@ internal final class Performer: Sendable {
         do throws(Errno) {
             let st = try system_statx(srcfd, name, follow: false)
             do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {
-                if options.update { result.skipped += 1; return }
+                if options.update || options.noClobber { result.skipped += 1; return }
             }
             if options.preserve.contains(.timestamps) {
                 try system_lutimensat(dstfd, name, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
@@ -387,6 +439,16 @@ internal final class Performer: Sendable {
             input = try entry.name.withCName { n throws(Errno) in try openSource(sdir, n, owner: entry.stat.uid) }
         } catch { throw StepError(operation: "open", errno: error) }
         defer { system_close(input) }
+        // The file as it is now, not as the scan saw it: what is copied, and what it must still
+        // be once copied (see `fill`).
+        var entry = entry
+        let opened: cmp_stat_t
+        do throws(Errno) { opened = try system_fstatx(input) } catch { throw StepError(operation: "stat", errno: error) }
+        guard opened.mode & modeTypeMask == modeRegular else {
+            throw StepError(operation: "open", errno: nil, detail: "it is no longer a regular file")
+        }
+        entry.stat = SourceStat(opened)
+        let changed = (opened.ctime_sec, opened.ctime_nsec)
         let createMode = mode_t(entry.stat.mode & 0o777)
         if staged {
             return try entry.targetName.withCName { final throws(StepError) -> Int64 in
@@ -404,7 +466,7 @@ internal final class Performer: Sendable {
                     system_close(output)
                     if !complete { try? system_unlinkat(ddir, final) }
                 }
-                let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
+                let bytes = try fill(output, from: input, entry, changed: changed, created: createMode, inheritsGroup: inheritsGroup)
                 complete = true
                 return bytes
             }
@@ -421,7 +483,7 @@ internal final class Performer: Sendable {
             }
             if output >= 0 {
                 defer { system_close(output) }
-                let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
+                let bytes = try fill(output, from: input, entry, changed: changed, created: createMode, inheritsGroup: inheritsGroup)
                 do throws(Errno) {
                     try entry.targetName.withCName { final throws(Errno) in try publish(output, ddir, final) }
                 } catch { throw StepError(operation: "link into place", errno: error) }
@@ -440,7 +502,7 @@ internal final class Performer: Sendable {
                 system_close(output)
                 if !placed { try? system_unlinkat(ddir, tmp) }
             }
-            let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
+            let bytes = try fill(output, from: input, entry, changed: changed, created: createMode, inheritsGroup: inheritsGroup)
             do throws(Errno) {
                 try entry.targetName.withCName { final throws(Errno) in try system_renameat(ddir, tmp, ddir, final) }
             } catch { throw StepError(operation: "rename into place", errno: error) }
@@ -454,21 +516,47 @@ internal final class Performer: Sendable {
     /// the kernel need not write the source's inode back for it.
     private func openSource(_ dirfd: CInt, _ name: CName, owner: UInt32) throws(Errno) -> CInt {
         if (isRoot || owner == euid) && noAtimeWorks.load(ordering: .relaxed) {
-            do throws(Errno) { return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | systemONoAtime) } catch .notPermitted {
+            do throws(Errno) { return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | systemONoAtime) } catch .notPermitted {
                 // No CAP_FOWNER after all (a user namespace, say): plain opens from now on.
                 noAtimeWorks.store(false, ordering: .relaxed)
             }
         }
-        return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW)
+        return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
     }
 
-    /// Writes one whole file into `output`: its data, the read-back check of --checksum, and its
+    /// Writes one whole file into `output`: its data, the check that the source did not change
+    /// meanwhile (`changed` is its change time when opened), the read-back of --verify, and its
     /// metadata (times last, so that a file whose times match its source's is complete).
-    private func fill(_ output: CInt, from input: CInt, _ entry: FileEntry, created: mode_t, inheritsGroup: Bool) throws(StepError) -> Int64 {
+    private func fill(_ output: CInt, from input: CInt, _ entry: FileEntry, changed: (Int64, UInt32), created: mode_t,
+                      inheritsGroup: Bool) throws(StepError) -> Int64 {
         let bytes = try copyContents(input, output, entry.stat, whole: true)
-        if options.checksum { try verify(input, output, size: entry.stat.size) }
+        try checkUnchanged(input, entry.stat, changed: changed)
+        if options.verify { try verify(input, output, size: entry.stat.size) }
         try applyMetadata(output, entry.stat, from: input, created: created, inheritsGroup: inheritsGroup)
         return bytes
+    }
+
+    /// A short read before the size the file had: it shrank while it was copied.
+    static func shrank(expected: Int64, at offset: Int64) -> StepError {
+        StepError(operation: "copy", errno: nil,
+                  detail: "the file changed while it was copied (it ended at byte \(offset), before byte \(expected)); not copied")
+    }
+
+    /// Throws unless the source `input` still has the size and modification time of `stat` (and
+    /// the change time `changed`, when known): otherwise it changed while it was copied, and the
+    /// copy may hold content it never had (a zero tail, a mix of old and new), so it must not
+    /// take its final name.
+    func checkUnchanged(_ input: CInt, _ stat: SourceStat, changed: (Int64, UInt32)? = nil) throws(StepError) {
+        let now: cmp_stat_t
+        do throws(Errno) { now = try system_fstatx(input) } catch { throw StepError(operation: "stat", errno: error) }
+        var what: [String] = []
+        if Int64(now.size) != stat.size { what.append("its size went from \(stat.size) to \(now.size) bytes") }
+        if now.mtime_sec != stat.mtime || now.mtime_nsec != stat.mtimeNanoseconds { what.append("it was modified") }
+        if let changed, what.isEmpty, now.ctime_sec != changed.0 || now.ctime_nsec != changed.1 { what.append("its inode changed") }
+        guard what.isEmpty else {
+            throw StepError(operation: "copy", errno: nil,
+                            detail: "the file changed while it was copied (\(what.joined(separator: ", "))); not copied")
+        }
     }
 
     /// Gives the unnamed file `fd` the name `name` in `ddir`, replacing an older file atomically.
@@ -506,7 +594,7 @@ internal final class Performer: Sendable {
     /// Copies the data of a whole file (or, from chunks, a range), keeping holes.
     private func copyContents(_ input: CInt, _ output: CInt, _ stat: SourceStat, whole: Bool) throws(StepError) -> Int64 {
         if stat.size == 0 { return 0 }
-        if whole && cloneWorks.load(ordering: .relaxed) && !options.checksum {
+        if whole && cloneWorks.load(ordering: .relaxed) && !options.verify {
             do throws(Errno) {
                 try system_ficlone(output, input)
                 bytesDone.add(stat.size, ordering: .relaxed)
@@ -564,7 +652,7 @@ internal final class Performer: Sendable {
                         throw StepError(operation: "copy", errno: error)
                     }
                 }
-                if n == 0 { break } // the source shrank
+                if n == 0 { throw Performer.shrank(expected: end, at: inOffset) }
                 bytesDone.add(Int64(n), ordering: .relaxed)
             }
             return inOffset - from
@@ -584,7 +672,7 @@ internal final class Performer: Sendable {
             do throws(Errno) { n = try system_pread(input, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), offset) } catch {
                 throw StepError(operation: "read", errno: error)
             }
-            if n == 0 { break }
+            if n == 0 { throw Performer.shrank(expected: end, at: offset) }
             var written = 0
             while written < n {
                 do throws(Errno) {
@@ -612,6 +700,7 @@ internal final class Performer: Sendable {
         defer { system_close(reader) }
         var offset: Int64 = 0
         while true {
+            if isCancelled { throw StepError(operation: "cancelled", errno: nil) }
             let n1: Int, n2: Int
             do throws(Errno) {
                 n1 = try system_pread(input, a, offset)
@@ -701,8 +790,13 @@ internal final class Performer: Sendable {
     private func copyChunk(_ chunk: ChunkItem, _ result: inout WorkResult) {
         if isCancelled { result.cancelled = true; return }
         do throws(Errno) {
-            let input = try chunk.source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }
+            // O_NONBLOCK: a FIFO put in the file's place since the scan is not waited on.
+            let input = try chunk.source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
             defer { system_close(input) }
+            guard try system_fstatx(input).mode & modeTypeMask == modeRegular else {
+                result.failures.append(CopyFailure(path: chunk.source, operation: "open", detail: "it is no longer a regular file"))
+                return
+            }
             let output = try chunk.temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT, 0o600) }
             defer { system_close(output) }
             do throws(StepError) {
@@ -721,7 +815,7 @@ internal final class Performer: Sendable {
         let destination = item.destinationDirectory.appending(item.entry.targetName)
         let temporary = item.destinationDirectory.appending(item.temporaryName)
         do throws(Errno) {
-            let input = try source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }
+            let input = try source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
             defer { system_close(input) }
             let output = try temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY) }
             defer { system_close(output) }
@@ -729,9 +823,11 @@ internal final class Performer: Sendable {
                 do throws(Errno) { try system_ftruncate(output, item.entry.stat.size) } catch {
                     throw StepError(operation: "truncate", errno: error)
                 }
-                if options.checksum { try verify(input, output, size: item.entry.stat.size) }
+                try checkUnchanged(input, item.entry.stat)
+                if options.verify { try verify(input, output, size: item.entry.stat.size) }
                 try applyMetadata(output, item.entry.stat, from: input)
             } catch {
+                if error.operation == "cancelled" { result.cancelled = true; return }
                 result.failures.append(CopyFailure(path: source, operation: error.operation, errno: error.errno, detail: error.detail))
                 return
             }
