@@ -141,7 +141,7 @@ struct MPCP: ParsableCommand {
 
         if json { print(jsonSummary(report)) }
         if report.interrupted {
-            printError("mpcp: interrupted: partial files removed; run again with -u to finish the copy")
+            printError("mpcp: interrupted: \(job.interruptionAdvice())")
             let signal = running.withLock { $0.signal }
             InterruptWatcher.exitBySignal(signal == 0 ? SIGINT : signal)
         }

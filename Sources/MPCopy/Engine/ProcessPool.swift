@@ -73,7 +73,9 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 let results = try Queue<WorkResult>()
                 let cancel = try SimpleQueue<Bool>(maximumMessageSize: 1 << 12)
                 let task = CopyWorkerTask(options: options, requests: requests, results: results, cancel: cancel)
-                let child = ChildProcess(task, name: "mpcp-worker-\(index)")
+                // A daemon child: the core arms PR_SET_PDEATHSIG for it (and checks its parent is
+                // still there), so a worker never outlives an mpcp killed with SIGKILL.
+                let child = ChildProcess(task, name: "mpcp-worker-\(index)", daemon: true)
                 try child.start()
                 let worker = Worker(child: child, requests: requests, results: results, cancel: cancel)
                 workers.withLock { $0.append(worker) }
@@ -128,6 +130,21 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 result = nil
             }
             guard let result else {
+                if !worker.child.isAlive {
+                    // The child is gone (and reaped). Whatever it put before it died is in the
+                    // queue: a result handed back just before the death counts as any other.
+                    if let late = try? worker.results.getNowait() {
+                        performer.bytesDone.add(late.bytes, ordering: .relaxed)
+                        scheduler.complete(item, late)
+                        return
+                    }
+                    // Still in the request queue: the child died before it took the item (idle,
+                    // after its last result). Nothing of it was done; another worker does it.
+                    if (try? worker.requests.getNowait()) != nil {
+                        scheduler.giveBack(item)
+                        return
+                    }
+                }
                 // The child died with this item: report it and let the other workers go on.
                 var failed = WorkResult()
                 failed.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
