@@ -75,10 +75,13 @@ public final class CopyJob: Sendable {
             // it: the same command finishes that copy instead of copying into it (cp's rule for
             // an existing directory would make destination/name).
             var resumed: FilePath?
-            if st.isDirectory && options.recursive && sources.count == 1 && destinationIsDirectory,
-               let marker = CopyJob.resumeMarker(of: destination), CopyJob.marker(marker, names: source) {
-                target = destination
-                resumed = marker
+            if st.isDirectory && options.recursive {
+                if sources.count == 1 && destinationIsDirectory,
+                   let marker = CopyJob.resumeMarker(of: destination), CopyJob.marker(marker, names: source) {
+                    target = destination
+                }
+                // Gone when this run ends uninterrupted (also when the rerun copies into it by cp's rule).
+                if let marker = CopyJob.resumeMarker(of: target), CopyJob.marker(marker, names: source) { resumed = marker }
             }
             let targetParent = target.removingLastComponent()
             let parentPath = targetParent.isEmpty ? FilePath(".") : targetParent
