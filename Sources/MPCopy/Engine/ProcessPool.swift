@@ -146,9 +146,8 @@ internal final class ProcessPool: WorkerPool, Sendable {
                     }
                 }
                 // The child died with this item: report it and let the other workers go on.
-                var failed = WorkResult()
-                failed.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
-                removeOutputs(of: item)
+                let failed = salvage(item, preservesTimes: options.preserve.contains(.timestamps))
+                performer.bytesDone.add(failed.bytes, ordering: .relaxed)
                 scheduler.complete(item, failed)
                 return
             }
@@ -158,13 +157,35 @@ internal final class ProcessPool: WorkerPool, Sendable {
     }
 }
 
-/// A batch in a staged tree is written under its files' own names; a child that died in the middle
-/// of one may have left a partial file there. The whole batch is reported failed, so its files go.
-private func removeOutputs(of item: WorkItem) {
-    guard case .files(let batch) = item, batch.staged else { return }
-    for entry in batch.entries {
-        batch.destinationDirectory.appending(entry.targetName).withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+/// The result of an item whose worker process died while it held it. For a batch, a file that is
+/// complete under its final name counts as copied: the performer sets a file's times last, so one
+/// whose size and modification time are its source's (the test `-u` makes) was finished. Each
+/// other file is reported, and in a staged tree, where files are written under their own names,
+/// removed, since it may be partial. Any other item is reported whole.
+private func salvage(_ item: WorkItem, preservesTimes: Bool) -> WorkResult {
+    var result = WorkResult()
+    guard case .files(let batch) = item else {
+        result.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
+        return result
     }
+    for entry in batch.entries {
+        let destination = batch.destinationDirectory.appending(entry.targetName)
+        let st = try? destination.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
+        if preservesTimes, let st, st.mode & modeTypeMask == modeRegular, Int64(st.size) == entry.stat.size,
+           st.mtime_sec == entry.stat.mtime, st.mtime_nsec == entry.stat.mtimeNanoseconds {
+            result.files += 1
+            result.bytes += entry.stat.size
+            result.entryDone.append(true)
+            continue
+        }
+        if batch.staged, st != nil {
+            destination.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+        }
+        result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "copy",
+                                           detail: "the worker process died"))
+        result.entryDone.append(false)
+    }
+    return result
 }
 
 private func itemPath(_ item: WorkItem) -> FilePath {
