@@ -211,10 +211,14 @@ import Testing
         wait_until_writing $pid 'dst/\.mpcp-tmp-stage-.*/\.mpcp-tmp-'
         kill -STOP $pid
         victim=$(pgrep -P $pid | head -1)
-        # Idle: no file of the copy open, and waiting on its request queue (a futex).
-        until ! ls -l /proc/$victim/fd | grep -q 'dst/' && grep -q futex /proc/$victim/wchan; do sleep 0.01; done
+        # Idle: no file of the copy open, and waiting on its request queue (a futex). Bounded (a
+        # minute) so that a surprise fails the test instead of hanging it.
+        give_up() { echo "$1"; kill -KILL $pid; kill -CONT $pid; exit 3; }
+        for i in $(seq 1 6000); do ! ls -l /proc/$victim/fd | grep -q 'dst/' && grep -q futex /proc/$victim/wchan && break; sleep 0.01; done
+        [ $i = 6000 ] && give_up "the worker never went idle"
         kill -KILL $victim
-        until [ "$(sed 's/.*) //' /proc/$victim/stat | cut -c1)" = Z ]; do sleep 0.01; done
+        for i in $(seq 1 6000); do [ "$(sed 's/.*) //' /proc/$victim/stat | cut -c1)" = Z ] && break; sleep 0.01; done
+        [ $i = 6000 ] && give_up "the worker did not die"
         kill -CONT $pid
         wait $pid; echo "status=$?"
         cmp src/zero dst/src/zero && echo "complete"
@@ -245,7 +249,8 @@ import Testing
         done
         # mpcp stopped while its worker dies, so that what the worker finished can be listed first.
         kill -STOP $pid; kill -KILL $victim
-        until [ "$(sed 's/.*) //' /proc/$victim/stat | cut -c1)" = Z ]; do sleep 0.01; done
+        for i in $(seq 1 6000); do [ "$(sed 's/.*) //' /proc/$victim/stat | cut -c1)" = Z ] && break; sleep 0.01; done
+        [ $i = 6000 ] && { echo "the worker did not die"; kill -KILL $pid; kill -CONT $pid; exit 3; }
         finished=$(cd dst/.mpcp-tmp-stage-*/d && ls | grep '^s')
         kill -CONT $pid
         wait $pid; echo "status=$?"
