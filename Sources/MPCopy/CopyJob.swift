@@ -18,7 +18,8 @@ public import SystemPackage
 /// under its own name; otherwise the single source is copied to that name.
 public final class CopyJob: Sendable {
     private enum Root: Sendable {
-        case directory(source: FilePath, target: FilePath)
+        /// `resumed`: the marker of an interrupted in-place copy into `target` (see ``resumeMarker(of:)``).
+        case directory(source: FilePath, target: FilePath, resumed: FilePath?)
         case file(source: FilePath, target: FilePath, stat: SourceStat)
         case symlink(source: FilePath, target: FilePath)
         case fifo(source: FilePath, target: FilePath, stat: SourceStat)
@@ -33,6 +34,8 @@ public final class CopyJob: Sendable {
     private let startNanoseconds = Atomic<Int64>(0)
     private let started = Atomic<Bool>(false)
     private let cancelHook = Mutex<(@Sendable () -> Void)?>(nil)
+    /// The staged trees an interrupted run left under their staged names, for the advice.
+    private let keptStages = Mutex<[FilePath]>([])
 
     /// Plans a copy and checks its arguments.
     ///
@@ -70,7 +73,19 @@ public final class CopyJob: Sendable {
             guard let name else { throw MPCopyError(.usage, "cannot copy \(shellQuoted(source, always: true)): it has no name to copy to") }
             // `SRC/.` names SRC's contents: as with cp, they go into DEST itself.
             let contentsOnly = source.lastComponent?.kind == .currentDirectory && st.isDirectory
-            let target = destinationIsDirectory && !contentsOnly ? destination.appending(name) : destination
+            var target = destinationIsDirectory && !contentsOnly ? destination.appending(name) : destination
+            // An interrupted run that built `destination` itself, in place, left a marker beside
+            // it: the same command finishes that copy instead of copying into it (cp's rule for
+            // an existing directory would make destination/name).
+            var resumed: FilePath?
+            if st.isDirectory && options.recursive {
+                if sources.count == 1 && destinationIsDirectory && !contentsOnly,
+                   let marker = CopyJob.resumeMarker(of: destination), CopyJob.marker(marker, names: source) {
+                    target = destination
+                }
+                // Gone when this run ends uninterrupted (also when the rerun copies into it by cp's rule).
+                if let marker = CopyJob.resumeMarker(of: target), CopyJob.marker(marker, names: source) { resumed = marker }
+            }
             let targetParent = target.removingLastComponent()
             let parentPath = targetParent.isEmpty ? FilePath(".") : targetParent
             guard let realParent = system_realpath(parentPath) else {
@@ -87,7 +102,7 @@ public final class CopyJob: Sendable {
                         throw MPCopyError(.usage, "cannot copy a directory, \(shellQuoted(source, always: true)), into itself, \(shellQuoted(target, always: true))")
                     }
                 }
-                roots.append(.directory(source: source, target: target))
+                roots.append(.directory(source: source, target: target, resumed: resumed))
             } else {
                 if let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }),
                    t.ino == st.ino && (t.dev_major << 32 | t.dev_minor) == st.dev {
@@ -132,15 +147,24 @@ public final class CopyJob: Sendable {
         self.scheduler.withLock { $0 = scheduler }
 
         var stages: [Stage] = []
+        var markers: [FilePath] = []
+        var inPlaceTargets: [FilePath] = []
+        var fileRootDirectories: [FilePath] = []
         defer { for stage in stages { system_close(stage.lock) } }
         for root in roots {
             switch root {
-            case .directory(let source, let target):
+            case .directory(let source, let target, let resumed):
+                if let resumed { markers.append(resumed) }
                 switch stage(source: source, target: target) {
                 case .staged(let stage):
                     stages.append(stage)
                     scheduler.addDirectoryRoot(source: source, destination: stage.directory, staged: true)
-                case .inPlace:
+                case .inPlace(let existed):
+                    if existed {
+                        inPlaceTargets.append(target)
+                    } else if !options.dryRun, let marker = markResume(source: source, target: target) {
+                        markers.append(marker)
+                    }
                     scheduler.addDirectoryRoot(source: source, destination: target, staged: false)
                 case .failed(let failure):
                     var result = WorkResult()
@@ -159,6 +183,9 @@ public final class CopyJob: Sendable {
                     skipped.skipped = 1
                     scheduler.record(skipped)
                     continue
+                }
+                if !fileRootDirectories.contains(targetDirectory.isEmpty ? "." : targetDirectory) {
+                    fileRootDirectories.append(targetDirectory.isEmpty ? "." : targetDirectory)
                 }
                 scheduler.addFileRoot(sourceDirectory: sourceDirectory.isEmpty ? "." : sourceDirectory,
                                       destinationDirectory: targetDirectory.isEmpty ? "." : targetDirectory,
@@ -180,6 +207,14 @@ public final class CopyJob: Sendable {
             }
         }
 
+        // Temporaries that killed runs left where this one merges (no staging to take over):
+        // theirs if their process is gone. A new directory of this run can hold none.
+        if !options.dryRun {
+            let sweep = LeftoverSweep()
+            for target in inPlaceTargets { sweep.sweep(target, recursive: true) }
+            for directory in fileRootDirectories { sweep.sweep(directory, recursive: false) }
+        }
+
         let pool: any WorkerPool
         if options.workers == .threads {
             pool = ThreadPool(jobs: options.jobs, performer: performer)
@@ -192,10 +227,17 @@ public final class CopyJob: Sendable {
         defer { ticker?.stop() }
         try pool.run(scheduler)
 
-        if performer.isCancelled { scheduler.removeLeftoverTemporaries() }
-        // After a cancellation too: the workers removed their partial files, so the staged trees
-        // hold only complete ones, and a later run with -u goes on from there.
-        for stage in stages { scheduler.record(publish(stage)) }
+        if performer.isCancelled {
+            scheduler.removeLeftoverTemporaries()
+            // The workers removed their partial files, so a staged tree holds only complete ones.
+            // It stays under its staged name: the same command (best with -u) takes it over and
+            // finishes it. Put in place, it would be an existing directory to that command, which
+            // would copy into it.
+            keptStages.withLock { $0 = stages.map(\.directory) }
+        } else {
+            for stage in stages { scheduler.record(publish(stage)) }
+            for marker in markers { marker.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) } }
+        }
         var report = scheduler.finalReport()
         report.interrupted = performer.isCancelled
         report.dryRun = options.dryRun
@@ -233,7 +275,8 @@ public final class CopyJob: Sendable {
 
     private enum Staging {
         case staged(Stage)
-        case inPlace
+        /// `existed`: the copy merges into a directory that was there before this run.
+        case inPlace(existed: Bool)
         case failed(CopyFailure)
     }
 
@@ -245,10 +288,10 @@ public final class CopyJob: Sendable {
     /// than garbage. The directory is locked (`flock`) for as long as the job runs; a locked one
     /// means another run is copying to the same target right now.
     private func stage(source: FilePath, target: FilePath) -> Staging {
-        guard options.stageNewDirectories && !options.dryRun, let name = target.lastComponent else { return .inPlace }
         if (try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })) != nil {
-            return .inPlace // the copy merges into what is there
+            return .inPlace(existed: true) // the copy merges into what is there
         }
+        guard options.stageNewDirectories && !options.dryRun, let name = target.lastComponent else { return .inPlace(existed: false) }
         let directory = target.removingLastComponent().appending(stagingName(name))
         // A finishing run may rename the directory between our open and our lock: check, and retry.
         for _ in 0..<3 {
@@ -260,7 +303,7 @@ public final class CopyJob: Sendable {
                     return try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
                 }
             } catch {
-                return .inPlace // no staging here; the scan of the target reports what is wrong
+                return .inPlace(existed: false) // no staging here; the scan of the target reports what is wrong
             }
             do throws(Errno) {
                 try system_tryLockExclusive(fd)
@@ -281,15 +324,20 @@ public final class CopyJob: Sendable {
                     return .failed(CopyFailure(path: source, operation: "copy", errno: error,
                                                detail: "another copy to '\(target)' is in progress (it holds '\(directory)')"))
                 }
-                if error != .noSuchFileOrDirectory { return .inPlace }
+                if error != .noSuchFileOrDirectory { return .inPlace(existed: false) }
             }
         }
-        return .inPlace
+        return .inPlace(existed: false)
     }
 
     /// `.mpcp-tmp-stage-` and the 64-bit FNV-1a hash of the target's name, in hex: short whatever
     /// the name's length, and the same in every run.
     private func stagingName(_ name: FilePath.Component) -> FilePath.Component {
+        CopyJob.fixedName("stage", name)
+    }
+
+    /// `.mpcp-tmp-<kind>-` and the hash of `name` (see ``stagingName(_:)``).
+    private static func fixedName(_ kind: String, _ name: FilePath.Component) -> FilePath.Component {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         name.withPlatformString { p in
             var q = p
@@ -300,10 +348,63 @@ public final class CopyJob: Sendable {
         }
         let hex = String(hash, radix: 16)
         let padded = String(repeating: "0", count: 16 - hex.count) + hex
-        guard let component = FilePath.Component(".mpcp-tmp-stage-" + padded) else {
+        guard let component = FilePath.Component(".mpcp-tmp-\(kind)-" + padded) else {
             preconditionFailure("an ASCII name without a slash is a valid component")
         }
         return component
+    }
+
+    /// Where a run that builds `target` in place (not staged) marks it as unfinished:
+    /// `.mpcp-tmp-resume-<hash of its name>` beside it, holding the source's real path. The marker
+    /// is there from before the directory is made until the copy ends uninterrupted, so a run
+    /// interrupted by any signal (SIGKILL too) leaves it, and the same command, finding it beside
+    /// an existing `target`, goes on copying into `target` itself.
+    private static func resumeMarker(of target: FilePath) -> FilePath? {
+        guard let name = target.lastComponent, name.kind == .regular else { return nil }
+        return target.removingLastComponent().appending(fixedName("resume", name))
+    }
+
+    /// Whether the marker `marker` exists and names `source` (its real path, byte for byte).
+    private static func marker(_ marker: FilePath, names source: FilePath) -> Bool {
+        guard let real = system_realpath(source) else { return false }
+        let want = real.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) } }
+        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }) else { return false }
+        defer { system_close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: want.count + 1, alignment: 1)
+        defer { buffer.deallocate() }
+        var got = 0
+        while got < buffer.count {
+            guard let n = try? system_pread(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[got...]), Int64(got)), n > 0 else { break }
+            got += n
+        }
+        return got == want.count && buffer.prefix(got).elementsEqual(want)
+    }
+
+    /// Writes the resume marker of `target` before this run creates it in place; nil if it cannot.
+    private func markResume(source: FilePath, target: FilePath) -> FilePath? {
+        guard let marker = CopyJob.resumeMarker(of: target), let real = system_realpath(source) else { return nil }
+        do throws(Errno) {
+            let fd = try marker.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600) }
+            defer { system_close(fd) }
+            let content = bytes(of: real)
+            let written = content.withUnsafeBytes { b in try? system_pwrite(fd, b, 0) }
+            return written == content.count ? marker : nil
+        } catch {
+            return nil
+        }
+    }
+
+    /// What to tell the user after ``run(events:progressInterval:onProgress:)`` returned an
+    /// interrupted report: that partial files are gone, where the unfinished staged trees are,
+    /// and the command that finishes the copy (this process's own command line with `-u`, each
+    /// word quoted for the shell as GNU `ls` quotes names).
+    public func interruptionAdvice() -> String {
+        var text = "partial files removed; "
+        let kept = keptStages.withLock { $0 }
+        if !kept.isEmpty {
+            text += "the copy so far is kept in " + kept.map { shellQuoted($0, always: true) }.joined(separator: ", ") + "; "
+        }
+        return text + "to finish the copy, run: " + InterruptWatcher.resumeCommand()
     }
 
     /// Renames a finished staged tree to its final name, which must still be free.
@@ -315,8 +416,8 @@ public final class CopyJob: Sendable {
             }
         } catch {
             let why = error == .fileExists || error == .directoryNotEmpty
-                ? "'\(stage.target)' appeared while the copy ran; the copy is left in '\(stage.directory)'"
-                : "the copy is left in '\(stage.directory)'"
+                ? "\(shellQuoted(stage.target, always: true)) appeared while the copy ran; the copy is left in \(shellQuoted(stage.directory, always: true))"
+                : "the copy is left in \(shellQuoted(stage.directory, always: true))"
             result.failures = [CopyFailure(path: stage.source, operation: "move into place", errno: error, detail: why)]
         }
         return result
@@ -353,6 +454,103 @@ public final class CopyJob: Sendable {
             result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error))
         }
         return result
+    }
+}
+
+/// Removes the `.mpcp-tmp-<pid>-<start>-<n>` files (see ``Performer/temporaryPrefix``) whose
+/// process has ended: a run or worker killed with SIGKILL left them. The pid and its start time
+/// together tell a live process from one that reused its pid; a temporary of a live process
+/// (another run copying into the same tree) stays. Names of any other form stay too.
+private final class LeftoverSweep {
+    private struct Process: Hashable { var pid: pid_t; var start: UInt64 }
+    /// Whether each process seen so far is alive.
+    private var alive: [Process: Bool] = [:]
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
+
+    deinit { buffer.deallocate() }
+
+    /// Without `/proc` nothing can be told apart, and nothing is removed.
+    private let procWorks = ((try? system_processStartTime(system_getpid())) ?? nil) != nil
+
+    func sweep(_ directory: FilePath, recursive: Bool) {
+        guard procWorks, let fd = try? directory.withCName({ p throws(Errno) in
+            try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        }) else { return }
+        sweep(fd, recursive: recursive)
+        system_close(fd)
+    }
+
+    private func sweep(_ fd: CInt, recursive: Bool) {
+        var subdirectories: [[CChar]] = []
+        var leftovers: [[CChar]] = []
+        try? system_forEachEntry(fd, buffer) { name, entryType in
+            var type = entryType
+            if type == 0 /* DT_UNKNOWN */, let st = try? system_statx(fd, name, follow: false) {
+                type = SourceStat(st).isDirectory ? 4 : 8
+            }
+            let copy = { Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1)) }
+            if type == 4 /* DT_DIR */ {
+                if recursive { subdirectories.append(copy()) }
+            } else if LeftoverSweep.owner(of: name) != nil {
+                leftovers.append(copy())
+            }
+        }
+        for name in leftovers {
+            name.withUnsafeBufferPointer { n in
+                guard let p = n.baseAddress, let (pid, start) = LeftoverSweep.owner(of: p), !isAlive(pid, start) else { return }
+                try? system_unlinkat(fd, p)
+            }
+        }
+        for name in subdirectories {
+            name.withUnsafeBufferPointer { n in
+                guard let p = n.baseAddress, let sub = try? system_openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) else { return }
+                sweep(sub, recursive: true)
+                system_close(sub)
+            }
+        }
+    }
+
+    private func isAlive(_ pid: pid_t, _ start: UInt64) -> Bool {
+        let key = Process(pid: pid, start: start)
+        if let known = alive[key] { return known }
+        // An unreadable /proc entry counts as alive: remove only what is surely orphaned.
+        let now: Bool
+        do throws(Errno) { now = try system_processStartTime(pid) == start } catch { now = true }
+        alive[key] = now
+        return now
+    }
+
+    /// The pid and start time in a name `.mpcp-tmp-<hex>-<hex>-<hex>`, or nil for any other name.
+    private static func owner(of name: CName) -> (pid_t, UInt64)? {
+        let prefix = ".mpcp-tmp-"
+        var fields: [UInt64] = [0]
+        var digits = 0
+        var i = 0
+        for c in prefix.utf8 {
+            guard UInt8(bitPattern: name[i]) == c else { return nil }
+            i += 1
+        }
+        while name[i] != 0 {
+            let c = UInt8(bitPattern: name[i])
+            i += 1
+            if c == UInt8(ascii: "-") {
+                guard digits > 0, fields.count < 3 else { return nil }
+                fields.append(0)
+                digits = 0
+                continue
+            }
+            let value: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = c - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            digits += 1
+            guard digits <= 16 else { return nil }
+            fields[fields.count - 1] = fields[fields.count - 1] << 4 | UInt64(value)
+        }
+        guard fields.count == 3, digits > 0, fields[0] > 0, fields[0] <= UInt64(Int32.max) else { return nil }
+        return (pid_t(fields[0]), fields[1])
     }
 }
 
@@ -422,4 +620,8 @@ internal struct ThreadPool: WorkerPool {
         }
         for thread in threads { try? thread.join() }
     }
+}
+
+private func bytes(of path: FilePath) -> [UInt8] {
+    path.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) } }
 }

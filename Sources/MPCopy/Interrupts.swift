@@ -33,4 +33,21 @@ public enum InterruptWatcher {
         // Unreachable unless the signal is ignored by force: exit with the shell's convention.
         exit(128 + signal)
     }
+
+    /// This process's command line as a shell command that finishes an interrupted copy: every
+    /// argument as it was (raw bytes, quoted), with `-u` after the program name unless it is
+    /// there, so that what is already complete is kept.
+    public static func resumeCommand() -> String {
+        var words: [[UInt8]] = []
+        for index in 0..<Int(CommandLine.argc) {
+            guard let p = CommandLine.unsafeArgv[index] else { continue }
+            words.append(Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) })
+        }
+        let options = words.dropFirst().prefix { $0 != Array("--".utf8) }
+        if !options.contains(Array("-u".utf8)) && !options.contains(Array("--update".utf8)) {
+            words.insert(Array("-u".utf8), at: min(1, words.count))
+        }
+        // Each word as GNU `ls` quotes a name (Quoting.swift): it pastes back into a shell byte for byte.
+        return words.map { String(decoding: shellQuoted($0), as: UTF8.self) }.joined(separator: " ")
+    }
 }

@@ -174,7 +174,7 @@ struct MPCP: ParsableCommand {
         }
         if stats { writeAll(json ? STDERR_FILENO : STDOUT_FILENO, Array(statsText(report).utf8)) }
         if report.interrupted {
-            printError("mpcp: interrupted: partial files removed; run again with -u to finish the copy")
+            printError("mpcp: interrupted: \(job.interruptionAdvice())")
             let signal = running.withLock { $0.signal }
             InterruptWatcher.exitBySignal(signal == 0 ? SIGINT : signal)
         }

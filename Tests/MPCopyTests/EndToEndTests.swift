@@ -33,8 +33,9 @@ import Testing
         #expect(diff.stdout.isEmpty, "\(diff.stdout)")
     }
 
-    /// SIGINT midway: exit by the signal, no partial file under a final name, no temporary left;
-    /// then -u finishes the copy.
+    /// SIGINT midway: exit by the signal, no partial file under a final name, no temporary left
+    /// (a staged tree stays under its staged name, holding complete files only); then -u finishes
+    /// the copy.
     @Test(arguments: ["threads", "processes"], ["", "--no-staging"])
     func interruptLeavesNoPartialFileAndUpdateFinishes(workers: String, staging: String) throws {
         let scratch = try Scratch()
@@ -53,9 +54,10 @@ import Testing
         wait_until_writing $pid '\#(writing)'
         kill -INT $pid
         wait $pid; echo "status=$?"
-        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
-        find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
-        [ -e dst/src/zero ] && echo "zero present"
+        # What stays for the rerun: the staged tree, or the mark of a new tree built in place.
+        find dst -name '.mpcp-tmp*' ! -name '.mpcp-tmp-stage-*' ! -name '.mpcp-tmp-resume-*' | sed 's/^/temporary left: /'
+        find dst -type f ! -name '.mpcp-tmp-resume-*' | while read -r f; do cmp -s "src/${f#dst/*/}" "$f" || echo "partial: $f"; done
+        for z in dst/src/zero dst/.mpcp-tmp-stage-*/zero; do [ -e "$z" ] && echo "zero present"; done
         "$MPCP" -a -u --json --workers \#(workers) src dst; echo "second=$?"
         rsync -ani --checksum src/ dst/src/
         """#
@@ -72,7 +74,8 @@ import Testing
     }
 
     /// The terminal going away (SIGHUP to the process group) stops the copy as Ctrl-C does: partial
-    /// files removed, the staged tree put in place, exit by the signal; -u then finishes.
+    /// files removed, the staged tree kept under its staged name, exit by the signal; -u then
+    /// finishes.
     @Test(arguments: ["threads", "processes"])
     func hangupStopsTheCopyCleanly(workers: String) throws {
         let scratch = try Scratch()
@@ -86,8 +89,8 @@ import Testing
         wait_until_writing $pid 'dst/\.mpcp-tmp.*/zero'
         kill -HUP -- -$pid
         wait $pid; echo "status=$?"
-        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
-        find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
+        find dst -name '.mpcp-tmp*' ! -name '.mpcp-tmp-stage-*' | sed 's/^/temporary left: /'
+        find dst -type f | while read -r f; do cmp -s "src/${f#dst/*/}" "$f" || echo "partial: $f"; done
         "$MPCP" -a -u src dst; echo "second=$?"
         rsync -ani --checksum src/ dst/src/
         """#

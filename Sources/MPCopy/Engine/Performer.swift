@@ -22,8 +22,9 @@ internal final class Performer: Sendable {
     private let emptyPathLinkWorks = Atomic<Bool>(true)
     private let noAtimeWorks = Atomic<Bool>(true)
     private let sequence = Atomic<UInt64>(0)
-    /// `.mpcp-tmp-<pid>-<random>-`: unique per run and process, never the name of a source file
-    /// (names starting with it are temporaries of a run that was killed with SIGKILL).
+    /// `.mpcp-tmp-<pid>-<start>-`, in hex, where `<start>` is when this process started (random
+    /// where `/proc` is missing): unique per process, never the name of a source file. A later
+    /// run removes such names whose process is gone (`LeftoverSweep` in CopyJob.swift).
     let temporaryPrefix: String
     private let excludes: [(pattern: [CChar], hasSlash: Bool)]
     private let excludesNeedRelative: Bool
@@ -39,7 +40,8 @@ internal final class Performer: Sendable {
         egid = system_getegid()
         isRoot = euid == 0
         let pid = String(system_getpid(), radix: 16)
-        let salt = String(system_randomUInt64() & 0xFFFF_FFFF, radix: 16)
+        let start = (try? system_processStartTime(system_getpid())) ?? nil
+        let salt = String(start ?? (system_randomUInt64() & 0xFFFF_FFFF), radix: 16)
         temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-"
         excludes = options.excludes.map { (Array($0.utf8CString), $0.contains("/")) }
         excludesNeedRelative = excludes.contains { $0.hasSlash }
@@ -180,6 +182,11 @@ internal final class Performer: Sendable {
                     }
                     if dstfd >= 0, skips(s, srcfd, name, dstfd, name, staged: item.staged) {
                         result.skipped += 1
+                        // The scheduler still needs it to link the inode's other names to it.
+                        if s.nlink > 1 && options.preserve.contains(.links), let d = try? system_statx(dstfd, name, follow: false) {
+                            result.upToDateLinks.append(FileEntry(name: component, destinationName: nil, stat: s))
+                            result.upToDateInodes.append(d.ino)
+                        }
                         return
                     }
                     result.foundFiles.append(FileEntry(name: component, destinationName: nil, stat: s))
@@ -285,7 +292,10 @@ internal final class Performer: Sendable {
                 if options.verbose { result.copied.append(source) }
                 return
             }
-            if options.update, let existing = try? system_readlinkat(dstfd, name), existing == target {
+            // The times too: a run killed between creating a link and setting its times left it
+            // with the wrong ones.
+            if options.update, let existing = try? system_readlinkat(dstfd, name), existing == target,
+               (try? symlinkMetadataMatches(srcfd, dstfd, name)) == true {
                 result.skipped += 1
                 return
             }
@@ -307,6 +317,16 @@ internal final class Performer: Sendable {
         } catch {
             result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error))
         }
+    }
+
+    /// Whether the link `dstfd`/`name` has the times (and, as root, the owner) that
+    /// ``applySymlinkMetadata(_:_:_:_:)`` would give it from `srcfd`/`name`.
+    private func symlinkMetadataMatches(_ srcfd: CInt, _ dstfd: CInt, _ name: CName) throws(Errno) -> Bool {
+        let timestamps = options.preserve.contains(.timestamps), owner = options.preserve.contains(.ownership) && isRoot
+        guard timestamps || owner else { return true }
+        let s = try system_statx(srcfd, name, follow: false), d = try system_statx(dstfd, name, follow: false)
+        return (!timestamps || (s.mtime_sec == d.mtime_sec && s.mtime_nsec == d.mtime_nsec))
+            && (!owner || (s.uid == d.uid && s.gid == d.gid))
     }
 
     /// Creates the link under a temporary name and renames it over whatever holds the final name.

@@ -73,7 +73,9 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 let results = try Queue<WorkResult>()
                 let cancel = try SimpleQueue<Bool>(maximumMessageSize: 1 << 12)
                 let task = CopyWorkerTask(options: options, requests: requests, results: results, cancel: cancel)
-                let child = ChildProcess(task, name: "mpcp-worker-\(index)")
+                // A daemon child: the core arms PR_SET_PDEATHSIG for it (and checks its parent is
+                // still there), so a worker never outlives an mpcp killed with SIGKILL.
+                let child = ChildProcess(task, name: "mpcp-worker-\(index)", daemon: true)
                 try child.start()
                 let worker = Worker(child: child, requests: requests, results: results, cancel: cancel)
                 workers.withLock { $0.append(worker) }
@@ -128,10 +130,24 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 result = nil
             }
             guard let result else {
+                if !worker.child.isAlive {
+                    // The child is gone (and reaped). Whatever it put before it died is in the
+                    // queue: a result handed back just before the death counts as any other.
+                    if let late = try? worker.results.getNowait() {
+                        performer.bytesDone.add(late.bytes, ordering: .relaxed)
+                        scheduler.complete(item, late)
+                        return
+                    }
+                    // Still in the request queue: the child died before it took the item (idle,
+                    // after its last result). Nothing of it was done; another worker does it.
+                    if (try? worker.requests.getNowait()) != nil {
+                        scheduler.giveBack(item)
+                        return
+                    }
+                }
                 // The child died with this item: report it and let the other workers go on.
-                var failed = WorkResult()
-                failed.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
-                removeOutputs(of: item)
+                let failed = salvage(item, preservesTimes: options.preserve.contains(.timestamps))
+                performer.bytesDone.add(failed.bytes, ordering: .relaxed)
                 scheduler.complete(item, failed)
                 return
             }
@@ -141,13 +157,35 @@ internal final class ProcessPool: WorkerPool, Sendable {
     }
 }
 
-/// A batch in a staged tree is written under its files' own names; a child that died in the middle
-/// of one may have left a partial file there. The whole batch is reported failed, so its files go.
-private func removeOutputs(of item: WorkItem) {
-    guard case .files(let batch) = item, batch.staged else { return }
-    for entry in batch.entries {
-        batch.destinationDirectory.appending(entry.targetName).withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+/// The result of an item whose worker process died while it held it. For a batch, a file that is
+/// complete under its final name counts as copied: the performer sets a file's times last, so one
+/// whose size and modification time are its source's (the test `-u` makes) was finished. Each
+/// other file is reported, and in a staged tree, where files are written under their own names,
+/// removed, since it may be partial. Any other item is reported whole.
+private func salvage(_ item: WorkItem, preservesTimes: Bool) -> WorkResult {
+    var result = WorkResult()
+    guard case .files(let batch) = item else {
+        result.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
+        return result
     }
+    for entry in batch.entries {
+        let destination = batch.destinationDirectory.appending(entry.targetName)
+        let st = try? destination.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
+        if preservesTimes, let st, st.mode & modeTypeMask == modeRegular, Int64(st.size) == entry.stat.size,
+           st.mtime_sec == entry.stat.mtime, st.mtime_nsec == entry.stat.mtimeNanoseconds {
+            result.files += 1
+            result.bytes += entry.stat.size
+            result.entryDone.append(true)
+            continue
+        }
+        if batch.staged, st != nil {
+            destination.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+        }
+        result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "copy",
+                                           detail: "the worker process died"))
+        result.entryDone.append(false)
+    }
+    return result
 }
 
 private func itemPath(_ item: WorkItem) -> FilePath {

@@ -41,6 +41,8 @@ internal final class Scheduler: @unchecked Sendable {
         var leader: FilePath
         var done: Bool
         var waiters: [LinkItem]
+        /// The leader's inode number in the destination, when it was found up to date there.
+        var destinationInode: UInt64? = nil
     }
 
     private var urgent: [WorkItem] = []      // scans, links, finishes: they unlock more work
@@ -112,6 +114,8 @@ internal final class Scheduler: @unchecked Sendable {
         while true {
             if performer.isCancelled { monitor.broadcast(); return nil }
             if let item = urgent.popLast() {
+                // Batches and chunks are here only when given back (see giveBack).
+                countInFlight(item)
                 inFlight += 1
                 return item
             }
@@ -119,11 +123,7 @@ internal final class Scheduler: @unchecked Sendable {
                 preferWorkThatDoesNotCollide()
                 let item = bulk[bulkHead]
                 bulkHead += 1
-                switch item {
-                case .files(let batch): batchesInFlight[batch.node, default: 0] += 1
-                case .chunk(let chunk): chunksInFlight[chunk.large, default: 0] += 1
-                default: break
-                }
+                countInFlight(item)
                 if bulkHead > 4096 && bulkHead * 2 > bulk.count {
                     bulk.removeFirst(bulkHead)
                     bulkHead = 0
@@ -137,6 +137,23 @@ internal final class Scheduler: @unchecked Sendable {
                 return nil
             }
             monitor.wait()
+        }
+    }
+
+    /// Puts back an item that ``next()`` handed out but nobody performed (its worker process died
+    /// before taking it), for another worker.
+    func giveBack(_ item: WorkItem) {
+        monitor.withLock {
+            inFlight -= 1
+            switch item {
+            case .files(let batch):
+                if let n = batchesInFlight[batch.node], n > 1 { batchesInFlight[batch.node] = n - 1 } else { batchesInFlight[batch.node] = nil }
+            case .chunk(let chunk):
+                if let n = chunksInFlight[chunk.large], n > 1 { chunksInFlight[chunk.large] = n - 1 } else { chunksInFlight[chunk.large] = nil }
+            default: break
+            }
+            urgent.append(item)
+            monitor.signal()
         }
     }
 
@@ -255,6 +272,14 @@ internal final class Scheduler: @unchecked Sendable {
         }
     }
 
+    private func countInFlight(_ item: WorkItem) {
+        switch item {
+        case .files(let batch): batchesInFlight[batch.node, default: 0] += 1
+        case .chunk(let chunk): chunksInFlight[chunk.large, default: 0] += 1
+        default: break
+        }
+    }
+
     private func newNode(_ node: Node) -> Int {
         let id = nextNode
         nextNode += 1
@@ -296,7 +321,29 @@ internal final class Scheduler: @unchecked Sendable {
                                          createDestination: false, staged: node.staged)))
         }
         distribute(result.foundFiles, node: scan.node)
+        linkUpToDate(result.upToDateLinks, destinationInodes: result.upToDateInodes, node: scan.node)
         release(scan.node)
+    }
+
+    /// Files that `-u` found up to date and that have other hard links: the first of an inode
+    /// leads (its other names are linked to it); a later one that is not the leader's inode in
+    /// the destination is linked to the leader, as `cp -a -u` and `rsync -aH` do.
+    private func linkUpToDate(_ files: [FileEntry], destinationInodes: [UInt64], node id: Int) {
+        guard let node = nodes[id], !options.dryRun, options.preserve.contains(.links) else { return }
+        for (entry, destinationInode) in zip(files, destinationInodes) {
+            let key = InodeKey(dev: entry.stat.dev, ino: entry.stat.ino)
+            let destination = node.destination.appending(entry.targetName)
+            guard var inode = inodes[key] else {
+                inodes[key] = Inode(leader: destination, done: true, waiters: [], destinationInode: destinationInode)
+                continue
+            }
+            if inode.done && inode.destinationInode == destinationInode { continue } // linked already
+            filesFound += 1
+            let link = LinkItem(node: id, existing: inode.leader, destinationDirectory: node.destination,
+                                name: entry.targetName, source: node.source.appending(entry.name), staged: node.staged)
+            nodes[id]?.pending += 1
+            if inode.done { urgent.append(.link(link)) } else { inode.waiters.append(link); inodes[key] = inode }
+        }
     }
 
     /// Turns found files into work: hard links to earlier copies, chunked large files, and batches.

@@ -299,4 +299,8 @@ internal struct WorkResult: Codable, Sendable {
     var subdirectories: [FilePath.Component] = []
     var destinationSetGID = false
     @PackedEntries var foundFiles: [FileEntry] = []
+    /// Files skipped by `-u` that have other hard links, and their destinations' inode numbers:
+    /// the scheduler links the inode's other names to them.
+    @PackedEntries var upToDateLinks: [FileEntry] = []
+    var upToDateInodes: [UInt64] = []
 }
