@@ -20,6 +20,13 @@
 # image under the output folder): the source is copied onto it untimed, then the timed copy goes
 # to the same file system. Every tool then starts from the same empty disk, without the inode
 # reuse and fragmentation that earlier runs leave behind on the machine's own file system.
+#
+# floor_uring.c (built when liburing is installed: apt-get install -y liburing-dev) is floor.c with
+# its per-file calls batched through io_uring, a second floor on the small set; its copy modes other
+# than the default are extra tools, "syscall floor, io_uring splice (C)" and "... cfr (C)".
+# TOOLS="tool;tool;..." runs only the tools named (as in the table), e.g.
+#   TOOLS="syscall floor (C);syscall floor, io_uring (C)" FRESH_FS=1 bench.sh DATA 5 small
+# User and system CPU time of each copy (without the sync) go to results.tsv beside its seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -28,7 +35,6 @@ runs=${2:-3}
 if [ $# -ge 2 ]; then shift 2; else shift $#; fi
 sets=${*:-small large toolchain}
 mpcp=${MPCP:-$root/.build/release/mpcp}
-if [ ! -x "$mpcp" ]; then (cd "$root" && swift build -c release --product mpcp >&2); fi
 out="$data/../out"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -36,6 +42,9 @@ data=$(cd "$data" && pwd)
 jobs=$(nproc)
 results="$out/results.tsv"
 cc -O2 -pthread -o "$out/floor" "$here/floor.c"
+uring=0
+if cc -O2 -pthread -o "$out/floor_uring" "$here/floor_uring.c" -luring 2>"$out/floor_uring.err"; then uring=1
+else echo "  (floor_uring.c not built, no io_uring floor: $(head -c 200 "$out/floor_uring.err"))" >&2; fi
 : > "$results"
 
 command_for() { # tool src dst
@@ -49,13 +58,25 @@ command_for() { # tool src dst
     "rclone copy --transfers 8") echo "rclone copy --transfers 8 --links '$src' '$dst'" ;;
     "fpsync -n $jobs") echo "fpsync -n $jobs -t '$out/fpsync-tmp' '$src/' '$dst/'" ;;
     "syscall floor (C)") echo "'$out/floor' '$src' '$dst' $jobs" ;;
+    "syscall floor, io_uring (C)") echo "'$out/floor_uring' '$src' '$dst' $jobs rw" ;;
+    "syscall floor, io_uring splice (C)") echo "'$out/floor_uring' '$src' '$dst' $jobs splice" ;;
+    "syscall floor, io_uring cfr (C)") echo "'$out/floor_uring' '$src' '$dst' $jobs cfr" ;;
     "seed copier, processes (Python)") echo "python3 '$here/naive_processes.py' '$src' '$dst' >/dev/null" ;;
     "seed copier, threads (Python)") echo "python3 '$here/naive_threads.py' '$src' '$dst' >/dev/null" ;;
   esac
 }
 
 tools=("mpcp -a" "mpcp -a --workers processes" "cp -a" "rsync -a" "tar | tar" "rclone copy --transfers 8" "fpsync -n $jobs" "syscall floor (C)")
+[ "$uring" = 1 ] && tools+=("syscall floor, io_uring (C)")
 naive=("seed copier, processes (Python)" "seed copier, threads (Python)")
+if [ -n "${TOOLS:-}" ]; then
+  IFS=';' read -r -a tools <<< "$TOOLS"
+  for tool in "${tools[@]}"; do
+    [ -n "$(command_for "$tool" s d)" ] || { echo "unknown tool in TOOLS: $tool" >&2; exit 2; }
+  done
+  naive=()
+fi
+case " ${tools[*]} " in *" mpcp "*) [ -x "$mpcp" ] || (cd "$root" && swift build -c release --product mpcp >&2) ;; esac
 
 fresh_image="$out/fresh.img" fresh_mount="$out/fresh-mnt" fresh_device=""
 fresh_up() { # set: a new ext4 holding a copy of the set as src/
@@ -74,14 +95,17 @@ time_one() { # set tool run
   if [ "${FRESH_FS:-0}" = 1 ]; then fresh_up "$set"; src="$fresh_mount/src"; dst="$fresh_mount/dst"; fi
   rm -rf "$dst"; sync
   local cmd; cmd=$(command_for "$tool" "$src" "$dst")
-  local start end
+  local start end timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f '%U\t%S' -o "$out/last.cpu")
+  printf '\t\n' > "$out/last.cpu"
   start=$(date +%s%N)
-  bash -c "$cmd" >/dev/null 2>"$out/last.err" || echo "  ($tool exited non-zero: $(head -c 200 "$out/last.err"))" >&2
+  "${timer[@]}" bash -c "$cmd" >/dev/null 2>"$out/last.err" || echo "  ($tool exited non-zero: $(head -c 200 "$out/last.err"))" >&2
   sync
   end=$(date +%s%N)
   local seconds; seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  printf '%s\t%s\t%s\t%s\n' "$set" "$tool" "$run" "$seconds" >> "$results"
-  echo "  $set  run $run  $tool: $seconds s  (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+  local cpu; cpu=$(tail -n 1 "$out/last.cpu")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$set" "$tool" "$run" "$seconds" "$cpu" >> "$results"
+  echo "  $set  run $run  $tool: $seconds s  (user/sys ${cpu/$'\t'//} s, load $(cut -d' ' -f1 /proc/loadavg))" >&2
   if [ "${FRESH_FS:-0}" = 1 ]; then fresh_down
   elif [ "$set" != small ]; then rm -rf "$dst"; sync; fi
 }
@@ -99,7 +123,7 @@ for set in $sets; do
     for i in $(seq 0 $((n - 1))); do
       tool=${tools[$(( (i + run - 1) % n ))]}
       # The floor copies regular files and directories only: a peer for the small set alone.
-      if [ "$tool" = "syscall floor (C)" ] && [ "$set" != small ]; then continue; fi
+      case $tool in "syscall floor"*) [ "$set" = small ] || continue ;; esac
       time_one "$set" "$tool" "$run"
     done
   done
@@ -107,24 +131,33 @@ for set in $sets; do
   rm -rf "$out/$set-"*; sync
 done
 
-# Medians, and how many times faster mpcp (threads) is than each.
+# Medians (seconds, and user and system CPU time when /usr/bin/time was there), and how many times
+# longer each tool took than mpcp -a (threads), or than the first tool when TOOLS left mpcp out.
 python3 - "$results" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
+cpu = collections.defaultdict(list)
 order = []
 for line in open(sys.argv[1]):
-    s, tool, run, sec = line.rstrip("\n").split("\t")
+    s, tool, run, sec, *times = line.rstrip("\n").split("\t")
     if (s, tool) not in rows: order.append((s, tool))
     rows[(s, tool)].append(float(sec))
+    if len(times) == 2 and all(times): cpu[(s, tool)].append(tuple(map(float, times)))
 for s in dict.fromkeys(k[0] for k in order):
-    base = statistics.median(rows[(s, "mpcp -a")])
+    first = next(k for k in order if k[0] == s)
+    basetool = "mpcp -a" if (s, "mpcp -a") in rows else first[1]
+    base = statistics.median(rows[(s, basetool)])
     print(f"\n### {s}\n")
-    print("| tool | median s | runs (s) | mpcp is × faster |")
-    print("|---|---:|---|---:|")
+    basename = basetool.replace("|", "\\|")
+    print(f"| tool | median s | runs (s) | median user s | median sys s | × {basename} |")
+    print("|---|---:|---|---:|---:|---:|")
     for (ss, tool) in order:
         if ss != s: continue
         m = statistics.median(rows[(s, tool)])
         runs = ", ".join(f"{v:.2f}" for v in rows[(s, tool)])
+        c = cpu.get((s, tool))
+        user = f"{statistics.median(u for u, _ in c):.2f}" if c else ""
+        system = f"{statistics.median(k for _, k in c):.2f}" if c else ""
         name = tool.replace("|", "\\|")
-        print(f"| {name} | {m:.2f} | {runs} | {m / base:.2f} |")
+        print(f"| {name} | {m:.2f} | {runs} | {user} | {system} | {m / base:.2f} |")
 PY
