@@ -22,10 +22,11 @@
 # reuse and fragmentation that earlier runs leave behind on the machine's own file system.
 #
 # floor_uring.c (built when liburing is installed: apt-get install -y liburing-dev) is floor.c with
-# its per-file calls batched through io_uring, a second floor on the small set; its copy modes other
-# than the default are extra tools, "syscall floor, io_uring splice (C)" and "... cfr (C)".
+# its per-file calls batched through io_uring, a second floor on the small set, in its fastest copy
+# mode, "syscall floor, io_uring cfr (C)"; the other modes are tools too, "... rw (C)",
+# "... splice (C)" and "... direct (C)". MPCP_URING_FLAGS=defer is passed on to it.
 # TOOLS="tool;tool;..." runs only the tools named (as in the table), e.g.
-#   TOOLS="syscall floor (C);syscall floor, io_uring (C)" FRESH_FS=1 bench.sh DATA 5 small
+#   TOOLS="syscall floor (C);syscall floor, io_uring cfr (C)" FRESH_FS=1 bench.sh DATA 5 small
 # User and system CPU time of each copy (without the sync) go to results.tsv beside its seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -58,16 +59,16 @@ command_for() { # tool src dst
     "rclone copy --transfers 8") echo "rclone copy --transfers 8 --links '$src' '$dst'" ;;
     "fpsync -n $jobs") echo "fpsync -n $jobs -t '$out/fpsync-tmp' '$src/' '$dst/'" ;;
     "syscall floor (C)") echo "'$out/floor' '$src' '$dst' $jobs" ;;
-    "syscall floor, io_uring (C)") echo "'$out/floor_uring' '$src' '$dst' $jobs rw" ;;
-    "syscall floor, io_uring splice (C)") echo "'$out/floor_uring' '$src' '$dst' $jobs splice" ;;
-    "syscall floor, io_uring cfr (C)") echo "'$out/floor_uring' '$src' '$dst' $jobs cfr" ;;
+    "syscall floor, io_uring "*" (C)") # rw, splice, cfr or direct: see floor_uring.c
+      local mode=${tool#syscall floor, io_uring }; mode=${mode% (C)}
+      case $mode in rw|splice|cfr|direct) echo "'$out/floor_uring' '$src' '$dst' $jobs $mode" ;; esac ;;
     "seed copier, processes (Python)") echo "python3 '$here/naive_processes.py' '$src' '$dst' >/dev/null" ;;
     "seed copier, threads (Python)") echo "python3 '$here/naive_threads.py' '$src' '$dst' >/dev/null" ;;
   esac
 }
 
 tools=("mpcp -a" "mpcp -a --workers processes" "cp -a" "rsync -a" "tar | tar" "rclone copy --transfers 8" "fpsync -n $jobs" "syscall floor (C)")
-[ "$uring" = 1 ] && tools+=("syscall floor, io_uring (C)")
+[ "$uring" = 1 ] && tools+=("syscall floor, io_uring cfr (C)")
 naive=("seed copier, processes (Python)" "seed copier, threads (Python)")
 if [ -n "${TOOLS:-}" ]; then
   IFS=';' read -r -a tools <<< "$TOOLS"

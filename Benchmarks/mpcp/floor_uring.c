@@ -13,13 +13,17 @@
 //   rw      IORING_OP_READ_FIXED into a registered buffer in phase 2, IORING_OP_WRITE_FIXED in 3
 //   splice  IORING_OP_SPLICE source -> pipe in phase 2, pipe -> destination in phase 3
 //   cfr     copy_file_range as a system call after phase 2 (no phase 3 in the ring)
-// Files larger than a buffer (64 KiB) are copied with copy_file_range in every mode.
+//   direct  as rw, but both files are direct descriptors (IORING_FILE_INDEX_ALLOC in a registered
+//           table, never in the process's descriptor table); flistxattr and futimens then become
+//           listxattrat (Linux 6.13) and utimensat on the name, relative to the directories
+// Files larger than a buffer (64 KiB) are copied with copy_file_range (direct: refused).
 // Regular files and directories only, errors end the program: a peer for the "small" data set.
 //
-//   cc -O2 -pthread -o floor_uring floor_uring.c -luring && ./floor_uring SRC DST [THREADS] [rw|splice|cfr]
+//   cc -O2 -pthread -o floor_uring floor_uring.c -luring && ./floor_uring SRC DST [THREADS] [rw|splice|cfr|direct]
 // MPCP_URING_FLAGS=defer sets IORING_SETUP_SINGLE_ISSUER|IORING_SETUP_DEFER_TASKRUN (Linux 6.1).
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
@@ -33,8 +37,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465 // Linux 6.13; the number is the same on every architecture
+#endif
+
 enum { BATCH = 64, BUF = 1 << 16 };
-enum mode { RW, SPLICE, CFR };
+enum mode { RW, SPLICE, CFR, DIRECT };
 enum op { OP_STATX, OP_OPEN_IN, OP_OPEN_OUT, OP_COPY1, OP_COPY2, OP_CLOSE };
 
 struct dir { char *rel; struct statx st; };
@@ -96,6 +104,12 @@ static struct io_uring_sqe *sqe_for(struct worker *w, unsigned i, enum op op) {
     return sqe;
 }
 
+static void openat_in_ring(struct io_uring_sqe *sqe, int dfd, const char *name, int flags, mode_t m) {
+    // a direct descriptor is never in the descriptor table, and O_CLOEXEC is refused; liburing adds 1
+    if (mode == DIRECT) io_uring_prep_openat_direct(sqe, dfd, name, flags & ~O_CLOEXEC, m, IORING_FILE_INDEX_ALLOC - 1);
+    else io_uring_prep_openat(sqe, dfd, name, flags, m);
+}
+
 // Submits everything queued and reaps `want` completions of this phase (closes of the last batch
 // complete alongside and are only checked).
 static void run_phase(struct worker *w, unsigned want) {
@@ -138,7 +152,7 @@ static void copy_batch(struct worker *w, int sd, int dd, unsigned n) {
     for (unsigned i = 0; i < n; i++) {
         struct file *f = &w->files[i];
         io_uring_prep_statx(sqe_for(w, i, OP_STATX), sd, f->name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &f->st);
-        io_uring_prep_openat(sqe_for(w, i, OP_OPEN_IN), sd, f->name, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC, 0);
+        openat_in_ring(sqe_for(w, i, OP_OPEN_IN), sd, f->name, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC, 0);
     }
     run_phase(w, 2 * n);
     // 2. create every destination, first half of the copy
@@ -146,11 +160,14 @@ static void copy_batch(struct worker *w, int sd, int dd, unsigned n) {
     for (unsigned i = 0; i < n; i++) {
         struct file *f = &w->files[i];
         f->big = f->st.stx_size > BUF;
-        io_uring_prep_openat(sqe_for(w, i, OP_OPEN_OUT), dd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->st.stx_mode & 0777);
+        if (f->big && mode == DIRECT) die("direct mode copies files of up to 64 KiB only", f->name);
+        openat_in_ring(sqe_for(w, i, OP_OPEN_OUT), dd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->st.stx_mode & 0777);
         want++;
         if (f->big || f->st.stx_size == 0) continue;
-        if (mode == RW) {
-            io_uring_prep_read_fixed(sqe_for(w, i, OP_COPY1), f->in, w->bufs + (size_t)i * BUF, (unsigned)f->st.stx_size, 0, 0);
+        if (mode == RW || mode == DIRECT) {
+            struct io_uring_sqe *sqe = sqe_for(w, i, OP_COPY1);
+            io_uring_prep_read_fixed(sqe, f->in, w->bufs + (size_t)i * BUF, (unsigned)f->st.stx_size, 0, 0);
+            if (mode == DIRECT) sqe->flags |= IOSQE_FIXED_FILE;
             want++;
         } else if (mode == SPLICE) {
             io_uring_prep_splice(sqe_for(w, i, OP_COPY1), f->in, 0, w->pipes[i][1], -1, (unsigned)f->st.stx_size, 0);
@@ -164,8 +181,10 @@ static void copy_batch(struct worker *w, int sd, int dd, unsigned n) {
         struct file *f = &w->files[i];
         if (f->big) { copy_big(f); continue; }
         if (f->st.stx_size == 0) continue;
-        if (mode == RW) {
-            io_uring_prep_write_fixed(sqe_for(w, i, OP_COPY2), f->out, w->bufs + (size_t)i * BUF, (unsigned)f->st.stx_size, 0, 0);
+        if (mode == RW || mode == DIRECT) {
+            struct io_uring_sqe *sqe = sqe_for(w, i, OP_COPY2);
+            io_uring_prep_write_fixed(sqe, f->out, w->bufs + (size_t)i * BUF, (unsigned)f->st.stx_size, 0, 0);
+            if (mode == DIRECT) sqe->flags |= IOSQE_FIXED_FILE;
             want++;
         } else if (mode == SPLICE) {
             io_uring_prep_splice(sqe_for(w, i, OP_COPY2), w->pipes[i][0], -1, f->out, 0, (unsigned)f->st.stx_size, 0);
@@ -179,11 +198,18 @@ static void copy_batch(struct worker *w, int sd, int dd, unsigned n) {
     char names[1024];
     for (unsigned i = 0; i < n; i++) {
         struct file *f = &w->files[i];
-        (void)flistxattr(f->in, names, sizeof names);
         struct timespec t[2] = {{f->st.stx_atime.tv_sec, f->st.stx_atime.tv_nsec}, {f->st.stx_mtime.tv_sec, f->st.stx_mtime.tv_nsec}};
-        if (futimens(f->out, t)) die("futimens", f->name);
-        io_uring_prep_close(sqe_for(w, i, OP_CLOSE), f->out);
-        io_uring_prep_close(sqe_for(w, i, OP_CLOSE), f->in);
+        if (mode == DIRECT) {
+            if (syscall(SYS_listxattrat, sd, f->name, AT_SYMLINK_NOFOLLOW, names, sizeof names) < 0 && errno == ENOSYS) die("listxattrat", f->name);
+            if (utimensat(dd, f->name, t, AT_SYMLINK_NOFOLLOW)) die("utimensat", f->name);
+            io_uring_prep_close_direct(sqe_for(w, i, OP_CLOSE), (unsigned)f->out);
+            io_uring_prep_close_direct(sqe_for(w, i, OP_CLOSE), (unsigned)f->in);
+        } else {
+            (void)flistxattr(f->in, names, sizeof names);
+            if (futimens(f->out, t)) die("futimens", f->name);
+            io_uring_prep_close(sqe_for(w, i, OP_CLOSE), f->out);
+            io_uring_prep_close(sqe_for(w, i, OP_CLOSE), f->in);
+        }
         w->pending += 2;
     }
 }
@@ -216,7 +242,8 @@ static void *worker(void *unused) {
     if (!w) die("calloc", "");
     int r = io_uring_queue_init(4 * BATCH, &w->ring, setup_flags);
     if (r < 0) die_res("io_uring_queue_init", "", r);
-    if (mode == RW) {
+    if (mode == DIRECT && (r = io_uring_register_files_sparse(&w->ring, 4 * BATCH)) < 0) die_res("io_uring_register_files_sparse", "", r);
+    if (mode == RW || mode == DIRECT) {
         if (posix_memalign((void **)&w->bufs, 4096, (size_t)BATCH * BUF)) die("posix_memalign", "");
         // read_fixed/write_fixed take buf_index 0 and an address inside it: one region is enough
         struct iovec all = {w->bufs, (size_t)BATCH * BUF};
@@ -234,14 +261,15 @@ static void *worker(void *unused) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: %s SRC DST [THREADS] [rw|splice|cfr]\n", argv[0]); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: %s SRC DST [THREADS] [rw|splice|cfr|direct]\n", argv[0]); return 2; }
     src_root = argv[1]; dst_root = argv[2];
     int threads = argc > 3 ? atoi(argv[3]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (argc > 4) {
         if (!strcmp(argv[4], "rw")) mode = RW;
         else if (!strcmp(argv[4], "splice")) mode = SPLICE;
         else if (!strcmp(argv[4], "cfr")) mode = CFR;
-        else { fprintf(stderr, "unknown copy mode %s (rw, splice or cfr)\n", argv[4]); return 2; }
+        else if (!strcmp(argv[4], "direct")) mode = DIRECT;
+        else { fprintf(stderr, "unknown copy mode %s (rw, splice, cfr or direct)\n", argv[4]); return 2; }
     }
     const char *flags = getenv("MPCP_URING_FLAGS");
     if (flags && !strcmp(flags, "defer")) setup_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
