@@ -25,6 +25,7 @@
 # its per-file calls batched through io_uring, a second floor on the small set, in its fastest copy
 # mode, "syscall floor, io_uring cfr (C)"; the other modes are tools too, "... rw (C)",
 # "... splice (C)" and "... direct (C)". MPCP_URING_FLAGS=defer is passed on to it.
+# "syscall floor (C), N threads" is floor.c with N threads instead of one per core.
 # TOOLS="tool;tool;..." runs only the tools named (as in the table), e.g.
 #   TOOLS="syscall floor (C);syscall floor, io_uring cfr (C)" FRESH_FS=1 bench.sh DATA 5 small
 # User and system CPU time of each copy (without the sync) go to results.tsv beside its seconds.
@@ -59,6 +60,8 @@ command_for() { # tool src dst
     "rclone copy --transfers 8") echo "rclone copy --transfers 8 --links '$src' '$dst'" ;;
     "fpsync -n $jobs") echo "fpsync -n $jobs -t '$out/fpsync-tmp' '$src/' '$dst/'" ;;
     "syscall floor (C)") echo "'$out/floor' '$src' '$dst' $jobs" ;;
+    "syscall floor (C), "*" threads") local n=${tool#syscall floor (C), }; n=${n% threads}
+      [[ $n =~ ^[0-9]+$ ]] && echo "'$out/floor' '$src' '$dst' $n" ;;
     "syscall floor, io_uring "*" (C)") # rw, splice, cfr or direct: see floor_uring.c
       local mode=${tool#syscall floor, io_uring }; mode=${mode% (C)}
       case $mode in rw|splice|cfr|direct) echo "'$out/floor_uring' '$src' '$dst' $jobs $mode" ;; esac ;;
