@@ -28,7 +28,8 @@
 # "syscall floor (C), N threads" is floor.c with N threads instead of one per core.
 # TOOLS="tool;tool;..." runs only the tools named (as in the table), e.g.
 #   TOOLS="syscall floor (C);syscall floor, io_uring cfr (C)" FRESH_FS=1 bench.sh DATA 5 small
-# User and system CPU time of each copy (without the sync) go to results.tsv beside its seconds.
+# Beside each timing, results.tsv has the copy's user and system CPU time and its seconds before the
+# sync (both without the sync).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -104,12 +105,14 @@ time_one() { # set tool run
   printf '\t\n' > "$out/last.cpu"
   start=$(date +%s%N)
   "${timer[@]}" bash -c "$cmd" >/dev/null 2>"$out/last.err" || echo "  ($tool exited non-zero: $(head -c 200 "$out/last.err"))" >&2
+  local copied; copied=$(date +%s%N)
   sync
   end=$(date +%s%N)
   local seconds; seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+  local copy; copy=$(awk -v a="$start" -v b="$copied" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   local cpu; cpu=$(tail -n 1 "$out/last.cpu")
-  printf '%s\t%s\t%s\t%s\t%s\n' "$set" "$tool" "$run" "$seconds" "$cpu" >> "$results"
-  echo "  $set  run $run  $tool: $seconds s  (user/sys ${cpu/$'\t'//} s, load $(cut -d' ' -f1 /proc/loadavg))" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$tool" "$run" "$seconds" "$cpu" "$copy" >> "$results"
+  echo "  $set  run $run  $tool: $seconds s, copy $copy s before the sync  (user/sys ${cpu/$'\t'//} s, load $(cut -d' ' -f1 /proc/loadavg))" >&2
   if [ "${FRESH_FS:-0}" = 1 ]; then fresh_down
   elif [ "$set" != small ]; then rm -rf "$dst"; sync; fi
 }
@@ -135,26 +138,29 @@ for set in $sets; do
   rm -rf "$out/$set-"*; sync
 done
 
-# Medians (seconds, and user and system CPU time when /usr/bin/time was there), and how many times
+# Medians (seconds; the copy alone, before its sync; user and system CPU time when /usr/bin/time
+# was there), and how many times
 # longer each tool took than mpcp -a (threads), or than the first tool when TOOLS left mpcp out.
 python3 - "$results" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
 cpu = collections.defaultdict(list)
+copies = collections.defaultdict(list)
 order = []
 for line in open(sys.argv[1]):
-    s, tool, run, sec, *times = line.rstrip("\n").split("\t")
+    s, tool, run, sec, user, system, copy = line.rstrip("\n").split("\t")
     if (s, tool) not in rows: order.append((s, tool))
     rows[(s, tool)].append(float(sec))
-    if len(times) == 2 and all(times): cpu[(s, tool)].append(tuple(map(float, times)))
+    copies[(s, tool)].append(float(copy))
+    if user and system: cpu[(s, tool)].append((float(user), float(system)))
 for s in dict.fromkeys(k[0] for k in order):
     first = next(k for k in order if k[0] == s)
     basetool = "mpcp -a" if (s, "mpcp -a") in rows else first[1]
     base = statistics.median(rows[(s, basetool)])
     print(f"\n### {s}\n")
     basename = basetool.replace("|", "\\|")
-    print(f"| tool | median s | runs (s) | median user s | median sys s | × {basename} |")
-    print("|---|---:|---|---:|---:|---:|")
+    print(f"| tool | median s | runs (s) | copy s (before sync) | median user s | median sys s | × {basename} |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for (ss, tool) in order:
         if ss != s: continue
         m = statistics.median(rows[(s, tool)])
@@ -163,5 +169,6 @@ for s in dict.fromkeys(k[0] for k in order):
         user = f"{statistics.median(u for u, _ in c):.2f}" if c else ""
         system = f"{statistics.median(k for _, k in c):.2f}" if c else ""
         name = tool.replace("|", "\\|")
-        print(f"| {name} | {m:.2f} | {runs} | {user} | {system} | {m / base:.2f} |")
+        copy = statistics.median(copies[(s, tool)])
+        print(f"| {name} | {m:.2f} | {runs} | {copy:.2f} | {user} | {system} | {m / base:.2f} |")
 PY
