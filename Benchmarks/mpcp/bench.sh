@@ -25,7 +25,8 @@
 # its per-file calls batched through io_uring, a second floor on the small set, in its fastest copy
 # mode, "syscall floor, io_uring cfr (C)"; the other modes are tools too, "... rw (C)",
 # "... splice (C)" and "... direct (C)". MPCP_URING_FLAGS=defer is passed on to it.
-# "syscall floor (C), N threads" is floor.c with N threads instead of one per core.
+# "syscall floor (C), N threads" is floor.c with N threads instead of one per core, and "mpcp -a -j N"
+# is mpcp with N workers.
 # TOOLS="tool;tool;..." runs only the tools named (as in the table), e.g.
 #   TOOLS="syscall floor (C);syscall floor, io_uring cfr (C)" FRESH_FS=1 bench.sh DATA 5 small
 # Beside each timing, results.tsv has the copy's user and system CPU time and its seconds before the
@@ -55,6 +56,7 @@ command_for() { # tool src dst
   case $tool in
     "mpcp -a") echo "$mpcp -a '$src' '$dst'" ;;
     "mpcp -a --workers processes") echo "$mpcp -a --workers processes '$src' '$dst'" ;;
+    "mpcp -a -j "*) local n=${tool#mpcp -a -j }; [[ $n =~ ^[0-9]+$ ]] && echo "$mpcp -a -j $n '$src' '$dst'" ;;
     "cp -a") echo "cp -a '$src' '$dst'" ;;
     "rsync -a") echo "rsync -a '$src/' '$dst/'" ;;
     "tar | tar") echo "mkdir '$dst' && tar -C '$src' -cf - . | tar -C '$dst' -xpf -" ;;
@@ -138,9 +140,9 @@ for set in $sets; do
   rm -rf "$out/$set-"*; sync
 done
 
-# Medians (seconds; the copy alone, before its sync; user and system CPU time when /usr/bin/time
-# was there), and how many times
-# longer each tool took than mpcp -a (threads), or than the first tool when TOOLS left mpcp out.
+# Medians (seconds with the sync, the copy alone before its sync, and user and system CPU time when
+# /usr/bin/time was there), and how many times longer each tool took than mpcp -a (threads), or
+# than the first tool when TOOLS left mpcp out.
 python3 - "$results" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
@@ -159,7 +161,7 @@ for s in dict.fromkeys(k[0] for k in order):
     base = statistics.median(rows[(s, basetool)])
     print(f"\n### {s}\n")
     basename = basetool.replace("|", "\\|")
-    print(f"| tool | median s | runs (s) | copy s (before sync) | median user s | median sys s | × {basename} |")
+    print(f"| tool | median s | runs (s) | median copy s (before sync) | median user s | median sys s | × {basename} |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for (ss, tool) in order:
         if ss != s: continue
