@@ -157,8 +157,10 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
         }
         if pid == 0 {
             system_close(control)
+            // Up before a second thread exists (see the `.fork` case in ProcessMonitor.handle).
+            let moved = system_moveDescriptorHigh(socket)
             system_runOnFreshThread {
-                ChildRuntime.run(socket: socket, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent, parked: true)
+                ChildRuntime.run(socket: moved, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent, parked: true)
             }
         }
         system_close(socket)

@@ -164,15 +164,26 @@ internal final class ProcessMonitor: Sendable {
                 return
             }
             if pid == 0 {
-                // The child: a copy of this thread, whose thread-local state is this thread's.
-                system_runOnFreshThread { body(childSocket) }
+                // The child: a copy of this thread, whose thread-local state is this thread's. The
+                // socket moves up before a second thread exists: growing the descriptor table of a
+                // process whose table is shared by threads waits for an RCU grace period (7 ms here).
+                let socket = system_moveDescriptorHigh(childSocket)
+                system_runOnFreshThread { body(socket) }
             }
             adopt(record, pid: pid)
             reply.complete(.success(pid))
         case .forkServer(let record, let childSocket, let reply):
             do {
-                let link = try forkServerLink()
-                try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
+                var link = try forkServerLink()
+                do {
+                    try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
+                } catch let error as MultiprocessingError where error.underlyingErrno == .brokenPipe || error.underlyingErrno == .connectionReset {
+                    // The server died a moment ago and its closed socket is not yet seen: reap it
+                    // and ask a new one.
+                    forkServerLost(link, error: error)
+                    link = try forkServerLink()
+                    try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
+                }
                 state.withLock { $0.forkServer?.pending[record.id] = reply }
             } catch let error as MultiprocessingError {
                 abandon(record)

@@ -119,7 +119,9 @@ internal func system_runOnFreshThread(_ body: @escaping () -> Never) -> Never {
 }
 
 /// Moves a child's channel to its parent out of the task's way: to a high descriptor number,
-/// close-on-exec, freeing the low number it arrived at. Keeps `fd` if it cannot be moved.
+/// close-on-exec, freeing the low number it arrived at. Keeps `fd` if it cannot be moved. Call it
+/// while the process has one thread: growing a descriptor table that threads share waits for an
+/// RCU grace period (about 7 ms measured here).
 internal func system_moveDescriptorHigh(_ fd: Int32) -> Int32 {
     let moved = cmp_move_descriptor_high(fd)
     return moved >= 0 ? moved : fd
