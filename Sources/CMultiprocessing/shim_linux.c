@@ -277,8 +277,21 @@ pid_t cmp_clone_sibling(void) {
 }
 
 int cmp_run_on_fresh_thread(void *(*body)(void *), void *context) {
+    // The child starts with no signal blocked, as a spawned child does (a parent whose threads
+    // block SIGTERM must not make its forked children immune to it); this thread, which only
+    // waits, takes no signal at all, so every signal goes to the thread that runs the child.
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    pthread_attr_t attr;
+    int r = pthread_attr_init(&attr);
+    if (r != 0) return -r;
+    r = pthread_attr_setsigmask_np(&attr, &none);
+    if (r != 0) { pthread_attr_destroy(&attr); return -r; }
     pthread_t thread;
-    int r = pthread_create(&thread, NULL, body, context);
+    r = pthread_create(&thread, &attr, body, context);
+    pthread_attr_destroy(&attr);
     if (r != 0) return -r;
     pthread_join(thread, NULL);
     return 0;
