@@ -57,6 +57,8 @@ internal enum ForkServerMessage: Equatable {
 internal struct ForkServerLink: Sendable {
     let socket: Int32
     let pid: Int32
+    /// For killing the server once it is lost, without a pid that could have been reused. -1 if none.
+    let pidfd: Int32
     var pending: [UInt64: StartReply] = [:]
 
     /// Spawns the fork server: this same executable, re-executed, which `bootstrap()` turns into a
@@ -81,8 +83,15 @@ internal struct ForkServerLink: Sendable {
                 system_close(mine)
                 throw error
             }
-            try system_setNonBlocking(mine, true)
-            return ForkServerLink(socket: mine, pid: pid)
+            do throws(Errno) {
+                try system_setNonBlocking(mine, true)
+            } catch {
+                system_close(mine) // the server sees the end of its control socket and exits
+                _ = try? system_waitpid(pid, block: true)
+                throw error
+            }
+            let pidfd = (try? system_pidfdOpen(pid)) ?? -1
+            return ForkServerLink(socket: mine, pid: pid, pidfd: pidfd)
         } catch {
             throw MultiprocessingError(.childStartFailed, "Could not start the fork server: \(error)", errno: error)
         }

@@ -89,7 +89,10 @@ internal final class ProcessMonitor: Sendable {
                     if r.socket >= 0 { system_close(r.socket); r.socket = -1 }
                 }
             }
-            if let link = state.forkServer { system_close(link.socket) }
+            if let link = state.forkServer {
+                system_close(link.socket)
+                if link.pidfd >= 0 { system_close(link.pidfd) }
+            }
             state = State()
         }
     }
@@ -329,7 +332,11 @@ internal final class ProcessMonitor: Sendable {
             return pending
         }
         system_close(link.socket)
-        _ = try? system_kill(link.pid, Signal.kill.rawValue)
+        // Through the pidfd: with SIGCHLD ignored the server may be reaped already and its pid reused.
+        if link.pidfd >= 0 {
+            _ = try? system_pidfdSendSignal(link.pidfd, Signal.kill.rawValue)
+            system_close(link.pidfd)
+        }
         _ = try? system_waitpid(link.pid, block: true)
         for (recordID, reply) in pending {
             if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
@@ -337,6 +344,7 @@ internal final class ProcessMonitor: Sendable {
         }
     }
 }
+
 /// A one-time answer from the monitor thread to the thread that asked for a child.
 internal final class StartReply: Sendable {
     private let result = Mutex<Result<Int32, MultiprocessingError>?>(nil)
