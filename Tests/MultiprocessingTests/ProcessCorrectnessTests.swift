@@ -92,6 +92,26 @@ struct ProcessCorrectnessTests {
         #expect(result.lines.contains("next value 36"), "\(all)")
     }
 
+    // Item 3, the design: a fork-server child is a raw clone, whose first thread keeps glibc's
+    // cached thread id of the server; it runs on a fresh thread, so a robust lock it dies holding
+    // records its real thread id and the kernel reports the death.
+    @Test func aForkServerChildThatDiesHoldingALockIsReportedOwnerDied() throws {
+        let lock = try Lock()
+        let value = try SharedValue(5)
+        let child = ChildProcess(DieHoldingLock(lock: lock, value: value), startMethod: .forkServer)
+        try child.start()
+        try child.join(timeout: .seconds(30))
+        #expect(value.atomicLoad() == -1)
+        do {
+            try lock.acquire(timeout: .seconds(10))
+            Issue.record("acquire should report the dead owner")
+            try lock.release()
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .ownerDied, "\(error)")
+            try lock.release()
+        }
+    }
+
     // Item 4: non-daemon children receive SIGTERM when their parent is SIGKILLed, by every start
     // method; a child started with outlivesParent keeps running.
     @Test func nonDaemonChildrenDieWithAKilledParentUnlessTheyOptOut() throws {
