@@ -126,8 +126,20 @@ public final class CopyJob: Sendable {
                 switch stage(source: source, target: target) {
                 case .staged(let stage):
                     stages.append(stage)
+                    if let failure = registerRoots(source: source, sourceFollowsSymlink: false, destination: target.removingLastComponent()) {
+                        scheduler.record(WorkResult(failures: [failure]))
+                        continue
+                    }
                     scheduler.addDirectoryRoot(source: source, destination: stage.directory, staged: true)
                 case .inPlace:
+                    // Into the directory that is there (cp follows a symlink to one), or a new
+                    // directory in the target's parent.
+                    let exists = (try? Resolver.root(target, followsSymlink: true)) != nil
+                    if let failure = registerRoots(source: source, sourceFollowsSymlink: false,
+                                                   destination: exists ? target : target.removingLastComponent()) {
+                        scheduler.record(WorkResult(failures: [failure]))
+                        continue
+                    }
                     scheduler.addDirectoryRoot(source: source, destination: target, staged: false)
                 case .failed(let failure):
                     var result = WorkResult()
@@ -145,8 +157,13 @@ public final class CopyJob: Sendable {
                     scheduler.record(skipped)
                     continue
                 }
-                scheduler.addFileRoot(sourceDirectory: sourceDirectory.isEmpty ? "." : sourceDirectory,
-                                      destinationDirectory: targetDirectory.isEmpty ? "." : targetDirectory,
+                let from: FilePath = sourceDirectory.isEmpty ? "." : sourceDirectory
+                let into: FilePath = targetDirectory.isEmpty ? "." : targetDirectory
+                if let failure = registerRoots(source: from, sourceFollowsSymlink: true, destination: into) {
+                    scheduler.record(WorkResult(failures: [failure]))
+                    continue
+                }
+                scheduler.addFileRoot(sourceDirectory: from, destinationDirectory: into,
                                       entry: FileEntry(name: name, destinationName: targetName, stat: stat))
             case .symlink(let source, let target):
                 scheduler.record(copySymlinkOperand(source: source, target: target))
@@ -178,6 +195,25 @@ public final class CopyJob: Sendable {
         report.dryRun = options.dryRun
         report.seconds = Double(system_clockMonotonicNanoseconds() - start) / 1e9
         return report
+    }
+
+    /// Records, for the performer (and the worker processes), the directories that the paths of
+    /// one operand's work lie beneath, with their identity now (see `Resolver`). A failure when
+    /// either is not a directory any more.
+    private func registerRoots(source: FilePath, sourceFollowsSymlink: Bool, destination: FilePath) -> CopyFailure? {
+        var roots = TreeRoots()
+        do throws(Errno) {
+            roots.sources = [try Resolver.root(source, followsSymlink: sourceFollowsSymlink)]
+        } catch {
+            return CopyFailure(path: source, operation: "open directory", errno: error)
+        }
+        do throws(Errno) {
+            roots.destinations = [try Resolver.root(destination, followsSymlink: true)]
+        } catch {
+            return CopyFailure(path: source, operation: "open destination directory '\(destination)'", errno: error)
+        }
+        performer.resolver.register(roots)
+        return nil
     }
 
     /// Stops the copy: workers finish the step they are in (at most 16 MiB), remove their

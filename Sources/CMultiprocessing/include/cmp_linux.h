@@ -111,3 +111,11 @@ int cmp_thread_count(void);
 int cmp_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
               char *const argv[], char *const envp[]);
 char **cmp_environ(void);
+
+// MARK: mpcp: resolving paths beneath a directory
+/// openat2(2) with `resolve` (RESOLVE_* flags), O_CLOEXEC added: a descriptor or -errno
+/// (-ENOSYS where the kernel is older than 5.6).
+int cmp_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+uint64_t cmp_resolve_beneath(void);     // RESOLVE_BENEATH
+uint64_t cmp_resolve_no_symlinks(void); // RESOLVE_NO_SYMLINKS
+unsigned cmp_rename_exchange(void);     // RENAME_EXCHANGE (for the tests' races)

@@ -16,6 +16,8 @@ internal struct CopyWorkerTask: ProcessTask {
     var requests: Queue<WorkItem>
     var results: Queue<WorkResult>
     var cancel: SimpleQueue<Bool>
+    /// The job's roots, which every path of an item lies beneath (see `Resolver`).
+    var roots: TreeRoots
 
     func run() throws {
         // The terminal's Ctrl-C (and its hang-up) reaches the whole process group: the parent
@@ -23,6 +25,7 @@ internal struct CopyWorkerTask: ProcessTask {
         system_ignoreSignal(SIGINT)
         system_ignoreSignal(SIGHUP)
         let performer = Performer(options: options)
+        performer.resolver.register(roots)
         let cancel = self.cancel
         _ = try? startThread("mpcp-cancel", daemon: true) {
             _ = try? cancel.get()
@@ -72,7 +75,8 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 let requests = try Queue<WorkItem>()
                 let results = try Queue<WorkResult>()
                 let cancel = try SimpleQueue<Bool>(maximumMessageSize: 1 << 12)
-                let task = CopyWorkerTask(options: options, requests: requests, results: results, cancel: cancel)
+                let task = CopyWorkerTask(options: options, requests: requests, results: results, cancel: cancel,
+                                          roots: performer.resolver.roots)
                 let child = ChildProcess(task, name: "mpcp-worker-\(index)")
                 try child.start()
                 let worker = Worker(child: child, requests: requests, results: results, cancel: cancel)
@@ -131,7 +135,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 // The child died with this item: report it and let the other workers go on.
                 var failed = WorkResult()
                 failed.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
-                removeOutputs(of: item)
+                removeOutputs(of: item, performer.resolver)
                 scheduler.complete(item, failed)
                 return
             }
@@ -143,10 +147,10 @@ internal final class ProcessPool: WorkerPool, Sendable {
 
 /// A batch in a staged tree is written under its files' own names; a child that died in the middle
 /// of one may have left a partial file there. The whole batch is reported failed, so its files go.
-private func removeOutputs(of item: WorkItem) {
+private func removeOutputs(of item: WorkItem, _ resolver: Resolver) {
     guard case .files(let batch) = item, batch.staged else { return }
     for entry in batch.entries {
-        batch.destinationDirectory.appending(entry.targetName).withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+        try? resolver.unlink(batch.destinationDirectory.appending(entry.targetName), .destination)
     }
 }
 
