@@ -120,9 +120,9 @@ internal final class Resolver: Sendable {
     static func explain(_ error: Errno) -> String? {
         switch error {
         case .tooManySymbolicLinkLevels:
-            return "\(error): a symlink is where the copy found a directory; it is not followed, and nothing below it is copied"
+            return "a directory on its path was replaced by a symlink while the copy ran; the symlink is not followed"
         case .staleNFSFileHandle:
-            return "\(error): the operand's directory was replaced since the copy started; nothing below it is copied"
+            return "the operand's directory was replaced since the copy started; the new one is not used"
         default:
             return nil
         }
