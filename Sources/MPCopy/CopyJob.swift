@@ -132,11 +132,11 @@ public final class CopyJob: Sendable {
                     }
                     scheduler.addDirectoryRoot(source: source, destination: stage.directory, staged: true)
                 case .inPlace:
-                    // Into the directory that is there (cp follows a symlink to one), or a new
-                    // directory in the target's parent.
-                    let exists = (try? Resolver.root(target, followsSymlink: true)) != nil
+                    // The target is a name in its parent (the destination operand, or its
+                    // parent), never followed: a symlink there is refused, as cp -a refuses to
+                    // "overwrite non-directory" with a directory.
                     if let failure = registerRoots(source: source, sourceFollowsSymlink: false,
-                                                   destination: exists ? target : target.removingLastComponent()) {
+                                                   destination: target.removingLastComponent()) {
                         scheduler.record(WorkResult(failures: [failure]))
                         continue
                     }

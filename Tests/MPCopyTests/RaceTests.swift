@@ -104,6 +104,8 @@ struct RaceShape: CustomTestStringConvertible, Sendable {
     var swap: (directory: String, String, String)?
     /// Arguments after `mpcp -a`.
     var command: String
+    /// A shape without a race that mpcp must refuse (status 1) every time.
+    var alwaysRefused = false
     var testDescription: String { name }
 }
 
@@ -133,6 +135,12 @@ let raceShapes: [RaceShape] = [
     // outside's files and copied them into dst.
     RaceShape(name: "source directory swapped", setup: "set -e; set -- src\n" + makeSourceDirectory + #"ln -s "$OUT" src/evil"#,
               swap: ("src", "d", "evil"), command: "-j2 src dst"),
+    // The same with the source operand itself, in a directory its owner can write: it is opened
+    // once by its name, and must stay the directory it was when the copy started.
+    RaceShape(name: "source operand swapped",
+              setup: "set -e; set -- src\n" + makeSourceDirectory
+                + #"for i in $(seq 1 40); do printf "inside $i" > src/f$i; done; ln -s "$OUT" evil"#,
+              swap: (".", "src", "evil"), command: "-j2 src dst"),
     // Issue 13 item 2: merging into an existing destination whose directory dst/src/d the user
     // can rename; swapped for a symlink, writes, chown and chmod went through it.
     RaceShape(name: "destination directory swapped",
@@ -154,7 +162,12 @@ let raceShapes: [RaceShape] = [
     // source now has a directory of the same name. Nothing may be written through it.
     RaceShape(name: "symlink where the source has a directory",
               setup: "set -e; set -- src\n" + makeSourceDirectory + #"mkdir -p dst/src && ln -s "$OUT" dst/src/d"#,
-              swap: nil, command: "-j2 src dst/"),
+              swap: nil, command: "-j2 src dst/", alwaysRefused: true),
+    // The same at the top: the destination already has a symlink under the source's name.
+    // `cp -a` refuses ("cannot overwrite non-directory"); mpcp wrote through it.
+    RaceShape(name: "symlink where the copy of the operand goes",
+              setup: "set -e; set -- src\n" + makeSourceDirectory + #"mkdir dst && ln -s "$OUT" dst/src"#,
+              swap: nil, command: "-j2 src dst/", alwaysRefused: true),
     // CVE-2024-12088's shape: symlinks whose targets run through other symlinks to the outside
     // (rsync's --safe-links checked only the first). They are copied as links, never followed.
     RaceShape(name: "symlink through a symlink",
@@ -228,7 +241,7 @@ let raceShapes: [RaceShape] = [
         #expect(before == after, "the outside changed:\n\(before)\n---\n\(after)")
         if shape.swap != nil { #expect(swaps > 0, "the swapper never ran") }
         // The static shapes must be refused every time (the symlink in the way), or copied cleanly.
-        if shape.name == "symlink where the source has a directory" { #expect(refusals == MPCopyRaceTests.attempts) }
+        if shape.alwaysRefused { #expect(refusals == MPCopyRaceTests.attempts) }
     }
 
     /// The shapes without a race, once, checked for what the copy holds: the directory behind a
@@ -238,12 +251,19 @@ let raceShapes: [RaceShape] = [
         defer { scratch.cleanup() }
         let outside = scratch.path + "/outside"
         try sh("OUT=\(outside)\n" + makeOutside, in: scratch.path).expectSuccess()
-        let refused = try sh("OUT=\(outside)\n" + raceShapes[3].setup + "\n" + #""$MPCP" -a src dst/"#, in: scratch.path)
-        #expect(refused.status == 1)
-        #expect(refused.stderr.contains("src/d: create directory"), "\(refused.stderr)")
-        try FileManager.default.removeItem(atPath: scratch.path + "/src")
-        try FileManager.default.removeItem(atPath: scratch.path + "/dst")
-        let links = try sh("OUT=\(outside)\n" + raceShapes[4].setup + #"""
+        func shape(_ name: String) throws -> RaceShape {
+            guard let shape = raceShapes.first(where: { $0.name == name }) else { throw TestError.setup("no shape \(name)") }
+            return shape
+        }
+        for (name, message) in [("symlink where the source has a directory", "src/d: create directory"),
+                                ("symlink where the copy of the operand goes", "src: create directory dst/src")] {
+            let refused = try sh("OUT=\(outside)\n" + shape(name).setup + "\n" + #""$MPCP" -a src dst/"#, in: scratch.path)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains(message), "\(refused.stderr)")
+            try FileManager.default.removeItem(atPath: scratch.path + "/src")
+            try FileManager.default.removeItem(atPath: scratch.path + "/dst")
+        }
+        let links = try sh("OUT=\(outside)\n" + shape("symlink through a symlink").setup + #"""
 
             "$MPCP" -a src dst || exit 1
             for l in out s1 sub/s2 s3; do [ "$(readlink src/$l)" = "$(readlink dst/$l)" ] && [ -L dst/$l ] || echo "differs: $l"; done

@@ -107,10 +107,10 @@ internal final class Performer: Sendable {
         var dstfd: CInt = -1
         if !options.dryRun {
             do throws(Errno) {
-                // An operand's directory is the root itself when it existed (a symlink to a
-                // directory included, as cp follows it), or a new name in the root.
-                if item.createDestination, !resolver.isRoot(item.destination, .destination), let name = item.destination.lastComponent,
-                   let parent = try? resolver.directory(item.destination.removingLastComponent(), .destination) {
+                // An operand's directory is a name in its root (its parent), made here or
+                // left by an earlier run; a symlink there is refused like any other.
+                if item.createDestination, let name = item.destination.lastComponent {
+                    let parent = try resolver.directory(item.destination.removingLastComponent(), .destination)
                     defer { system_close(parent) }
                     try name.withCName { n throws(Errno) in
                         do throws(Errno) { try system_mkdirat(parent, n, 0o700) } catch .fileExists {
@@ -123,7 +123,7 @@ internal final class Performer: Sendable {
                 dstfd = try resolver.directory(item.destination, .destination)
             } catch {
                 result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error,
-                                                   detail: Resolver.explain(error)))
+                                                   detail: error == .fileExists ? Resolver.notADirectory : Resolver.explain(error)))
                 return
             }
         } else if options.update {
@@ -162,7 +162,8 @@ internal final class Performer: Sendable {
                         do throws(Errno) { try system_mkdirat(dstfd, name, 0o700) } catch .fileExists {
                             let st = try? system_statx(dstfd, name, follow: false)
                             if st.map({ $0.mode & modeTypeMask != modeDirectory }) ?? true {
-                                result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: .fileExists))
+                                result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: .fileExists,
+                                                                   detail: Resolver.notADirectory))
                                 return
                             }
                         } catch {

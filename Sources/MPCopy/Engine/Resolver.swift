@@ -3,8 +3,8 @@ import Glibc
 import Synchronization
 import SystemPackage
 
-// Every path a work item names lies beneath a root: a source operand, or the destination directory
-// an operand is copied into (or its parent, for a new one). The root itself is opened as the
+// Every path a work item names lies beneath a root: a source operand (or the directory a file
+// operand is in), or the directory the operand's copy is a name in. The root itself is opened as the
 // command line names it, following symlinks as cp does, and must still be the directory it was
 // when the job started; everything below it is resolved one component at a time, relative to
 // directory descriptors, and never through a symlink: `openat2(RESOLVE_BENEATH |
@@ -81,11 +81,6 @@ internal final class Resolver: Sendable {
         return TreeRoot(path: path, device: st.dev_major << 32 | st.dev_minor, inode: st.ino, followsSymlink: followsSymlink)
     }
 
-    /// Whether `path` is one of the roots of `side` itself.
-    func isRoot(_ path: FilePath, _ side: Side) -> Bool {
-        state.withLock { state in (side == .source ? state.roots.sources : state.roots.destinations).contains { $0.path == path } }
-    }
-
     // MARK: opening
 
     /// Opens `path` with `flags`: its root as the job found it, then every component below it
@@ -115,6 +110,9 @@ internal final class Resolver: Sendable {
         defer { system_close(dirfd) }
         try name.withCName { n throws(Errno) in try system_unlinkat(dirfd, n) }
     }
+
+    /// Why a directory cannot be made where the destination has something else under its name.
+    static let notADirectory = "the destination has something else under this name (a symlink there is not followed)"
 
     /// Words for the errors that resolving beneath a root adds, for a failure report.
     static func explain(_ error: Errno) -> String? {
