@@ -123,23 +123,18 @@ public final class CopyJob: Sendable {
         for root in roots {
             switch root {
             case .directory(let source, let target):
+                // The target (or its staged twin) is a name in its parent, the destination
+                // operand or the operand's parent, and is never followed: a symlink there is
+                // refused, as cp -a refuses to "overwrite non-directory" with a directory.
+                if let failure = registerRoots(source: source, sourceFollowsSymlink: false, destination: target.removingLastComponent()) {
+                    scheduler.record(WorkResult(failures: [failure]))
+                    continue
+                }
                 switch stage(source: source, target: target) {
                 case .staged(let stage):
                     stages.append(stage)
-                    if let failure = registerRoots(source: source, sourceFollowsSymlink: false, destination: target.removingLastComponent()) {
-                        scheduler.record(WorkResult(failures: [failure]))
-                        continue
-                    }
                     scheduler.addDirectoryRoot(source: source, destination: stage.directory, staged: true)
                 case .inPlace:
-                    // The target is a name in its parent (the destination operand, or its
-                    // parent), never followed: a symlink there is refused, as cp -a refuses to
-                    // "overwrite non-directory" with a directory.
-                    if let failure = registerRoots(source: source, sourceFollowsSymlink: false,
-                                                   destination: target.removingLastComponent()) {
-                        scheduler.record(WorkResult(failures: [failure]))
-                        continue
-                    }
                     scheduler.addDirectoryRoot(source: source, destination: target, staged: false)
                 case .failed(let failure):
                     var result = WorkResult()

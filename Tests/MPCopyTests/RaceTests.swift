@@ -221,7 +221,9 @@ let raceShapes: [RaceShape] = [
             #expect(run.status == 0 || run.status == 1, "attempt \(attempt): status \(run.status), \(run.stderr)")
             if run.status == 1 { refusals += 1 }
             let leaked = try sh(#"""
-                grep -rl OUTSIDE-SECRET dst 2>/dev/null | sed 's/^/outside contents in: /'
+                # Not grep -r: it follows a symlink named on its command line (dst itself is one
+                # when mpcp copied a swapped-in symlink operand as a symlink, correctly).
+                find dst -type f -exec grep -l OUTSIDE-SECRET {} + 2>/dev/null | sed 's/^/outside contents in: /'
                 inodes=$(find "$OUT" -type f -printf '%i\n' | sort)
                 find dst -type f -printf '%i %p\n' | while read -r ino path; do
                   printf '%s\n' "$inodes" | grep -qx "$ino" && echo "hard link to an outside file: $path"
