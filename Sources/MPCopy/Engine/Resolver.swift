@@ -44,8 +44,8 @@ internal final class Resolver: Sendable {
     }
 
     private let state = Mutex(State())
-    /// Cleared at the first ENOSYS (a kernel before 5.6), or by `MPCP_RESOLVE_BY_COMPONENT` in
-    /// the environment (so that the tests cover the fallback too).
+    /// Cleared at the first ENOSYS (a kernel before 5.6) or a sandbox's EPERM, or by
+    /// `MPCP_RESOLVE_BY_COMPONENT` in the environment (so that the tests cover the fallback too).
     private let beneathWorks: Atomic<Bool>
 
     init() {
@@ -173,6 +173,15 @@ internal final class Resolver: Sendable {
         return fd
     }
 
+    private static func openat2IsRefused() -> Bool {
+        do throws(Errno) {
+            system_close(try ".".withCName { p throws(Errno) in try system_openBeneath(systemATFDCWD, p, systemOPath) })
+            return false
+        } catch {
+            return error == .notPermitted || error == .noFunction
+        }
+    }
+
     private func open(beneath root: CInt, _ relative: FilePath, _ flags: CInt, _ mode: mode_t) throws(Errno) -> CInt {
         let path = relative.isEmpty ? FilePath(".") : relative
         if beneathWorks.load(ordering: .relaxed) {
@@ -180,6 +189,15 @@ internal final class Resolver: Sendable {
                 return try path.withCName { p throws(Errno) in try system_openBeneath(root, p, flags, mode) }
             } catch .noFunction {
                 beneathWorks.store(false, ordering: .relaxed)
+            } catch .notPermitted {
+                // Some container sandboxes (seccomp profiles older than the call) answer EPERM
+                // for a system call they do not know. If even "." cannot be opened so, that is
+                // it; otherwise this was a real refusal.
+                guard !Resolver.openat2IsRefused() else {
+                    beneathWorks.store(false, ordering: .relaxed)
+                    return try open(beneath: root, relative, flags, mode)
+                }
+                throw Errno.notPermitted
             }
         }
         // One component at a time, none followed if it is a symlink.
