@@ -314,3 +314,21 @@ int cmp_move_descriptor_high(int fd) {
     close(fd);
     return moved;
 }
+
+#if defined(__linux__)
+// MARK: mpcp: resolving paths beneath a directory
+#include <linux/openat2.h>
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+int cmp_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve) {
+    // openat2 refuses a mode without O_CREAT or O_TMPFILE (EINVAL), where openat ignores it.
+    bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+    struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .mode = creates ? mode : 0, .resolve = resolve };
+    long r = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    return r == -1 ? -errno : (int)r;
+}
+uint64_t cmp_resolve_beneath(void) { return RESOLVE_BENEATH; }
+uint64_t cmp_resolve_no_symlinks(void) { return RESOLVE_NO_SYMLINKS; }
+unsigned cmp_rename_exchange(void) { return RENAME_EXCHANGE; }
+#endif

@@ -125,3 +125,11 @@ int cmp_run_on_fresh_thread(void *(*body)(void *), void *context);
 /// Moves `fd` to a high descriptor number (512, or half the RLIMIT_NOFILE soft limit when that is
 /// lower), close-on-exec, and closes the old number. Returns the new descriptor or -errno.
 int cmp_move_descriptor_high(int fd);
+
+// MARK: mpcp: resolving paths beneath a directory
+/// openat2(2) with `resolve` (RESOLVE_* flags), O_CLOEXEC added: a descriptor or -errno
+/// (-ENOSYS where the kernel is older than 5.6).
+int cmp_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+uint64_t cmp_resolve_beneath(void);     // RESOLVE_BENEATH
+uint64_t cmp_resolve_no_symlinks(void); // RESOLVE_NO_SYMLINKS
+unsigned cmp_rename_exchange(void);     // RENAME_EXCHANGE (for the tests' races)
