@@ -76,14 +76,20 @@ internal final class ManagerClient: Sendable {
         var key: AuthKey
     }
     private static let registry = Mutex<[RegistryKey: ManagerClient]>([:])
-    /// The key last used with each address in this process: a proxy that arrives without a key
-    /// (decoded from a manager's own dictionary, say) uses it.
+    /// The key that last authenticated with each address in this process: a proxy that arrives
+    /// without a key (decoded from a manager's own dictionary, say) uses it. Only a key the
+    /// server accepted is recorded, so a failed connect with a wrong key changes nothing.
     private static let keyring = Mutex<[ManagerAddress: AuthKey]>([:])
+
+    /// Records `key` as the one that works for `address`: after a handshake succeeded with it,
+    /// or for a server this process started with it.
+    internal static func remember(_ key: AuthKey, for address: ManagerAddress) {
+        keyring.withLock { $0[address] = key }
+    }
 
     /// The one client of this process for `address` and `key`.
     internal static func shared(_ address: ManagerAddress, key: AuthKey) -> ManagerClient {
-        keyring.withLock { $0[address] = key }
-        return registry.withLock { registry in
+        registry.withLock { registry in
             let registryKey = RegistryKey(address: address, key: key)
             if let existing = registry[registryKey] { return existing }
             let client = ManagerClient(address: address, key: key)
@@ -142,6 +148,7 @@ internal final class ManagerClient: Sendable {
             socket.close()
             throw error
         }
+        ManagerClient.remember(key, for: address)
         ManagerPlatform.setIOTimeout(fd, nanoseconds: nil)
         socket.spinNanoseconds = 50_000
         return socket
@@ -321,6 +328,12 @@ public struct ObjectReference: Sendable, Hashable, Codable {
         hasher.combine(address)
         hasher.combine(id)
         hasher.combine(kind)
+    }
+
+    /// How many calls are blocked on this object on the server now (tests and diagnostics).
+    internal func waiterCount() throws -> Int {
+        var reply = try call(.waiters)
+        return try reply.int()
     }
 
     /// Sends a request about this object and returns the reply's reader.

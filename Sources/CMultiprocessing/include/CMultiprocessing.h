@@ -15,6 +15,7 @@
 #include "cmp_linux.h"
 #include "cmp_ipc_linux.h"
 #include "cmp_sync.h"
+#include "cmp_manager_linux.h"
 #endif
 
 #endif
