@@ -115,8 +115,24 @@ internal final class ManagerClient: Sendable {
         for socket in sockets { socket.close() }
     }
 
-    /// Opens and authenticates a new connection.
+    /// Opens and authenticates a new connection. A handshake the server cut short because too
+    /// many were pending (peers flooding it, or a burst of clients) is tried again, with a
+    /// growing pause, for up to 10 s; then the refusal is thrown, naming the limit.
     internal func open() throws -> FrameSocket {
+        let giveUp = ManagerPlatform.monotonicNanoseconds() + 10_000_000_000
+        var pause: Int64 = 1_000_000
+        while true {
+            do {
+                return try openOnce()
+            } catch let refusal as Handshake.RetryableRefusal {
+                guard ManagerPlatform.monotonicNanoseconds() + pause < giveUp else { throw refusal.error }
+                ManagerPlatform.sleep(nanoseconds: pause)
+                pause = min(pause * 2, 100_000_000)
+            }
+        }
+    }
+
+    private func openOnce() throws -> FrameSocket {
         let fd: CInt
         do throws(Errno) {
             switch address {

@@ -131,11 +131,19 @@ internal enum Handshake {
         let serverNonce = Array(hello[8..<40])
         let clientNonce = nonce()
         let idRaw = idBytes(clientID)
-        try write(socket, clientNonce + idRaw + tag(key, label: "mp-manager client", serverNonce, clientNonce, idRaw))
+        // A server that cut this handshake short may have written its reason and closed before
+        // the answer arrived: the write then fails, and the reason is still there to read.
+        var writeFailure: (any Error)?
+        do {
+            try write(socket, clientNonce + idRaw + tag(key, label: "mp-manager client", serverNonce, clientNonce, idRaw))
+        } catch {
+            writeFailure = error
+        }
         let reply: [UInt8]
         do {
             reply = try socket.readExactly(serverAnswerSize)
         } catch let error as MultiprocessingError where error.code == .endOfStream || error.code == .malformedFrame {
+            if let writeFailure { throw writeFailure }
             // A server that refuses a key says so (status 1); one that just vanished died.
             throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection during the handshake (it died or shut down).")
         }
@@ -145,6 +153,7 @@ internal enum Handshake {
         if reply[0] == 3 {
             throw RetryableRefusal(error: MultiprocessingError(.serverBusy, pendingMessage(address, readLimit(reply[1...]))))
         }
+        if let writeFailure { throw writeFailure }
         guard reply[0] == 0 else {
             throw MultiprocessingError(.authenticationFailed, "Authentication with the manager at \(address) failed: the server refused this process's key. Pass the server's key with authKey:.")
         }

@@ -353,6 +353,37 @@ extension ManagerTests {
         #expect(try counters.increment("good") == 2)
     }
 
+    @Test func theOldestPendingHandshakeIsCutShortAndToldWhy() throws {
+        let manager = try started(ManagerLimits(maximumPendingHandshakes: 1))
+        defer { try? manager.shutdown() }
+        let counters = try manager.dictionary(String.self, Int.self, name: "c")
+        // A peer that takes the one pending slot and never answers.
+        let silent = try rawSocket(manager.address)
+        _ = try silent.readExactly(Handshake.serverHelloSize)
+        // A client arrives: the silent peer is cut short, told why, and closed; the client is in.
+        let good = try authenticatedSocket(manager)
+        let answer = try silent.readExactly(Handshake.serverAnswerSize)
+        #expect(answer[0] == 3)
+        #expect(answer[1] == 1)   // the limit, little-endian
+        #expect(serverClosed(silent))
+        try good.write(requestFrame(Op.ping.rawValue, 0))
+        var reply = ByteReader(try good.readFrame())
+        #expect(try reply.byte() == ReplyStatus.ok.rawValue)
+        try stillServes(manager, counters)
+    }
+
+    @Test func aBurstOfClientsAgainstASmallHandshakeLimitAllGetIn() throws {
+        // Eight processes connect at once (two connections each) to a server that takes two
+        // handshakes at a time: those cut short try again, and every call lands.
+        let manager = try started(ManagerLimits(maximumPendingHandshakes: 2))
+        defer { try? manager.shutdown() }
+        let counters = try manager.dictionary(String.self, Int.self)
+        let children = (0..<8).map { _ in ChildProcess(IncrementTask(counters: counters, key: "n", times: 20)) }
+        for child in children { try child.start() }
+        for child in children { _ = try child.value(timeout: .seconds(60)) }
+        #expect(try counters.get("n") == 160)
+    }
+
     // MARK: item 18: memory follows the bytes that arrive
 
     @Test func stalledHugeFramesDoNotMakeTheServerAllocateThem() throws {
