@@ -293,6 +293,8 @@ internal final class ConnectionContext: @unchecked Sendable {
     internal let socket: FrameSocket
     internal let client: UInt64
     internal var shutdownRequested = false
+    /// Calls that would wait give up at once (the in-process fuzz target; see ManagerFuzzing).
+    internal var neverWaits = false
 
     internal init(socket: FrameSocket, client: UInt64) {
         self.socket = socket

@@ -170,6 +170,7 @@ extension ManagerServer {
                 if left <= 0 { return nil }
                 slice = min(slice, left)
             }
+            if connection.neverWaits { return nil }
             ManagerPlatform.futexWait(object.sequence, expected: sequence, nanoseconds: slice)
             // A waiting client that died or gave up must not keep a thread (or take a lock) for ever.
             if ManagerPlatform.peerHungUp(connection.socket.descriptor) {
