@@ -6,8 +6,9 @@
 # with: Fuzz/.build/debug/ManagerRequestFuzzer Fuzz/crash-<hash>
 set -eu
 cd "$(dirname "$0")"
+# SwiftPM's own --sanitize=fuzzer (not -Xswiftc) links libFuzzer's main in place of the target's.
 swift build -c debug --product ManagerRequestFuzzer \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+    --sanitize=fuzzer --sanitize=address -Xswiftc -parse-as-library
 mkdir -p corpus
 # libFuzzer reports crashes itself; Swift's backtracer would only hold the terminal.
 SWIFT_BACKTRACE=enable=no exec .build/debug/ManagerRequestFuzzer corpus \

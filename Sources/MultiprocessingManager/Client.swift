@@ -155,6 +155,8 @@ internal final class ManagerClient: Sendable {
         let socket = FrameSocket(descriptor: fd, maximumMessageSize: maximumMessageSize)
         // A server that accepts but never answers must not hang the client for ever.
         ManagerPlatform.setIOTimeout(fd, nanoseconds: 10_000_000_000)
+        // Absolute, like the server's: a server that trickles its bytes cannot hold this either.
+        socket.readDeadline = ManagerPlatform.monotonicNanoseconds() + 10_000_000_000
         do {
             try Handshake.connect(socket, key: key, clientID: ClientIdentity.current, address: address)
         } catch let error as MultiprocessingError where error.code == .timedOut {
@@ -165,6 +167,7 @@ internal final class ManagerClient: Sendable {
             throw error
         }
         ManagerClient.remember(key, for: address)
+        socket.readDeadline = nil
         ManagerPlatform.setIOTimeout(fd, nanoseconds: nil)
         socket.spinNanoseconds = 50_000
         return socket

@@ -856,6 +856,9 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     /// - Throws: as ``wait(timeout:)``, and what `predicate` throws.
     @discardableResult
     public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws -> Bool {
+        if let timeout, timeout < .zero {
+            throw MultiprocessingError(.misuse, "ManagedCondition.wait(for:): the timeout must not be negative (it was \(timeout)).")
+        }
         let clock = ContinuousClock()
         let end = timeout.map { clock.now + $0 }
         while try !predicate() {

@@ -100,6 +100,10 @@ extension ManagerTests {
         #expect(try queue.count() == 1)
         let event = try manager.event()
         #expect { try event.wait(timeout: .nanoseconds(-1)) } throws: { isNegativeTimeoutError($0) }
+        let condition = try manager.condition()
+        try condition.acquire()
+        #expect { try condition.wait(for: { false }, timeout: .seconds(-3)) } throws: { isNegativeTimeoutError($0) }
+        try condition.release()
         // A raw request whose timeout field reads as negative (two's complement) gets the same
         // error as a reply, and the connection stays usable.
         let socket = try authenticatedSocket(manager)
@@ -405,6 +409,7 @@ extension ManagerTests {
         for socket in peers { try socket.write([1]) }
         #expect(eventually(within: .seconds(30)) { peers.allSatisfy { ManagerPlatform.unsentBytes($0.descriptor) == 0 } })
         let after = residentBytes(of: pid)
+        print("stalled 64 MiB frames: server VmRSS \(before >> 10) KiB before, \(after >> 10) KiB with 16 peers stalled")
         #expect(after - before < 64 << 20, "the server grew from \(before >> 20) MiB to \(after >> 20) MiB")
         try stillServes(manager, counters)
     }
