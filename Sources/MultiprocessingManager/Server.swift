@@ -126,9 +126,8 @@ internal final class ManagerServer: @unchecked Sendable {
     private func admit(_ fd: CInt) {
         let pendingLimit = max(1, limits.maximumPendingHandshakes)
         let socket = FrameSocket(descriptor: fd, maximumMessageSize: limits.maximumMessageSize)
-        let decision = table.withLock { table -> (PendingHandshake, PendingHandshake?)? in
+        let admitted = table.withLock { table -> PendingHandshake? in
             guard table.handshakeThreads < 2 * pendingLimit else { return nil }
-            var victim: PendingHandshake?
             if table.pending.count >= pendingLimit, let oldest = table.pending.values.min(by: { $0.order < $1.order }) {
                 table.pending[oldest.order] = nil
                 oldest.evicted = true
@@ -136,15 +135,14 @@ internal final class ManagerServer: @unchecked Sendable {
                 // reason. Under the lock: the victim's thread closes its socket only after it
                 // has left the pending set, so this descriptor is still the victim's.
                 ManagerPlatform.shutdownRead(oldest.socket.descriptor)
-                victim = oldest
             }
             let entry = PendingHandshake(order: table.nextPendingOrder, socket: socket)
             table.nextPendingOrder += 1
             table.pending[entry.order] = entry
             table.handshakeThreads += 1
-            return (entry, victim)
+            return entry
         }
-        guard let (entry, _) = decision else {
+        guard let entry = admitted else {
             ManagerPlatform.writeNow(fd, Handshake.busyGreeting(limit: pendingLimit))
             socket.close()
             return
