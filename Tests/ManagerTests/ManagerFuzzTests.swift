@@ -29,8 +29,8 @@ struct SeededGenerator: RandomNumberGenerator {
 /// Builds requests field by field, with values chosen to hit edges.
 struct FuzzFrames {
     var rng: SeededGenerator
-    /// Object ids by kind, made before fuzzing.
-    let ids: [ManagedKind: UInt64]
+    /// Object ids by kind, made anew every few hundred frames (fuzzed destroys remove them).
+    var ids: [ManagedKind: UInt64]
 
     enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings }
 
@@ -176,29 +176,33 @@ extension ManagerTests {
         try manager.start()
         defer { try? manager.shutdown() }
         let pid = try #require(manager.serverPID)
-        var ids: [ManagedKind: UInt64] = [:]
-        ids[.dictionary] = try manager.dictionary(String.self, Int.self).reference.id
-        ids[.list] = try manager.list(Int.self).reference.id
-        ids[.value] = try manager.value(0).reference.id
-        ids[.queue] = try manager.queue(Int.self, maximumSize: 4).reference.id
-        ids[.lock] = try manager.lock().reference.id
-        ids[.rLock] = try manager.rLock().reference.id
-        ids[.semaphore] = try manager.semaphore(value: 2).reference.id
-        ids[.event] = try manager.event().reference.id
-        ids[.condition] = try manager.condition().reference.id
-        ids[.barrier] = try manager.barrier(parties: 2).reference.id
-        ids[.actor] = try manager.create(Counter.self).id.id
+        func makeObjects() throws -> [ManagedKind: UInt64] {
+            var ids: [ManagedKind: UInt64] = [:]
+            ids[.dictionary] = try manager.dictionary(String.self, Int.self).reference.id
+            ids[.list] = try manager.list(Int.self).reference.id
+            ids[.value] = try manager.value(0).reference.id
+            ids[.queue] = try manager.queue(Int.self, maximumSize: 4).reference.id
+            ids[.lock] = try manager.lock().reference.id
+            ids[.rLock] = try manager.rLock().reference.id
+            ids[.semaphore] = try manager.semaphore(value: 2).reference.id
+            ids[.event] = try manager.event().reference.id
+            ids[.condition] = try manager.condition().reference.id
+            ids[.barrier] = try manager.barrier(parties: 2).reference.id
+            ids[.actor] = try manager.create(Counter.self).id.id
+            return ids
+        }
 
         // A fixed seed, so that every run sends the same frames; MP_FUZZ_SEED and MP_FUZZ_FRAMES
         // (environment) replay or extend a run by hand.
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["MP_FUZZ_SEED"].flatMap { UInt64($0, radix: 16) } ?? 0x13_F022_5EED
         let total = environment["MP_FUZZ_FRAMES"].flatMap { Int($0) } ?? 20_000
-        var frames = FuzzFrames(rng: SeededGenerator(seed: seed), ids: ids)
+        var frames = FuzzFrames(rng: SeededGenerator(seed: seed), ids: try makeObjects())
         var socket: FrameSocket?
         defer { socket?.close() }
         var tally = (ok: 0, error: 0, closed: 0, abandoned: 0)
         for round in 0..<total {
+            if round > 0 && round % 200 == 0 { frames.ids = try makeObjects() }
             let body = frames.next()
             if environment["MP_FUZZ_TRACE"] != nil { print("trace \(round) \(body.prefix(24))"); fflush(nil) }
             var frame = [UInt8](repeating: 0, count: 16) + body
@@ -231,7 +235,12 @@ extension ManagerTests {
             }
             do {
                 var reply = ByteReader(try current.readFrame())
-                if try reply.byte() == ReplyStatus.ok.rawValue { tally.ok += 1 } else { tally.error += 1 }
+                if try reply.byte() == ReplyStatus.ok.rawValue {
+                    tally.ok += 1
+                } else {
+                    tally.error += 1
+                    if environment["MP_FUZZ_TRACE"] != nil { print("error \(body[0]): \((try? reply.string()) ?? "") \((try? reply.string()) ?? "")") }
+                }
             } catch {
                 tally.closed += 1
                 current.close()
