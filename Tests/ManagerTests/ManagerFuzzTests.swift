@@ -32,7 +32,13 @@ struct FuzzFrames {
     /// Object ids by kind, made anew every few hundred frames (fuzzed destroys remove them).
     var ids: [ManagedKind: UInt64]
 
-    enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings }
+    enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings, target }
+
+    /// The distributed methods of the test's Counter actor, as the compiler names them, so that
+    /// fuzzed calls reach the server's decoding of their arguments.
+    static let targets = ["$s18ManagerTestSupport7CounterC3add_4noteS2i_SStYaKFTE",
+                          "$s18ManagerTestSupport7CounterC4failySiSSYaKFTE",
+                          "$s18ManagerTestSupport7CounterC5notesSaySSGyYaKFTE"]
 
     /// The body layout of each operation (after the operation byte and the object id), and the
     /// kind of object it applies to.
@@ -54,7 +60,7 @@ struct FuzzFrames {
         (60, .condition, [.thread, .timeout]), (61, .condition, [.thread]), (90, .condition, [.thread, .timeout]),
         (91, .condition, [.thread, .count]),
         (100, .barrier, [.timeout]), (101, .barrier, []), (102, .barrier, []), (103, .barrier, []),
-        (110, nil, [.string, .string]), (111, .actor, [.string, .strings, .blobs]), (112, .actor, []),
+        (110, nil, [.string, .string]), (111, .actor, [.target, .strings, .blobs]), (112, .actor, []),
     ]
 
     /// Operations that may wait on the server.
@@ -117,10 +123,17 @@ struct FuzzFrames {
         case .blobs:
             let n = Int.random(in: 0...4, using: &rng)
             var out = chance(20) ? edgeVarint() : Self.varint(UInt64(n))
-            for _ in 0..<n { out += Self.blob(storedValue()) }
+            // An actor's arguments: wire-encoded Ints and Strings (Counter.add's types) or junk.
+            for _ in 0..<n {
+                out += Self.blob(chance(50) ? storedValue() : pick([Self.signedBytes(5), Self.blob(Array("note".utf8)), Self.blob([0xFF, 0xFE]),
+                                                                     Self.varint(UInt64(Int64.max)), []]))
+            }
             return out
+        case .target:
+            return chance(80) ? Self.blob(Array(pick(Self.targets).utf8)) : value(for: .string)
         case .strings:
-            let n = Int.random(in: 0...2, using: &rng)
+            // Mostly none: a call with generic substitutions is refused before its arguments.
+            let n = chance(75) ? 0 : Int.random(in: 1...2, using: &rng)
             var out = chance(20) ? edgeVarint() : Self.varint(UInt64(n))
             for _ in 0..<n { out += value(for: .string) }
             return out
