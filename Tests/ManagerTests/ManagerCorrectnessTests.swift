@@ -385,6 +385,34 @@ extension ManagerTests {
         try stillServes(manager, counters)
     }
 
+    @Test func aBusyGreetingIsReadAsARefusalThatNamesTheLimit() throws {
+        // A server whose handshake threads are all taken answers a new connection with the busy
+        // greeting and closes it. Played here by a listener of the test's own.
+        let directory = try ManagerPlatform.makeTemporaryDirectory(prefix: "/tmp/mp-busy-")
+        let path = directory + "/socket"
+        let listener = try ManagerPlatform.unixSocket()
+        try ManagerPlatform.listenUnix(listener, path: path, backlog: 4)
+        defer {
+            ManagerPlatform.close(listener)
+            ManagerPlatform.unlink(path)
+            ManagerPlatform.removeDirectory(directory)
+        }
+        let server = Thread {
+            guard let fd = try? ManagerPlatform.accept(listener) else { return }
+            ManagerPlatform.writeNow(fd, Handshake.busyGreeting(limit: 77))
+            ManagerPlatform.close(fd)
+        }
+        server.start()
+        let socket = try rawSocket(.unix(path: path))
+        defer { socket.close() }
+        #expect {
+            try Handshake.connect(socket, key: AuthKey.random(), clientID: 1, address: .unix(path: path))
+        } throws: { error in
+            guard let refusal = error as? Handshake.RetryableRefusal else { return false }
+            return refusal.error.code == .serverBusy && refusal.error.message.contains("maximumPendingHandshakes = 77")
+        }
+    }
+
     @Test func aBurstOfClientsAgainstASmallHandshakeLimitAllGetIn() throws {
         // Eight processes connect at once (two connections each) to a server that takes two
         // handshakes at a time: those cut short try again, and every call lands.
