@@ -153,6 +153,21 @@ extension ManagerTests {
         try stillServes(manager, counters)
     }
 
+    @Test func badFactoryArgumentsAreErrorsThatNameTheArgument() throws {
+        // Issue 12 item 9's manager half: these were preconditions, which ended the caller.
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        func names(_ argument: String) -> (any Error) -> Bool {
+            { ($0 as? MultiprocessingError)?.code == .misuse && ($0 as? MultiprocessingError)?.message.contains(argument) == true }
+        }
+        #expect(performing: { _ = try manager.semaphore(value: -1) }, throws: names("value"))
+        #expect(performing: { _ = try manager.barrier(parties: 0) }, throws: names("parties"))
+        #expect(performing: { _ = try manager.barrier(parties: -1) }, throws: names("parties"))
+        let semaphore = try manager.semaphore(value: 0)
+        #expect(performing: { try semaphore.release(-1) }, throws: names("count"))
+        #expect(try semaphore.value() == 0)
+    }
+
     // MARK: item 14: Event set() then clear() wakes every waiter
 
     @Test func eventSetThenClearWakesEveryWaiterInOtherProcesses() throws {
