@@ -265,3 +265,70 @@ int cmp_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *ac
 }
 
 char **cmp_environ(void) { return environ; }
+
+// MARK: process start: children of the fork server, fresh threads, the child's channel
+#include <pthread.h>
+#include <sys/resource.h>
+
+pid_t cmp_clone_sibling(void) {
+    // No new stack, no TLS, no tid pointers: the child continues on a copy of this stack, like fork.
+    long r = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | SIGCHLD), NULL, NULL, NULL, 0UL);
+    return r == -1 ? -errno : (pid_t)r;
+}
+
+int cmp_run_on_fresh_thread(void *(*body)(void *), void *context) {
+    // The child starts with no signal blocked, as a spawned child does (a parent whose threads
+    // block SIGTERM must not make its forked children immune to it); this thread, which only
+    // waits, takes no signal at all, so every signal goes to the thread that runs the child.
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    pthread_attr_t attr;
+    int r = pthread_attr_init(&attr);
+    if (r != 0) return -r;
+    r = pthread_attr_setsigmask_np(&attr, &none);
+    if (r != 0) { pthread_attr_destroy(&attr); return -r; }
+    pthread_t thread;
+    r = pthread_create(&thread, &attr, body, context);
+    pthread_attr_destroy(&attr);
+    if (r != 0) return -r;
+    pthread_join(thread, NULL);
+    return 0;
+}
+
+int cmp_move_descriptor_high(int fd) {
+    int minimum = 512;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY
+        && limit.rlim_cur < (rlim_t)minimum * 2) {
+        minimum = (int)(limit.rlim_cur / 2);
+    }
+    if (fd >= minimum) {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags == -1 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == -1) return -errno;
+        return fd;
+    }
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, minimum);
+    if (moved == -1) return -errno;
+    close(fd);
+    return moved;
+}
+
+#if defined(__linux__)
+// MARK: mpcp: resolving paths beneath a directory
+#include <linux/openat2.h>
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+int cmp_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve) {
+    // openat2 refuses a mode without O_CREAT or O_TMPFILE (EINVAL), where openat ignores it.
+    bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+    struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .mode = creates ? mode : 0, .resolve = resolve };
+    long r = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    return r == -1 ? -errno : (int)r;
+}
+uint64_t cmp_resolve_beneath(void) { return RESOLVE_BENEATH; }
+uint64_t cmp_resolve_no_symlinks(void) { return RESOLVE_NO_SYMLINKS; }
+unsigned cmp_rename_exchange(void) { return RENAME_EXCHANGE; }
+#endif

@@ -155,6 +155,13 @@ public final class CopyJob: Sendable {
             switch root {
             case .directory(let source, let target, let resumed):
                 if let resumed { markers.append(resumed) }
+                // The target (or its staged twin) is a name in its parent, the destination
+                // operand or the operand's parent, and is never followed: a symlink there is
+                // refused, as cp -a refuses to "overwrite non-directory" with a directory.
+                if let failure = registerRoots(source: source, sourceFollowsSymlink: false, destination: target.removingLastComponent()) {
+                    scheduler.record(WorkResult(failures: [failure]))
+                    continue
+                }
                 switch stage(source: source, target: target) {
                 case .staged(let stage):
                     stages.append(stage)
@@ -184,11 +191,14 @@ public final class CopyJob: Sendable {
                     scheduler.record(skipped)
                     continue
                 }
-                if !fileRootDirectories.contains(targetDirectory.isEmpty ? "." : targetDirectory) {
-                    fileRootDirectories.append(targetDirectory.isEmpty ? "." : targetDirectory)
+                let from: FilePath = sourceDirectory.isEmpty ? "." : sourceDirectory
+                let into: FilePath = targetDirectory.isEmpty ? "." : targetDirectory
+                if !fileRootDirectories.contains(into) { fileRootDirectories.append(into) }
+                if let failure = registerRoots(source: from, sourceFollowsSymlink: true, destination: into) {
+                    scheduler.record(WorkResult(failures: [failure]))
+                    continue
                 }
-                scheduler.addFileRoot(sourceDirectory: sourceDirectory.isEmpty ? "." : sourceDirectory,
-                                      destinationDirectory: targetDirectory.isEmpty ? "." : targetDirectory,
+                scheduler.addFileRoot(sourceDirectory: from, destinationDirectory: into,
                                       entry: FileEntry(name: name, destinationName: targetName, stat: stat))
             case .symlink(let source, let target):
                 if options.noClobber, (try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) })) != nil {
@@ -243,6 +253,25 @@ public final class CopyJob: Sendable {
         report.dryRun = options.dryRun
         report.seconds = Double(system_clockMonotonicNanoseconds() - start) / 1e9
         return report
+    }
+
+    /// Records, for the performer (and the worker processes), the directories that the paths of
+    /// one operand's work lie beneath, with their identity now (see `Resolver`). A failure when
+    /// either is not a directory any more.
+    private func registerRoots(source: FilePath, sourceFollowsSymlink: Bool, destination: FilePath) -> CopyFailure? {
+        var roots = TreeRoots()
+        do throws(Errno) {
+            roots.sources = [try Resolver.root(source, followsSymlink: sourceFollowsSymlink)]
+        } catch {
+            return CopyFailure(path: source, operation: "open directory", errno: error)
+        }
+        do throws(Errno) {
+            roots.destinations = [try Resolver.root(destination, followsSymlink: true)]
+        } catch {
+            return CopyFailure(path: source, operation: "open destination directory '\(destination)'", errno: error)
+        }
+        performer.resolver.register(roots)
+        return nil
     }
 
     /// Stops the copy: workers finish the step they are in (at most 16 MiB), remove their

@@ -300,7 +300,14 @@ public final class ManagerActorSystem: DistributedActorSystem, Sendable {
     public func actorReady<Act>(_ actor: Act) where Act: DistributedActor, Act.ID == ActorID {
         guard let server = server.withLock({ $0 }) else { return }
         let box = ActorBox(actor, system: self)
-        server.table.withLock { $0.objects[actor.id.id]?.actor = box }
+        // A box this replaces is released after the lock: releasing an actor runs its deinit,
+        // which comes back here (resignID) for the same lock.
+        let replaced = server.table.withLock { table -> (any ManagedActorBox)? in
+            let old = table.objects[actor.id.id]?.actor
+            table.objects[actor.id.id]?.actor = box
+            return old
+        }
+        withExtendedLifetime(replaced) {}
     }
 
     /// Forgets an actor that was deinitialized.
@@ -308,7 +315,8 @@ public final class ManagerActorSystem: DistributedActorSystem, Sendable {
     /// - Parameter id: its id.
     public func resignID(_ id: ActorID) {
         guard let server = server.withLock({ $0 }) else { return }
-        server.table.withLock { _ = $0.objects.removeValue(forKey: id.id) }
+        let removed = server.table.withLock { $0.objects.removeValue(forKey: id.id) }
+        withExtendedLifetime(removed) {}
     }
 
     /// A new argument recorder.

@@ -76,14 +76,20 @@ internal final class ManagerClient: Sendable {
         var key: AuthKey
     }
     private static let registry = Mutex<[RegistryKey: ManagerClient]>([:])
-    /// The key last used with each address in this process: a proxy that arrives without a key
-    /// (decoded from a manager's own dictionary, say) uses it.
+    /// The key that last authenticated with each address in this process: a proxy that arrives
+    /// without a key (decoded from a manager's own dictionary, say) uses it. Only a key the
+    /// server accepted is recorded, so a failed connect with a wrong key changes nothing.
     private static let keyring = Mutex<[ManagerAddress: AuthKey]>([:])
+
+    /// Records `key` as the one that works for `address`: after a handshake succeeded with it,
+    /// or for a server this process started with it.
+    internal static func remember(_ key: AuthKey, for address: ManagerAddress) {
+        keyring.withLock { $0[address] = key }
+    }
 
     /// The one client of this process for `address` and `key`.
     internal static func shared(_ address: ManagerAddress, key: AuthKey) -> ManagerClient {
-        keyring.withLock { $0[address] = key }
-        return registry.withLock { registry in
+        registry.withLock { registry in
             let registryKey = RegistryKey(address: address, key: key)
             if let existing = registry[registryKey] { return existing }
             let client = ManagerClient(address: address, key: key)
@@ -109,8 +115,24 @@ internal final class ManagerClient: Sendable {
         for socket in sockets { socket.close() }
     }
 
-    /// Opens and authenticates a new connection.
+    /// Opens and authenticates a new connection. A handshake the server cut short because too
+    /// many were pending (peers flooding it, or a burst of clients) is tried again, with a
+    /// growing pause, for up to 10 s; then the refusal is thrown, naming the limit.
     internal func open() throws -> FrameSocket {
+        let giveUp = ManagerPlatform.monotonicNanoseconds() + 10_000_000_000
+        var pause: Int64 = 1_000_000
+        while true {
+            do {
+                return try openOnce()
+            } catch let refusal as Handshake.RetryableRefusal {
+                guard ManagerPlatform.monotonicNanoseconds() + pause < giveUp else { throw refusal.error }
+                ManagerPlatform.sleep(nanoseconds: pause)
+                pause = min(pause * 2, 100_000_000)
+            }
+        }
+    }
+
+    private func openOnce() throws -> FrameSocket {
         let fd: CInt
         do throws(Errno) {
             switch address {
@@ -133,6 +155,8 @@ internal final class ManagerClient: Sendable {
         let socket = FrameSocket(descriptor: fd, maximumMessageSize: maximumMessageSize)
         // A server that accepts but never answers must not hang the client for ever.
         ManagerPlatform.setIOTimeout(fd, nanoseconds: 10_000_000_000)
+        // Absolute, like the server's: a server that trickles its bytes cannot hold this either.
+        socket.readDeadline = ManagerPlatform.monotonicNanoseconds() + 10_000_000_000
         do {
             try Handshake.connect(socket, key: key, clientID: ClientIdentity.current, address: address)
         } catch let error as MultiprocessingError where error.code == .timedOut {
@@ -142,6 +166,8 @@ internal final class ManagerClient: Sendable {
             socket.close()
             throw error
         }
+        ManagerClient.remember(key, for: address)
+        socket.readDeadline = nil
         ManagerPlatform.setIOTimeout(fd, nanoseconds: nil)
         socket.spinNanoseconds = 50_000
         return socket
@@ -321,6 +347,12 @@ public struct ObjectReference: Sendable, Hashable, Codable {
         hasher.combine(address)
         hasher.combine(id)
         hasher.combine(kind)
+    }
+
+    /// How many calls are blocked on this object on the server now (tests and diagnostics).
+    internal func waiterCount() throws -> Int {
+        var reply = try call(.waiters)
+        return try reply.int()
     }
 
     /// Sends a request about this object and returns the reply's reader.

@@ -21,10 +21,20 @@ internal final class FrameSocket: @unchecked Sendable {
     /// How long a read polls before it sleeps (0: never polls).
     internal var spinNanoseconds: Int64 = 0
 
+    /// When set (CLOCK_MONOTONIC nanoseconds), every read fails with `timedOut` once this moment
+    /// has passed, however the bytes trickle in: the handshake's absolute deadline. (A socket
+    /// receive timeout would restart with every byte, and one byte every few seconds would hold
+    /// the connection for ever.)
+    internal var readDeadline: Int64?
+
+    /// The read buffer's first size. It grows as bytes arrive, never by what a frame header
+    /// announces, so a peer that announces a large frame and stalls costs no memory.
+    internal static let initialBufferSize = 16 * 1024
+
     internal init(descriptor: CInt, maximumMessageSize: Int) {
         self.descriptor = descriptor
         self.maximumMessageSize = maximumMessageSize
-        self.buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        self.buffer = [UInt8](repeating: 0, count: FrameSocket.initialBufferSize)
     }
 
     deinit { close() }
@@ -60,7 +70,20 @@ internal final class FrameSocket: @unchecked Sendable {
                 start = 0
                 end = unread
             }
-            if count > buffer.count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
+            // Grow only when the buffer is full of bytes that arrived, and then at most double:
+            // the buffer never holds more than twice what the peer really sent.
+            if count > buffer.count && end == buffer.count {
+                let grown = min(count, buffer.count * 2)
+                buffer.append(contentsOf: repeatElement(0, count: grown - buffer.count))
+            }
+        }
+        if let readDeadline {
+            let left = readDeadline - ManagerPlatform.monotonicNanoseconds()
+            guard left > 0 else { throw .resourceTemporarilyUnavailable }
+            let milliseconds = CInt(clamping: (left + 999_999) / 1_000_000)
+            guard ManagerPlatform.waitReadable(descriptor, milliseconds: milliseconds) else {
+                throw .resourceTemporarilyUnavailable
+            }
         }
         var failure: Errno?
         let spin = spinNanoseconds
@@ -141,7 +164,7 @@ internal final class FrameSocket: @unchecked Sendable {
                 start = 0
                 end = 0
                 // A large frame grew the buffer: give the memory back.
-                if buffer.count > 256 * 1024 { buffer = [UInt8](repeating: 0, count: 16 * 1024) }
+                if buffer.count > 256 * 1024 { buffer = [UInt8](repeating: 0, count: FrameSocket.initialBufferSize) }
             }
         }
         return Array(buffer[start..<(start + length)])

@@ -45,9 +45,53 @@ internal enum Handshake {
         (0..<8).map { UInt8(truncatingIfNeeded: id >> (8 * UInt64($0))) }
     }
 
+    /// Why a server turns a connection away (the answer's status byte: 2 and 3; 1 is a wrong key).
+    internal enum Refusal {
+        /// The client proved its key, but `maximumConnections` authenticated connections are open.
+        case connectionsFull(limit: Int)
+        /// `maximumPendingHandshakes` newer connections arrived while this one was in the
+        /// handshake, and it was the oldest: the client may try again.
+        case handshakesFull(limit: Int)
+    }
+
+    private static func limitBytes(_ limit: Int) -> [UInt8] { idBytes(UInt64(max(0, limit))) }
+
+    private static func readLimit(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        var value: UInt64 = 0
+        for (i, b) in bytes.prefix(8).enumerated() { value |= UInt64(b) << (8 * UInt64(i)) }
+        return value
+    }
+
+    /// The server's answer for a refusal: status, the limit (8 bytes, little-endian), zeros.
+    internal static func refusalAnswer(_ refusal: Refusal) -> [UInt8] {
+        let (status, limit): (UInt8, Int)
+        switch refusal {
+        case .connectionsFull(let n): (status, limit) = (2, n)
+        case .handshakesFull(let n): (status, limit) = (3, n)
+        }
+        return [status] + limitBytes(limit) + [UInt8](repeating: 0, count: serverAnswerSize - 9)
+    }
+
+    /// The greeting of a server that cannot take one more connection into the handshake at all
+    /// (its handshake threads are at twice `maximumPendingHandshakes`): "MPMG", the version, a 1
+    /// where a greeting has 0, then the limit in place of the nonce.
+    internal static func busyGreeting(limit: Int) -> [UInt8] {
+        [0x4D, 0x50, 0x4D, 0x47, version, 1, 0, 0] + limitBytes(limit) + [UInt8](repeating: 0, count: serverHelloSize - 16)
+    }
+
+    /// A refusal a client may retry: the server was only busy with other handshakes.
+    internal struct RetryableRefusal: Error {
+        internal let error: MultiprocessingError
+    }
+
+    private static func pendingMessage(_ address: ManagerAddress, _ limit: UInt64) -> String {
+        "The manager server at \(address) turned the connection away: too many connections were in the handshake at once (ManagerLimits.maximumPendingHandshakes = \(limit)). Unauthenticated peers may be flooding it."
+    }
+
     /// The server's side. Returns the client id, or throws `authenticationFailed` (after telling
-    /// the client), `timedOut`, `endOfStream` or `malformedFrame`.
-    internal static func serve(_ socket: FrameSocket, key: AuthKey) throws -> UInt64 {
+    /// the client), `serverBusy` (after telling the client why: `admit`, called once the client
+    /// proved its key, returned a refusal), `timedOut`, `endOfStream` or `malformedFrame`.
+    internal static func serve(_ socket: FrameSocket, key: AuthKey, admit: () -> Refusal?) throws -> UInt64 {
         let serverNonce = nonce()
         var hello: [UInt8] = [0x4D, 0x50, 0x4D, 0x47, version, 0, 0, 0]
         hello.append(contentsOf: serverNonce)
@@ -60,13 +104,19 @@ internal enum Handshake {
             try? write(socket, [1] + [UInt8](repeating: 0, count: 32))
             throw MultiprocessingError(.authenticationFailed, "A client failed authentication: it does not hold this manager's key.")
         }
+        if let refusal = admit() {
+            try? write(socket, refusalAnswer(refusal))
+            throw MultiprocessingError(.serverBusy, "A client was turned away: \(refusal).")
+        }
         try write(socket, [0] + tag(key, label: "mp-manager server", clientNonce, serverNonce, idRaw))
         var id: UInt64 = 0
         for (i, b) in idRaw.enumerated() { id |= UInt64(b) << (8 * UInt64(i)) }
         return id
     }
 
-    /// The client's side. Throws `authenticationFailed` when either side's proof fails.
+    /// The client's side. Throws `authenticationFailed` when either side's proof fails,
+    /// `serverBusy` when the server serves its maximum of authenticated connections, and
+    /// ``RetryableRefusal`` when it was only busy with other handshakes.
     internal static func connect(_ socket: FrameSocket, key: AuthKey, clientID: UInt64, address: ManagerAddress) throws {
         let hello = try socket.readExactly(serverHelloSize)
         guard hello[0] == 0x4D, hello[1] == 0x50, hello[2] == 0x4D, hello[3] == 0x47 else {
@@ -75,17 +125,35 @@ internal enum Handshake {
         guard hello[4] == version else {
             throw MultiprocessingError(.malformedFrame, "The manager server at \(address) speaks protocol version \(hello[4]); this library speaks \(version).")
         }
+        if hello[5] == 1 {
+            throw RetryableRefusal(error: MultiprocessingError(.serverBusy, pendingMessage(address, readLimit(hello[8...]))))
+        }
         let serverNonce = Array(hello[8..<40])
         let clientNonce = nonce()
         let idRaw = idBytes(clientID)
-        try write(socket, clientNonce + idRaw + tag(key, label: "mp-manager client", serverNonce, clientNonce, idRaw))
+        // A server that cut this handshake short may have written its reason and closed before
+        // the answer arrived: the write then fails, and the reason is still there to read.
+        var writeFailure: (any Error)?
+        do {
+            try write(socket, clientNonce + idRaw + tag(key, label: "mp-manager client", serverNonce, clientNonce, idRaw))
+        } catch {
+            writeFailure = error
+        }
         let reply: [UInt8]
         do {
             reply = try socket.readExactly(serverAnswerSize)
         } catch let error as MultiprocessingError where error.code == .endOfStream || error.code == .malformedFrame {
+            if let writeFailure { throw writeFailure }
             // A server that refuses a key says so (status 1); one that just vanished died.
             throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection during the handshake (it died or shut down).")
         }
+        if reply[0] == 2 {
+            throw MultiprocessingError(.serverBusy, "The manager server at \(address) refused the connection: it already serves its maximum of \(readLimit(reply[1...])) authenticated connections (ManagerLimits.maximumConnections). Close idle clients, or start the server with a higher limit.")
+        }
+        if reply[0] == 3 {
+            throw RetryableRefusal(error: MultiprocessingError(.serverBusy, pendingMessage(address, readLimit(reply[1...]))))
+        }
+        if let writeFailure { throw writeFailure }
         guard reply[0] == 0 else {
             throw MultiprocessingError(.authenticationFailed, "Authentication with the manager at \(address) failed: the server refused this process's key. Pass the server's key with authKey:.")
         }

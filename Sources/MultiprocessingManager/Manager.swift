@@ -116,6 +116,7 @@ public final class Manager: Sendable {
             state.server = child
             state.address = address
             state.directory = directory
+            ManagerClient.remember(authKey, for: address)
         }
     }
 
@@ -366,9 +367,11 @@ public final class Manager: Sendable {
     ///   - value: the initial permits.
     ///   - name: a name to find it by; nil for an anonymous one.
     /// - Returns: the proxy.
-    /// - Throws: as ``dictionary(_:_:name:)``.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative `value`; as ``dictionary(_:_:name:)``.
     public func semaphore(value: Int = 1, name: String? = nil) throws -> ManagedSemaphore {
-        precondition(value >= 0, "a semaphore's value must not be negative")
+        guard value >= 0 else {
+            throw MultiprocessingError(.misuse, "Manager.semaphore: value must not be negative (it was \(value)).")
+        }
         return ManagedSemaphore(reference: try make(.semaphore, name: name, parameter: Int64(value)))
     }
 
@@ -396,9 +399,11 @@ public final class Manager: Sendable {
     ///   - parties: how many callers it waits for.
     ///   - name: a name to find it by; nil for an anonymous one.
     /// - Returns: the proxy.
-    /// - Throws: as ``dictionary(_:_:name:)``.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `parties` is below 1; as ``dictionary(_:_:name:)``.
     public func barrier(parties: Int, name: String? = nil) throws -> ManagedBarrier {
-        precondition(parties > 0, "a barrier needs at least one party")
+        guard parties > 0 else {
+            throw MultiprocessingError(.misuse, "Manager.barrier: parties must be at least 1 (it was \(parties)).")
+        }
         return ManagedBarrier(reference: try make(.barrier, name: name, parameter: Int64(parties)))
     }
 

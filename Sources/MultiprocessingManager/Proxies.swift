@@ -182,13 +182,41 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
             var next = current
             try body(&next)
             guard let next else {
-                _ = try removeValue(forKey: key)
-                return nil
+                // Delete only what `body` saw: another process's change in between makes it
+                // run again on the new value.
+                let (deleted, now) = try compareAndDelete(key, expected: current)
+                if deleted { return nil }
+                current = now
+                continue
             }
             let (swapped, now) = try compareAndSwap(key, expected: current, new: next)
             if swapped { return next }
             current = now
         }
+    }
+
+    /// Removes the entry of `key` only if its value is `expected` (nil: only if absent, which
+    /// removes nothing).
+    ///
+    /// - Parameters:
+    ///   - key: the key.
+    ///   - expected: the value the caller last saw, or nil for "no value".
+    /// - Returns: whether the key is now absent because of this call's compare, and the value it
+    ///   holds when the compare failed.
+    /// - Throws: as ``get(_:)``.
+    @discardableResult
+    public func compareAndDelete(_ key: Key, expected: Value?) throws -> (deleted: Bool, current: Value?) {
+        let k = try ValueCoding.encode(key)
+        let e = try expected.map { try ValueCoding.encode($0) }
+        var reply = try reference.call(.dCompareAndDelete) {
+            $0.blob(k)
+            $0.bool(e != nil)
+            $0.blob(e ?? [])
+        }
+        let deleted = try reply.bool()
+        let present = try reply.bool()
+        let current = try reply.blob()
+        return (deleted, present ? try ValueCoding.decode(Value.self, current) : nil)
     }
 }
 
@@ -523,7 +551,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
         let e = try ValueCoding.encode(item)
         _ = try reference.call(.qPut, interrupt: interrupt) {
             $0.blob(e)
-            $0.timeout(timeout)
+            try $0.timeout(timeout)
         }
     }
 
@@ -547,7 +575,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     }
 
     private func get(timeout: Duration?, interrupt: CallInterrupt?) throws -> Element {
-        var reply = try reference.call(.qGet, interrupt: interrupt) { $0.timeout(timeout) }
+        var reply = try reference.call(.qGet, interrupt: interrupt) { try $0.timeout(timeout) }
         return try ValueCoding.decode(Element.self, try reply.blob())
     }
 
@@ -612,7 +640,7 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     internal func acquire(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws {
         var reply = try reference.call(.acquire, interrupt: interrupt) {
             $0.varint(thread)
-            $0.timeout(timeout)
+            try $0.timeout(timeout)
         }
         switch try reply.byte() {
         case 0: return
@@ -684,7 +712,7 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
     }
 
     private func acquire(timeout: Duration?, interrupt: CallInterrupt?) throws {
-        var reply = try reference.call(.semAcquire, interrupt: interrupt) { $0.timeout(timeout) }
+        var reply = try reference.call(.semAcquire, interrupt: interrupt) { try $0.timeout(timeout) }
         guard try reply.bool() else {
             throw MultiprocessingError(.timedOut, "Acquiring the manager semaphore timed out\(timeout.map { " after \($0)" } ?? "").")
         }
@@ -693,9 +721,12 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
     /// Returns `count` permits.
     ///
     /// - Parameter count: how many.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative `count`, or one that would
+    ///   overflow the count; ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     public func release(_ count: Int = 1) throws {
-        precondition(count >= 0, "release count must not be negative")
+        guard count >= 0 else {
+            throw MultiprocessingError(.misuse, "ManagedSemaphore.release: count must not be negative (it was \(count)).")
+        }
         _ = try reference.call(.semRelease) { $0.varint(UInt64(count)) }
     }
 
@@ -756,7 +787,7 @@ public struct ManagedEvent: Sendable, Codable, Hashable {
     }
 
     private func wait(timeout: Duration?, interrupt: CallInterrupt?) throws -> Bool {
-        var reply = try reference.call(.evWait, interrupt: interrupt) { $0.timeout(timeout) }
+        var reply = try reference.call(.evWait, interrupt: interrupt) { try $0.timeout(timeout) }
         return try reply.bool()
     }
 }
@@ -811,7 +842,7 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     private func wait(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws -> Bool {
         var reply = try reference.call(.cWait, interrupt: interrupt) {
             $0.varint(thread)
-            $0.timeout(timeout)
+            try $0.timeout(timeout)
         }
         return try reply.bool()
     }
@@ -825,6 +856,9 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     /// - Throws: as ``wait(timeout:)``, and what `predicate` throws.
     @discardableResult
     public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws -> Bool {
+        if let timeout, timeout < .zero {
+            throw MultiprocessingError(.misuse, "ManagedCondition.wait(for:): the timeout must not be negative (it was \(timeout)).")
+        }
         let clock = ContinuousClock()
         let end = timeout.map { clock.now + $0 }
         while try !predicate() {
@@ -885,7 +919,7 @@ public struct ManagedBarrier: Sendable, Codable, Hashable {
     }
 
     private func wait(timeout: Duration?, interrupt: CallInterrupt?) throws -> Int {
-        var reply = try reference.call(.bWait, interrupt: interrupt) { $0.timeout(timeout) }
+        var reply = try reference.call(.bWait, interrupt: interrupt) { try $0.timeout(timeout) }
         return try reply.int()
     }
 

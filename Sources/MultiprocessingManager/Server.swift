@@ -4,24 +4,49 @@ import SystemPackage
 
 /// Limits a server applies to every connection.
 public struct ManagerLimits: Sendable, Codable, Hashable {
-    /// How long a new connection may take to authenticate before it is closed.
+    /// How long a new connection may take to authenticate before it is closed. The deadline is
+    /// absolute: it runs from the accept, however slowly the peer's bytes arrive.
     public var handshakeTimeout: Duration
-    /// The largest request body the server reads; a larger frame header closes the connection
-    /// before anything is allocated.
+    /// The largest request body the server reads; a larger frame header closes the connection.
+    /// The server's buffer grows as a frame's bytes arrive, never by what a header announces.
     public var maximumMessageSize: Int
-    /// The most connections served at once (one thread each); more wait in the listen backlog.
+    /// The most authenticated connections served at once (one thread each). A client that proves
+    /// its key when this many are open is refused with ``MultiprocessingError/Code/serverBusy``,
+    /// and told this limit.
     public var maximumConnections: Int
+    /// The most connections still in the handshake at once, counted apart from the authenticated
+    /// ones, so that peers that never authenticate cannot take the place of clients that do. When
+    /// a new connection arrives with this many pending, the oldest pending handshake is cut short
+    /// (its client is told, and retries).
+    public var maximumPendingHandshakes: Int
 
     /// Limits.
     ///
     /// - Parameters:
     ///   - handshakeTimeout: the handshake's deadline (5 s by default).
     ///   - maximumMessageSize: the request size limit (64 MiB by default).
-    ///   - maximumConnections: the connection limit (1024 by default).
-    public init(handshakeTimeout: Duration = .seconds(5), maximumMessageSize: Int = 64 << 20, maximumConnections: Int = 1024) {
+    ///   - maximumConnections: the limit of authenticated connections (1024 by default).
+    ///   - maximumPendingHandshakes: the limit of connections in the handshake (128 by default).
+    public init(handshakeTimeout: Duration = .seconds(5), maximumMessageSize: Int = 64 << 20, maximumConnections: Int = 1024,
+                maximumPendingHandshakes: Int = 128) {
         self.handshakeTimeout = handshakeTimeout
         self.maximumMessageSize = maximumMessageSize
         self.maximumConnections = maximumConnections
+        self.maximumPendingHandshakes = maximumPendingHandshakes
+    }
+}
+
+/// A connection that has not authenticated yet. Its fields are guarded by the server's table lock.
+internal final class PendingHandshake: @unchecked Sendable {
+    // @unchecked: `evicted` is only touched under the table lock; `socket` is immutable.
+    internal let order: UInt64
+    internal let socket: FrameSocket
+    /// Cut short to make room for a newer connection (see `ManagerLimits.maximumPendingHandshakes`).
+    internal var evicted = false
+
+    internal init(order: UInt64, socket: FrameSocket) {
+        self.order = order
+        self.socket = socket
     }
 }
 
@@ -33,7 +58,13 @@ internal struct ServerTable {
     /// Open connections per client id: when a client's count reaches zero, its process has gone
     /// (or closed every connection), and the locks it held are freed.
     var clients: [UInt64: Int] = [:]
+    /// Authenticated connections.
     var connections = 0
+    /// Connections in the handshake that have not been cut short, by arrival order.
+    var pending: [UInt64: PendingHandshake] = [:]
+    var nextPendingOrder: UInt64 = 0
+    /// Threads still running a handshake, cut short or not (bounded at twice the pending limit).
+    var handshakeThreads = 0
 }
 
 /// A distributed actor hosted by the server (see ManagerActorSystem).
@@ -84,41 +115,102 @@ internal final class ManagerServer: @unchecked Sendable {
             } catch {
                 ManagerPlatform.exitNow(3)
             }
-            let admitted = table.withLock { table -> Bool in
-                guard table.connections < limits.maximumConnections else { return false }
-                table.connections += 1
-                return true
-            }
-            guard admitted else {
-                ManagerPlatform.close(fd)
-                continue
-            }
-            let socket = FrameSocket(descriptor: fd, maximumMessageSize: limits.maximumMessageSize)
-            do throws(MultiprocessingError) {
-                try ManagerPlatform.startThread(name: "mp-manager-conn") { [self] in
-                    self.serveConnection(socket)
-                    self.table.withLock { $0.connections -= 1 }
-                }
-            } catch {
-                socket.close()
-                table.withLock { $0.connections -= 1 }
-            }
+            admit(fd)
         }
     }
 
-    /// One connection: the handshake under its deadline, then requests until the peer leaves or
-    /// sends something malformed. Whatever happens, only this connection closes.
-    private func serveConnection(_ socket: FrameSocket) {
-        defer { socket.close() }
-        let (seconds, attoseconds) = limits.handshakeTimeout.components
-        ManagerPlatform.setIOTimeout(socket.descriptor, nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        let client: UInt64
-        do {
-            client = try Handshake.serve(socket, key: key)
-        } catch {
+    /// Takes a new connection into the handshake, on a thread of its own. With
+    /// `maximumPendingHandshakes` pending already, the oldest is cut short to make room (its
+    /// thread tells its client why); with as many threads still finishing cut-short handshakes
+    /// again, the new connection is refused at once, with the reason in place of the greeting.
+    private func admit(_ fd: CInt) {
+        let pendingLimit = max(1, limits.maximumPendingHandshakes)
+        let socket = FrameSocket(descriptor: fd, maximumMessageSize: limits.maximumMessageSize)
+        let admitted = table.withLock { table -> PendingHandshake? in
+            guard table.handshakeThreads < 2 * pendingLimit else { return nil }
+            if table.pending.count >= pendingLimit, let oldest = table.pending.values.min(by: { $0.order < $1.order }) {
+                table.pending[oldest.order] = nil
+                oldest.evicted = true
+                // Wakes the victim's thread from its read; it can still write its client the
+                // reason. Under the lock: the victim's thread closes its socket only after it
+                // has left the pending set, so this descriptor is still the victim's.
+                ManagerPlatform.shutdownRead(oldest.socket.descriptor)
+            }
+            let entry = PendingHandshake(order: table.nextPendingOrder, socket: socket)
+            table.nextPendingOrder += 1
+            table.pending[entry.order] = entry
+            table.handshakeThreads += 1
+            return entry
+        }
+        guard let entry = admitted else {
+            ManagerPlatform.writeNow(fd, Handshake.busyGreeting(limit: pendingLimit))
+            socket.close()
             return
         }
+        do throws(MultiprocessingError) {
+            try ManagerPlatform.startThread(name: "mp-manager-conn") { [self] in
+                self.serveConnection(entry)
+            }
+        } catch {
+            table.withLock { table in
+                table.pending[entry.order] = nil
+                table.handshakeThreads -= 1
+            }
+            socket.close()
+        }
+    }
+
+    /// One connection: the handshake under its absolute deadline, then requests until the peer
+    /// leaves or sends something malformed. Whatever happens, only this connection closes.
+    private func serveConnection(_ entry: PendingHandshake) {
+        let socket = entry.socket
+        defer { socket.close() }
+        let timeout = wireTimeoutNanoseconds(max(.zero, limits.handshakeTimeout))
+        let (deadline, overflow) = ManagerPlatform.monotonicNanoseconds().addingReportingOverflow(timeout)
+        socket.readDeadline = overflow ? nil : deadline
+        // Writes too must not hang on a peer that never reads.
+        ManagerPlatform.setIOTimeout(socket.descriptor, nanoseconds: max(1_000_000, timeout))
+        let pendingLimit = max(1, limits.maximumPendingHandshakes)
+        let connectionLimit = max(1, limits.maximumConnections)
+        var admitted = false
+        var answered = false
+        let outcome: Result<UInt64, any Error> = Result {
+            try Handshake.serve(socket, key: key) { () -> Handshake.Refusal? in
+                // The client proved its key: it leaves the pending set and becomes a served
+                // connection, if there is room.
+                answered = true
+                return table.withLock { table in
+                    table.pending[entry.order] = nil
+                    if entry.evicted { return .handshakesFull(limit: pendingLimit) }
+                    guard table.connections < connectionLimit else { return .connectionsFull(limit: connectionLimit) }
+                    table.connections += 1
+                    admitted = true
+                    return nil
+                }
+            }
+        }
+        let evicted = table.withLock { table -> Bool in
+            table.pending[entry.order] = nil
+            table.handshakeThreads -= 1
+            return entry.evicted
+        }
+        guard case .success(let client) = outcome, admitted else {
+            if evicted, !answered, case .failure(let error) = outcome,
+               (error as? MultiprocessingError)?.code != .authenticationFailed {
+                // Cut short while it waited for the client's answer: say why, in the answer's place.
+                try? socket.write(Handshake.refusalAnswer(.handshakesFull(limit: pendingLimit)))
+            }
+            if admitted { table.withLock { $0.connections -= 1 } }
+            return
+        }
+        defer { table.withLock { $0.connections -= 1 } }
+        socket.readDeadline = nil
         ManagerPlatform.setIOTimeout(socket.descriptor, nanoseconds: nil)
+        serveRequests(socket, client: client)
+    }
+
+    /// Requests on an authenticated connection, until the peer leaves or sends something malformed.
+    private func serveRequests(_ socket: FrameSocket, client: UInt64) {
         // A client's next request usually follows its last reply within microseconds.
         socket.spinNanoseconds = 50_000
         table.withLock { $0.clients[client, default: 0] += 1 }
@@ -199,6 +291,8 @@ internal final class ConnectionContext: @unchecked Sendable {
     internal let socket: FrameSocket
     internal let client: UInt64
     internal var shutdownRequested = false
+    /// Calls that would wait give up at once (the in-process fuzz target; see ManagerFuzzing).
+    internal var neverWaits = false
 
     internal init(socket: FrameSocket, client: UInt64) {
         self.socket = socket

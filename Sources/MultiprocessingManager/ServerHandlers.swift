@@ -24,6 +24,8 @@ extension ManagerServer {
             reply.varint(UInt64(ManagerPlatform.processID()))
         case .shutdown:
             connection.shutdownRequested = true
+        case .waiters:
+            reply.varint(UInt64(try withObject(id, ManagedKind.allKinds) { $0.waiting }))
         case .create:
             let rawKind = try reader.byte()
             guard let kind = ManagedKind(rawValue: rawKind), kind != .actor else {
@@ -43,13 +45,15 @@ extension ManagerServer {
             reply.byte(found.1.rawValue)
             reply.varint(found.0)
         case .destroy:
-            table.withLock { table in
-                if let object = table.objects.removeValue(forKey: id) {
-                    if let name = object.name { table.names[name] = nil }
-                    object.destroyed = true
-                    object.changed()
-                }
+            // The object is released after the lock: an actor's deinit takes the lock itself.
+            let removed = table.withLock { table -> ServerObject? in
+                guard let object = table.objects.removeValue(forKey: id) else { return nil }
+                if let name = object.name, table.names[name] == id { table.names[name] = nil }
+                object.destroyed = true
+                object.changed()
+                return object
             }
+            withExtendedLifetime(removed) {}
         case .actorCreate:
             let typeName = try reader.string()
             let name = try reader.string()
@@ -104,7 +108,9 @@ extension ManagerServer {
             switch kind {
             case .value: object.value = initial
             case .queue: object.maximumSize = Int(clamping: max(0, parameter))
-            case .semaphore: object.permits = Int(clamping: max(0, parameter))
+            case .semaphore:
+                guard parameter >= 0 else { throw MultiprocessingError(.misuse, "A semaphore's value must not be negative (it was \(parameter)).") }
+                object.permits = Int(clamping: parameter)
             case .barrier:
                 guard parameter > 0 else { throw MultiprocessingError(.misuse, "A barrier needs at least one party.") }
                 object.parties = Int(clamping: parameter)
@@ -137,13 +143,24 @@ extension ManagerServer {
     /// the client hangs up (throws `endOfStream`). `attempt` runs under the table lock.
     private func waitFor<R>(_ object: ServerObject, timeout: Int64?, _ connection: ConnectionContext,
                             _ attempt: (ServerObject) throws -> R?) throws -> R? {
-        let deadline = timeout.map { ManagerPlatform.monotonicNanoseconds() &+ $0 }
+        // Saturating: a timeout the clock cannot reach (over 292 years from boot) waits for ever.
+        // Timeouts are never negative here (ByteReader.timeout refuses them).
+        let deadline = timeout.flatMap { timeout -> Int64? in
+            let (sum, overflow) = ManagerPlatform.monotonicNanoseconds().addingReportingOverflow(max(0, timeout))
+            return overflow ? nil : sum
+        }
+        var counted = false
+        defer { if counted { table.withLock { _ in object.waiting -= 1 } } }
         while true {
             let (result, sequence) = try table.withLock { _ -> (R?, UInt32) in
                 if object.destroyed {
                     throw MultiprocessingError(.notFound, "The manager's object \(object.id) was destroyed while a call waited on it.")
                 }
                 if let result = try attempt(object) { return (result, 0) }
+                if !counted {
+                    counted = true
+                    object.waiting += 1
+                }
                 return (nil, ManagerPlatform.atomicLoad(object.sequence))
             }
             if let result { return result }
@@ -153,6 +170,7 @@ extension ManagerServer {
                 if left <= 0 { return nil }
                 slice = min(slice, left)
             }
+            if connection.neverWaits { return nil }
             ManagerPlatform.futexWait(object.sequence, expected: sequence, nanoseconds: slice)
             // A waiting client that died or gave up must not keep a thread (or take a lock) for ever.
             if ManagerPlatform.peerHungUp(connection.socket.descriptor) {
@@ -221,6 +239,21 @@ extension ManagerServer {
                 return (false, current)
             }
             reply.bool(swapped)
+            reply.bool(current != nil)
+            reply.blob(current ?? [])
+        case .dCompareAndDelete:
+            // Removes the entry only if it is still `expected` (absent: only if still absent,
+            // which removes nothing); otherwise reports what it is now.
+            let key = try reader.blob()
+            let expectPresent = try reader.bool()
+            let expected = try reader.blob()
+            let (deleted, current) = try withObject(id, [.dictionary]) { object -> (Bool, [UInt8]?) in
+                let current = object.dictionary[key]
+                guard expectPresent ? current == expected : current == nil else { return (false, current) }
+                object.dictionary[key] = nil
+                return (true, nil)
+            }
+            reply.bool(deleted)
             reply.bool(current != nil)
             reply.blob(current ?? [])
         case .dAddInt:
@@ -411,7 +444,11 @@ extension ManagerServer {
         case .semRelease:
             let count = try reader.int()
             try withObject(id, [.semaphore]) { object in
-                object.permits += count
+                let (sum, overflow) = object.permits.addingReportingOverflow(count)
+                guard !overflow else {
+                    throw MultiprocessingError(.misuse, "ManagedSemaphore.release: releasing \(count) more permits would overflow the count of \(object.permits).")
+                }
+                object.permits = sum
                 object.changed()
             }
         case .semValue:
@@ -421,6 +458,7 @@ extension ManagerServer {
         case .evSet:
             try withObject(id, [.event]) { object in
                 object.flag = true
+                object.eventGeneration &+= 1
                 object.changed()
             }
         case .evClear:
@@ -430,7 +468,17 @@ extension ManagerServer {
         case .evWait:
             let timeout = try reader.timeout()
             let target = try object(id, [.event])
-            let set = try waitFor(target, timeout: timeout, connection) { object -> Bool? in object.flag ? true : nil }
+            // The generation seen by the first look (under the same lock as the wait's start):
+            // a set() after it wakes this call even if a clear() follows before it looks again.
+            var seen: UInt64?
+            let set = try waitFor(target, timeout: timeout, connection) { object -> Bool? in
+                if object.flag { return true }
+                guard let seen else {
+                    seen = object.eventGeneration
+                    return nil
+                }
+                return object.eventGeneration != seen ? true : nil
+            }
             reply.bool(set != nil)
 
         // MARK: condition

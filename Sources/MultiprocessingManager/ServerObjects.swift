@@ -14,6 +14,8 @@ internal final class ServerObject: @unchecked Sendable {
     internal let name: String?
     internal let sequence: UnsafeMutablePointer<UInt32>
     internal var destroyed = false
+    /// Calls blocked on this object now (in `waitFor`).
+    internal var waiting = 0
 
     // dictionary / list / value
     internal var dictionary: [[UInt8]: [UInt8]] = [:]
@@ -31,6 +33,9 @@ internal final class ServerObject: @unchecked Sendable {
     internal var permits = 0
     // event
     internal var flag = false
+    /// Bumped by every set(): a waiter that saw generation g wakes once it is not g, even if a
+    /// clear() ran before the waiter looked at the flag (CPython's guarantee since gh-57711).
+    internal var eventGeneration: UInt64 = 0
     // condition
     internal var waiters: [UInt64] = []
     internal var notified: Set<UInt64> = []
@@ -101,6 +106,7 @@ internal func wireAppendToList(_ stored: [UInt8]?, _ single: [UInt8]) throws -> 
     if single.first == 1 {
         _ = try t.varint()
         let count = try s.int()
+        guard count < Int.max else { throw mismatch }
         var result = ByteWriterRaw()
         result.varint(UInt64(count + 1))
         result.bytes.append(contentsOf: stored[s.position...])
@@ -114,6 +120,7 @@ internal func wireAppendToList(_ stored: [UInt8]?, _ single: [UInt8]) throws -> 
     let storedBody = try s.int()
     guard storedBody == stored.count - s.position else { throw mismatch }
     let count = try s.int()
+    guard count < Int.max else { throw mismatch }
     var body = ByteWriterRaw()
     body.varint(UInt64(count + 1))
     body.bytes.append(contentsOf: stored[s.position...])

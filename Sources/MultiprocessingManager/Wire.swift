@@ -12,8 +12,10 @@ import Multiprocessing
 internal enum Op: UInt8 {
     // manager
     case create = 1, lookup = 2, destroy = 3, shutdown = 4, ping = 5, serverInfo = 6
+    /// How many calls wait on the object now (for tests and diagnostics).
+    case waiters = 7
     // dictionary
-    case dGet = 10, dSet, dDelete, dContains, dCount, dItems, dClear, dSetIfAbsent, dCompareAndSwap, dAddInt, dAddDouble, dAppend
+    case dGet = 10, dSet, dDelete, dContains, dCount, dItems, dClear, dSetIfAbsent, dCompareAndSwap, dAddInt, dAddDouble, dAppend, dCompareAndDelete
     // value / namespace
     case vGet = 30, vSet, vCompareAndSwap, vAddInt, vAddDouble
     // list
@@ -58,6 +60,8 @@ public enum ManagedKind: UInt8, Sendable, Codable {
     case barrier = 10
     /// A distributed actor instance.
     case actor = 11
+
+    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor]
 }
 
 /// Reply status bytes.
@@ -109,12 +113,17 @@ internal struct ByteWriter {
 
     internal mutating func string(_ value: String) { blob(Array(value.utf8)) }
 
-    /// A timeout: 0 waits for ever, otherwise nanoseconds + 1.
-    internal mutating func timeout(_ value: Duration?) {
+    /// A timeout: 0 waits for ever, otherwise nanoseconds + 1. A timeout longer than 2^63 − 1 ns
+    /// (292 years) is sent as that, which the server takes as for ever.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative timeout (Python raises
+    ///   ValueError), before anything is sent.
+    internal mutating func timeout(_ value: Duration?) throws {
         guard let value else { varint(0); return }
-        let (seconds, attoseconds) = value.components
-        let ns = max(0, seconds) &* 1_000_000_000 &+ (seconds < 0 ? 0 : attoseconds / 1_000_000_000)
-        varint(UInt64(max(0, ns)) &+ 1)
+        guard value >= .zero else {
+            throw MultiprocessingError(.misuse, "A manager call's timeout must not be negative (it was \(value)); pass nil to wait for ever.")
+        }
+        varint(UInt64(wireTimeoutNanoseconds(value)) + 1)
     }
 
     /// Writes the frame header over the reserved bytes; the frame is ready to send.
@@ -191,12 +200,27 @@ internal struct ByteReader {
         String(decoding: try blob(), as: UTF8.self)
     }
 
-    /// A timeout written by ``ByteWriter/timeout(_:)``: nil for ever, else nanoseconds.
+    /// A timeout written by ``ByteWriter/timeout(_:)``: nil for ever, else nanoseconds
+    /// (0 ... Int64.max). The field is the timeout's 64-bit two's complement plus one, so a value
+    /// from another client that reads as negative is refused here, before any deadline arithmetic.
     internal mutating func timeout() throws -> Int64? {
         let raw = try varint()
         if raw == 0 { return nil }
-        return Int64(clamping: raw - 1)
+        let nanoseconds = Int64(bitPattern: raw &- 1)
+        guard nanoseconds >= 0 else {
+            throw MultiprocessingError(.misuse, "A manager call's timeout must not be negative (it was \(nanoseconds) ns).")
+        }
+        return nanoseconds
     }
+}
+
+/// `value` (not negative) in whole nanoseconds, saturating at Int64.max.
+internal func wireTimeoutNanoseconds(_ value: Duration) -> Int64 {
+    let (seconds, attoseconds) = value.components
+    let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    if overflow { return .max }
+    let (total, overflow2) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+    return overflow2 ? .max : total
 }
 
 /// Encodes and decodes user values with the module's wire format.

@@ -11,7 +11,7 @@ func ipcRawFrame(kind: UInt8 = 0, length: UInt64, descriptors: UInt8 = 0, body: 
     return frame + body
 }
 
-@Suite("IPC connections", .timeLimit(.minutes(1)))
+@Suite("IPC connections", .timeLimit(.minutes(15)))
 struct IPCConnectionTests {
     init() { useHelperExecutable() }
 

@@ -37,7 +37,13 @@ struct IPCConnectionTurnTests {
     @Test("a second async receiver honours Task cancellation while the first one waits")
     func secondReceiverCancelled() async throws {
         let (a, b) = try Connection.pipe()
-        let firstThread = try IPCTestThread { _ = try? a.receive(Int.self, timeout: .seconds(60)) }
+        // The first receiver waits for as long as it takes (until the send below), so the second
+        // can only finish by honouring its cancellation, however long the machine keeps it waiting.
+        let firstDone = Atomic<Bool>(false)
+        let firstThread = try IPCTestThread {
+            _ = try? a.receive(Int.self)
+            firstDone.store(true, ordering: .sequentiallyConsistent)
+        }
         #expect(await eventuallyAsync { a.receiveTurn.isTaken && a.operationsInFlight == 1 })
         let outcome = Mutex<MultiprocessingError.Code?>(nil)
         let finished = Atomic<Bool>(false)
@@ -50,9 +56,11 @@ struct IPCConnectionTurnTests {
         // Waiting for its turn (marked contended), not yet cancelled.
         #expect(await eventuallyAsync { a.receiveTurn.isContended && a.operationsInFlight == 2 })
         task.cancel()
-        #expect(await eventuallyAsync(within: .seconds(20)) { finished.load(ordering: .sequentiallyConsistent) },
+        #expect(await eventuallyAsync { finished.load(ordering: .sequentiallyConsistent) },
                 "a cancelled receive kept waiting for the first receiver")
         #expect(outcome.withLock { $0 } == .cancelled)
+        let firstStillWaiting = !firstDone.load(ordering: .sequentiallyConsistent)
+        #expect(firstStillWaiting, "the first receiver must still be waiting")
         try await b.send(1)
         try firstThread.join()
         try await b.send(2)

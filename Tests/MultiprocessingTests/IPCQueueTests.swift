@@ -4,7 +4,7 @@ import Synchronization
 import TestSupport
 @testable import Multiprocessing
 
-@Suite("IPC queues", .timeLimit(.minutes(1)))
+@Suite("IPC queues", .timeLimit(.minutes(15)))
 struct IPCQueueTests {
     init() { useHelperExecutable() }
 

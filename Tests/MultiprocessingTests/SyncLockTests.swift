@@ -12,7 +12,12 @@ final class UnsafeCounter: @unchecked Sendable {
 
 /// `eventually` for async tests: it sleeps with `Task.sleep`, so it never holds one of the
 /// cooperative pool's threads (two on this machine) while the task it waits for needs one.
-func eventuallyAsync(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+///
+/// The bound is long on purpose. Swift Testing runs synchronous tests on the same two pool
+/// threads, and the end-to-end suites block in them for minutes while a child process runs; the
+/// task this waits for may get no thread for that long. The bound only limits how long a real
+/// failure takes to report: a condition that holds returns at once.
+func eventuallyAsync(within limit: Duration = .seconds(600), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {
         if condition() { return true }

@@ -14,9 +14,10 @@ let managerTasksLinked: any ProcessTask.Type = IncrementTask.self
 
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "no-bootstrap" {
-    // A program that forgot bootstrap(): starting a spawn child must be refused, not fork-bombed.
+    // A program that forgot bootstrap(): starting a spawn (or fork-server) child must be refused,
+    // not fork-bombed.
     do {
-        try ChildProcess(Square(x: 2)).start()
+        try ChildProcess(Square(x: 2), startMethod: arguments.count > 2 && arguments[2] == "forkserver" ? .forkServer : .spawn).start()
         print("started")
     } catch {
         print("refused: \(error)")
@@ -123,6 +124,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         say("forkserver terminated \(sleeper.exitCode ?? 99)")
 
     default:
+        if try runProcessCorrectnessScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
     }

@@ -16,6 +16,7 @@
 #include "cmp_ipc_linux.h"
 #include "cmp_sync.h"
 #include "cmp_quoting.h"
+#include "cmp_manager_linux.h"
 #endif
 
 #endif

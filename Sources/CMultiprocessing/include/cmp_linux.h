@@ -111,3 +111,25 @@ int cmp_thread_count(void);
 int cmp_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
               char *const argv[], char *const envp[]);
 char **cmp_environ(void);
+
+// MARK: process start: children of the fork server, fresh threads, the child's channel
+/// clone(CLONE_PARENT | SIGCHLD): a fork whose child is a child of this process's parent (the fork
+/// server's children belong to the program that asked for them). The child's thread keeps the
+/// forking thread's thread-local state (glibc's and Swift's cached thread ids): run nothing there
+/// but `cmp_run_on_fresh_thread`. Returns 0 in the child, the pid in this process, or -errno.
+pid_t cmp_clone_sibling(void);
+/// Runs `body(context)` on a new pthread, whose thread-local state is its own and whose signal
+/// mask is empty, and waits for it with every signal blocked. Returns 0 after the thread ends, or
+/// -errno when it cannot start.
+int cmp_run_on_fresh_thread(void *(*body)(void *), void *context);
+/// Moves `fd` to a high descriptor number (512, or half the RLIMIT_NOFILE soft limit when that is
+/// lower), close-on-exec, and closes the old number. Returns the new descriptor or -errno.
+int cmp_move_descriptor_high(int fd);
+
+// MARK: mpcp: resolving paths beneath a directory
+/// openat2(2) with `resolve` (RESOLVE_* flags), O_CLOEXEC added: a descriptor or -errno
+/// (-ENOSYS where the kernel is older than 5.6).
+int cmp_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+uint64_t cmp_resolve_beneath(void);     // RESOLVE_BENEATH
+uint64_t cmp_resolve_no_symlinks(void); // RESOLVE_NO_SYMLINKS
+unsigned cmp_rename_exchange(void);     // RENAME_EXCHANGE (for the tests' races)

@@ -28,6 +28,8 @@ internal final class Performer: Sendable {
     let temporaryPrefix: String
     private let excludes: [(pattern: [CChar], hasSlash: Bool)]
     private let excludesNeedRelative: Bool
+    /// Opens every path of a work item beneath its tree's root, never through a symlink.
+    let resolver = Resolver()
 
     /// The size of one copy_file_range step: the granularity of progress and cancellation.
     static let step = 16 << 20
@@ -89,11 +91,9 @@ internal final class Performer: Sendable {
     private func scan(_ item: ScanItem, _ result: inout WorkResult) {
         let srcfd: CInt
         do throws(Errno) {
-            srcfd = try item.source.withCName { p throws(Errno) in
-                try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            }
+            srcfd = try resolver.open(item.source, .source, O_RDONLY | O_DIRECTORY)
         } catch {
-            result.failures.append(CopyFailure(path: item.source, operation: "open directory", errno: error))
+            result.failures.append(CopyFailure(path: item.source, operation: "open directory", errno: error, detail: Resolver.explain(error)))
             return
         }
         defer { system_close(srcfd) }
@@ -109,26 +109,27 @@ internal final class Performer: Sendable {
         var dstfd: CInt = -1
         if !options.dryRun {
             do throws(Errno) {
-                if item.createDestination {
-                    try item.destination.withCName { p throws(Errno) in
-                        do throws(Errno) { try system_mkdirat(systemATFDCWD, p, 0o700) } catch .fileExists {
+                // An operand's directory is a name in its root (its parent), made here or
+                // left by an earlier run; a symlink there is refused like any other.
+                if item.createDestination, let name = item.destination.lastComponent {
+                    let parent = try resolver.directory(item.destination.removingLastComponent(), .destination)
+                    defer { system_close(parent) }
+                    try name.withCName { n throws(Errno) in
+                        do throws(Errno) { try system_mkdirat(parent, n, 0o700) } catch .fileExists {
                             // An earlier run's directory: fine if it is one.
-                            let st = try system_statx(systemATFDCWD, p, follow: true)
+                            let st = try system_statx(parent, n, follow: false)
                             if st.mode & modeTypeMask != modeDirectory { throw Errno.fileExists }
                         }
                     }
                 }
-                dstfd = try item.destination.withCName { p throws(Errno) in
-                    try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
-                }
+                dstfd = try resolver.directory(item.destination, .destination)
             } catch {
-                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error))
+                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error,
+                                                   detail: error == .fileExists ? Resolver.notADirectory : Resolver.explain(error)))
                 return
             }
         } else if options.update || options.checksum || options.noClobber {
-            dstfd = (try? item.destination.withCName { p throws(Errno) in
-                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
-            }) ?? -1
+            dstfd = (try? resolver.directory(item.destination, .destination)) ?? -1
         }
         defer { if dstfd >= 0 { system_close(dstfd) } }
         result.scanned = true
@@ -163,7 +164,8 @@ internal final class Performer: Sendable {
                         do throws(Errno) { try system_mkdirat(dstfd, name, 0o700) } catch .fileExists {
                             let st = try? system_statx(dstfd, name, follow: false)
                             if st.map({ $0.mode & modeTypeMask != modeDirectory }) ?? true {
-                                result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: .fileExists))
+                                result.failures.append(CopyFailure(path: item.source.appending(component), operation: "create directory", errno: .fileExists,
+                                                                   detail: Resolver.notADirectory))
                                 return
                             }
                         } catch {
@@ -405,20 +407,21 @@ internal final class Performer: Sendable {
         /// Every entry of the batch fails at `operation`.
         func failAll(_ operation: String, _ error: Errno) {
             for entry in batch.entries {
-                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: operation, errno: error))
+                result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: operation, errno: error,
+                                                   detail: Resolver.explain(error)))
             }
             result.entryDone = Array(repeating: false, count: batch.entries.count)
         }
         let sdir: CInt, ddir: CInt
         do throws(Errno) {
-            sdir = try batch.sourceDirectory.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY) }
+            sdir = try resolver.directory(batch.sourceDirectory, .source)
         } catch {
             failAll("open directory", error)
             return
         }
         defer { system_close(sdir) }
         do throws(Errno) {
-            ddir = try batch.destinationDirectory.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY) }
+            ddir = try resolver.directory(batch.destinationDirectory, .destination)
         } catch {
             failAll("open destination directory", error)
             return
@@ -811,13 +814,13 @@ internal final class Performer: Sendable {
         if isCancelled { result.cancelled = true; return }
         do throws(Errno) {
             // O_NONBLOCK: a FIFO put in the file's place since the scan is not waited on.
-            let input = try chunk.source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
+            let input = try resolver.open(chunk.source, .source, O_RDONLY | O_NONBLOCK)
             defer { system_close(input) }
             guard try system_fstatx(input).mode & modeTypeMask == modeRegular else {
                 result.failures.append(CopyFailure(path: chunk.source, operation: "open", detail: "it is no longer a regular file"))
                 return
             }
-            let output = try chunk.temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT, 0o600) }
+            let output = try resolver.open(chunk.temporary, .destination, O_WRONLY | O_CREAT, 0o600)
             defer { system_close(output) }
             do throws(StepError) {
                 result.bytes += try copyRange(input, output, from: chunk.offset, to: chunk.offset + chunk.length, sparse: chunk.sparse)
@@ -826,18 +829,18 @@ internal final class Performer: Sendable {
                 result.failures.append(CopyFailure(path: chunk.source, operation: error.operation, errno: error.errno, detail: error.detail))
             }
         } catch {
-            result.failures.append(CopyFailure(path: chunk.source, operation: "open", errno: error))
+            result.failures.append(CopyFailure(path: chunk.source, operation: "open", errno: error, detail: Resolver.explain(error)))
         }
     }
 
     private func finishLarge(_ item: LargeFinishItem, _ result: inout WorkResult) {
         let source = item.sourceDirectory.appending(item.entry.name)
-        let destination = item.destinationDirectory.appending(item.entry.targetName)
-        let temporary = item.destinationDirectory.appending(item.temporaryName)
         do throws(Errno) {
-            let input = try source.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
+            let input = try resolver.open(source, .source, O_RDONLY | O_NONBLOCK)
             defer { system_close(input) }
-            let output = try temporary.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY) }
+            let ddir = try resolver.directory(item.destinationDirectory, .destination)
+            defer { system_close(ddir) }
+            let output = try item.temporaryName.withCName { t throws(Errno) in try system_openat(ddir, t, O_WRONLY | O_NOFOLLOW) }
             defer { system_close(output) }
             do throws(StepError) {
                 do throws(Errno) { try system_ftruncate(output, item.entry.stat.size) } catch {
@@ -851,14 +854,14 @@ internal final class Performer: Sendable {
                 result.failures.append(CopyFailure(path: source, operation: error.operation, errno: error.errno, detail: error.detail))
                 return
             }
-            try temporary.withCName { t throws(Errno) in
-                try destination.withCName { d throws(Errno) in try system_renameat(systemATFDCWD, t, systemATFDCWD, d) }
+            try item.temporaryName.withCName { t throws(Errno) in
+                try item.entry.targetName.withCName { d throws(Errno) in try system_renameat(ddir, t, ddir, d) }
             }
             result.files = 1
             result.entryDone = [true]
             if options.verbose { result.copied.append(source) }
         } catch {
-            result.failures.append(CopyFailure(path: source, operation: "finish", errno: error))
+            result.failures.append(CopyFailure(path: source, operation: "finish", errno: error, detail: Resolver.explain(error)))
         }
     }
 
@@ -866,30 +869,27 @@ internal final class Performer: Sendable {
 
     private func makeLink(_ item: LinkItem, _ result: inout WorkResult) {
         if options.dryRun { result.hardLinks += 1; return }
-        if item.staged {
-            do throws(Errno) {
-                try item.existing.withCName { e throws(Errno) in
-                    try item.destinationDirectory.appending(item.name).withCName { d throws(Errno) in
-                        try replacingLeftover(systemATFDCWD, d) { () throws(Errno) in try system_linkat(systemATFDCWD, e, systemATFDCWD, d) }
-                    }
-                }
-                result.hardLinks = 1
-                if options.verbose { result.copied.append(item.source) }
-            } catch {
-                result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error))
-            }
-            return
-        }
-        let temporary = item.destinationDirectory.appending(nextTemporaryName())
-        let destination = item.destinationDirectory.appending(item.name)
         do throws(Errno) {
-            try item.existing.withCName { e throws(Errno) in
-                try temporary.withCName { t throws(Errno) in
-                    try system_linkat(systemATFDCWD, e, systemATFDCWD, t)
+            // Both names resolved beneath the destination's root: a directory swapped for a
+            // symlink on either side must not link a file from outside, or into outside.
+            guard let existingName = item.existing.lastComponent else { throw Errno.invalidArgument }
+            let edir = try resolver.directory(item.existing.removingLastComponent(), .destination)
+            defer { system_close(edir) }
+            let ddir = try resolver.directory(item.destinationDirectory, .destination)
+            defer { system_close(ddir) }
+            try existingName.withCName { e throws(Errno) in
+                if item.staged {
+                    try item.name.withCName { d throws(Errno) in
+                        try replacingLeftover(ddir, d) { () throws(Errno) in try system_linkat(edir, e, ddir, d) }
+                    }
+                    return
+                }
+                try nextTemporaryName().withCName { t throws(Errno) in
+                    try system_linkat(edir, e, ddir, t)
                     do throws(Errno) {
-                        try destination.withCName { d throws(Errno) in try system_renameat(systemATFDCWD, t, systemATFDCWD, d) }
+                        try item.name.withCName { d throws(Errno) in try system_renameat(ddir, t, ddir, d) }
                     } catch {
-                        try? system_unlinkat(systemATFDCWD, t)
+                        try? system_unlinkat(ddir, t)
                         throw error
                     }
                 }
@@ -897,14 +897,14 @@ internal final class Performer: Sendable {
             result.hardLinks = 1
             if options.verbose { result.copied.append(item.source) }
         } catch {
-            result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error))
+            result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error, detail: Resolver.explain(error)))
         }
     }
 
     private func finishDirectory(_ item: DirectoryFinishItem, _ result: inout WorkResult) {
         if options.dryRun { return }
         do throws(Errno) {
-            let fd = try item.destination.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY) }
+            let fd = try resolver.open(item.destination, .destination, O_RDONLY | O_DIRECTORY)
             defer { system_close(fd) }
             do {
                 if options.preserve.contains(.ownership) && isRoot { try system_fchown(fd, item.stat.uid, item.stat.gid) }
@@ -916,7 +916,7 @@ internal final class Performer: Sendable {
                 }
             }
         } catch {
-            result.failures.append(CopyFailure(path: item.source, operation: "set directory metadata", errno: error))
+            result.failures.append(CopyFailure(path: item.source, operation: "set directory metadata", errno: error, detail: Resolver.explain(error)))
         }
     }
 }

@@ -16,6 +16,8 @@ internal struct CopyWorkerTask: ProcessTask {
     var requests: Queue<WorkItem>
     var results: Queue<WorkResult>
     var cancel: SimpleQueue<Bool>
+    /// The job's roots, which every path of an item lies beneath (see `Resolver`).
+    var roots: TreeRoots
 
     func run() throws {
         // The terminal's Ctrl-C (and its hang-up) reaches the whole process group: the parent
@@ -23,6 +25,7 @@ internal struct CopyWorkerTask: ProcessTask {
         system_ignoreSignal(SIGINT)
         system_ignoreSignal(SIGHUP)
         let performer = Performer(options: options)
+        performer.resolver.register(roots)
         let cancel = self.cancel
         _ = try? startThread("mpcp-cancel", daemon: true) {
             _ = try? cancel.get()
@@ -72,7 +75,8 @@ internal final class ProcessPool: WorkerPool, Sendable {
                 let requests = try Queue<WorkItem>()
                 let results = try Queue<WorkResult>()
                 let cancel = try SimpleQueue<Bool>(maximumMessageSize: 1 << 12)
-                let task = CopyWorkerTask(options: options, requests: requests, results: results, cancel: cancel)
+                let task = CopyWorkerTask(options: options, requests: requests, results: results, cancel: cancel,
+                                          roots: performer.resolver.roots)
                 // A daemon child: the core arms PR_SET_PDEATHSIG for it (and checks its parent is
                 // still there), so a worker never outlives an mpcp killed with SIGKILL.
                 let child = ChildProcess(task, name: "mpcp-worker-\(index)", daemon: true)
@@ -146,7 +150,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
                     }
                 }
                 // The child died with this item: report it and let the other workers go on.
-                let failed = salvage(item, preservesTimes: options.preserve.contains(.timestamps))
+                let failed = salvage(item, preservesTimes: options.preserve.contains(.timestamps), performer.resolver)
                 performer.bytesDone.add(failed.bytes, ordering: .relaxed)
                 scheduler.complete(item, failed)
                 return
@@ -161,8 +165,9 @@ internal final class ProcessPool: WorkerPool, Sendable {
 /// complete under its final name counts as copied: the performer sets a file's times last, so one
 /// whose size and modification time are its source's (the test `-u` makes) was finished. Each
 /// other file is reported, and in a staged tree, where files are written under their own names,
-/// removed, since it may be partial. Any other item is reported whole.
-private func salvage(_ item: WorkItem, preservesTimes: Bool) -> WorkResult {
+/// removed, since it may be partial. Any other item is reported whole. Every path is resolved
+/// beneath the destination root, as the performer resolves it.
+private func salvage(_ item: WorkItem, preservesTimes: Bool, _ resolver: Resolver) -> WorkResult {
     var result = WorkResult()
     guard case .files(let batch) = item else {
         result.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
@@ -170,7 +175,7 @@ private func salvage(_ item: WorkItem, preservesTimes: Bool) -> WorkResult {
     }
     for entry in batch.entries {
         let destination = batch.destinationDirectory.appending(entry.targetName)
-        let st = try? destination.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
+        let st = try? resolver.stat(destination, .destination)
         if preservesTimes, let st, st.mode & modeTypeMask == modeRegular, Int64(st.size) == entry.stat.size,
            st.mtime_sec == entry.stat.mtime, st.mtime_nsec == entry.stat.mtimeNanoseconds {
             result.files += 1
@@ -179,7 +184,7 @@ private func salvage(_ item: WorkItem, preservesTimes: Bool) -> WorkResult {
             continue
         }
         if batch.staged, st != nil {
-            destination.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+            try? resolver.unlink(destination, .destination)
         }
         result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: "copy",
                                            detail: "the worker process died"))

@@ -420,7 +420,7 @@ internal final class Scheduler: @unchecked Sendable {
             // Copy each waiter as a file of its own; the first becomes the new leader via distribute.
             for w in waiters {
                 filesFound -= 1
-                if let st = try? w.source.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }) {
+                if let st = try? performer.resolver.stat(w.source, .source) {
                     let entry = FileEntry(name: w.source.lastComponent ?? w.name, destinationName: w.name, stat: SourceStat(st))
                     distribute([entry], node: w.node)
                 } else {
@@ -449,6 +449,6 @@ internal final class Scheduler: @unchecked Sendable {
 
     private func removeTemporary(_ path: FilePath) {
         temporaries.remove(path)
-        path.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) }
+        try? performer.resolver.unlink(path, .destination)
     }
 }

@@ -59,6 +59,28 @@ internal func system_openat(_ dirfd: CInt, _ name: CName, _ flags: CInt, _ mode:
     try negatedErrno { cmp_openat(dirfd, name, flags | O_CLOEXEC, mode) }
 }
 
+/// `openat2(2)` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`: `path` is resolved below `dirfd`
+/// and fails with ELOOP if any of its components (the last one too) is a symlink. ENOSYS where
+/// the kernel is older than 5.6.
+internal func system_openBeneath(_ dirfd: CInt, _ path: CName, _ flags: CInt, _ mode: mode_t = 0) throws(Errno) -> CInt {
+    var attempts = 0
+    while true {
+        do throws(Errno) {
+            return try negatedErrno { cmp_openat2(dirfd, path, flags, mode, systemResolveBeneathNoSymlinks) }
+        } catch .resourceTemporarilyUnavailable {
+            // A rename elsewhere raced the lookup and the kernel could not prove the result
+            // beneath: openat2(2) says to try again.
+            attempts += 1
+            if attempts == 16 { throw Errno.resourceTemporarilyUnavailable }
+        }
+    }
+}
+
+internal let systemResolveBeneathNoSymlinks: UInt64 = cmp_resolve_beneath() | cmp_resolve_no_symlinks()
+
+/// Whether the environment variable `name` is set (to anything).
+internal func system_environmentHas(_ name: String) -> Bool { Glibc.getenv(name) != nil }
+
 internal func system_statx(_ dirfd: CInt, _ name: CName, follow: Bool) throws(Errno) -> cmp_stat_t {
     var st = cmp_stat_t()
     _ = try negatedErrno { cmp_statx(dirfd, name, follow, &st) }

@@ -16,6 +16,8 @@ internal enum ChildProtocol {
         case success = 2
         case thrown = 3
         case setupFailed = 4
+        /// The task's result was over ``maximumBody``: the body is its size (8 bytes), not the result.
+        case resultTooLarge = 5
     }
 
     static func frame(_ kind: Kind, _ body: [UInt8]) -> [UInt8] {
@@ -88,9 +90,23 @@ internal enum ChildOutcome: Sendable {
     case success([UInt8])
     case thrown(typeName: String, message: String)
     case setupFailed(String)
+    /// The result, this many bytes, was over the frame limit and was not sent.
+    case resultTooLarge(UInt64)
+
+    /// The outcome to send: a result over the frame limit is replaced by its size.
+    var sendable: ChildOutcome {
+        if case .success(let bytes) = self, bytes.count > ChildProtocol.maximumBody {
+            return .resultTooLarge(UInt64(bytes.count))
+        }
+        return self
+    }
 
     func frame() -> [UInt8] {
         switch self {
+        case .resultTooLarge(let size):
+            var writer = ByteWriter()
+            writer.uint64(size)
+            return ChildProtocol.frame(.resultTooLarge, writer.buffer)
         case .success(let bytes):
             return ChildProtocol.frame(.success, bytes)
         case .thrown(let typeName, let message):
@@ -115,6 +131,8 @@ internal enum ChildOutcome: Sendable {
             self = .thrown(typeName: try reader.string(), message: try reader.string())
         case .setupFailed:
             self = .setupFailed(try reader.string())
+        case .resultTooLarge:
+            self = .resultTooLarge(try reader.uint64())
         case .handshake:
             throw MultiprocessingError(.malformedFrame, "A child sent a handshake frame where its outcome belongs.")
         }

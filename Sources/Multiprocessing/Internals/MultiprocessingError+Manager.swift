@@ -5,6 +5,10 @@ extension MultiprocessingError.Code {
     public static let authenticationFailed = MultiprocessingError.Code("authenticationFailed")
     /// A manager server does not know the object, method or type a request named.
     public static let notFound = MultiprocessingError.Code("notFound")
+    /// A manager server turned a connection away: it serves its maximum of authenticated
+    /// connections, or too many connections were in the handshake at once. The message names
+    /// the limit.
+    public static let serverBusy = MultiprocessingError.Code("serverBusy")
 
     /// The code's name, as it travels in a manager's error reply.
     package var name: String { rawValue }

@@ -4,25 +4,26 @@ import SystemPackage
 
 /// Messages on the fork server's control socket (SOCK_SEQPACKET: one message per send, kept whole).
 /// Each is 16 bytes: a 4-byte kind, a 4-byte value and the 8-byte id of the parent's child record.
+///
+/// The server reports no exits: its children are the parent's own (it makes them with
+/// `clone(CLONE_PARENT)`), so the parent reaps them, signals them through their pidfds, and they
+/// live on if the server dies.
 internal enum ForkServerMessage: Equatable {
-    /// Parent → server: fork a child for this record; the child's socket travels with the message.
-    case fork(recordID: UInt64, daemon: Bool)
+    /// Parent → server: make a child for this record; the child's socket travels with the message.
+    case fork(recordID: UInt64, daemon: Bool, outlivesParent: Bool)
     /// Server → parent: the child is running with this pid.
     case started(recordID: UInt64, pid: Int32)
-    /// Server → parent: fork failed with this errno.
+    /// Server → parent: the clone failed with this errno.
     case failed(recordID: UInt64, errno: Int32)
-    /// Server → parent: the child exited with this wait status.
-    case exited(recordID: UInt64, waitStatus: Int32)
 
     static let size = 16
 
     var bytes: [UInt8] {
         let (kind, value, id): (UInt32, Int32, UInt64)
         switch self {
-        case .fork(let r, let daemon): (kind, value, id) = (1, daemon ? 1 : 0, r)
+        case .fork(let r, let daemon, let outlives): (kind, value, id) = (1, (daemon ? 1 : 0) | (outlives ? 2 : 0), r)
         case .started(let r, let pid): (kind, value, id) = (2, pid, r)
         case .failed(let r, let errno): (kind, value, id) = (3, errno, r)
-        case .exited(let r, let status): (kind, value, id) = (4, status, r)
         }
         var out: [UInt8] = []
         out.reserveCapacity(Self.size)
@@ -44,10 +45,9 @@ internal enum ForkServerMessage: Equatable {
         let value = Int32(bitPattern: UInt32(int(4..<8)))
         let id = int(8..<16)
         switch kind {
-        case 1: self = .fork(recordID: id, daemon: value != 0)
+        case 1: self = .fork(recordID: id, daemon: value & 1 != 0, outlivesParent: value & 2 != 0)
         case 2: self = .started(recordID: id, pid: value)
         case 3: self = .failed(recordID: id, errno: value)
-        case 4: self = .exited(recordID: id, waitStatus: value)
         default: return nil
         }
     }
@@ -57,6 +57,8 @@ internal enum ForkServerMessage: Equatable {
 internal struct ForkServerLink: Sendable {
     let socket: Int32
     let pid: Int32
+    /// For killing the server once it is lost, without a pid that could have been reused. -1 if none.
+    let pidfd: Int32
     var pending: [UInt64: StartReply] = [:]
 
     /// Spawns the fork server: this same executable, re-executed, which `bootstrap()` turns into a
@@ -81,15 +83,22 @@ internal struct ForkServerLink: Sendable {
                 system_close(mine)
                 throw error
             }
-            try system_setNonBlocking(mine, true)
-            return ForkServerLink(socket: mine, pid: pid)
+            do throws(Errno) {
+                try system_setNonBlocking(mine, true)
+            } catch {
+                system_close(mine) // the server sees the end of its control socket and exits
+                _ = try? system_waitpid(pid, block: true)
+                throw error
+            }
+            let pidfd = (try? system_pidfdOpen(pid)) ?? -1
+            return ForkServerLink(socket: mine, pid: pid, pidfd: pidfd)
         } catch {
             throw MultiprocessingError(.childStartFailed, "Could not start the fork server: \(error)", errno: error)
         }
     }
 
-    func requestChild(recordID: UInt64, daemon: Bool, socket childSocket: Int32) throws {
-        let bytes = ForkServerMessage.fork(recordID: recordID, daemon: daemon).bytes
+    func requestChild(recordID: UInt64, daemon: Bool, outlivesParent: Bool, socket childSocket: Int32) throws {
+        let bytes = ForkServerMessage.fork(recordID: recordID, daemon: daemon, outlivesParent: outlivesParent).bytes
         do {
             _ = try bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in
                 try system_sendWithDescriptors(socket, buffer, [childSocket])
@@ -118,13 +127,12 @@ internal struct ForkServerLink: Sendable {
 }
 
 /// The fork server's own loop. It runs in a re-executed copy of the program, from `bootstrap()`,
-/// before any thread exists; every `fork()` here is therefore safe. It forks one child per request,
-/// reaps its children through pidfds and reports their exits. It exits when the parent closes the
-/// control socket, and dies with the parent (`PR_SET_PDEATHSIG`).
-internal func runForkServer(control: Int32) -> Never {
-    struct Child { var pid: Int32; var recordID: UInt64 }
-    var children: [Int32: Child] = [:] // by pidfd
-
+/// before any thread exists; every clone here is therefore safe. It makes one child per request
+/// with `clone(CLONE_PARENT)`, so that the child is the parent's (`parent`), not the server's: the
+/// parent reaps it and signals it, its `PR_SET_PDEATHSIG` is tied to the parent, and it does not
+/// care whether the server lives. The server exits when the parent closes the control socket, and
+/// dies with the parent (`PR_SET_PDEATHSIG`).
+internal func runForkServer(control: Int32, parent: Int32) -> Never {
     func send(_ message: ForkServerMessage) {
         let bytes = message.bytes
         _ = try? bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in try system_sendWithDescriptors(control, buffer, []) }
@@ -132,19 +140,8 @@ internal func runForkServer(control: Int32) -> Never {
 
     while true {
         var pollSet = [pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
-        let pidfds = Array(children.keys)
-        for fd in pidfds { pollSet.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-        if Glibc.poll(&pollSet, nfds_t(pollSet.count), -1) <= 0 { continue }
+        if Glibc.poll(&pollSet, 1, -1) <= 0 { continue }
 
-        for entry in pollSet.dropFirst() where entry.revents != 0 {
-            guard let child = children.removeValue(forKey: entry.fd) else { continue }
-            system_close(entry.fd)
-            if let status = try? system_waitpid(child.pid, block: true) {
-                send(.exited(recordID: child.recordID, waitStatus: status))
-            }
-        }
-
-        guard pollSet[0].revents != 0 else { continue }
         var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
         let received = try? buffer.withUnsafeMutableBytes { raw in
             try system_receiveWithDescriptors(control, raw, maxDescriptors: 4)
@@ -153,16 +150,15 @@ internal func runForkServer(control: Int32) -> Never {
             // The parent closed the control socket (it is exiting) or it broke: stop serving.
             system__exit(0)
         }
-        guard case .fork(let recordID, let daemon)? = ForkServerMessage(buffer.prefix(received.count)),
+        guard case .fork(let recordID, let daemon, let outlivesParent)? = ForkServerMessage(buffer.prefix(received.count)),
               received.descriptors.count == 1 else {
             for fd in received.descriptors { system_close(fd) }
             continue
         }
         let socket = received.descriptors[0]
-        let serverPID = system_getpid()
         let pid: Int32
         do throws(Errno) {
-            pid = try system_fork()
+            pid = try system_cloneSibling()
         } catch {
             system_close(socket)
             send(.failed(recordID: recordID, errno: error.rawValue))
@@ -170,13 +166,13 @@ internal func runForkServer(control: Int32) -> Never {
         }
         if pid == 0 {
             system_close(control)
-            for fd in children.keys { system_close(fd) }
-            ChildRuntime.run(socket: socket, parentPID: serverPID, daemon: daemon)
+            // Up before a second thread exists (see the `.fork` case in ProcessMonitor.handle).
+            let moved = system_moveDescriptorHigh(socket)
+            system_runOnFreshThread {
+                ChildRuntime.run(socket: moved, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent, parked: true)
+            }
         }
         system_close(socket)
-        if let pidfd = try? system_pidfdOpen(pid) {
-            children[pidfd] = Child(pid: pid, recordID: recordID)
-        }
         send(.started(recordID: recordID, pid: pid))
     }
 }

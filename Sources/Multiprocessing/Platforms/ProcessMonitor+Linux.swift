@@ -12,12 +12,13 @@ import SystemPackage
 /// child's outcome from its socket while the child runs, so a large result never blocks the child.
 ///
 /// The thread waits in `poll(2)` on an eventfd (new requests), the fork server's control socket, and
-/// each running child's pidfd and socket.
+/// each running child's pidfd and socket. Children of the fork server are this process's own
+/// children too (the server makes them with `clone(CLONE_PARENT)`), watched and reaped the same way.
 internal final class ProcessMonitor: Sendable {
     static let shared = ProcessMonitor()
 
     enum Request: Sendable {
-        /// posix_spawn `executable` with the child's socket as descriptor 3.
+        /// posix_spawn `executable` with the child's socket as descriptor 3 (the child moves it higher).
         case spawn(ChildRecord, SpawnPlan, StartReply)
         /// Ask the fork server to fork a child with this socket.
         case forkServer(ChildRecord, childSocket: Int32, StartReply)
@@ -88,7 +89,10 @@ internal final class ProcessMonitor: Sendable {
                     if r.socket >= 0 { system_close(r.socket); r.socket = -1 }
                 }
             }
-            if let link = state.forkServer { system_close(link.socket) }
+            if let link = state.forkServer {
+                system_close(link.socket)
+                if link.pidfd >= 0 { system_close(link.pidfd) }
+            }
             state = State()
         }
     }
@@ -110,7 +114,7 @@ internal final class ProcessMonitor: Sendable {
                 }
                 for record in state.records.values {
                     record.state.withLock { r in
-                        if r.ownChild && r.pidfd >= 0 && r.exitStatus == nil {
+                        if r.pidfd >= 0 && !r.ended {
                             pollSet.append(pollfd(fd: r.pidfd, events: Int16(POLLIN), revents: 0))
                             tokens.append((record, true))
                         }
@@ -126,7 +130,7 @@ internal final class ProcessMonitor: Sendable {
             for (index, entry) in pollSet.enumerated() where entry.revents != 0 {
                 let (record, isPidfd) = tokens[index]
                 if let record {
-                    if isPidfd { reapIfExited(record) } else { readOutcome(record) }
+                    if isPidfd { reap(record, block: false) } else { readOutcome(record) }
                 } else if isPidfd {
                     forkServerReadable()
                 } else {
@@ -149,7 +153,7 @@ internal final class ProcessMonitor: Sendable {
                 adopt(record, pid: pid)
                 reply.complete(.success(pid))
             } catch {
-                forget(record)
+                abandon(record)
                 reply.complete(.failure(.system("posix_spawn of \(plan.executableDescription)", error)))
             }
         case .fork(let record, let childSocket, let body, let reply):
@@ -158,60 +162,95 @@ internal final class ProcessMonitor: Sendable {
             do throws(Errno) {
                 pid = try system_fork()
             } catch {
-                forget(record)
+                abandon(record)
                 reply.complete(.failure(.system("fork", error)))
                 return
             }
             if pid == 0 {
-                // The child: this thread is now its only thread.
-                body(childSocket)
+                // The child: a copy of this thread, whose thread-local state is this thread's. The
+                // socket moves up before a second thread exists: growing the descriptor table of a
+                // process whose table is shared by threads waits for an RCU grace period (7 ms here).
+                let socket = system_moveDescriptorHigh(childSocket)
+                system_runOnFreshThread { body(socket) }
             }
             adopt(record, pid: pid)
             reply.complete(.success(pid))
         case .forkServer(let record, let childSocket, let reply):
             do {
-                let link = try forkServerLink()
-                try link.requestChild(recordID: record.id, daemon: record.daemon, socket: childSocket)
-                record.state.withLock { $0.ownChild = false }
+                var link = try forkServerLink()
+                do {
+                    try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
+                } catch let error as MultiprocessingError where error.underlyingErrno == .brokenPipe || error.underlyingErrno == .connectionReset {
+                    // The server died a moment ago and its closed socket is not yet seen: reap it
+                    // and ask a new one.
+                    forkServerLost(link, error: error)
+                    link = try forkServerLink()
+                    try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
+                }
                 state.withLock { $0.forkServer?.pending[record.id] = reply }
             } catch let error as MultiprocessingError {
-                forget(record)
+                abandon(record)
                 reply.complete(.failure(error))
             } catch {
-                forget(record)
+                abandon(record)
                 reply.complete(.failure(MultiprocessingError(.childStartFailed, "\(error)")))
             }
         }
     }
 
-    /// Takes a freshly started own child under watch.
+    /// Takes a freshly started child under watch: through its pidfd, or, when no pidfd can be had,
+    /// on a thread of its own that waits for it.
     private func adopt(_ record: ChildRecord, pid: Int32) {
-        let pidfd = (try? system_pidfdOpen(pid)) ?? -1
-        record.state.withLock { r in
-            r.pid = pid
-            r.pidfd = pidfd
+        record.state.withLock { $0.pid = pid }
+        do throws(Errno) {
+            let pidfd = try system_pidfdOpen(pid)
+            record.state.withLock { $0.pidfd = pidfd }
+        } catch {
+            do throws(Errno) {
+                try system_startDetachedWorker(name: "mp-waitpid") { ProcessMonitor.shared.reap(record, block: true) }
+            } catch {
+                // Neither a pidfd nor a thread: look once now (it may have ended), else say so.
+                reap(record, block: false)
+                if !record.finished.isSet {
+                    finish(record, status: nil, lost: MultiprocessingError.system("watching \(record.name) (pid \(pid)), which could get neither a pidfd nor a thread to wait for it", error))
+                }
+            }
         }
-        if pidfd < 0 {
-            // pidfd_open can only fail here if the kernel lacks it; wait for the child the old way.
-            if let status = try? system_waitpid(pid, block: true) { finish(record, status: ExitStatus(waitStatus: status)) }
-        }
+    }
+
+    /// A child that was never started: close the parent's end of its socket and forget it.
+    private func abandon(_ record: ChildRecord) {
+        record.closeSocket()
+        forget(record)
     }
 
     private func forget(_ record: ChildRecord) {
         _ = state.withLock { $0.records.removeValue(forKey: record.id) }
     }
 
-    private func reapIfExited(_ record: ChildRecord) {
+    /// Collects the exit status of a child whose pidfd became readable (or, with `block`, waits for it).
+    fileprivate func reap(_ record: ChildRecord, block: Bool) {
         let pid = record.rawPID
-        guard let status = try? system_waitpid(pid, block: false) else { return }
-        finish(record, status: ExitStatus(waitStatus: status))
+        do throws(Errno) {
+            guard let status = try system_waitpid(pid, block: block) else { return }
+            finish(record, status: ExitStatus(waitStatus: status))
+        } catch {
+            // ECHILD: the kernel reaped the child itself (SIGCHLD is SIG_IGN) or other code did, and
+            // its status is gone. Waiting again would spin: end the record with the reason instead.
+            var reason = "waitpid failed with \(error)."
+            if error == .noChildProcess {
+                reason = "waitpid found no such child (ECHILD): the exit status is lost. This happens when SIGCHLD is set to SIG_IGN (the kernel then reaps children itself and discards how they ended) or when other code reaped the child. Leave SIGCHLD at its default disposition (a handler is fine) to join children."
+            }
+            finish(record, status: nil, lost: MultiprocessingError(
+                .systemCall, "\(record.name) (pid \(pid)) ended, but \(reason)", errno: error))
+        }
     }
 
-    private func finish(_ record: ChildRecord, status: ExitStatus) {
+    private func finish(_ record: ChildRecord, status: ExitStatus?, lost: MultiprocessingError? = nil) {
         // Everything the child wrote before it exited is in the socket buffer now.
         readOutcome(record)
         forget(record)
-        record.finish(status: status)
+        record.finish(status: status, lost: lost)
     }
 
     /// Reads what the child has written so far, without blocking.
@@ -233,10 +272,12 @@ internal final class ProcessMonitor: Sendable {
                     return
                 }
                 if r.received.count + n > ChildProtocol.headerSize + ChildProtocol.maximumBody {
-                    // A child that floods its socket gets no more reading: its report is malformed anyway.
+                    // A child that floods its socket gets no more reading; the header, kept, says how
+                    // much it announced.
                     system_close(r.socket)
                     r.socket = -1
-                    r.received = Array(r.received.prefix(ChildProtocol.headerSize - 1))
+                    r.received.append(contentsOf: chunk[0..<min(n, max(0, ChildProtocol.headerSize - r.received.count))])
+                    r.overflowed = true
                     return
                 }
                 r.received.append(contentsOf: chunk[0..<n])
@@ -269,41 +310,37 @@ internal final class ProcessMonitor: Sendable {
             case .started(let recordID, let pid):
                 let reply = state.withLock { $0.forkServer?.pending.removeValue(forKey: recordID) }
                 guard let record = state.withLock({ $0.records[recordID] }) else { continue }
-                let pidfd = (try? system_pidfdOpen(pid)) ?? -1
-                record.state.withLock { r in
-                    r.pid = pid
-                    r.pidfd = pidfd
-                }
+                adopt(record, pid: pid)
                 reply?.complete(.success(pid))
             case .failed(let recordID, let errno):
                 let reply = state.withLock { $0.forkServer?.pending.removeValue(forKey: recordID) }
-                if let record = state.withLock({ $0.records[recordID] }) { forget(record) }
-                reply?.complete(.failure(.system("fork in the fork server", Errno(rawValue: errno))))
-            case .exited(let recordID, let waitStatus):
-                if let record = state.withLock({ $0.records[recordID] }) {
-                    finish(record, status: ExitStatus(waitStatus: waitStatus))
-                }
+                if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
+                reply?.complete(.failure(.system("clone in the fork server", Errno(rawValue: errno))))
             case .fork:
                 continue // a request, never sent by the server
             }
         }
     }
 
+    /// The server died or broke. Its children are ours and live on; only the starts it had not
+    /// answered fail. The server is killed (if it still runs) and reaped, so that it leaves no
+    /// zombie, and the next `.forkServer` start starts a new one.
     private func forkServerLost(_ link: ForkServerLink, error: any Error) {
-        let (pending, orphans) = state.withLock { state -> ([StartReply], [ChildRecord]) in
-            let pending = Array(state.forkServer?.pending.values ?? [:].values)
+        let pending = state.withLock { state -> [UInt64: StartReply] in
+            let pending = state.forkServer?.pending ?? [:]
             state.forkServer = nil
-            let orphans = state.records.values.filter { record in record.state.withLock { !$0.ownChild } }
-            return (pending, orphans)
+            return pending
         }
         system_close(link.socket)
-        _ = try? system_waitpid(link.pid, block: false)
-        for reply in pending {
-            reply.complete(.failure(MultiprocessingError(.childStartFailed, "The fork server exited before it started the child: \(error)")))
+        // Through the pidfd: with SIGCHLD ignored the server may be reaped already and its pid reused.
+        if link.pidfd >= 0 {
+            _ = try? system_pidfdSendSignal(link.pidfd, Signal.kill.rawValue)
+            system_close(link.pidfd)
         }
-        for record in orphans {
-            // The server reaped (or would have reaped) these; their status is lost with it.
-            finish(record, status: .signaled(.kill))
+        _ = try? system_waitpid(link.pid, block: true)
+        for (recordID, reply) in pending {
+            if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
+            reply.complete(.failure(MultiprocessingError(.childStartFailed, "The fork server exited before it started the child: \(error)")))
         }
     }
 }

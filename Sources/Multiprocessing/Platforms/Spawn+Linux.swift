@@ -14,10 +14,13 @@ internal enum ChildEnvironment {
     static let parentPID = "SWIFT_MULTIPROCESSING_PARENT"
     /// "1" when the child must die with its parent.
     static let daemon = "SWIFT_MULTIPROCESSING_DAEMON"
-    /// The descriptor every child finds its socket at.
+    /// "1" when a non-daemon child must keep running if its parent dies (no `SIGTERM`).
+    static let outlivesParent = "SWIFT_MULTIPROCESSING_OUTLIVES_PARENT"
+    /// The descriptor a spawned child finds its socket at. `bootstrap()` moves it to a high number
+    /// before any user code runs, so that 3 is free for the task.
     static let socketNumber: Int32 = 3
 
-    static let all = [child, forkServer, parentPID, daemon]
+    static let all = [child, forkServer, parentPID, daemon, outlivesParent]
 }
 
 /// Everything posix_spawn needs to start a re-executed child.
@@ -82,10 +85,52 @@ internal func system_currentExecutable() -> FilePath { FilePath("/proc/self/exe"
 
 // MARK: threads
 
+/// `clone(CLONE_PARENT | SIGCHLD)`: the fork server's way to make a child that belongs to the
+/// program that asked for it. Returns 0 in the child. The child must go straight to
+/// ``system_runOnFreshThread(_:)``.
+internal func system_cloneSibling() throws(Errno) -> Int32 {
+    try negatedErrno(retryOnInterrupt: false) { cmp_clone_sibling() }
+}
+
+private final class FreshThreadBody {
+    let body: () -> Never
+    init(_ body: @escaping () -> Never) { self.body = body }
+}
+
+/// In a child made by `fork` or `clone`: runs `body` on a new thread and never returns.
+///
+/// The child's only thread is a copy of the thread that forked, thread-local state included, and
+/// that state names the forking thread: Swift's `Mutex` caches its thread id there, so a `Mutex`
+/// taken on this thread records an owner that does not exist in the child (the "Unknown error
+/// occurred while attempting to acquire a Mutex" trap of a forked child whose task starts
+/// children). After a raw `clone`, glibc's cached thread id is stale too, and robust mutexes use
+/// it. A new thread starts with thread-local state of its own. This thread runs no Swift code that
+/// could take a lock: it starts the thread and waits; `body` ends the process.
+internal func system_runOnFreshThread(_ body: @escaping () -> Never) -> Never {
+    let context = Unmanaged.passRetained(FreshThreadBody(body)).toOpaque()
+    let r = cmp_run_on_fresh_thread({ raw in
+        guard let raw else { return nil }
+        Unmanaged<FreshThreadBody>.fromOpaque(raw).takeRetainedValue().body()
+    }, context)
+    if r < 0 {
+        system_writeStderr("multiprocessing: a new child could not start its main thread (errno \(-r)); exiting.\n")
+    }
+    system__exit(70)
+}
+
+/// Moves a child's channel to its parent out of the task's way: to a high descriptor number,
+/// close-on-exec, freeing the low number it arrived at. Keeps `fd` if it cannot be moved. Call it
+/// while the process has one thread: growing a descriptor table that threads share waits for an
+/// RCU grace period (about 7 ms measured here).
+internal func system_moveDescriptorHigh(_ fd: Int32) -> Int32 {
+    let moved = cmp_move_descriptor_high(fd)
+    return moved >= 0 ? moved : fd
+}
+
 private final class ThreadStart {
     let name: String
-    let body: () -> Never
-    init(name: String, body: @escaping () -> Never) {
+    let body: () -> Void
+    init(name: String, body: @escaping () -> Void) {
         self.name = name
         self.body = body
     }
@@ -93,6 +138,11 @@ private final class ThreadStart {
 
 /// Starts a detached pthread that runs `body` forever (the monitor, the exit reaper).
 internal func system_startDetachedThread(name: String, _ body: @escaping @Sendable () -> Never) throws(Errno) {
+    try system_startDetachedWorker(name: name) { body() }
+}
+
+/// Starts a detached pthread that runs `body` and ends.
+internal func system_startDetachedWorker(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
     let context = Unmanaged.passRetained(ThreadStart(name: name, body: body)).toOpaque()
     var thread = pthread_t()
     let r = pthread_create(&thread, nil, { raw in
@@ -100,6 +150,7 @@ internal func system_startDetachedThread(name: String, _ body: @escaping @Sendab
         let start = Unmanaged<ThreadStart>.fromOpaque(raw).takeRetainedValue()
         system_setThreadName(start.name)
         start.body()
+        return nil
     }, context)
     if r != 0 {
         Unmanaged<ThreadStart>.fromOpaque(context).release()

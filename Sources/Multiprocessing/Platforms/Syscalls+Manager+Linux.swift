@@ -168,6 +168,25 @@ package enum ManagerPlatform {
     /// Shuts both directions of a socket down: a thread blocked reading it wakes with end of stream.
     package static func shutdown(_ fd: CInt) { _ = Glibc.shutdown(fd, CInt(SHUT_RDWR)) }
 
+    /// Shuts the reading direction of a socket down: a thread blocked reading it (or polling it)
+    /// wakes and sees the end of the stream, and the socket can still be written.
+    package static func shutdownRead(_ fd: CInt) { _ = Glibc.shutdown(fd, CInt(SHUT_RD)) }
+
+    /// Writes what fits without waiting (`MSG_DONTWAIT`), never raising SIGPIPE; for a short
+    /// notice on a new socket, whose empty send buffer always holds it. Errors are ignored.
+    package static func writeNow(_ fd: CInt, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            _ = Glibc.send(fd, raw.baseAddress, raw.count, CInt(MSG_NOSIGNAL) | CInt(MSG_DONTWAIT))
+        }
+    }
+
+    /// The bytes sent on this socket that its peer has not read yet (`SIOCOUTQ`); nil when the
+    /// socket cannot tell.
+    package static func unsentBytes(_ fd: CInt) -> Int? {
+        let n = cmp_manager_unsent_bytes(fd)
+        return n < 0 ? nil : Int(n)
+    }
+
     /// Closes a descriptor.
     package static func close(_ fd: CInt) { system_close(fd) }
 

@@ -22,14 +22,17 @@ public func bootstrap() {
     if let socket = ChildRuntime.takeEnvironmentDescriptor(ChildEnvironment.forkServer) {
         let parent = ChildRuntime.takeParentPID()
         system_unsetenv(ChildEnvironment.daemon)
-        ChildRuntime.dieWithParent(parent)
-        runForkServer(control: socket)
+        system_unsetenv(ChildEnvironment.outlivesParent)
+        ChildRuntime.dieWithParent(parent, signal: .kill)
+        runForkServer(control: socket, parent: parent)
     }
     if let socket = ChildRuntime.takeEnvironmentDescriptor(ChildEnvironment.child) {
         let parent = ChildRuntime.takeParentPID()
         let daemon = system_getenv(ChildEnvironment.daemon) == "1"
+        let outlivesParent = system_getenv(ChildEnvironment.outlivesParent) == "1"
         system_unsetenv(ChildEnvironment.daemon)
-        ChildRuntime.run(socket: socket, parentPID: parent, daemon: daemon)
+        system_unsetenv(ChildEnvironment.outlivesParent)
+        ChildRuntime.run(socket: socket, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent)
     }
     CurrentProcess.identity.withLock { $0.bootstrapped = true }
     ChildRuntime.installExitHandler()
@@ -40,6 +43,12 @@ internal enum ChildRuntime {
     static var isBootstrapped: Bool { CurrentProcess.identity.withLock { $0.bootstrapped } }
 
     private static let exitHandlerInstalled = Atomic<Bool>(false)
+
+    /// Threads of the library that wait and run nothing: in a child made by `fork` or the fork
+    /// server, the original thread that waits for the child's fresh main thread
+    /// (``system_runOnFreshThread(_:)``). A fork from such a child allows for it.
+    private static let parkedThreadCount = Atomic<Int>(0)
+    static var parkedThreads: Int { parkedThreadCount.load(ordering: .relaxed) }
 
     /// At exit, as Python does: terminate daemon children, then wait for every child.
     static func installExitHandler() {
@@ -70,18 +79,32 @@ internal enum ChildRuntime {
     }
 
     /// Arms `PR_SET_PDEATHSIG`, then checks that the parent did not die before it was armed.
-    static func dieWithParent(_ parent: Int32) {
-        _ = try? system_setParentDeathSignal(Signal.kill.rawValue)
+    static func dieWithParent(_ parent: Int32, signal: Signal) {
+        _ = try? system_setParentDeathSignal(signal.rawValue)
         if system_getppid() != parent { system__exit(1) }
+    }
+
+    /// A daemon dies with its parent (`SIGKILL`); a non-daemon child receives `SIGTERM` when its
+    /// parent dies, unless it is to outlive it. The parent's normal exit waits for its non-daemon
+    /// children first, so only an abnormal death (a signal, `_exit`) sends that `SIGTERM`.
+    static func armParentDeath(_ parent: Int32, daemon: Bool, outlivesParent: Bool) {
+        if daemon {
+            dieWithParent(parent, signal: .kill)
+        } else if !outlivesParent {
+            dieWithParent(parent, signal: .terminate)
+        }
     }
 
     // MARK: spawned and fork-server children
 
     /// Runs the task the parent sends on `socket`, reports the outcome and exits. Never returns.
-    static func run(socket: Int32, parentPID: Int32, daemon: Bool) -> Never {
-        if daemon { dieWithParent(parentPID) }
-        // Our own grandchildren must not inherit the channel to our parent.
-        try? system_setCloseOnExec(socket, true)
+    /// `parked`: this runs on a fresh thread of a fork-server child, whose original thread waits.
+    static func run(socket received: Int32, parentPID: Int32, daemon: Bool, outlivesParent: Bool, parked: Bool = false) -> Never {
+        if parked { parkedThreadCount.store(1, ordering: .relaxed) }
+        armParentDeath(parentPID, daemon: daemon, outlivesParent: outlivesParent)
+        // Out of the task's way (a task that closes 3 and opens a file must not get our report in
+        // it), and close-on-exec: our own grandchildren must not inherit the channel to our parent.
+        let socket = system_moveDescriptorHigh(received)
 
         let handshake: ChildHandshake
         let transfer: DescriptorTransfer
@@ -128,10 +151,12 @@ internal enum ChildRuntime {
 
     /// In a child made by `fork()`: runs `body` on this, the only thread, and exits without running
     /// the parent's exit handlers or flushing the parent's buffers twice.
-    static func runForked(socket: Int32, name: String, daemon: Bool, _ body: @escaping @Sendable () async -> ChildOutcome) -> Never {
+    static func runForked(socket received: Int32, parentPID parent: Int32, name: String, daemon: Bool, outlivesParent: Bool,
+                          _ body: @escaping @Sendable () async -> ChildOutcome) -> Never {
+        parkedThreadCount.store(1, ordering: .relaxed)
         ProcessMonitor.shared.resetAfterFork()
-        let parent = system_getppid()
-        if daemon { dieWithParent(parent) }
+        armParentDeath(parent, daemon: daemon, outlivesParent: outlivesParent)
+        let socket = system_moveDescriptorHigh(received)
         CurrentProcess.identity.withLock { identity in
             identity.name = name
             identity.daemon = daemon
@@ -145,7 +170,7 @@ internal enum ChildRuntime {
     }
 
     private static func exitCode(_ outcome: ChildOutcome) -> Int32 {
-        if case .success = outcome { return 0 }
+        if case .success = outcome.sendable { return 0 }
         return 1
     }
 
@@ -190,7 +215,7 @@ internal enum ChildRuntime {
         } else if case .setupFailed(let message) = outcome {
             system_writeStderr("Process \(CurrentProcess.name) (pid \(system_getpid())): \(message)\n")
         }
-        let frame = outcome.frame()
+        let frame = outcome.sendable.frame()
         frame.withUnsafeBytes { buffer in
             _ = try? system_writeAll(socket, buffer)
         }

@@ -19,9 +19,15 @@ public protocol ProcessHandle: AnyObject, Sendable {
     /// - Parameter timeout: How long to wait; nil waits for as long as it takes.
     /// - Throws: ``MultiprocessingError/Code/timedOut`` when the child still runs after `timeout`;
     ///   ``MultiprocessingError/Code/misuse`` before ``ChildProcess/start()`` or from a process that
-    ///   did not start this child.
+    ///   did not start this child; ``MultiprocessingError/Code/systemCall`` with `ECHILD` when the
+    ///   child ended but its exit status was lost (SIGCHLD set to SIG_IGN, or other code reaped it).
     func join(timeout: Duration?) throws
     /// Waits for the child to end without blocking a thread; honours task cancellation.
+    /// - Parameter timeout: How long to wait; nil waits for as long as it takes.
+    /// - Throws: ``MultiprocessingError/Code/timedOut`` when the child still runs after `timeout`;
+    ///   ``MultiprocessingError/Code/cancelled`` (always this, never a bare `CancellationError`)
+    ///   when the waiting task is cancelled first; ``MultiprocessingError/Code/misuse`` as the
+    ///   blocking twin; ``MultiprocessingError/Code/systemCall`` (`ECHILD`) as the blocking twin.
     func join(timeout: Duration?) async throws
     /// Sends `SIGTERM`. Follow it with ``join(timeout:)``; the child is reaped in any case.
     func terminate() throws
@@ -43,10 +49,16 @@ extension ProcessHandle {
 /// ```
 ///
 /// A child that is never joined is still reaped as soon as it ends, so it never lingers as a zombie.
-/// A daemon child dies with its parent, even when the parent is killed with `SIGKILL`.
+/// A daemon child dies with its parent (`SIGKILL`), even when the parent is killed with `SIGKILL`. A
+/// non-daemon child receives `SIGTERM` when its parent dies without exiting normally (a signal,
+/// `_exit`), so that a killed job leaves nothing behind; a normal exit waits for it instead. Pass
+/// `outlivesParent: true` for a child that must keep running after its parent is killed.
 public final class ChildProcess<Output: Sendable>: ProcessHandle {
     public let name: String
     public let daemon: Bool
+    /// Whether this non-daemon child keeps running when its parent dies abnormally. False by
+    /// default: the child then receives `SIGTERM` when its parent dies without exiting normally.
+    public let outlivesParent: Bool
     /// How the child is (or will be) created.
     public let startMethod: StartMethod
 
@@ -75,11 +87,12 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
     }
 
-    private init(payload: Payload, name: String?, daemon: Bool, startMethod: StartMethod?,
+    private init(payload: Payload, name: String?, daemon: Bool, outlivesParent: Bool, startMethod: StartMethod?,
                  decodeOutput: @escaping @Sendable ([UInt8]) throws -> Output) {
         self.payload = payload
         self.name = name ?? "ChildProcess-\(Self.nextNumber)"
         self.daemon = daemon
+        self.outlivesParent = outlivesParent
         self.startMethod = startMethod ?? ChildProcessConfiguration.defaultStartMethod
         self.decodeOutput = decodeOutput
     }
@@ -116,8 +129,10 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
 
     /// Starts the child. A process can be started only once.
     ///
-    /// - Throws: ``MultiprocessingError/Code/misuse`` on a second start, or when this program spawns
-    ///   itself without having called ``bootstrap()``; ``MultiprocessingError/Code/coding`` when the
+    /// - Throws: ``MultiprocessingError/Code/misuse`` on a second start, when this program would
+    ///   re-execute itself (`.spawn`, or `.forkServer` whose server is this program) without having
+    ///   called ``bootstrap()``, when this process is a daemon child (a daemon may not have children,
+    ///   as in Python), or for a daemon child that is also to outlive its parent; ``MultiprocessingError/Code/coding`` when the
     ///   task's arguments cannot be encoded; ``MultiprocessingError/Code/unsupported`` for `.fork` in a
     ///   process that runs other threads; ``MultiprocessingError/Code/childStartFailed`` when the
     ///   system refuses to create the process.
@@ -126,7 +141,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             guard case .created = phase else {
                 throw MultiprocessingError.misuse("\(name) was already started: a process can be started only once. Create a new ChildProcess to run the task again.")
             }
-            let record = ChildRecord(id: ProcessMonitor.shared.makeRecordID(), name: name, daemon: daemon)
+            let record = ChildRecord(id: ProcessMonitor.shared.makeRecordID(), name: name, daemon: daemon, outlivesParent: outlivesParent)
             record.state.withLock { $0.handle = self }
             phase = .started(record)
             return record
@@ -141,6 +156,12 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     }
 
     private func launch(_ record: ChildRecord) throws {
+        if CurrentProcess.isDaemon {
+            throw MultiprocessingError.misuse("Cannot start \(name) from \(CurrentProcess.name): a daemon process may not have children (as in Python), because it is killed with its parent and its children would be orphaned. Start the child from a non-daemon process, or make this process a non-daemon child.")
+        }
+        if daemon && outlivesParent {
+            throw MultiprocessingError.misuse("\(name) cannot be both a daemon (which dies with its parent) and outlivesParent (which survives it). Choose one.")
+        }
         ChildRuntime.installExitHandler()
         // Encode before any process exists, so that bad arguments fail here, in the caller.
         let transfer = DescriptorTransfer()
@@ -159,8 +180,9 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
                 taskTypeName: typeName, typeDisplayName: displayName,
                 processName: name, daemon: daemon, taskBytes: taskBytes).encoded())
         }
-        if startMethod == .spawn && ChildProcessConfiguration.usesOwnExecutable && !ChildRuntime.isBootstrapped {
-            throw MultiprocessingError.misuse("Starting \(name) would re-execute this program, whose main has not called bootstrap(). Call `Multiprocessing.bootstrap()` first thing in main, as Python needs `if __name__ == '__main__':`; otherwise the child would run your whole program again.")
+        if startMethod != .fork && ChildProcessConfiguration.usesOwnExecutable && !ChildRuntime.isBootstrapped {
+            let what = startMethod == .spawn ? "would re-execute this program" : "would re-execute this program as its fork server"
+            throw MultiprocessingError.misuse("Starting \(name) \(what), whose main has not called bootstrap(). Call `Multiprocessing.bootstrap()` first thing in main, as Python needs `if __name__ == '__main__':`; otherwise the child would run your whole program again.")
         }
 
         let (parentEnd, childEnd): (Int32, Int32)
@@ -187,23 +209,21 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
                     "\(ChildEnvironment.child)=\(ChildEnvironment.socketNumber)",
                     "\(ChildEnvironment.parentPID)=\(system_getpid())",
                     "\(ChildEnvironment.daemon)=\(daemon ? 1 : 0)",
+                    "\(ChildEnvironment.outlivesParent)=\(outlivesParent ? 1 : 0)",
                 ],
                 childSocket: childEnd)
-            try ProcessMonitor.shared.submit(.spawn(record, plan, reply))
+            try submit(.spawn(record, plan, reply), record)
         case .forkServer:
-            try ProcessMonitor.shared.submit(.forkServer(record, childSocket: childEnd, reply))
+            try submit(.forkServer(record, childSocket: childEnd, reply), record)
         case .fork:
             let threads = system_threadCount()
-            let allowed = ProcessMonitor.shared.isRunning ? 2 : 1
+            let allowed = (ProcessMonitor.shared.isRunning ? 2 : 1) + ChildRuntime.parkedThreads
             if threads > allowed {
-                record.state.withLock { state in
-                    system_close(state.socket)
-                    state.socket = -1
-                }
+                record.closeSocket()
                 throw MultiprocessingError(.unsupported, "Refusing to fork \(name): this process runs \(threads) threads, and a forked child of a multi-threaded process can hang on a lock another thread held. Use the .spawn or .forkServer start method.")
             }
-            let body = forkBody(name: name, daemon: daemon)
-            try ProcessMonitor.shared.submit(.fork(record, childSocket: childEnd, body: body, reply))
+            let body = forkBody(name: name, daemon: daemon, outlivesParent: outlivesParent)
+            try submit(.fork(record, childSocket: childEnd, body: body, reply), record)
         }
         _ = try reply.wait()
 
@@ -214,6 +234,17 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
     }
 
+    /// Hands the request to the monitor; if it cannot take it, the parent's end of the socket is
+    /// closed here (once the monitor has it, the monitor closes it on a failed start).
+    private func submit(_ request: ProcessMonitor.Request, _ record: ChildRecord) throws {
+        do {
+            try ProcessMonitor.shared.submit(request)
+        } catch {
+            record.closeSocket()
+            throw error
+        }
+    }
+
     private func sendHandshake(_ bytes: [UInt8], descriptors: [Int32], on socket: Int32) throws {
         try bytes.withUnsafeBytes { buffer in
             let sent = try system_sendWithDescriptors(socket, buffer, descriptors)
@@ -221,13 +252,16 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
     }
 
-    private func forkBody(name: String, daemon: Bool) -> @Sendable (Int32) -> Never {
+    private func forkBody(name: String, daemon: Bool, outlivesParent: Bool) -> @Sendable (Int32) -> Never {
         let run: @Sendable () async -> ChildOutcome
         switch payload {
         case .task(_, _, _, let forked): run = forked
         case .closure(let closure): run = closure
         }
-        return { socket in ChildRuntime.runForked(socket: socket, name: name, daemon: daemon, run) }
+        let parent = system_getpid()
+        return { socket in
+            ChildRuntime.runForked(socket: socket, parentPID: parent, name: name, daemon: daemon, outlivesParent: outlivesParent, run)
+        }
     }
 
     private func startedRecord(_ what: String) throws -> ChildRecord {
@@ -268,7 +302,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     ///   ``MultiprocessingError/Code/timedOut`` after `timeout`.
     public func value(timeout: Duration? = nil) throws -> Output {
         let record = try startedRecord("get the value of")
-        try record.join(timeout: timeout)
+        try record.wait(timeout: timeout)
         return try result(of: record)
     }
 
@@ -276,12 +310,12 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     /// - Throws: As ``value(timeout:)``, and ``MultiprocessingError/Code/cancelled`` when the waiting task is cancelled.
     public func value(timeout: Duration? = nil) async throws -> Output {
         let record = try startedRecord("get the value of")
-        try await record.join(timeout: timeout)
+        try await record.wait(timeout: timeout)
         return try result(of: record)
     }
 
     private func result(of record: ChildRecord) throws -> Output {
-        let (outcome, status) = record.state.withLock { ($0.outcome, $0.exitStatus) }
+        let (outcome, status, lost) = record.state.withLock { ($0.outcome, $0.exitStatus, $0.lost) }
         switch outcome {
         case .success(.success(let bytes))?:
             do {
@@ -293,9 +327,12 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             throw MultiprocessingError(.childFailed, "The task in \(name) threw: \(message)", remoteTypeName: typeName)
         case .success(.setupFailed(let message))?:
             throw MultiprocessingError(.childStartFailed, "\(name) could not run its task: \(message)")
+        case .success(.resultTooLarge(let size))?:
+            throw MultiprocessingError(.coding, "The result of \(name)'s task is \(size) bytes, over the \(ChildProtocol.maximumBody)-byte (1 GiB) limit of a child's result, so the child did not send it. Send bulk data through a Queue, a Connection, a file or shared memory instead.")
         case .failure(let error)?:
             throw error
         case nil:
+            if let lost { throw lost }
             var message = "\(name) ended without a result: it \(status?.description ?? "vanished")."
             if case .signaled(let signal)? = status, [Signal.illegalInstruction, .trap, .segmentationFault, .bus, .abort].contains(signal) {
                 message += " That signal means it crashed (a Swift trap such as fatalError, a failed precondition or an index out of range raises \(Signal.illegalInstruction))."
@@ -314,8 +351,10 @@ extension ChildProcess where Output: Decodable {
     ///   - name: The process name; `ChildProcess-N` by default.
     ///   - daemon: Whether the child dies with its parent.
     ///   - startMethod: How the child is created; ``ChildProcessConfiguration/defaultStartMethod`` by default.
-    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, startMethod: StartMethod? = nil) where T.Output == Output {
-        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, startMethod: startMethod,
+    ///   - outlivesParent: Whether a non-daemon child keeps running when its parent dies
+    ///     abnormally; by default it receives `SIGTERM` then. A normal exit of the parent still waits for it.
+    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, startMethod: StartMethod? = nil) where T.Output == Output {
+        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: startMethod,
                   decodeOutput: { bytes in try WireDecoder().decode(Output.self, from: bytes) })
     }
 
@@ -323,8 +362,8 @@ extension ChildProcess where Output: Decodable {
     ///
     /// The closure sees a copy of this process's memory at the time of ``start()``; what it returns
     /// is encoded and sent back. See ``StartMethod/fork`` for when forking is refused.
-    public convenience init(name: String? = nil, daemon: Bool = false, forking body: @escaping @Sendable () async throws -> Output) where Output: Encodable {
-        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, startMethod: .fork,
+    public convenience init(name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, forking body: @escaping @Sendable () async throws -> Output) where Output: Encodable {
+        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: .fork,
                   decodeOutput: { bytes in try WireDecoder().decode(Output.self, from: bytes) })
     }
 }
@@ -336,14 +375,16 @@ extension ChildProcess where Output == Void {
     ///   - name: The process name; `ChildProcess-N` by default.
     ///   - daemon: Whether the child dies with its parent.
     ///   - startMethod: How the child is created; ``ChildProcessConfiguration/defaultStartMethod`` by default.
-    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, startMethod: StartMethod? = nil) where T.Output == Void {
-        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, startMethod: startMethod,
+    ///   - outlivesParent: Whether a non-daemon child keeps running when its parent dies
+    ///     abnormally; by default it receives `SIGTERM` then. A normal exit of the parent still waits for it.
+    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, startMethod: StartMethod? = nil) where T.Output == Void {
+        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: startMethod,
                   decodeOutput: { _ in () })
     }
 
     /// A child that runs `body` in a forked copy of this process (start method `.fork`).
-    public convenience init(name: String? = nil, daemon: Bool = false, forking body: @escaping @Sendable () async throws -> Void) {
-        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, startMethod: .fork,
+    public convenience init(name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, forking body: @escaping @Sendable () async throws -> Void) {
+        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: .fork,
                   decodeOutput: { _ in () })
     }
 }
@@ -355,33 +396,47 @@ private enum ChildProcessCounter {
 extension ChildRecord: ProcessHandle {
     var pid: Int32? { let p = rawPID; return p == 0 ? nil : p }
 
-    var isAlive: Bool { state.withLock { $0.pid != 0 && $0.exitStatus == nil } }
+    var isAlive: Bool { state.withLock { $0.pid != 0 && !$0.ended } }
 
     var exitStatus: ExitStatus? { state.withLock { $0.exitStatus } }
 
     func join(timeout: Duration?) throws {
+        try wait(timeout: timeout)
+        if let lost = state.withLock({ $0.lost }) { throw lost }
+    }
+
+    func join(timeout: Duration?) async throws {
+        try await wait(timeout: timeout)
+        if let lost = state.withLock({ $0.lost }) { throw lost }
+    }
+
+    /// Waits for the end of the child, whether or not its exit status is known.
+    func wait(timeout: Duration?) throws {
         guard finished.wait(until: try Deadline(timeout: timeout, "ChildProcess.join")) else {
             throw MultiprocessingError(.timedOut, "\(name) (pid \(rawPID)) was still running after \(timeout ?? .zero).")
         }
     }
 
-    func join(timeout: Duration?) async throws {
-        if let timeout {
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask { await self.waitAsync(); return true }
-                group.addTask { try await Task.sleep(for: timeout); return false }
-                let finishedFirst = try await group.next() ?? false
+    /// Waits without blocking a thread. Throws `.timedOut` after `timeout`, and `.cancelled` (never a
+    /// bare `CancellationError`) when the waiting task is cancelled first.
+    func wait(timeout: Duration?) async throws {
+        // The Deadline refuses a negative timeout and turns one past the clock's end into no timeout.
+        if let left = try Deadline(timeout: timeout, "ChildProcess.join").remaining {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.waitAsync() }
+                group.addTask { try? await Task.sleep(for: left) }
+                // Whichever ends first (the child, the timeout, or cancellation, which ends both).
+                await group.next()
                 group.cancelAll()
-                if !finishedFirst && !finished.isSet {
-                    throw MultiprocessingError(.timedOut, "\(name) (pid \(rawPID)) was still running after \(timeout).")
-                }
             }
         } else {
             await waitAsync()
         }
-        if !finished.isSet {
+        if state.withLock({ $0.ended }) { return }
+        if Task.isCancelled {
             throw MultiprocessingError(.cancelled, "Stopped waiting for \(name): the waiting task was cancelled.")
         }
+        throw MultiprocessingError(.timedOut, "\(name) (pid \(rawPID)) was still running after \(timeout ?? .zero).")
     }
 
     func terminate() throws { try signal(.terminate) }

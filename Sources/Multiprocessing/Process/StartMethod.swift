@@ -9,7 +9,10 @@ public enum StartMethod: Sendable, Hashable, CustomStringConvertible {
     case spawn
     /// Ask a fork server for a child. The server is this program re-executed once, on first use; it
     /// stays single-threaded and forks a child per request, so each start costs a `fork`, not a program
-    /// load, and is safe whatever threads the parent runs.
+    /// load, and is safe whatever threads the parent runs. Like `.spawn`, it needs ``bootstrap()``
+    /// first in `main`. The child is this process's own child, not the server's (the server creates
+    /// it with `clone(CLONE_PARENT)`): it is reaped and signalled here, and it keeps running if the
+    /// server dies; the next start then starts a new server.
     case forkServer
     /// `fork()` this process and run the task in the copy: the fastest start, and the only one that
     /// can run a plain closure. Forking a process that runs other threads can hang the child (a lock

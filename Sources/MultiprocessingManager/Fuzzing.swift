@@ -1,0 +1,62 @@
+import Multiprocessing
+import SystemPackage
+
+/// The server's request handler in this process, for the libFuzzer target in `Fuzz/` (see
+/// docs/managers.md, Fuzzing). Not API: it is behind `@_spi(Fuzzing)`.
+///
+/// It holds a server with no listener and one object of every kind, and hands each request to
+/// the same `handle` a connection's thread calls. Calls that would wait give up at once instead
+/// (after the same deadline arithmetic), so that the fuzzer never blocks.
+@_spi(Fuzzing) public final class ManagerFuzzing: @unchecked Sendable {
+    // @unchecked: used by the fuzzer's one thread.
+    private let server: ManagerServer
+    private let connection: ConnectionContext
+
+    /// A server holding a dictionary, a list, a value, a bounded queue, a lock, an RLock, a
+    /// semaphore, an event, a condition and a barrier (object ids 1 to 10).
+    ///
+    /// - Throws: ``MultiprocessingError/Code/systemCall`` when no socket can be made.
+    public init() throws {
+        server = ManagerServer(listener: -1, key: AuthKey([1]), limits: ManagerLimits(), actorTypeNames: [])
+        let descriptor: CInt
+        do throws(Errno) {
+            descriptor = try ManagerPlatform.unixSocket()
+        } catch {
+            throw MultiprocessingError(.systemCall, "ManagerFuzzing: cannot make a socket: \(error)", errno: error)
+        }
+        connection = ConnectionContext(socket: FrameSocket(descriptor: descriptor, maximumMessageSize: 1 << 20), client: 1)
+        connection.neverWaits = true
+        let kinds: [(ManagedKind, Int64)] = [(.dictionary, 0), (.list, 0), (.value, 0), (.queue, 2), (.lock, 0), (.rLock, 0),
+                                             (.semaphore, 1), (.event, 0), (.condition, 0), (.barrier, 2)]
+        for (kind, parameter) in kinds {
+            var request = ByteWriterRaw()
+            request.bytes = [Op.create.rawValue]
+            request.varint(0)
+            request.bytes.append(kind.rawValue)
+            request.varint(0)           // no name
+            request.signed(parameter)
+            request.varint(0)           // no initial value
+            _ = try server.handle(request.bytes, connection)
+        }
+    }
+
+    /// Serves each request cut from `data`: a sequence of (2-byte little-endian length, body)
+    /// records, the last one taking whatever remains. Errors are the replies a client would get;
+    /// only a crash or a hang is a finding.
+    ///
+    /// - Parameter data: the fuzzer's input.
+    public func serve(_ data: UnsafeRawBufferPointer) {
+        var position = 0
+        while position < data.count {
+            var length = data.count - position
+            if length >= 2 {
+                length = min(Int(data[position]) | Int(data[position + 1]) << 8, data.count - position - 2)
+                position += 2
+            }
+            let request = Array(data[position..<(position + length)])
+            position += length
+            _ = try? server.handle(request, connection)
+            connection.shutdownRequested = false
+        }
+    }
+}
