@@ -27,6 +27,8 @@
 # "... splice (C)" and "... direct (C)". MPCP_URING_FLAGS=defer is passed on to it.
 # "syscall floor (C), N threads" is floor.c with N threads instead of one per core, and "mpcp -a -j N"
 # is mpcp with N workers.
+# MPCP_BASELINE=PATH adds the tool "mpcp baseline -a": another build of mpcp (an earlier commit's),
+# timed in the same rounds, for a before-and-after row.
 # TOOLS="tool;tool;..." runs only the tools named (as in the table), e.g.
 #   TOOLS="syscall floor (C);syscall floor, io_uring cfr (C)" FRESH_FS=1 bench.sh DATA 5 small
 # Beside each timing, results.tsv has the copy's user and system CPU time and its seconds before the
@@ -57,6 +59,7 @@ command_for() { # tool src dst
     "mpcp -a") echo "$mpcp -a '$src' '$dst'" ;;
     "mpcp -a --workers processes") echo "$mpcp -a --workers processes '$src' '$dst'" ;;
     "mpcp -a -j "*) local n=${tool#mpcp -a -j }; [[ $n =~ ^[0-9]+$ ]] && echo "$mpcp -a -j $n '$src' '$dst'" ;;
+    "mpcp baseline -a") [ -n "${MPCP_BASELINE:-}" ] && echo "$MPCP_BASELINE -a '$src' '$dst'" ;;
     "cp -a") echo "cp -a '$src' '$dst'" ;;
     "rsync -a") echo "rsync -a '$src/' '$dst/'" ;;
     "tar | tar") echo "mkdir '$dst' && tar -C '$src' -cf - . | tar -C '$dst' -xpf -" ;;
@@ -75,6 +78,7 @@ command_for() { # tool src dst
 
 tools=("mpcp -a" "mpcp -a --workers processes" "cp -a" "rsync -a" "tar | tar" "rclone copy --transfers 8" "fpsync -n $jobs" "syscall floor (C)")
 [ "$uring" = 1 ] && tools+=("syscall floor, io_uring cfr (C)")
+[ -n "${MPCP_BASELINE:-}" ] && tools+=("mpcp baseline -a")
 naive=("seed copier, processes (Python)" "seed copier, threads (Python)")
 if [ -n "${TOOLS:-}" ]; then
   IFS=';' read -r -a tools <<< "$TOOLS"
