@@ -67,7 +67,7 @@ struct SyncCorrectnessTimeoutTests {
         for timeout in [pythonTimeoutMax, longestDuration] {
             let lock = try Lock()
             let release = try Event()
-            let holder = OSThread { try lock.withLock { try release.wait(timeout: .seconds(30)) } }
+            let holder = OSThread { try lock.withLock { try release.wait() } }
             try holder.start()
             #expect(eventually { lock.isLocked })
             try expectWaitsUntilWoken("Lock.acquire", { try lock.acquire(timeout: timeout); try lock.release() },
@@ -77,7 +77,7 @@ struct SyncCorrectnessTimeoutTests {
 
             let rlock = try RLock()
             let releaseR = try Event()
-            let holderR = OSThread { try rlock.withLock { try releaseR.wait(timeout: .seconds(30)) } }
+            let holderR = OSThread { try rlock.withLock { try releaseR.wait() } }
             try holderR.start()
             #expect(eventually { rlock.mutex.ownerTID != 0 })
             try expectWaitsUntilWoken("RLock.acquire", { try rlock.acquire(timeout: timeout); try rlock.release() },
@@ -112,7 +112,7 @@ struct SyncCorrectnessTimeoutTests {
                                       isWaiting: { a.operationsInFlight == 1 }, wake: { try b.send(7) })
 
             let finish = try Event()
-            let worker = OSThread { try finish.wait(timeout: .seconds(30)) }
+            let worker = OSThread { try finish.wait() }
             try worker.start()
             try expectWaitsUntilWoken("OSThread.join", { try worker.join(timeout: timeout) },
                                       isWaiting: { true }, wake: { finish.set() })

@@ -102,7 +102,7 @@ struct SyncLockTests {
         let lock = try Lock()
         let held = try Event(), done = try Event()
         let holder = OSThread {
-            try lock.withLock { held.set(); try done.wait(timeout: .seconds(10)) }
+            try lock.withLock { held.set(); try done.wait() }
         }
         try holder.start()
         try held.wait(timeout: .seconds(10))
@@ -173,7 +173,9 @@ struct SyncLockTests {
         #expect(counter.value == 4000)
 
         let held = try Event(), done = try Event()
-        let holder = OSThread { try lock.withLock { held.set(); try done.wait(timeout: .seconds(10)) } }
+        // The holder keeps the lock until `done`, with no timeout: under load a bounded wait ended
+        // first, the lock came free, and the task below took it instead of waiting (seen once).
+        let holder = OSThread { try lock.withLock { held.set(); try done.wait() } }
         try holder.start()
         try await held.wait()
         await expectCode(.timedOut) { try await lock.withLock(timeout: .milliseconds(30)) {} }
