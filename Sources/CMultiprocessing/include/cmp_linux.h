@@ -125,3 +125,9 @@ int cmp_run_on_fresh_thread(void *(*body)(void *), void *context);
 /// Moves `fd` to a high descriptor number (512, or half the RLIMIT_NOFILE soft limit when that is
 /// lower), close-on-exec, and closes the old number. Returns the new descriptor or -errno.
 int cmp_move_descriptor_high(int fd);
+
+// MARK: process start: entering a child before main (shim_entry_linux.c)
+/// Whether the shim's constructor hands a re-executed child to the child runtime before `main`:
+/// true when the shim is linked into the main executable (not a shared library) together with the
+/// Multiprocessing module.
+bool cmp_child_entry_before_main(void);

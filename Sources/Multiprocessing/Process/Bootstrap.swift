@@ -22,6 +22,7 @@ public func bootstrap() {
     // Where the constructor did not run (a library loaded in an unusual way), a child is still a
     // child here, as it was before the constructor existed.
     ChildRuntime.enterIfChild()
+    CurrentProcess.identity.withLock { $0.bootstrapped = true }
     ChildRuntime.installExitHandler()
 }
 
@@ -34,6 +35,12 @@ internal func multiprocessingEnterChild() {
 
 /// What runs inside a child, and the parent's exit handler.
 internal enum ChildRuntime {
+    /// Whether a re-executed copy of this program becomes a child before its `main` runs (the
+    /// library is linked into the executable, as SwiftPM links it), or only in ``bootstrap()``.
+    static var entersBeforeMain: Bool { system_childEntryBeforeMain() }
+
+    static var isBootstrapped: Bool { CurrentProcess.identity.withLock { $0.bootstrapped } }
+
     /// When this process is a re-executed child or the fork server, runs it and exits; otherwise
     /// returns at once. The variables are read and removed before anything else runs, so that
     /// grandchildren never see them.

@@ -133,8 +133,9 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
 
     /// Starts the child. A process can be started only once.
     ///
-    /// - Throws: ``MultiprocessingError/Code/misuse`` on a second start, when this process is a
-    ///   daemon child (a daemon may not have children, as in Python), for a daemon child that is
+    /// - Throws: ``MultiprocessingError/Code/misuse`` on a second start, when this program would
+    ///   re-execute itself but loads the library as a shared library and has not called
+    ///   ``bootstrap()``, when this process is a daemon child (a daemon may not have children, as in Python), for a daemon child that is
     ///   also to outlive its parent, or for a configuration whose environment or executable is unusable; ``MultiprocessingError/Code/coding`` when the
     ///   task's arguments cannot be encoded; ``MultiprocessingError/Code/unsupported`` for `.fork` in a
     ///   process that runs other threads; ``MultiprocessingError/Code/childStartFailed`` when the
@@ -183,6 +184,11 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             handshake = ChildProtocol.frame(.handshake, ChildHandshake(
                 taskTypeName: typeName, typeDisplayName: displayName,
                 processName: name, daemon: daemon, taskBytes: taskBytes).encoded())
+        }
+
+        if startMethod != .fork && configuration.executable == nil && !ChildRuntime.entersBeforeMain && !ChildRuntime.isBootstrapped {
+            // Only where the library is a shared library: its constructor cannot enter a child.
+            throw MultiprocessingError.misuse("Starting \(name) would re-execute this program, which loads the Multiprocessing library as a shared library and whose main has not called bootstrap(). Call `Multiprocessing.bootstrap()` first thing in main; otherwise the child would run your whole program again.")
         }
 
         let (parentEnd, childEnd): (Int32, Int32)

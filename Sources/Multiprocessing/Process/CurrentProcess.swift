@@ -7,6 +7,7 @@ public enum CurrentProcess {
         var name = "MainProcess"
         var daemon = false
         var isChild = false
+        var bootstrapped = false
     }
     static let identity = Mutex(Identity())
 
