@@ -3,14 +3,16 @@ import Synchronization
 
 /// How a child process is created: Python's start methods.
 public enum StartMethod: Sendable, Hashable, CustomStringConvertible {
-    /// Re-execute this program (or the one set with ``ChildProcessConfiguration/setExecutable(_:)``).
-    /// Its `main` calls ``bootstrap()`` first, which runs the task named in the handshake and exits.
-    /// Safe in any parent, with any number of threads. The default.
+    /// Re-execute this program (or the configuration's ``ChildProcessConfiguration/executable``).
+    /// The library takes the new process over before its `main` runs, runs the task named in the
+    /// handshake and exits, so no `main` (nor a test runner) runs in the child. Safe in any parent,
+    /// with any number of threads. The default.
     case spawn
     /// Ask a fork server for a child. The server is this program re-executed once, on first use; it
     /// stays single-threaded and forks a child per request, so each start costs a `fork`, not a program
-    /// load, and is safe whatever threads the parent runs. Like `.spawn`, it needs ``bootstrap()``
-    /// first in `main`. The child is this process's own child, not the server's (the server creates
+    /// load, and is safe whatever threads the parent runs. Like a `.spawn` child, the server is
+    /// taken over before its `main` runs. Each configuration's program and environment has a server
+    /// of its own. The child is this process's own child, not the server's (the server creates
     /// it with `clone(CLONE_PARENT)`): it is reaped and signalled here, and it keeps running if the
     /// server dies; the next start then starts a new server.
     case forkServer
@@ -31,7 +33,7 @@ public enum StartMethod: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// How children are started: the start method, the program they run and what they find in their
-/// environment. A value, passed to each child (``ChildProcess/init(_:name:daemon:outlivesParent:startMethod:configuration:)``),
+/// environment. A value, passed to each child (`ChildProcess(task, configuration: ...)`),
 /// as swift-subprocess passes one per run; a child given none uses ``default``.
 ///
 /// ```swift
