@@ -2,8 +2,13 @@ import Foundation
 import Testing
 import TestHarness
 import Multiprocessing
+import Synchronization
 import SystemPackage
 import TestSupport
+
+/// Set by this suite's tests as they start. A child reports it: true would mean that the test runner
+/// ran in the child before its task did (what calling bootstrap() inside a test used to do).
+let aConfigurationTestStartedHere = Atomic<Bool>(false)
 
 /// Declared in the test target, as a user's test would: no helper binary knows it.
 struct TaskDeclaredInTheTests: ProcessTask {
@@ -11,7 +16,8 @@ struct TaskDeclaredInTheTests: ProcessTask {
     func run() -> ChildFacts {
         ChildFacts(word: word + "!",
                    executable: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "?",
-                   variable: ProcessInfo.processInfo.environment["MP_CONFIGURATION_TEST"])
+                   variable: ProcessInfo.processInfo.environment["MP_CONFIGURATION_TEST"],
+                   testsRanHere: aConfigurationTestStartedHere.load(ordering: .relaxed))
     }
 }
 
@@ -19,6 +25,7 @@ struct ChildFacts: Codable, Sendable, Equatable {
     var word: String
     var executable: String
     var variable: String?
+    var testsRanHere: Bool
 }
 
 /// This test binary's own path, as its children see theirs.
@@ -26,6 +33,8 @@ private let testBinary = (try? FileManager.default.destinationOfSymbolicLink(atP
 
 @Suite("Child configuration and children of a test binary")
 struct ChildConfigurationTests {
+    init() { aConfigurationTestStartedHere.store(true, ordering: .relaxed) }
+
     // Issue 14, item 6: the test binary re-executed is a child that runs its task, found in the
     // test target, and neither the test runner nor main. Before the library's constructor, the
     // start was refused ("whose main has not called bootstrap()").
@@ -36,6 +45,7 @@ struct ChildConfigurationTests {
         let facts = try await child.value(timeout: .seconds(120))
         #expect(facts.word == "hello!")
         #expect(facts.executable == testBinary)
+        #expect(facts.testsRanHere == false)
         #expect(child.exitCode == 0)
     }
 

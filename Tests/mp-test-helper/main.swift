@@ -6,11 +6,6 @@ import Glibc
 #endif
 import Multiprocessing
 import TestSupport
-import ManagerTestSupport
-
-/// The manager tests' task types must be in this binary too, for the tests that run children in it:
-/// reference one so that the linker keeps the module whatever it decides about unreferenced code.
-let managerTasksLinked: any ProcessTask.Type = IncrementTask.self
 
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "no-bootstrap" {

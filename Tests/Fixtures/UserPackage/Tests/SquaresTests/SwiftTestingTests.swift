@@ -1,10 +1,11 @@
 import Multiprocessing
 import Squares
+import Synchronization
 import Testing
 
 @Suite("Children started from Swift Testing")
 struct SwiftTestingChildren {
-    init() { aTestStartedInThisProcess = true }
+    init() { aTestStartedInThisProcess.store(true, ordering: .relaxed) }
 
     @Test("a task type of the test target runs in a child", arguments: [StartMethod.spawn, .forkServer])
     func cubeInAChild(method: StartMethod) throws {

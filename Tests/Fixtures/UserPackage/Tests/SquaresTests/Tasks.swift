@@ -1,14 +1,15 @@
 import Multiprocessing
+import Synchronization
 
 /// Set by every test as it starts. A child reports it: true would mean the test runner ran in the
 /// child before its task (what calling bootstrap() inside a test used to do).
-nonisolated(unsafe) var aTestStartedInThisProcess = false
+let aTestStartedInThisProcess = Atomic<Bool>(false)
 
 /// A task type of the test target, found by the child (the test binary re-executed) by its name.
 struct Cube: ProcessTask {
     var x: Int
     func run() -> CubeReport {
-        CubeReport(cube: x * x * x, testsRanHere: aTestStartedInThisProcess, parent: CurrentProcess.parentPID)
+        CubeReport(cube: x * x * x, testsRanHere: aTestStartedInThisProcess.load(ordering: .relaxed), parent: CurrentProcess.parentPID)
     }
 }
 

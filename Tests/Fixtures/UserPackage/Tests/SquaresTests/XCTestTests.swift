@@ -1,9 +1,10 @@
 import Multiprocessing
 import Squares
+import Synchronization
 import XCTest
 
 final class XCTestChildren: XCTestCase {
-    override func setUp() { aTestStartedInThisProcess = true }
+    override func setUp() { aTestStartedInThisProcess.store(true, ordering: .relaxed) }
 
     func testSpawnedChild() throws {
         try cube(.spawn)
