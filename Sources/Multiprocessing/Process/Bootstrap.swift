@@ -27,7 +27,7 @@ public func bootstrap() {
 }
 
 /// Called by the C shim's constructor before `main`, when this process is a re-executed child or the
-/// fork server. Never returns.
+/// fork server (its variables are set). It then runs it and exits.
 @_cdecl("cmp_multiprocessing_enter_child")
 internal func multiprocessingEnterChild() {
     ChildRuntime.enterIfChild()
