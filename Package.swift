@@ -82,8 +82,9 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        // Tests. Task types live in TestSupport so that both the test runner (the parent) and
-        // mp-test-helper (the child, or a parent in scenarios that need a clean main) know them.
+        // Tests. A test's children run the test binary itself (the library enters a child before
+        // the test runner's main). Task types live in TestSupport so that mp-test-helper (a parent
+        // in scenarios that need a clean main, or another program to run children in) knows them too.
         .target(
             name: "TestSupport",
             dependencies: ["Multiprocessing"],
@@ -92,9 +93,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "mp-test-helper",
-            // ManagerTestSupport too: the test binary runs every suite in one process, and the
-            // executable children run is process-wide, so the one helper must know every task.
-            dependencies: ["Multiprocessing", "TestSupport", "ManagerTestSupport"],
+            dependencies: ["Multiprocessing", "TestSupport"],
             path: "Tests/mp-test-helper",
             swiftSettings: strictSettings
         ),

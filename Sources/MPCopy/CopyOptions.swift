@@ -102,8 +102,9 @@ public struct CopyOptions: Sendable, Codable {
     /// next run to the same destination takes it over (with ``update``, keeping its complete
     /// files). Off, files appear under the final tree one by one as they complete.
     public var stageNewDirectories: Bool = true
-    /// For `--workers processes`: the executable a worker child runs (it must call
-    /// ``CopyWorkerChild/runIfRequested()`` first thing). Nil means this process's own executable.
+    /// For `--workers processes`: the executable a worker child runs (it must link MPCopy, whose
+    /// worker task the library runs before that program's `main`). Nil means this process's own
+    /// executable. It is the workers' own configuration: the process-wide default is left alone.
     public var workerExecutable: FilePath? = nil
 
     /// Creates options with everything off, one job and thread workers.

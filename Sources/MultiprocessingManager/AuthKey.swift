@@ -40,9 +40,9 @@ public struct AuthKey: Sendable, Hashable, CustomStringConvertible {
 
     /// This program's default key: inherited from the parent (through ``environmentVariable``)
     /// or made at first use and passed to the children started after that (through
-    /// `ChildProcessConfiguration.setChildEnvironment`, which leaves this process's own environment
-    /// alone, so it is safe whatever threads run). A fork server started before the key was made
-    /// does not pass it on; a proxy in a task's arguments carries its key in any case.
+    /// the core's inherited child environment, which leaves this process's own environment
+    /// alone, so it is safe whatever threads run; a fork server started before the key was made is
+    /// not used for the children after it). A proxy in a task's arguments carries its key in any case.
     public static var processDefault: AuthKey {
         defaultKey.withLock { stored in
             if let stored { return stored }
@@ -51,7 +51,7 @@ public struct AuthKey: Sendable, Hashable, CustomStringConvertible {
                 key = AuthKey(bytes)
             } else {
                 key = AuthKey.random()
-                ChildProcessConfiguration.setChildEnvironment(environmentVariable, key.hex)
+                ChildProcessConfiguration.setInheritedEnvironment(environmentVariable, key.hex)
             }
             stored = key
             return key

@@ -8,7 +8,6 @@ import ManagerTestSupport
 /// timing stays predictable.
 @Suite(.serialized)
 struct ManagerTests {
-    init() { useManagerHelper() }
 
     func started(_ limits: ManagerLimits = ManagerLimits()) throws -> Manager {
         let manager = Manager(limits: limits)

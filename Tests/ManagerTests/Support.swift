@@ -6,16 +6,6 @@ import TestHarness
 /// Where the manager helper binary is: beside the test bundle in the build folder.
 let managerHelperPath: String = builtExecutable("mp-manager-helper") ?? "mp-manager-helper-not-found"
 
-/// The core tests' helper, which links the manager tasks too.
-let childHelperPath = (managerHelperPath as NSString).deletingLastPathComponent + "/mp-test-helper"
-
-/// Spawned children (and the manager's server) run mp-test-helper, which knows the manager tasks.
-/// Every suite of the test binary sets this process-wide executable, in parallel: they must all
-/// set the same one. (mp-manager-helper is only run as a parent, for scenarios.)
-func useManagerHelper() {
-    ChildProcessConfiguration.setExecutable(FilePath(childHelperPath))
-}
-
 /// A helper process run as a parent, read line by line.
 final class HelperProcess: @unchecked Sendable {
     let process = Foundation.Process()

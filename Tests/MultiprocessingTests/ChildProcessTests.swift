@@ -4,7 +4,7 @@ import TestHarness
 import Multiprocessing
 import TestSupport
 
-/// A type the helper binary does not contain: its child cannot resolve it.
+/// A type the helper binary does not contain: a child run in the helper cannot resolve it.
 struct OnlyInTheTestRunner: ProcessTask {
     var x: Int
     func run() -> Int { x }
@@ -12,7 +12,6 @@ struct OnlyInTheTestRunner: ProcessTask {
 
 @Suite("ChildProcess", .serialized)
 struct ChildProcessTests {
-    init() { useHelperExecutable() }
 
     @Test("arguments and results round-trip", arguments: [StartMethod.spawn])
     func roundTrip(method: StartMethod) throws {
@@ -59,7 +58,7 @@ struct ChildProcessTests {
     }
 
     @Test func unresolvableTaskTypeIsAClearError() throws {
-        let child = ChildProcess(OnlyInTheTestRunner(x: 1))
+        let child = ChildProcess(OnlyInTheTestRunner(x: 1), configuration: inTheHelper())
         try child.start()
         try child.join(timeout: .seconds(20))
         #expect(child.exitCode == 1)
@@ -224,13 +223,11 @@ struct ChildProcessTests {
 
     @Test func childEnvironmentReachesChildrenButNotThisProcess() throws {
         let name = "MP_TEST_CHILD_ENV_\(getpid())"
-        ChildProcessConfiguration.setChildEnvironment(name, "for the children")
-        defer { ChildProcessConfiguration.setChildEnvironment(name, nil) }
+        let configuration = ChildProcessConfiguration(environment: [name: "for the children"])
         #expect(getenv(name) == nil)
-        let child = ChildProcess(ReadEnvironment(name: name))
+        let child = ChildProcess(ReadEnvironment(name: name), configuration: configuration)
         try child.start()
         #expect(try child.value() == "for the children")
-        ChildProcessConfiguration.setChildEnvironment(name, nil)
         let after = ChildProcess(ReadEnvironment(name: name))
         try after.start()
         #expect(try after.value() == nil)
@@ -325,11 +322,5 @@ struct ChildProcessScenarioTests {
         process.waitUntilExit()
         // No orphan remains: the kernel kills each one with its parent.
         #expect(eventually { pids.allSatisfy { !processIsRunning($0) } })
-    }
-
-    @Test func aProgramWithoutBootstrapCannotSpawnItself() throws {
-        let result = try runHelper(["no-bootstrap"])
-        #expect(result.stdout.hasPrefix("refused:"), "\(result.stdout)")
-        #expect(result.stdout.contains("bootstrap()"))
     }
 }

@@ -13,7 +13,6 @@ func ipcRawFrame(kind: UInt8 = 0, length: UInt64, descriptors: UInt8 = 0, body: 
 
 @Suite("IPC connections", .timeLimit(.minutes(15)))
 struct IPCConnectionTests {
-    init() { useHelperExecutable() }
 
     @Test("Codable values and many-MiB messages round-trip with a child that got the connection in its arguments")
     func codableAcrossProcesses() throws {

@@ -6,7 +6,6 @@ import TestSupport
 
 @Suite("IPC queues", .timeLimit(.minutes(15)))
 struct IPCQueueTests {
-    init() { useHelperExecutable() }
 
     @Test("bytes and Codable items round-trip in FIFO order")
     func roundTrip() throws {

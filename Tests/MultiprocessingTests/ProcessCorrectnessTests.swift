@@ -64,7 +64,6 @@ private func pids(in line: String?) -> [Int32] {
 
 @Suite("Process correctness", .serialized)
 struct ProcessCorrectnessTests {
-    init() { useHelperExecutable() }
 
     // Item 1: a .fork child's main thread inherited the monitor thread's thread-local state, so
     // its Mutexes recorded a thread id that is not its own and traps followed.
@@ -75,14 +74,6 @@ struct ProcessCorrectnessTests {
         #expect(result.lines.contains("grandchildren \(method) rounds 200 failures 0"), "\(result.stdout)\(result.stderr.suffix(2000))")
     }
 
-    // Item 2: the fork server is this program re-executed; without bootstrap() it would run main
-    // again and start a fork server of its own, and so on.
-    @Test func forkServerWithoutBootstrapIsRefused() throws {
-        let result = try runHelper(["no-bootstrap", "forkserver"])
-        #expect(result.stdout.hasPrefix("refused:"), "\(result.stdout)")
-        #expect(result.stdout.contains("as its fork server"))
-        #expect(result.stdout.contains("bootstrap()"))
-    }
 
     // Item 3: the fork server's children are the parent's own, so a dead server takes nothing
     // with it; the dead server is reaped, and the next start gets a new one.

@@ -237,7 +237,6 @@ struct SyncCorrectnessArgumentTests {
 
     @Test("in a child process, the bad arguments throw (the task fails) instead of trapping (the child dies)")
     func badArgumentsDoNotTrapInAChild() throws {
-        useHelperExecutable()
         for kind in ["Semaphore(-1)", "BoundedSemaphore(-1)", "Barrier(parties: 0)", "Barrier(parties: -1)"] {
             let child = ChildProcess(MakeBadPrimitive(kind: kind))
             try child.start()
@@ -268,7 +267,6 @@ struct SyncCorrectnessArgumentTests {
 
 @Suite("SyncCorrectnessBarrier", .serialized)
 struct SyncCorrectnessBarrierTests {
-    init() { useHelperExecutable() }
 
     @Test("waitingCount is 0 once the barrier trips, while stopped parties have not left yet")
     func waitingCountAfterTrip() throws {
@@ -293,7 +291,6 @@ struct SyncCorrectnessBarrierTests {
 
 @Suite("SyncCorrectnessSharedIdiom", .serialized)
 struct SyncCorrectnessSharedIdiomTests {
-    init() { useHelperExecutable() }
 
     @Test("`counter.lock.withLock { counter.value += 1 }` is exact: 4 processes x 1,000")
     func lockedIdiomAcrossProcesses() throws {

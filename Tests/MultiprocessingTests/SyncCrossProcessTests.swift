@@ -5,7 +5,6 @@ import TestSupport
 
 @Suite("SyncCrossProcess", .serialized)
 struct SyncCrossProcessTests {
-    init() { useHelperExecutable() }
 
     @Test("two processes hammer a shared counter under a shared Lock: the count is exact")
     func hammer() throws {

@@ -203,10 +203,10 @@ public func runProcessCorrectnessScenario(_ name: String, _ rest: ArraySlice<Str
         try warmup.start()
         _ = try warmup.value()
         let before = openDescriptorCount()
-        ChildProcessConfiguration.setExecutable(FilePath("/nonexistent/mp-no-such-program"))
+        let missing = FilePath("/nonexistent/mp-no-such-program")
         var refused = 0
         for i in 0..<50 {
-            let child = ChildProcess(Square(x: 1), startMethod: i % 2 == 0 ? .spawn : .forkServer)
+            let child = ChildProcess(Square(x: 1), configuration: ChildProcessConfiguration(startMethod: i % 2 == 0 ? .spawn : .forkServer, executable: missing))
             do {
                 try child.start()
             } catch {

@@ -1,4 +1,5 @@
-// Task types shared by the test runner (a parent) and mp-test-helper (the child that runs them).
+// Task types shared by the test binary (whose children are the test binary itself) and mp-test-helper
+// (a parent in scenarios, or another program for children to run in).
 // They must be public, non-private and top-level or nested so that a child finds them by name.
 #if canImport(Glibc)
 import Glibc

@@ -1,26 +1,24 @@
-// The helper binary for the tests. As a child, bootstrap() runs the task the parent sent. As a
-// parent, it runs a scenario that needs a process of its own: a clean, single-threaded main (fork),
+// The helper binary for the tests. As a child, the library runs the task the parent sent before
+// main starts. As a parent, it runs a scenario that needs a process of its own: a clean, single-threaded main (fork),
 // its own exit (non-daemon children), or a parent that a test can SIGKILL.
 #if canImport(Glibc)
 import Glibc
 #endif
 import Multiprocessing
 import TestSupport
-import ManagerTestSupport
-
-/// The manager tests' task types must be in this binary too (see Package.swift): reference one so
-/// that the linker keeps the module whatever it decides about unreferenced code.
-let managerTasksLinked: any ProcessTask.Type = IncrementTask.self
 
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "no-bootstrap" {
-    // A program that forgot bootstrap(): starting a spawn (or fork-server) child must be refused,
-    // not fork-bombed.
+    // A program that never calls bootstrap(): its children must run their task and nothing of
+    // main. A child that ran main would have the same arguments, and print this line again.
+    print("main ran in \(getpid())")
+    fflush(nil)
     do {
-        try ChildProcess(Square(x: 2), startMethod: arguments.count > 2 && arguments[2] == "forkserver" ? .forkServer : .spawn).start()
-        print("started")
+        let child = ChildProcess(Square(x: 2), startMethod: arguments.count > 2 && arguments[2] == "forkserver" ? .forkServer : .spawn)
+        try child.start()
+        print("value \(try child.value(timeout: .seconds(120)))")
     } catch {
-        print("refused: \(error)")
+        print("failed: \(error)")
     }
     exit(0)
 }

@@ -133,3 +133,9 @@ int cmp_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t re
 uint64_t cmp_resolve_beneath(void);     // RESOLVE_BENEATH
 uint64_t cmp_resolve_no_symlinks(void); // RESOLVE_NO_SYMLINKS
 unsigned cmp_rename_exchange(void);     // RENAME_EXCHANGE (for the tests' races)
+
+// MARK: process start: entering a child before main (shim_entry_linux.c)
+/// Whether the shim's constructor hands a re-executed child to the child runtime before `main`:
+/// true when the shim is linked into the main executable (not a shared library) together with the
+/// Multiprocessing module.
+bool cmp_child_entry_before_main(void);

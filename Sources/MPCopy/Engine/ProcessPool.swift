@@ -67,7 +67,10 @@ internal final class ProcessPool: WorkerPool, Sendable {
     }
 
     func run(_ scheduler: Scheduler) throws(MPCopyError) {
-        if let executable = options.workerExecutable { ChildProcessConfiguration.setExecutable(executable) }
+        // The workers' own configuration: the program's default, with the worker executable if one
+        // was chosen, and the default itself left alone.
+        var configuration = ChildProcessConfiguration.default
+        if let executable = options.workerExecutable { configuration.executable = executable }
         var started: [Worker] = []
         var firstError: (any Error)?
         for index in 0..<jobs {
@@ -79,7 +82,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
                                           roots: performer.resolver.roots)
                 // A daemon child: the core arms PR_SET_PDEATHSIG for it (and checks its parent is
                 // still there), so a worker never outlives an mpcp killed with SIGKILL.
-                let child = ChildProcess(task, name: "mpcp-worker-\(index)", daemon: true)
+                let child = ChildProcess(task, name: "mpcp-worker-\(index)", daemon: true, configuration: configuration)
                 try child.start()
                 let worker = Worker(child: child, requests: requests, results: results, cancel: cancel)
                 workers.withLock { $0.append(worker) }

@@ -53,24 +53,34 @@ internal enum ForkServerMessage: Equatable {
     }
 }
 
+/// What a fork server is started with, and so what finds the one for a configuration: children of
+/// configurations that differ in program or environment get servers of their own.
+internal struct ForkServerKey: Sendable, Hashable {
+    var executable: FilePath
+    /// The configuration's environment entries ("NAME=value"), sorted.
+    var environment: [String]
+}
+
 /// The parent's side of the fork server.
 internal struct ForkServerLink: Sendable {
+    let key: ForkServerKey
     let socket: Int32
     let pid: Int32
     /// For killing the server once it is lost, without a pid that could have been reused. -1 if none.
     let pidfd: Int32
     var pending: [UInt64: StartReply] = [:]
 
-    /// Spawns the fork server: this same executable, re-executed, which `bootstrap()` turns into a
-    /// single-threaded server before any user code or thread runs. Called on the monitor thread.
-    static func start() throws -> ForkServerLink {
+    /// Spawns the fork server: the configuration's executable (this one, usually), re-executed, which
+    /// the library turns into a single-threaded server before its `main` or any thread runs. Called
+    /// on the monitor thread.
+    static func start(_ key: ForkServerKey) throws -> ForkServerLink {
         do throws(Errno) {
             let (mine, theirs) = try system_socketpairSeqpacket()
             defer { system_close(theirs) }
             let plan = SpawnPlan(
-                executable: ChildProcessConfiguration.executable,
+                executable: key.executable,
                 arguments: CommandLine.arguments,
-                environment: ChildProcessConfiguration.childEnvironmentEntries + [
+                environment: key.environment + [
                     "\(ChildEnvironment.forkServer)=\(ChildEnvironment.socketNumber)",
                     "\(ChildEnvironment.parentPID)=\(system_getpid())",
                     "\(ChildEnvironment.daemon)=1",
@@ -91,7 +101,7 @@ internal struct ForkServerLink: Sendable {
                 throw error
             }
             let pidfd = (try? system_pidfdOpen(pid)) ?? -1
-            return ForkServerLink(socket: mine, pid: pid, pidfd: pidfd)
+            return ForkServerLink(key: key, socket: mine, pid: pid, pidfd: pidfd)
         } catch {
             throw MultiprocessingError(.childStartFailed, "Could not start the fork server: \(error)", errno: error)
         }
@@ -126,8 +136,8 @@ internal struct ForkServerLink: Sendable {
     }
 }
 
-/// The fork server's own loop. It runs in a re-executed copy of the program, from `bootstrap()`,
-/// before any thread exists; every clone here is therefore safe. It makes one child per request
+/// The fork server's own loop. It runs in a re-executed copy of the program, from the library's
+/// constructor before `main` (or from `bootstrap()`), before any thread exists; every clone here is therefore safe. It makes one child per request
 /// with `clone(CLONE_PARENT)`, so that the child is the parent's (`parent`), not the server's: the
 /// parent reaps it and signals it, its `PR_SET_PDEATHSIG` is tied to the parent, and it does not
 /// care whether the server lives. The server exits when the parent closes the control socket, and

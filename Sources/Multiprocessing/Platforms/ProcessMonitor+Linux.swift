@@ -20,8 +20,8 @@ internal final class ProcessMonitor: Sendable {
     enum Request: Sendable {
         /// posix_spawn `executable` with the child's socket as descriptor 3 (the child moves it higher).
         case spawn(ChildRecord, SpawnPlan, StartReply)
-        /// Ask the fork server to fork a child with this socket.
-        case forkServer(ChildRecord, childSocket: Int32, StartReply)
+        /// Ask the fork server of this program and environment to fork a child with this socket.
+        case forkServer(ChildRecord, ForkServerKey, childSocket: Int32, StartReply)
         /// fork() here, then run `body` in the child (it never returns).
         case fork(ChildRecord, childSocket: Int32, body: @Sendable (Int32) -> Never, StartReply)
     }
@@ -31,7 +31,8 @@ internal final class ProcessMonitor: Sendable {
         var wakeFD: Int32 = -1
         var requests: [Request] = []
         var records: [UInt64: ChildRecord] = [:]
-        var forkServer: ForkServerLink?
+        /// One fork server per program and environment, started on first use.
+        var forkServers: [ForkServerKey: ForkServerLink] = [:]
         var nextRecordID: UInt64 = 1
     }
 
@@ -69,7 +70,7 @@ internal final class ProcessMonitor: Sendable {
                 state.running = true
             }
             switch request {
-            case .spawn(let record, _, _), .forkServer(let record, _, _), .fork(let record, _, _, _):
+            case .spawn(let record, _, _), .forkServer(let record, _, _, _), .fork(let record, _, _, _):
                 state.records[record.id] = record
             }
             state.requests.append(request)
@@ -89,7 +90,7 @@ internal final class ProcessMonitor: Sendable {
                     if r.socket >= 0 { system_close(r.socket); r.socket = -1 }
                 }
             }
-            if let link = state.forkServer {
+            for link in state.forkServers.values {
                 system_close(link.socket)
                 if link.pidfd >= 0 { system_close(link.pidfd) }
             }
@@ -101,26 +102,26 @@ internal final class ProcessMonitor: Sendable {
 
     private func loop() -> Never {
         var pollSet: [pollfd] = []
-        var tokens: [(ChildRecord?, isPidfd: Bool)] = []
+        var tokens: [(ChildRecord?, isPidfd: Bool, server: ForkServerKey?)] = []
         while true {
             pollSet.removeAll(keepingCapacity: true)
             tokens.removeAll(keepingCapacity: true)
             state.withLock { state in
                 pollSet.append(pollfd(fd: state.wakeFD, events: Int16(POLLIN), revents: 0))
-                tokens.append((nil, false))
-                if let link = state.forkServer {
+                tokens.append((nil, false, nil))
+                for link in state.forkServers.values {
                     pollSet.append(pollfd(fd: link.socket, events: Int16(POLLIN), revents: 0))
-                    tokens.append((nil, true))
+                    tokens.append((nil, true, link.key))
                 }
                 for record in state.records.values {
                     record.state.withLock { r in
                         if r.pidfd >= 0 && !r.ended {
                             pollSet.append(pollfd(fd: r.pidfd, events: Int16(POLLIN), revents: 0))
-                            tokens.append((record, true))
+                            tokens.append((record, true, nil))
                         }
                         if r.socket >= 0 {
                             pollSet.append(pollfd(fd: r.socket, events: Int16(POLLIN), revents: 0))
-                            tokens.append((record, false))
+                            tokens.append((record, false, nil))
                         }
                     }
                 }
@@ -128,11 +129,11 @@ internal final class ProcessMonitor: Sendable {
             let ready = Glibc.poll(&pollSet, nfds_t(pollSet.count), -1)
             if ready <= 0 { continue }
             for (index, entry) in pollSet.enumerated() where entry.revents != 0 {
-                let (record, isPidfd) = tokens[index]
+                let (record, isPidfd, server) = tokens[index]
                 if let record {
                     if isPidfd { reap(record, block: false) } else { readOutcome(record) }
-                } else if isPidfd {
-                    forkServerReadable()
+                } else if let server {
+                    forkServerReadable(server)
                 } else {
                     system_eventfdDrain(entry.fd)
                     let requests = state.withLock { state in
@@ -175,19 +176,19 @@ internal final class ProcessMonitor: Sendable {
             }
             adopt(record, pid: pid)
             reply.complete(.success(pid))
-        case .forkServer(let record, let childSocket, let reply):
+        case .forkServer(let record, let key, let childSocket, let reply):
             do {
-                var link = try forkServerLink()
+                var link = try forkServerLink(key)
                 do {
                     try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
                 } catch let error as MultiprocessingError where error.underlyingErrno == .brokenPipe || error.underlyingErrno == .connectionReset {
                     // The server died a moment ago and its closed socket is not yet seen: reap it
                     // and ask a new one.
                     forkServerLost(link, error: error)
-                    link = try forkServerLink()
+                    link = try forkServerLink(key)
                     try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
                 }
-                state.withLock { $0.forkServer?.pending[record.id] = reply }
+                state.withLock { $0.forkServers[key]?.pending[record.id] = reply }
             } catch let error as MultiprocessingError {
                 abandon(record)
                 reply.complete(.failure(error))
@@ -287,15 +288,15 @@ internal final class ProcessMonitor: Sendable {
 
     // MARK: the fork server
 
-    private func forkServerLink() throws -> ForkServerLink {
-        if let link = state.withLock({ $0.forkServer }) { return link }
-        let link = try ForkServerLink.start()
-        state.withLock { $0.forkServer = link }
+    private func forkServerLink(_ key: ForkServerKey) throws -> ForkServerLink {
+        if let link = state.withLock({ $0.forkServers[key] }) { return link }
+        let link = try ForkServerLink.start(key)
+        state.withLock { $0.forkServers[key] = link }
         return link
     }
 
-    private func forkServerReadable() {
-        guard let link = state.withLock({ $0.forkServer }) else { return }
+    private func forkServerReadable(_ key: ForkServerKey) {
+        guard let link = state.withLock({ $0.forkServers[key] }) else { return }
         while true {
             let message: ForkServerMessage?
             do {
@@ -308,12 +309,12 @@ internal final class ProcessMonitor: Sendable {
             guard let message else { return }
             switch message {
             case .started(let recordID, let pid):
-                let reply = state.withLock { $0.forkServer?.pending.removeValue(forKey: recordID) }
+                let reply = state.withLock { $0.forkServers[key]?.pending.removeValue(forKey: recordID) }
                 guard let record = state.withLock({ $0.records[recordID] }) else { continue }
                 adopt(record, pid: pid)
                 reply?.complete(.success(pid))
             case .failed(let recordID, let errno):
-                let reply = state.withLock { $0.forkServer?.pending.removeValue(forKey: recordID) }
+                let reply = state.withLock { $0.forkServers[key]?.pending.removeValue(forKey: recordID) }
                 if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
                 reply?.complete(.failure(.system("clone in the fork server", Errno(rawValue: errno))))
             case .fork:
@@ -326,11 +327,12 @@ internal final class ProcessMonitor: Sendable {
     /// answered fail. The server is killed (if it still runs) and reaped, so that it leaves no
     /// zombie, and the next `.forkServer` start starts a new one.
     private func forkServerLost(_ link: ForkServerLink, error: any Error) {
-        let pending = state.withLock { state -> [UInt64: StartReply] in
-            let pending = state.forkServer?.pending ?? [:]
-            state.forkServer = nil
-            return pending
-        }
+        // Once per server: a link already dropped was closed and reaped then.
+        guard let pending = state.withLock({ state -> [UInt64: StartReply]? in
+            guard let current = state.forkServers[link.key], current.pid == link.pid else { return nil }
+            state.forkServers[link.key] = nil
+            return current.pending
+        }) else { return }
         system_close(link.socket)
         // Through the pidfd: with SIGCHLD ignored the server may be reaped already and its pid reused.
         if link.pidfd >= 0 {

@@ -3,8 +3,9 @@ import Glibc
 import CMultiprocessing
 import SystemPackage
 
-/// Environment variables that tell a re-executed binary what it is. `bootstrap()` reads and removes
-/// them before anything else runs, so grandchildren never see them.
+/// Environment variables that tell a re-executed binary what it is. The child runtime reads and
+/// removes them before `main` runs (the C shim's constructor checks for the first two by these
+/// names), so grandchildren never see them.
 internal enum ChildEnvironment {
     /// The descriptor number of the handshake socket: "this process is a child; run its task".
     static let child = "SWIFT_MULTIPROCESSING_CHILD"
@@ -16,8 +17,8 @@ internal enum ChildEnvironment {
     static let daemon = "SWIFT_MULTIPROCESSING_DAEMON"
     /// "1" when a non-daemon child must keep running if its parent dies (no `SIGTERM`).
     static let outlivesParent = "SWIFT_MULTIPROCESSING_OUTLIVES_PARENT"
-    /// The descriptor a spawned child finds its socket at. `bootstrap()` moves it to a high number
-    /// before any user code runs, so that 3 is free for the task.
+    /// The descriptor a spawned child finds its socket at. The child runtime moves it to a high
+    /// number before any user code runs, so that 3 is free for the task.
     static let socketNumber: Int32 = 3
 
     static let all = [child, forkServer, parentPID, daemon, outlivesParent]
@@ -80,8 +81,12 @@ internal func system_spawnChild(_ plan: SpawnPlan) throws(Errno) -> Int32 {
     return pid
 }
 
-/// The executable a spawned child runs: this process's own binary, unless `setExecutable` chose another.
+/// The executable a spawned child runs when its configuration names none: this process's own binary.
 internal func system_currentExecutable() -> FilePath { FilePath("/proc/self/exe") }
+
+/// Whether the C shim's constructor enters a re-executed child before `main` (the shim is linked
+/// into the main executable).
+internal func system_childEntryBeforeMain() -> Bool { cmp_child_entry_before_main() }
 
 // MARK: threads
 

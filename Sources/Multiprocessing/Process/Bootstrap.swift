@@ -1,46 +1,66 @@
 import Synchronization
 import SystemPackage
 
-/// Call this first in `main`, before anything else: the Swift twin of Python's
-/// `if __name__ == '__main__':` guard.
+/// Optional: installs at once what the first child's start installs anyway.
 ///
-/// In the program a user starts, it returns at once (and arranges for the program's exit to wait for
-/// its non-daemon children, as Python's does). In a spawned child, it never returns: it reads the
-/// task the parent sent, runs it, reports the result and exits, so the rest of `main` never runs in
-/// the child. In the fork server, it never returns either: it serves fork requests until the parent
-/// exits.
+/// A re-executed child (and the fork server) never reaches `main`: the library takes it over before
+/// `main` runs (a constructor in its C shim calls the child runtime), runs the task the parent sent,
+/// reports the result and exits. So neither `main` nor a test runner runs in a child, and a program
+/// or a test needs no call to start children. Calling this first in `main` does no harm, and
+/// arranges for the program's exit to wait for its non-daemon children (as Python's does) even
+/// before the first child is started, which the first start does otherwise.
 ///
 /// ```swift
 /// @main struct App {
 ///     static func main() throws {
-///         Multiprocessing.bootstrap()
+///         Multiprocessing.bootstrap()   // optional
 ///         // ...the program...
 ///     }
 /// }
 /// ```
 public func bootstrap() {
-    if let socket = ChildRuntime.takeEnvironmentDescriptor(ChildEnvironment.forkServer) {
-        let parent = ChildRuntime.takeParentPID()
-        system_unsetenv(ChildEnvironment.daemon)
-        system_unsetenv(ChildEnvironment.outlivesParent)
-        ChildRuntime.dieWithParent(parent, signal: .kill)
-        runForkServer(control: socket, parent: parent)
-    }
-    if let socket = ChildRuntime.takeEnvironmentDescriptor(ChildEnvironment.child) {
-        let parent = ChildRuntime.takeParentPID()
-        let daemon = system_getenv(ChildEnvironment.daemon) == "1"
-        let outlivesParent = system_getenv(ChildEnvironment.outlivesParent) == "1"
-        system_unsetenv(ChildEnvironment.daemon)
-        system_unsetenv(ChildEnvironment.outlivesParent)
-        ChildRuntime.run(socket: socket, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent)
-    }
+    // Where the constructor did not run (a library loaded in an unusual way), a child is still a
+    // child here, as it was before the constructor existed.
+    ChildRuntime.enterIfChild()
     CurrentProcess.identity.withLock { $0.bootstrapped = true }
     ChildRuntime.installExitHandler()
 }
 
+/// Called by the C shim's constructor before `main`, when this process is a re-executed child or the
+/// fork server (its variables are set). It then runs it and exits.
+@_cdecl("cmp_multiprocessing_enter_child")
+internal func multiprocessingEnterChild() {
+    ChildRuntime.enterIfChild()
+}
+
 /// What runs inside a child, and the parent's exit handler.
 internal enum ChildRuntime {
+    /// Whether a re-executed copy of this program becomes a child before its `main` runs (the
+    /// library is linked into the executable, as SwiftPM links it), or only in ``bootstrap()``.
+    static var entersBeforeMain: Bool { system_childEntryBeforeMain() }
+
     static var isBootstrapped: Bool { CurrentProcess.identity.withLock { $0.bootstrapped } }
+
+    /// When this process is a re-executed child or the fork server, runs it and exits; otherwise
+    /// returns at once. The variables are read and removed before anything else runs, so that
+    /// grandchildren never see them.
+    static func enterIfChild() {
+        if let socket = takeEnvironmentDescriptor(ChildEnvironment.forkServer) {
+            let parent = takeParentPID()
+            system_unsetenv(ChildEnvironment.daemon)
+            system_unsetenv(ChildEnvironment.outlivesParent)
+            dieWithParent(parent, signal: .kill)
+            runForkServer(control: socket, parent: parent)
+        }
+        if let socket = takeEnvironmentDescriptor(ChildEnvironment.child) {
+            let parent = takeParentPID()
+            let daemon = system_getenv(ChildEnvironment.daemon) == "1"
+            let outlivesParent = system_getenv(ChildEnvironment.outlivesParent) == "1"
+            system_unsetenv(ChildEnvironment.daemon)
+            system_unsetenv(ChildEnvironment.outlivesParent)
+            run(socket: socket, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent)
+        }
+    }
 
     private static let exitHandlerInstalled = Atomic<Bool>(false)
 
@@ -118,13 +138,12 @@ internal enum ChildRuntime {
             identity.name = handshake.processName
             identity.daemon = handshake.daemon
             identity.isChild = true
-            identity.bootstrapped = true
         }
         installExitHandler()
 
         guard let type = _typeByName(handshake.taskTypeName) else {
             transfer.closeUnclaimed()
-            report(.setupFailed("The child could not find the task type \(handshake.typeDisplayName) by its runtime name. A task type must not be private, fileprivate or declared inside a function, and the child must run a program that contains it (see ChildProcessConfiguration.setExecutable)."), on: socket)
+            report(.setupFailed("The child could not find the task type \(handshake.typeDisplayName) by its runtime name. A task type must not be private, fileprivate or declared inside a function, and the child must run a program that contains it (see ChildProcessConfiguration.executable)."), on: socket)
             system_exit(1)
         }
         guard let taskType = type as? any ProcessTask.Type else {

@@ -59,8 +59,10 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     /// Whether this non-daemon child keeps running when its parent dies abnormally. False by
     /// default: the child then receives `SIGTERM` when its parent dies without exiting normally.
     public let outlivesParent: Bool
-    /// How the child is (or will be) created.
-    public let startMethod: StartMethod
+    /// How the child is (or will be) started: its start method, program and extra environment.
+    public let configuration: ChildProcessConfiguration
+    /// How the child is (or will be) created: the ``configuration``'s start method.
+    public var startMethod: StartMethod { configuration.startMethod }
 
     private enum Payload: Sendable {
         /// Encodes the task for a spawned or fork-server child.
@@ -88,12 +90,14 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     }
 
     private init(payload: Payload, name: String?, daemon: Bool, outlivesParent: Bool, startMethod: StartMethod?,
-                 decodeOutput: @escaping @Sendable ([UInt8]) throws -> Output) {
+                 configuration: ChildProcessConfiguration?, decodeOutput: @escaping @Sendable ([UInt8]) throws -> Output) {
         self.payload = payload
         self.name = name ?? "ChildProcess-\(Self.nextNumber)"
         self.daemon = daemon
         self.outlivesParent = outlivesParent
-        self.startMethod = startMethod ?? ChildProcessConfiguration.defaultStartMethod
+        var configuration = configuration ?? ChildProcessConfiguration.default
+        if let startMethod { configuration.startMethod = startMethod }
+        self.configuration = configuration
         self.decodeOutput = decodeOutput
     }
 
@@ -130,9 +134,9 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     /// Starts the child. A process can be started only once.
     ///
     /// - Throws: ``MultiprocessingError/Code/misuse`` on a second start, when this program would
-    ///   re-execute itself (`.spawn`, or `.forkServer` whose server is this program) without having
-    ///   called ``bootstrap()``, when this process is a daemon child (a daemon may not have children,
-    ///   as in Python), or for a daemon child that is also to outlive its parent; ``MultiprocessingError/Code/coding`` when the
+    ///   re-execute itself but loads the library as a shared library and has not called
+    ///   ``bootstrap()``, when this process is a daemon child (a daemon may not have children, as in Python), for a daemon child that is
+    ///   also to outlive its parent, or for a configuration whose environment or executable is unusable; ``MultiprocessingError/Code/coding`` when the
     ///   task's arguments cannot be encoded; ``MultiprocessingError/Code/unsupported`` for `.fork` in a
     ///   process that runs other threads; ``MultiprocessingError/Code/childStartFailed`` when the
     ///   system refuses to create the process.
@@ -162,6 +166,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         if daemon && outlivesParent {
             throw MultiprocessingError.misuse("\(name) cannot be both a daemon (which dies with its parent) and outlivesParent (which survives it). Choose one.")
         }
+        try configuration.validate(for: name)
         ChildRuntime.installExitHandler()
         // Encode before any process exists, so that bad arguments fail here, in the caller.
         let transfer = DescriptorTransfer()
@@ -180,9 +185,10 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
                 taskTypeName: typeName, typeDisplayName: displayName,
                 processName: name, daemon: daemon, taskBytes: taskBytes).encoded())
         }
-        if startMethod != .fork && ChildProcessConfiguration.usesOwnExecutable && !ChildRuntime.isBootstrapped {
-            let what = startMethod == .spawn ? "would re-execute this program" : "would re-execute this program as its fork server"
-            throw MultiprocessingError.misuse("Starting \(name) \(what), whose main has not called bootstrap(). Call `Multiprocessing.bootstrap()` first thing in main, as Python needs `if __name__ == '__main__':`; otherwise the child would run your whole program again.")
+
+        if startMethod != .fork && configuration.executable == nil && !ChildRuntime.entersBeforeMain && !ChildRuntime.isBootstrapped {
+            // Only where the library is a shared library: its constructor cannot enter a child.
+            throw MultiprocessingError.misuse("Starting \(name) would re-execute this program, which loads the Multiprocessing library as a shared library and whose main has not called bootstrap(). Call `Multiprocessing.bootstrap()` first thing in main; otherwise the child would run your whole program again.")
         }
 
         let (parentEnd, childEnd): (Int32, Int32)
@@ -203,9 +209,9 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         switch startMethod {
         case .spawn:
             let plan = SpawnPlan(
-                executable: ChildProcessConfiguration.executable,
+                executable: configuration.resolvedExecutable,
                 arguments: CommandLine.arguments,
-                environment: ChildProcessConfiguration.childEnvironmentEntries + [
+                environment: configuration.environmentEntries + [
                     "\(ChildEnvironment.child)=\(ChildEnvironment.socketNumber)",
                     "\(ChildEnvironment.parentPID)=\(system_getpid())",
                     "\(ChildEnvironment.daemon)=\(daemon ? 1 : 0)",
@@ -214,7 +220,8 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
                 childSocket: childEnd)
             try submit(.spawn(record, plan, reply), record)
         case .forkServer:
-            try submit(.forkServer(record, childSocket: childEnd, reply), record)
+            let server = ForkServerKey(executable: configuration.resolvedExecutable, environment: configuration.environmentEntries)
+            try submit(.forkServer(record, server, childSocket: childEnd, reply), record)
         case .fork:
             let threads = system_threadCount()
             let allowed = (ProcessMonitor.shared.isRunning ? 2 : 1) + ChildRuntime.parkedThreads
@@ -337,7 +344,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             if case .signaled(let signal)? = status, [Signal.illegalInstruction, .trap, .segmentationFault, .bus, .abort].contains(signal) {
                 message += " That signal means it crashed (a Swift trap such as fatalError, a failed precondition or an index out of range raises \(Signal.illegalInstruction))."
             } else if case .exited? = status {
-                message += " If its program does not call bootstrap() first in main, it never ran the task."
+                message += " If its program does not link the Multiprocessing library (see ChildProcessConfiguration.executable), it never ran the task."
             }
             throw MultiprocessingError(.childDied, message)
         }
@@ -350,11 +357,13 @@ extension ChildProcess where Output: Decodable {
     ///   - task: The work and its arguments (Python's `target`, `args` and `kwargs`).
     ///   - name: The process name; `ChildProcess-N` by default.
     ///   - daemon: Whether the child dies with its parent.
-    ///   - startMethod: How the child is created; ``ChildProcessConfiguration/defaultStartMethod`` by default.
     ///   - outlivesParent: Whether a non-daemon child keeps running when its parent dies
     ///     abnormally; by default it receives `SIGTERM` then. A normal exit of the parent still waits for it.
-    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, startMethod: StartMethod? = nil) where T.Output == Output {
-        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: startMethod,
+    ///   - startMethod: How the child is created, over the configuration's start method.
+    ///   - configuration: How the child is started; ``ChildProcessConfiguration/default`` (as it is now) by default.
+    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, startMethod: StartMethod? = nil,
+                                            configuration: ChildProcessConfiguration? = nil) where T.Output == Output {
+        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: startMethod, configuration: configuration,
                   decodeOutput: { bytes in try WireDecoder().decode(Output.self, from: bytes) })
     }
 
@@ -363,7 +372,7 @@ extension ChildProcess where Output: Decodable {
     /// The closure sees a copy of this process's memory at the time of ``start()``; what it returns
     /// is encoded and sent back. See ``StartMethod/fork`` for when forking is refused.
     public convenience init(name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, forking body: @escaping @Sendable () async throws -> Output) where Output: Encodable {
-        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: .fork,
+        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: .fork, configuration: nil,
                   decodeOutput: { bytes in try WireDecoder().decode(Output.self, from: bytes) })
     }
 }
@@ -374,17 +383,19 @@ extension ChildProcess where Output == Void {
     ///   - task: The work and its arguments (Python's `target`, `args` and `kwargs`).
     ///   - name: The process name; `ChildProcess-N` by default.
     ///   - daemon: Whether the child dies with its parent.
-    ///   - startMethod: How the child is created; ``ChildProcessConfiguration/defaultStartMethod`` by default.
     ///   - outlivesParent: Whether a non-daemon child keeps running when its parent dies
     ///     abnormally; by default it receives `SIGTERM` then. A normal exit of the parent still waits for it.
-    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, startMethod: StartMethod? = nil) where T.Output == Void {
-        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: startMethod,
+    ///   - startMethod: How the child is created, over the configuration's start method.
+    ///   - configuration: How the child is started; ``ChildProcessConfiguration/default`` (as it is now) by default.
+    public convenience init<T: ProcessTask>(_ task: T, name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, startMethod: StartMethod? = nil,
+                                            configuration: ChildProcessConfiguration? = nil) where T.Output == Void {
+        self.init(payload: Self.taskPayload(task), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: startMethod, configuration: configuration,
                   decodeOutput: { _ in () })
     }
 
     /// A child that runs `body` in a forked copy of this process (start method `.fork`).
     public convenience init(name: String? = nil, daemon: Bool = false, outlivesParent: Bool = false, forking body: @escaping @Sendable () async throws -> Void) {
-        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: .fork,
+        self.init(payload: .closure({ await ChildRuntime.execute(body) }), name: name, daemon: daemon, outlivesParent: outlivesParent, startMethod: .fork, configuration: nil,
                   decodeOutput: { _ in () })
     }
 }
