@@ -860,7 +860,8 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
             throw MultiprocessingError(.misuse, "ManagedCondition.wait(for:): the timeout must not be negative (it was \(timeout)).")
         }
         let clock = ContinuousClock()
-        let end = timeout.map { clock.now + $0 }
+        // Capped at 292 years, so that `now +` cannot overflow Duration's 128 bits.
+        let end = timeout.map { clock.now + min($0, .nanoseconds(Int64.max)) }
         while try !predicate() {
             var left: Duration?
             if let end {

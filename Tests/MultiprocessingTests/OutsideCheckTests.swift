@@ -1,0 +1,109 @@
+// Outside checks after issue 12: variations of its items that its own regression tests do not
+// cover, tried as a CPython user and as an attacker would (bad arguments at their limits).
+import Foundation
+import Testing
+import TestHarness
+@testable import Multiprocessing
+import TestSupport
+
+/// Durations longer than `Int64.max` seconds: `Duration` holds 128-bit attoseconds, so these are
+/// valid values a caller can compute (`.seconds(Int64.max) * 2`), but `Duration.components` traps on
+/// them ("Not enough bits to represent the passed value").
+let durationsPastInt64Seconds: [Duration] = [
+    .seconds(Int64.max) * 2,
+    .seconds(Int64.max) * 18,  // close to the largest Duration (Int128.max attoseconds)
+    .init(secondsComponent: Int64.max, attosecondsComponent: Int64.max),
+]
+
+/// Runs `wait` on a thread, waits until `isWaiting` says it sleeps, then runs `wake`: the wait must
+/// succeed, not time out or fail.
+private func expectWaitsUntilWoken(_ name: String, _ wait: @escaping @Sendable () throws -> Void,
+                                   isWaiting: () -> Bool, wake: () throws -> Void,
+                                   sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let waiter = OSThread(name: name) { try wait() }
+    try waiter.start()
+    #expect(eventually(within: .seconds(20)) { isWaiting() || !waiter.isAlive }, "\(name) never started to wait", sourceLocation: sourceLocation)
+    #expect(waiter.isAlive, "\(name) gave up instead of waiting: \(String(describing: waiter.error))", sourceLocation: sourceLocation)
+    try wake()
+    try waiter.join(timeout: .seconds(20))
+    #expect(waiter.error == nil, "\(name): \(String(describing: waiter.error))", sourceLocation: sourceLocation)
+}
+
+@Suite("OutsideCheckTimeouts", .serialized)
+struct OutsideCheckTimeoutTests {
+    @Test("a Duration longer than Int64.max seconds is a deadline that never passes, not a trap")
+    func durationsPastInt64SecondsSaturate() throws {
+        for timeout in durationsPastInt64Seconds {
+            #expect(try Deadline.nanoseconds(of: timeout, "test") == Int64.max)
+            let deadline = try Deadline(timeout: timeout, "test")
+            #expect(!deadline.hasPassed)
+        }
+        // The most negative Duration is refused, not trapped on.
+        #expect(throws: MultiprocessingError.self) { try Deadline(timeout: .seconds(Int64.min) * 18, "test") }
+    }
+
+    @Test("blocking calls wait, sync and async, for a Duration longer than Int64.max seconds")
+    func blockingCallsWaitForDurationsPastInt64Seconds() throws {
+        for timeout in durationsPastInt64Seconds {
+            let lock = try Lock()
+            try lock.acquire()
+            try expectWaitsUntilWoken("Lock.acquire", { try lock.acquire(timeout: timeout); try lock.release() },
+                                      isWaiting: { lock.mutex.word.load() & system_futexWaitersBit != 0 },
+                                      wake: { try lock.release() })
+
+            let event = try Event()
+            try expectWaitsUntilWoken("Event.wait", { try event.wait(timeout: timeout) },
+                                      isWaiting: { event.sleepers.load() == 1 }, wake: { event.set() })
+
+            let semaphore = try Semaphore(0)
+            try expectWaitsUntilWoken("Semaphore.acquire", { try semaphore.acquire(timeout: timeout) },
+                                      isWaiting: { semaphore.core.sleepers.load() == 1 },
+                                      wake: { try semaphore.release() })
+
+            let queue = try Queue<Int>()
+            try expectWaitsUntilWoken("Queue.get", { _ = try queue.get(timeout: timeout) },
+                                      isWaiting: { queue.storage.notEmptyWaiters.load() == 1 }, wake: { try queue.put(1) })
+
+            let (a, b) = try Connection.pipe()
+            try b.send(5)
+            #expect(try a.poll(timeout: timeout))
+            #expect(try a.receive(Int.self, timeout: timeout) == 5)
+
+            let condition = try Condition()
+            try condition.withLock { try condition.wait(for: { true }, timeout: timeout) }
+
+            let thread = OSThread { }
+            try thread.start()
+            try thread.join(timeout: timeout)
+
+            let barrier = try Barrier(parties: 1, timeout: timeout)
+            #expect(try barrier.wait() == 0)
+        }
+    }
+
+    @Test("the async twins take a Duration longer than Int64.max seconds")
+    func asyncTwinsTakeDurationsPastInt64Seconds() async throws {
+        for timeout in durationsPastInt64Seconds {
+            let event = try Event()
+            let waiter = Task { try await event.wait(timeout: timeout) }
+            #expect(await eventuallyAsync { event.sleepers.load() == 1 })
+            event.set()
+            try await waiter.value
+
+            let (a, b) = try Connection.pipe()
+            try await b.send(6, timeout: timeout)
+            #expect(try await a.receive(Int.self, timeout: timeout) == 6)
+
+            let thread = OSThread { }
+            try thread.start()
+            try await thread.join(timeout: timeout)
+
+            let barrier = try Barrier(parties: 1)
+            #expect(try await barrier.wait(timeout: timeout) == 0)
+
+            let child = ChildProcess(Square(x: 3), startMethod: .spawn)
+            try child.start()
+            try await child.join(timeout: timeout)
+        }
+    }
+}
