@@ -107,3 +107,55 @@ struct OutsideCheckTimeoutTests {
         }
     }
 }
+
+/// Expects `.misuse` whose message mentions each of `words`.
+private func expectMisuse(_ words: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+    do {
+        try body()
+        Issue.record("expected .misuse, got no error", sourceLocation: sourceLocation)
+    } catch let error as MultiprocessingError {
+        #expect(error.code == .misuse, "\(error)", sourceLocation: sourceLocation)
+        for word in words {
+            #expect(error.message.contains(word), "\(error.message) should mention \(word)", sourceLocation: sourceLocation)
+        }
+    } catch {
+        Issue.record("expected MultiprocessingError, got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("OutsideCheckArguments", .serialized)
+struct OutsideCheckArgumentTests {
+    @Test("sizes at their limits are errors that name the argument, not traps")
+    func sizesAtTheirLimitsAreErrors() throws {
+        for size in [0, -1, Int.min] {
+            expectMisuse(["Connection.pipe", "maximumMessageSize"]) { _ = try Connection.pipe(maximumMessageSize: size) }
+            expectMisuse(["Connection.pipe", "maximumMessageSize"]) { _ = try Connection.pipe(duplex: false, maximumMessageSize: size) }
+        }
+        // A connection's buffer grows as frames arrive, so any positive limit is fine there; a
+        // queue maps its whole buffer at creation.
+        for size in [0, -1, Int.min, Int.max, QueueStorage.largestMessageSize + 1] {
+            expectMisuse(["Queue", "maximumMessageSize"]) { _ = try Queue<Int>(maximumMessageSize: size) }
+            expectMisuse(["Queue", "maximumMessageSize"]) { _ = try SimpleQueue<Int>(maximumMessageSize: size) }
+            expectMisuse(["Queue", "maximumMessageSize"]) { _ = try JoinableQueue<Int>(maximumMessageSize: size) }
+        }
+        for count in [-1, Int.min, Int.max, Int.max / 8] {
+            expectMisuse(["SharedArray", "count"]) { _ = try SharedArray<Int64>(repeating: 0, count: count) }
+        }
+        // The limits themselves still work.
+        let (a, b) = try Connection.pipe(maximumMessageSize: 1)
+        try a.sendBytes([7])
+        #expect(try b.receiveBytes(timeout: .seconds(10)) == [7])
+        let empty = try SharedArray<Int64>(repeating: 0, count: 0)
+        #expect(empty.toArray() == [])
+    }
+
+    @Test("Condition.notify with a negative count is .misuse, not a trap; notify(0) wakes nobody")
+    func negativeNotifyIsAnError() throws {
+        let condition = try Condition()
+        try condition.withLock {
+            expectMisuse(["Condition.notify", "-1"]) { try condition.notify(-1) }
+            expectMisuse(["Condition.notify"]) { try condition.notify(Int.min) }
+            try condition.notify(0)
+        }
+    }
+}

@@ -102,9 +102,12 @@ public final class Connection: Sendable, Codable {
     ///     `(reader, writer)`.
     ///   - maximumMessageSize: the largest message body either end sends or accepts.
     /// - Returns: the two ends. For a simplex pipe the first can only receive, the second only send.
-    /// - Throws: ``MultiprocessingError/Code/systemCall`` when the system has no descriptors left.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not positive;
+    ///   ``MultiprocessingError/Code/systemCall`` when the system has no descriptors left.
     public static func pipe(duplex: Bool = true, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws -> (Connection, Connection) {
-        precondition(maximumMessageSize > 0, "maximumMessageSize must be positive")
+        guard maximumMessageSize > 0 else {
+            throw MultiprocessingError.misuse("Connection.pipe: maximumMessageSize must be positive (it was \(maximumMessageSize)).")
+        }
         do throws(Errno) {
             if duplex {
                 let (a, b) = try system_socketpair()
