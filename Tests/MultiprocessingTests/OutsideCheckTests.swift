@@ -159,3 +159,46 @@ struct OutsideCheckArgumentTests {
         }
     }
 }
+
+@Suite("OutsideCheckHostilePeers", .serialized)
+struct OutsideCheckHostilePeerTests {
+    @Test("a frame header that announces more than memory holds, under a raised limit, is not allocated up front")
+    func hugeAnnouncedFrameUnderARaisedLimit() throws {
+        for announced in [UInt64(1) << 62, UInt64(1) << 42] {
+            let (a, b) = try Connection.pipe(maximumMessageSize: Int.max)
+            let header = FrameHeader(kind: .bytes, descriptorCount: 0, length: Int(announced)).bytes
+            let written = header.withUnsafeBytes { write(b.descriptor, $0.baseAddress, $0.count) }
+            #expect(written == header.count)
+            // Some of the body, then the peer stalls: the receiver times out, holding what came.
+            let part = [UInt8](repeating: 0xAB, count: 100_000)
+            #expect(part.withUnsafeBytes { write(b.descriptor, $0.baseAddress, $0.count) } == part.count)
+            do {
+                _ = try a.receiveBytes(timeout: .milliseconds(50))
+                Issue.record("a frame of \(announced) bytes cannot have arrived")
+            } catch let error as MultiprocessingError {
+                #expect(error.code == .timedOut, "\(error)")
+            }
+            b.close()
+            do {
+                _ = try a.receiveBytes(timeout: .seconds(10))
+                Issue.record("the stream ended inside the frame")
+            } catch let error as MultiprocessingError {
+                #expect(error.code == .malformedFrame, "\(error)")
+                #expect(error.message.contains("after 100000 of \(announced) bytes"), "\(error.message)")
+            }
+        }
+    }
+
+    @Test("a message larger than the first buffer arrives whole, through many reads")
+    func largeMessagesGrowTheBufferAndArriveWhole() throws {
+        let (a, b) = try Connection.pipe()
+        let size = 40 << 20
+        let message = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 16)) }
+        let sender = OSThread { try b.sendBytes(message, timeout: .seconds(60)) }
+        try sender.start()
+        let received = try a.receiveBytes(timeout: .seconds(60))
+        try sender.join(timeout: .seconds(60))
+        #expect(received.count == size)
+        #expect(received == message)
+    }
+}
