@@ -1,0 +1,119 @@
+// Task types and helper-binary scenarios for the outside checks after issue 12 (see
+// Tests/MultiprocessingTests/OutsideCheckTests.swift): process-wide states a test runner must not
+// take on itself (SIGCHLD ignored, descriptors 0-2 closed) and process trees a test kills.
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Multiprocessing
+
+private func startMethod(_ name: String?) -> StartMethod {
+    switch name {
+    case "fork": return .fork
+    case "forkserver": return .forkServer
+    default: return .spawn
+    }
+}
+
+/// Starts a grandchild (by `method`) that sleeps, puts its pid on `pids`, then joins it.
+public struct StartSleepingGrandchild: ProcessTask {
+    public var pids: Queue<Int32>
+    public var method: String
+    public var daemon: Bool
+    public var outlivesParent: Bool
+    public init(pids: Queue<Int32>, method: String, daemon: Bool, outlivesParent: Bool) {
+        self.pids = pids
+        self.method = method
+        self.daemon = daemon
+        self.outlivesParent = outlivesParent
+    }
+    public func run() throws {
+        let grandchild = ChildProcess(SleepBlocking(milliseconds: 60_000), daemon: daemon, outlivesParent: outlivesParent,
+                                      startMethod: startMethod(method))
+        try grandchild.start()
+        try pids.put(grandchild.pid ?? -1)
+        try grandchild.join()
+    }
+}
+
+/// Writes `text` and a newline to `fd`, whole.
+private func writeLine(_ fd: CInt, _ text: String) {
+    var bytes = Array((text + "\n").utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+        if n <= 0 { return }
+        done += n
+    }
+}
+
+/// Runs one of this file's scenarios in the helper binary. Returns false for an unknown name.
+public func runOutsideCheckScenario(_ name: String, _ rest: ArraySlice<String>) throws -> Bool {
+    switch name {
+    case "outside-sigchld":
+        // With SIGCHLD ignored, by METHOD: join ends (with a result or a clear error), never spins.
+        signal(SIGCHLD, SIG_IGN)
+        let child = ChildProcess(Square(x: 5), startMethod: startMethod(rest.first))
+        let clock = ContinuousClock()
+        let began = clock.now
+        do {
+            try child.start()
+            do {
+                try child.join(timeout: .seconds(30))
+                print("join returned")
+            } catch let error as MultiprocessingError {
+                print("join error \(error.code)")
+            }
+            print("value \((try? child.value(timeout: .seconds(30))).map { "\($0)" } ?? "error")")
+        } catch {
+            print("start error \(error)")
+        }
+        print("seconds \((clock.now - began).components.seconds)")
+
+    case "outside-closed-stdio":
+        // Descriptors 0, 1 and 2 closed in the parent, then a child by METHOD: it must run and
+        // return its value. The report goes to descriptor 9 (dup'ed from 1 before closing).
+        let report: CInt = 9
+        guard dup2(1, report) == report else { return true }
+        close(0); close(1); close(2)
+        for method in [startMethod(rest.first)] {
+            let child = ChildProcess(Square(x: 7), startMethod: method)
+            do {
+                try child.start()
+                writeLine(report, "value \(try child.value(timeout: .seconds(60)))")
+            } catch {
+                writeLine(report, "error \(error)")
+            }
+        }
+        // What the library put on 0-2 (a socket or a pipe here would be one a child could
+        // mistake for its standard streams).
+        for fd: CInt in 0...2 {
+            var st = stat()
+            writeLine(report, "fd \(fd) \(fstat(fd, &st) == 0 ? "open" : "closed")")
+        }
+
+    case "outside-tree":
+        // CHILD-METHOD GRANDCHILD-METHOD daemon|plain|outlives: a non-daemon child that starts a
+        // sleeping grandchild; prints both pids and waits to be killed (or, with "exit", exits
+        // at once without joining).
+        // Foundation's Process passes on the test runner's thread's signal mask, which blocks
+        // SIGTERM: unblock everything, as a shell would start this parent.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+        let pids = try Queue<Int32>()
+        let task = StartSleepingGrandchild(pids: pids, method: rest.dropFirst().first ?? "spawn",
+                                           daemon: rest.dropFirst(2).first == "daemon",
+                                           outlivesParent: rest.dropFirst(2).first == "outlives")
+        let child = ChildProcess(task, startMethod: startMethod(rest.first))
+        try child.start()
+        let grandchild = try pids.get(timeout: .seconds(60))
+        print("tree \(child.pid ?? -1) \(grandchild)")
+        fflush(nil)
+        while true { pause() }
+
+    default:
+        return false
+    }
+    fflush(nil)
+    return true
+}
