@@ -876,11 +876,15 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     /// Wakes up to `count` waiters.
     ///
     /// - Parameter count: how many.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when the thread does not hold the lock.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when the thread does not hold the lock, or
+    ///   `count` is negative (as the module's own `Condition.notify`).
     public func notify(_ count: Int = 1) throws {
+        guard count >= 0 else {
+            throw MultiprocessingError(.misuse, "ManagedCondition.notify: the number of waiters to wake must not be negative (it was \(count)).")
+        }
         _ = try reference.call(.cNotify) {
             $0.varint(callerThread())
-            $0.varint(UInt64(max(0, count)))
+            $0.varint(UInt64(count))
         }
     }
 

@@ -43,3 +43,37 @@ extension ManagerTests {
         #expect(try manager.value(3).get() == 3)
     }
 }
+
+extension ManagerTests {
+    @Test func proxyArgumentsAtTheirLimitsAreErrorsAndTheServerSurvives() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let condition = try manager.condition()
+        try condition.acquire()
+        // As the module's own Condition.notify: a negative count is refused, not taken as 0.
+        #expect(performing: { try condition.notify(-1) },
+                throws: { ($0 as? MultiprocessingError)?.code == .misuse && "\($0)".contains("negative") })
+        try condition.notify(0)
+        try condition.notify(Int.max)
+        try condition.release()
+        let list = try manager.list(Int.self)
+        try list.append(1)
+        for index in [Int.min, Int.max, 1, -2] {
+            #expect(throws: MultiprocessingError.self) { _ = try list.get(index) }
+            #expect(throws: MultiprocessingError.self) { try list.set(index, 5) }
+            #expect(throws: MultiprocessingError.self) { _ = try list.remove(at: index) }
+        }
+        try list.insert(0, at: Int.min)
+        try list.insert(2, at: Int.max)
+        #expect(try list.snapshot() == [0, 1, 2])
+        #expect(try list.get(-1) == 2)
+        for size in [-1, Int.min, Int.max] {
+            let queue = try manager.queue(Int.self, maximumSize: size)
+            try queue.put(size)
+            #expect(try queue.get(timeout: .seconds(10)) == size)
+        }
+        let semaphore = try manager.semaphore(value: Int(Int32.max))
+        try semaphore.acquire(timeout: .zero)
+        #expect(try manager.value(3).get() == 3)
+    }
+}
