@@ -288,3 +288,93 @@ struct OutsideCheckProcessTests {
         #expect(orphans.isEmpty, "left running: \(orphans)")
     }
 }
+
+/// The error code `body` throws, or nil.
+private func code(_ body: () throws -> Void) -> MultiprocessingError.Code? {
+    do { try body(); return nil } catch let error as MultiprocessingError { return error.code } catch { return nil }
+}
+
+// Cases of CPython's Lib/test/lock_tests.py (BaseLockTests, EventTests, ConditionTests,
+// BarrierTests) and _test_multiprocessing.py, translated to this API with timeouts of zero and
+// of a few nanoseconds.
+@Suite("OutsideCheckCPythonCases", .serialized)
+struct OutsideCheckCPythonCaseTests {
+    @Test("a zero or tiny timeout checks without waiting, everywhere")
+    func zeroAndTinyTimeoutsOnlyCheck() throws {
+        for timeout in [Duration.zero, .nanoseconds(1), .init(secondsComponent: 0, attosecondsComponent: 1)] {
+            // BaseLockTests.test_timeout: a held lock times out, then is still held.
+            let lock = try Lock()
+            let done = try Event()
+            let holder = OSThread { try lock.withLock { try done.wait(timeout: .seconds(60)) } }
+            try holder.start()
+            #expect(eventually(within: .seconds(20)) { lock.isLocked })
+            #expect(code { try lock.acquire(timeout: timeout) } == .timedOut)
+            done.set()
+            try holder.join(timeout: .seconds(20))
+            #expect(!lock.isLocked)
+            let rlock = try RLock()
+            try rlock.acquire(timeout: timeout)
+            try rlock.acquire(timeout: timeout)  // re-entry never waits
+            try rlock.release(); try rlock.release()
+            #expect(code { try rlock.release() } == .misuse, "RLock: release more than acquired")
+            #expect(code { try Semaphore(0).acquire(timeout: timeout) } == .timedOut)
+            #expect(code { try BoundedSemaphore(1).release() } == .misuse, "BoundedSemaphore over-release")
+            #expect(code { try Event().wait(timeout: timeout) } == .timedOut)
+            let condition = try Condition()
+            #expect(code { try condition.withLock { try condition.wait(timeout: timeout) } } == .timedOut)
+            #expect(code { try condition.withLock { try condition.wait(for: { false }, timeout: timeout) } } == .timedOut)
+            let queue = try Queue<Int>(maxsize: 1)
+            // This module's queues say .timedOut for a timeout and .empty/.full for block: false
+            // (Python raises Empty/Full for both).
+            #expect(code { _ = try queue.get(timeout: timeout) } == .timedOut)
+            #expect(code { _ = try queue.get(block: false) } == .empty)
+            try queue.put(1, timeout: timeout)
+            #expect(code { try queue.put(2, timeout: timeout) } == .timedOut)
+            #expect(code { try queue.put(2, block: false) } == .full)
+            let joinable = try JoinableQueue<Int>()
+            try joinable.put(1)
+            #expect(code { try joinable.join(timeout: timeout) } == .timedOut)
+            _ = try joinable.get(timeout: timeout)
+            try joinable.taskDone()
+            try joinable.join(timeout: timeout)
+            #expect(code { try joinable.taskDone() } == .misuse, "task_done called too many times")
+            let (a, b) = try Connection.pipe()
+            #expect(try !a.poll(timeout: timeout))
+            #expect(code { _ = try a.receiveBytes(timeout: timeout) } == .timedOut)
+            try b.send(1, timeout: timeout)
+            #expect(try a.poll(timeout: timeout))
+            // BarrierTests.test_timeout: a wait that times out breaks the barrier; reset mends it.
+            let barrier = try Barrier(parties: 2)
+            #expect(code { _ = try barrier.wait(timeout: timeout) } == .timedOut)
+            #expect(barrier.isBroken)
+            #expect(code { _ = try barrier.wait(timeout: .seconds(5)) } == .broken)
+            barrier.reset()
+            #expect(!barrier.isBroken)
+            #expect(barrier.waitingCount == 0)
+        }
+    }
+
+    @Test("BarrierTests.test_action_exception: the party that ran the action gets its error, the others .broken")
+    func barrierActionThatThrowsBreaksIt() throws {
+        struct ActionFailed: Error {}
+        let barrier = try Barrier(parties: 3, action: { throw ActionFailed() })
+        let outcomes = try Queue<String>()
+        let threads = (0..<3).map { _ in
+            OSThread {
+                do {
+                    _ = try barrier.wait(timeout: .seconds(30))
+                    try outcomes.put("passed")
+                } catch let error as MultiprocessingError {
+                    try outcomes.put("\(error.code)")
+                } catch {
+                    try outcomes.put("action")
+                }
+            }
+        }
+        for thread in threads { try thread.start() }
+        for thread in threads { try thread.join(timeout: .seconds(60)) }
+        let seen = try (0..<3).map { _ in try outcomes.get(timeout: .seconds(10)) }
+        #expect(seen.sorted() == ["action", "broken", "broken"])
+        #expect(barrier.isBroken)
+    }
+}
