@@ -378,3 +378,35 @@ struct OutsideCheckCPythonCaseTests {
         #expect(barrier.isBroken)
     }
 }
+
+@Suite("OutsideCheckEventStorms", .serialized)
+struct OutsideCheckEventStormTests {
+    init() { useHelperExecutable() }
+
+    @Test("set() then clear() at once wakes every waiter in four other processes, 500 rounds in a row")
+    func setThenClearStormsWakeEveryProcess() throws {
+        let event = try Event()
+        let done = try Queue<Int>()
+        let rounds = 500
+        let waiters = (0..<4).map { ChildProcess(EventStormWaiter(event: event, done: done, rounds: rounds), startMethod: $0 % 2 == 0 ? .spawn : .forkServer) }
+        for waiter in waiters { try waiter.start() }
+        defer { for waiter in waiters { try? waiter.kill() } }
+        var lost = 0
+        for round in 0..<rounds {
+            guard eventually(within: .seconds(30), { event.sleepers.load() == 4 }) else {
+                Issue.record("round \(round): the waiters never all slept (\(event.sleepers.load()))")
+                return
+            }
+            event.set()
+            event.clear()
+            var woke = 0
+            for _ in 0..<4 {
+                if (try? done.get(timeout: .seconds(30))) == round { woke += 1 }
+            }
+            lost += 4 - woke
+            if woke < 4 { break }
+        }
+        #expect(lost == 0, "waiters that missed a set() followed by clear()")
+        for waiter in waiters { try waiter.join(timeout: .seconds(30)) }
+    }
+}

@@ -117,3 +117,24 @@ public func runOutsideCheckScenario(_ name: String, _ rest: ArraySlice<String>) 
     fflush(nil)
     return true
 }
+
+/// Waits on `event` `rounds` times, putting the round on `done` after each wake.
+public struct EventStormWaiter: ProcessTask {
+    public var event: Event
+    public var done: Queue<Int>
+    public var rounds: Int
+    public init(event: Event, done: Queue<Int>, rounds: Int) {
+        self.event = event
+        self.done = done
+        self.rounds = rounds
+    }
+    public func run() throws {
+        for round in 0..<rounds {
+            try event.wait(timeout: .seconds(60))
+            try done.put(round)
+            // A waiter that woke before the parent's clear() would see the flag still raised and
+            // return at once: let this round's clear() happen first (the parent clears at once).
+            while event.isSet { usleep(100) }
+        }
+    }
+}
