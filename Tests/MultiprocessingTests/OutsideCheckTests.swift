@@ -241,6 +241,21 @@ struct OutsideCheckProcessTests {
         #expect(lines.contains("value 49"), "\(lines)")
     }
 
+    @Test("a fork server SIGKILLed while children start: every start gives a value or a clear error, none hangs, no zombie")
+    func forkServerKilledWhileChildrenStart() throws {
+        let (status, lines) = try runHelper(["scenario", "outside-forkserver-killed-while-starting", "20"])
+        #expect(status == 0, "\(lines)")
+        let report = lines.first { $0.hasPrefix("rounds ") } ?? ""
+        let numbers = report.split(separator: " ").compactMap { Int($0) }
+        #expect(numbers.count == 6, "\(lines)")
+        if numbers.count == 6 {
+            #expect(numbers[1] + numbers[2] == 400, "\(report)")
+            #expect(numbers[3] == 0, "starts that hung: \(report)")
+            #expect(numbers[4] == 0, "dead servers left as zombies: \(report)")
+            #expect(numbers[5] == 20, "later starts that failed: \(report)")
+        }
+    }
+
     @Test("a killed parent leaves no orphan or zombie grandchild", arguments: ["spawn", "fork", "forkserver"])
     func killedParentLeavesNoGrandchildren(_ childMethod: String) throws {
         var orphans: [String] = []

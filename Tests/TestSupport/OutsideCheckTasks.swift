@@ -111,6 +111,58 @@ public func runOutsideCheckScenario(_ name: String, _ rest: ArraySlice<String>) 
         fflush(nil)
         while true { pause() }
 
+    case "outside-forkserver-killed-while-starting":
+        // The fork server is SIGKILLed while another thread starts fork-server children one after
+        // another: each start gives a value or a clear error, none hangs, the dead server is
+        // reaped, and a later start works again. ROUNDS times.
+        let rounds = Int(rest.first ?? "") ?? 10
+        var values = 0, errors = 0, hangs = 0, zombies = 0, restarts = 0
+        var firstError = ""
+        for _ in 0..<rounds {
+            let sleeper = ChildProcess(SleepBlocking(milliseconds: 60_000), startMethod: .forkServer)
+            try sleeper.start()
+            let me = getpid()
+            let servers = childPIDs(of: me).filter { $0 != sleeper.pid }
+            guard servers.count == 1 else { print("servers \(servers)"); return true }
+            let started = SharedCounter()
+            let outcomes = try Queue<String>()
+            let starter = OSThread {
+                for i in 0..<20 {
+                    let child = ChildProcess(Square(x: i), startMethod: .forkServer)
+                    do {
+                        try child.start()
+                        started.increment()
+                        let value = try child.value(timeout: .seconds(60))
+                        try outcomes.put(value == i * i ? "value" : "wrong \(value)")
+                    } catch let error as MultiprocessingError where error.code == .timedOut {
+                        try? child.kill()
+                        try outcomes.put("hang")
+                    } catch {
+                        started.increment()
+                        try outcomes.put("error \(error)")
+                    }
+                }
+            }
+            try starter.start()
+            _ = pollUntil(seconds: 30) { started.value >= 3 }
+            kill(servers[0], SIGKILL)
+            try starter.join(timeout: .seconds(600))
+            for _ in 0..<20 {
+                let outcome = try outcomes.get(timeout: .seconds(10))
+                if outcome == "value" { values += 1 } else if outcome == "hang" { hangs += 1 } else {
+                    errors += 1
+                    if firstError.isEmpty { firstError = outcome }
+                }
+            }
+            if !pollUntil(seconds: 20, { procStatFields(servers[0]) == nil }) { zombies += 1 }
+            let next = ChildProcess(Square(x: 9), startMethod: .forkServer)
+            if (try? next.start()) != nil, (try? next.value(timeout: .seconds(60))) == 81 { restarts += 1 }
+            try? sleeper.kill()
+            try? sleeper.join(timeout: .seconds(30))
+        }
+        print("rounds \(rounds) values \(values) errors \(errors) hangs \(hangs) zombies \(zombies) restarts \(restarts)")
+        if !firstError.isEmpty { print("first error \(firstError)") }
+
     default:
         return false
     }
@@ -137,4 +189,12 @@ public struct EventStormWaiter: ProcessTask {
             while event.isSet { usleep(100) }
         }
     }
+}
+
+/// A counter that threads share.
+final class SharedCounter: @unchecked Sendable {
+    private let lock = try? Lock()
+    private var count = 0
+    func increment() { _ = try? lock?.withLock { count += 1 } }
+    var value: Int { (try? lock?.withLock { count }) ?? 0 }
 }
