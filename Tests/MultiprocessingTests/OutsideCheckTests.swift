@@ -425,3 +425,54 @@ struct OutsideCheckEventStormTests {
         for waiter in waiters { try waiter.join(timeout: .seconds(30)) }
     }
 }
+
+@Suite("OutsideCheckAsyncNegativeTimeouts", .serialized)
+struct OutsideCheckAsyncNegativeTimeoutTests {
+    init() { useHelperExecutable() }
+
+    /// The code an async call throws, or nil.
+    private func asyncCode(_ body: () async throws -> Void) async -> MultiprocessingError.Code? {
+        do { try await body(); return nil } catch let error as MultiprocessingError { return error.code } catch { return nil }
+    }
+
+    @Test("the async twins refuse a negative timeout with .misuse, even where they would not wait")
+    func asyncTwinsRefuseNegativeTimeouts() async throws {
+        for timeout in [Duration.nanoseconds(-1), .seconds(Int64.min) * 18] {
+            let event = try Event()
+            event.set()
+            #expect(await asyncCode { try await event.wait(timeout: timeout) } == .misuse)
+            let semaphore = try Semaphore(1)
+            #expect(await asyncCode { try await semaphore.acquire(timeout: timeout) } == .misuse)
+            #expect(semaphore.value == 1)
+            let lock = try Lock()
+            #expect(await asyncCode { try await lock.withLock(timeout: timeout) { } } == .misuse)
+            let rlock = try RLock()
+            #expect(await asyncCode { try await rlock.withLock(timeout: timeout) { } } == .misuse)
+            let queue = try Queue<Int>()
+            #expect(await asyncCode { try await queue.put(1, timeout: timeout) } == .misuse)
+            try await queue.put(1)
+            #expect(await asyncCode { _ = try await queue.get(timeout: timeout) } == .misuse)
+            #expect(try await queue.get(timeout: .seconds(10)) == 1, "a refused get must leave the item")
+            let joinable = try JoinableQueue<Int>()
+            #expect(await asyncCode { try await joinable.join(timeout: timeout) } == .misuse)
+            let (a, b) = try Connection.pipe()
+            #expect(await asyncCode { try await b.send(1, timeout: timeout) } == .misuse)
+            try await b.send(2)
+            #expect(await asyncCode { _ = try await a.receive(Int.self, timeout: timeout) } == .misuse)
+            #expect(await asyncCode { _ = try await a.poll(timeout: timeout) } == .misuse)
+            #expect(try await a.receive(Int.self, timeout: .seconds(10)) == 2, "a refused receive must leave the message")
+            let barrier = try Barrier(parties: 1)
+            #expect(await asyncCode { _ = try await barrier.wait(timeout: timeout) } == .misuse)
+            #expect(!barrier.isBroken)
+            let thread = OSThread { }
+            try thread.start()
+            #expect(await asyncCode { try await thread.join(timeout: timeout) } == .misuse)
+            try await thread.join()
+            let child = ChildProcess(Square(x: 2), startMethod: .spawn)
+            try child.start()
+            #expect(await asyncCode { try await child.join(timeout: timeout) } == .misuse)
+            #expect(await asyncCode { _ = try await child.value(timeout: timeout) } == .misuse)
+            #expect(try await child.value(timeout: .seconds(60)) == 4)
+        }
+    }
+}
