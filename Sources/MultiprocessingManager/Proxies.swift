@@ -860,7 +860,8 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
             throw MultiprocessingError(.misuse, "ManagedCondition.wait(for:): the timeout must not be negative (it was \(timeout)).")
         }
         let clock = ContinuousClock()
-        let end = timeout.map { clock.now + $0 }
+        // Capped at 292 years, so that `now +` cannot overflow Duration's 128 bits.
+        let end = timeout.map { clock.now + min($0, .nanoseconds(Int64.max)) }
         while try !predicate() {
             var left: Duration?
             if let end {
@@ -875,11 +876,15 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     /// Wakes up to `count` waiters.
     ///
     /// - Parameter count: how many.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when the thread does not hold the lock.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when the thread does not hold the lock, or
+    ///   `count` is negative (as the module's own `Condition.notify`).
     public func notify(_ count: Int = 1) throws {
+        guard count >= 0 else {
+            throw MultiprocessingError(.misuse, "ManagedCondition.notify: the number of waiters to wake must not be negative (it was \(count)).")
+        }
         _ = try reference.call(.cNotify) {
             $0.varint(callerThread())
-            $0.varint(UInt64(max(0, count)))
+            $0.varint(UInt64(count))
         }
     }
 

@@ -214,12 +214,15 @@ internal struct ByteReader {
     }
 }
 
-/// `value` (not negative) in whole nanoseconds, saturating at Int64.max.
+/// `value` (not negative) in whole nanoseconds, rounded up (a wait never ends early) and saturating
+/// at Int64.max. `Duration` holds 128-bit attoseconds and `components` traps on one longer than
+/// Int64.max seconds (`.seconds(Int64.max) * 2`), so those saturate first.
 internal func wireTimeoutNanoseconds(_ value: Duration) -> Int64 {
+    if value >= .nanoseconds(Int64.max) { return .max }
     let (seconds, attoseconds) = value.components
     let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
     if overflow { return .max }
-    let (total, overflow2) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+    let (total, overflow2) = whole.addingReportingOverflow((attoseconds + 999_999_999) / 1_000_000_000)
     return overflow2 ? .max : total
 }
 

@@ -59,7 +59,7 @@ public func childPIDs(of parent: Int32) -> [Int32] {
 }
 
 /// The fields of /proc/PID/stat after the command name: state, ppid, ...
-private func procStatFields(_ pid: Int32) -> [Substring]? {
+func procStatFields(_ pid: Int32) -> [Substring]? {
     let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }

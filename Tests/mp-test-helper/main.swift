@@ -123,6 +123,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
 
     default:
         if try runProcessCorrectnessScenario(name, rest) { return }
+        if try runOutsideCheckScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
     }

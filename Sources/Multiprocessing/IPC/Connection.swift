@@ -45,6 +45,10 @@ public final class Connection: Sendable, Codable {
     /// The largest message a connection accepts unless told otherwise: 1 GiB.
     public static let defaultMaximumMessageSize = 1 << 30
 
+    /// The receive buffer a frame's body starts with (or its length, if smaller); it doubles as
+    /// the body arrives.
+    internal static let firstBodyBuffer = 16 << 20
+
     internal let descriptor: CInt
     internal let role: Role
     /// The largest message body, in bytes, this end sends or accepts. A larger incoming header
@@ -102,9 +106,12 @@ public final class Connection: Sendable, Codable {
     ///     `(reader, writer)`.
     ///   - maximumMessageSize: the largest message body either end sends or accepts.
     /// - Returns: the two ends. For a simplex pipe the first can only receive, the second only send.
-    /// - Throws: ``MultiprocessingError/Code/systemCall`` when the system has no descriptors left.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not positive;
+    ///   ``MultiprocessingError/Code/systemCall`` when the system has no descriptors left.
     public static func pipe(duplex: Bool = true, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws -> (Connection, Connection) {
-        precondition(maximumMessageSize > 0, "maximumMessageSize must be positive")
+        guard maximumMessageSize > 0 else {
+            throw MultiprocessingError.misuse("Connection.pipe: maximumMessageSize must be positive (it was \(maximumMessageSize)).")
+        }
         do throws(Errno) {
             if duplex {
                 let (a, b) = try system_socketpair()
@@ -469,7 +476,11 @@ public final class Connection: Sendable, Codable {
                     throw error
                 }
                 state.frame = frame
-                state.body = [UInt8](unsafeUninitializedCapacity: frame.length) { _, count in count = frame.length }
+                // Not the whole announced length: under a raised maximumMessageSize a peer could
+                // announce more than memory holds, and the allocation would trap. The buffer
+                // grows as the body arrives.
+                let first = min(frame.length, Connection.firstBodyBuffer)
+                state.body = [UInt8](unsafeUninitializedCapacity: first) { _, count in count = first }
                 state.bodyFilled = 0
             }
         }
@@ -479,6 +490,15 @@ public final class Connection: Sendable, Codable {
         // The body.
         while state.bodyFilled < frame.length {
             let filled = state.bodyFilled
+            if filled == state.body.count {
+                // Full: double it (at most to the frame's length), so the copies stay linear.
+                let grown = min(frame.length, 2 * filled)
+                let old = state.body
+                state.body = [UInt8](unsafeUninitializedCapacity: grown) { buffer, count in
+                    _ = UnsafeMutableBufferPointer(rebasing: buffer[..<filled]).initialize(from: old)
+                    count = grown
+                }
+            }
             var body = state.body
             state.body = []  // keep the array unique while reading into it
             defer { state.body = body }

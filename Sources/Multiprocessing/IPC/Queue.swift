@@ -54,7 +54,8 @@ public final class Queue<Element: Codable & Sendable>: Sendable, Codable {
     ///   - maxsize: the most items the queue holds before `put` waits; 0 or less means no limit.
     ///   - maximumMessageSize: the largest encoded item, in bytes (default 1 GiB). The queue's
     ///     buffer is this large in address space, but only used pages cost memory.
-    /// - Throws: ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not between 1 and
+    ///   2^46; ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
     public init(maxsize: Int = 0, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws {
         storage = try QueueStorage(maxsize: maxsize, maximumMessageSize: maximumMessageSize, joinable: false)
     }
@@ -175,7 +176,8 @@ public final class SimpleQueue<Element: Codable & Sendable>: Sendable, Codable {
     /// Creates an empty queue.
     ///
     /// - Parameter maximumMessageSize: the largest encoded item, in bytes (default 1 GiB).
-    /// - Throws: ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not between 1 and
+    ///   2^46; ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
     public init(maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws {
         storage = try QueueStorage(maxsize: 0, maximumMessageSize: maximumMessageSize, joinable: false)
     }
@@ -259,7 +261,8 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
     /// - Parameters:
     ///   - maxsize: the most items the queue holds before `put` waits; 0 or less means no limit.
     ///   - maximumMessageSize: the largest encoded item, in bytes (default 1 GiB).
-    /// - Throws: ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not between 1 and
+    ///   2^46; ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
     public init(maxsize: Int = 0, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws {
         storage = try QueueStorage(maxsize: maxsize, maximumMessageSize: maximumMessageSize, joinable: true)
     }

@@ -47,6 +47,8 @@ internal final class QueueStorage: @unchecked Sendable {
 
     internal static let headerSize = 4096
     internal static let recordHeaderSize = 8
+    /// The largest `maximumMessageSize` a queue takes: 2^46 bytes.
+    internal static let largestMessageSize = 1 << 46
     internal static let magic: UInt32 = 0x4D50_5132  // "MPQ2"
     internal static let granule = 4 << 20
     /// Memory a queue keeps even when idle, and the least it cycles through: 16 MiB.
@@ -115,7 +117,11 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Creates a new, empty queue in a new memfd.
     internal init(maxsize: Int, maximumMessageSize: Int, joinable: Bool) throws {
-        precondition(maximumMessageSize > 0, "maximumMessageSize must be positive")
+        // The buffer must hold one item and its record header; past 2^46 bytes (64 TiB, half the
+        // address space of x86-64) it cannot be mapped, and near Int.max its size would overflow.
+        guard maximumMessageSize > 0, maximumMessageSize <= QueueStorage.largestMessageSize else {
+            throw MultiprocessingError.misuse("Queue: maximumMessageSize must be between 1 and \(QueueStorage.largestMessageSize) bytes (it was \(maximumMessageSize)).")
+        }
         let pageSize = 4096
         let minimum = 64 << 20
         let needed = max(minimum, maximumMessageSize + QueueStorage.recordHeaderSize)

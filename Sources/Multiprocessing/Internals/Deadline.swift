@@ -6,7 +6,7 @@
 /// This is the one place where a timeout is checked and turned into clock arithmetic:
 /// - A negative timeout is refused with ``MultiprocessingError/Code/misuse`` (Python raises
 ///   `ValueError`), by every call that takes one, even when it would not have to wait.
-/// - Any non-negative `Duration` is accepted, up to `Int64.max` seconds. The clock counts
+/// - Any non-negative `Duration` is accepted, up to the largest (past `Int64.max` seconds). The clock counts
 ///   nanoseconds since boot in an `Int64`, so it ends about 292 years after boot; a deadline beyond
 ///   that end (Python's `threading.TIMEOUT_MAX`, about 9.2e9 s, is one) waits forever, which is at
 ///   least as long as asked. Arithmetic saturates: it never wraps into the past.
@@ -51,6 +51,9 @@ internal struct Deadline: Sendable {
     /// saturated at `Int64.max`.
     internal static func nanoseconds(of timeout: Duration, _ operation: StaticString) throws(MultiprocessingError) -> Int64 {
         if timeout < .zero { throw negativeTimeout(timeout, operation) }
+        // `Duration` holds 128-bit attoseconds, and `components` traps on one longer than Int64.max
+        // seconds (`.seconds(Int64.max) * 2`): saturate before asking for them.
+        if timeout >= .nanoseconds(Int64.max) { return Int64.max }
         let (seconds, attoseconds) = timeout.components
         let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return Int64.max }

@@ -295,10 +295,12 @@ public final class Condition: Codable, @unchecked Sendable {
 
     /// Wakes up to `n` threads or processes waiting on this condition.
     /// - Parameter n: How many waiters to wake (Python's default is 1).
-    /// - Throws: `.misuse` when the calling thread does not hold the lock.
+    /// - Throws: `.misuse` when the calling thread does not hold the lock, or `n` is negative.
     public func notify(_ n: Int = 1) throws {
         _ = try ownedDepth("Condition.notify")
-        precondition(n >= 0, "Condition.notify: n must not be negative")
+        guard n >= 0 else {
+            throw MultiprocessingError.misuse("Condition.notify: the number of waiters to wake must not be negative (it was \(n)).")
+        }
         var current = counts.load()
         var granted: UInt64 = 0
         while true {

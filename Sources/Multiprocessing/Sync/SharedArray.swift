@@ -26,7 +26,8 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
     public let count: Int
 
     /// Creates an array of `count` copies of `value`.
-    /// - Throws: `.systemCall` when shared memory cannot be created.
+    /// - Throws: `.misuse` for a negative `count` or one too large to address; `.systemCall` when
+    ///   shared memory cannot be created.
     public convenience init(repeating value: T, count: Int) throws {
         try self.init(count: count) { buffer in buffer.initialize(repeating: value) }
     }
@@ -38,7 +39,9 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
     }
 
     private init(count: Int, fill: (UnsafeMutableBufferPointer<T>) -> Void) throws {
-        precondition(count >= 0, "SharedArray: count must not be negative")
+        guard count >= 0, count <= (Int.max - SharedArray.elementsOffset - SharedArena.slotAlignment) / MemoryLayout<T>.stride else {
+            throw MultiprocessingError.misuse("SharedArray: count must be between 0 and what fits in memory (it was \(count)).")
+        }
         precondition(MemoryLayout<T>.alignment <= SharedArena.slotAlignment, "SharedArray: T is over-aligned")
         precondition(8 + RobustMutex.size + 8 <= SharedArray.elementsOffset, "SharedArray: header too large")
         self.count = count
