@@ -222,7 +222,6 @@ private func runHelper(_ arguments: [String]) throws -> (status: Int32, lines: [
 
 @Suite("OutsideCheckProcesses", .serialized)
 struct OutsideCheckProcessTests {
-    init() { useHelperExecutable() }
 
     @Test("with SIGCHLD ignored, join ends and the value arrives, by every start method", arguments: ["spawn", "fork", "forkserver"])
     func sigchldIgnoredByEveryStartMethod(_ method: String) throws {
@@ -396,7 +395,6 @@ struct OutsideCheckCPythonCaseTests {
 
 @Suite("OutsideCheckEventStorms", .serialized)
 struct OutsideCheckEventStormTests {
-    init() { useHelperExecutable() }
 
     @Test("set() then clear() at once wakes every waiter in four other processes, 500 rounds in a row")
     func setThenClearStormsWakeEveryProcess() throws {
@@ -428,7 +426,6 @@ struct OutsideCheckEventStormTests {
 
 @Suite("OutsideCheckAsyncNegativeTimeouts", .serialized)
 struct OutsideCheckAsyncNegativeTimeoutTests {
-    init() { useHelperExecutable() }
 
     /// The code an async call throws, or nil.
     private func asyncCode(_ body: () async throws -> Void) async -> MultiprocessingError.Code? {
