@@ -124,7 +124,7 @@ internal final class Performer: Sendable {
                 }
                 dstfd = try resolver.directory(item.destination, .destination)
             } catch {
-                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error,
+                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(shellQuoted(item.destination, always: true))", errno: error,
                                                    detail: error == .fileExists ? Resolver.notADirectory : Resolver.explain(error)))
                 return
             }

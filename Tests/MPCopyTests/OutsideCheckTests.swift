@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// Cases an outside check found after the security, resume and command-line work were merged:
+/// each runs the built binary as a person would, on a shape no earlier test had.
+@Suite(.serialized) struct MPCopyOutsideCheckTests {
+    /// `mpcp -a SRC/. DEST` where DEST is a symlink to a directory copies SRC's contents into
+    /// that directory, as `cp -a SRC/. DEST` does (it failed: the operand itself was resolved as a
+    /// name that must not be a symlink), with either worker kind, and the link stays a link.
+    @Test(arguments: ["threads", "processes"])
+    func contentsIntoASymlinkedDestination(workers: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p s/d real && echo a > s/f && echo b > s/d/g && ln -s real link
+        "$MPCP" -a --workers \#(workers) s/. link; echo "status=$?"
+        diff -r s real && echo "same"
+        [ -L link ] && echo "still a link"
+        # Again, merging into what is there now, with -u.
+        echo c > s/d/h
+        "$MPCP" -a -u --workers \#(workers) s/. link; echo "again=$?"
+        diff -r s real && echo "same again"
+        ls -A | grep -c mpcp-tmp
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "status=0\nsame\nstill a link\nagain=0\nsame again\n0\n", "\(run.stdout)\n\(run.stderr)")
+    }
+
+    /// A name with a newline and bytes that are not UTF-8 is quoted in every failure message,
+    /// also where the message names the destination as well (it was printed raw, and in --json
+    /// as U+FFFD).
+    @Test func destinationNamesInFailuresAreQuoted() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        n=$'b\xff\nn'
+        mkdir -p "$n/x" d && echo 1 > "$n/x/f" && : > "d/$n"
+        "$MPCP" -a "$n" d/; echo "status=$?"
+        "$MPCP" -a --json "$n" d/ 2>/dev/null
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout.hasPrefix("status=1\n{"), "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains(#"mpcp: 'b'$'\377\n''n': create directory 'd/b'$'\377\n''n': "#), "\(run.stderr)")
+        #expect(run.stderr.split(separator: "\n").count == 2, "one line per message: \(run.stderr)")
+        #expect(!run.stdout.contains("\u{FFFD}") && !run.stderr.contains("\u{FFFD}"), "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.split(separator: "\n").count == 2, "one line of JSON: \(run.stdout)")
+    }
+
+    /// After Ctrl-C of a `--no-clobber` copy, the command the message prints finishes it (it
+    /// added -u, which --no-clobber refuses, so the advised command was a usage error).
+    @Test func adviceAfterANoClobberCopyRuns() throws {
+        var interrupted = false
+        for _ in 0..<5 where !interrupted {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let script = waitUntilWriting + #"""
+            mkdir -p src && yes abcdefghijklmnop | head -c 512M > src/big && for i in 1 2 3; do echo $i > src/f$i; done
+            "$MPCP" -a --no-clobber -j 1 src dst 2> err & pid=$!
+            wait_until_writing $pid 'big$'
+            kill -INT $pid; wait $pid; echo "first=$?"
+            command=$(sed -n 's/^mpcp: interrupted: .*to finish the copy, run: //p' err)
+            echo "advice: $command"
+            [ -n "$command" ] || exit 0
+            eval "$command"; echo "resumed=$?"
+            diff -r src dst && echo "same"
+            ls -A | grep -c mpcp-tmp
+            """#
+            let run = try sh(script, in: scratch.path)
+            if run.stdout.contains("first=0") || run.stdout.contains("finished before") { continue }
+            interrupted = true
+            #expect(run.stdout.contains("first=130\nadvice: "), "\(run.stdout)\n\(run.stderr)")
+            #expect(run.stdout.hasSuffix("resumed=0\nsame\n0\n"), "\(run.stdout)\n\(run.stderr)")
+        }
+        #expect(interrupted, "the copy always finished before SIGINT came")
+    }
+
+    /// On a full disk, a large file copied in chunks by two workers fails once: one message, one
+    /// failed file in the count and in --json (each chunk that met ENOSPC reported it again), and
+    /// nothing is left under its name or as a temporary.
+    @Test(arguments: ["threads", "processes"])
+    func aLargeFileThatFailsIsReportedOnce(workers: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p src tiny && head -c 300M /dev/zero | tr '\0' x > src/big
+        mount -t tmpfs -o size=8m tmpfs tiny || { echo "cannot mount tmpfs"; exit 3; }
+        trap 'umount tiny' EXIT
+        "$MPCP" -a -j 2 --workers \#(workers) src tiny/d; echo "status=$?"
+        "$MPCP" -a -j 2 --workers \#(workers) --json src tiny/e 2>/dev/null | grep -o '"failed":[0-9]*'
+        find tiny -mindepth 1 ! -type d
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "status=1\n\"failed\":1\n", "\(run.stdout)\n\(run.stderr)")
+        let lines = run.stderr.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].hasPrefix("mpcp: src/big: ") && lines[0].hasSuffix("No space left on device")
+                && lines[1] == "mpcp: 1 file(s) failed", "\(run.stderr)")
+    }
+}
