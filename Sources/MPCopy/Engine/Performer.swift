@@ -266,7 +266,7 @@ internal final class Performer: Sendable {
     }
 
     /// Whether two files hold the same bytes, read through in 1 MiB steps. Any error: not the same.
-    private func sameContent(_ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName) -> Bool {
+    func sameContent(_ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName) -> Bool {
         guard let a = try? system_openat(srcdir, sourceName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
         defer { system_close(a) }
         guard let b = try? system_openat(dstdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
