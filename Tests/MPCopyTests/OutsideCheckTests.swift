@@ -133,4 +133,23 @@ import Testing
         }
         #expect(killed, "no worker was seen copying a batch")
     }
+
+    /// Operands and `--exclude` patterns that are not UTF-8 keep their bytes: an operand is not
+    /// mistaken for an option's value that repairs to the same String (mpcp copied `\xfe`, the
+    /// pattern, instead of the operand `\xff`), and such a pattern matches (it matched nothing),
+    /// also as `--exclude=PATTERN` and in worker processes.
+    @Test(arguments: ["threads", "processes"])
+    func argumentsThatAreNotUTF8KeepTheirBytes(workers: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir -p $'\xff' $'\xfe' d e && echo 1 > $'\xff/x' && echo 2 > $'\xfe/y' && echo 3 > $'\xff/b\xe9d' && echo 4 > $'\xff/ok'
+        "$MPCP" -a --workers \#(workers) --exclude $'\xfe' $'\xff' d/; echo "status=$?"
+        ls d | od -An -c | tr -s ' '
+        "$MPCP" -a --workers \#(workers) --exclude $'b\xe9d' $'\xff' e/ && ls e/* | od -An -c | tr -s ' '
+        rm -rf e/* && "$MPCP" -a --workers \#(workers) --exclude=$'*\xe9*' $'\xff' e/ && ls e/* | od -An -c | tr -s ' '
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout == "status=0\n 377 \\n\n o k \\n x \\n\n o k \\n x \\n\n", "\(run.stdout)\n\(run.stderr)")
+    }
 }

@@ -45,7 +45,9 @@ internal final class Performer: Sendable {
         let start = (try? system_processStartTime(system_getpid())) ?? nil
         let salt = String(start ?? (system_randomUInt64() & 0xFFFF_FFFF), radix: 16)
         temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-"
-        excludes = options.excludes.map { (Array($0.utf8CString), $0.contains("/")) }
+        excludes = (options.excludes.map { Array($0.utf8) } + options.excludeBytes).map { pattern in
+            (pattern.map { CChar(bitPattern: $0) } + [0], pattern.contains(UInt8(ascii: "/")))
+        }
         excludesNeedRelative = excludes.contains { $0.hasSlash }
     }
 
