@@ -411,8 +411,11 @@ public final class CopyJob: Sendable {
     private static func marker(_ marker: FilePath, names source: FilePath) -> Bool {
         guard let real = system_realpath(source) else { return false }
         let want = rawBytes(real)
-        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }) else { return false }
+        // O_NONBLOCK: a FIFO put under the marker's name must not stop the run.
+        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) })
+        else { return false }
         defer { system_close(fd) }
+        guard let st = try? system_fstatx(fd), st.mode & modeTypeMask == modeRegular else { return false }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: want.count + 1, alignment: 1)
         defer { buffer.deallocate() }
         var got = 0
@@ -427,7 +430,12 @@ public final class CopyJob: Sendable {
     private func markResume(source: FilePath, target: FilePath) -> FilePath? {
         guard let marker = CopyJob.resumeMarker(of: target), let real = system_realpath(source) else { return nil }
         do throws(Errno) {
-            let fd = try marker.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600) }
+            // A new file: whatever has the name (a stale marker, or a FIFO or a hard link to
+            // another file that someone put there) goes first, and is never opened or written.
+            let fd = try marker.withCName { p throws(Errno) -> CInt in
+                do throws(Errno) { try system_unlinkat(systemATFDCWD, p) } catch .noSuchFileOrDirectory {}
+                return try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+            }
             defer { system_close(fd) }
             let content = rawBytes(real)
             let written = content.withUnsafeBytes { b in try? system_pwrite(fd, b, 0) }

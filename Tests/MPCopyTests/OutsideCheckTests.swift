@@ -152,4 +152,29 @@ import Testing
         let run = try sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\n 377 \\n\n o k \\n x \\n\n o k \\n x \\n\n", "\(run.stdout)\n\(run.stderr)")
     }
+
+    /// Whatever someone put under the resume marker's name beside a new destination (a FIFO, or
+    /// a hard link to another file) is neither waited on nor written through: the copy runs
+    /// (it hung on the FIFO, and one SIGTERM did not stop it) and the other file keeps its bytes
+    /// (the marker was opened with O_TRUNC and written).
+    @Test(arguments: ["", "--no-staging"])
+    func whateverHoldsTheResumeMarkersNameIsLeftAlone(staging: String) throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        m=$(python3 -c "
+        h = 0xcbf29ce484222325
+        for b in b'dst': h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        print('.mpcp-tmp-resume-%016x' % h)")
+        mkdir -p src && echo x > src/f && mkfifo "$m"
+        timeout -s KILL 20 "$MPCP" -a \#(staging) src dst; echo "fifo=$?"
+        diff -r src dst && echo "copied"
+        rm -rf dst "$m" && echo precious > other && ln other "$m"
+        timeout -s KILL 20 "$MPCP" -a \#(staging) src dst; echo "link=$?"
+        cat other
+        ls -A | grep -c mpcp-tmp
+        """#
+        let run = try sh(script, in: scratch.path)
+        #expect(run.stdout.hasPrefix("fifo=0\ncopied\nlink=0\nprecious\n"), "\(run.stdout)\n\(run.stderr)")
+    }
 }
