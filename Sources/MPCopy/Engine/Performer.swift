@@ -567,14 +567,16 @@ internal final class Performer: Sendable {
                   detail: "the file changed while it was copied (it ended at byte \(offset), before byte \(expected)); not copied")
     }
 
-    /// Throws unless the source `input` still has the size and modification time of `stat` (and
-    /// the change time `changed`, when known): otherwise it changed while it was copied, and the
+    /// Throws unless the source `input` is still the file of `stat`, with its size and
+    /// modification time (and the change time `changed`, when known): otherwise it changed while it was copied, and the
     /// copy may hold content it never had (a zero tail, a mix of old and new), so it must not
     /// take its final name.
     func checkUnchanged(_ input: CInt, _ stat: SourceStat, changed: (Int64, UInt32)? = nil) throws(StepError) {
         let now: cmp_stat_t
         do throws(Errno) { now = try system_fstatx(input) } catch { throw StepError(operation: "stat", errno: error) }
         var what: [String] = []
+        // Renamed over by another file (a large file's chunks and its finish each open the name).
+        if now.ino != stat.ino || (now.dev_major << 32 | now.dev_minor) != stat.dev { what.append("it was replaced") }
         if Int64(now.size) != stat.size { what.append("its size went from \(stat.size) to \(now.size) bytes") }
         if now.mtime_sec != stat.mtime || now.mtime_nsec != stat.mtimeNanoseconds { what.append("it was modified") }
         if let changed, what.isEmpty, now.ctime_sec != changed.0 || now.ctime_nsec != changed.1 { what.append("its inode changed") }
