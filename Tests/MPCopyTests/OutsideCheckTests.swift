@@ -210,4 +210,14 @@ import Testing
         }
         #expect(reported, "the file was never replaced during the copy in five tries")
     }
+
+    /// A dry run lists a FIFO inside a tree as it lists every other file it counts (it counted
+    /// it and left it out of the list), and writes nothing.
+    @Test func aDryRunListsFifos() throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let run = try sh(#"mkdir -p s/d && echo x > s/d/f && mkfifo s/p && "$MPCP" -n -a s newd; echo "status=$?"; ls -A | grep -v '^\.std'"#,
+                         in: scratch.path)
+        #expect(run.stdout.split(separator: "\n").sorted() == ["s", "s", "s/d", "s/d/f", "s/p", "status=0"], "\(run.stdout)\n\(run.stderr)")
+    }
 }

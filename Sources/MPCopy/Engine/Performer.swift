@@ -371,7 +371,11 @@ internal final class Performer: Sendable {
     }
 
     private func copyFifo(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, _ result: inout WorkResult) {
-        if options.dryRun { result.files += 1; return }
+        if options.dryRun {
+            result.files += 1
+            if options.verbose { result.copied.append(source) } // -n lists it as any other file
+            return
+        }
         do throws(Errno) {
             let st = try system_statx(srcfd, name, follow: false)
             do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {
