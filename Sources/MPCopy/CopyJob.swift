@@ -19,7 +19,9 @@ public import SystemPackage
 public final class CopyJob: Sendable {
     private enum Root: Sendable {
         /// `resumed`: the marker of an interrupted in-place copy into `target` (see ``resumeMarker(of:)``).
-        case directory(source: FilePath, target: FilePath, resumed: FilePath?)
+        /// `intoOperand`: `target` is the destination operand itself, an existing directory
+        /// (`SRC/.`, or a resumed copy), followed if it is a symlink as cp follows it.
+        case directory(source: FilePath, target: FilePath, resumed: FilePath?, intoOperand: Bool)
         case file(source: FilePath, target: FilePath, stat: SourceStat)
         case symlink(source: FilePath, target: FilePath)
         case fifo(source: FilePath, target: FilePath, stat: SourceStat)
@@ -102,7 +104,8 @@ public final class CopyJob: Sendable {
                         throw MPCopyError(.usage, "cannot copy a directory, \(shellQuoted(source, always: true)), into itself, \(shellQuoted(target, always: true))")
                     }
                 }
-                roots.append(.directory(source: source, target: target, resumed: resumed))
+                roots.append(.directory(source: source, target: target, resumed: resumed,
+                                        intoOperand: destinationIsDirectory && target == destination))
             } else {
                 if let t = try? target.withCName({ p throws(Errno) in try system_statx(systemATFDCWD, p, follow: true) }),
                    t.ino == st.ino && (t.dev_major << 32 | t.dev_minor) == st.dev {
@@ -153,8 +156,19 @@ public final class CopyJob: Sendable {
         defer { for stage in stages { system_close(stage.lock) } }
         for root in roots {
             switch root {
-            case .directory(let source, let target, let resumed):
+            case .directory(let source, let target, let resumed, let intoOperand):
                 if let resumed { markers.append(resumed) }
+                if intoOperand {
+                    // The operand names an existing directory, through a symlink or not (cp
+                    // copies into where it points): it is the root, and the copy merges into it.
+                    if let failure = registerRoots(source: source, sourceFollowsSymlink: false, destination: target) {
+                        scheduler.record(WorkResult(failures: [failure]))
+                        continue
+                    }
+                    inPlaceTargets.append(target)
+                    scheduler.addDirectoryRoot(source: source, destination: target, staged: false, createDestination: false)
+                    continue
+                }
                 // The target (or its staged twin) is a name in its parent, the destination
                 // operand or the operand's parent, and is never followed: a symlink there is
                 // refused, as cp -a refuses to "overwrite non-directory" with a directory.
@@ -221,8 +235,8 @@ public final class CopyJob: Sendable {
         // theirs if their process is gone. A new directory of this run can hold none.
         if !options.dryRun {
             let sweep = LeftoverSweep()
-            for target in inPlaceTargets { sweep.sweep(target, recursive: true) }
-            for directory in fileRootDirectories { sweep.sweep(directory, recursive: false) }
+            for target in inPlaceTargets { sweep.sweep(target, recursive: true, performer.resolver) }
+            for directory in fileRootDirectories { sweep.sweep(directory, recursive: false, performer.resolver) }
         }
 
         let pool: any WorkerPool
@@ -268,7 +282,7 @@ public final class CopyJob: Sendable {
         do throws(Errno) {
             roots.destinations = [try Resolver.root(destination, followsSymlink: true)]
         } catch {
-            return CopyFailure(path: source, operation: "open destination directory '\(destination)'", errno: error)
+            return CopyFailure(path: source, operation: "open destination directory \(shellQuoted(destination, always: true))", errno: error)
         }
         performer.resolver.register(roots)
         return nil
@@ -351,7 +365,7 @@ public final class CopyJob: Sendable {
                 system_close(fd)
                 if error == .wouldBlock {
                     return .failed(CopyFailure(path: source, operation: "copy", errno: error,
-                                               detail: "another copy to '\(target)' is in progress (it holds '\(directory)')"))
+                                               detail: "another copy to \(shellQuoted(target, always: true)) is in progress (it holds \(shellQuoted(directory, always: true)))"))
                 }
                 if error != .noSuchFileOrDirectory { return .inPlace(existed: false) }
             }
@@ -396,9 +410,12 @@ public final class CopyJob: Sendable {
     /// Whether the marker `marker` exists and names `source` (its real path, byte for byte).
     private static func marker(_ marker: FilePath, names source: FilePath) -> Bool {
         guard let real = system_realpath(source) else { return false }
-        let want = real.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) } }
-        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW) }) else { return false }
+        let want = rawBytes(real)
+        // O_NONBLOCK: a FIFO put under the marker's name must not stop the run.
+        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) })
+        else { return false }
         defer { system_close(fd) }
+        guard let st = try? system_fstatx(fd), st.mode & modeTypeMask == modeRegular else { return false }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: want.count + 1, alignment: 1)
         defer { buffer.deallocate() }
         var got = 0
@@ -413,9 +430,14 @@ public final class CopyJob: Sendable {
     private func markResume(source: FilePath, target: FilePath) -> FilePath? {
         guard let marker = CopyJob.resumeMarker(of: target), let real = system_realpath(source) else { return nil }
         do throws(Errno) {
-            let fd = try marker.withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600) }
+            // A new file: whatever has the name (a stale marker, or a FIFO or a hard link to
+            // another file that someone put there) goes first, and is never opened or written.
+            let fd = try marker.withCName { p throws(Errno) -> CInt in
+                do throws(Errno) { try system_unlinkat(systemATFDCWD, p) } catch .noSuchFileOrDirectory {}
+                return try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+            }
             defer { system_close(fd) }
-            let content = bytes(of: real)
+            let content = rawBytes(real)
             let written = content.withUnsafeBytes { b in try? system_pwrite(fd, b, 0) }
             return written == content.count ? marker : nil
         } catch {
@@ -501,10 +523,9 @@ private final class LeftoverSweep {
     /// Without `/proc` nothing can be told apart, and nothing is removed.
     private let procWorks = ((try? system_processStartTime(system_getpid())) ?? nil) != nil
 
-    func sweep(_ directory: FilePath, recursive: Bool) {
-        guard procWorks, let fd = try? directory.withCName({ p throws(Errno) in
-            try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        }) else { return }
+    /// Sweeps `directory`, resolved beneath its root as the copy's own paths are.
+    func sweep(_ directory: FilePath, recursive: Bool, _ resolver: Resolver) {
+        guard procWorks, let fd = try? resolver.open(directory, .destination, O_RDONLY | O_DIRECTORY) else { return }
         sweep(fd, recursive: recursive)
         system_close(fd)
     }
@@ -651,6 +672,3 @@ internal struct ThreadPool: WorkerPool {
     }
 }
 
-private func bytes(of path: FilePath) -> [UInt8] {
-    path.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) } }
-}

@@ -77,6 +77,9 @@ public struct CopyOptions: Sendable, Codable {
     /// Shell patterns (`fnmatch(3)`) of names to leave out. A pattern with a `/` matches the path
     /// relative to the source operand; one without matches the last component.
     public var excludes: [String] = []
+    /// More patterns as ``excludes``, as bytes: for a pattern that is not UTF-8 (a String would
+    /// repair it, and it would match nothing).
+    public var excludeBytes: [[UInt8]] = []
     /// How many workers copy at once.
     public var jobs: Int = 1
     /// Threads or processes.

@@ -35,8 +35,8 @@ public enum InterruptWatcher {
     }
 
     /// This process's command line as a shell command that finishes an interrupted copy: every
-    /// argument as it was (raw bytes, quoted), with `-u` after the program name unless it is
-    /// there, so that what is already complete is kept.
+    /// argument as it was (raw bytes, quoted), with `-u` after the program name unless it or
+    /// `--no-clobber` is there, so that what is already complete is kept.
     public static func resumeCommand() -> String {
         var words: [[UInt8]] = []
         for index in 0..<Int(CommandLine.argc) {
@@ -44,7 +44,9 @@ public enum InterruptWatcher {
             words.append(Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) })
         }
         let options = words.dropFirst().prefix { $0 != Array("--".utf8) }
-        if !options.contains(Array("-u".utf8)) && !options.contains(Array("--update".utf8)) {
+        // --no-clobber keeps every complete file already, and refuses -u beside it.
+        let keeps = ["-u", "--update", "--no-clobber"].contains { options.contains(Array($0.utf8)) }
+        if !keeps {
             words.insert(Array("-u".utf8), at: min(1, words.count))
         }
         // Each word as GNU `ls` quotes a name (Quoting.swift): it pastes back into a shell byte for byte.

@@ -2,6 +2,7 @@
 // inside a sentence, GNU cp's messages with `shell-escape-always`), so that a name with spaces,
 // quotes, a newline or bytes that are not text is visible, unambiguous, and can be pasted back
 // into a shell.
+import Glibc
 public import SystemPackage
 
 /// One piece of a name: a character shown as it is, or bytes shown as escapes.
@@ -91,13 +92,12 @@ public func shellQuoted(_ name: [UInt8], always: Bool = false) -> [UInt8] {
 ///   - path: the path.
 ///   - always: quote a path that needs no quotes too.
 public func shellQuoted(_ path: FilePath, always: Bool = false) -> String {
-    let bytes = path.withPlatformString { p -> [UInt8] in
-        var bytes: [UInt8] = []
-        var i = 0
-        while p[i] != 0 { bytes.append(UInt8(bitPattern: p[i])); i += 1 }
-        return bytes
-    }
-    return String(decoding: shellQuoted(bytes, always: always), as: UTF8.self)
+    String(decoding: shellQuoted(rawBytes(path), always: always), as: UTF8.self)
+}
+
+/// A path's bytes, unchanged (invalid UTF-8 and all), for quoting, JSON and resume markers.
+public func rawBytes(_ path: FilePath) -> [UInt8] {
+    path.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) } }
 }
 
 /// Cuts a name into characters, deciding for each what GNU's quoting decides.

@@ -92,7 +92,7 @@ struct MPCP: ParsableCommand {
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("missing file operand") }
-        if paths.count == 1 { throw ValidationError("missing destination file operand after '\(paths[0])'") }
+        if paths.count == 1 { throw ValidationError("missing destination file operand after \(shellQuoted(rawPath(paths[0]), always: true))") }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, not \(jobs)") }
         if let preserve {
             do { _ = try PreservedAttributes(parsing: preserve) } catch { throw ValidationError(error.message) }
@@ -117,7 +117,7 @@ struct MPCP: ParsableCommand {
             job?.cancel()
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(commandLine.arguments)
             try command.run()
         } catch let error as MPCopyError {
             printError("mpcp: \(error)")
@@ -143,13 +143,15 @@ struct MPCP: ParsableCommand {
         options.checksum = checksum
         options.verify = verify
         options.noClobber = noClobber
-        options.excludes = exclude
+        // A pattern that is not UTF-8 goes as its bytes.
+        options.excludes = exclude.filter { commandLine.raw[$0] == nil }
+        options.excludeBytes = exclude.compactMap { commandLine.raw[$0] }
         options.jobs = jobs ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         options.workers = WorkerKind(rawValue: workers) ?? .threads
         options.verbose = verbose || dryRun
         options.stageNewDirectories = !noStaging
 
-        let operands = rawOperands(paths)
+        let operands = paths.map(rawPath)
         let job = try CopyJob(sources: Array(operands.dropLast()), destination: operands[operands.count - 1], options: options)
         running.withLock { $0.job = job }
         if running.withLock({ $0.signal }) != 0 { job.cancel() }
@@ -185,21 +187,33 @@ struct MPCP: ParsableCommand {
     }
 }
 
-/// The operands as the raw bytes of argv: ArgumentParser's Strings repair invalid UTF-8, and a
-/// path must stay byte-exact.
-private func rawOperands(_ parsed: [String]) -> [FilePath] {
-    var raw: [FilePath] = []
-    var index = 1
-    let argc = Int(CommandLine.argc)
-    for operand in parsed {
-        var found: FilePath?
-        while index < argc {
-            defer { index += 1 }
-            guard let p = CommandLine.unsafeArgv[index] else { continue }
-            if String(cString: p) == operand { found = FilePath(platformString: p); break }
+/// The command line for ArgumentParser, whose Strings would repair invalid UTF-8: each argument
+/// that is not UTF-8 is replaced by a placeholder, and `rawPath` turns a placeholder back into
+/// its bytes. (Matching parsed Strings against argv instead took an option's value, such as an
+/// `--exclude` pattern that repairs to the same String, for an operand.)
+private let commandLine: (arguments: [String], raw: [String: [UInt8]]) = {
+    var arguments: [String] = []
+    var raw: [String: [UInt8]] = [:]
+    for index in 1..<max(1, Int(CommandLine.argc)) {
+        guard let p = CommandLine.unsafeArgv[index] else { continue }
+        let bytes = Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) }
+        if let text = String(validating: bytes, as: UTF8.self) { arguments.append(text); continue }
+        // `--option=value`: the option stays an option, its value becomes the placeholder.
+        var prefix: [UInt8] = []
+        if bytes.first == UInt8(ascii: "-"), let equals = bytes.firstIndex(of: UInt8(ascii: "=")),
+           String(validating: bytes[...equals], as: UTF8.self) != nil {
+            prefix = Array(bytes[...equals])
         }
-        raw.append(found ?? FilePath(operand))
+        let placeholder = "\u{FFFF}mpcp-argument-\(index)"
+        raw[placeholder] = Array(bytes[prefix.count...])
+        arguments.append(String(decoding: prefix, as: UTF8.self) + placeholder)
     }
-    return raw
-}
+    return (arguments, raw)
+}()
 
+/// A path operand as the bytes of argv (see `commandLine`).
+private func rawPath(_ parsed: String) -> FilePath {
+    guard let bytes = commandLine.raw[parsed] else { return FilePath(parsed) }
+    let cString = bytes.map { CChar(bitPattern: $0) } + [0]
+    return cString.withUnsafeBufferPointer { b in b.baseAddress.map { FilePath(platformString: $0) } ?? FilePath(parsed) }
+}

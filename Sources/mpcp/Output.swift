@@ -4,16 +4,6 @@ import Glibc
 import MPCopy
 import SystemPackage
 
-/// A path's bytes, unchanged (invalid UTF-8 and all).
-func rawBytes(_ path: FilePath) -> [UInt8] {
-    path.withPlatformString { p -> [UInt8] in
-        var bytes: [UInt8] = []
-        var i = 0
-        while p[i] != 0 { bytes.append(UInt8(bitPattern: p[i])); i += 1 }
-        return bytes
-    }
-}
-
 func writeAll(_ fd: CInt, _ bytes: [UInt8]) {
     bytes.withUnsafeBytes { b in
         guard let base = b.baseAddress else { return }

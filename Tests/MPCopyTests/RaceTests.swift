@@ -258,7 +258,7 @@ let raceShapes: [RaceShape] = [
             return shape
         }
         for (name, message) in [("symlink where the source has a directory", "src/d: create directory"),
-                                ("symlink where the copy of the operand goes", "src: create directory dst/src")] {
+                                ("symlink where the copy of the operand goes", "src: create directory 'dst/src'")] {
             let refused = try sh("OUT=\(outside)\n" + shape(name).setup + "\n" + #""$MPCP" -a src dst/"#, in: scratch.path)
             #expect(refused.status == 1)
             #expect(refused.stderr.contains(message), "\(refused.stderr)")

@@ -45,7 +45,9 @@ internal final class Performer: Sendable {
         let start = (try? system_processStartTime(system_getpid())) ?? nil
         let salt = String(start ?? (system_randomUInt64() & 0xFFFF_FFFF), radix: 16)
         temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-"
-        excludes = options.excludes.map { (Array($0.utf8CString), $0.contains("/")) }
+        excludes = (options.excludes.map { Array($0.utf8) } + options.excludeBytes).map { pattern in
+            (pattern.map { CChar(bitPattern: $0) } + [0], pattern.contains(UInt8(ascii: "/")))
+        }
         excludesNeedRelative = excludes.contains { $0.hasSlash }
     }
 
@@ -124,7 +126,7 @@ internal final class Performer: Sendable {
                 }
                 dstfd = try resolver.directory(item.destination, .destination)
             } catch {
-                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(item.destination)", errno: error,
+                result.failures.append(CopyFailure(path: item.source, operation: "create directory \(shellQuoted(item.destination, always: true))", errno: error,
                                                    detail: error == .fileExists ? Resolver.notADirectory : Resolver.explain(error)))
                 return
             }
@@ -266,7 +268,7 @@ internal final class Performer: Sendable {
     }
 
     /// Whether two files hold the same bytes, read through in 1 MiB steps. Any error: not the same.
-    private func sameContent(_ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName) -> Bool {
+    func sameContent(_ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName) -> Bool {
         guard let a = try? system_openat(srcdir, sourceName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
         defer { system_close(a) }
         guard let b = try? system_openat(dstdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
@@ -369,7 +371,11 @@ internal final class Performer: Sendable {
     }
 
     private func copyFifo(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, _ result: inout WorkResult) {
-        if options.dryRun { result.files += 1; return }
+        if options.dryRun {
+            result.files += 1
+            if options.verbose { result.copied.append(source) } // -n lists it as any other file
+            return
+        }
         do throws(Errno) {
             let st = try system_statx(srcfd, name, follow: false)
             do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {
@@ -565,14 +571,16 @@ internal final class Performer: Sendable {
                   detail: "the file changed while it was copied (it ended at byte \(offset), before byte \(expected)); not copied")
     }
 
-    /// Throws unless the source `input` still has the size and modification time of `stat` (and
-    /// the change time `changed`, when known): otherwise it changed while it was copied, and the
+    /// Throws unless the source `input` is still the file of `stat`, with its size and
+    /// modification time (and the change time `changed`, when known): otherwise it changed while it was copied, and the
     /// copy may hold content it never had (a zero tail, a mix of old and new), so it must not
     /// take its final name.
     func checkUnchanged(_ input: CInt, _ stat: SourceStat, changed: (Int64, UInt32)? = nil) throws(StepError) {
         let now: cmp_stat_t
         do throws(Errno) { now = try system_fstatx(input) } catch { throw StepError(operation: "stat", errno: error) }
         var what: [String] = []
+        // Renamed over by another file (a large file's chunks and its finish each open the name).
+        if now.ino != stat.ino || (now.dev_major << 32 | now.dev_minor) != stat.dev { what.append("it was replaced") }
         if Int64(now.size) != stat.size { what.append("its size went from \(stat.size) to \(now.size) bytes") }
         if now.mtime_sec != stat.mtime || now.mtime_nsec != stat.mtimeNanoseconds { what.append("it was modified") }
         if let changed, what.isEmpty, now.ctime_sec != changed.0 || now.ctime_nsec != changed.1 { what.append("its inode changed") }

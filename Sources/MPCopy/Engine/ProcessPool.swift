@@ -153,7 +153,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
                     }
                 }
                 // The child died with this item: report it and let the other workers go on.
-                let failed = salvage(item, preservesTimes: options.preserve.contains(.timestamps), performer.resolver)
+                let failed = salvage(item, preservesTimes: options.preserve.contains(.timestamps), performer)
                 performer.bytesDone.add(failed.bytes, ordering: .relaxed)
                 scheduler.complete(item, failed)
                 return
@@ -169,18 +169,30 @@ internal final class ProcessPool: WorkerPool, Sendable {
 /// whose size and modification time are its source's (the test `-u` makes) was finished. Each
 /// other file is reported, and in a staged tree, where files are written under their own names,
 /// removed, since it may be partial. Any other item is reported whole. Every path is resolved
-/// beneath the destination root, as the performer resolves it.
-private func salvage(_ item: WorkItem, preservesTimes: Bool, _ resolver: Resolver) -> WorkResult {
+/// beneath the destination root, as the performer resolves it. With `--checksum` the batch holds
+/// files whose old copies may have the source's size and time already, so a file counts as
+/// copied only if it has the source's bytes too (the test the scan makes).
+private func salvage(_ item: WorkItem, preservesTimes: Bool, _ performer: Performer) -> WorkResult {
     var result = WorkResult()
     guard case .files(let batch) = item else {
         result.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
         return result
     }
+    let resolver = performer.resolver
+    /// Whether the copy under its final name has the source's bytes (only asked with --checksum).
+    func sameBytes(_ entry: FileEntry) -> Bool {
+        guard let sdir = try? resolver.directory(batch.sourceDirectory, .source) else { return false }
+        defer { system_close(sdir) }
+        guard let ddir = try? resolver.directory(batch.destinationDirectory, .destination) else { return false }
+        defer { system_close(ddir) }
+        return entry.name.withCName { s in entry.targetName.withCName { d in performer.sameContent(sdir, s, ddir, d) } }
+    }
     for entry in batch.entries {
         let destination = batch.destinationDirectory.appending(entry.targetName)
         let st = try? resolver.stat(destination, .destination)
         if preservesTimes, let st, st.mode & modeTypeMask == modeRegular, Int64(st.size) == entry.stat.size,
-           st.mtime_sec == entry.stat.mtime, st.mtime_nsec == entry.stat.mtimeNanoseconds {
+           st.mtime_sec == entry.stat.mtime, st.mtime_nsec == entry.stat.mtimeNanoseconds,
+           !performer.options.checksum || sameBytes(entry) {
             result.files += 1
             result.bytes += entry.stat.size
             result.entryDone.append(true)

@@ -76,14 +76,16 @@ internal final class Scheduler: @unchecked Sendable {
 
     /// Adds a directory operand: scanned, created in the destination, finished last.
     ///
-    /// - Parameter staged: `destination` is a new temporary name that the job renames into place
-    ///   at the end, so entries below it are created under their own names.
-    func addDirectoryRoot(source: FilePath, destination: FilePath, staged: Bool) {
+    /// - Parameters:
+    ///   - staged: `destination` is a new temporary name that the job renames into place at the
+    ///     end, so entries below it are created under their own names.
+    ///   - createDestination: false when `destination` is itself a root, an existing directory.
+    func addDirectoryRoot(source: FilePath, destination: FilePath, staged: Bool, createDestination: Bool = true) {
         monitor.withLock {
             let id = newNode(Node(parent: nil, pending: 1, source: source, destination: destination, relative: FilePath(), finish: nil, staged: staged))
             walkPending += 1
             urgent.append(.scan(ScanItem(node: id, source: source, destination: destination, relative: FilePath(),
-                                         createDestination: true, staged: staged)))
+                                         createDestination: createDestination, staged: staged)))
         }
     }
 
@@ -164,8 +166,11 @@ internal final class Scheduler: @unchecked Sendable {
     /// directories and hard links it completes.
     func complete(_ item: WorkItem, _ result: WorkResult) {
         var out: [CopyEvent] = []
+        var result = result
         monitor.withLock {
             inFlight -= 1
+            // A large file that failed in one chunk is one failed file, reported once.
+            if case .chunk(let chunk) = item, larges[chunk.large]?.failed == true { result.failures = [] }
             merge(result, &out)
             let before = urgent.count + bulk.count - bulkHead
             switch item {
