@@ -108,21 +108,6 @@ struct OutsideCheckTimeoutTests {
     }
 }
 
-/// Expects `.misuse` whose message mentions each of `words`.
-private func expectMisuse(_ words: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("expected .misuse, got no error", sourceLocation: sourceLocation)
-    } catch let error as MultiprocessingError {
-        #expect(error.code == .misuse, "\(error)", sourceLocation: sourceLocation)
-        for word in words {
-            #expect(error.message.contains(word), "\(error.message) should mention \(word)", sourceLocation: sourceLocation)
-        }
-    } catch {
-        Issue.record("expected MultiprocessingError, got \(error)", sourceLocation: sourceLocation)
-    }
-}
-
 @Suite("OutsideCheckArguments", .serialized)
 struct OutsideCheckArgumentTests {
     @Test("sizes at their limits are errors that name the argument, not traps")

@@ -32,8 +32,8 @@ private func expectWaitsUntilWoken(_ name: String, _ wait: @escaping @Sendable (
     #expect(waiter.error == nil, "\(name): \(String(describing: waiter.error))", sourceLocation: sourceLocation)
 }
 
-/// Expects `.misuse` whose message mentions `words`.
-private func expectMisuse(_ words: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+/// Expects `.misuse` whose message mentions each of `words` (the suites of this target share it).
+func expectMisuse(_ words: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
     do {
         try body()
         Issue.record("expected .misuse, got no error", sourceLocation: sourceLocation)
