@@ -64,6 +64,7 @@ internal struct ServerTable {
     var pending: [UInt64: PendingHandshake] = [:]
     var nextPendingOrder: UInt64 = 0
     /// Threads still running a handshake, cut short or not (bounded at twice the pending limit).
+    /// A thread leaves the count when its client is admitted, under the lock that admits it.
     var handshakeThreads = 0
 }
 
@@ -184,6 +185,9 @@ internal final class ManagerServer: @unchecked Sendable {
                     if entry.evicted { return .handshakesFull(limit: pendingLimit) }
                     guard table.connections < connectionLimit else { return .connectionsFull(limit: connectionLimit) }
                     table.connections += 1
+                    // No longer a handshake thread, before the client can read its answer: a
+                    // client that connects next must not find this thread still counted.
+                    table.handshakeThreads -= 1
                     admitted = true
                     return nil
                 }
@@ -191,7 +195,7 @@ internal final class ManagerServer: @unchecked Sendable {
         }
         let evicted = table.withLock { table -> Bool in
             table.pending[entry.order] = nil
-            table.handshakeThreads -= 1
+            if !admitted { table.handshakeThreads -= 1 }
             return entry.evicted
         }
         guard case .success(let client) = outcome, admitted else {

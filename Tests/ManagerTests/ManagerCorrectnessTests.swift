@@ -401,6 +401,35 @@ extension ManagerTests {
         try stillServes(manager, counters)
     }
 
+    @Test func aClientJustAdmittedNoLongerCountsAsAHandshake() throws {
+        // The CI failure of session 3: a client whose handshake had just succeeded was still
+        // counted as a handshake thread for a moment, so with one pending slot, a silent peer and
+        // that lagging thread filled the thread bound and the next client was turned away busy.
+        // Round after round: a client gets in, a silent peer takes the slot, and a second client
+        // must still get in at once (by cutting the silent peer short), never be refused.
+        let manager = try started(ManagerLimits(maximumPendingHandshakes: 1))
+        defer { try? manager.shutdown() }
+        for round in 0..<1000 {
+            let first = try authenticatedSocket(manager)
+            let silent = try rawSocket(manager.address)
+            _ = try silent.readExactly(Handshake.serverHelloSize)
+            let second: FrameSocket
+            do {
+                second = try authenticatedSocket(manager)
+            } catch {
+                Issue.record("round \(round): the second client was refused: \(error)")
+                return
+            }
+            // The silent peer is told why; its thread has finished once the server has closed
+            // its socket.
+            #expect(try silent.readExactly(Handshake.serverAnswerSize)[0] == 3)
+            #expect(serverClosed(silent))
+            silent.close()
+            first.close()
+            second.close()
+        }
+    }
+
     @Test func aBusyGreetingIsReadAsARefusalThatNamesTheLimit() throws {
         // A server whose handshake threads are all taken answers a new connection with the busy
         // greeting and closes it. Played here by a listener of the test's own.
