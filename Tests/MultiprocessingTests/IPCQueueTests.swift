@@ -269,13 +269,13 @@ struct IPCQueueTests {
     }
 
     @Test("a process dying inside put, inside get, or inside a get's commit leaves the queue consistent",
-          arguments: [QueueStorage.CrashPoint.midPut, .midGet, .midGetCommit])
-    func deathWhileHoldingTheLock(point: QueueStorage.CrashPoint) throws {
+          arguments: QueueCrashPoint.allCases)
+    func deathWhileHoldingTheLock(point: QueueCrashPoint) throws {
         let queue = try Queue<[UInt8]>()
         for i in 0..<3 { try queue.put(IPCPattern.make(i, size: 1000)) }
         let storage = queue.storage
-        let pid = try ipcForkChild { storage.crashWhileHolding(point) }
-        #expect(try ipcWaitChild(pid) == 9)
+        let pid = try ipcForkChild { storage.dieWhileHolding(point) }
+        #expect(try ipcWaitChild(pid) == 128 + SIGKILL)
         // The next locker finds the owner dead and repairs the queue.
         var expected = Array(0..<3)
         if point == .midGetCommit { expected.removeFirst() }  // the dead consumer had committed its get
