@@ -289,7 +289,7 @@ public final class CopyJob: Sendable {
     }
 
     /// Stops the copy: workers finish the step they are in (at most 16 MiB), remove their
-    /// temporary files, and ``run(events:)`` returns with ``CopyReport/interrupted`` set. Files
+    /// temporary files, and ``run(events:progressInterval:onProgress:)`` returns with ``CopyReport/interrupted`` set. Files
     /// already renamed into place stay; no file is left partial under its final name.
     ///
     /// Safe to call from any thread, any number of times.

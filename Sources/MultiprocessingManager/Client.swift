@@ -278,7 +278,7 @@ internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallI
 /// process) the key to reach it.
 ///
 /// Encoding: the address, id and kind always. The key only when the encoder carries a
-/// ``DescriptorTransfer`` in its `userInfo`, which is the case exactly when the value goes to a
+/// `DescriptorTransfer` in its `userInfo`, which is the case exactly when the value goes to a
 /// child process in its task's arguments or through a local `Connection` (both stay on this
 /// machine, inside kernel-private channels). Anywhere else (a value stored in a manager, sent over
 /// TCP, written to a file) the key is left out, and the decoding process uses the key it already

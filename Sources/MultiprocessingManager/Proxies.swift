@@ -6,7 +6,7 @@ private func callerThread() -> UInt64 { UInt64(UInt32(bitPattern: ManagerPlatfor
 /// A dictionary held by a manager's server: Python's `manager.dict()`, typed.
 ///
 /// Every call travels to the server and runs there under one lock, so each is atomic; the
-/// read-modify-write calls (``increment(_:by:)``, ``append(_:to:)``, ``setIfAbsent(_:_:)``,
+/// read-modify-write calls (`increment(_:by:)`, ``append(_:to:)``, ``setIfAbsent(_:_:)``,
 /// ``compareAndSwap(_:expected:new:)``, ``update(_:_:)``) never lose an update between processes,
 /// where Python's `d[k] += 1` does. Keys are compared by their encoded bytes: use keys whose
 /// encoding is deterministic (strings, numbers, and structs and enums of them; not `Set` or
@@ -21,8 +21,8 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     ///
     /// - Parameter key: the key.
     /// - Returns: the value stored, or nil when there is none.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone;
-    ///   ``MultiprocessingError/Code/coding`` when the stored value is not a `Value`.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone;
+    ///   `MultiprocessingError/Code/coding` when the stored value is not a `Value`.
     public func get(_ key: Key) throws -> Value? {
         let k = try ValueCoding.encode(key)
         var reply = try reference.call(.dGet) { $0.blob(k) }
@@ -227,7 +227,7 @@ extension ManagedDictionary where Value == Int {
     ///   - key: the key.
     ///   - delta: the amount to add.
     /// - Returns: the new value.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` on overflow; as ``get(_:)``.
+    /// - Throws: `MultiprocessingError/Code/misuse` on overflow; as ``get(_:)``.
     @discardableResult
     public func increment(_ key: Key, by delta: Int = 1) throws -> Int {
         let k = try ValueCoding.encode(key)
@@ -266,7 +266,7 @@ extension ManagedDictionary {
     ///   - element: the element.
     ///   - key: the key.
     /// - Returns: the list's new length.
-    /// - Throws: ``MultiprocessingError/Code/coding`` when the stored value is not such a list.
+    /// - Throws: `MultiprocessingError/Code/coding` when the stored value is not such a list.
     @discardableResult
     public func append<Element: Codable>(_ element: Element, to key: Key) throws -> Int where Value == [Element] {
         let k = try ValueCoding.encode(key)
@@ -290,7 +290,7 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     ///
     /// - Parameter element: the element.
     /// - Returns: the new count.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     @discardableResult
     public func append(_ element: Element) throws -> Int {
         let e = try ValueCoding.encode(element)
@@ -317,7 +317,7 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     ///
     /// - Parameter index: the position.
     /// - Returns: the element.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for an index out of range; as ``append(_:)``.
+    /// - Throws: `MultiprocessingError/Code/misuse` for an index out of range; as ``append(_:)``.
     public func get(_ index: Int) throws -> Element {
         var reply = try reference.call(.lGet) { $0.signed(Int64(index)) }
         return try ValueCoding.decode(Element.self, try reply.blob())
@@ -402,7 +402,7 @@ public struct ManagedValue<Wrapped: Codable & Sendable>: Sendable, Codable, Hash
     /// The current value.
     ///
     /// - Returns: the value.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func get() throws -> Wrapped {
         var reply = try reference.call(.vGet)
         return try ValueCoding.decode(Wrapped.self, try reply.blob())
@@ -494,7 +494,7 @@ public struct ManagedNamespace<State: Codable & Sendable>: Sendable, Codable, Ha
     /// The whole struct.
     ///
     /// - Returns: the current state.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func get() throws -> State { try storage.get() }
 
     /// Replaces the whole struct.
@@ -531,8 +531,8 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     /// - Parameters:
     ///   - item: the item.
     ///   - timeout: how long to wait for room; nil waits for ever, `.zero` does not wait.
-    /// - Throws: ``MultiprocessingError/Code/full`` when no room came in time;
-    ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/full` when no room came in time;
+    ///   `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func put(_ item: Element, timeout: Duration? = nil) throws {
         try put(item, timeout: timeout, interrupt: nil)
     }
@@ -542,7 +542,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     /// - Parameters:
     ///   - item: the item.
     ///   - timeout: how long to wait for room; nil waits for ever.
-    /// - Throws: as ``put(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``put(_:timeout:)``, and `MultiprocessingError/Code/cancelled`.
     public func put(_ item: Element, timeout: Duration? = nil) async throws {
         try await managerRunBlocking { interrupt in try self.put(item, timeout: timeout, interrupt: interrupt) }
     }
@@ -559,8 +559,8 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever, `.zero` does not wait.
     /// - Returns: the item.
-    /// - Throws: ``MultiprocessingError/Code/empty`` when none came in time;
-    ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/empty` when none came in time;
+    ///   `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func get(timeout: Duration? = nil) throws -> Element {
         try get(timeout: timeout, interrupt: nil)
     }
@@ -569,7 +569,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: the item.
-    /// - Throws: as ``get(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``get(timeout:)``, and `MultiprocessingError/Code/cancelled`.
     public func get(timeout: Duration? = nil) async throws -> Element {
         try await managerRunBlocking { interrupt in try self.get(timeout: timeout, interrupt: interrupt) }
     }
@@ -582,7 +582,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     /// The number of items waiting.
     ///
     /// - Returns: the count.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func count() throws -> Int {
         var reply = try reference.call(.qCount)
         return try reply.int()
@@ -593,7 +593,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
 /// `manager.RLock()` (``ManagedKind/rLock``, recursive: the owning thread may acquire it again).
 ///
 /// The owner is the calling thread of the calling process. When a process dies holding it, the
-/// server frees it, and the next ``acquire(timeout:)`` throws ``MultiprocessingError/Code/ownerDied``
+/// server frees it, and the next `acquire(timeout:)` throws `MultiprocessingError/Code/ownerDied`
 /// **with the lock held**, so that the caller repairs the shared data and then releases it.
 public struct ManagedLock: Sendable, Codable, Hashable {
     /// The server object behind this proxy.
@@ -607,8 +607,8 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// Takes the lock, waiting for it.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: ``MultiprocessingError/Code/timedOut``; ``MultiprocessingError/Code/ownerDied``
-    ///   (lock held); ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/timedOut`; `MultiprocessingError/Code/ownerDied`
+    ///   (lock held); `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func acquire(timeout: Duration? = nil) throws {
         try acquire(timeout: timeout, thread: callerThread(), interrupt: nil)
     }
@@ -618,7 +618,7 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// or use a non-recursive lock (which any thread may release).
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: as ``acquire(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``acquire(timeout:)``, and `MultiprocessingError/Code/cancelled`.
     public func acquire(timeout: Duration? = nil) async throws {
         let thread = callerThread()
         try await managerRunBlocking { interrupt in try self.acquire(timeout: timeout, thread: thread, interrupt: interrupt) }
@@ -627,7 +627,7 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// Takes the lock if it is free now.
     ///
     /// - Returns: whether the lock was taken.
-    /// - Throws: ``MultiprocessingError/Code/ownerDied`` (lock held); as ``acquire(timeout:)``.
+    /// - Throws: `MultiprocessingError/Code/ownerDied` (lock held); as `acquire(timeout:)`.
     public func tryAcquire() throws -> Bool {
         do {
             try acquire(timeout: .zero)
@@ -653,8 +653,8 @@ public struct ManagedLock: Sendable, Codable, Hashable {
 
     /// Releases the lock.
     ///
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when it is not held (or, for a recursive
-    ///   lock, held by another thread); ``MultiprocessingError/Code/endOfStream``.
+    /// - Throws: `MultiprocessingError/Code/misuse` when it is not held (or, for a recursive
+    ///   lock, held by another thread); `MultiprocessingError/Code/endOfStream`.
     public func release() throws {
         _ = try reference.call(.release) { $0.varint(callerThread()) }
     }
@@ -662,20 +662,20 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// Whether some thread holds the lock now.
     ///
     /// - Returns: true when held.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func isLocked() throws -> Bool {
         var reply = try reference.call(.isLocked)
         return try reply.bool()
     }
 
     /// Runs `body` holding the lock. When the previous owner died, the lock is released and
-    /// ``MultiprocessingError/Code/ownerDied`` is thrown without running `body`.
+    /// `MultiprocessingError/Code/ownerDied` is thrown without running `body`.
     ///
     /// - Parameters:
     ///   - timeout: how long to wait for the lock.
     ///   - body: the critical section.
     /// - Returns: what `body` returns.
-    /// - Throws: as ``acquire(timeout:)``, and what `body` throws.
+    /// - Throws: as `acquire(timeout:)`, and what `body` throws.
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         do {
             try acquire(timeout: timeout)
@@ -698,7 +698,7 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
     /// Takes one permit, waiting for one.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: ``MultiprocessingError/Code/timedOut``; ``MultiprocessingError/Code/endOfStream``.
+    /// - Throws: `MultiprocessingError/Code/timedOut`; `MultiprocessingError/Code/endOfStream`.
     public func acquire(timeout: Duration? = nil) throws {
         try acquire(timeout: timeout, interrupt: nil)
     }
@@ -706,7 +706,7 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
     /// Takes one permit without blocking the cooperative pool; see ``acquire(timeout:)``.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: as ``acquire(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``acquire(timeout:)``, and `MultiprocessingError/Code/cancelled`.
     public func acquire(timeout: Duration? = nil) async throws {
         try await managerRunBlocking { interrupt in try self.acquire(timeout: timeout, interrupt: interrupt) }
     }
@@ -721,8 +721,8 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
     /// Returns `count` permits.
     ///
     /// - Parameter count: how many.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative `count`, or one that would
-    ///   overflow the count; ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative `count`, or one that would
+    ///   overflow the count; `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func release(_ count: Int = 1) throws {
         guard count >= 0 else {
             throw MultiprocessingError(.misuse, "ManagedSemaphore.release: count must not be negative (it was \(count)).")
@@ -733,7 +733,7 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
     /// The permits available now.
     ///
     /// - Returns: the count.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func value() throws -> Int {
         var reply = try reference.call(.semValue)
         return try reply.int()
@@ -749,18 +749,18 @@ public struct ManagedEvent: Sendable, Codable, Hashable {
 
     /// Sets the flag and wakes every waiter.
     ///
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func set() throws { _ = try reference.call(.evSet) }
 
     /// Clears the flag.
     ///
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func clear() throws { _ = try reference.call(.evClear) }
 
     /// Whether the flag is set.
     ///
     /// - Returns: the flag.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func isSet() throws -> Bool {
         var reply = try reference.call(.evIsSet)
         return try reply.bool()
@@ -770,7 +770,7 @@ public struct ManagedEvent: Sendable, Codable, Hashable {
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: true when the flag is set, false when the timeout passed first (as Python).
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Bool {
         try wait(timeout: timeout, interrupt: nil)
@@ -780,7 +780,7 @@ public struct ManagedEvent: Sendable, Codable, Hashable {
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: true when the flag is set, false on timeout.
-    /// - Throws: as ``wait(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``wait(timeout:)``, and `MultiprocessingError/Code/cancelled`.
     @discardableResult
     public func wait(timeout: Duration? = nil) async throws -> Bool {
         try await managerRunBlocking { interrupt in try self.wait(timeout: timeout, interrupt: interrupt) }
@@ -793,7 +793,7 @@ public struct ManagedEvent: Sendable, Codable, Hashable {
 }
 
 /// A condition variable held by a manager's server, with its own recursive lock: Python's
-/// `manager.Condition()`. Hold the lock (``acquire(timeout:)``) around ``wait(timeout:)`` and
+/// `manager.Condition()`. Hold the lock (``acquire(timeout:)``) around `wait(timeout:)` and
 /// ``notify(_:)``; the owner is the calling thread.
 public struct ManagedCondition: Sendable, Codable, Hashable {
     /// The server object behind this proxy.
@@ -804,10 +804,10 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     /// The condition's lock, as a recursive ``ManagedLock``.
     public var lock: ManagedLock { ManagedLock(reference: reference) }
 
-    /// Takes the condition's lock; see ``ManagedLock/acquire(timeout:)``.
+    /// Takes the condition's lock; see `ManagedLock/acquire(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: as ``ManagedLock/acquire(timeout:)``.
+    /// - Throws: as `ManagedLock/acquire(timeout:)`.
     public func acquire(timeout: Duration? = nil) throws { try lock.acquire(timeout: timeout) }
 
     /// Releases the condition's lock.
@@ -819,8 +819,8 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     ///
     /// - Parameter timeout: how long to wait for the notification; nil waits for ever.
     /// - Returns: false when the timeout passed first.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when the thread does not hold the lock;
-    ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/misuse` when the thread does not hold the lock;
+    ///   `MultiprocessingError/Code/endOfStream` when the server is gone.
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Bool {
         try wait(timeout: timeout, thread: callerThread(), interrupt: nil)
@@ -832,7 +832,7 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: false when the timeout passed first.
-    /// - Throws: as ``wait(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``wait(timeout:)``, and `MultiprocessingError/Code/cancelled`.
     @discardableResult
     public func wait(timeout: Duration? = nil) async throws -> Bool {
         let thread = callerThread()
@@ -853,7 +853,7 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     ///   - timeout: the total time to wait; nil waits for ever.
     ///   - predicate: the condition, evaluated with the lock held.
     /// - Returns: the predicate's last value.
-    /// - Throws: as ``wait(timeout:)``, and what `predicate` throws.
+    /// - Throws: as `wait(timeout:)`, and what `predicate` throws.
     @discardableResult
     public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws -> Bool {
         if let timeout, timeout < .zero {
@@ -876,7 +876,7 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     /// Wakes up to `count` waiters.
     ///
     /// - Parameter count: how many.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when the thread does not hold the lock, or
+    /// - Throws: `MultiprocessingError/Code/misuse` when the thread does not hold the lock, or
     ///   `count` is negative (as the module's own `Condition.notify`).
     public func notify(_ count: Int = 1) throws {
         guard count >= 0 else {
@@ -905,9 +905,9 @@ public struct ManagedBarrier: Sendable, Codable, Hashable {
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: this caller's arrival index, 0 ..< parties.
-    /// - Throws: ``MultiprocessingError/Code/broken`` when the barrier is or becomes broken
-    ///   (aborted, reset, or another waiter timed out); ``MultiprocessingError/Code/timedOut``
-    ///   (and the barrier breaks); ``MultiprocessingError/Code/endOfStream``.
+    /// - Throws: `MultiprocessingError/Code/broken` when the barrier is or becomes broken
+    ///   (aborted, reset, or another waiter timed out); `MultiprocessingError/Code/timedOut`
+    ///   (and the barrier breaks); `MultiprocessingError/Code/endOfStream`.
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Int {
         try wait(timeout: timeout, interrupt: nil)
@@ -917,7 +917,7 @@ public struct ManagedBarrier: Sendable, Codable, Hashable {
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: the arrival index.
-    /// - Throws: as ``wait(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as ``wait(timeout:)``, and `MultiprocessingError/Code/cancelled`.
     @discardableResult
     public func wait(timeout: Duration? = nil) async throws -> Int {
         try await managerRunBlocking { interrupt in try self.wait(timeout: timeout, interrupt: interrupt) }
@@ -929,20 +929,20 @@ public struct ManagedBarrier: Sendable, Codable, Hashable {
     }
 
     /// Returns the barrier to its initial state; callers waiting now get
-    /// ``MultiprocessingError/Code/broken``.
+    /// `MultiprocessingError/Code/broken`.
     ///
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func reset() throws { _ = try reference.call(.bReset) }
 
-    /// Breaks the barrier: every waiter, now and later, gets ``MultiprocessingError/Code/broken``.
+    /// Breaks the barrier: every waiter, now and later, gets `MultiprocessingError/Code/broken`.
     ///
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func abort() throws { _ = try reference.call(.bAbort) }
 
     /// The parties, the callers waiting now, and whether the barrier is broken.
     ///
     /// - Returns: the barrier's state.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func state() throws -> (parties: Int, waiting: Int, broken: Bool) {
         var reply = try reference.call(.bInfo)
         return (try reply.int(), try reply.int(), try reply.bool())

@@ -249,7 +249,7 @@ public final class SimpleQueue<Element: Codable & Sendable>: Sendable, Codable {
 /// A ``Queue`` that also counts unfinished tasks: Python's `multiprocessing.JoinableQueue`.
 ///
 /// Every `put` adds a task; a consumer calls ``taskDone()`` once per item it has finished with;
-/// ``join(timeout:)`` waits until every task put so far is done.
+/// `join(timeout:)` waits until every task put so far is done.
 public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable {
     internal let storage: QueueStorage
 

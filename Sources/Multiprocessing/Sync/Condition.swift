@@ -83,7 +83,7 @@ public final class Condition: Codable, @unchecked Sendable {
     }
 
     /// Runs `body` holding the condition's lock.
-    /// - Throws: as ``Lock/withLock(timeout:_:)``.
+    /// - Throws: as `Lock/withLock(timeout:_:)`.
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         switch underlying {
         case .lock(let lock): return try lock.withLock(timeout: timeout, body)
@@ -92,7 +92,7 @@ public final class Condition: Codable, @unchecked Sendable {
     }
 
     /// The async twin of ``withLock(timeout:_:)``, for a synchronous `body`.
-    /// - Throws: as ``Lock/withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
+    /// - Throws: as `Lock/withLock(timeout:_:)`; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
         switch underlying {
         case .lock(let lock): return try await lock.withLock(timeout: timeout, body)
@@ -165,7 +165,7 @@ public final class Condition: Codable, @unchecked Sendable {
     /// - Throws: `.timedOut` when `predicate` is still false at the deadline (the lock is released);
     ///   `.cancelled` when the task is cancelled; `.ownerDied` when the lock's previous owner died
     ///   (the lock is released and neither closure runs on what it left, as in
-    ///   ``Lock/withLock(timeout:_:)``); `.misuse` for a negative `timeout`; what `predicate` or
+    ///   `Lock/withLock(timeout:_:)`); `.misuse` for a negative `timeout`; what `predicate` or
     ///   `body` throw.
     public nonisolated(nonsending) func withLock<R>(waitingFor predicate: () throws -> Bool, timeout: Duration? = nil,
                                                     _ body: () throws -> R) async throws -> R {

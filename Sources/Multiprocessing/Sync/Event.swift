@@ -1,6 +1,6 @@
 /// A flag that threads and processes wait for: Python's `threading.Event` and `multiprocessing.Event`.
 ///
-/// ``set()`` raises the flag and wakes every waiter; ``clear()`` lowers it; ``wait(timeout:)``
+/// ``set()`` raises the flag and wakes every waiter; ``clear()`` lowers it; `wait(timeout:)`
 /// returns at once while it is raised. The flag is a futex word in shared memory.
 public final class Event: Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | state (4) | sleepers (4).

@@ -20,7 +20,7 @@
 /// In async code, a task may resume on another thread after any `await`, so a lock held across an
 /// `await` would belong to the wrong thread. That mistake cannot be written: ``acquire(timeout:)``,
 /// ``tryAcquire()`` and ``release()`` are unavailable from async contexts, and the async
-/// ``withLock(timeout:_:)`` waits off the cooperative pool but runs a *synchronous* body, as
+/// `withLock(timeout:_:)` waits off the cooperative pool but runs a *synchronous* body, as
 /// Swift's `Mutex` does.
 ///
 /// ```swift

@@ -6,7 +6,7 @@
 /// processes (`Codable`), makes no system call when uncontended, and survives its owner's death:
 /// the next acquirer gets it (at depth 1) and ``acquire(timeout:)`` throws `.ownerDied` with the
 /// lock held. As for ``Lock``, ``acquire(timeout:)`` and ``release()`` are unavailable from async
-/// contexts: async code uses the async ``withLock(timeout:_:)``, whose body cannot `await`.
+/// contexts: async code uses the async `withLock(timeout:_:)`, whose body cannot `await`.
 public final class RLock: Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | robust lock (recursive; see RobustMutex).
     internal let memory: SharedAllocation
@@ -64,7 +64,7 @@ public final class RLock: Codable, @unchecked Sendable {
     /// Runs `body` with the lock held (once more), releasing that level afterwards.
     ///
     /// If the previous owner died, `body` does not run: the lock is released and `.ownerDied` thrown
-    /// (see ``Lock/withLock(timeout:_:)``).
+    /// (see `Lock/withLock(timeout:_:)`).
     /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
     @inlinable
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {

@@ -98,7 +98,7 @@ internal struct SemaphoreCore: @unchecked Sendable {
 /// A counting semaphore shared by threads and processes: Python's `threading.Semaphore` and
 /// `multiprocessing.Semaphore`.
 ///
-/// ``acquire(timeout:)`` takes one unit, waiting while the count is 0, and ``release(_:)`` gives
+/// `acquire(timeout:)` takes one unit, waiting while the count is 0, and ``release(_:)`` gives
 /// units back. It lives in shared memory and travels to child processes (`Codable`).
 ///
 /// Swift's Glibc overlay (which Foundation re-exports on Linux) also declares a `Semaphore`, a
@@ -146,7 +146,7 @@ public final class Semaphore: Codable, @unchecked Sendable {
     }
 
     /// Runs `body` holding one unit, giving it back afterwards.
-    /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    /// - Throws: what `acquire(timeout:)` throws, or what `body` throws.
     public func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         try acquire(timeout: timeout)
         // Giving back the unit just taken cannot pass the limit.
@@ -214,7 +214,7 @@ public final class BoundedSemaphore: Codable, @unchecked Sendable {
     }
 
     /// Runs `body` holding one unit, giving it back afterwards.
-    /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
+    /// - Throws: what `acquire(timeout:)` throws, or what `body` throws.
     public func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         try acquire(timeout: timeout)
         defer { _ = try? release() }
