@@ -143,15 +143,16 @@ internal final class QueueStorage: @unchecked Sendable {
         storeRing(Ring(head: 0, tail: 0, count: 0, unfinished: 0, live: 0, wrap: QueueStorage.noWrap), at: 128)
     }
 
-    /// Maps a queue's memfd that arrived from another process.
-    internal init(adopting fd: CInt, expectJoinable: Bool, codingPath: [any CodingKey]) throws {
+    /// Maps a queue's memfd that arrived from another process. `expectJoinable` nil accepts both
+    /// kinds (a ``JoinableQueue`` is a ``Queue``); true refuses a plain queue.
+    internal init(adopting fd: CInt, expectJoinable: Bool?, codingPath: [any CodingKey]) throws {
         let region = try SharedRegion.adopt(fd: fd)
         guard region.size > QueueStorage.headerSize, SharedWord(region.base + 64).load() == QueueStorage.magic else {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "The shared memory sent as a queue is not a queue's memory."))
         }
         let joinable = SharedWord(region.base + 68).load() & 1 != 0
-        guard joinable == expectJoinable else {
+        if let expectJoinable, joinable != expectJoinable {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "A \(joinable ? "JoinableQueue" : "Queue") was decoded as a \(expectJoinable ? "JoinableQueue" : "Queue")."))
         }
