@@ -52,8 +52,8 @@ struct ManagerTests {
         let settings = try proxies.namespace.get()
         #expect(settings.count == 2 && settings.tags.sorted() == ["c0", "c1"])
         #expect(try proxies.namespace.name == "go")
-        #expect(try proxies.lock.isLocked() == false)
-        #expect(try proxies.semaphore.value() == 1)
+        #expect(try proxies.lock.isLocked == false)
+        #expect(try proxies.semaphore.value == 1)
         #expect(try proxies.barrier.state().broken == false)
     }
 
@@ -137,7 +137,7 @@ struct ManagerTests {
         try await lock.acquire()
         #expect(try lock.tryAcquire() == false)
         let event = try manager.event()
-        #expect(try await event.wait(timeout: .milliseconds(20)) == false)
+        await #expect { try await event.wait(timeout: .milliseconds(20)) } throws: { ($0 as? MultiprocessingError)?.code == .timedOut }
         // A cancelled async get ends promptly with `cancelled`, and the server is unharmed.
         let waiting = Task { try await queue.get() }
         try await Task.sleep(for: .milliseconds(50))
@@ -147,7 +147,7 @@ struct ManagerTests {
         #expect(try await queue.get() == 5)
         try lock.release()
         try await manager.shutdown()
-        #expect { try queue.count() } throws: { ($0 as? MultiprocessingError)?.code == .endOfStream }
+        #expect { try queue.qsize } throws: { ($0 as? MultiprocessingError)?.code == .endOfStream }
     }
 
     @Test func unixSocketIsPrivateAndRemovedOnShutdown() throws {

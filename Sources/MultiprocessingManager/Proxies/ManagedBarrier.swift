@@ -1,7 +1,10 @@
-import Multiprocessing
+public import Multiprocessing
 
 /// A barrier held by a manager's server: Python's `manager.Barrier(parties)`.
-public struct ManagedBarrier: Sendable, Codable, Hashable {
+///
+/// It has the shape of the module's own ``Multiprocessing/Barrier``
+/// (``Multiprocessing/BarrierProtocol``); ``state()`` reads all three properties in one call.
+public struct ManagedBarrier: BarrierProtocol, Codable, Hashable {
     /// The server object behind this proxy.
     public let reference: ObjectReference
 
@@ -53,4 +56,19 @@ public struct ManagedBarrier: Sendable, Codable, Hashable {
         var reply = try reference.call(.bInfo)
         return (try reply.int(), try reply.int(), try reply.bool())
     }
+
+    /// How many must wait before all continue.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public var parties: Int { get throws { try state().parties } }
+
+    /// How many wait now (Python's `n_waiting`).
+    ///
+    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public var waitingCount: Int { get throws { try state().waiting } }
+
+    /// Whether the barrier is broken.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public var isBroken: Bool { get throws { try state().broken } }
 }

@@ -1,4 +1,4 @@
-import Multiprocessing
+public import Multiprocessing
 
 /// A lock held by a manager's server: Python's `manager.Lock()` (``ManagedKind/lock``) or
 /// `manager.RLock()` (``ManagedKind/rLock``, recursive: the owning thread may acquire it again).
@@ -6,7 +6,10 @@ import Multiprocessing
 /// The owner is the calling thread of the calling process. When a process dies holding it, the
 /// server frees it, and the next ``acquire(timeout:)`` throws ``MultiprocessingError/Code/ownerDied``
 /// **with the lock held**, so that the caller repairs the shared data and then releases it.
-public struct ManagedLock: Sendable, Codable, Hashable {
+///
+/// It has the shape of the module's own ``Multiprocessing/Lock`` (``Multiprocessing/Locking``), so
+/// code written for a lock takes either.
+public struct ManagedLock: Locking, Codable, Hashable {
     /// The server object behind this proxy.
     public let reference: ObjectReference
 
@@ -67,16 +70,21 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// - Throws: ``MultiprocessingError/Code/misuse`` when it is not held (or, for a recursive
     ///   lock, held by another thread); ``MultiprocessingError/Code/endOfStream``.
     public func release() throws {
-        _ = try reference.call(.release) { $0.varint(callerThread()) }
+        try release(thread: callerThread())
     }
 
-    /// Whether some thread holds the lock now.
+    internal func release(thread: UInt64) throws {
+        _ = try reference.call(.release) { $0.varint(thread) }
+    }
+
+    /// Whether some thread holds the lock now: Python's `locked()`.
     ///
-    /// - Returns: true when held.
     /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
-    public func isLocked() throws -> Bool {
-        var reply = try reference.call(.isLocked)
-        return try reply.bool()
+    public var isLocked: Bool {
+        get throws {
+            var reply = try reference.call(.isLocked)
+            return try reply.bool()
+        }
     }
 
     /// Runs `body` holding the lock. When the previous owner died, the lock is released and
@@ -95,6 +103,27 @@ public struct ManagedLock: Sendable, Codable, Hashable {
             throw error
         }
         defer { try? release() }
+        return try body()
+    }
+
+    /// Runs a synchronous `body` holding the lock, waiting for it without blocking the
+    /// cooperative pool: the async twin of ``withLock(timeout:_:)-(_,_)``. The lock is taken and
+    /// released for the thread that called, even if the task resumes on another one in between.
+    ///
+    /// - Parameters:
+    ///   - timeout: how long to wait for the lock.
+    ///   - body: the critical section.
+    /// - Returns: what `body` returns.
+    /// - Throws: as ``withLock(timeout:_:)-(_,_)``, and ``MultiprocessingError/Code/cancelled``.
+    public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
+        let thread = callerThread()
+        do {
+            try await managerRunBlocking { interrupt in try self.acquire(timeout: timeout, thread: thread, interrupt: interrupt) }
+        } catch let error as MultiprocessingError where error.code == .ownerDied {
+            try? release(thread: thread)
+            throw error
+        }
+        defer { try? release(thread: thread) }
         return try body()
     }
 }

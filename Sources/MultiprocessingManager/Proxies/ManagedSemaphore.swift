@@ -1,7 +1,10 @@
-import Multiprocessing
+public import Multiprocessing
 
 /// A counting semaphore held by a manager's server: Python's `manager.Semaphore(value)`.
-public struct ManagedSemaphore: Sendable, Codable, Hashable {
+///
+/// It has the shape of the module's own ``Multiprocessing/Semaphore``
+/// (``Multiprocessing/SemaphoreProtocol``), `withPermit` included.
+public struct ManagedSemaphore: SemaphoreProtocol, Codable, Hashable {
     /// The server object behind this proxy.
     public let reference: ObjectReference
 
@@ -23,6 +26,19 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
         try await managerRunBlocking { interrupt in try self.acquire(timeout: timeout, interrupt: interrupt) }
     }
 
+    /// Takes one permit if there is one now.
+    ///
+    /// - Returns: whether a permit was taken.
+    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    public func tryAcquire() throws -> Bool {
+        do {
+            try acquire(timeout: .zero, interrupt: nil)
+            return true
+        } catch let error as MultiprocessingError where error.code == .timedOut {
+            return false
+        }
+    }
+
     private func acquire(timeout: Duration?, interrupt: CallInterrupt?) throws {
         var reply = try reference.call(.semAcquire, interrupt: interrupt) { try $0.timeout(timeout) }
         guard try reply.bool() else {
@@ -32,22 +48,23 @@ public struct ManagedSemaphore: Sendable, Codable, Hashable {
 
     /// Returns `count` permits.
     ///
-    /// - Parameter count: how many.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative `count`, or one that would
+    /// - Parameter count: how many, at least 1 (Python's `release(n)` raises `ValueError` below 1).
+    /// - Throws: ``MultiprocessingError/Code/misuse`` for a `count` below 1, or one that would
     ///   overflow the count; ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     public func release(_ count: Int = 1) throws {
-        guard count >= 0 else {
-            throw MultiprocessingError(.misuse, "ManagedSemaphore.release: count must not be negative (it was \(count)).")
+        guard count >= 1 else {
+            throw MultiprocessingError(.misuse, "ManagedSemaphore.release(_ n:): n must be at least 1 (it was \(count)).")
         }
         _ = try reference.call(.semRelease) { $0.varint(UInt64(count)) }
     }
 
-    /// The permits available now.
+    /// The permits available now (a snapshot).
     ///
-    /// - Returns: the count.
     /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
-    public func value() throws -> Int {
-        var reply = try reference.call(.semValue)
-        return try reply.int()
+    public var value: Int {
+        get throws {
+            var reply = try reference.call(.semValue)
+            return try reply.int()
+        }
     }
 }
