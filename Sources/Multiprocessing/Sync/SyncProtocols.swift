@@ -125,8 +125,17 @@ extension SemaphoreProtocol {
         return try body()
     }
 
-    /// The async twin of ``withPermit(timeout:_:)-(_,_)``; `body` may `await` (a unit is not
-    /// owned by a thread).
+    /// The async twin of ``withPermit(timeout:_:)-(_,_)``, for a synchronous `body`: waits for the
+    /// unit off the cooperative pool. (Without it, async code passing a synchronous closure would
+    /// pick the blocking form.)
+    public nonisolated(nonsending) func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
+        try await acquire(timeout: timeout)
+        defer { _ = try? release(1) }
+        return try body()
+    }
+
+    /// Runs an async `body` holding one unit: a unit is not owned by a thread, so `body` may
+    /// `await` (a limit on how many tasks, in any processes, do something at once).
     public nonisolated(nonsending) func withPermit<R>(timeout: Duration? = nil, _ body: () async throws -> R) async throws -> R {
         try await acquire(timeout: timeout)
         defer { _ = try? release(1) }
