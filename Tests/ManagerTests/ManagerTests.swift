@@ -129,9 +129,11 @@ struct ManagerTests {
         let manager = Manager()
         try await manager.start()
         let queue = try manager.queue(Int.self, maximumSize: 1)
-        #expect { try queue.get(timeout: .milliseconds(50)) } throws: { ($0 as? MultiprocessingError)?.code == .empty }
+        #expect { try queue.get(timeout: .milliseconds(50)) } throws: { ($0 as? MultiprocessingError)?.code == .timedOut }
+        #expect { try queue.getNowait() } throws: { ($0 as? MultiprocessingError)?.code == .empty }
         try await queue.put(1)
-        await #expect { try await queue.put(2, timeout: .zero) } throws: { ($0 as? MultiprocessingError)?.code == .full }
+        await #expect { try await queue.put(2, timeout: .zero) } throws: { ($0 as? MultiprocessingError)?.code == .timedOut }
+        #expect { try queue.putNowait(2) } throws: { ($0 as? MultiprocessingError)?.code == .full }
         #expect(try await queue.get() == 1)
         let lock = try manager.lock()
         try await lock.acquire()

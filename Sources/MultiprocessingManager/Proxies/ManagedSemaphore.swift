@@ -53,7 +53,7 @@ public struct ManagedSemaphore: SemaphoreProtocol, Codable, Hashable {
     ///   overflow the count; ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     public func release(_ count: Int = 1) throws {
         guard count >= 1 else {
-            throw MultiprocessingError(.misuse, "ManagedSemaphore.release(_ n:): n must be at least 1 (it was \(count)).")
+            throw MultiprocessingError(.misuse, "ManagedSemaphore.release(_ count:): count must be at least 1 (it was \(count)).")
         }
         _ = try reference.call(.semRelease) { $0.varint(UInt64(count)) }
     }
