@@ -94,7 +94,7 @@ public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchec
     /// Puts an item without waiting: Python's `put_nowait()` and `put(item, block=False)`.
     ///
     /// - Parameter item: the item.
-    /// - Throws: ``MultiprocessingError/Code/full`` when there is no room, and as ``put(_:timeout:)-(_,_)``.
+    /// - Throws: ``MultiprocessingError/Code/full`` when there is no room, and as `put(_:timeout:)`.
     public final func putNowait(_ item: Element) throws {
         let operation = names.put
         try QueueItemCoding.withEncoded(item) { kind, body in
@@ -102,12 +102,12 @@ public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchec
         }
     }
 
-    /// Puts an item, waiting for room off the cooperative pool; see ``put(_:timeout:)-(_,_)``.
+    /// Puts an item, waiting for room off the cooperative pool; see `put(_:timeout:)`.
     ///
     /// - Parameters:
     ///   - item: the item.
     ///   - timeout: how long to wait for room; `nil` waits for ever.
-    /// - Throws: as ``put(_:timeout:)-(_,_)``; ``MultiprocessingError/Code/cancelled`` when the
+    /// - Throws: as `put(_:timeout:)`; ``MultiprocessingError/Code/cancelled`` when the
     ///   task is cancelled.
     public final func put(_ item: Element, timeout: Duration? = nil) async throws {
         try await queuePut(storage, item, timeout: timeout, names.put)
@@ -130,16 +130,16 @@ public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchec
     /// `get(block=False)`.
     ///
     /// - Returns: the item.
-    /// - Throws: ``MultiprocessingError/Code/empty`` when there is none, and as ``get(timeout:)-(_)``.
+    /// - Throws: ``MultiprocessingError/Code/empty`` when there is none, and as `get(timeout:)`.
     public final func getNowait() throws -> Element {
         try QueueItemCoding.decode(Element.self, storage.get(block: false, context: .current(timeout: nil, names.get)))
     }
 
-    /// Removes and returns the front item, waiting off the cooperative pool; see ``get(timeout:)-(_)``.
+    /// Removes and returns the front item, waiting off the cooperative pool; see `get(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait for an item; `nil` waits for ever.
     /// - Returns: the item.
-    /// - Throws: as ``get(timeout:)-(_)``; ``MultiprocessingError/Code/cancelled`` when the
+    /// - Throws: as `get(timeout:)`; ``MultiprocessingError/Code/cancelled`` when the
     ///   task is cancelled.
     public final func get(timeout: Duration? = nil) async throws -> Element {
         try await queueGet(storage, Element.self, timeout: timeout, names.get)
@@ -272,7 +272,7 @@ public final class SimpleQueue<Element: Codable & Sendable>: Sendable, Codable {
 /// A ``Queue`` that also counts unfinished tasks: Python's `multiprocessing.JoinableQueue`.
 ///
 /// Every `put` adds a task; a consumer calls ``taskDone()`` once per item it has finished with;
-/// ``join(timeout:)-(_)`` waits until every task put so far is done. Everything else is the
+/// `join(timeout:)` waits until every task put so far is done. Everything else is the
 /// ``Queue`` it is, so a `JoinableQueue` goes wherever a `Queue` or a ``QueueProtocol`` is taken.
 public final class JoinableQueue<Element: Codable & Sendable>: Queue<Element>, @unchecked Sendable {
     override internal var names: QueueOperationNames { .joinable }
@@ -303,10 +303,10 @@ public final class JoinableQueue<Element: Codable & Sendable>: Queue<Element>, @
         try storage.join(context: .current(timeout: timeout, "JoinableQueue.join"))
     }
 
-    /// Waits off the cooperative pool until every task is done; see ``join(timeout:)-(_)``.
+    /// Waits off the cooperative pool until every task is done; see `join(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait; `nil` waits for ever.
-    /// - Throws: as ``join(timeout:)-(_)``.
+    /// - Throws: as `join(timeout:)`.
     public func join(timeout: Duration? = nil) async throws {
         let storage = self.storage
         try await waitOffPool("JoinableQueue.join") { cancellation in

@@ -12,7 +12,7 @@ public protocol QueueProtocol<Element>: Sendable {
     /// Puts an item at the back, waiting at most `timeout` (`nil`: for ever) for room.
     /// - Throws: `.timedOut` when the queue stayed full.
     func put(_ item: Element, timeout: Duration?) throws
-    /// The async twin of ``put(_:timeout:)-(_,_)``.
+    /// The async twin of `put(_:timeout:)`.
     func put(_ item: Element, timeout: Duration?) async throws
     /// Puts an item without waiting: Python's `put_nowait`.
     /// - Throws: `.full` when there is no room.
@@ -20,7 +20,7 @@ public protocol QueueProtocol<Element>: Sendable {
     /// Removes and returns the front item, waiting at most `timeout` (`nil`: for ever) for one.
     /// - Throws: `.timedOut` when the queue stayed empty.
     func get(timeout: Duration?) throws -> Element
-    /// The async twin of ``get(timeout:)-(_)``.
+    /// The async twin of `get(timeout:)`.
     func get(timeout: Duration?) async throws -> Element
     /// Removes and returns the front item without waiting: Python's `get_nowait`.
     /// - Throws: `.empty` when there is none.

@@ -41,7 +41,7 @@ public protocol Locking: Sendable {
     /// is released and `.ownerDied` thrown.
     func withLock<R>(timeout: Duration?, _ body: () throws -> R) throws -> R
 
-    /// The async twin of ``withLock(timeout:_:)-(_,_)``: waits off the cooperative pool, then runs
+    /// The async twin of `withLock(timeout:_:)`: waits off the cooperative pool, then runs
     /// the synchronous `body` holding the lock.
     nonisolated(nonsending) func withLock<R>(timeout: Duration?, _ body: () throws -> R) async throws -> R
 
@@ -75,7 +75,7 @@ public protocol EventProtocol: Sendable {
     /// Waits until the flag is raised.
     /// - Throws: `.timedOut` when it stayed lowered for `timeout` (Python returns `False`).
     func wait(timeout: Duration?) throws
-    /// The async twin of ``wait(timeout:)-(_)``.
+    /// The async twin of `wait(timeout:)`.
     func wait(timeout: Duration?) async throws
 }
 
@@ -92,7 +92,7 @@ public protocol SemaphoreProtocol: Sendable {
     /// Takes one unit, waiting while there is none.
     /// - Throws: `.timedOut` when none came within `timeout`.
     func acquire(timeout: Duration?) throws
-    /// The async twin of ``acquire(timeout:)-(_)``.
+    /// The async twin of `acquire(timeout:)`.
     func acquire(timeout: Duration?) async throws
     /// Takes one unit if there is one now.
     /// - Returns: whether a unit was taken.
@@ -116,7 +116,7 @@ extension SemaphoreProtocol {
     /// - Parameters:
     ///   - timeout: How long to wait for a unit; `nil` waits for ever.
     ///   - body: The work.
-    /// - Throws: what ``acquire(timeout:)-(_)`` throws, or what `body` throws.
+    /// - Throws: what `acquire(timeout:)` throws, or what `body` throws.
     public func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         try acquire(timeout: timeout)
         // Giving back the unit just taken cannot pass the limit; a proxy whose server is gone
@@ -125,7 +125,7 @@ extension SemaphoreProtocol {
         return try body()
     }
 
-    /// The async twin of ``withPermit(timeout:_:)-(_,_)``, for a synchronous `body`: waits for the
+    /// The async twin of `withPermit(timeout:_:)`, for a synchronous `body`: waits for the
     /// unit off the cooperative pool. (Without it, async code passing a synchronous closure would
     /// pick the blocking form.)
     public nonisolated(nonsending) func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
@@ -181,7 +181,7 @@ public protocol BarrierProtocol: Sendable {
     /// - Returns: this party's arrival index, from 0 to `parties - 1`.
     /// - Throws: `.timedOut` (which breaks the barrier), `.broken`.
     @discardableResult func wait(timeout: Duration?) throws -> Int
-    /// The async twin of ``wait(timeout:)-(_)``.
+    /// The async twin of `wait(timeout:)`.
     @discardableResult func wait(timeout: Duration?) async throws -> Int
     /// Returns the barrier to its initial state; parties waiting now get `.broken`.
     func reset() throws

@@ -1,7 +1,7 @@
 public import Multiprocessing
 
 /// A condition variable held by a manager's server, with its own recursive lock: Python's
-/// `manager.Condition()`. Hold the lock (``acquire(timeout:)``) around ``wait(timeout:)-(_)`` and
+/// `manager.Condition()`. Hold the lock (``acquire(timeout:)``) around `wait(timeout:)` and
 /// ``notify(_:)``; the owner is the calling thread.
 ///
 /// It has the shape of the module's own ``Multiprocessing/Condition``
@@ -38,24 +38,24 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     public var isLocked: Bool { get throws { try lock.isLocked } }
 
-    /// Runs `body` holding the condition's lock; see ``ManagedLock/withLock(timeout:_:)-(_,_)``.
+    /// Runs `body` holding the condition's lock; see `ManagedLock/withLock(timeout:_:)`.
     ///
     /// - Parameters:
     ///   - timeout: how long to wait for the lock.
     ///   - body: the critical section.
     /// - Returns: what `body` returns.
-    /// - Throws: as ``ManagedLock/withLock(timeout:_:)-(_,_)``.
+    /// - Throws: as `ManagedLock/withLock(timeout:_:)`.
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         try lock.withLock(timeout: timeout, body)
     }
 
-    /// The async twin of ``withLock(timeout:_:)-(_,_)``, for a synchronous `body`.
+    /// The async twin of `withLock(timeout:_:)`, for a synchronous `body`.
     ///
     /// - Parameters:
     ///   - timeout: how long to wait for the lock.
     ///   - body: the critical section.
     /// - Returns: what `body` returns.
-    /// - Throws: as ``ManagedLock/withLock(timeout:_:)-(_,_)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `ManagedLock/withLock(timeout:_:)`, and ``MultiprocessingError/Code/cancelled``.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
         try await lock.withLock(timeout: timeout, body)
     }
@@ -70,12 +70,12 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
         try wait(timeout: timeout, thread: callerThread(), interrupt: nil)
     }
 
-    /// Waits for a notification without blocking the cooperative pool; see ``wait(timeout:)-(_)``.
+    /// Waits for a notification without blocking the cooperative pool; see `wait(timeout:)`.
     /// The lock's owner is the thread that calls, so acquire, wait and release from the same task
     /// without suspending elsewhere in between, or use ``withLock(waitingFor:timeout:_:)``.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: as ``wait(timeout:)-(_)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `wait(timeout:)`, and ``MultiprocessingError/Code/cancelled``.
     public func wait(timeout: Duration? = nil) async throws {
         let thread = callerThread()
         try await managerRunBlocking { interrupt in try self.wait(timeout: timeout, thread: thread, interrupt: interrupt) }
@@ -97,7 +97,7 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     ///   - predicate: the condition, evaluated with the lock held.
     ///   - timeout: the total time to wait; nil waits for ever.
     /// - Throws: ``MultiprocessingError/Code/timedOut`` when `predicate` is still false at the
-    ///   deadline (the lock is held); as ``wait(timeout:)-(_)``, and what `predicate` throws.
+    ///   deadline (the lock is held); as `wait(timeout:)`, and what `predicate` throws.
     public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws {
         let deadline = try ManagedDeadline(timeout, "ManagedCondition.wait(for:)")
         let thread = callerThread()

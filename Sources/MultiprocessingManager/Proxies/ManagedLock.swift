@@ -107,14 +107,14 @@ public struct ManagedLock: Locking, Codable, Hashable {
     }
 
     /// Runs a synchronous `body` holding the lock, waiting for it without blocking the
-    /// cooperative pool: the async twin of ``withLock(timeout:_:)-(_,_)``. The lock is taken and
+    /// cooperative pool: the async twin of `withLock(timeout:_:)`. The lock is taken and
     /// released for the thread that called, even if the task resumes on another one in between.
     ///
     /// - Parameters:
     ///   - timeout: how long to wait for the lock.
     ///   - body: the critical section.
     /// - Returns: what `body` returns.
-    /// - Throws: as ``withLock(timeout:_:)-(_,_)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `withLock(timeout:_:)`, and ``MultiprocessingError/Code/cancelled``.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
         let thread = callerThread()
         do {

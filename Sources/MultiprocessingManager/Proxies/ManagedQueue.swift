@@ -23,12 +23,12 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
         try put(item, timeout: timeout, nowait: false, interrupt: nil)
     }
 
-    /// Adds an item without blocking the cooperative pool; see ``put(_:timeout:)-(_,_)``.
+    /// Adds an item without blocking the cooperative pool; see `put(_:timeout:)`.
     ///
     /// - Parameters:
     ///   - item: the item.
     ///   - timeout: how long to wait for room; nil waits for ever.
-    /// - Throws: as ``put(_:timeout:)-(_,_)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `put(_:timeout:)`, and ``MultiprocessingError/Code/cancelled``.
     public func put(_ item: Element, timeout: Duration? = nil) async throws {
         try await managerRunBlocking { interrupt in try self.put(item, timeout: timeout, nowait: false, interrupt: interrupt) }
     }
@@ -36,7 +36,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
     /// Adds an item without waiting: Python's `put_nowait()`.
     ///
     /// - Parameter item: the item.
-    /// - Throws: ``MultiprocessingError/Code/full`` when there is no room; as ``put(_:timeout:)-(_,_)``.
+    /// - Throws: ``MultiprocessingError/Code/full`` when there is no room; as `put(_:timeout:)`.
     public func putNowait(_ item: Element) throws {
         try put(item, timeout: .zero, nowait: true, interrupt: nil)
     }
@@ -63,11 +63,11 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
         try get(timeout: timeout, nowait: false, interrupt: nil)
     }
 
-    /// Removes the oldest item without blocking the cooperative pool; see ``get(timeout:)-(_)``.
+    /// Removes the oldest item without blocking the cooperative pool; see `get(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
     /// - Returns: the item.
-    /// - Throws: as ``get(timeout:)-(_)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `get(timeout:)`, and ``MultiprocessingError/Code/cancelled``.
     public func get(timeout: Duration? = nil) async throws -> Element {
         try await managerRunBlocking { interrupt in try self.get(timeout: timeout, nowait: false, interrupt: interrupt) }
     }
@@ -75,7 +75,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
     /// Removes and returns the oldest item without waiting: Python's `get_nowait()`.
     ///
     /// - Returns: the item.
-    /// - Throws: ``MultiprocessingError/Code/empty`` when there is none; as ``get(timeout:)-(_)``.
+    /// - Throws: ``MultiprocessingError/Code/empty`` when there is none; as `get(timeout:)`.
     public func getNowait() throws -> Element {
         try get(timeout: .zero, nowait: true, interrupt: nil)
     }
