@@ -177,7 +177,8 @@ extension ConditionProtocol {
 /// A rendezvous of a fixed number of parties: ``Barrier`` here, `ManagedBarrier` in
 /// `MultiprocessingManager`. Python's `Barrier`.
 public protocol BarrierProtocol: Sendable {
-    /// Waits until every party has arrived.
+    /// Waits until every party has arrived. `nil` waits for ever, or for a local ``Barrier``'s
+    /// default timeout when it has one.
     /// - Returns: this party's arrival index, from 0 to `parties - 1`.
     /// - Throws: `.timedOut` (which breaks the barrier), `.broken`.
     @discardableResult func wait(timeout: Duration?) throws -> Int
