@@ -307,3 +307,30 @@ struct SharedShapeAsyncTests {
         #expect(try condition.isLocked == false)
     }
 }
+
+/// A manager lock's async `withLock` holds the lock as an owner of its own, not as the thread it
+/// started on: a task that starts on a pool thread while another task, begun on the same thread,
+/// is between the server's grant and its body must not be let into a recursive lock.
+@Suite(.serialized)
+struct ManagedAsyncOwnerTests {
+    /// Takes `lock` as the calling thread, with the blocking call.
+    func acquireAsThisThread(_ lock: ManagedLock) throws { try lock.acquire(timeout: .seconds(60)) }
+
+    @Test("An async withLock of a recursive manager lock is not let in by its thread's hold")
+    func asyncWithLockIsItsOwnOwner() async throws {
+        let objects = try Objects(.managed)
+        defer { objects.close() }
+        let rLock = try #require(objects.manager).rLock()
+        // Held by this thread, and the async call below starts on it (nothing suspends in
+        // between): as the thread's own call, it would re-enter at once.
+        try acquireAsThisThread(rLock)
+        var entered = "entered"
+        do {
+            try await rLock.withLock(timeout: .milliseconds(50)) {}
+        } catch let error as MultiprocessingError {
+            entered = error.code.description
+        }
+        #expect(entered == "timedOut")
+        // The thread's hold ends with the manager.
+    }
+}

@@ -116,8 +116,8 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     /// Takes the lock, waits until `predicate` is true, runs `body` with the lock held and
     /// releases it: the async form of `with condition: condition.wait_for(predicate); body()`, as
     /// ``Multiprocessing/Condition/withLock(waitingFor:timeout:_:)``. Every wait happens off the
-    /// cooperative pool, and the lock is taken and released for the thread that called, even if
-    /// the task resumes on another one in between.
+    /// cooperative pool, and the lock is held by one owner of this call's own (see
+    /// `ManagedLock.withLock(timeout:_:)`), whatever threads the task runs on.
     ///
     /// - Parameters:
     ///   - predicate: the state to wait for, evaluated with the lock held.
@@ -131,7 +131,7 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     public nonisolated(nonsending) func withLock<R>(waitingFor predicate: () throws -> Bool, timeout: Duration? = nil,
                                                     _ body: () throws -> R) async throws -> R {
         let deadline = try ManagedDeadline(timeout, "ManagedCondition.withLock(waitingFor:)")
-        let thread = callerThread()
+        let thread = asyncLockOwner()
         let lock = self.lock
         do {
             let limit = deadline.remaining

@@ -1,4 +1,15 @@
 public import Multiprocessing
+import Synchronization
+
+private let asyncOwners = Atomic<UInt64>(0)
+
+/// The owner an async `withLock` takes a manager lock as: its own, never a thread's (thread ids
+/// fit in 32 bits). Two tasks that started on one pool thread are then two owners, so a recursive
+/// lock does not let the second in while the first, suspended between the server's grant and its
+/// body, holds it.
+internal func asyncLockOwner() -> UInt64 {
+    (1 << 32) | asyncOwners.add(1, ordering: .relaxed).newValue
+}
 
 /// A lock held by a manager's server: Python's `manager.Lock()` (``ManagedKind/lock``) or
 /// `manager.RLock()` (``ManagedKind/rLock``, recursive: the owning thread may acquire it again).
@@ -107,8 +118,9 @@ public struct ManagedLock: Locking, Codable, Hashable {
     }
 
     /// Runs a synchronous `body` holding the lock, waiting for it without blocking the
-    /// cooperative pool: the async twin of `withLock(timeout:_:)`. The lock is taken and
-    /// released for the thread that called, even if the task resumes on another one in between.
+    /// cooperative pool: the async twin of `withLock(timeout:_:)`. The lock is taken and released
+    /// by one owner of this call's own, whatever threads the task runs on in between; so `body`
+    /// must not take the same lock again with a blocking `acquire`, even a recursive one.
     ///
     /// - Parameters:
     ///   - timeout: how long to wait for the lock.
@@ -116,7 +128,7 @@ public struct ManagedLock: Locking, Codable, Hashable {
     /// - Returns: what `body` returns.
     /// - Throws: as `withLock(timeout:_:)`, and ``MultiprocessingError/Code/cancelled``.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
-        let thread = callerThread()
+        let thread = asyncLockOwner()
         do {
             try await managerRunBlocking { interrupt in try self.acquire(timeout: timeout, thread: thread, interrupt: interrupt) }
         } catch let error as MultiprocessingError where error.code == .ownerDied {
