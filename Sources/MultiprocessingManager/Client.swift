@@ -253,7 +253,7 @@ internal final class ManagerClient: Sendable {
 
 /// Runs a blocking manager call on a dedicated thread and suspends the task until it ends, so
 /// that Swift's cooperative pool never blocks. Cancelling the task ends the call
-/// (``MultiprocessingError/Code/cancelled``).
+/// (`MultiprocessingError/Code/cancelled`).
 internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallInterrupt) throws -> T) async throws -> T {
     if Task.isCancelled {
         throw MultiprocessingError(.cancelled, "The task was cancelled before the manager call started.")

@@ -41,11 +41,10 @@ struct IPCQueueTests {
         for i in 0..<3 { try queue.putNowait(i) }
         #expect(queue.full && queue.qsize == 3)
         ipcExpectCode(.full) { try queue.putNowait(3) }
-        ipcExpectCode(.full) { try queue.put(3, block: false) }
         #expect(try queue.getNowait() == 0)
         try queue.putNowait(3)
-        #expect(try (0..<3).map { _ in try queue.get(block: false) } == [1, 2, 3])
-        ipcExpectCode(.empty) { try queue.get(block: false) }
+        #expect(try (0..<3).map { _ in try queue.getNowait() } == [1, 2, 3])
+        ipcExpectCode(.empty) { try queue.getNowait() }
     }
 
     @Test("get on an empty queue and put on a full one time out near their timeout")

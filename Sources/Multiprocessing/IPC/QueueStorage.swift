@@ -208,8 +208,9 @@ internal final class QueueStorage: @unchecked Sendable {
         storeRing(Ring(head: 0, tail: 0, count: 0, unfinished: 0, live: 0, wrap: QueueStorage.noWrap), in: .live)
     }
 
-    /// Maps a queue's memfd that arrived from another process.
-    internal init(adopting fd: CInt, expectJoinable: Bool, codingPath: [any CodingKey]) throws {
+    /// Maps a queue's memfd that arrived from another process. `expectJoinable` nil accepts both
+    /// kinds (a ``JoinableQueue`` is a ``Queue``); true refuses a plain queue.
+    internal init(adopting fd: CInt, expectJoinable: Bool?, codingPath: [any CodingKey]) throws {
         precondition(QueueStorage.layoutMatchesTheFormat, "cmp_queue_header is not laid out as the queue's format")
         let region = try SharedRegion.adopt(fd: fd)
         let header = Header(region.base)
@@ -219,7 +220,7 @@ internal final class QueueStorage: @unchecked Sendable {
                 debugDescription: "The shared memory sent as a queue is not a queue's memory."))
         }
         let joinable = header.fields.pointee.flags & 1 != 0
-        guard joinable == expectJoinable else {
+        if let expectJoinable, joinable != expectJoinable {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "A \(joinable ? "JoinableQueue" : "Queue") was decoded as a \(expectJoinable ? "JoinableQueue" : "Queue")."))
         }

@@ -11,7 +11,7 @@
 /// may be in different processes. The `action` is a closure, so it does not travel: a barrier decoded
 /// in another process has no action, and the action runs only when the last party to arrive is in
 /// the process that created it.
-public final class Barrier: Codable, @unchecked Sendable {
+public final class Barrier: BarrierProtocol, Codable, @unchecked Sendable {
     // Layout: kind (4) | parties (4) | robust lock (48) | count (4) | phase (4) | sequence (4).
     internal let memory: SharedAllocation
     private let mutex: RobustMutex

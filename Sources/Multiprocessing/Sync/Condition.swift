@@ -20,7 +20,7 @@ import Synchronization
 /// // In async code (the lock is never held across an await):
 /// let item = try await condition.withLock(waitingFor: { !queue.isEmpty }) { queue.removeFirst() }
 /// ```
-public final class Condition: Codable, @unchecked Sendable {
+public final class Condition: ConditionProtocol, Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | sequence (4, futex word) | unused (4) | waiters << 32 | tokens (8).
     internal let memory: SharedAllocation
     private var sequence: SharedWord { SharedWord(memory.base + 8) }
@@ -74,6 +74,17 @@ public final class Condition: Codable, @unchecked Sendable {
     public func acquire(timeout: Duration? = nil) throws {
         try mutex.acquire(timeout: timeout, "Condition.acquire")
     }
+
+    /// Takes the condition's lock if it is free (or, for an ``RLock``, held by the calling thread).
+    /// - Returns: true when the caller now holds the lock.
+    /// - Throws: `.ownerDied` with the lock held, as ``Lock/tryAcquire()``.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
+    public func tryAcquire() throws -> Bool {
+        try mutex.tryAcquire("Condition.tryAcquire")
+    }
+
+    /// Whether some thread, in any process, holds the condition's lock.
+    public var isLocked: Bool { mutex.ownerTID != 0 }
 
     /// Releases the condition's lock.
     /// - Throws: `.misuse` when the calling thread does not hold it.
