@@ -20,7 +20,7 @@
 /// `with`).
 ///
 /// A lock belongs to the thread that took it, so the acquire-and-release pair is unavailable from
-/// async code; async code uses the async ``withLock(timeout:_:)``, whose body cannot `await`.
+/// async code; async code uses the async `withLock(timeout:_:)`, whose body cannot `await`.
 public protocol Locking: Sendable {
     /// Takes the lock, waiting at most `timeout` (`nil`: for ever).
     /// - Throws: `.timedOut`, `.ownerDied` (the lock is then held), `.cancelled`, `.misuse`.

@@ -2,8 +2,8 @@ public import Multiprocessing
 
 /// A barrier held by a manager's server: Python's `manager.Barrier(parties)`.
 ///
-/// It has the shape of the module's own ``Multiprocessing/Barrier``
-/// (``Multiprocessing/BarrierProtocol``); ``state()`` reads all three properties in one call.
+/// It has the shape of the module's own `Barrier`
+/// (`BarrierProtocol`); ``state()`` reads all three properties in one call.
 public struct ManagedBarrier: BarrierProtocol, Codable, Hashable {
     /// The server object behind this proxy.
     public let reference: ObjectReference

@@ -4,8 +4,8 @@ public import Multiprocessing
 /// `manager.Condition()`. Hold the lock (``acquire(timeout:)``) around `wait(timeout:)` and
 /// ``notify(_:)``; the owner is the calling thread.
 ///
-/// It has the shape of the module's own ``Multiprocessing/Condition``
-/// (``Multiprocessing/ConditionProtocol``): a wait that times out throws
+/// It has the shape of the module's own `Condition`
+/// (`ConditionProtocol`): a wait that times out throws
 /// `MultiprocessingError/Code/timedOut`, with the lock held again.
 public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     /// The server object behind this proxy.
@@ -16,10 +16,10 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     /// The condition's lock, as a recursive ``ManagedLock``.
     public var lock: ManagedLock { ManagedLock(reference: reference) }
 
-    /// Takes the condition's lock; see ``ManagedLock/acquire(timeout:)``.
+    /// Takes the condition's lock; see `ManagedLock.acquire(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: as ``ManagedLock/acquire(timeout:)``.
+    /// - Throws: as `ManagedLock.acquire(timeout:)`.
     public func acquire(timeout: Duration? = nil) throws { try lock.acquire(timeout: timeout) }
 
     /// Takes the condition's lock if it is free now (or held by the calling thread).
@@ -115,7 +115,7 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
 
     /// Takes the lock, waits until `predicate` is true, runs `body` with the lock held and
     /// releases it: the async form of `with condition: condition.wait_for(predicate); body()`, as
-    /// ``Multiprocessing/Condition/withLock(waitingFor:timeout:_:)``. Every wait happens off the
+    /// `Condition/withLock(waitingFor:timeout:_:)`. Every wait happens off the
     /// cooperative pool, and the lock is held by one owner of this call's own (see
     /// `ManagedLock.withLock(timeout:_:)`), whatever threads the task runs on.
     ///

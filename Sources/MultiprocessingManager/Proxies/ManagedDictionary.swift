@@ -3,7 +3,7 @@ import Multiprocessing
 /// A dictionary held by a manager's server: Python's `manager.dict()`, typed.
 ///
 /// Every call travels to the server and runs there under one lock, so each is atomic; the
-/// read-modify-write calls (``increment(_:by:)``, ``append(_:to:)``, ``setIfAbsent(_:_:)``,
+/// read-modify-write calls (`increment(_:by:)`, ``append(_:to:)``, ``setIfAbsent(_:_:)``,
 /// ``compareAndSwap(_:expected:new:)``, ``update(_:_:)``) never lose an update between processes,
 /// where Python's `d[k] += 1` does. Keys are compared by their encoded bytes: use keys whose
 /// encoding is deterministic (strings, numbers, and structs and enums of them; not `Set` or

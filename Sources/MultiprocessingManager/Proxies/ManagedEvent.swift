@@ -2,8 +2,8 @@ public import Multiprocessing
 
 /// An event flag held by a manager's server: Python's `manager.Event()`.
 ///
-/// It has the shape of the module's own ``Multiprocessing/Event``
-/// (``Multiprocessing/EventProtocol``): a wait that times out throws
+/// It has the shape of the module's own `Event`
+/// (`EventProtocol`): a wait that times out throws
 /// `MultiprocessingError/Code/timedOut`.
 public struct ManagedEvent: EventProtocol, Codable, Hashable {
     /// The server object behind this proxy.

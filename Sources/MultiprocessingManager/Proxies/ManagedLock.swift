@@ -15,10 +15,10 @@ internal func asyncLockOwner() -> UInt64 {
 /// `manager.RLock()` (``ManagedKind/rLock``, recursive: the owning thread may acquire it again).
 ///
 /// The owner is the calling thread of the calling process. When a process dies holding it, the
-/// server frees it, and the next ``acquire(timeout:)`` throws `MultiprocessingError/Code/ownerDied`
+/// server frees it, and the next `acquire(timeout:)` throws `MultiprocessingError/Code/ownerDied`
 /// **with the lock held**, so that the caller repairs the shared data and then releases it.
 ///
-/// It has the shape of the module's own ``Multiprocessing/Lock`` (``Multiprocessing/Locking``), so
+/// It has the shape of the module's own `Lock` (`Locking`), so
 /// code written for a lock takes either.
 public struct ManagedLock: Locking, Codable, Hashable {
     /// The server object behind this proxy.
@@ -38,12 +38,12 @@ public struct ManagedLock: Locking, Codable, Hashable {
         try acquire(timeout: timeout, thread: callerThread(), interrupt: nil)
     }
 
-    /// Takes the lock without blocking the cooperative pool; see ``acquire(timeout:)``. The owner
+    /// Takes the lock without blocking the cooperative pool; see `acquire(timeout:)`. The owner
     /// is the thread that called, so release it from the same task before it suspends elsewhere,
     /// or use a non-recursive lock (which any thread may release).
     ///
     /// - Parameter timeout: how long to wait; nil waits for ever.
-    /// - Throws: as ``acquire(timeout:)``, and `MultiprocessingError/Code/cancelled`.
+    /// - Throws: as `acquire(timeout:)`, and `MultiprocessingError/Code/cancelled`.
     public func acquire(timeout: Duration? = nil) async throws {
         let thread = callerThread()
         try await managerRunBlocking { interrupt in try self.acquire(timeout: timeout, thread: thread, interrupt: interrupt) }
@@ -52,7 +52,7 @@ public struct ManagedLock: Locking, Codable, Hashable {
     /// Takes the lock if it is free now.
     ///
     /// - Returns: whether the lock was taken.
-    /// - Throws: `MultiprocessingError/Code/ownerDied` (lock held); as ``acquire(timeout:)``.
+    /// - Throws: `MultiprocessingError/Code/ownerDied` (lock held); as `acquire(timeout:)`.
     public func tryAcquire() throws -> Bool {
         do {
             try acquire(timeout: .zero)
@@ -105,7 +105,7 @@ public struct ManagedLock: Locking, Codable, Hashable {
     ///   - timeout: how long to wait for the lock.
     ///   - body: the critical section.
     /// - Returns: what `body` returns.
-    /// - Throws: as ``acquire(timeout:)``, and what `body` throws.
+    /// - Throws: as `acquire(timeout:)`, and what `body` throws.
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         do {
             try acquire(timeout: timeout)

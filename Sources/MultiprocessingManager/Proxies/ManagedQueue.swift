@@ -2,7 +2,7 @@ public import Multiprocessing
 
 /// A FIFO queue held by a manager's server: Python's `manager.Queue(maxsize)`, typed.
 ///
-/// It has the shape of the module's own ``Multiprocessing/Queue`` (``Multiprocessing/QueueProtocol``):
+/// It has the shape of the module's own `Queue` (`QueueProtocol`):
 /// a timed `put` or `get` that runs out throws `MultiprocessingError/Code/timedOut`, and
 /// ``putNowait(_:)`` and ``getNowait()`` throw `MultiprocessingError/Code/full` and
 /// `MultiprocessingError/Code/empty`.

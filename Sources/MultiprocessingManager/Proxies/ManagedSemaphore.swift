@@ -2,8 +2,8 @@ public import Multiprocessing
 
 /// A counting semaphore held by a manager's server: Python's `manager.Semaphore(value)`.
 ///
-/// It has the shape of the module's own ``Multiprocessing/Semaphore``
-/// (``Multiprocessing/SemaphoreProtocol``), `withPermit` included.
+/// It has the shape of the module's own `Semaphore`
+/// (`SemaphoreProtocol`), `withPermit` included.
 public struct ManagedSemaphore: SemaphoreProtocol, Codable, Hashable {
     /// The server object behind this proxy.
     public let reference: ObjectReference
