@@ -468,16 +468,8 @@ internal final class Performer: Sendable {
             input = try entry.name.withCName { n throws(Errno) in try openSource(sdir, n, owner: entry.stat.uid) }
         } catch { throw StepError(operation: "open", errno: error) }
         defer { system_close(input) }
-        // The file as it is now, not as the scan saw it: what is copied, and what it must still
-        // be once copied (see `fill`).
-        var entry = entry
-        let opened: cmp_stat_t
-        do throws(Errno) { opened = try system_fstatx(input) } catch { throw StepError(operation: "stat", errno: error) }
-        guard opened.mode & modeTypeMask == modeRegular else {
-            throw StepError(operation: "open", errno: nil, detail: "it is no longer a regular file")
-        }
-        entry.stat = SourceStat(opened)
-        let changed = (opened.ctime_sec, opened.ctime_nsec)
+        // No fstat here: the copy goes by the scan's statx, and `fill` checks once the data is
+        // written that the file opened is still the one scanned (one statx per file, not two).
         let createMode = mode_t(entry.stat.mode & 0o777)
         if staged {
             return try entry.targetName.withCName { final throws(StepError) -> Int64 in
@@ -495,7 +487,7 @@ internal final class Performer: Sendable {
                     system_close(output)
                     if !complete { try? system_unlinkat(ddir, final) }
                 }
-                let bytes = try fill(output, from: input, entry, changed: changed, created: createMode, inheritsGroup: inheritsGroup)
+                let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
                 complete = true
                 return bytes
             }
@@ -512,7 +504,7 @@ internal final class Performer: Sendable {
             }
             if output >= 0 {
                 defer { system_close(output) }
-                let bytes = try fill(output, from: input, entry, changed: changed, created: createMode, inheritsGroup: inheritsGroup)
+                let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
                 do throws(Errno) {
                     try entry.targetName.withCName { final throws(Errno) in try publish(output, ddir, final) }
                 } catch { throw StepError(operation: "link into place", errno: error) }
@@ -531,7 +523,7 @@ internal final class Performer: Sendable {
                 system_close(output)
                 if !placed { try? system_unlinkat(ddir, tmp) }
             }
-            let bytes = try fill(output, from: input, entry, changed: changed, created: createMode, inheritsGroup: inheritsGroup)
+            let bytes = try fill(output, from: input, entry, created: createMode, inheritsGroup: inheritsGroup)
             do throws(Errno) {
                 try entry.targetName.withCName { final throws(Errno) in try system_renameat(ddir, tmp, ddir, final) }
             } catch { throw StepError(operation: "rename into place", errno: error) }
@@ -553,13 +545,18 @@ internal final class Performer: Sendable {
         return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
     }
 
-    /// Writes one whole file into `output`: its data, the check that the source did not change
-    /// meanwhile (`changed` is its change time when opened), the read-back of --verify, and its
-    /// metadata (times last, so that a file whose times match its source's is complete).
-    private func fill(_ output: CInt, from input: CInt, _ entry: FileEntry, changed: (Int64, UInt32), created: mode_t,
-                      inheritsGroup: Bool) throws(StepError) -> Int64 {
-        let bytes = try copyContents(input, output, entry.stat, whole: true)
-        try checkUnchanged(input, entry.stat, changed: changed)
+    /// Writes one whole file into `output`: its data, the check that the source is still the
+    /// file the scan saw (`checkUnchanged`), the read-back of --verify, and its metadata (times
+    /// last, so that a file whose times match its source's is complete).
+    private func fill(_ output: CInt, from input: CInt, _ entry: FileEntry, created: mode_t, inheritsGroup: Bool) throws(StepError) -> Int64 {
+        let bytes: Int64
+        do throws(StepError) { bytes = try copyContents(input, output, entry.stat, whole: true) } catch {
+            // A copy that failed on a file that is no longer the one scanned (a FIFO, a
+            // directory or another file put in its place) is reported as that change.
+            if error.operation != "cancelled" { try checkUnchanged(input, entry.stat) }
+            throw error
+        }
+        try checkUnchanged(input, entry.stat)
         if options.verify { try verify(input, output, size: entry.stat.size) }
         try applyMetadata(output, entry.stat, from: input, created: created, inheritsGroup: inheritsGroup)
         return bytes
@@ -571,23 +568,37 @@ internal final class Performer: Sendable {
                   detail: "the file changed while it was copied (it ended at byte \(offset), before byte \(expected)); not copied")
     }
 
-    /// Throws unless the source `input` is still the file of `stat`, with its size and
-    /// modification time (and the change time `changed`, when known): otherwise it changed while it was copied, and the
-    /// copy may hold content it never had (a zero tail, a mix of old and new), so it must not
-    /// take its final name.
-    func checkUnchanged(_ input: CInt, _ stat: SourceStat, changed: (Int64, UInt32)? = nil) throws(StepError) {
+    /// Throws unless the source `input` is still the file the scan saw (`stat`, its `statx`): the
+    /// same inode, still a regular file, with the same size, modification time and change time.
+    /// Otherwise it changed since the scan, maybe while it was copied, and the copy may hold
+    /// content it never had (a zero tail, a mix of old and new), so it must not take its final
+    /// name. Comparing with the scan's statx instead of an fstat when the file is opened costs one
+    /// call per file instead of two, and also catches a change between the scan and the open.
+    func checkUnchanged(_ input: CInt, _ stat: SourceStat) throws(StepError) {
         let now: cmp_stat_t
         do throws(Errno) { now = try system_fstatx(input) } catch { throw StepError(operation: "stat", errno: error) }
         var what: [String] = []
-        // Renamed over by another file (a large file's chunks and its finish each open the name).
+        // Renamed over by another file (a large file's chunks and its finish each open the name,
+        // and a small file is opened by its name after the scan).
         if now.ino != stat.ino || (now.dev_major << 32 | now.dev_minor) != stat.dev { what.append("it was replaced") }
-        if Int64(now.size) != stat.size { what.append("its size went from \(stat.size) to \(now.size) bytes") }
-        if now.mtime_sec != stat.mtime || now.mtime_nsec != stat.mtimeNanoseconds { what.append("it was modified") }
-        if let changed, what.isEmpty, now.ctime_sec != changed.0 || now.ctime_nsec != changed.1 { what.append("its inode changed") }
+        if now.mode & modeTypeMask != modeRegular {
+            what.append("it is no longer a regular file")
+        } else {
+            if Int64(now.size) != stat.size { what.append("its size went from \(stat.size) to \(now.size) bytes") }
+            if now.mtime_sec != stat.mtime || now.mtime_nsec != stat.mtimeNanoseconds { what.append("it was modified") }
+        }
+        if what.isEmpty, now.ctime_sec != stat.ctime || now.ctime_nsec != stat.ctimeNanoseconds { what.append("its inode changed") }
         guard what.isEmpty else {
             throw StepError(operation: "copy", errno: nil,
                             detail: "the file changed while it was copied (\(what.joined(separator: ", "))); not copied")
         }
+    }
+
+    /// Whether `fd` is a regular file: asked only before a failed clone or copy_file_range turns
+    /// that call off for the rest of the run, since a FIFO or device put in a file's place since
+    /// the scan fails them too, and must not cost every later file its fast path.
+    private func isRegularFile(_ fd: CInt) -> Bool {
+        (try? system_fstatx(fd)).map { $0.mode & modeTypeMask == modeRegular } ?? false
     }
 
     /// Gives the unnamed file `fd` the name `name` in `ddir`, replacing an older file atomically.
@@ -633,7 +644,7 @@ internal final class Performer: Sendable {
             } catch {
                 switch error {
                 case .notSupported, .invalidArgument, .improperLink, .badFileDescriptor, .noFunction:
-                    cloneWorks.store(false, ordering: .relaxed)
+                    if isRegularFile(input) { cloneWorks.store(false, ordering: .relaxed) }
                 default: break
                 }
             }
@@ -676,7 +687,11 @@ internal final class Performer: Sendable {
                 } catch {
                     switch error {
                     case .improperLink, .invalidArgument, .noFunction, .notSupported, .notSupportedOnSocket:
-                        // This file system pair refuses: read and write from here on.
+                        // This file system pair refuses: read and write from here on. (Unless
+                        // the source is no longer a regular file: then the file fails.)
+                        guard isRegularFile(input) else {
+                            throw StepError(operation: "copy", errno: nil, detail: "it is no longer a regular file")
+                        }
                         if inOffset == from { copyRangeWorks.store(false, ordering: .relaxed) }
                         return (inOffset - from) + (try readWrite(input, output, from: inOffset, to: end))
                     default:
