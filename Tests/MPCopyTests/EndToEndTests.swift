@@ -263,7 +263,7 @@ import Testing
         (#""$MPCP" -r --workers fibers src dst"#, "--workers must be 'threads' or 'processes', not 'fibers'"),
         (#""$MPCP" -r src"#, "missing destination file operand after 'src'"),
         (#""$MPCP" -r -j 0 src dst"#, "--jobs must be at least 1"),
-        (#""$MPCP" -r --preserve=colour src dst"#, "unknown attribute 'colour'"),
+        (#""$MPCP" -r --preserve=colour src dst"#, "--preserve: unknown attribute 'colour'"),
         (#""$MPCP" -r --frobnicate src dst"#, "Unknown option '--frobnicate'"),
         (#""$MPCP" -r src src/a/f dst"#, "is not a directory"),
         (#""$MPCP" -r src missing/parent/dst"#, "does not exist"),
