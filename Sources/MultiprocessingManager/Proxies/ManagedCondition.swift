@@ -48,11 +48,9 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
     }
 
     private func wait(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws -> Bool {
-        var reply = try reference.call(.cWait, interrupt: interrupt) {
-            $0.varint(thread)
-            try $0.timeout(timeout)
-        }
-        return try reply.bool()
+        let request = ConditionRequest.wait(thread: thread, timeout: try wireTimeout(timeout))
+        guard case .wait(let notified) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        return notified
     }
 
     /// Waits until `predicate` holds, re-checking after each notification.
@@ -90,10 +88,8 @@ public struct ManagedCondition: Sendable, Codable, Hashable {
         guard count >= 0 else {
             throw MultiprocessingError(.misuse, "ManagedCondition.notify: the number of waiters to wake must not be negative (it was \(count)).")
         }
-        _ = try reference.call(.cNotify) {
-            $0.varint(callerThread())
-            $0.varint(UInt64(count))
-        }
+        let request = ConditionRequest.notify(thread: callerThread(), count: count)
+        guard case .notify = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Wakes every waiter.

@@ -49,15 +49,13 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     }
 
     internal func acquire(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws {
-        var reply = try reference.call(.acquire, interrupt: interrupt) {
-            $0.varint(thread)
-            try $0.timeout(timeout)
-        }
-        switch try reply.byte() {
-        case 0: return
-        case 2:
+        let request = LockRequest.acquire(thread: thread, timeout: try wireTimeout(timeout))
+        guard case .acquire(let outcome) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        switch outcome {
+        case .acquired: return
+        case .acquiredAfterOwnerDied:
             throw MultiprocessingError(.ownerDied, "The manager lock's previous owner died while holding it. The lock is now held by the caller: repair the shared data, then release it.")
-        default:
+        case .timedOut:
             throw MultiprocessingError(.timedOut, "Acquiring the manager lock timed out\(timeout.map { " after \($0)" } ?? "").")
         }
     }
@@ -67,7 +65,8 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// - Throws: ``MultiprocessingError/Code/misuse`` when it is not held (or, for a recursive
     ///   lock, held by another thread); ``MultiprocessingError/Code/endOfStream``.
     public func release() throws {
-        _ = try reference.call(.release) { $0.varint(callerThread()) }
+        let request = LockRequest.release(thread: callerThread())
+        guard case .release = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Whether some thread holds the lock now.
@@ -75,8 +74,8 @@ public struct ManagedLock: Sendable, Codable, Hashable {
     /// - Returns: true when held.
     /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     public func isLocked() throws -> Bool {
-        var reply = try reference.call(.isLocked)
-        return try reply.bool()
+        guard case .isLocked(let locked) = try reference.call(LockRequest.isLocked) else { throw unexpectedReply(to: LockRequest.isLocked) }
+        return locked
     }
 
     /// Runs `body` holding the lock. When the previous owner died, the lock is released and

@@ -29,11 +29,8 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     }
 
     private func put(_ item: Element, timeout: Duration?, interrupt: CallInterrupt?) throws {
-        let e = try ValueCoding.encode(item)
-        _ = try reference.call(.qPut, interrupt: interrupt) {
-            $0.blob(e)
-            try $0.timeout(timeout)
-        }
+        let request = QueueRequest.put(item: try ValueCoding.encode(item), timeout: try wireTimeout(timeout))
+        guard case .put = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
     }
 
     /// Removes and returns the oldest item, waiting for one.
@@ -56,8 +53,9 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     }
 
     private func get(timeout: Duration?, interrupt: CallInterrupt?) throws -> Element {
-        var reply = try reference.call(.qGet, interrupt: interrupt) { try $0.timeout(timeout) }
-        return try ValueCoding.decode(Element.self, try reply.blob())
+        let request = QueueRequest.get(timeout: try wireTimeout(timeout))
+        guard case .get(let item) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        return try ValueCoding.decode(Element.self, item)
     }
 
     /// The number of items waiting.
@@ -65,7 +63,7 @@ public struct ManagedQueue<Element: Codable & Sendable>: Sendable, Codable, Hash
     /// - Returns: the count.
     /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
     public func count() throws -> Int {
-        var reply = try reference.call(.qCount)
-        return try reply.int()
+        guard case .count(let n) = try reference.call(QueueRequest.count) else { throw unexpectedReply(to: QueueRequest.count) }
+        return n
     }
 }
