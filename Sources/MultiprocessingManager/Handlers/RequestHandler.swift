@@ -211,15 +211,3 @@ internal func timeoutText(_ nanoseconds: Int64?) -> String {
     guard let nanoseconds else { return "" }
     return " for \(Double(nanoseconds) / 1e9) s"
 }
-
-/// A timeout for a request: nil for ever, else whole nanoseconds (rounded up, saturating).
-///
-/// - Throws: ``MultiprocessingError/Code/misuse`` for a negative timeout (Python raises
-///   ValueError), before anything is sent.
-internal func wireTimeout(_ value: Duration?) throws -> Int64? {
-    guard let value else { return nil }
-    guard value >= .zero else {
-        throw MultiprocessingError(.misuse, "A manager call's timeout must not be negative (it was \(value)); pass nil to wait for ever.")
-    }
-    return wireTimeoutNanoseconds(value)
-}

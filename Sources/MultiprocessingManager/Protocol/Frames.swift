@@ -55,6 +55,18 @@ extension ObjectReference {
     }
 }
 
+/// A timeout for a request: nil for ever, else whole nanoseconds (rounded up, saturating).
+///
+/// - Throws: ``MultiprocessingError/Code/misuse`` for a negative timeout (Python raises
+///   ValueError), before anything is sent.
+internal func wireTimeout(_ value: Duration?) throws -> Int64? {
+    guard let value else { return nil }
+    guard value >= .zero else {
+        throw MultiprocessingError(.misuse, "A manager call's timeout must not be negative (it was \(value)); pass nil to wait for ever.")
+    }
+    return wireTimeoutNanoseconds(value)
+}
+
 /// The error for a reply of the wrong case: the server and this client disagree about the
 /// protocol (which the handshake's version check should have caught).
 internal func unexpectedReply(to request: some ObjectRequest) -> MultiprocessingError {
