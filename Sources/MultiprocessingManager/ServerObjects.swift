@@ -13,6 +13,10 @@ internal final class ServerObject: @unchecked Sendable {
     internal let name: String?
     /// What the object holds: one case per kind, each with that kind's fields only.
     internal let state: ObjectState
+    /// The same object as `state`'s payload, as a plain pointer. Swift keeps a multi-payload
+    /// enum's case in the spare bits of its payload's pointer, where LeakSanitizer does not
+    /// recognise it: without this, the libFuzzer target (`Fuzz/`) reports every state as leaked.
+    private let stateObject: AnyObject
     internal let sequence: UnsafeMutablePointer<UInt32>
     internal var destroyed = false
     /// Calls blocked on this object now (in `waitFor`).
@@ -22,6 +26,7 @@ internal final class ServerObject: @unchecked Sendable {
         self.id = id
         self.name = name
         self.state = state
+        stateObject = state.object
         sequence = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
         sequence.initialize(to: 0)
     }
@@ -104,6 +109,22 @@ internal enum ObjectState {
             self = .barrier(BarrierState(parties: parties))
         case .actor:
             throw MultiprocessingError(.misuse, "An actor object is made by the manager's actor system, not by a create request.")
+        }
+    }
+
+    /// The payload.
+    internal var object: AnyObject {
+        switch self {
+        case .dictionary(let state): state
+        case .list(let state): state
+        case .value(let state): state
+        case .queue(let state): state
+        case .lock(let state), .rLock(let state): state
+        case .semaphore(let state): state
+        case .event(let state): state
+        case .condition(let state): state
+        case .barrier(let state): state
+        case .actor(let state): state
         }
     }
 

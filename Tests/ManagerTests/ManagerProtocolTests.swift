@@ -3,7 +3,7 @@ import Testing
 import TestHarness
 import Multiprocessing
 import SystemPackage
-@testable import MultiprocessingManager
+@testable @_spi(Fuzzing) import MultiprocessingManager
 import ManagerTestSupport
 
 // Issue 14, item 5: the manager protocol is typed. Every case of every kind's request enum, and
@@ -227,5 +227,18 @@ extension ManagerTests {
         // 11 objects × 10 request kinds, less the 12 pairings that are served.
         #expect(refused == 110 - 12)
         try stillServes(manager, counters)
+    }
+}
+
+@Suite struct ManagerFuzzingEntryPointTests {
+    @Test func theLibFuzzerEntryPointStartsAndServesEveryKind() throws {
+        // Fuzz/'s target builds on this: a server with one object of every kind (ids 1 to 10).
+        let fuzzing = try ManagerFuzzing()
+        var input: [UInt8] = []
+        for id in UInt64(1)...10 {
+            let body = ManagerWire.encodeRequest(.waiters(object: id))
+            input += [UInt8(body.count), 0] + body
+        }
+        input.withUnsafeBytes { fuzzing.serve($0) }
     }
 }
