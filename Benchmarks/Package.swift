@@ -38,5 +38,11 @@ let package = Package(
             path: "Sources/ManagerBenchmark",
             exclude: ["manager_peer.py"]
         ),
+        // The CPU cost of a manager call (client and server), and what WireEncoder would add to it.
+        .executableTarget(
+            name: "ManagerProtocolBenchmark",
+            dependencies: [library, .product(name: "MultiprocessingManager", package: "swift-multiprocessing")],
+            path: "Sources/ManagerProtocolBenchmark"
+        ),
     ]
 )

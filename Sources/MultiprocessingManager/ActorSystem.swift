@@ -288,7 +288,7 @@ public final class ManagerActorSystem: DistributedActorSystem, Sendable {
         let id = server.table.withLock { table -> UInt64 in
             let id = table.nextID
             table.nextID += 1
-            table.objects[id] = ServerObject(id: id, kind: .actor, name: nil)
+            table.objects[id] = ServerObject(id: id, name: nil, state: .actor(ActorState()))
             return id
         }
         return ManagedActorID(address: nil, id: id)
@@ -331,16 +331,13 @@ public final class ManagerActorSystem: DistributedActorSystem, Sendable {
         guard !invocation.hasGenerics else {
             throw MultiprocessingError(.unsupported, "Generic distributed methods are not supported by managers.")
         }
-        var writer = ByteWriter(op: .actorCall, object: actorID.id)
-        writer.string(target.identifier)
-        writer.varint(0)
-        writer.varint(UInt64(invocation.arguments.count))
-        for argument in invocation.arguments { writer.blob(argument) }
-        let frame = writer.finish()
+        let request = ActorRequest.call(target: target.identifier, genericSubstitutions: [], arguments: invocation.arguments)
         let client = ManagerClient.shared(address, key: key)
         return try await managerRunBlocking { interrupt in
-            var reply = try client.call(frame, interrupt: interrupt)
-            return try reply.blob()
+            guard case .call(let result) = try client.request(request, object: actorID.id, interrupt: interrupt) else {
+                throw unexpectedReply(to: request)
+            }
+            return result
         }
     }
 
@@ -400,11 +397,7 @@ extension Manager {
         guard let typeName = _mangledTypeName(type) else {
             throw MultiprocessingError(.misuse, "\(type) has no runtime name: it must not be private or local.")
         }
-        var reply = try request(.actorCreate) {
-            $0.string(typeName)
-            $0.string(name ?? "")
-        }
-        let id = try reply.varint()
+        let id = try makeObject(.actor(typeName: typeName), name: name)
         guard let address else { throw MultiprocessingError(.misuse, "This manager is not started: call start() first.") }
         return try A.resolve(id: ManagedActorID(address: address, id: id), using: try actorSystem)
     }

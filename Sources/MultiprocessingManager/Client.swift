@@ -348,24 +348,4 @@ public struct ObjectReference: Sendable, Hashable, Codable {
         hasher.combine(id)
         hasher.combine(kind)
     }
-
-    /// How many calls are blocked on this object on the server now (tests and diagnostics).
-    internal func waiterCount() throws -> Int {
-        var reply = try call(.waiters)
-        return try reply.int()
-    }
-
-    /// Sends a request about this object and returns the reply's reader.
-    internal func call(_ op: Op, _ fill: (inout ByteWriter) throws -> Void = { _ in }) throws -> ByteReader {
-        var writer = ByteWriter(op: op, object: id)
-        try fill(&writer)
-        return try client.call(writer.finish())
-    }
-
-    /// The same, for a call that may block, with the interrupt of an async twin.
-    internal func call(_ op: Op, interrupt: CallInterrupt?, _ fill: (inout ByteWriter) throws -> Void) throws -> ByteReader {
-        var writer = ByteWriter(op: op, object: id)
-        try fill(&writer)
-        return try client.call(writer.finish(), interrupt: interrupt)
-    }
 }

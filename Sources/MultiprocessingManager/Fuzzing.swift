@@ -26,17 +26,10 @@ import SystemPackage
         }
         connection = ConnectionContext(socket: FrameSocket(descriptor: descriptor, maximumMessageSize: 1 << 20), client: 1)
         connection.neverWaits = true
-        let kinds: [(ManagedKind, Int64)] = [(.dictionary, 0), (.list, 0), (.value, 0), (.queue, 2), (.lock, 0), (.rLock, 0),
-                                             (.semaphore, 1), (.event, 0), (.condition, 0), (.barrier, 2)]
-        for (kind, parameter) in kinds {
-            var request = ByteWriterRaw()
-            request.bytes = [Op.create.rawValue]
-            request.varint(0)
-            request.bytes.append(kind.rawValue)
-            request.varint(0)           // no name
-            request.signed(parameter)
-            request.varint(0)           // no initial value
-            _ = try server.handle(request.bytes, connection)
+        let kinds: [CreateRequest] = [.dictionary, .list, .value(initial: []), .queue(maximumSize: 2), .lock, .rLock,
+                                      .semaphore(value: 1), .event, .condition, .barrier(parties: 2)]
+        for kind in kinds {
+            _ = try server.handle(ManagerWire.encodeRequest(.create(name: nil, kind)), connection)
         }
     }
 

@@ -148,7 +148,7 @@ public final class Manager: Sendable {
             return
         }
         guard let server else { return }
-        _ = try? client.call({ var w = ByteWriter(op: .shutdown, object: 0); return w.finish() }())
+        _ = try? client.request(.shutdown)
         client.dropIdle()
         do {
             try server.join(timeout: timeout)
@@ -184,7 +184,7 @@ public final class Manager: Sendable {
     ///   `MultiprocessingError/Code/endOfStream` when nothing answers there.
     public static func connect(address: ManagerAddress, authKey: AuthKey) throws -> Manager {
         let manager = Manager(connectedTo: address, authKey: authKey)
-        _ = try manager.request(.ping) { _ in }
+        guard case .pong = try manager.request(.ping) else { throw unexpectedReply(to: "ping") }
         return manager
     }
 
@@ -264,24 +264,25 @@ public final class Manager: Sendable {
 
     // MARK: requests
 
-    internal func request(_ op: Op, object: UInt64 = 0, _ fill: (inout ByteWriter) throws -> Void) throws -> ByteReader {
+    internal func request(_ request: ManagerRequest) throws -> ManagerReply {
         guard let address else {
             throw MultiprocessingError(.misuse, "This manager is not started: call start() first.")
         }
-        var writer = ByteWriter(op: op, object: object)
-        try fill(&writer)
-        return try ManagerClient.shared(address, key: authKey).call(writer.finish())
+        return try ManagerClient.shared(address, key: authKey).request(request)
     }
 
-    private func make(_ kind: ManagedKind, name: String?, parameter: Int64 = 0, initial: [UInt8] = []) throws -> ObjectReference {
-        var reply = try request(.create) {
-            $0.byte(kind.rawValue)
-            $0.string(name ?? "")
-            $0.signed(parameter)
-            $0.blob(initial)
+    /// Makes an object on the server (or finds the one named `name`); returns its id.
+    internal func makeObject(_ request: CreateRequest, name: String?) throws -> UInt64 {
+        guard case .created(let id) = try self.request(.create(name: name, request)) else {
+            throw unexpectedReply(to: "create")
         }
+        return id
+    }
+
+    private func make(_ request: CreateRequest, name: String?) throws -> ObjectReference {
+        let id = try makeObject(request, name: name)
         guard let address else { throw MultiprocessingError(.misuse, "This manager is not started: call start() first.") }
-        return ObjectReference(address: address, id: try reply.varint(), kind: kind, key: authKey)
+        return ObjectReference(address: address, id: id, kind: request.kind, key: authKey)
     }
 
     /// A shared dictionary: Python's `manager.dict()`.
@@ -317,7 +318,7 @@ public final class Manager: Sendable {
     /// - Returns: the proxy.
     /// - Throws: as ``dictionary(_:_:name:)``.
     public func value<T: Codable & Sendable>(_ initial: T, name: String? = nil) throws -> ManagedValue<T> {
-        ManagedValue(reference: try make(.value, name: name, initial: try ValueCoding.encode(initial)))
+        ManagedValue(reference: try make(.value(initial: try ValueCoding.encode(initial)), name: name))
     }
 
     /// A shared `Codable` struct: Python's `manager.Namespace()`, typed.
@@ -328,7 +329,7 @@ public final class Manager: Sendable {
     /// - Returns: the proxy.
     /// - Throws: as ``dictionary(_:_:name:)``.
     public func namespace<T: Codable & Sendable>(_ initial: T, name: String? = nil) throws -> ManagedNamespace<T> {
-        ManagedNamespace(reference: try make(.value, name: name, initial: try ValueCoding.encode(initial)))
+        ManagedNamespace(reference: try make(.value(initial: try ValueCoding.encode(initial)), name: name))
     }
 
     /// A shared FIFO queue: Python's `manager.Queue(maxsize)`.
@@ -340,7 +341,7 @@ public final class Manager: Sendable {
     /// - Returns: the proxy.
     /// - Throws: as ``dictionary(_:_:name:)``.
     public func queue<E: Codable & Sendable>(_ element: E.Type = E.self, maximumSize: Int = 0, name: String? = nil) throws -> ManagedQueue<E> {
-        ManagedQueue(reference: try make(.queue, name: name, parameter: Int64(maximumSize)))
+        ManagedQueue(reference: try make(.queue(maximumSize: maximumSize), name: name))
     }
 
     /// A shared lock: Python's `manager.Lock()`.
@@ -372,7 +373,7 @@ public final class Manager: Sendable {
         guard value >= 0 else {
             throw MultiprocessingError(.misuse, "Manager.semaphore: value must not be negative (it was \(value)).")
         }
-        return ManagedSemaphore(reference: try make(.semaphore, name: name, parameter: Int64(value)))
+        return ManagedSemaphore(reference: try make(.semaphore(value: value), name: name))
     }
 
     /// A shared event: Python's `manager.Event()`.
@@ -404,7 +405,7 @@ public final class Manager: Sendable {
         guard parties > 0 else {
             throw MultiprocessingError(.misuse, "Manager.barrier: parties must be at least 1 (it was \(parties)).")
         }
-        return ManagedBarrier(reference: try make(.barrier, name: name, parameter: Int64(parties)))
+        return ManagedBarrier(reference: try make(.barrier(parties: parties), name: name))
     }
 
     /// Frees a server object; proxies to it fail afterwards with `MultiprocessingError/Code/notFound`.
@@ -412,7 +413,7 @@ public final class Manager: Sendable {
     /// - Parameter reference: the object (`proxy.reference`).
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func destroy(_ reference: ObjectReference) throws {
-        _ = try request(.destroy, object: reference.id) { _ in }
+        guard case .destroyed = try request(.destroy(object: reference.id)) else { throw unexpectedReply(to: "destroy") }
     }
 
     /// What the server holds: objects, client processes, open connections, its resident memory
@@ -421,7 +422,9 @@ public final class Manager: Sendable {
     /// - Returns: the server's counters.
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func serverStatistics() throws -> (objects: Int, clients: Int, connections: Int, residentBytes: Int, pid: Int32) {
-        var reply = try request(.serverInfo) { _ in }
-        return (try reply.int(), try reply.int(), try reply.int(), try reply.int(), Int32(truncatingIfNeeded: try reply.int()))
+        guard case .serverInfo(let objects, let clients, let connections, let residentBytes, let pid) = try request(.serverInfo) else {
+            throw unexpectedReply(to: "serverInfo")
+        }
+        return (objects, clients, connections, residentBytes, pid)
     }
 }

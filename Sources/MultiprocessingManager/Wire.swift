@@ -1,14 +1,10 @@
 import Multiprocessing
 
-// The manager protocol's messages. Each request and reply is the body of one raw-bytes frame of
-// Connection's framing (16-byte header: magic "MPF1", kind, length), written in a small binary
-// layout read with bounds checks at every step. Values (dictionary keys and values, list elements,
-// queue items) are opaque byte strings to the server: the client encodes them with WireEncoder and
-// decodes them with WireDecoder. The server never decodes a user type, so nothing that arrives can
-// make it run code; it only interprets the integers and doubles of `add` operations, and the
-// element count of a stored list for `append`.
+// The pieces of the manager protocol below its messages (Protocol/Messages.swift): operation
+// bytes, object kinds, the reply status byte, and the reader and writer of the binary layout
+// (Protocol/Layout.swift), whose varints are the wire format's.
 
-/// Operation codes. The server checks that an operation fits the object's kind.
+/// The operation byte that starts a request (Protocol/Layout.swift): the tag of a request's case.
 internal enum Op: UInt8 {
     // manager
     case create = 1, lookup = 2, destroy = 3, shutdown = 4, ping = 5, serverInfo = 6
@@ -64,7 +60,9 @@ public enum ManagedKind: UInt8, Sendable, Codable {
     internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor]
 }
 
-/// Reply status bytes.
+/// Reply status bytes. An ok reply's body follows in the wire format; an error reply's body is
+/// three strings (varint byte count, UTF-8): the error code's name, the message, and the name of
+/// the remote error type (empty for none).
 internal enum ReplyStatus: UInt8 {
     case ok = 0
     case error = 1
@@ -73,14 +71,6 @@ internal enum ReplyStatus: UInt8 {
 /// Appends the binary layout.
 internal struct ByteWriter {
     internal var bytes: [UInt8]
-
-    /// Starts a frame: 16 bytes reserved for the header, then `op` and `object`.
-    internal init(op: Op, object: UInt64) {
-        bytes = [UInt8](repeating: 0, count: ManagerPlatform.frameHeaderSize)
-        bytes.reserveCapacity(64)
-        bytes.append(op.rawValue)
-        varint(object)
-    }
 
     /// A reply frame.
     internal init(status: ReplyStatus) {
@@ -112,19 +102,6 @@ internal struct ByteWriter {
     }
 
     internal mutating func string(_ value: String) { blob(Array(value.utf8)) }
-
-    /// A timeout: 0 waits for ever, otherwise nanoseconds + 1. A timeout longer than 2^63 − 1 ns
-    /// (292 years) is sent as that, which the server takes as for ever.
-    ///
-    /// - Throws: `MultiprocessingError/Code/misuse` for a negative timeout (Python raises
-    ///   ValueError), before anything is sent.
-    internal mutating func timeout(_ value: Duration?) throws {
-        guard let value else { varint(0); return }
-        guard value >= .zero else {
-            throw MultiprocessingError(.misuse, "A manager call's timeout must not be negative (it was \(value)); pass nil to wait for ever.")
-        }
-        varint(UInt64(wireTimeoutNanoseconds(value)) + 1)
-    }
 
     /// Writes the frame header over the reserved bytes; the frame is ready to send.
     internal mutating func finish() -> [UInt8] {
@@ -198,19 +175,6 @@ internal struct ByteReader {
 
     internal mutating func string() throws -> String {
         String(decoding: try blob(), as: UTF8.self)
-    }
-
-    /// A timeout written by ``ByteWriter/timeout(_:)``: nil for ever, else nanoseconds
-    /// (0 ... Int64.max). The field is the timeout's 64-bit two's complement plus one, so a value
-    /// from another client that reads as negative is refused here, before any deadline arithmetic.
-    internal mutating func timeout() throws -> Int64? {
-        let raw = try varint()
-        if raw == 0 { return nil }
-        let nanoseconds = Int64(bitPattern: raw &- 1)
-        guard nanoseconds >= 0 else {
-            throw MultiprocessingError(.misuse, "A manager call's timeout must not be negative (it was \(nanoseconds) ns).")
-        }
-        return nanoseconds
     }
 }
 

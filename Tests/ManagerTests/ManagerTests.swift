@@ -180,10 +180,6 @@ struct ManagerTests {
 extension ManagedDictionary where Value == [String] {
     /// Sends an integer increment to a key that holds a list of strings (a type mismatch).
     func increment2(_ key: Key) throws {
-        let k = try ValueCoding.encode(key)
-        _ = try reference.call(.dAddInt) {
-            $0.blob(k)
-            $0.signed(1)
-        }
+        _ = try reference.call(DictionaryRequest.increment(key: try ValueCoding.encode(key), by: 1))
     }
 }

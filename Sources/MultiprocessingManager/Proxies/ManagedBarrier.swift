@@ -33,28 +33,35 @@ public struct ManagedBarrier: BarrierProtocol, Codable, Hashable {
     }
 
     private func wait(timeout: Duration?, interrupt: CallInterrupt?) throws -> Int {
-        var reply = try reference.call(.bWait, interrupt: interrupt) { try $0.timeout(timeout) }
-        return try reply.int()
+        let request = BarrierRequest.wait(timeout: try wireTimeout(timeout))
+        guard case .wait(let index) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        return index
     }
 
     /// Returns the barrier to its initial state; callers waiting now get
     /// `MultiprocessingError/Code/broken`.
     ///
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
-    public func reset() throws { _ = try reference.call(.bReset) }
+    public func reset() throws {
+        guard case .reset = try reference.call(BarrierRequest.reset) else { throw unexpectedReply(to: BarrierRequest.reset) }
+    }
 
     /// Breaks the barrier: every waiter, now and later, gets `MultiprocessingError/Code/broken`.
     ///
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
-    public func abort() throws { _ = try reference.call(.bAbort) }
+    public func abort() throws {
+        guard case .abort = try reference.call(BarrierRequest.abort) else { throw unexpectedReply(to: BarrierRequest.abort) }
+    }
 
     /// The parties, the callers waiting now, and whether the barrier is broken.
     ///
     /// - Returns: the barrier's state.
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func state() throws -> (parties: Int, waiting: Int, broken: Bool) {
-        var reply = try reference.call(.bInfo)
-        return (try reply.int(), try reply.int(), try reply.bool())
+        guard case .state(let parties, let waiting, let broken) = try reference.call(BarrierRequest.state) else {
+            throw unexpectedReply(to: BarrierRequest.state)
+        }
+        return (parties, waiting, broken)
     }
 
     /// How many must wait before all continue.

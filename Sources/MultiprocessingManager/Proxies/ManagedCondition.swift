@@ -82,11 +82,9 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
     }
 
     private func wait(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws {
-        var reply = try reference.call(.cWait, interrupt: interrupt) {
-            $0.varint(thread)
-            try $0.timeout(timeout)
-        }
-        guard try reply.bool() else {
+        let request = ConditionRequest.wait(thread: thread, timeout: try wireTimeout(timeout))
+        guard case .wait(let notified) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        guard notified else {
             throw MultiprocessingError(.timedOut, "ManagedCondition.wait timed out\(timeout.map { " after \($0)" } ?? "") without a notification.")
         }
     }
@@ -165,10 +163,8 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
         guard count >= 0 else {
             throw MultiprocessingError(.misuse, "ManagedCondition.notify: the number of waiters to wake must not be negative (it was \(count)).")
         }
-        _ = try reference.call(.cNotify) {
-            $0.varint(callerThread())
-            $0.varint(UInt64(count))
-        }
+        let request = ConditionRequest.notify(thread: callerThread(), count: count)
+        guard case .notify = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Wakes every waiter.

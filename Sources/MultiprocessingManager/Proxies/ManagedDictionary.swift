@@ -21,10 +21,9 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone;
     ///   `MultiprocessingError/Code/coding` when the stored value is not a `Value`.
     public func get(_ key: Key) throws -> Value? {
-        let k = try ValueCoding.encode(key)
-        var reply = try reference.call(.dGet) { $0.blob(k) }
-        guard try reply.bool() else { return nil }
-        return try ValueCoding.decode(Value.self, try reply.blob())
+        let request = DictionaryRequest.get(key: try ValueCoding.encode(key))
+        guard case .get(let value) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return try value.map { try ValueCoding.decode(Value.self, $0) }
     }
 
     /// Stores `value` under `key`.
@@ -34,12 +33,8 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     ///   - value: the value.
     /// - Throws: as ``get(_:)``.
     public func set(_ key: Key, _ value: Value) throws {
-        let k = try ValueCoding.encode(key)
-        let v = try ValueCoding.encode(value)
-        _ = try reference.call(.dSet) {
-            $0.blob(k)
-            $0.blob(v)
-        }
+        let request = DictionaryRequest.set(key: try ValueCoding.encode(key), value: try ValueCoding.encode(value))
+        guard case .set = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// The value for `key`, or nil: `try counts["k"]`. Write with ``set(_:_:)``.
@@ -56,10 +51,9 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Throws: as ``get(_:)``.
     @discardableResult
     public func removeValue(forKey key: Key) throws -> Value? {
-        let k = try ValueCoding.encode(key)
-        var reply = try reference.call(.dDelete) { $0.blob(k) }
-        guard try reply.bool() else { return nil }
-        return try ValueCoding.decode(Value.self, try reply.blob())
+        let request = DictionaryRequest.removeValue(key: try ValueCoding.encode(key))
+        guard case .removeValue(let old) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return try old.map { try ValueCoding.decode(Value.self, $0) }
     }
 
     /// Whether `key` has a value.
@@ -68,9 +62,9 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Returns: true when the dictionary holds the key.
     /// - Throws: as ``get(_:)``.
     public func contains(_ key: Key) throws -> Bool {
-        let k = try ValueCoding.encode(key)
-        var reply = try reference.call(.dContains) { $0.blob(k) }
-        return try reply.bool()
+        let request = DictionaryRequest.contains(key: try ValueCoding.encode(key))
+        guard case .contains(let found) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return found
     }
 
     /// The number of entries.
@@ -78,8 +72,8 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Returns: the count.
     /// - Throws: as ``get(_:)``.
     public func count() throws -> Int {
-        var reply = try reference.call(.dCount)
-        return try reply.int()
+        guard case .count(let n) = try reference.call(DictionaryRequest.count) else { throw unexpectedReply(to: DictionaryRequest.count) }
+        return n
     }
 
     /// A snapshot of every entry, taken atomically.
@@ -87,13 +81,8 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Returns: the dictionary's contents.
     /// - Throws: as ``get(_:)``.
     public func snapshot() throws -> [Key: Value] where Key: Hashable {
-        var reply = try reference.call(.dItems)
-        let n = try reply.int()
         var result: [Key: Value] = [:]
-        for _ in 0..<n {
-            let k = try ValueCoding.decode(Key.self, try reply.blob())
-            result[k] = try ValueCoding.decode(Value.self, try reply.blob())
-        }
+        for (key, value) in try items() { result[key] = value }
         return result
     }
 
@@ -102,12 +91,12 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Returns: the entries in no particular order.
     /// - Throws: as ``get(_:)``.
     public func items() throws -> [(key: Key, value: Value)] {
-        var reply = try reference.call(.dItems)
-        let n = try reply.int()
+        guard case .items(let keys, let values) = try reference.call(DictionaryRequest.items) else {
+            throw unexpectedReply(to: DictionaryRequest.items)
+        }
         var result: [(key: Key, value: Value)] = []
-        for _ in 0..<n {
-            let k = try ValueCoding.decode(Key.self, try reply.blob())
-            result.append((k, try ValueCoding.decode(Value.self, try reply.blob())))
+        for (key, value) in zip(keys, values) {
+            result.append((try ValueCoding.decode(Key.self, key), try ValueCoding.decode(Value.self, value)))
         }
         return result
     }
@@ -116,7 +105,7 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     ///
     /// - Throws: as ``get(_:)``.
     public func removeAll() throws {
-        _ = try reference.call(.dClear)
+        guard case .removeAll = try reference.call(DictionaryRequest.removeAll) else { throw unexpectedReply(to: DictionaryRequest.removeAll) }
     }
 
     /// Stores `value` only if `key` has none: Python's `setdefault`, atomically.
@@ -128,14 +117,9 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Throws: as ``get(_:)``.
     @discardableResult
     public func setIfAbsent(_ key: Key, _ value: Value) throws -> (inserted: Bool, current: Value) {
-        let k = try ValueCoding.encode(key)
-        let v = try ValueCoding.encode(value)
-        var reply = try reference.call(.dSetIfAbsent) {
-            $0.blob(k)
-            $0.blob(v)
-        }
-        let inserted = try reply.bool()
-        return (inserted, try ValueCoding.decode(Value.self, try reply.blob()))
+        let request = DictionaryRequest.setIfAbsent(key: try ValueCoding.encode(key), value: try ValueCoding.encode(value))
+        guard case .setIfAbsent(let inserted, let current) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return (inserted, try ValueCoding.decode(Value.self, current))
     }
 
     /// Replaces the value of `key` with `new` only if it is `expected` (nil: only if absent).
@@ -148,19 +132,10 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Throws: as ``get(_:)``.
     @discardableResult
     public func compareAndSwap(_ key: Key, expected: Value?, new: Value) throws -> (swapped: Bool, current: Value?) {
-        let k = try ValueCoding.encode(key)
-        let e = try expected.map { try ValueCoding.encode($0) }
-        let n = try ValueCoding.encode(new)
-        var reply = try reference.call(.dCompareAndSwap) {
-            $0.blob(k)
-            $0.bool(e != nil)
-            $0.blob(e ?? [])
-            $0.blob(n)
-        }
-        let swapped = try reply.bool()
-        let present = try reply.bool()
-        let current = try reply.blob()
-        return (swapped, present ? try ValueCoding.decode(Value.self, current) : nil)
+        let request = DictionaryRequest.compareAndSwap(key: try ValueCoding.encode(key), expected: try expected.map { try ValueCoding.encode($0) },
+                                                       new: try ValueCoding.encode(new))
+        guard case .compareAndSwap(let swapped, let current) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return (swapped, try current.map { try ValueCoding.decode(Value.self, $0) })
     }
 
     /// Applies `body` to the value of `key` atomically: an optimistic loop of read, apply,
@@ -203,17 +178,9 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
     /// - Throws: as ``get(_:)``.
     @discardableResult
     public func compareAndDelete(_ key: Key, expected: Value?) throws -> (deleted: Bool, current: Value?) {
-        let k = try ValueCoding.encode(key)
-        let e = try expected.map { try ValueCoding.encode($0) }
-        var reply = try reference.call(.dCompareAndDelete) {
-            $0.blob(k)
-            $0.bool(e != nil)
-            $0.blob(e ?? [])
-        }
-        let deleted = try reply.bool()
-        let present = try reply.bool()
-        let current = try reply.blob()
-        return (deleted, present ? try ValueCoding.decode(Value.self, current) : nil)
+        let request = DictionaryRequest.compareAndDelete(key: try ValueCoding.encode(key), expected: try expected.map { try ValueCoding.encode($0) })
+        guard case .compareAndDelete(let deleted, let current) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return (deleted, try current.map { try ValueCoding.decode(Value.self, $0) })
     }
 }
 
@@ -227,12 +194,9 @@ extension ManagedDictionary where Value == Int {
     /// - Throws: `MultiprocessingError/Code/misuse` on overflow; as ``get(_:)``.
     @discardableResult
     public func increment(_ key: Key, by delta: Int = 1) throws -> Int {
-        let k = try ValueCoding.encode(key)
-        var reply = try reference.call(.dAddInt) {
-            $0.blob(k)
-            $0.signed(Int64(delta))
-        }
-        return Int(try reply.signed())
+        let request = DictionaryRequest.increment(key: try ValueCoding.encode(key), by: Int64(delta))
+        guard case .increment(let sum) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return Int(sum)
     }
 }
 
@@ -246,12 +210,9 @@ extension ManagedDictionary where Value == Double {
     /// - Throws: as ``get(_:)``.
     @discardableResult
     public func increment(_ key: Key, by delta: Double = 1) throws -> Double {
-        let k = try ValueCoding.encode(key)
-        var reply = try reference.call(.dAddDouble) {
-            $0.blob(k)
-            $0.double(delta)
-        }
-        return try reply.double()
+        let request = DictionaryRequest.incrementDouble(key: try ValueCoding.encode(key), by: delta)
+        guard case .incrementDouble(let sum) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return sum
     }
 }
 
@@ -266,12 +227,8 @@ extension ManagedDictionary {
     /// - Throws: `MultiprocessingError/Code/coding` when the stored value is not such a list.
     @discardableResult
     public func append<Element: Codable>(_ element: Element, to key: Key) throws -> Int where Value == [Element] {
-        let k = try ValueCoding.encode(key)
-        let single = try ValueCoding.encode([element])
-        var reply = try reference.call(.dAppend) {
-            $0.blob(k)
-            $0.blob(single)
-        }
-        return try reply.int()
+        let request = DictionaryRequest.append(key: try ValueCoding.encode(key), single: try ValueCoding.encode([element]))
+        guard case .append(let count) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return count
     }
 }

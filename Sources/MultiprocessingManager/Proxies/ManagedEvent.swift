@@ -14,20 +14,24 @@ public struct ManagedEvent: EventProtocol, Codable, Hashable {
     /// Sets the flag and wakes every waiter.
     ///
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
-    public func set() throws { _ = try reference.call(.evSet) }
+    public func set() throws {
+        guard case .set = try reference.call(EventRequest.set) else { throw unexpectedReply(to: EventRequest.set) }
+    }
 
     /// Clears the flag.
     ///
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
-    public func clear() throws { _ = try reference.call(.evClear) }
+    public func clear() throws {
+        guard case .clear = try reference.call(EventRequest.clear) else { throw unexpectedReply(to: EventRequest.clear) }
+    }
 
     /// Whether the flag is set: Python's `is_set()`.
     ///
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public var isSet: Bool {
         get throws {
-            var reply = try reference.call(.evIsSet)
-            return try reply.bool()
+            guard case .isSet(let flag) = try reference.call(EventRequest.isSet) else { throw unexpectedReply(to: EventRequest.isSet) }
+            return flag
         }
     }
 
@@ -49,8 +53,9 @@ public struct ManagedEvent: EventProtocol, Codable, Hashable {
     }
 
     private func wait(timeout: Duration?, interrupt: CallInterrupt?) throws {
-        var reply = try reference.call(.evWait, interrupt: interrupt) { try $0.timeout(timeout) }
-        guard try reply.bool() else {
+        let request = EventRequest.wait(timeout: try wireTimeout(timeout))
+        guard case .wait(let set) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        guard set else {
             throw MultiprocessingError(.timedOut, "ManagedEvent.wait timed out\(timeout.map { " after \($0)" } ?? "") with the flag still clear.")
         }
     }

@@ -14,9 +14,9 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     @discardableResult
     public func append(_ element: Element) throws -> Int {
-        let e = try ValueCoding.encode(element)
-        var reply = try reference.call(.lAppend) { $0.blob(e) }
-        return try reply.int()
+        let request = ListRequest.append(element: try ValueCoding.encode(element))
+        guard case .append(let count) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return count
     }
 
     /// Appends several elements at once.
@@ -26,12 +26,9 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     /// - Throws: as ``append(_:)``.
     @discardableResult
     public func append(contentsOf elements: [Element]) throws -> Int {
-        let encoded = try elements.map { try ValueCoding.encode($0) }
-        var reply = try reference.call(.lExtend) { writer in
-            writer.varint(UInt64(encoded.count))
-            for e in encoded { writer.blob(e) }
-        }
-        return try reply.int()
+        let request = ListRequest.extend(elements: try elements.map { try ValueCoding.encode($0) })
+        guard case .extend(let count) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return count
     }
 
     /// The element at `index` (negative counts from the end).
@@ -40,8 +37,9 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     /// - Returns: the element.
     /// - Throws: `MultiprocessingError/Code/misuse` for an index out of range; as ``append(_:)``.
     public func get(_ index: Int) throws -> Element {
-        var reply = try reference.call(.lGet) { $0.signed(Int64(index)) }
-        return try ValueCoding.decode(Element.self, try reply.blob())
+        let request = ListRequest.get(index: Int64(index))
+        guard case .get(let element) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return try ValueCoding.decode(Element.self, element)
     }
 
     /// Replaces the element at `index`.
@@ -51,11 +49,8 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     ///   - element: the new element.
     /// - Throws: as ``get(_:)``.
     public func set(_ index: Int, _ element: Element) throws {
-        let e = try ValueCoding.encode(element)
-        _ = try reference.call(.lSet) {
-            $0.signed(Int64(index))
-            $0.blob(e)
-        }
+        let request = ListRequest.set(index: Int64(index), element: try ValueCoding.encode(element))
+        guard case .set = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Inserts an element before `index` (clamped to the list, as Python's `insert`).
@@ -65,11 +60,8 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     ///   - index: the position.
     /// - Throws: as ``append(_:)``.
     public func insert(_ element: Element, at index: Int) throws {
-        let e = try ValueCoding.encode(element)
-        _ = try reference.call(.lInsert) {
-            $0.signed(Int64(index))
-            $0.blob(e)
-        }
+        let request = ListRequest.insert(element: try ValueCoding.encode(element), index: Int64(index))
+        guard case .insert = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Removes and returns the element at `index` (the last by default): Python's `pop`.
@@ -79,8 +71,9 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     /// - Throws: as ``get(_:)``.
     @discardableResult
     public func remove(at index: Int = -1) throws -> Element {
-        var reply = try reference.call(.lRemoveAt) { $0.signed(Int64(index)) }
-        return try ValueCoding.decode(Element.self, try reply.blob())
+        let request = ListRequest.remove(index: Int64(index))
+        guard case .remove(let element) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return try ValueCoding.decode(Element.self, element)
     }
 
     /// The number of elements.
@@ -88,8 +81,8 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     /// - Returns: the count.
     /// - Throws: as ``append(_:)``.
     public func count() throws -> Int {
-        var reply = try reference.call(.lCount)
-        return try reply.int()
+        guard case .count(let n) = try reference.call(ListRequest.count) else { throw unexpectedReply(to: ListRequest.count) }
+        return n
     }
 
     /// Every element, taken atomically.
@@ -97,18 +90,14 @@ public struct ManagedList<Element: Codable & Sendable>: Sendable, Codable, Hasha
     /// - Returns: the list's contents.
     /// - Throws: as ``append(_:)``.
     public func snapshot() throws -> [Element] {
-        var reply = try reference.call(.lSnapshot)
-        let n = try reply.int()
-        var result: [Element] = []
-        result.reserveCapacity(min(n, 1 << 16))
-        for _ in 0..<n { result.append(try ValueCoding.decode(Element.self, try reply.blob())) }
-        return result
+        guard case .snapshot(let elements) = try reference.call(ListRequest.snapshot) else { throw unexpectedReply(to: ListRequest.snapshot) }
+        return try elements.map { try ValueCoding.decode(Element.self, $0) }
     }
 
     /// Removes every element.
     ///
     /// - Throws: as ``append(_:)``.
     public func removeAll() throws {
-        _ = try reference.call(.lClear)
+        guard case .removeAll = try reference.call(ListRequest.removeAll) else { throw unexpectedReply(to: ListRequest.removeAll) }
     }
 }

@@ -63,15 +63,13 @@ public struct ManagedLock: Locking, Codable, Hashable {
     }
 
     internal func acquire(timeout: Duration?, thread: UInt64, interrupt: CallInterrupt?) throws {
-        var reply = try reference.call(.acquire, interrupt: interrupt) {
-            $0.varint(thread)
-            try $0.timeout(timeout)
-        }
-        switch try reply.byte() {
-        case 0: return
-        case 2:
+        let request = LockRequest.acquire(thread: thread, timeout: try wireTimeout(timeout))
+        guard case .acquire(let outcome) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        switch outcome {
+        case .acquired: return
+        case .acquiredAfterOwnerDied:
             throw MultiprocessingError(.ownerDied, "The manager lock's previous owner died while holding it. The lock is now held by the caller: repair the shared data, then release it.")
-        default:
+        case .timedOut:
             throw MultiprocessingError(.timedOut, "Acquiring the manager lock timed out\(timeout.map { " after \($0)" } ?? "").")
         }
     }
@@ -85,7 +83,8 @@ public struct ManagedLock: Locking, Codable, Hashable {
     }
 
     internal func release(thread: UInt64) throws {
-        _ = try reference.call(.release) { $0.varint(thread) }
+        let request = LockRequest.release(thread: thread)
+        guard case .release = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Whether some thread holds the lock now: Python's `locked()`.
@@ -93,8 +92,8 @@ public struct ManagedLock: Locking, Codable, Hashable {
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public var isLocked: Bool {
         get throws {
-            var reply = try reference.call(.isLocked)
-            return try reply.bool()
+            guard case .isLocked(let locked) = try reference.call(LockRequest.isLocked) else { throw unexpectedReply(to: LockRequest.isLocked) }
+            return locked
         }
     }
 

@@ -42,12 +42,9 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
     }
 
     private func put(_ item: Element, timeout: Duration?, nowait: Bool, interrupt: CallInterrupt?) throws {
-        let e = try ValueCoding.encode(item)
+        let request = QueueRequest.put(item: try ValueCoding.encode(item), timeout: try wireTimeout(timeout))
         do {
-            _ = try reference.call(.qPut, interrupt: interrupt) {
-                $0.blob(e)
-                try $0.timeout(timeout)
-            }
+            guard case .put = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
         } catch let error as MultiprocessingError where error.code == .full && !nowait {
             throw MultiprocessingError(.timedOut, "ManagedQueue.put timed out\(timeout.map { " after \($0)" } ?? "") with the queue still full.")
         }
@@ -81,13 +78,15 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
     }
 
     private func get(timeout: Duration?, nowait: Bool, interrupt: CallInterrupt?) throws -> Element {
-        var reply: ByteReader
+        let request = QueueRequest.get(timeout: try wireTimeout(timeout))
+        let item: [UInt8]
         do {
-            reply = try reference.call(.qGet, interrupt: interrupt) { try $0.timeout(timeout) }
+            guard case .get(let bytes) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+            item = bytes
         } catch let error as MultiprocessingError where error.code == .empty && !nowait {
             throw MultiprocessingError(.timedOut, "ManagedQueue.get timed out\(timeout.map { " after \($0)" } ?? "") with the queue still empty.")
         }
-        return try ValueCoding.decode(Element.self, try reply.blob())
+        return try ValueCoding.decode(Element.self, item)
     }
 
     /// The number of items waiting (a snapshot): Python's `qsize()`.
@@ -95,8 +94,8 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public var qsize: Int {
         get throws {
-            var reply = try reference.call(.qCount)
-            return try reply.int()
+            guard case .count(let n) = try reference.call(QueueRequest.count) else { throw unexpectedReply(to: QueueRequest.count) }
+            return n
         }
     }
 

@@ -40,8 +40,9 @@ public struct ManagedSemaphore: SemaphoreProtocol, Codable, Hashable {
     }
 
     private func acquire(timeout: Duration?, interrupt: CallInterrupt?) throws {
-        var reply = try reference.call(.semAcquire, interrupt: interrupt) { try $0.timeout(timeout) }
-        guard try reply.bool() else {
+        let request = SemaphoreRequest.acquire(timeout: try wireTimeout(timeout))
+        guard case .acquire(let acquired) = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        guard acquired else {
             throw MultiprocessingError(.timedOut, "Acquiring the manager semaphore timed out\(timeout.map { " after \($0)" } ?? "").")
         }
     }
@@ -55,7 +56,8 @@ public struct ManagedSemaphore: SemaphoreProtocol, Codable, Hashable {
         guard count >= 1 else {
             throw MultiprocessingError(.misuse, "ManagedSemaphore.release(_ count:): count must be at least 1 (it was \(count)).")
         }
-        _ = try reference.call(.semRelease) { $0.varint(UInt64(count)) }
+        let request = SemaphoreRequest.release(count: count)
+        guard case .release = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// The permits available now (a snapshot).
@@ -63,8 +65,8 @@ public struct ManagedSemaphore: SemaphoreProtocol, Codable, Hashable {
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public var value: Int {
         get throws {
-            var reply = try reference.call(.semValue)
-            return try reply.int()
+            guard case .value(let n) = try reference.call(SemaphoreRequest.value) else { throw unexpectedReply(to: SemaphoreRequest.value) }
+            return n
         }
     }
 }

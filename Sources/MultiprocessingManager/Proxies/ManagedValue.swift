@@ -12,8 +12,8 @@ public struct ManagedValue<Wrapped: Codable & Sendable>: Sendable, Codable, Hash
     /// - Returns: the value.
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func get() throws -> Wrapped {
-        var reply = try reference.call(.vGet)
-        return try ValueCoding.decode(Wrapped.self, try reply.blob())
+        guard case .get(let value) = try reference.call(ValueRequest.get) else { throw unexpectedReply(to: ValueRequest.get) }
+        return try ValueCoding.decode(Wrapped.self, value)
     }
 
     /// Replaces the value.
@@ -21,8 +21,8 @@ public struct ManagedValue<Wrapped: Codable & Sendable>: Sendable, Codable, Hash
     /// - Parameter value: the new value.
     /// - Throws: as ``get()``.
     public func set(_ value: Wrapped) throws {
-        let v = try ValueCoding.encode(value)
-        _ = try reference.call(.vSet) { $0.blob(v) }
+        let request = ValueRequest.set(value: try ValueCoding.encode(value))
+        guard case .set = try reference.call(request) else { throw unexpectedReply(to: request) }
     }
 
     /// Replaces the value with `new` only if it is `expected`.
@@ -34,14 +34,9 @@ public struct ManagedValue<Wrapped: Codable & Sendable>: Sendable, Codable, Hash
     /// - Throws: as ``get()``.
     @discardableResult
     public func compareAndSwap(expected: Wrapped, new: Wrapped) throws -> (swapped: Bool, current: Wrapped) {
-        let e = try ValueCoding.encode(expected)
-        let n = try ValueCoding.encode(new)
-        var reply = try reference.call(.vCompareAndSwap) {
-            $0.blob(e)
-            $0.blob(n)
-        }
-        let swapped = try reply.bool()
-        return (swapped, try ValueCoding.decode(Wrapped.self, try reply.blob()))
+        let request = ValueRequest.compareAndSwap(expected: try ValueCoding.encode(expected), new: try ValueCoding.encode(new))
+        guard case .compareAndSwap(let swapped, let current) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return (swapped, try ValueCoding.decode(Wrapped.self, current))
     }
 
     /// Applies `body` atomically (read, apply, compare-and-swap, retried on a race).
@@ -70,8 +65,9 @@ extension ManagedValue where Wrapped == Int {
     /// - Throws: as ``get()``.
     @discardableResult
     public func increment(by delta: Int = 1) throws -> Int {
-        var reply = try reference.call(.vAddInt) { $0.signed(Int64(delta)) }
-        return Int(try reply.signed())
+        let request = ValueRequest.increment(by: Int64(delta))
+        guard case .increment(let sum) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return Int(sum)
     }
 }
 
@@ -83,7 +79,8 @@ extension ManagedValue where Wrapped == Double {
     /// - Throws: as ``get()``.
     @discardableResult
     public func increment(by delta: Double = 1) throws -> Double {
-        var reply = try reference.call(.vAddDouble) { $0.double(delta) }
-        return try reply.double()
+        let request = ValueRequest.incrementDouble(by: delta)
+        guard case .incrementDouble(let sum) = try reference.call(request) else { throw unexpectedReply(to: request) }
+        return sum
     }
 }

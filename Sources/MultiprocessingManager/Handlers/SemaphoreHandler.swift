@@ -1,0 +1,38 @@
+import Multiprocessing
+
+/// A counting semaphore's permits.
+internal final class SemaphoreState {
+    internal var permits: Int
+
+    internal init(permits: Int) { self.permits = permits }
+}
+
+extension ManagerServer {
+    internal func serve(_ request: SemaphoreRequest, _ object: ServerObject, _ state: SemaphoreState,
+                        _ connection: ConnectionContext) throws -> SemaphoreReply {
+        switch request {
+        case .acquire(let timeout):
+            let got = try waitFor(object, timeout: try checkedTimeout(timeout), connection) { () -> Bool? in
+                guard state.permits > 0 else { return nil }
+                state.permits -= 1
+                return true
+            }
+            return .acquire(acquired: got != nil)
+        case .release(let count):
+            guard count >= 0 else {
+                throw MultiprocessingError(.misuse, "ManagedSemaphore.release: count must not be negative (it was \(count)).")
+            }
+            try locked(object) {
+                let (sum, overflow) = state.permits.addingReportingOverflow(count)
+                guard !overflow else {
+                    throw MultiprocessingError(.misuse, "ManagedSemaphore.release: releasing \(count) more permits would overflow the count of \(state.permits).")
+                }
+                state.permits = sum
+                object.changed()
+            }
+            return .release
+        case .value:
+            return .value(try locked(object) { state.permits })
+        }
+    }
+}
