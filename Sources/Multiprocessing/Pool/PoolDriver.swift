@@ -69,6 +69,8 @@ final class PoolDriver: @unchecked Sendable {
     let startError = Mutex<PoolTaskError?>(nil)
     /// Set when the driver has stopped and every worker is reaped.
     let stopped = PoolCompletion()
+    /// The pids of the live workers, for callers (``ProcessPool/workerPIDs``).
+    let pids = Mutex<[Int32]>([])
 
     private var slots: [Slot] = []
     private var jobs: [PoolJob] = []
@@ -143,6 +145,7 @@ final class PoolDriver: @unchecked Sendable {
         slot.deaths = slots[index].deaths
         slot.chunkNanoseconds = slots[index].chunkNanoseconds
         slots[index] = slot
+        publishPIDs()
     }
 
     /// Closes a worker's channel (it exits when it sees the end) or kills it; it is reaped by the monitor.
@@ -152,6 +155,13 @@ final class PoolDriver: @unchecked Sendable {
         slots[index].fd = -1
         slots[index].child = nil
         slots[index].ready = false
+        slots[index].pid = 0
+        publishPIDs()
+    }
+
+    private func publishPIDs() {
+        let live = slots.compactMap { $0.child != nil ? $0.pid : nil }
+        pids.withLock { $0 = live }
     }
 
     // MARK: the loop

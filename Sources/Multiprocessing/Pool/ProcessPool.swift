@@ -70,6 +70,9 @@ public final class ProcessPool: Sendable {
         }
     }
 
+    /// The process ids of the workers alive now (Python's `[p.pid for p in pool._pool]`).
+    public var workerPIDs: [Int32] { driver.pids.withLock { $0 } }
+
     deinit {
         if !driver.stopped.isDone { driver.send(.terminate) }
     }
