@@ -44,3 +44,267 @@ struct PoolTests {
         #expect(pool.workerPIDs.contains(pid))
     }
 }
+
+@Suite("ProcessPool failures", .serialized)
+struct PoolFailureTests {
+    @Test func aThrownErrorComesBackWholeAndFailsThatTaskAlone() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        let results = try await pool.mapResults(PoolEvenOnly(), over: 0..<100)
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let value):
+                #expect(index % 2 == 0 && value == index / 2)
+            case .failure(let error):
+                #expect(index % 2 == 1)
+                #expect(error.code == .childFailed)
+                #expect(error.indices == [index])
+                #expect(error.remoteTypeName?.hasSuffix("PoolOddError") == true)
+                #expect(error.message.contains("\(index) is odd"))
+                #expect(error.remoteError as? PoolOddError == PoolOddError(value: index))
+            }
+        }
+        // map throws the lowest-indexed failure.
+        await #expect {
+            _ = try await pool.map(PoolEvenOnly(), over: [2, 4, 5, 7])
+        } throws: { error in
+            (error as? PoolTaskError)?.indices == [2]
+        }
+    }
+
+    @Test func anUnencodableResultFailsThatTaskAloneTwentyTimes() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        let pids = Set(pool.workerPIDs)
+        for round in 0..<20 {
+            let results = try await pool.mapResults(PoolSometimesUnencodable(every: 10), over: (0..<50).map { $0 + round })
+            for (offset, result) in results.enumerated() {
+                let x = offset + round
+                if x % 10 == 0 {
+                    guard case .failure(let error) = result else { Issue.record("task \(offset) should have failed"); continue }
+                    #expect(error.code == .coding)
+                    #expect(error.indices == [offset])
+                    #expect(error.message.contains("refuses to be encoded"))
+                } else {
+                    #expect((try? result.get()) == PoolFragile(value: x, poisoned: false))
+                }
+            }
+        }
+        // The workers lived on: the same processes, and the pool still works.
+        #expect(Set(pool.workerPIDs) == pids)
+        #expect(try await pool.map(PoolSquare(), over: [5]) == [25])
+    }
+
+    @Test func aThrowingInitializerFailsCreationOnceAndLeavesNothing() throws {
+        var failure: PoolTaskError?
+        do {
+            _ = try ProcessPool(workers: 3, initializer: PoolFailingInitializer())
+        } catch let error as PoolTaskError {
+            failure = error
+        }
+        let error = try #require(failure)
+        #expect(error.code == .childStartFailed)
+        #expect(error.message.contains("initializer") && error.message.contains("7 is odd"))
+        #expect(error.remoteError as? PoolOddError == PoolOddError(value: 7))
+        // The pool is gone with its workers (the one that failed among them): nothing respawns.
+        let pid = try #require(error.pid)
+        #expect(!processIsRunning(pid))
+        #expect(zombieChildren(of: getpid()).isEmpty)
+    }
+
+    @Test func anInitializerRunsInEveryWorker() async throws {
+        try await ProcessPool.with(workers: 2, initializer: PoolSetGreeting(greeting: "hello")) { pool in
+            let greetings = try await pool.map(PoolReadGreeting(), over: 0..<20, chunking: .fixed(1))
+            #expect(greetings == (0..<20).map { "hello \($0)" })
+        }
+    }
+
+    /// A worker SIGKILLed in the middle of a map: the map returns, the tasks that worker was
+    /// running fail with its pid, -SIGKILL and their indices, every other task has its result.
+    @Test func aWorkerKilledDuringMapFailsOnlyItsTasks() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        for round in 0..<100 {
+            let victim = try #require(pool.workerPIDs.first)
+            async let results = pool.mapResults(PoolSleepThenTell(milliseconds: 2), over: 0..<40, chunking: .fixed(2))
+            // Kill it once it is running a task of this map.
+            usleep(8_000)
+            kill(victim, SIGKILL)
+            let all = try await results
+            var failed = 0
+            for (index, result) in all.enumerated() {
+                switch result {
+                case .success(let answer):
+                    #expect(answer.input == index)
+                case .failure(let error):
+                    failed += 1
+                    #expect(error.code == .childDied, "round \(round)")
+                    #expect(error.pid == victim)
+                    #expect(error.exitStatus == .signaled(.kill))
+                    #expect(error.exitStatus?.code == -9)
+                    #expect(error.indices.contains(index))
+                    #expect(error.message.contains("\(victim)") && error.message.contains("SIGKILL"))
+                }
+            }
+            #expect(failed <= 2, "only the chunk it was running fails")
+            #expect(zombieChildren(of: getpid()).isEmpty)
+        }
+        // Replaced: still two workers, and the pool works.
+        #expect(eventually { pool.workerPIDs.count == 2 })
+        #expect(try await pool.map(PoolSquare(), over: 0..<10) == (0..<10).map { $0 * $0 })
+    }
+
+    @Test func withRetryEveryTaskOfAKilledWorkerStillGetsItsResult() async throws {
+        let pool = try ProcessPool(workers: 2, onWorkerDeath: .retry(3))
+        defer { pool.terminate() }
+        for _ in 0..<20 {
+            let victim = try #require(pool.workerPIDs.first)
+            async let results = pool.map(PoolSleepThenTell(milliseconds: 2), over: 0..<40, chunking: .fixed(4))
+            usleep(8_000)
+            kill(victim, SIGKILL)
+            let all = try await results
+            #expect(all.map(\.input) == Array(0..<40))
+        }
+    }
+
+    @Test func aTaskThatKillsItsWorkerFailsAloneEvenWithRetries() async throws {
+        let pool = try ProcessPool(workers: 2, onWorkerDeath: .retry(2))
+        defer { pool.terminate() }
+        let results = try await pool.mapResults(PoolCrashOn(poison: 13), over: 0..<40, chunking: .fixed(5))
+        for (index, result) in results.enumerated() {
+            if index == 13 {
+                guard case .failure(let error) = result else { Issue.record("the poison task succeeded"); continue }
+                #expect(error.code == .childDied)
+                #expect(error.indices == [13])
+                #expect(error.exitStatus == .signaled(.kill))
+            } else {
+                #expect((try? result.get()) == index)
+            }
+        }
+    }
+
+    @Test func aTaskPastTheTimeoutFailsAndItsWorkerIsReplaced() async throws {
+        let pool = try ProcessPool(workers: 2, taskTimeout: .milliseconds(300))
+        defer { pool.terminate() }
+        let results = try await pool.mapResults(PoolSleepThenTell(milliseconds: 0), over: [0, 1, 2])
+        #expect(results.allSatisfy { (try? $0.get()) != nil })
+        let slow = try await pool.mapResults(PoolSleepThenTellSlowOn(slow: 1, milliseconds: 5_000), over: [0, 1, 2])
+        guard case .failure(let error) = slow[1] else { Issue.record("the slow task did not time out"); return }
+        #expect(error.code == .timedOut)
+        #expect(error.indices == [1])
+        #expect((try? slow[0].get()) == 0 && (try? slow[2].get()) == 2)
+        #expect(eventually { pool.workerPIDs.count == 2 })
+    }
+
+    @Test func workersIgnoreSIGINTAndSIGHUP() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        let pids = pool.workerPIDs
+        for pid in pids {
+            kill(pid, SIGINT)
+            kill(pid, SIGHUP)
+        }
+        #expect(try await pool.map(PoolSquare(), over: 0..<100, chunking: .fixed(1)) == (0..<100).map { $0 * $0 })
+        #expect(Set(pool.workerPIDs) == Set(pids))
+    }
+}
+
+@Suite("ProcessPool lifecycle", .serialized)
+struct PoolLifecycleTests {
+    @Test func cancellingAMapThrowsCancellationErrorAndTheScopeLeavesNoProcess() async throws {
+        let started = ContinuousClock.now
+        let workers = Mutex_<[Int32]>([])
+        let task = Task {
+            try await ProcessPool.with(workers: 2) { pool in
+                workers.set(pool.workerPIDs)
+                return try await pool.map(PoolSleepThenTell(milliseconds: 10_000), over: 0..<8, chunking: .fixed(1))
+            }
+        }
+        #expect(eventually { workers.get().count == 2 })
+        usleep(200_000)
+        task.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await task.value }
+        // The scope terminated and reaped its workers before it returned.
+        for pid in workers.get() { #expect(!processIsRunning(pid)) }
+        #expect(liveChildren().isDisjoint(with: workers.get()))
+        #expect(ContinuousClock.now - started < .seconds(9), "the 10 s tasks were not waited for")
+    }
+
+    @Test func closeThenJoinRunsWhatWasSubmittedAndEndsTheWorkers() async throws {
+        let pool = try ProcessPool(workers: 2)
+        let workers = pool.workerPIDs
+        let handles = try (0..<10).map { try pool.submit(PoolPidTask(add: Int32($0))) }
+        pool.close()
+        #expect(throws: MultiprocessingError.self) { _ = try pool.submit(PoolPidTask(add: 0)) }
+        try await pool.join()
+        for handle in handles { _ = try await handle.value }
+        #expect(liveChildren().isDisjoint(with: workers))
+    }
+
+    @Test func terminateFailsWhatIsPendingAndEndsTheWorkers() async throws {
+        let pool = try ProcessPool(workers: 2)
+        let workers = pool.workerPIDs
+        let handles = try (0..<6).map { _ in try pool.submit(PoolSleepTask(milliseconds: 10_000)) }
+        usleep(100_000)
+        pool.terminate()
+        for handle in handles {
+            await #expect(throws: PoolTaskError.self) { try await handle.value }
+        }
+        #expect(liveChildren().isDisjoint(with: workers))
+    }
+
+    @Test func aSubmittedTaskCanBeCancelledAndCallsBack() async throws {
+        let pool = try ProcessPool(workers: 1)
+        defer { pool.terminate() }
+        let slow = try pool.submit(PoolSleepTask(milliseconds: 10_000))
+        let next = try pool.submit(PoolPidTask(add: 1))
+        let called = Mutex_<Int32?>(nil)
+        next.onDone { result in called.set(try? result.get()) }
+        slow.cancel()
+        await #expect(throws: PoolTaskError.self) { try await slow.value }
+        let value = try await next.value
+        #expect(eventually { called.get() == value })
+    }
+
+    @Test func recyclingReplacesWorkersAndKeepsEveryResult() async throws {
+        let pool = try ProcessPool(workers: 2, recycling: .after(tasks: 5))
+        defer { pool.terminate() }
+        let answers = try await pool.map(PoolSleepThenTell(milliseconds: 0), over: 0..<100, chunking: .fixed(1))
+        #expect(answers.map(\.input) == Array(0..<100))
+        let pids = Set(answers.map(\.pid))
+        #expect(pids.count >= 20, "100 tasks, 5 per worker: at least 20 workers, saw \(pids.count)")
+        #expect(zombieChildren(of: getpid()).isEmpty)
+    }
+
+    @Test func aLeakingTaskUnderAMemoryLimitIsRecycledWithoutErrors() async throws {
+        let pool = try ProcessPool(workers: 2, recycling: .above(residentBytes: 64 << 20))
+        defer { pool.terminate() }
+        let results = try await pool.map(PoolLeak(megabytes: 8), over: 0..<60, chunking: .fixed(1))
+        #expect(results == Array(0..<60))
+    }
+
+    @Test func mapUnorderedReadsALazyInputWithinItsWindow() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        let counter = Mutex_<Int>(0)
+        let inputs = (0..<20_000).lazy.map { x -> Int in counter.set(counter.get() + 1); return x }
+        var seen = Set<Int>()
+        var maxAhead = 0
+        for try await (index, result) in try pool.mapUnordered(PoolSquare(), over: inputs, window: 64) {
+            #expect(try result.get() == index * index)
+            seen.insert(index)
+            maxAhead = max(maxAhead, counter.get() - seen.count)
+        }
+        #expect(seen.count == 20_000)
+        #expect(maxAhead <= 64)
+    }
+}
+
+/// A tiny lock box for test bookkeeping.
+final class Mutex_<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
+}

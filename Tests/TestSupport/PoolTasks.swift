@@ -115,3 +115,24 @@ public struct PoolLeak: PoolFunction {
         return x
     }
 }
+
+/// Sleeps for a long time on one input only.
+public struct PoolSleepThenTellSlowOn: PoolFunction {
+    public var slow: Int
+    public var milliseconds: Int
+    public init(slow: Int, milliseconds: Int) {
+        self.slow = slow
+        self.milliseconds = milliseconds
+    }
+    public func run(_ x: Int) -> Int {
+        if x == slow { usleep(UInt32(milliseconds * 1000)) }
+        return x
+    }
+}
+
+/// A submitted task that sleeps.
+public struct PoolSleepTask: ProcessTask {
+    public var milliseconds: Int
+    public init(milliseconds: Int) { self.milliseconds = milliseconds }
+    public func run() { usleep(UInt32(milliseconds * 1000)) }
+}

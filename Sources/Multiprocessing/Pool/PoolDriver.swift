@@ -286,15 +286,28 @@ final class PoolDriver: @unchecked Sendable {
         while progressed {
             progressed = false
             for index in slots.indices where slots[index].ready && !slots[index].retiring && slots[index].inFlight.count < depth(slots[index]) {
-                guard let piece = nextPiece(live: live) else { return }
+                // A worker to recycle after N tasks is given no more than N in all.
+                var budget = Int.max
+                if let limit = settings.recycling.afterTasks {
+                    budget = limit - slots[index].tasksDone - slots[index].inFlight.reduce(0) { $0 + $1.count }
+                    if budget <= 0 { continue }
+                }
+                guard let piece = nextPiece(live: live, budget: budget) else { return }
                 send(piece, to: index, now: now)
                 progressed = true
             }
         }
     }
 
-    private func nextPiece(live: Int) -> Piece? {
-        if !requeued.isEmpty { return requeued.removeFirst() }
+    private func nextPiece(live: Int, budget: Int) -> Piece? {
+        if !requeued.isEmpty {
+            if requeued[0].count <= budget { return requeued.removeFirst() }
+            // Split it: the part within the budget now, the rest stays first in line.
+            let piece = Piece(job: requeued[0].job, start: requeued[0].start, count: budget, attempt: requeued[0].attempt)
+            requeued[0].start += budget
+            requeued[0].count -= budget
+            return piece
+        }
         var position = 0
         while position < jobs.count {
             let job = jobs[position]
@@ -308,7 +321,7 @@ final class PoolDriver: @unchecked Sendable {
                 position += 1
                 continue
             }
-            let size = chunkSize(job, available: available, remaining: count - job.dispatched, complete: complete, live: live)
+            let size = min(budget, chunkSize(job, available: available, remaining: count - job.dispatched, complete: complete, live: live))
             let piece = Piece(job: job, start: job.dispatched, count: size, attempt: 0)
             job.dispatched += size
             return piece

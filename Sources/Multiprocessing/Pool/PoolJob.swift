@@ -286,10 +286,11 @@ final class PoolMapSink<Output: Codable & Sendable>: PoolJobSink, @unchecked Sen
 }
 
 /// The result of one submitted task.
-final class PoolTaskSink<Output: Sendable>: PoolJobSink, @unchecked Sendable {
-    // @unchecked: `result` is written once by the driver thread before `completion`, read after it.
+final class PoolTaskSink<Output: Sendable>: PoolJobSink, Sendable {
     let completion = PoolCompletion()
-    private(set) var result: Result<Output, PoolTaskError>?
+    private let stored = Mutex<Result<Output, PoolTaskError>?>(nil)
+    /// The result, once there is one (the driver's, or a cancellation's, whichever came first).
+    var result: Result<Output, PoolTaskError>? { stored.withLock { $0 } }
     private let decode: @Sendable (UnsafeRawBufferPointer) throws -> Output
     let onDone = Mutex<[@Sendable (Result<Output, PoolTaskError>) -> Void]>([])
 
@@ -315,8 +316,12 @@ final class PoolTaskSink<Output: Sendable>: PoolJobSink, @unchecked Sendable {
     }
 
     private func finish(_ result: Result<Output, PoolTaskError>) {
-        guard self.result == nil else { return }
-        self.result = result
+        let first = stored.withLock { stored -> Bool in
+            guard stored == nil else { return false }
+            stored = result
+            return true
+        }
+        guard first else { return }
         completion.complete()
         let callbacks = onDone.withLock { callbacks in
             defer { callbacks = [] }
