@@ -308,3 +308,26 @@ final class Mutex_<Value: Sendable>: @unchecked Sendable {
     func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
     func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
 }
+
+@Suite("ProcessPool when its parent dies", .serialized)
+struct PoolParentDeathTests {
+    /// SIGKILL or SIGINT to a process running a long map: its workers die with it (daemon children
+    /// with PR_SET_PDEATHSIG), none is orphaned.
+    @Test(arguments: [SIGKILL, SIGINT])
+    func theWorkersOfAKilledParentDieWithIt(signal: Int32) throws {
+        let path = NSTemporaryDirectory() + "pool-parent-\(getpid())-\(signal)"
+        defer { unlink(path) }
+        let parent = ChildProcess(PoolParentScenario(path: path))
+        try parent.start()
+        #expect(eventually(within: .seconds(30)) { FileManager.default.fileExists(atPath: path) })
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let workers = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int32($0) }
+        #expect(workers.count == 2)
+        for pid in workers { #expect(processIsRunning(pid)) }
+        kill(parent.pid ?? 0, signal)
+        try parent.join(timeout: .seconds(30))
+        #expect(parent.exitStatus == .signaled(Signal(rawValue: signal)))
+        // Within the grace period plus a second, every worker is gone.
+        #expect(eventually(within: .seconds(2)) { workers.allSatisfy { !processIsRunning($0) } })
+    }
+}

@@ -136,3 +136,19 @@ public struct PoolSleepTask: ProcessTask {
     public init(milliseconds: Int) { self.milliseconds = milliseconds }
     public func run() { usleep(UInt32(milliseconds * 1000)) }
 }
+
+/// A parent of a pool: starts one, writes its worker pids to `path` (one line, space-separated),
+/// then maps long tasks until it is killed.
+public struct PoolParentScenario: ProcessTask {
+    public var path: String
+    public init(path: String) { self.path = path }
+    public func run() throws {
+        let pool = try ProcessPool(workers: 2)
+        let line = pool.workerPIDs.map(String.init).joined(separator: " ") + "\n"
+        let fd = open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        close(fd)
+        rename(path + ".tmp", path)
+        _ = try pool.map(PoolSleepThenTell(milliseconds: 60_000), over: 0..<4, chunking: .fixed(1))
+    }
+}
