@@ -38,5 +38,8 @@ let package = Package(
             path: "Sources/ManagerBenchmark",
             exclude: ["manager_peer.py"]
         ),
+        // ProcessPool map, latency, recycling and start, beside Python's Pool and ProcessPoolExecutor.
+        .executableTarget(name: "PoolBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/PoolBenchmark",
+                          exclude: ["pool_peer.py"]),
     ]
 )

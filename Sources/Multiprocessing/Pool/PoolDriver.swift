@@ -12,6 +12,16 @@ final class PoolDriver: @unchecked Sendable {
         case cancel(PoolJob)
         case close
         case terminate
+        /// A worker started off the driver thread for slot `index` (a replacement).
+        case spawned(Int, Result<Spare, any Error>)
+    }
+
+    /// A started worker not yet in a slot.
+    struct Spare: @unchecked Sendable {
+        // @unchecked: moved once from the starting thread to the driver.
+        var child: ChildProcess<Void>
+        var fd: Int32
+        var pid: Int32
     }
 
     struct Settings {
@@ -57,6 +67,10 @@ final class PoolDriver: @unchecked Sendable {
         var respawnAt: Int64?
         var deaths = 0
         var startFailures = 0
+        /// A replacement is being started on another thread.
+        var spawning = false
+        /// A replacement started while this worker finishes its last tasks.
+        var spare: Spare?
         /// The last chunk's cost estimate, for the in-flight depth.
         var chunkNanoseconds: Double = 0
     }
@@ -64,7 +78,7 @@ final class PoolDriver: @unchecked Sendable {
     let settings: Settings
     let inbox = Mutex<[Command]>([])
     let wake: Int32
-    /// Set when the first worker said ready or failed; `startError` then says which.
+    /// Set when every first worker said ready, or one failed; `startError` then says why.
     let firstReady = PoolCompletion()
     let startError = Mutex<PoolTaskError?>(nil)
     /// Set when the driver has stopped and every worker is reaped.
@@ -78,7 +92,9 @@ final class PoolDriver: @unchecked Sendable {
     private var nextChunk: UInt32 = 1
     private var closing = false
     private var broken: PoolTaskError?
-    private var workerNumber = 0
+    private let workerNumber = Atomic<Int>(0)
+    /// Recycled workers, until they have exited.
+    private var retired: [ChildProcess<Void>] = []
     private var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private let graceNanoseconds: Int64 = 1_000_000_000
 
@@ -96,7 +112,7 @@ final class PoolDriver: @unchecked Sendable {
     func start() throws {
         var firstError: (any Error)?
         for index in slots.indices {
-            do { try startWorker(index) } catch { if firstError == nil { firstError = error } }
+            do { install(try makeWorker(), at: index) } catch { if firstError == nil { firstError = error } }
         }
         if !slots.contains(where: { $0.child != nil }) {
             for index in slots.indices { stopWorker(index, kill: true) }
@@ -119,7 +135,8 @@ final class PoolDriver: @unchecked Sendable {
 
     // MARK: workers
 
-    private func startWorker(_ index: Int) throws {
+    /// Starts a worker process; safe on any thread.
+    private func makeWorker() throws -> Spare {
         let (parentEnd, childEnd): (Int32, Int32)
         do throws(Errno) {
             (parentEnd, childEnd) = try system_socketpair()
@@ -127,10 +144,10 @@ final class PoolDriver: @unchecked Sendable {
             throw MultiprocessingError.system("creating a pool worker's socket", error)
         }
         defer { system_close(childEnd) }
-        workerNumber += 1
+        let number = workerNumber.add(1, ordering: .relaxed).newValue
         let task = PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: childEnd)), initializer: settings.initializer,
                                   measureMemory: settings.recycling.aboveResidentBytes != nil)
-        let child = ChildProcess(task, name: "\(settings.name)-worker-\(workerNumber)", daemon: true, configuration: settings.configuration)
+        let child = ChildProcess(task, name: "\(settings.name)-worker-\(number)", daemon: true, configuration: settings.configuration)
         do {
             try child.start()
         } catch {
@@ -138,19 +155,49 @@ final class PoolDriver: @unchecked Sendable {
             throw error
         }
         do throws(Errno) { try system_setNonBlocking(parentEnd, true) } catch {}
+        return Spare(child: child, fd: parentEnd, pid: child.pid ?? 0)
+    }
+
+    private func install(_ spare: Spare, at index: Int) {
         var slot = Slot(number: slots[index].number)
-        slot.child = child
-        slot.fd = parentEnd
-        slot.pid = child.pid ?? 0
+        slot.child = spare.child
+        slot.fd = spare.fd
+        slot.pid = spare.pid
         slot.deaths = slots[index].deaths
         slot.chunkNanoseconds = slots[index].chunkNanoseconds
+        slot.spawning = slots[index].spawning
         slots[index] = slot
         publishPIDs()
+    }
+
+    /// Starts a replacement for slot `index` on a thread of its own, so that the other workers
+    /// are fed meanwhile; it arrives through the inbox.
+    private func requestSpawn(_ index: Int) {
+        guard !slots[index].spawning, slots[index].spare == nil, broken == nil else { return }
+        slots[index].spawning = true
+        do throws(Errno) {
+            try system_startDetachedWorker(name: "mp-pool-spawn") { [self] in
+                let result = Result { try makeWorker() }
+                send(.spawned(index, result))
+            }
+        } catch {
+            slots[index].spawning = false
+            slots[index].respawnAt = system_clockMonotonicNanoseconds() + backoff(2)
+        }
+    }
+
+    private func discard(_ spare: Spare) {
+        try? spare.child.kill()
+        system_close(spare.fd)
+        retired.append(spare.child)
     }
 
     /// Closes a worker's channel (it exits when it sees the end) or kills it; it is reaped by the monitor.
     private func stopWorker(_ index: Int, kill: Bool) {
         if kill { try? slots[index].child?.kill() }
+        // Kept until it has exited, so that the pool's end can wait for it.
+        if let child = slots[index].child { retired.append(child) }
+        retired.removeAll { !$0.isAlive }
         if slots[index].fd >= 0 { system_close(slots[index].fd) }
         slots[index].fd = -1
         slots[index].child = nil
@@ -221,6 +268,27 @@ final class PoolDriver: @unchecked Sendable {
                 closing = true
             case .terminate:
                 terminate = true
+            case .spawned(let index, let result):
+                slots[index].spawning = false
+                switch result {
+                case .success(let spare):
+                    if broken != nil || (closing && jobs.isEmpty && requeued.isEmpty) {
+                        discard(spare)
+                    } else if slots[index].child == nil {
+                        install(spare, at: index)
+                        slots[index].startFailures = 0
+                    } else if slots[index].retiring {
+                        slots[index].spare = spare
+                    } else {
+                        discard(spare)
+                    }
+                case .failure(let error):
+                    slots[index].startFailures += 1
+                    slots[index].respawnAt = now + backoff(slots[index].startFailures + 1)
+                    if slots[index].startFailures >= 5 && !slots.contains(where: { $0.child != nil }) {
+                        breakPool(PoolTaskError(code: .childStartFailed, message: "The pool could not start a worker 5 times in a row: \(error)"))
+                    }
+                }
             }
         }
         return terminate
@@ -243,16 +311,7 @@ final class PoolDriver: @unchecked Sendable {
         for index in slots.indices {
             if let at = slots[index].respawnAt, at <= now, broken == nil {
                 slots[index].respawnAt = nil
-                do {
-                    try startWorker(index)
-                    slots[index].startFailures = 0
-                } catch {
-                    slots[index].startFailures += 1
-                    slots[index].respawnAt = now + backoff(slots[index].startFailures)
-                    if slots[index].startFailures >= 5 && !slots.contains(where: { $0.child != nil }) {
-                        breakPool(PoolTaskError(code: .childStartFailed, message: "The pool could not start a worker 5 times in a row: \(error)"))
-                    }
-                }
+                requestSpawn(index)
             }
             guard slots[index].fd >= 0, let first = slots[index].inFlight.first else { continue }
             if let timeout = settings.taskTimeout, now - slots[index].busySince >= timeout.poolNanoseconds {
@@ -277,7 +336,7 @@ final class PoolDriver: @unchecked Sendable {
 
     private func depth(_ slot: Slot) -> Int {
         guard slot.chunkNanoseconds > 0 else { return 2 }
-        return max(2, min(16, Int(1_000_000 / slot.chunkNanoseconds)))
+        return max(2, min(64, Int(1_000_000 / slot.chunkNanoseconds)))
     }
 
     private func dispatch(_ now: Int64) {
@@ -292,11 +351,22 @@ final class PoolDriver: @unchecked Sendable {
                     budget = limit - slots[index].tasksDone - slots[index].inFlight.reduce(0) { $0 + $1.count }
                     if budget <= 0 { continue }
                 }
-                guard let piece = nextPiece(live: live, budget: budget) else { return }
+                guard let piece = nextPiece(live: live, budget: budget) else { flushAll(); return }
                 send(piece, to: index, now: now)
                 progressed = true
+                if budget != .max && piece.count >= budget {
+                    // Its last tasks are on their way: start its replacement now, so that it is
+                    // ready by the time this one finishes.
+                    slots[index].retiring = true
+                    requestSpawn(index)
+                }
             }
         }
+        flushAll()
+    }
+
+    private func flushAll() {
+        for index in slots.indices where slots[index].outSent < slots[index].out.count { flush(index) }
     }
 
     private func nextPiece(live: Int, budget: Int) -> Piece? {
@@ -375,7 +445,6 @@ final class PoolDriver: @unchecked Sendable {
         }
         if slots[index].inFlight.isEmpty { slots[index].busySince = now }
         slots[index].inFlight.append(InFlight(chunk: chunk, job: job, start: piece.start, count: piece.count, attempt: piece.attempt))
-        flush(index)
     }
 
     private func flush(_ index: Int) {
@@ -455,7 +524,7 @@ final class PoolDriver: @unchecked Sendable {
             switch PoolFrameKind(rawValue: kind) {
             case .ready?:
                 slots[index].ready = true
-                firstReady.complete()
+                if !firstReady.isDone && slots.allSatisfy({ $0.ready || $0.child == nil }) { firstReady.complete() }
             case .initializerFailed?:
                 let failure = slots[index].input.withUnsafeBytes { raw in
                     try? WireDecoder().decode(WireFailure.self, from: UnsafeRawBufferPointer(rebasing: raw[bodyRange]))
@@ -530,14 +599,22 @@ final class PoolDriver: @unchecked Sendable {
 
     /// A worker that reached its recycling limit: its channel closes, a fresh one takes its place.
     private func retire(_ index: Int) {
+        let spare = slots[index].spare
+        slots[index].spare = nil
         stopWorker(index, kill: false)
         slots[index].retiring = false
         slots[index].tasksDone = 0
         slots[index].input = []
         slots[index].inputStart = 0
         slots[index].knownJobs = []
-        if broken == nil && !closing {
-            do { try startWorker(index) } catch { slots[index].respawnAt = system_clockMonotonicNanoseconds() + backoff(2) }
+        slots[index].inFlight = []
+        slots[index].out = []
+        slots[index].outSent = 0
+        retired.removeAll { !$0.isAlive }
+        if let spare {
+            if broken == nil && !(closing && jobs.isEmpty && requeued.isEmpty) { install(spare, at: index) } else { discard(spare) }
+        } else if broken == nil && !closing {
+            requestSpawn(index)
         }
     }
 
@@ -591,13 +668,11 @@ final class PoolDriver: @unchecked Sendable {
         var fresh = Slot(number: slot.number)
         fresh.deaths = immediate ? 0 : slot.deaths + 1
         fresh.chunkNanoseconds = slot.chunkNanoseconds
+        fresh.spawning = slot.spawning
         slots[index] = fresh
-        if broken == nil && !closing || !(jobs.isEmpty && requeued.isEmpty) {
-            if broken == nil { slots[index].respawnAt = now + backoff(fresh.deaths) }
-        }
         if !slot.ready && timeoutError == nil {
             // It died before it was ready: if it was the first, creation must not wait for ever.
-            if !slots.contains(where: { $0.ready }) && !firstReady.isDone {
+            if !firstReady.isDone {
                 startError.withLock {
                     if $0 == nil {
                         $0 = PoolTaskError(code: .childStartFailed, message: "Pool worker \(slot.pid) \(status?.description ?? "ended") before it was ready.", pid: slot.pid, exitStatus: status)
@@ -605,6 +680,12 @@ final class PoolDriver: @unchecked Sendable {
                 }
                 firstReady.complete()
             }
+        }
+        if let spare = slot.spare {
+            install(spare, at: index)
+            slots[index].deaths = fresh.deaths
+        } else if !slot.spawning && broken == nil {
+            slots[index].respawnAt = now + backoff(fresh.deaths)
         }
     }
 
@@ -651,8 +732,24 @@ final class PoolDriver: @unchecked Sendable {
             jobs = []
             requeued = []
         }
+        // Replacements being started: wait for them, and stop them with the rest.
+        var spares = slots.compactMap(\.spare)
+        while slots.contains(where: { $0.spawning }) {
+            _ = try? system_pollMany([wake], events: [Int16(POLLIN_VALUE)], timeoutMilliseconds: 100)
+            system_eventfdDrain(wake)
+            let commands = inbox.withLock { inbox -> [Command] in
+                let spawned = inbox.filter { if case .spawned = $0 { return true } else { return false } }
+                inbox.removeAll { if case .spawned = $0 { return true } else { return false } }
+                return spawned
+            }
+            for case .spawned(let index, let result) in commands {
+                slots[index].spawning = false
+                if case .success(let spare) = result { spares.append(spare) }
+            }
+        }
+        for spare in spares { system_close(spare.fd) }
         // Close every channel: an idle worker exits at once; a busy one is asked with SIGTERM, then killed.
-        let children = slots.compactMap(\.child)
+        let children = slots.compactMap(\.child) + spares.map(\.child) + retired
         for index in slots.indices { stopWorker(index, kill: false) }
         if terminating { for child in children { try? child.terminate() } }
         let deadline = system_clockMonotonicNanoseconds() + (terminating ? graceNanoseconds : 30 * graceNanoseconds)

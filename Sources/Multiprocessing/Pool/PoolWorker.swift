@@ -79,17 +79,10 @@ struct PoolFunctionRunner<F: PoolFunction>: PoolChunkRunner {
             PoolWorkerLoop.appendReply(&reply, elapsed: 0, failures: failures, outputs: [])
             return
         }
-        var outputs: [F.Output] = []
-        outputs.reserveCapacity(count)
-        var failures: [WireFailure] = []
         let start = system_clockMonotonicNanoseconds()
-        for index in 0..<values.count {
-            do {
-                outputs.append(try await function.run(values[index]))
-            } catch {
-                failures.append(WireFailure(index: index, thrown: error))
-            }
-        }
+        let outcome = await function._runChunk(values)
+        let outputs = outcome.outputs
+        var failures = outcome.failures.map { WireFailure(index: $0.index, thrown: $0.error) }
         let elapsed = system_clockMonotonicNanoseconds() - start
         var encoded: [UInt8] = []
         do {
@@ -247,6 +240,8 @@ final class PoolWorkerLoop {
                 for i in 0..<8 { reply[PoolWire.headerSize + i] = bytes[i] }
             }
         }
+        // Each answer goes out before the next chunk starts: the pool takes the first chunk not
+        // answered to be the one a dead worker was running, so none may wait in a buffer here.
         Self.send(reply, on: fd)
     }
 

@@ -28,7 +28,7 @@ public final class ProcessPool: Sendable {
     /// The number of worker processes.
     public let workerCount: Int
 
-    /// Starts a pool and waits until its first worker is ready (its initializer has run).
+    /// Starts a pool and waits until its workers are ready (their initializer has run).
     ///
     /// - Parameters:
     ///   - workers: How many worker processes; ``cpuCount()`` by default.
@@ -41,7 +41,7 @@ public final class ProcessPool: Sendable {
     ///     with ``MultiprocessingError/Code/timedOut`` and the worker is replaced. Tasks are then
     ///     sent one at a time.
     /// - Throws: ``PoolTaskError`` (``MultiprocessingError/Code/childStartFailed``) when the
-    ///   initializer throws (its error is ``PoolTaskError/remoteError``) or the first worker dies
+    ///   initializer throws (its error is ``PoolTaskError/remoteError``) or a worker dies
     ///   before it is ready; ``MultiprocessingError`` when no worker can be started or an argument is wrong.
     public init(workers: Int = cpuCount(), configuration: ChildProcessConfiguration? = nil, initializer: (any ProcessTask)? = nil,
                 recycling: Recycling = .never, onWorkerDeath: WorkerDeathPolicy = .fail, taskTimeout: Duration? = nil) throws {
