@@ -43,6 +43,8 @@ public struct _PoolChunkOutcome<Output> {
     }
 }
 
+extension _PoolChunkOutcome: Sendable where Output: Sendable {}
+
 extension PoolFunction {
     @inlinable
     public func _runChunk(_ inputs: [Input]) async -> _PoolChunkOutcome<Output> {

@@ -315,6 +315,9 @@ final class PoolTaskSink<Output: Sendable>: PoolJobSink, Sendable {
         finish(.failure(error))
     }
 
+    /// Sets the result directly (a thread pool's task).
+    func resolve(_ result: Result<Output, PoolTaskError>) { finish(result) }
+
     private func finish(_ result: Result<Output, PoolTaskError>) {
         let first = stored.withLock { stored -> Bool in
             guard stored == nil else { return false }

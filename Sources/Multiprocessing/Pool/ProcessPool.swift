@@ -212,7 +212,7 @@ public final class ProcessPool: Sendable {
         let sink = PoolTaskSink<Output>(decode: decode)
         let job = PoolJob(id: try newJobID(), functionBody: nil, taskBody: PoolWire.namedBody(name, bytes), inputs: nil, chunking: .fixed(1), sink: sink)
         driver.send(.job(job))
-        return PoolTaskHandle(pool: self, job: job, sink: sink)
+        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) })
     }
 
     fileprivate func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
@@ -273,16 +273,14 @@ public final class ProcessPool: Sendable {
     }
 }
 
-/// A task submitted to a ``ProcessPool``: Python's `AsyncResult` and `Future`.
+/// A task submitted to a ``ProcessPool`` or a ``ThreadPool``: Python's `AsyncResult` and `Future`.
 public final class PoolTaskHandle<Output: Sendable>: Sendable {
-    private let pool: ProcessPool
-    private let job: PoolJob
     private let sink: PoolTaskSink<Output>
+    private let cancelAction: @Sendable () -> Void
 
-    fileprivate init(pool: ProcessPool, job: PoolJob, sink: PoolTaskSink<Output>) {
-        self.pool = pool
-        self.job = job
+    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void) {
         self.sink = sink
+        self.cancelAction = cancel
     }
 
     /// Whether the task has finished (or failed, or was cancelled).
@@ -315,7 +313,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// Cancels the task: if it has not started, it never runs; if it runs, its worker is killed a
     /// second later (and replaced). Its ``value`` then throws ``MultiprocessingError/Code/cancelled``.
     public func cancel() {
-        pool.cancel(job)
+        cancelAction()
         sink.fail(start: 0, count: 1, error: PoolTaskError(code: .cancelled, message: "The task was cancelled.", indices: [0]))
     }
 
