@@ -301,6 +301,36 @@ struct PoolLifecycleTests {
     }
 }
 
+@Suite("ProcessPool mapUnordered memory", .serialized)
+struct PoolUnorderedMemoryTests {
+    /// This process's resident memory, from /proc/self/statm.
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+    }
+
+    /// An endless input, read through a window of 64: the parent's memory stays flat (the inputs
+    /// sent and answered are dropped, the results taken are gone).
+    @Test func anEndlessInputThroughAWindowKeepsMemoryFlat() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        // 100-byte inputs: 400 000 of them are 40 MB if anything keeps them.
+        let padding = String(repeating: "x", count: 90)
+        let endless = (0...).lazy.map { "\(padding)\($0 % 10_000_000_000)" }
+        var taken = 0
+        var baseline = 0
+        for try await (index, result) in try pool.mapUnordered(PoolLength(), over: endless, window: 64) {
+            #expect(try result.get() == 90 + String(index).utf8.count)
+            taken += 1
+            if taken == 50_000 { baseline = Self.residentBytes() }
+            if taken == 450_000 { break }
+        }
+        let growth = Self.residentBytes() - baseline
+        #expect(growth < 10 << 20, "grew by \(growth) bytes over 400 000 items")
+    }
+}
+
 /// A tiny lock box for test bookkeeping.
 final class Mutex_<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()

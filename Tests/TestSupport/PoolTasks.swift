@@ -152,3 +152,9 @@ public struct PoolParentScenario: ProcessTask {
         _ = try pool.map(PoolSleepThenTell(milliseconds: 60_000), over: 0..<4, chunking: .fixed(1))
     }
 }
+
+/// A string's length in bytes.
+public struct PoolLength: PoolFunction {
+    public init() {}
+    public func run(_ text: String) -> Int { text.utf8.count }
+}

@@ -560,6 +560,7 @@ final class PoolDriver: @unchecked Sendable {
                 slots[index].chunkNanoseconds = Double(elapsed)
                 job.answered += first.count
                 finishIfDone(job)
+                if job.window != nil { discardAnswered(job) }
                 if let limit = settings.recycling.afterTasks, slots[index].tasksDone >= limit { slots[index].retiring = true }
                 if let limit = settings.recycling.aboveResidentBytes, resident > limit { slots[index].retiring = true }
             default:
@@ -575,6 +576,16 @@ final class PoolDriver: @unchecked Sendable {
         }
         if slots[index].retiring && slots[index].inFlight.isEmpty { retire(index) }
         return true
+    }
+
+    /// A mapUnordered's inputs that no worker holds and none will be sent again go.
+    private func discardAnswered(_ job: PoolJob) {
+        var lowest = job.dispatched
+        for piece in requeued where piece.job === job { lowest = min(lowest, piece.start) }
+        for slot in slots {
+            for piece in slot.inFlight where piece.job === job { lowest = min(lowest, piece.start) }
+        }
+        job.inputs?.discard(below: lowest)
     }
 
     private func finishIfDone(_ job: PoolJob) {

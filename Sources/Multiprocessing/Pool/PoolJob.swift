@@ -17,6 +17,8 @@ final class PoolInputs: Sendable {
         var count = 0
         /// No more inputs will be appended.
         var complete = false
+        /// The index of the first value still kept (a mapUnordered drops what no worker can need).
+        var first = 0
     }
     let stride: Int?
     let state: Mutex<State>
@@ -40,9 +42,10 @@ final class PoolInputs: Sendable {
     }
 
     /// The body of a chunk frame for tasks `start..<start+count`: the count, then their bytes.
-    func chunkBody(start: Int, count: Int, into bytes: inout [UInt8]) {
+    func chunkBody(start global: Int, count: Int, into bytes: inout [UInt8]) {
         state.withLock { state in
             bytes.appendLE(UInt32(count))
+            let start = global - state.first
             let range: Range<Int>
             if let stride {
                 range = (start * stride)..<((start + count) * stride)
@@ -55,14 +58,32 @@ final class PoolInputs: Sendable {
         }
     }
 
-    func chunkByteCount(start: Int, count: Int) -> Int {
+    func chunkByteCount(start global: Int, count: Int) -> Int {
         state.withLock { state in
+            let start = global - state.first
             if let stride { return count * stride }
             return state.ends[start + count - 1] - (start == 0 ? 0 : state.ends[start - 1])
         }
     }
 
     var snapshot: (count: Int, complete: Bool) { state.withLock { ($0.count, $0.complete) } }
+
+    /// Drops the values before index `index`, which no worker will be sent again.
+    func discard(below index: Int) {
+        state.withLock { state in
+            let drop = index - state.first
+            guard drop > 4096 || (drop > 0 && drop * 2 > state.count - state.first) else { return }
+            if let stride {
+                state.bytes.removeFirst(drop * stride)
+            } else {
+                let bytes = state.ends[drop - 1]
+                state.bytes.removeFirst(bytes)
+                state.ends.removeFirst(drop)
+                for i in state.ends.indices { state.ends[i] -= bytes }
+            }
+            state.first = index
+        }
+    }
 }
 
 /// One map, mapUnordered or submitted task, as the driver sees it.
