@@ -87,6 +87,16 @@ final class PoolDriver: @unchecked Sendable {
     let pids = Mutex<[Int32]>([])
 
     private var slots: [Slot] = []
+    /// Held by the driver while it works (not while it waits), and by a caller dispatching directly.
+    private let step = Mutex<Void>(())
+    /// The driver waits in poll (so a caller may dispatch).
+    private var polling = false
+    /// The thread that holds `step` (0 when none): code run under it (an `onDone` callback that
+    /// submits) must not try to take it again.
+    private let holder = Atomic<Int32>(0)
+    /// Counts changes of the workers' descriptors; the driver's poll set is stale when it moved.
+    private var generation = 0
+    private var polledGeneration = 0
     private var jobs: [PoolJob] = []
     private var requeued: [Piece] = []
     private var nextChunk: UInt32 = 1
@@ -159,6 +169,7 @@ final class PoolDriver: @unchecked Sendable {
     }
 
     private func install(_ spare: Spare, at index: Int) {
+        generation &+= 1
         var slot = Slot(number: slots[index].number)
         slot.child = spare.child
         slot.fd = spare.fd
@@ -194,6 +205,7 @@ final class PoolDriver: @unchecked Sendable {
 
     /// Closes a worker's channel (it exits when it sees the end) or kills it; it is reaped by the monitor.
     private func stopWorker(_ index: Int, kill: Bool) {
+        generation &+= 1
         if kill { try? slots[index].child?.kill() }
         // Kept until it has exited, so that the pool's end can wait for it.
         if let child = slots[index].child { retired.append(child) }
@@ -214,33 +226,76 @@ final class PoolDriver: @unchecked Sendable {
     // MARK: the loop
 
     private func run() {
+        let me = system_gettid()
         var stopping = false
         while true {
-            let now = system_clockMonotonicNanoseconds()
-            stopping = takeCommands(now) || stopping
-            if stopping { break }
-            checkTimers(now)
-            dispatch(now)
-            if closing && jobs.isEmpty && requeued.isEmpty && slots.allSatisfy({ $0.inFlight.isEmpty }) { break }
-
-            var fds: [Int32] = [wake]
-            var events: [Int16] = [Int16(POLLIN_VALUE)]
-            var owners: [Int] = [-1]
-            for (index, slot) in slots.enumerated() where slot.fd >= 0 {
-                fds.append(slot.fd)
-                events.append(Int16(POLLIN_VALUE) | (slot.outSent < slot.out.count ? Int16(POLLOUT_VALUE) : 0))
-                owners.append(index)
+            // Everything but the wait runs under `step`, so that a caller finding the driver
+            // asleep can dispatch its own job (``trySendDirectly(_:)``).
+            let plan = step.withLock { _ -> (fds: [Int32], events: [Int16], owners: [Int], timeout: CInt)? in
+                holder.store(me, ordering: .relaxed)
+                defer { holder.store(0, ordering: .relaxed) }
+                let now = system_clockMonotonicNanoseconds()
+                stopping = takeCommands(now) || stopping
+                if stopping { return nil }
+                checkTimers(now)
+                dispatch(now)
+                if closing && jobs.isEmpty && requeued.isEmpty && slots.allSatisfy({ $0.inFlight.isEmpty }) { return nil }
+                var fds: [Int32] = [wake]
+                var events: [Int16] = [Int16(POLLIN_VALUE)]
+                var owners: [Int] = [-1]
+                for (index, slot) in slots.enumerated() where slot.fd >= 0 {
+                    fds.append(slot.fd)
+                    events.append(Int16(POLLIN_VALUE) | (slot.outSent < slot.out.count ? Int16(POLLOUT_VALUE) : 0))
+                    owners.append(index)
+                }
+                polledGeneration = generation
+                polling = true
+                return (fds, events, owners, pollTimeout(now))
             }
-            let revents = (try? system_pollMany(fds, events: events, timeoutMilliseconds: pollTimeout(now))) ?? Array(repeating: 0, count: fds.count)
-            if revents[0] != 0 { system_eventfdDrain(wake) }
-            for position in 1..<max(1, fds.count) where revents[position] != 0 {
-                let index = owners[position]
-                guard slots[index].fd == fds[position] else { continue }
-                if revents[position] & Int16(POLLOUT_VALUE) != 0 { flush(index) }
-                if revents[position] & ~Int16(POLLOUT_VALUE) != 0 { readable(index) }
+            guard let plan else { break }
+            let revents = (try? system_pollMany(plan.fds, events: plan.events, timeoutMilliseconds: plan.timeout)) ?? Array(repeating: 0, count: plan.fds.count)
+            step.withLock { _ in
+                holder.store(me, ordering: .relaxed)
+                defer { holder.store(0, ordering: .relaxed) }
+                polling = false
+                if revents[0] != 0 { system_eventfdDrain(wake) }
+                // Descriptors that changed while the driver waited are skipped: the next round polls the new ones.
+                guard polledGeneration == generation else { return }
+                for position in 1..<max(1, plan.fds.count) where revents[position] != 0 {
+                    let index = plan.owners[position]
+                    guard slots[index].fd == plan.fds[position] else { continue }
+                    if revents[position] & Int16(POLLOUT_VALUE) != 0 { flush(index) }
+                    if revents[position] & ~Int16(POLLOUT_VALUE) != 0 { readable(index) }
+                }
             }
         }
-        shutDown(terminating: stopping)
+        step.withLock { _ in
+            holder.store(me, ordering: .relaxed)
+            shutDown(terminating: stopping)
+            holder.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// When the driver is waiting (and no one else holds its state), dispatches `job` from the
+    /// caller's thread: its chunk reaches a worker without waking the driver first. Returns false
+    /// when the job must go through the inbox instead.
+    func trySendDirectly(_ job: PoolJob) -> Bool {
+        let me = system_gettid()
+        guard holder.load(ordering: .relaxed) != me else { return false }
+        let result = step.withLockIfAvailable { _ -> (sent: Bool, poke: Bool) in
+            holder.store(me, ordering: .relaxed)
+            defer { holder.store(0, ordering: .relaxed) }
+            // Only when nothing waits in the inbox, so that a caller's jobs keep their order.
+            guard polling, broken == nil, !closing, inbox.withLock({ $0.isEmpty }) else { return (false, false) }
+            jobs.append(job)
+            dispatch(system_clockMonotonicNanoseconds())
+            // The driver must look again if a write was partial or a worker's descriptor changed.
+            let poke = generation != polledGeneration || slots.contains { $0.outSent < $0.out.count }
+            return (true, poke)
+        }
+        guard let result, result.sent else { return false }
+        if result.poke { system_eventfdSignal(wake) }
+        return true
     }
 
     /// Takes the inbox; returns true for terminate.

@@ -108,7 +108,7 @@ public final class ProcessPool: Sendable {
         let stored = PoolInputs(stride: PoolValues.isRaw(F.Input.self) ? MemoryLayout<F.Input>.stride : nil, state: encoded)
         let sink = PoolMapSink<F.Output>(count: count)
         let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: sink)
-        if count > 0 { driver.send(.job(job)) }
+        if count > 0 && !driver.trySendDirectly(job) { driver.send(.job(job)) }
         return (job, sink)
     }
 
@@ -211,7 +211,8 @@ public final class ProcessPool: Sendable {
         }
         let sink = PoolTaskSink<Output>(decode: decode)
         let job = PoolJob(id: try newJobID(), functionBody: nil, taskBody: PoolWire.namedBody(name, bytes), inputs: nil, chunking: .fixed(1), sink: sink)
-        driver.send(.job(job))
+        // One task: sent from here when the driver sleeps, one wake-up fewer on its way.
+        if !driver.trySendDirectly(job) { driver.send(.job(job)) }
         return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) })
     }
 
