@@ -40,6 +40,6 @@ let package = Package(
         ),
         // ProcessPool map, latency, recycling and start, beside Python's Pool and ProcessPoolExecutor.
         .executableTarget(name: "PoolBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/PoolBenchmark",
-                          exclude: ["pool_peer.py"]),
+                          exclude: ["pool_peer.py", "latency_peer.py"]),
     ]
 )

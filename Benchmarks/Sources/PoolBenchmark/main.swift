@@ -44,6 +44,21 @@ func measure(_ body: () throws -> Double) rethrows -> Double {
 }
 
 var ours: [String: Double] = [:]
+if arguments.count > 3 && arguments[3] == "latency" {
+    // Only the one-in-flight round trip, 200 times, for tracing: PoolBenchmark 0 1 latency
+    do {
+        let pool = try ProcessPool(workers: 2)
+        if tasks > 0 { _ = try pool.map(Square(), over: inputs, chunking: .fixed(1)) }
+        if arguments.count > 4 { usleep(UInt32(arguments[4]) ?? 0) }
+        for i in 0..<200 { _ = try pool.submit(SquareTask(x: i)).get() }
+        let t = try seconds { for i in 0..<200 { _ = try pool.submit(SquareTask(x: i)).get() } }
+        print("latency_us \(t / 200 * 1e6)")
+        pool.terminate()
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
 do {
     let pool = try ProcessPool(workers: 2)
     _ = try pool.map(Square(), over: 0..<1000)
