@@ -39,3 +39,20 @@ struct PoolThreadTests {
         #expect(throws: PoolTaskError.self) { _ = try ThreadPool(workers: 2, initializer: PoolFailingInitializer()) }
     }
 }
+
+@Suite("ProcessPool mapUnordered left early", .serialized)
+struct PoolUnorderedEarlyExitTests {
+    /// A loop over an endless mapUnordered that breaks: close() and join() still end.
+    @Test func closeAndJoinEndAfterALoopOverAnEndlessInputBreaks() async throws {
+        let pool = try ProcessPool(workers: 2)
+        var taken = 0
+        for try await (_, result) in try pool.mapUnordered(PoolSquare(), over: (0...).lazy, window: 16) {
+            _ = try result.get()
+            taken += 1
+            if taken == 1000 { break }
+        }
+        pool.close()
+        try await pool.join()
+        #expect(taken == 1000)
+    }
+}

@@ -343,6 +343,18 @@ public struct PoolUnorderedResults<F: PoolFunction, S: Sequence<F.Input>>: Async
         Iterator(results: self, source: inputs.makeIterator())
     }
 
+    /// Cancels the job when the iterator goes away, so that a loop left early (`break`) leaves no
+    /// endless job behind for `close()` and `join()` to wait for.
+    fileprivate final class EndOfIteration: Sendable {
+        let pool: ProcessPool
+        let job: PoolJob
+        init(pool: ProcessPool, job: PoolJob) {
+            self.pool = pool
+            self.job = job
+        }
+        deinit { pool.cancel(job) }
+    }
+
     /// Reads inputs as the window allows and returns results as they arrive.
     public struct Iterator: AsyncIteratorProtocol {
         fileprivate let results: PoolUnorderedResults
@@ -350,10 +362,12 @@ public struct PoolUnorderedResults<F: PoolFunction, S: Sequence<F.Input>>: Async
         fileprivate var read = 0
         fileprivate var taken = 0
         fileprivate var exhausted = false
+        fileprivate let end: EndOfIteration
 
         fileprivate init(results: PoolUnorderedResults, source: S.Iterator) {
             self.results = results
             self.source = source
+            self.end = EndOfIteration(pool: results.pool, job: results.job)
         }
 
         public mutating func next() async throws -> Element? {
