@@ -30,7 +30,7 @@ public protocol PoolFunction: Codable, Sendable {
     func _runChunk(_ inputs: [Input]) async -> _PoolChunkOutcome<Output>
 }
 
-/// What ``PoolFunction/_runChunk(_:)`` returns: the outputs of the tasks that did not throw, and
+/// What `_runChunk(_:)` returns: the outputs of the tasks that did not throw, and
 /// the errors of those that did, by position in the chunk. An implementation detail.
 public struct _PoolChunkOutcome<Output> {
     public var outputs: [Output]

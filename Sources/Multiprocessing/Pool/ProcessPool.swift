@@ -124,7 +124,7 @@ public final class ProcessPool: Sendable {
     ///   - chunking: How tasks are grouped into chunks; ``Chunking/adaptive`` by default.
     /// - Returns: One output per input, in the inputs' order.
     /// - Throws: The ``PoolTaskError`` of the lowest-indexed task that failed (after every task
-    ///   has ended; ``mapResults(_:over:chunking:)`` gives each result); `CancellationError` when
+    ///   has ended; `mapResults(_:over:chunking:)` gives each result); `CancellationError` when
     ///   the calling task is cancelled (no more of its tasks start, and a worker still running
     ///   one a second later is killed and replaced); ``MultiprocessingError`` for bad arguments.
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
@@ -133,7 +133,7 @@ public final class ProcessPool: Sendable {
         return try sink.outputs()
     }
 
-    /// The blocking twin of ``map(_:over:chunking:)-(F,_,_)``.
+    /// The blocking twin of `map(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async map from async code.")
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [F.Output] {
         let (_, sink) = try mapJob(function, inputs, chunking)
@@ -141,14 +141,14 @@ public final class ProcessPool: Sendable {
         return try sink.outputs()
     }
 
-    /// Like ``map(_:over:chunking:)-(F,_,_)``, but returns every task's result, failed or not.
+    /// Like `map(_:over:chunking:)`, but returns every task's result, failed or not.
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [Result<F.Output, PoolTaskError>] {
         let (job, sink) = try mapJob(function, inputs, chunking)
         try await wait(job, sink.completion)
         return sink.results()
     }
 
-    /// The blocking twin of ``mapResults(_:over:chunking:)-(F,_,_)``.
+    /// The blocking twin of `mapResults(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async mapResults from async code.")
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [Result<F.Output, PoolTaskError>] {
         let (_, sink) = try mapJob(function, inputs, chunking)

@@ -5,7 +5,7 @@ import Synchronization
 public protocol WorkerPool: AnyObject, Sendable {
     /// How many workers (processes or threads) the pool runs.
     var workerCount: Int { get }
-    /// Runs `function` on every input; the results in order. See ``ProcessPool/map(_:over:chunking:)-(F,_,_)``.
+    /// Runs `function` on every input; the results in order. See `ProcessPool/map(_:over:chunking:)`.
     func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking) async throws -> [F.Output]
     /// Every task's result, failed or not, in order.
     func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking) async throws -> [Result<F.Output, PoolTaskError>]
@@ -264,7 +264,7 @@ public final class ThreadPool: WorkerPool {
         for thread in threads { try await thread.join() }
     }
 
-    /// The blocking twin of ``join()``.
+    /// The blocking twin of `join()`.
     @available(*, noasync, message: "Use the async join from async code.")
     public func join() throws {
         guard queue.state.withLock({ $0.closed || $0.terminated }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
