@@ -44,5 +44,8 @@ let package = Package(
             dependencies: [library, .product(name: "MultiprocessingManager", package: "swift-multiprocessing")],
             path: "Sources/ManagerProtocolBenchmark"
         ),
+        // ProcessPool map, latency, recycling and start, beside Python's Pool and ProcessPoolExecutor.
+        .executableTarget(name: "PoolBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/PoolBenchmark",
+                          exclude: ["pool_peer.py", "latency_peer.py"]),
     ]
 )

@@ -47,6 +47,8 @@ let exampleCommands: [any ParsableCommand.Type] = [
     QueueExample.self, IPCPipe.self,
     // managers (Examples/ManagerExamples.swift)
     ManagerExample.self, ManagerServerCommand.self, ManagerClientCommand.self,
+    // pools (Examples/PoolExamples.swift)
+    PoolExample.self,
 ]
 
 extension String {

@@ -78,7 +78,7 @@ struct ExamplesTests {
         let names = ["process-start", "process-args", "process-ids", "process-daemon", "process-terminate",
                      "process-copier", "thread-start", "thread-args", "thread-daemon", "thread-order",
                      "thread-lock", "thread-rlock", "thread-semaphore", "thread-event", "thread-copier",
-                     "thread-stop", "thread-cores", "queue", "pipe", "manager", "manager-server", "manager-client"]
+                     "thread-stop", "thread-cores", "queue", "pipe", "manager", "manager-server", "manager-client", "pool"]
         for name in names {
             #expect(run.lines.contains { $0.hasPrefix("  \(name) ") }, "\(name) is not listed:\n\(run.output)")
         }

@@ -1,0 +1,144 @@
+// PoolBenchmark: ProcessPool beside Python's multiprocessing.Pool and ProcessPoolExecutor, measured
+// in the same run, 2 workers, trivial Int -> Int tasks.
+//
+//   swift build -c release --package-path Benchmarks --product PoolBenchmark
+//   Benchmarks/.build/release/PoolBenchmark [tasks] [repeats]     (defaults 100000 and 5)
+//
+// Every figure is the median of `repeats` runs:
+//   - map of `tasks` tasks, chunk size 1, and default (adaptive) chunking, in tasks/s;
+//   - one task in flight, submit → value, in µs (the median of 2000 round trips per run);
+//   - recycling every 25 tasks against no recycling (tasks/10 tasks, chunk size 1 for both, as
+//     Python's maxtasksperchild measures it);
+//   - a pool of 8 workers, from creation to its first result (the fork server already running).
+// Python's figures come from pool_peer.py beside this file, run by this program after its own.
+import BenchmarkSupport
+import Multiprocessing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Square: PoolFunction {
+    func run(_ x: Int) -> Int { x * x }
+}
+
+struct SquareTask: ProcessTask {
+    var x: Int
+    func run() -> Int { x * x }
+}
+
+let arguments = CommandLine.arguments
+let tasks = arguments.count > 1 ? Int(arguments[1]) ?? 100_000 : 100_000
+let repeats = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
+let inputs = Array(0..<tasks)
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = now()
+    try body()
+    return Double(now() - start) / 1e9
+}
+
+func measure(_ body: () throws -> Double) rethrows -> Double {
+    var values: [Double] = []
+    for _ in 0..<repeats { values.append(try body()) }
+    return median(values)
+}
+
+var ours: [String: Double] = [:]
+if arguments.count > 3 && arguments[3] == "latency" {
+    // Only the one-in-flight round trip, 200 times, for tracing: PoolBenchmark 0 1 latency
+    do {
+        let pool = try ProcessPool(workers: 2)
+        if tasks > 0 { _ = try pool.map(Square(), over: inputs, chunking: .fixed(1)) }
+        if arguments.count > 4 { usleep(UInt32(arguments[4]) ?? 0) }
+        for i in 0..<200 { _ = try pool.submit(SquareTask(x: i)).get() }
+        let t = try seconds { for i in 0..<200 { _ = try pool.submit(SquareTask(x: i)).get() } }
+        print("latency_us \(t / 200 * 1e6)")
+        pool.terminate()
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
+do {
+    let pool = try ProcessPool(workers: 2)
+    _ = try pool.map(Square(), over: 0..<1000)
+    ours["chunk1_tps"] = try measure { Double(tasks) / (try seconds { _ = try pool.map(Square(), over: inputs, chunking: .fixed(1)) }) }
+    ours["auto_tps"] = try measure { Double(tasks) / (try seconds { _ = try pool.map(Square(), over: inputs) }) }
+    ours["latency_us"] = try measure {
+        let k = 2000
+        let t = try seconds { for i in 0..<k { _ = try pool.submit(SquareTask(x: i)).get() } }
+        return t / Double(k) * 1e6
+    }
+    pool.terminate()
+
+    let m = tasks / 10
+    for (name, recycling) in [("recycle25_tps", Recycling.after(tasks: 25)), ("norecycle_tps", Recycling.never)] {
+        ours[name] = try measure {
+            let p = try ProcessPool(workers: 2, recycling: recycling)
+            defer { p.terminate() }
+            _ = try p.map(Square(), over: 0..<10, chunking: .fixed(1))
+            return Double(m) / (try seconds { _ = try p.map(Square(), over: 0..<m, chunking: .fixed(1)) })
+        }
+    }
+    ours["pool8_first_result_us"] = try measure {
+        let t = try seconds {
+            let p = try ProcessPool(workers: 8)
+            _ = try p.submit(SquareTask(x: 3)).get()
+            p.terminate()
+        }
+        return t * 1e6
+    }
+    // Creation to first result without the teardown, for the target (terminate waits for 8 exits).
+    ours["pool8_first_result_only_us"] = try measure {
+        let start = now()
+        let p = try ProcessPool(workers: 8)
+        _ = try p.submit(SquareTask(x: 3)).get()
+        let t = Double(now() - start) / 1e3
+        p.terminate()
+        return t
+    }
+} catch {
+    print("PoolBenchmark failed: \(error)")
+    exit(1)
+}
+
+let python = namedValues(runPython(siblingPath("pool_peer.py"), ["\(tasks)", "\(repeats)"]))
+
+func show(_ label: String, _ value: Double?, unit: String) {
+    guard let value else { print("\(label.padding(48)) (not measured)"); return }
+    print("\(label.padding(48)) \(format(value)) \(unit)")
+}
+func format(_ value: Double) -> String {
+    if value >= 100 { return String(Int(value.rounded())) }
+    return String(Double(Int(value * 10)) / 10)
+}
+func ratio(_ a: Double?, _ b: Double?) -> String {
+    guard let a, let b, b > 0 else { return "n/a" }
+    return format(a / b) + "x"
+}
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+print("PoolBenchmark: \(tasks) trivial Int -> Int tasks, 2 workers, median of \(repeats)")
+show("ProcessPool map, chunk size 1", ours["chunk1_tps"], unit: "tasks/s")
+show("mp.Pool map, chunksize=1", python["mp_pool_chunk1_tps"], unit: "tasks/s")
+show("ProcessPoolExecutor map, chunksize=1", python["ppe_chunk1_tps"], unit: "tasks/s")
+print("  ratio to mp.Pool: \(ratio(ours["chunk1_tps"], python["mp_pool_chunk1_tps"])) (target >= 10x)")
+show("ProcessPool map, adaptive chunking", ours["auto_tps"], unit: "tasks/s")
+show("mp.Pool map, default chunksize", python["mp_pool_auto_tps"], unit: "tasks/s")
+print("  ratio to mp.Pool: \(ratio(ours["auto_tps"], python["mp_pool_auto_tps"])) (target >= 5x)")
+show("ProcessPool submit -> value, one in flight", ours["latency_us"], unit: "us")
+show("mp.Pool apply_async().get()", python["mp_pool_latency_us"], unit: "us")
+show("ProcessPoolExecutor submit().result()", python["ppe_latency_us"], unit: "us")
+print("  mp.Pool / ours: \(ratio(python["mp_pool_latency_us"], ours["latency_us"])) (target <= 30 us and >= 10x)")
+show("ProcessPool, recycling every 25 tasks", ours["recycle25_tps"], unit: "tasks/s")
+show("ProcessPool, no recycling (chunk size 1)", ours["norecycle_tps"], unit: "tasks/s")
+print("  slowdown: \(ratio(ours["norecycle_tps"], ours["recycle25_tps"])) (target <= 2x)")
+show("mp.Pool, maxtasksperchild=25", python["mp_pool_recycle25_tps"], unit: "tasks/s")
+show("mp.Pool, no maxtasksperchild (chunksize 1)", python["mp_pool_norecycle_tps"], unit: "tasks/s")
+print("  slowdown: \(ratio(python["mp_pool_norecycle_tps"], python["mp_pool_recycle25_tps"]))")
+show("ProcessPool(8) creation -> first result", ours["pool8_first_result_only_us"], unit: "us")
+show("ProcessPool(8) creation -> first result -> terminate", ours["pool8_first_result_us"], unit: "us")
+show("mp.Pool(8) creation -> first result -> close", python["mp_pool8_first_result_us"], unit: "us")
+print("  (target <= 10 ms)")

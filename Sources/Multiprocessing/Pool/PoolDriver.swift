@@ -1,0 +1,861 @@
+import Synchronization
+import SystemPackage
+
+/// The pool's one thread: owns the workers and their sockets, cuts jobs into chunks, sends them,
+/// reads answers, notices deaths, replaces workers. Callers talk to it through its inbox.
+final class PoolDriver: @unchecked Sendable {
+    // @unchecked: everything but `inbox`, `wake`, `ready` and the `let`s is touched only by the
+    // driver thread (and by `init`'s caller before that thread starts).
+
+    enum Command {
+        case job(PoolJob)
+        case cancel(PoolJob)
+        case close
+        case terminate
+        /// A worker started off the driver thread for slot `index` (a replacement).
+        case spawned(Int, Result<Spare, any Error>)
+    }
+
+    /// A started worker not yet in a slot.
+    struct Spare: @unchecked Sendable {
+        // @unchecked: moved once from the starting thread to the driver.
+        var child: ChildProcess<Void>
+        var fd: Int32
+        var pid: Int32
+    }
+
+    struct Settings {
+        var workers: Int
+        var configuration: ChildProcessConfiguration
+        var initializer: (any ProcessTask)?
+        var recycling: Recycling
+        var onWorkerDeath: WorkerDeathPolicy
+        var taskTimeout: Duration?
+        var name: String
+    }
+
+    struct InFlight {
+        var chunk: UInt32
+        var job: PoolJob
+        var start: Int
+        var count: Int
+        var attempt: Int
+    }
+
+    struct Piece {
+        var job: PoolJob
+        var start: Int
+        var count: Int
+        var attempt: Int
+    }
+
+    struct Slot {
+        var number: Int
+        var child: ChildProcess<Void>?
+        var fd: Int32 = -1
+        var pid: Int32 = 0
+        var ready = false
+        var retiring = false
+        var inFlight: [InFlight] = []
+        var out: [UInt8] = []
+        var outSent = 0
+        var input: [UInt8] = []
+        var inputStart = 0
+        var knownJobs: Set<UInt32> = []
+        var tasksDone = 0
+        var busySince: Int64 = 0
+        var respawnAt: Int64?
+        var deaths = 0
+        var startFailures = 0
+        /// A replacement is being started on another thread.
+        var spawning = false
+        /// A replacement started while this worker finishes its last tasks.
+        var spare: Spare?
+        /// The last chunk's cost estimate, for the in-flight depth.
+        var chunkNanoseconds: Double = 0
+    }
+
+    let settings: Settings
+    let inbox = Mutex<[Command]>([])
+    let wake: Int32
+    /// Set when every first worker said ready, or one failed; `startError` then says why.
+    let firstReady = PoolCompletion()
+    let startError = Mutex<PoolTaskError?>(nil)
+    /// Set when the driver has stopped and every worker is reaped.
+    let stopped = PoolCompletion()
+    /// The pids of the live workers, for callers (``ProcessPool/workerPIDs``).
+    let pids = Mutex<[Int32]>([])
+
+    private var slots: [Slot] = []
+    /// Held by the driver while it works (not while it waits), and by a caller dispatching directly.
+    private let step = Mutex<Void>(())
+    /// The driver waits in poll (so a caller may dispatch).
+    private var polling = false
+    /// The thread that holds `step` (0 when none): code run under it (an `onDone` callback that
+    /// submits) must not try to take it again.
+    private let holder = Atomic<Int32>(0)
+    /// Counts changes of the workers' descriptors; the driver's poll set is stale when it moved.
+    private var generation = 0
+    private var polledGeneration = 0
+    private var jobs: [PoolJob] = []
+    private var requeued: [Piece] = []
+    private var nextChunk: UInt32 = 1
+    private var closing = false
+    private var broken: PoolTaskError?
+    private let workerNumber = Atomic<Int>(0)
+    /// Recycled workers, until they have exited.
+    private var retired: [ChildProcess<Void>] = []
+    private var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
+    private let graceNanoseconds: Int64 = 1_000_000_000
+
+    init(settings: Settings) throws {
+        self.settings = settings
+        do throws(Errno) {
+            wake = try system_eventfd(nonBlocking: true)
+        } catch {
+            throw MultiprocessingError.system("creating the pool's wake-up eventfd", error)
+        }
+        for number in 0..<settings.workers { slots.append(Slot(number: number)) }
+    }
+
+    /// Starts the workers and the driver thread.
+    func start() throws {
+        var firstError: (any Error)?
+        for index in slots.indices {
+            do { install(try makeWorker(), at: index) } catch { if firstError == nil { firstError = error } }
+        }
+        if !slots.contains(where: { $0.child != nil }) {
+            for index in slots.indices { stopWorker(index, kill: true) }
+            system_close(wake)
+            throw firstError ?? MultiprocessingError(.childStartFailed, "The pool could not start any worker.")
+        }
+        do throws(Errno) {
+            try system_startDetachedWorker(name: "mp-pool") { [self] in run() }
+        } catch {
+            for index in slots.indices { stopWorker(index, kill: true) }
+            system_close(wake)
+            throw MultiprocessingError.system("starting the pool's driver thread", error)
+        }
+    }
+
+    func send(_ command: Command) {
+        inbox.withLock { $0.append(command) }
+        system_eventfdSignal(wake)
+    }
+
+    // MARK: workers
+
+    /// Starts a worker process; safe on any thread.
+    private func makeWorker() throws -> Spare {
+        let (parentEnd, childEnd): (Int32, Int32)
+        do throws(Errno) {
+            (parentEnd, childEnd) = try system_socketpair()
+        } catch {
+            throw MultiprocessingError.system("creating a pool worker's socket", error)
+        }
+        defer { system_close(childEnd) }
+        let number = workerNumber.add(1, ordering: .relaxed).newValue
+        let task = PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: childEnd)), initializer: settings.initializer,
+                                  measureMemory: settings.recycling.aboveResidentBytes != nil)
+        let child = ChildProcess(task, name: "\(settings.name)-worker-\(number)", daemon: true, configuration: settings.configuration)
+        do {
+            try child.start()
+        } catch {
+            system_close(parentEnd)
+            throw error
+        }
+        do throws(Errno) { try system_setNonBlocking(parentEnd, true) } catch {}
+        return Spare(child: child, fd: parentEnd, pid: child.pid ?? 0)
+    }
+
+    private func install(_ spare: Spare, at index: Int) {
+        generation &+= 1
+        var slot = Slot(number: slots[index].number)
+        slot.child = spare.child
+        slot.fd = spare.fd
+        slot.pid = spare.pid
+        slot.deaths = slots[index].deaths
+        slot.chunkNanoseconds = slots[index].chunkNanoseconds
+        slot.spawning = slots[index].spawning
+        slots[index] = slot
+        publishPIDs()
+    }
+
+    /// Starts a replacement for slot `index` on a thread of its own, so that the other workers
+    /// are fed meanwhile; it arrives through the inbox.
+    private func requestSpawn(_ index: Int) {
+        guard !slots[index].spawning, slots[index].spare == nil, broken == nil else { return }
+        slots[index].spawning = true
+        do throws(Errno) {
+            try system_startDetachedWorker(name: "mp-pool-spawn") { [self] in
+                let result = Result { try makeWorker() }
+                send(.spawned(index, result))
+            }
+        } catch {
+            slots[index].spawning = false
+            slots[index].respawnAt = system_clockMonotonicNanoseconds() + backoff(2)
+        }
+    }
+
+    private func discard(_ spare: Spare) {
+        try? spare.child.kill()
+        system_close(spare.fd)
+        retired.append(spare.child)
+    }
+
+    /// Closes a worker's channel (it exits when it sees the end) or kills it; it is reaped by the monitor.
+    private func stopWorker(_ index: Int, kill: Bool) {
+        generation &+= 1
+        if kill { try? slots[index].child?.kill() }
+        // Kept until it has exited, so that the pool's end can wait for it.
+        if let child = slots[index].child { retired.append(child) }
+        retired.removeAll { !$0.isAlive }
+        if slots[index].fd >= 0 { system_close(slots[index].fd) }
+        slots[index].fd = -1
+        slots[index].child = nil
+        slots[index].ready = false
+        slots[index].pid = 0
+        publishPIDs()
+    }
+
+    private func publishPIDs() {
+        let live = slots.compactMap { $0.child != nil ? $0.pid : nil }
+        pids.withLock { $0 = live }
+    }
+
+    // MARK: the loop
+
+    private func run() {
+        let me = system_gettid()
+        var stopping = false
+        while true {
+            // Everything but the wait runs under `step`, so that a caller finding the driver
+            // asleep can dispatch its own job (``trySendDirectly(_:)``).
+            let plan = step.withLock { _ -> (fds: [Int32], events: [Int16], owners: [Int], timeout: CInt)? in
+                holder.store(me, ordering: .relaxed)
+                defer { holder.store(0, ordering: .relaxed) }
+                let now = system_clockMonotonicNanoseconds()
+                stopping = takeCommands(now) || stopping
+                if stopping { return nil }
+                checkTimers(now)
+                dispatch(now)
+                if closing && jobs.isEmpty && requeued.isEmpty && slots.allSatisfy({ $0.inFlight.isEmpty }) { return nil }
+                var fds: [Int32] = [wake]
+                var events: [Int16] = [Int16(POLLIN_VALUE)]
+                var owners: [Int] = [-1]
+                for (index, slot) in slots.enumerated() where slot.fd >= 0 {
+                    fds.append(slot.fd)
+                    events.append(Int16(POLLIN_VALUE) | (slot.outSent < slot.out.count ? Int16(POLLOUT_VALUE) : 0))
+                    owners.append(index)
+                }
+                polledGeneration = generation
+                polling = true
+                return (fds, events, owners, pollTimeout(now))
+            }
+            guard let plan else { break }
+            let revents = (try? system_pollMany(plan.fds, events: plan.events, timeoutMilliseconds: plan.timeout)) ?? Array(repeating: 0, count: plan.fds.count)
+            step.withLock { _ in
+                holder.store(me, ordering: .relaxed)
+                defer { holder.store(0, ordering: .relaxed) }
+                polling = false
+                if revents[0] != 0 { system_eventfdDrain(wake) }
+                // Descriptors that changed while the driver waited are skipped: the next round polls the new ones.
+                guard polledGeneration == generation else { return }
+                for position in 1..<max(1, plan.fds.count) where revents[position] != 0 {
+                    let index = plan.owners[position]
+                    guard slots[index].fd == plan.fds[position] else { continue }
+                    if revents[position] & Int16(POLLOUT_VALUE) != 0 { flush(index) }
+                    if revents[position] & ~Int16(POLLOUT_VALUE) != 0 { readable(index) }
+                }
+            }
+        }
+        step.withLock { _ in
+            holder.store(me, ordering: .relaxed)
+            shutDown(terminating: stopping)
+            holder.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// When the driver is waiting (and no one else holds its state), dispatches `job` from the
+    /// caller's thread: its chunk reaches a worker without waking the driver first. Returns false
+    /// when the job must go through the inbox instead.
+    func trySendDirectly(_ job: PoolJob) -> Bool {
+        let me = system_gettid()
+        guard holder.load(ordering: .relaxed) != me else { return false }
+        let result = step.withLockIfAvailable { _ -> (sent: Bool, poke: Bool) in
+            holder.store(me, ordering: .relaxed)
+            defer { holder.store(0, ordering: .relaxed) }
+            // Only when nothing waits in the inbox, so that a caller's jobs keep their order.
+            guard polling, broken == nil, !closing, inbox.withLock({ $0.isEmpty }) else { return (false, false) }
+            jobs.append(job)
+            dispatch(system_clockMonotonicNanoseconds())
+            // The driver must look again if a write was partial or a worker's descriptor changed.
+            let poke = generation != polledGeneration || slots.contains { $0.outSent < $0.out.count }
+            return (true, poke)
+        }
+        guard let result, result.sent else { return false }
+        if result.poke { system_eventfdSignal(wake) }
+        return true
+    }
+
+    /// Takes the inbox; returns true for terminate.
+    private func takeCommands(_ now: Int64) -> Bool {
+        let commands = inbox.withLock { inbox -> [Command] in
+            defer { inbox = [] }
+            return inbox
+        }
+        var terminate = false
+        for command in commands {
+            switch command {
+            case .job(let job):
+                if let broken {
+                    let (count, _) = job.taskCount
+                    job.sink.fail(start: 0, count: count, error: broken.narrowed(to: Array(0..<count)))
+                } else {
+                    jobs.append(job)
+                }
+            case .cancel(let job):
+                guard job.cancelledAt == nil else { continue }
+                job.cancelledAt = now
+                jobs.removeAll { $0 === job }
+                requeued.removeAll { $0.job === job }
+            case .close:
+                closing = true
+            case .terminate:
+                terminate = true
+            case .spawned(let index, let result):
+                slots[index].spawning = false
+                switch result {
+                case .success(let spare):
+                    if broken != nil || (closing && jobs.isEmpty && requeued.isEmpty) {
+                        discard(spare)
+                    } else if slots[index].child == nil {
+                        install(spare, at: index)
+                        slots[index].startFailures = 0
+                    } else if slots[index].retiring {
+                        slots[index].spare = spare
+                    } else {
+                        discard(spare)
+                    }
+                case .failure(let error):
+                    slots[index].startFailures += 1
+                    slots[index].respawnAt = now + backoff(slots[index].startFailures + 1)
+                    if slots[index].startFailures >= 5 && !slots.contains(where: { $0.child != nil }) {
+                        breakPool(PoolTaskError(code: .childStartFailed, message: "The pool could not start a worker 5 times in a row: \(error)"))
+                    }
+                }
+            }
+        }
+        return terminate
+    }
+
+    private func pollTimeout(_ now: Int64) -> CInt {
+        var next: Int64 = .max
+        for slot in slots {
+            if let at = slot.respawnAt { next = min(next, at) }
+            if let first = slot.inFlight.first {
+                if let timeout = settings.taskTimeout { next = min(next, slot.busySince + timeout.poolNanoseconds) }
+                if let cancelled = first.job.cancelledAt { next = min(next, cancelled + graceNanoseconds) }
+            }
+        }
+        if next == .max { return -1 }
+        return CInt(clamping: max(0, (next - now + 999_999) / 1_000_000))
+    }
+
+    private func checkTimers(_ now: Int64) {
+        for index in slots.indices {
+            if let at = slots[index].respawnAt, at <= now, broken == nil {
+                slots[index].respawnAt = nil
+                requestSpawn(index)
+            }
+            guard slots[index].fd >= 0, let first = slots[index].inFlight.first else { continue }
+            if let timeout = settings.taskTimeout, now - slots[index].busySince >= timeout.poolNanoseconds {
+                let pid = slots[index].pid
+                try? slots[index].child?.kill()
+                let indices = Array(first.start..<(first.start + first.count))
+                let error = PoolTaskError(code: .timedOut, message: "Task \(describe(indices)) ran past the pool's task timeout of \(timeout) in worker \(pid), which was killed and replaced.",
+                                          indices: indices, pid: pid, exitStatus: .signaled(.kill))
+                workerLost(index, failFirst: error, now: now, immediate: true)
+            } else if let cancelled = first.job.cancelledAt, now - cancelled >= graceNanoseconds {
+                try? slots[index].child?.kill()
+                workerLost(index, failFirst: nil, now: now, immediate: true)
+            }
+        }
+    }
+
+    private func backoff(_ failures: Int) -> Int64 {
+        failures <= 1 ? 0 : min(1_000_000_000, 10_000_000 << Int64(min(failures - 2, 7)))
+    }
+
+    // MARK: dispatch
+
+    private func depth(_ slot: Slot) -> Int {
+        guard slot.chunkNanoseconds > 0 else { return 2 }
+        return max(2, min(64, Int(1_000_000 / slot.chunkNanoseconds)))
+    }
+
+    private func dispatch(_ now: Int64) {
+        let live = max(1, slots.filter { $0.ready && !$0.retiring }.count)
+        var progressed = true
+        while progressed {
+            progressed = false
+            for index in slots.indices where slots[index].ready && !slots[index].retiring && slots[index].inFlight.count < depth(slots[index]) {
+                // A worker to recycle after N tasks is given no more than N in all.
+                var budget = Int.max
+                if let limit = settings.recycling.afterTasks {
+                    budget = limit - slots[index].tasksDone - slots[index].inFlight.reduce(0) { $0 + $1.count }
+                    if budget <= 0 { continue }
+                }
+                guard let piece = nextPiece(live: live, budget: budget) else { flushAll(); return }
+                send(piece, to: index, now: now)
+                progressed = true
+                if budget != .max && piece.count >= budget {
+                    // Its last tasks are on their way: start its replacement now, so that it is
+                    // ready by the time this one finishes.
+                    slots[index].retiring = true
+                    requestSpawn(index)
+                }
+            }
+        }
+        flushAll()
+    }
+
+    private func flushAll() {
+        for index in slots.indices where slots[index].outSent < slots[index].out.count { flush(index) }
+    }
+
+    private func nextPiece(live: Int, budget: Int) -> Piece? {
+        if !requeued.isEmpty {
+            if requeued[0].count <= budget { return requeued.removeFirst() }
+            // Split it: the part within the budget now, the rest stays first in line.
+            let piece = Piece(job: requeued[0].job, start: requeued[0].start, count: budget, attempt: requeued[0].attempt)
+            requeued[0].start += budget
+            requeued[0].count -= budget
+            return piece
+        }
+        var position = 0
+        while position < jobs.count {
+            let job = jobs[position]
+            let (count, complete) = job.taskCount
+            var available = count - job.dispatched
+            if let window = job.window {
+                available = min(available, window.consumed.load(ordering: .acquiring) + window.size - job.dispatched)
+            }
+            if available <= 0 {
+                if complete && job.dispatched >= count { jobs.remove(at: position); continue }
+                position += 1
+                continue
+            }
+            let size = min(budget, chunkSize(job, available: available, remaining: count - job.dispatched, complete: complete, live: live))
+            let piece = Piece(job: job, start: job.dispatched, count: size, attempt: 0)
+            job.dispatched += size
+            return piece
+        }
+        return nil
+    }
+
+    private func chunkSize(_ job: PoolJob, available: Int, remaining: Int, complete: Bool, live: Int) -> Int {
+        guard job.inputs != nil else { return 1 }
+        if settings.taskTimeout != nil { return 1 }
+        switch job.chunking {
+        case .fixed(let size):
+            return max(1, min(size, available))
+        case .adaptive:
+            var size: Int
+            if let cost = job.nanosecondsPerTask {
+                size = Int(1_000_000 / max(cost, 1))
+            } else {
+                size = job.probe
+                job.probe = min(job.probe * 2, 64)
+            }
+            if complete {
+                // The tail: never more than a share of what is left, so workers finish together.
+                size = min(size, max(1, (remaining + 2 * live - 1) / (2 * live)))
+            }
+            return max(1, min(size, available))
+        }
+    }
+
+    private func send(_ piece: Piece, to index: Int, now: Int64) {
+        let job = piece.job
+        let chunk = nextChunk
+        nextChunk &+= 1
+        if nextChunk == 0 { nextChunk = 1 }
+        if slots[index].outSent == slots[index].out.count {
+            slots[index].out.removeAll(keepingCapacity: true)
+            slots[index].outSent = 0
+        }
+        if let functionBody = job.functionBody, !slots[index].knownJobs.contains(job.id) {
+            slots[index].knownJobs.insert(job.id)
+            PoolWire.appendHeader(&slots[index].out, kind: .function, a: job.id, b: 0, length: functionBody.count)
+            slots[index].out.append(contentsOf: functionBody)
+        }
+        if let inputs = job.inputs {
+            let length = 4 + inputs.chunkByteCount(start: piece.start, count: piece.count)
+            PoolWire.appendHeader(&slots[index].out, kind: .chunk, a: job.id, b: chunk, length: length)
+            inputs.chunkBody(start: piece.start, count: piece.count, into: &slots[index].out)
+        } else if let taskBody = job.taskBody {
+            PoolWire.appendHeader(&slots[index].out, kind: .task, a: job.id, b: chunk, length: taskBody.count)
+            slots[index].out.append(contentsOf: taskBody)
+        }
+        if slots[index].inFlight.isEmpty { slots[index].busySince = now }
+        slots[index].inFlight.append(InFlight(chunk: chunk, job: job, start: piece.start, count: piece.count, attempt: piece.attempt))
+    }
+
+    private func flush(_ index: Int) {
+        while slots[index].fd >= 0 && slots[index].outSent < slots[index].out.count {
+            let sent: Int
+            do throws(Errno) {
+                let fd = slots[index].fd
+                let from = slots[index].outSent
+                sent = try Self.write(fd, slots[index].out, from: from)
+            } catch {
+                if error == .wouldBlock || error == .resourceTemporarilyUnavailable { return }
+                readable(index) // a broken channel: the read side reports the death
+                return
+            }
+            slots[index].outSent += sent
+        }
+    }
+
+    private static func write(_ fd: Int32, _ bytes: [UInt8], from: Int) throws(Errno) -> Int {
+        var result: Result<Int, Errno> = .success(0)
+        bytes.withUnsafeBytes { raw in
+            do throws(Errno) {
+                result = .success(try system_ipcWrite(fd, socket: true, UnsafeRawBufferPointer(rebasing: raw[from...]), UnsafeRawBufferPointer(start: nil, count: 0)))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private static func read(_ fd: Int32, _ buffer: inout [UInt8]) throws(Errno) -> Int {
+        var result: Result<Int, Errno> = .success(0)
+        buffer.withUnsafeMutableBytes { raw in
+            do throws(Errno) {
+                result = .success(try system_receiveNonBlocking(fd, raw))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    // MARK: answers
+
+    private func readable(_ index: Int) {
+        var ended = false
+        while slots[index].fd >= 0 {
+            let n: Int
+            do throws(Errno) {
+                let fd = slots[index].fd
+                n = try Self.read(fd, &readBuffer)
+            } catch {
+                if error == .wouldBlock || error == .resourceTemporarilyUnavailable { break }
+                ended = true
+                break
+            }
+            if n == 0 { ended = true; break }
+            slots[index].input.append(contentsOf: readBuffer[0..<n])
+            if !parseFrames(index) { return }
+            if n < readBuffer.count { break }
+        }
+        if ended && slots[index].fd >= 0 { workerLost(index, failFirst: nil, now: system_clockMonotonicNanoseconds(), immediate: false) }
+    }
+
+    /// Handles every complete frame; false when the worker was dropped for a protocol error.
+    private func parseFrames(_ index: Int) -> Bool {
+        while slots[index].input.count - slots[index].inputStart >= PoolWire.headerSize {
+            let start = slots[index].inputStart
+            let (kind, length) = slots[index].input.withUnsafeBytes { raw in
+                (raw.loadLE(UInt32.self, at: start), Int(raw.loadLE(UInt32.self, at: start + 12)))
+            }
+            let chunk = slots[index].input.withUnsafeBytes { $0.loadLE(UInt32.self, at: start + 8) }
+            guard length <= PoolWire.maximumBody else { return protocolError(index, "announced a \(length)-byte answer") }
+            guard slots[index].input.count - start >= PoolWire.headerSize + length else { break }
+            let bodyRange = (start + PoolWire.headerSize)..<(start + PoolWire.headerSize + length)
+            slots[index].inputStart = bodyRange.upperBound
+            switch PoolFrameKind(rawValue: kind) {
+            case .ready?:
+                slots[index].ready = true
+                if !firstReady.isDone && slots.allSatisfy({ $0.ready || $0.child == nil }) { firstReady.complete() }
+            case .initializerFailed?:
+                let failure = slots[index].input.withUnsafeBytes { raw in
+                    try? WireDecoder().decode(WireFailure.self, from: UnsafeRawBufferPointer(rebasing: raw[bodyRange]))
+                }
+                let error = PoolTaskError(code: .childStartFailed,
+                                          message: "The pool's initializer threw in worker \(slots[index].pid): \(failure?.message ?? "(an error that could not be read)")",
+                                          pid: slots[index].pid, remoteTypeName: failure?.typeName, remoteError: failure?.decodedError)
+                startError.withLock { if $0 == nil { $0 = error } }
+                breakPool(error)
+                firstReady.complete()
+                return false
+            case .result?:
+                guard let first = slots[index].inFlight.first, first.chunk == chunk else {
+                    return protocolError(index, "answered chunk \(chunk), which it was not running")
+                }
+                slots[index].inFlight.removeFirst()
+                let now = system_clockMonotonicNanoseconds()
+                slots[index].busySince = now
+                slots[index].deaths = 0
+                slots[index].tasksDone += first.count
+                let pid = slots[index].pid
+                let (resident, elapsed) = slots[index].input.withUnsafeBytes { raw -> (Int, Int64) in
+                    let body = UnsafeRawBufferPointer(rebasing: raw[bodyRange])
+                    if first.job.cancelledAt == nil {
+                        first.job.sink.deliver(start: first.start, count: first.count, body: body, pid: pid)
+                    }
+                    guard body.count >= 16 else { return (0, 0) }
+                    return (Int(truncatingIfNeeded: body.loadLE(UInt64.self, at: 0)), Int64(truncatingIfNeeded: body.loadLE(UInt64.self, at: 8)))
+                }
+                let perTask = Double(max(elapsed, 1)) / Double(first.count) + 50 // plus a little for the round trip
+                let job = first.job
+                job.nanosecondsPerTask = job.nanosecondsPerTask.map { 0.7 * $0 + 0.3 * perTask } ?? perTask
+                slots[index].chunkNanoseconds = Double(elapsed)
+                job.answered += first.count
+                finishIfDone(job)
+                if job.window != nil { discardAnswered(job) }
+                if let limit = settings.recycling.afterTasks, slots[index].tasksDone >= limit { slots[index].retiring = true }
+                if let limit = settings.recycling.aboveResidentBytes, resident > limit { slots[index].retiring = true }
+            default:
+                return protocolError(index, "sent frame kind \(kind)")
+            }
+        }
+        if slots[index].inputStart == slots[index].input.count {
+            slots[index].input.removeAll(keepingCapacity: true)
+            slots[index].inputStart = 0
+        } else if slots[index].inputStart > (1 << 20) {
+            slots[index].input.removeFirst(slots[index].inputStart)
+            slots[index].inputStart = 0
+        }
+        if slots[index].retiring && slots[index].inFlight.isEmpty { retire(index) }
+        return true
+    }
+
+    /// A mapUnordered's inputs that no worker holds and none will be sent again go.
+    private func discardAnswered(_ job: PoolJob) {
+        var lowest = job.dispatched
+        for piece in requeued where piece.job === job { lowest = min(lowest, piece.start) }
+        for slot in slots {
+            for piece in slot.inFlight where piece.job === job { lowest = min(lowest, piece.start) }
+        }
+        job.inputs?.discard(below: lowest)
+    }
+
+    private func finishIfDone(_ job: PoolJob) {
+        let (count, complete) = job.taskCount
+        guard complete, job.answered >= count, job.functionBody != nil else { return }
+        for index in slots.indices where slots[index].knownJobs.remove(job.id) != nil && slots[index].fd >= 0 {
+            if slots[index].outSent == slots[index].out.count {
+                slots[index].out.removeAll(keepingCapacity: true)
+                slots[index].outSent = 0
+            }
+            PoolWire.appendHeader(&slots[index].out, kind: .forget, a: job.id, b: 0, length: 0)
+            flush(index)
+        }
+    }
+
+    private func protocolError(_ index: Int, _ what: String) -> Bool {
+        system_writeStderr("multiprocessing: pool worker \(slots[index].pid) \(what); it is replaced.\n")
+        try? slots[index].child?.kill()
+        workerLost(index, failFirst: nil, now: system_clockMonotonicNanoseconds(), immediate: false)
+        return false
+    }
+
+    /// A worker that reached its recycling limit: its channel closes, a fresh one takes its place.
+    private func retire(_ index: Int) {
+        let spare = slots[index].spare
+        slots[index].spare = nil
+        stopWorker(index, kill: false)
+        slots[index].retiring = false
+        slots[index].tasksDone = 0
+        slots[index].input = []
+        slots[index].inputStart = 0
+        slots[index].knownJobs = []
+        slots[index].inFlight = []
+        slots[index].out = []
+        slots[index].outSent = 0
+        retired.removeAll { !$0.isAlive }
+        if let spare {
+            if broken == nil && !(closing && jobs.isEmpty && requeued.isEmpty) { install(spare, at: index) } else { discard(spare) }
+        } else if broken == nil && !closing {
+            requestSpawn(index)
+        }
+    }
+
+    // MARK: deaths
+
+    /// A worker is gone (or was killed): its first chunk fails (or is retried), the rest go back to the queue.
+    private func workerLost(_ index: Int, failFirst timeoutError: PoolTaskError?, now: Int64, immediate: Bool) {
+        let slot = slots[index]
+        let child = slot.child
+        stopWorker(index, kill: false)
+        // The exit status: the process has closed its socket, so it is exiting or gone.
+        var status: ExitStatus?
+        if let child {
+            if (try? child.join(timeout: .seconds(2))) == nil {
+                try? child.kill()
+                try? child.join(timeout: .seconds(5))
+            }
+            status = child.exitStatus
+        }
+        var held = slot.inFlight
+        if let first = held.first {
+            held.removeFirst()
+            if first.job.cancelledAt != nil {
+                // A cancelled job's chunk: nothing to report.
+            } else if let timeoutError {
+                first.job.answered += first.count
+                first.job.sink.fail(start: first.start, count: first.count, error: timeoutError)
+                finishIfDone(first.job)
+            } else {
+                let indices = Array(first.start..<(first.start + first.count))
+                if case .retry(let times) = settings.onWorkerDeath, first.attempt < times {
+                    // Each task alone, so that one that kills its worker fails by itself.
+                    for start in indices.reversed() {
+                        requeued.insert(Piece(job: first.job, start: start, count: 1, attempt: first.attempt + 1), at: 0)
+                    }
+                } else {
+                    let what = first.job.taskBody != nil ? "a submitted task" : "task\(indices.count == 1 ? "" : "s") \(describe(indices))"
+                    let error = PoolTaskError(code: .childDied,
+                                              message: "Pool worker \(slot.pid) \(status?.description ?? "ended") (exit code \(status?.code ?? 0)) while it held \(what); the pool replaced it.",
+                                              indices: indices, pid: slot.pid, exitStatus: status)
+                    first.job.answered += first.count
+                    first.job.sink.fail(start: first.start, count: first.count, error: error)
+                    finishIfDone(first.job)
+                }
+            }
+        }
+        // The chunks it had not begun go back, in order, ahead of new work.
+        for piece in held.reversed() where piece.job.cancelledAt == nil {
+            requeued.insert(Piece(job: piece.job, start: piece.start, count: piece.count, attempt: piece.attempt), at: 0)
+        }
+        var fresh = Slot(number: slot.number)
+        fresh.deaths = immediate ? 0 : slot.deaths + 1
+        fresh.chunkNanoseconds = slot.chunkNanoseconds
+        fresh.spawning = slot.spawning
+        slots[index] = fresh
+        if !slot.ready && timeoutError == nil {
+            // It died before it was ready: if it was the first, creation must not wait for ever.
+            if !firstReady.isDone {
+                startError.withLock {
+                    if $0 == nil {
+                        $0 = PoolTaskError(code: .childStartFailed, message: "Pool worker \(slot.pid) \(status?.description ?? "ended") before it was ready.", pid: slot.pid, exitStatus: status)
+                    }
+                }
+                firstReady.complete()
+            }
+        }
+        if let spare = slot.spare {
+            install(spare, at: index)
+            slots[index].deaths = fresh.deaths
+        } else if !slot.spawning && broken == nil {
+            slots[index].respawnAt = now + backoff(fresh.deaths)
+        }
+    }
+
+    private func breakPool(_ error: PoolTaskError) {
+        guard broken == nil else { return }
+        broken = error
+        for piece in requeued where piece.job.cancelledAt == nil {
+            piece.job.answered += piece.count
+            piece.job.sink.fail(start: piece.start, count: piece.count, error: error.narrowed(to: Array(piece.start..<(piece.start + piece.count))))
+        }
+        requeued = []
+        for job in jobs {
+            let (count, _) = job.taskCount
+            if count > job.dispatched {
+                job.sink.fail(start: job.dispatched, count: count - job.dispatched, error: error.narrowed(to: Array(job.dispatched..<count)))
+                job.answered += count - job.dispatched
+                job.dispatched = count
+            }
+        }
+        jobs = []
+        for index in slots.indices {
+            for piece in slots[index].inFlight where piece.job.cancelledAt == nil {
+                piece.job.sink.fail(start: piece.start, count: piece.count, error: error.narrowed(to: Array(piece.start..<(piece.start + piece.count))))
+            }
+            slots[index].inFlight = []
+            slots[index].respawnAt = nil
+            stopWorker(index, kill: true)
+        }
+    }
+
+    private func shutDown(terminating: Bool) {
+        let cancelled = PoolTaskError(code: .cancelled, message: "The pool was terminated before this task finished.")
+        if terminating {
+            for job in jobs {
+                let (count, _) = job.taskCount
+                if count > job.dispatched { job.sink.fail(start: job.dispatched, count: count - job.dispatched, error: cancelled.narrowed(to: Array(job.dispatched..<count))) }
+            }
+            for piece in requeued { piece.job.sink.fail(start: piece.start, count: piece.count, error: cancelled.narrowed(to: Array(piece.start..<(piece.start + piece.count)))) }
+            for slot in slots {
+                for piece in slot.inFlight where piece.job.cancelledAt == nil {
+                    piece.job.sink.fail(start: piece.start, count: piece.count, error: cancelled.narrowed(to: Array(piece.start..<(piece.start + piece.count))))
+                }
+            }
+            jobs = []
+            requeued = []
+        }
+        // Replacements being started: wait for them, and stop them with the rest.
+        var spares = slots.compactMap(\.spare)
+        while slots.contains(where: { $0.spawning }) {
+            _ = try? system_pollMany([wake], events: [Int16(POLLIN_VALUE)], timeoutMilliseconds: 100)
+            system_eventfdDrain(wake)
+            let commands = inbox.withLock { inbox -> [Command] in
+                let spawned = inbox.filter { if case .spawned = $0 { return true } else { return false } }
+                inbox.removeAll { if case .spawned = $0 { return true } else { return false } }
+                return spawned
+            }
+            for case .spawned(let index, let result) in commands {
+                slots[index].spawning = false
+                if case .success(let spare) = result { spares.append(spare) }
+            }
+        }
+        for spare in spares { system_close(spare.fd) }
+        // Close every channel: an idle worker exits at once; a busy one is asked with SIGTERM, then killed.
+        let children = slots.compactMap(\.child) + spares.map(\.child) + retired
+        for index in slots.indices { stopWorker(index, kill: false) }
+        if terminating { for child in children { try? child.terminate() } }
+        let deadline = system_clockMonotonicNanoseconds() + (terminating ? graceNanoseconds : 30 * graceNanoseconds)
+        for child in children {
+            let left = max(0, deadline - system_clockMonotonicNanoseconds())
+            if (try? child.join(timeout: .nanoseconds(left))) == nil {
+                try? child.kill()
+                try? child.join(timeout: .seconds(5))
+            }
+        }
+        firstReady.complete()
+        // Drop what is left of the inbox: jobs sent after the end fail as cancelled.
+        let late = inbox.withLock { inbox -> [Command] in
+            defer { inbox = [] }
+            return inbox
+        }
+        for case .job(let job) in late {
+            let (count, _) = job.taskCount
+            job.sink.fail(start: 0, count: count, error: cancelled.narrowed(to: Array(0..<count)))
+        }
+        system_close(wake)
+        stopped.complete()
+    }
+
+    private func describe(_ indices: [Int]) -> String {
+        guard let first = indices.first, let last = indices.last else { return "" }
+        if indices.count == 1 { return "\(first)" }
+        return "\(first)...\(last)"
+    }
+}
+
+private let POLLIN_VALUE: Int32 = 0x001
+private let POLLOUT_VALUE: Int32 = 0x004
+
+extension Duration {
+    var poolNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, overflow2) = product.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return overflow2 ? .max : sum
+    }
+}

@@ -1,0 +1,409 @@
+import Synchronization
+
+/// Where a job's results go. Called on the pool's driver thread only.
+protocol PoolJobSink: AnyObject, Sendable {
+    /// A worker's answer for tasks `start..<start+count`: decodes the outputs and failures.
+    func deliver(start: Int, count: Int, body: UnsafeRawBufferPointer, pid: Int32)
+    /// Tasks that failed without an answer (worker death, timeout, cancellation).
+    func fail(start: Int, count: Int, error: PoolTaskError)
+}
+
+/// The encoded inputs of a job: values back to back, cut into chunks by the driver.
+final class PoolInputs: Sendable {
+    struct State {
+        var bytes: [UInt8] = []
+        /// The end of each value in `bytes`; empty when values are raw fixed-width (`stride`).
+        var ends: [Int] = []
+        var count = 0
+        /// No more inputs will be appended.
+        var complete = false
+        /// The index of the first value still kept (a mapUnordered drops what no worker can need).
+        var first = 0
+    }
+    let stride: Int?
+    let state: Mutex<State>
+
+    init(stride: Int?, state: State) {
+        self.stride = stride
+        self.state = Mutex(state)
+    }
+
+    /// Encodes `values` in the caller, so that an input that cannot be encoded fails before dispatch.
+    static func encode<T: Encodable>(_ values: some Sequence<T>, firstIndex: Int = 0, into state: inout State) throws {
+        if PoolValues.isRaw(T.self) {
+            let array = Array(values)
+            try PoolValues.append(array, to: &state.bytes)
+            state.count += array.count
+        } else {
+            let before = state.ends.count
+            try PoolValues.appendEach(values, to: &state.bytes, ends: &state.ends, firstIndex: firstIndex)
+            state.count += state.ends.count - before
+        }
+    }
+
+    /// The body of a chunk frame for tasks `start..<start+count`: the count, then their bytes.
+    func chunkBody(start global: Int, count: Int, into bytes: inout [UInt8]) {
+        state.withLock { state in
+            bytes.appendLE(UInt32(count))
+            let start = global - state.first
+            let range: Range<Int>
+            if let stride {
+                range = (start * stride)..<((start + count) * stride)
+            } else {
+                range = (start == 0 ? 0 : state.ends[start - 1])..<state.ends[start + count - 1]
+            }
+            state.bytes.withUnsafeBytes { raw in
+                bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[range]))
+            }
+        }
+    }
+
+    func chunkByteCount(start global: Int, count: Int) -> Int {
+        state.withLock { state in
+            let start = global - state.first
+            if let stride { return count * stride }
+            return state.ends[start + count - 1] - (start == 0 ? 0 : state.ends[start - 1])
+        }
+    }
+
+    var snapshot: (count: Int, complete: Bool) { state.withLock { ($0.count, $0.complete) } }
+
+    /// Drops the values before index `index`, which no worker will be sent again.
+    func discard(below index: Int) {
+        state.withLock { state in
+            let drop = index - state.first
+            guard drop > 4096 || (drop > 0 && drop * 2 > state.count - state.first) else { return }
+            if let stride {
+                state.bytes.removeFirst(drop * stride)
+            } else {
+                let bytes = state.ends[drop - 1]
+                state.bytes.removeFirst(bytes)
+                state.ends.removeFirst(drop)
+                for i in state.ends.indices { state.ends[i] -= bytes }
+            }
+            state.first = index
+        }
+    }
+}
+
+/// One map, mapUnordered or submitted task, as the driver sees it.
+final class PoolJob: @unchecked Sendable {
+    // @unchecked: the `driver*` fields are touched only by the pool's driver thread; the rest is immutable.
+    let id: UInt32
+    /// The body of the function frame (a map), or nil (a task).
+    let functionBody: [UInt8]?
+    /// The body of the task frame (a submitted task), or nil (a map).
+    let taskBody: [UInt8]?
+    let inputs: PoolInputs?
+    let chunking: Chunking
+    let sink: any PoolJobSink
+    /// The window of mapUnordered: at most this many tasks dispatched and not yet consumed.
+    let window: PoolWindow?
+
+    // driver-only
+    var dispatched = 0
+    var answered = 0
+    var nanosecondsPerTask: Double?
+    var cancelledAt: Int64?
+    var probe = 1
+
+    init(id: UInt32, functionBody: [UInt8]?, taskBody: [UInt8]?, inputs: PoolInputs?, chunking: Chunking, sink: any PoolJobSink, window: PoolWindow? = nil) {
+        self.id = id
+        self.functionBody = functionBody
+        self.taskBody = taskBody
+        self.inputs = inputs
+        self.chunking = chunking
+        self.sink = sink
+        self.window = window
+    }
+
+    var taskCount: (count: Int, complete: Bool) {
+        if let inputs { return inputs.snapshot }
+        return (1, true)
+    }
+}
+
+/// How many results of a mapUnordered the consumer has taken, so that dispatch stays within its window.
+final class PoolWindow: Sendable {
+    let size: Int
+    let consumed = Atomic<Int>(0)
+    init(size: Int) { self.size = size }
+}
+
+/// A one-time completion that a blocking or an async caller waits for.
+final class PoolCompletion: Sendable {
+    private let flag = OneShot()
+    private let waiters = Mutex<(done: Bool, next: UInt64, continuations: [UInt64: CheckedContinuation<Void, Never>])>((false, 0, [:]))
+
+    var isDone: Bool { flag.isSet }
+
+    func complete() {
+        let continuations = waiters.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.done = true
+            let all = Array(state.continuations.values)
+            state.continuations = [:]
+            return all
+        }
+        flag.set()
+        for continuation in continuations { continuation.resume() }
+    }
+
+    func wait() { _ = flag.wait(until: .never) }
+
+    /// Waits; returns early (false) when the task is cancelled.
+    func wait() async -> Bool {
+        let key = waiters.withLock { state -> UInt64 in
+            state.next += 1
+            return state.next
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = waiters.withLock { state -> Bool in
+                    if state.done || Task.isCancelled { return true }
+                    state.continuations[key] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let continuation = waiters.withLock { $0.continuations.removeValue(forKey: key) }
+            continuation?.resume()
+        }
+        return flag.isSet
+    }
+}
+
+/// Decodes a worker's answer: (failures by index in the chunk, the outputs' bytes, elapsed ns, resident bytes).
+struct PoolReply {
+    var residentBytes: Int
+    var elapsed: Int64
+    var failures: [WireFailure]
+    var outputs: UnsafeRawBufferPointer
+
+    init(_ body: UnsafeRawBufferPointer) throws {
+        guard body.count >= 20 else { throw MultiprocessingError(.malformedFrame, "A pool worker's answer is shorter than its header.") }
+        residentBytes = Int(truncatingIfNeeded: body.loadLE(UInt64.self, at: 0))
+        elapsed = Int64(truncatingIfNeeded: body.loadLE(UInt64.self, at: 8))
+        let failureLength = Int(body.loadLE(UInt32.self, at: 16))
+        guard failureLength <= body.count - 20 else { throw MultiprocessingError(.malformedFrame, "A pool worker's answer lists failures past its end.") }
+        failures = failureLength == 0 ? [] : try WireDecoder().decode([WireFailure].self, from: UnsafeRawBufferPointer(rebasing: body[20..<(20 + failureLength)]))
+        outputs = UnsafeRawBufferPointer(rebasing: body[(20 + failureLength)...])
+    }
+
+    /// The task error for a failure in a chunk that starts at `start`.
+    static func error(_ failure: WireFailure, start: Int, pid: Int32) -> PoolTaskError {
+        let index = start + failure.index
+        switch failure.kind {
+        case .threw:
+            return PoolTaskError(code: .childFailed, message: "Task \(index) threw in pool worker \(pid): \(failure.message)", indices: [index], pid: pid,
+                                 remoteTypeName: failure.typeName, remoteError: failure.decodedError)
+        case .unencodableResult:
+            return PoolTaskError(code: .coding, message: "The result of task \(index) could not be sent back by pool worker \(pid): \(failure.message)", indices: [index], pid: pid,
+                                 remoteTypeName: failure.typeName.isEmpty ? nil : failure.typeName)
+        case .setup:
+            return PoolTaskError(code: .childStartFailed, message: "Pool worker \(pid) could not run task \(index): \(failure.message)", indices: [index], pid: pid)
+        }
+    }
+}
+
+/// The results of a map: chunks of outputs as they arrive, and failures by index.
+final class PoolMapSink<Output: Codable & Sendable>: PoolJobSink, @unchecked Sendable {
+    // @unchecked: `chunks` and `failures` are written by the driver thread only, and read by the
+    // caller only after `completion` (whose futex and lock order the accesses).
+    let count: Int
+    let completion = PoolCompletion()
+    private var chunks: [(start: Int, outputs: [Output])] = []
+    private var failures: [Int: PoolTaskError] = [:]
+    private var answered = 0
+    /// For mapUnordered: each result as it arrives, instead of keeping them.
+    let stream: PoolStream<Output>?
+
+    init(count: Int, stream: PoolStream<Output>? = nil) {
+        self.count = count
+        self.stream = stream
+        if count == 0 && stream == nil { completion.complete() }
+    }
+
+    func deliver(start: Int, count: Int, body: UnsafeRawBufferPointer, pid: Int32) {
+        do {
+            let reply = try PoolReply(body)
+            let outputs = try PoolValues.decode(Output.self, count: count - reply.failures.count, from: reply.outputs)
+            if let stream {
+                var next = 0
+                var failureAt = 0
+                for offset in 0..<count {
+                    if failureAt < reply.failures.count, reply.failures[failureAt].index == offset {
+                        stream.yield(start + offset, .failure(PoolReply.error(reply.failures[failureAt], start: start, pid: pid)))
+                        failureAt += 1
+                    } else {
+                        stream.yield(start + offset, .success(outputs[next]))
+                        next += 1
+                    }
+                }
+                return
+            }
+            if reply.failures.isEmpty {
+                chunks.append((start, outputs))
+            } else {
+                var next = 0
+                var failureAt = 0
+                for offset in 0..<count {
+                    if failureAt < reply.failures.count, reply.failures[failureAt].index == offset {
+                        failures[start + offset] = PoolReply.error(reply.failures[failureAt], start: start, pid: pid)
+                        failureAt += 1
+                    } else {
+                        chunks.append((start + offset, [outputs[next]]))
+                        next += 1
+                    }
+                }
+            }
+        } catch {
+            fail(start: start, count: count, error: PoolTaskError(code: .coding, message: "Could not decode the results of tasks \(start)..<\(start + count) from pool worker \(pid): \(error)",
+                                                                 indices: Array(start..<(start + count)), pid: pid))
+            return
+        }
+        answered += count
+        if answered == self.count { completion.complete() }
+    }
+
+    func fail(start: Int, count: Int, error: PoolTaskError) {
+        if let stream {
+            for index in start..<(start + count) { stream.yield(index, .failure(error.narrowed(to: [index]))) }
+            return
+        }
+        for index in start..<(start + count) { failures[index] = error }
+        answered += count
+        if answered == self.count { completion.complete() }
+    }
+
+    /// After completion: every output in order, or the failure of the lowest failed index.
+    func outputs() throws(PoolTaskError) -> [Output] {
+        if let first = failures.keys.min(), let error = failures[first] { throw error }
+        chunks.sort { $0.start < $1.start }
+        var all: [Output] = []
+        all.reserveCapacity(count)
+        for chunk in chunks { all.append(contentsOf: chunk.outputs) }
+        return all
+    }
+
+    /// After completion: each task's result, in order.
+    func results() -> [Result<Output, PoolTaskError>] {
+        chunks.sort { $0.start < $1.start }
+        var all: [Result<Output, PoolTaskError>] = []
+        all.reserveCapacity(count)
+        var chunkAt = 0
+        var offset = 0
+        for index in 0..<count {
+            if let error = failures[index] {
+                all.append(.failure(error.narrowed(to: [index])))
+                continue
+            }
+            while chunkAt < chunks.count && offset >= chunks[chunkAt].outputs.count { chunkAt += 1; offset = 0 }
+            all.append(.success(chunks[chunkAt].outputs[offset]))
+            offset += 1
+        }
+        return all
+    }
+}
+
+/// The result of one submitted task.
+final class PoolTaskSink<Output: Sendable>: PoolJobSink, Sendable {
+    let completion = PoolCompletion()
+    private let stored = Mutex<Result<Output, PoolTaskError>?>(nil)
+    /// The result, once there is one (the driver's, or a cancellation's, whichever came first).
+    var result: Result<Output, PoolTaskError>? { stored.withLock { $0 } }
+    private let decode: @Sendable (UnsafeRawBufferPointer) throws -> Output
+    let onDone = Mutex<[@Sendable (Result<Output, PoolTaskError>) -> Void]>([])
+
+    init(decode: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Output) {
+        self.decode = decode
+    }
+
+    func deliver(start: Int, count: Int, body: UnsafeRawBufferPointer, pid: Int32) {
+        do {
+            let reply = try PoolReply(body)
+            if let failure = reply.failures.first {
+                finish(.failure(PoolReply.error(failure, start: start, pid: pid)))
+            } else {
+                finish(.success(try decode(reply.outputs)))
+            }
+        } catch {
+            finish(.failure(PoolTaskError(code: .coding, message: "Could not decode the task's result from pool worker \(pid): \(error)", indices: [start], pid: pid)))
+        }
+    }
+
+    func fail(start: Int, count: Int, error: PoolTaskError) {
+        finish(.failure(error))
+    }
+
+    /// Sets the result directly (a thread pool's task).
+    func resolve(_ result: Result<Output, PoolTaskError>) { finish(result) }
+
+    private func finish(_ result: Result<Output, PoolTaskError>) {
+        let first = stored.withLock { stored -> Bool in
+            guard stored == nil else { return false }
+            stored = result
+            return true
+        }
+        guard first else { return }
+        completion.complete()
+        let callbacks = onDone.withLock { callbacks in
+            defer { callbacks = [] }
+            return callbacks
+        }
+        for callback in callbacks { callback(result) }
+    }
+}
+
+/// The buffer between the driver and a mapUnordered consumer.
+final class PoolStream<Output: Sendable>: Sendable {
+    struct State {
+        var buffered: [(Int, Result<Output, PoolTaskError>)] = []
+        var head = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    let state = Mutex(State())
+
+    func yield(_ index: Int, _ result: Result<Output, PoolTaskError>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.buffered.append((index, result))
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Takes the next buffered result, if any.
+    func take() -> (Int, Result<Output, PoolTaskError>)? {
+        state.withLock { state in
+            guard state.head < state.buffered.count else { return nil }
+            let item = state.buffered[state.head]
+            state.head += 1
+            if state.head > 1024 && state.head * 2 > state.buffered.count {
+                state.buffered.removeFirst(state.head)
+                state.head = 0
+            }
+            return item
+        }
+    }
+
+    /// Waits until something is buffered (or the task is cancelled).
+    func waitForItem() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.head < state.buffered.count || Task.isCancelled { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}
