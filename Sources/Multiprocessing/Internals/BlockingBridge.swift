@@ -126,6 +126,8 @@ package final class BlockingBridge: Sendable {
         package var extra: Int
         /// Helpers started since the process began (reuse keeps it low).
         package var started: Int
+        /// Extra threads started since the process began.
+        package var extraStarted: Int
         /// Times a helper (or an extra thread) could not be created.
         package var startFailures: Int
         /// Looks that restartable waits took on their own task, for want of a helper.
@@ -155,6 +157,7 @@ package final class BlockingBridge: Sendable {
         var busy = 0
         var extra = 0
         var started = 0
+        var extraStarted = 0
         var startFailures = 0
         var slices = 0
         /// Idle helpers, the most recently idle last (taken first).
@@ -173,7 +176,7 @@ package final class BlockingBridge: Sendable {
     package var statistics: Statistics {
         state.withLock {
             Statistics(threads: $0.threads, busy: $0.busy, extra: $0.extra, started: $0.started,
-                       startFailures: $0.startFailures, slices: $0.slices, limit: $0.limit, idleTimeout: $0.idleTimeout)
+                       extraStarted: $0.extraStarted, startFailures: $0.startFailures, slices: $0.slices, limit: $0.limit, idleTimeout: $0.idleTimeout)
         }
     }
 
@@ -255,9 +258,10 @@ package final class BlockingBridge: Sendable {
                     do throws(Errno) {
                         try startExtra(job)
                     } catch {
-                        let reason = failure.map { "a helper could not be started (\($0)), " } ?? "all \(statistics.limit) helper threads are busy, "
+                        let reason = failure.map { "no helper thread could be started (\($0))" }
+                            ?? "all \(statistics.limit) helper threads are busy"
                         continuation.resume(throwing: MultiprocessingError.system(
-                            "\(operation): \(reason)and no thread of its own could be started for this wait (pthread_create)", error))
+                            "\(operation) needs a thread to wait on (it cannot wait in slices on its task), but \(reason), and starting a thread of its own (pthread_create)", error))
                     }
                 }
             }
@@ -271,7 +275,8 @@ package final class BlockingBridge: Sendable {
     private func place(_ job: @escaping @Sendable () -> Void) -> Errno?? {
         enum Placement { case handed(Helper), start, atBound }
         let placement = state.withLock { state -> Placement in
-            if let helper = state.idle.popLast() {
+            // A lowered bound holds at once: helpers above it get no more work and time out.
+            if state.threads <= state.limit, let helper = state.idle.popLast() {
                 helper.job = job
                 state.busy += 1
                 return .handed(helper)
@@ -310,7 +315,10 @@ package final class BlockingBridge: Sendable {
 
     /// A thread beyond the bound for one wait that cannot wait in slices; it ends with the wait.
     private func startExtra(_ job: @escaping @Sendable () -> Void) throws(Errno) {
-        state.withLock { $0.extra += 1 }
+        state.withLock {
+            $0.extra += 1
+            $0.extraStarted += 1
+        }
         do throws(Errno) {
             try system_startThread(name: "mp-wait-extra", stackSize: BlockingBridge.helperStackSize) { [self] in
                 job()
@@ -319,6 +327,7 @@ package final class BlockingBridge: Sendable {
         } catch {
             state.withLock { state in
                 state.extra -= 1
+                state.extraStarted -= 1
                 state.startFailures += 1
             }
             throw error
