@@ -278,6 +278,9 @@ package final class BlockingBridge: Sendable {
             // A lowered bound holds at once: helpers above it get no more work and time out.
             if state.threads <= state.limit, let helper = state.idle.popLast() {
                 helper.job = job
+                // Under the lock, as the helper's reset to 0 is: a late store could leave an
+                // idle helper's word at 1, and its futex wait would then never sleep.
+                system_atomicStore(helper.word, 1)
                 state.busy += 1
                 return .handed(helper)
             }
@@ -289,7 +292,6 @@ package final class BlockingBridge: Sendable {
         }
         switch placement {
         case .handed(let helper):
-            system_atomicStore(helper.word, 1)
             system_futexWake(helper.word, count: 1, shared: false)
             return nil
         case .start:
