@@ -240,6 +240,7 @@ internal final class ManagerClient: Sendable {
 /// Runs a blocking manager call on the core's blocking bridge (``BlockingBridge``) and suspends
 /// the task until it ends, so that Swift's cooperative pool never blocks. Cancelling the task ends
 /// the call (``MultiprocessingError/Code/cancelled``).
+@inline(never) // out of the async twins' frames, as waitOffPool
 internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallInterrupt) throws -> T) async throws -> T {
     if Task.isCancelled {
         throw MultiprocessingError(.cancelled, "The task was cancelled before the manager call started.")

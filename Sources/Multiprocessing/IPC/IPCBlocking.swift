@@ -9,6 +9,7 @@ internal typealias IPCInterrupt = WaitInterrupt
 /// Runs a blocking call on the blocking bridge's helper threads (``BlockingBridge``) and suspends
 /// the calling task until it ends, so that Swift's cooperative pool never blocks. Cancelling the
 /// task triggers the call's interrupt; the call then throws ``MultiprocessingError/Code/cancelled``.
+@inline(never) // out of the async twins' frames, as waitOffPool
 internal func ipcRunBlocking<T: Sendable>(_ body: @escaping @Sendable (IPCInterrupt) throws -> T) async throws -> T {
     if Task.isCancelled {
         throw MultiprocessingError(.cancelled, "The task was cancelled before the call started.")

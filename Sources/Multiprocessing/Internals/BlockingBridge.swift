@@ -163,14 +163,28 @@ package final class BlockingBridge: Sendable {
         /// Idle helpers, the most recently idle last (taken first).
         var idle: [Helper] = []
     }
-    private let state: Mutex<State>
+    /// The state under a plain pthread mutex, not `Mutex`: a helper going idle and a task handing
+    /// the next wait over take it at the same moment, and `Mutex` on Linux (a priority-inheritance
+    /// futex) would put one of them to sleep in the kernel each time (see `PlainMutex`).
+    private final class Guarded: @unchecked Sendable {
+        // @unchecked: `value` is only touched under `mutex`.
+        private let mutex = ManagerPlatform.PlainMutex()
+        private var value: State
+        init(_ value: State) { self.value = value }
+        func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+            mutex.lock()
+            defer { mutex.unlock() }
+            return try body(&value)
+        }
+    }
+    private let state: Guarded
 
     /// The longest pause of a restartable wait between two looks when it has no helper.
     private static let longestSlicePause = Duration.milliseconds(10)
     private static let helperStackSize = 256 * 1024
 
     package init(limit: Int, idleTimeout: Duration) {
-        state = Mutex(State(limit: max(0, limit), idleTimeout: idleTimeout))
+        state = Guarded(State(limit: max(0, limit), idleTimeout: idleTimeout))
     }
 
     package var statistics: Statistics {

@@ -124,6 +124,8 @@ internal struct WaitContext: Sendable {
 /// With `restartable: true` (a body that changes nothing until it succeeds, so it can be given up
 /// and begun again at any point) the wait, when no helper can be had, waits in slices on the
 /// caller's task instead of on a thread of its own.
+// Out of line, so that the async twins' frames, whose fast path never gets here, stay small.
+@inline(never)
 internal func waitOffPool<R: Sendable>(_ operation: StaticString, cancellable: Bool = true, restartable: Bool = false,
                                        _ body: @escaping @Sendable (CancellationWord) throws -> R) async throws -> R {
     if cancellable && Task.isCancelled {
