@@ -137,3 +137,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The API reference (`docs/build-docs.sh`): swift-docc-plugin only when asked for, so that neither
+// a user of the libraries nor a plain `swift build` resolves, fetches or builds it.
+if Context.environment["MULTIPROCESSING_DOCC"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

@@ -50,7 +50,7 @@ public final class CopyJob: Sendable {
     ///   itself, or the destination's parent does not exist.
     public init(sources: [FilePath], destination: FilePath, options: CopyOptions) throws(MPCopyError) {
         guard !sources.isEmpty else { throw MPCopyError(.usage, "missing source operand") }
-        guard options.jobs >= 1 else { throw MPCopyError(.usage, "--jobs must be at least 1") }
+        guard options.jobs >= 1 else { throw MPCopyError(.usage, "the number of workers (jobs) must be at least 1, not \(options.jobs)") }
         guard options.chunkSize >= 1 << 20 else { throw MPCopyError(.usage, "the chunk size must be at least 1 MiB") }
         self.options = options
         performer = Performer(options: options)
@@ -289,7 +289,7 @@ public final class CopyJob: Sendable {
     }
 
     /// Stops the copy: workers finish the step they are in (at most 16 MiB), remove their
-    /// temporary files, and ``run(events:)`` returns with ``CopyReport/interrupted`` set. Files
+    /// temporary files, and ``run(events:progressInterval:onProgress:)`` returns with ``CopyReport/interrupted`` set. Files
     /// already renamed into place stay; no file is left partial under its final name.
     ///
     /// Safe to call from any thread, any number of times.
@@ -447,15 +447,18 @@ public final class CopyJob: Sendable {
 
     /// What to tell the user after ``run(events:progressInterval:onProgress:)`` returned an
     /// interrupted report: that partial files are gone, where the unfinished staged trees are,
-    /// and the command that finishes the copy (this process's own command line with `-u`, each
-    /// word quoted for the shell as GNU `ls` quotes names).
-    public func interruptionAdvice() -> String {
+    /// and the command that finishes the copy.
+    ///
+    /// - Parameter resumeCommand: the command that runs the same copy again with `update` on
+    ///   (mpcp passes its own command line with `-u`, each word quoted for the shell as GNU `ls`
+    ///   quotes names): the rerun finishes the copy.
+    public func interruptionAdvice(resumeCommand: String) -> String {
         var text = "partial files removed; "
         let kept = keptStages.withLock { $0 }
         if !kept.isEmpty {
             text += "the copy so far is kept in " + kept.map { shellQuoted($0, always: true) }.joined(separator: ", ") + "; "
         }
-        return text + "to finish the copy, run: " + InterruptWatcher.resumeCommand()
+        return text + "to finish the copy, run: " + resumeCommand
     }
 
     /// Renames a finished staged tree to its final name, which must still be free.

@@ -20,7 +20,7 @@ public struct PreservedAttributes: OptionSet, Sendable, Hashable, Codable {
     /// Everything above: what `-a` keeps.
     public static let all: PreservedAttributes = [.mode, .ownership, .timestamps, .links, .xattr]
 
-    /// Parses a `--preserve=` list such as `mode,ownership,timestamps,links,xattr` (`all` allowed).
+    /// Parses a list such as `mode,ownership,timestamps,links,xattr` (`all` allowed).
     ///
     /// - Parameter list: comma-separated names.
     /// - Throws: ``MPCopyError`` with code ``MPCopyError/Code/usage`` naming an unknown attribute.
@@ -35,7 +35,7 @@ public struct PreservedAttributes: OptionSet, Sendable, Hashable, Codable {
             case "xattr": set.insert(.xattr)
             case "all": set.formUnion(.all)
             default:
-                throw MPCopyError(.usage, "unknown attribute '\(word)' in --preserve: use mode, ownership, timestamps, links, xattr or all")
+                throw MPCopyError(.usage, "unknown attribute '\(word)': use mode, ownership, timestamps, links, xattr or all")
             }
         }
         self = set

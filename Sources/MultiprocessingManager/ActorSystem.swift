@@ -4,7 +4,7 @@ import Synchronization
 
 /// A distributed actor that a manager's server can host: declare it with
 /// `distributed actor Counter: ManagedActor`, register it with ``Manager/register(_:)`` before
-/// ``Manager/start()``, and create it with ``Manager/create(_:name:)``. Its `distributed` methods
+/// `Manager/start()`, and create it with ``Manager/create(_:name:)``. Its `distributed` methods
 /// are called from any process; the compiler checks each call, and every argument and result is
 /// `Codable`.
 ///
@@ -63,7 +63,7 @@ public struct ManagerInvocationEncoder: DistributedTargetInvocationEncoder {
     /// Encodes one argument.
     ///
     /// - Parameter argument: the argument.
-    /// - Throws: ``MultiprocessingError/Code/coding`` when it cannot be encoded.
+    /// - Throws: `MultiprocessingError/Code/coding` when it cannot be encoded.
     public mutating func recordArgument<Value: Codable>(_ argument: RemoteCallArgument<Value>) throws {
         arguments.append(try ValueCoding.encode(argument.value))
     }
@@ -97,7 +97,7 @@ public struct ManagerInvocationDecoder: DistributedTargetInvocationDecoder {
     /// The next argument, decoded as the parameter's declared type.
     ///
     /// - Returns: the argument.
-    /// - Throws: ``MultiprocessingError/Code/coding`` when it is missing or not an `Argument`.
+    /// - Throws: `MultiprocessingError/Code/coding` when it is missing or not an `Argument`.
     public mutating func decodeNextArgument<Argument: Codable>() throws -> Argument {
         guard index < arguments.count else {
             throw MultiprocessingError(.coding, "A distributed call carried fewer arguments than its method takes.")
@@ -126,7 +126,7 @@ public struct ManagerResultHandler: DistributedTargetInvocationResultHandler {
     /// The method returned a value.
     ///
     /// - Parameter value: the result.
-    /// - Throws: ``MultiprocessingError/Code/coding`` when it cannot be encoded.
+    /// - Throws: `MultiprocessingError/Code/coding` when it cannot be encoded.
     public func onReturn<Success: Codable>(value: Success) async throws {
         outcome.finish(Result { try ValueCoding.encode(value) })
     }
@@ -353,9 +353,9 @@ public final class ManagerActorSystem: DistributedActorSystem, Sendable {
     ///   - throwing: the error type.
     ///   - returning: the result type.
     /// - Returns: the result.
-    /// - Throws: ``MultiprocessingError/Code/notFound`` for an unknown actor or method;
-    ///   ``MultiprocessingError/Code/childFailed`` when the method threw (with the error's type
-    ///   name); ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/notFound` for an unknown actor or method;
+    ///   `MultiprocessingError/Code/childFailed` when the method threw (with the error's type
+    ///   name); `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func remoteCall<Act, Err, Res>(on actor: Act, target: RemoteCallTarget, invocation: inout InvocationEncoder,
                                           throwing: Err.Type, returning: Res.Type) async throws -> Res
     where Act: DistributedActor, Act.ID == ActorID, Err: Error, Res: Codable {
@@ -391,11 +391,11 @@ extension Manager {
     /// reference whose `distributed` methods run there.
     ///
     /// - Parameters:
-    ///   - type: a type registered with ``register(_:)`` before ``start()``.
+    ///   - type: a type registered with ``register(_:)`` before `start()`.
     ///   - name: a name other processes can find it by; nil for an anonymous one.
     /// - Returns: the remote reference.
-    /// - Throws: ``MultiprocessingError/Code/notFound`` for an unregistered type;
-    ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/notFound` for an unregistered type;
+    ///   `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func create<A: ManagedActor>(_ type: A.Type, name: String? = nil) throws -> A {
         guard let typeName = _mangledTypeName(type) else {
             throw MultiprocessingError(.misuse, "\(type) has no runtime name: it must not be private or local.")

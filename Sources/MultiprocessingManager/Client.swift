@@ -237,9 +237,9 @@ internal final class ManagerClient: Sendable {
     }
 }
 
-/// Runs a blocking manager call on the core's blocking bridge (``BlockingBridge``) and suspends
+/// Runs a blocking manager call on the core's blocking bridge (`BlockingBridge`) and suspends
 /// the task until it ends, so that Swift's cooperative pool never blocks. Cancelling the task ends
-/// the call (``MultiprocessingError/Code/cancelled``).
+/// the call (`MultiprocessingError/Code/cancelled`).
 @inline(never) // out of the async twins' frames, as waitOffPool
 internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallInterrupt) throws -> T) async throws -> T {
     if Task.isCancelled {
@@ -252,7 +252,7 @@ internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallI
 /// process) the key to reach it.
 ///
 /// Encoding: the address, id and kind always. The key only when the encoder carries a
-/// ``DescriptorTransfer`` in its `userInfo`, which is the case exactly when the value goes to a
+/// `DescriptorTransfer` in its `userInfo`, which is the case exactly when the value goes to a
 /// child process in its task's arguments or through a local `Connection` (both stay on this
 /// machine, inside kernel-private channels). Anywhere else (a value stored in a manager, sent over
 /// TCP, written to a file) the key is left out, and the decoding process uses the key it already

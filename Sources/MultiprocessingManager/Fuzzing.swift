@@ -15,7 +15,7 @@ import SystemPackage
     /// A server holding a dictionary, a list, a value, a bounded queue, a lock, an RLock, a
     /// semaphore, an event, a condition and a barrier (object ids 1 to 10).
     ///
-    /// - Throws: ``MultiprocessingError/Code/systemCall`` when no socket can be made.
+    /// - Throws: `MultiprocessingError/Code/systemCall` when no socket can be made.
     public init() throws {
         server = ManagerServer(listener: -1, key: AuthKey([1]), limits: ManagerLimits(), actorTypeNames: [])
         let descriptor: CInt

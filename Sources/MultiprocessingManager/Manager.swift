@@ -39,7 +39,7 @@ public struct ManagerServerTask: ProcessTask {
 /// directions, that it holds the key (HMAC-SHA256 challenge–response) before any request is read.
 /// The key is the process's default key (``AuthKey/processDefault``) unless one is given.
 public final class Manager: Sendable {
-    /// Where the server listens. For a Unix manager before ``start()``, nil.
+    /// Where the server listens. For a Unix manager before `start()`, nil.
     public var address: ManagerAddress? { state.withLock { $0.address } }
     /// The key both sides prove they hold.
     public let authKey: AuthKey
@@ -80,7 +80,7 @@ public final class Manager: Sendable {
         }
     }
 
-    /// Makes `type` available to ``create(_:name:)``: call before ``start()``. Only registered
+    /// Makes `type` available to ``create(_:name:)``: call before `start()`. Only registered
     /// actor types can be created on the server; any other name gets an error reply.
     ///
     /// - Parameter type: a distributed actor type conforming to ``ManagedActor``. Like a task
@@ -91,8 +91,8 @@ public final class Manager: Sendable {
 
     /// Starts the server process.
     ///
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when already started, or for a TCP address
-    ///   with an empty key; ``MultiprocessingError/Code/systemCall`` when the socket cannot be
+    /// - Throws: `MultiprocessingError/Code/misuse` when already started, or for a TCP address
+    ///   with an empty key; `MultiprocessingError/Code/systemCall` when the socket cannot be
     ///   bound; what `ChildProcess.start()` throws.
     public func start() throws {
         try state.withLock { state in
@@ -128,8 +128,8 @@ public final class Manager: Sendable {
     }
 
     /// Stops the server: asks it to exit, waits for it (then kills it if it does not), and removes
-    /// its socket. Proxies fail afterwards with ``MultiprocessingError/Code/endOfStream``. For a
-    /// manager made by ``connect(address:authKey:)`` this only closes this process's connections.
+    /// its socket. Proxies fail afterwards with `MultiprocessingError/Code/endOfStream`. For a
+    /// manager made by `connect(address:authKey:)` this only closes this process's connections.
     ///
     /// - Parameter timeout: how long to wait for the server to exit before killing it.
     /// - Throws: what joining the child throws.
@@ -170,18 +170,18 @@ public final class Manager: Sendable {
         try await managerRunBlocking { _ in try self.shutdown(timeout: timeout) }
     }
 
-    /// The server process's id (nil before ``start()`` or for a connected manager).
+    /// The server process's id (nil before `start()` or for a connected manager).
     public var serverPID: Int32? { state.withLock { $0.server?.pid } }
 
-    /// Reaches a server started elsewhere (``serveForever(address:authKey:limits:ready:)``, or
+    /// Reaches a server started elsewhere (``serveForever(address:authKey:limits:actorTypes:ready:)``, or
     /// another program's manager), and checks the key at once.
     ///
     /// - Parameters:
     ///   - address: the server's address.
     ///   - authKey: its key.
     /// - Returns: a manager whose factories create or find objects on that server.
-    /// - Throws: ``MultiprocessingError/Code/authenticationFailed`` for a wrong key;
-    ///   ``MultiprocessingError/Code/endOfStream`` when nothing answers there.
+    /// - Throws: `MultiprocessingError/Code/authenticationFailed` for a wrong key;
+    ///   `MultiprocessingError/Code/endOfStream` when nothing answers there.
     public static func connect(address: ManagerAddress, authKey: AuthKey) throws -> Manager {
         let manager = Manager(connectedTo: address, authKey: authKey)
         _ = try manager.request(.ping) { _ in }
@@ -200,7 +200,7 @@ public final class Manager: Sendable {
     }
 
     /// Serves in this process until it is killed (SIGTERM): a standalone server that other
-    /// programs and machines reach with ``connect(address:authKey:)``.
+    /// programs and machines reach with `connect(address:authKey:)`.
     ///
     /// - Parameters:
     ///   - address: where to listen; `.tcp(host:port:)` binds exactly that host.
@@ -208,8 +208,8 @@ public final class Manager: Sendable {
     ///   - limits: the server's limits.
     ///   - actorTypes: distributed actor types clients may create.
     ///   - ready: called once the socket is listening, with its address (the real port if 0 was given).
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for an empty TCP key;
-    ///   ``MultiprocessingError/Code/systemCall`` when the socket cannot be bound.
+    /// - Throws: `MultiprocessingError/Code/misuse` for an empty TCP key;
+    ///   `MultiprocessingError/Code/systemCall` when the socket cannot be bound.
     public static func serveForever(address: ManagerAddress, authKey: AuthKey, limits: ManagerLimits = ManagerLimits(),
                                     actorTypes: [any ManagedActor.Type] = [],
                                     ready: (ManagerAddress) -> Void = { _ in }) throws -> Never {
@@ -289,11 +289,11 @@ public final class Manager: Sendable {
     /// - Parameters:
     ///   - key: the key type.
     ///   - value: the value type.
-    ///   - name: a name other processes can find it by (``connect(address:authKey:)`` then this call
+    ///   - name: a name other processes can find it by (`connect(address:authKey:)` then this call
     ///     with the same name returns the same dictionary); nil for an anonymous one.
     /// - Returns: the proxy.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when `name` names an object of another kind;
-    ///   ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/misuse` when `name` names an object of another kind;
+    ///   `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func dictionary<K: Codable & Sendable, V: Codable & Sendable>(_ key: K.Type = K.self, _ value: V.Type = V.self, name: String? = nil) throws -> ManagedDictionary<K, V> {
         ManagedDictionary(reference: try make(.dictionary, name: name))
     }
@@ -367,7 +367,7 @@ public final class Manager: Sendable {
     ///   - value: the initial permits.
     ///   - name: a name to find it by; nil for an anonymous one.
     /// - Returns: the proxy.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative `value`; as ``dictionary(_:_:name:)``.
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative `value`; as ``dictionary(_:_:name:)``.
     public func semaphore(value: Int = 1, name: String? = nil) throws -> ManagedSemaphore {
         guard value >= 0 else {
             throw MultiprocessingError(.misuse, "Manager.semaphore: value must not be negative (it was \(value)).")
@@ -399,7 +399,7 @@ public final class Manager: Sendable {
     ///   - parties: how many callers it waits for.
     ///   - name: a name to find it by; nil for an anonymous one.
     /// - Returns: the proxy.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` when `parties` is below 1; as ``dictionary(_:_:name:)``.
+    /// - Throws: `MultiprocessingError/Code/misuse` when `parties` is below 1; as ``dictionary(_:_:name:)``.
     public func barrier(parties: Int, name: String? = nil) throws -> ManagedBarrier {
         guard parties > 0 else {
             throw MultiprocessingError(.misuse, "Manager.barrier: parties must be at least 1 (it was \(parties)).")
@@ -407,10 +407,10 @@ public final class Manager: Sendable {
         return ManagedBarrier(reference: try make(.barrier, name: name, parameter: Int64(parties)))
     }
 
-    /// Frees a server object; proxies to it fail afterwards with ``MultiprocessingError/Code/notFound``.
+    /// Frees a server object; proxies to it fail afterwards with `MultiprocessingError/Code/notFound`.
     ///
     /// - Parameter reference: the object (`proxy.reference`).
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func destroy(_ reference: ObjectReference) throws {
         _ = try request(.destroy, object: reference.id) { _ in }
     }
@@ -419,7 +419,7 @@ public final class Manager: Sendable {
     /// in bytes and its process id.
     ///
     /// - Returns: the server's counters.
-    /// - Throws: ``MultiprocessingError/Code/endOfStream`` when the server is gone.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
     public func serverStatistics() throws -> (objects: Int, clients: Int, connections: Int, residentBytes: Int, pid: Int32) {
         var reply = try request(.serverInfo) { _ in }
         return (try reply.int(), try reply.int(), try reply.int(), try reply.int(), Int32(truncatingIfNeeded: try reply.int()))

@@ -11,7 +11,7 @@ public struct ManagerLimits: Sendable, Codable, Hashable {
     /// The server's buffer grows as a frame's bytes arrive, never by what a header announces.
     public var maximumMessageSize: Int
     /// The most authenticated connections served at once (one thread each). A client that proves
-    /// its key when this many are open is refused with ``MultiprocessingError/Code/serverBusy``,
+    /// its key when this many are open is refused with `MultiprocessingError/Code/serverBusy`,
     /// and told this limit.
     public var maximumConnections: Int
     /// The most connections still in the handshake at once, counted apart from the authenticated

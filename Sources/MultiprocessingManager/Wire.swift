@@ -116,7 +116,7 @@ internal struct ByteWriter {
     /// A timeout: 0 waits for ever, otherwise nanoseconds + 1. A timeout longer than 2^63 − 1 ns
     /// (292 years) is sent as that, which the server takes as for ever.
     ///
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for a negative timeout (Python raises
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative timeout (Python raises
     ///   ValueError), before anything is sent.
     internal mutating func timeout(_ value: Duration?) throws {
         guard let value else { varint(0); return }

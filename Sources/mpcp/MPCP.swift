@@ -95,7 +95,7 @@ struct MPCP: ParsableCommand {
         if paths.count == 1 { throw ValidationError("missing destination file operand after \(shellQuoted(rawPath(paths[0]), always: true))") }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, not \(jobs)") }
         if let preserve {
-            do { _ = try PreservedAttributes(parsing: preserve) } catch { throw ValidationError(error.message) }
+            do { _ = try PreservedAttributes(parsing: preserve) } catch { throw ValidationError("--preserve: \(error.message)") }
         }
         if WorkerKind(rawValue: workers) == nil {
             throw ValidationError("--workers must be 'threads' or 'processes', not '\(workers)'")
@@ -176,7 +176,7 @@ struct MPCP: ParsableCommand {
         }
         if stats { writeAll(json ? STDERR_FILENO : STDOUT_FILENO, Array(statsText(report).utf8)) }
         if report.interrupted {
-            printError("mpcp: interrupted: \(job.interruptionAdvice())")
+            printError("mpcp: interrupted: \(job.interruptionAdvice(resumeCommand: InterruptWatcher.resumeCommand()))")
             let signal = running.withLock { $0.signal }
             InterruptWatcher.exitBySignal(signal == 0 ? SIGINT : signal)
         }

@@ -100,32 +100,51 @@ import Testing
 
     /// A worker child killed (SIGKILL) in the middle of a file: that file is reported, the other
     /// worker and the parent finish the rest, exit status 1, and nothing partial appears.
+    ///
+    /// The worker is killed once it is seen writing a chunk. On a loaded machine it can finish the
+    /// chunk and hand its result back before the kill lands: then nothing is lost, and the copy
+    /// must be complete with exit 0. The test tries again then, up to five times, and needs at
+    /// least one run where the kill came mid-chunk (it failed so, 1 run in 1, in a full suite).
     @Test func aWorkerProcessThatDiesIsReportedAndTheCopyCarriesOn() throws {
-        let scratch = try Scratch()
-        defer { scratch.cleanup() }
-        let script = #"""
-        mkdir -p src/d && for i in $(seq 1 300); do printf "small $i" > src/d/s$i; done
-        head -c 400M /dev/zero > src/zero
-        mkdir dst
-        "$MPCP" -a -j 2 --checksum --workers processes src dst & pid=$!
-        victim=""
-        until [ -n "$victim" ]; do
-          kill -0 $pid 2>/dev/null || { echo "finished before a worker could be killed"; exit 3; }
-          for c in $(pgrep -P $pid); do ls -l /proc/$c/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp.*/\.mpcp-tmp' && victim=$c; done
-          sleep 0.001
-        done
-        kill -KILL $victim
-        wait $pid; echo "status=$?"
-        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
-        find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
-        ls dst/src/d | wc -l
-        """#
-        let run = try sh(script, in: scratch.path)
-        #expect(run.stdout.contains("status=1"), "\(run.stdout)\n\(run.stderr)")
-        #expect(run.stderr.contains("the worker process died"), "\(run.stderr)")
-        #expect(!run.stdout.contains("temporary left"), "\(run.stdout)")
-        #expect(!run.stdout.contains("partial:"), "\(run.stdout)")
-        #expect(run.stdout.hasSuffix("300\n"), "every small file copied: \(run.stdout)")
+        var reported = false
+        for _ in 0..<5 where !reported {
+            let scratch = try Scratch()
+            defer { scratch.cleanup() }
+            let script = #"""
+            mkdir -p src/d && for i in $(seq 1 300); do printf "small $i" > src/d/s$i; done
+            head -c 400M /dev/zero > src/zero
+            mkdir dst
+            "$MPCP" -a -j 2 --checksum --workers processes src dst & pid=$!
+            victim=""
+            until [ -n "$victim" ]; do
+              kill -0 $pid 2>/dev/null || { echo "finished before a worker could be killed"; exit 3; }
+              for c in $(pgrep -P $pid); do ls -l /proc/$c/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp.*/\.mpcp-tmp' && victim=$c; done
+              sleep 0.001
+            done
+            kill -KILL $victim
+            wait $pid; echo "status=$?"
+            find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+            find dst -type f | while read -r f; do cmp -s "src/${f#dst/src/}" "$f" || echo "partial: $f"; done
+            ls dst/src/d | wc -l
+            """#
+            let run = try sh(script, in: scratch.path)
+            if run.stdout.contains("finished before a worker could be killed") { continue }
+            #expect(run.stdout.contains("status=1") || (run.stdout.contains("status=0") && cmp(scratch, "src/zero", "dst/src/zero")),
+                    "\(run.stdout)\n\(run.stderr)")
+            #expect(!run.stdout.contains("temporary left"), "\(run.stdout)")
+            #expect(!run.stdout.contains("partial:"), "\(run.stdout)")
+            #expect(run.stdout.hasSuffix("300\n"), "every small file copied: \(run.stdout)")
+            if run.stdout.contains("status=1") {
+                reported = true
+                #expect(run.stderr.contains("the worker process died"), "\(run.stderr)")
+            }
+        }
+        #expect(reported, "the worker was never killed mid-chunk in five tries")
+    }
+
+    /// Whether `a` and `b` (relative to the scratch directory) have the same bytes.
+    private func cmp(_ scratch: Scratch, _ a: String, _ b: String) -> Bool {
+        (try? sh("cmp -s '\(a)' '\(b)' && echo same", in: scratch.path).stdout) == "same\n"
     }
 
     /// mpcp itself killed with SIGKILL midway through a new tree: nothing can clean up, yet no path
@@ -263,7 +282,7 @@ import Testing
         (#""$MPCP" -r --workers fibers src dst"#, "--workers must be 'threads' or 'processes', not 'fibers'"),
         (#""$MPCP" -r src"#, "missing destination file operand after 'src'"),
         (#""$MPCP" -r -j 0 src dst"#, "--jobs must be at least 1"),
-        (#""$MPCP" -r --preserve=colour src dst"#, "unknown attribute 'colour'"),
+        (#""$MPCP" -r --preserve=colour src dst"#, "--preserve: unknown attribute 'colour'"),
         (#""$MPCP" -r --frobnicate src dst"#, "Unknown option '--frobnicate'"),
         (#""$MPCP" -r src src/a/f dst"#, "is not a directory"),
         (#""$MPCP" -r src missing/parent/dst"#, "does not exist"),

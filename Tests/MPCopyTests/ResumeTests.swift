@@ -216,11 +216,11 @@ import Testing
     @Test func workerThatDiesAfterItsResultLosesNothing() throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
+        let script = waitUntilWriting + stopFully + MPCopyResumeTests.makeSource + #"""
         mkdir dst
         "$MPCP" -a -j 2 --workers processes src dst & pid=$!
         wait_until_writing $pid 'dst/\.mpcp-tmp-stage-.*/\.mpcp-tmp-'
-        kill -STOP $pid
+        stop_fully $pid
         victim=$(pgrep -P $pid | head -1)
         # Idle: no file of the copy open, and waiting on its request queue (a futex). Bounded (a
         # minute) so that a surprise fails the test instead of hanging it.
@@ -246,7 +246,7 @@ import Testing
     @Test func workerThatDiesMidBatchKeepsTheFilesItFinished() throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = #"""
+        let script = stopFully + #"""
         mkdir -p src/d && for i in $(seq 1 20); do printf "small $i" > src/d/s$i; done
         head -c 400M /dev/zero > src/d/big
         mkdir dst
@@ -259,7 +259,7 @@ import Testing
           sleep 0.001
         done
         # mpcp stopped while its worker dies, so that what the worker finished can be listed first.
-        kill -STOP $pid; kill -KILL $victim
+        stop_fully $pid; kill -KILL $victim
         for i in $(seq 1 6000); do [ "$(sed 's/.*) //' /proc/$victim/stat | cut -c1)" = Z ] && break; sleep 0.01; done
         [ $i = 6000 ] && { echo "the worker did not die"; kill -KILL $pid; kill -CONT $pid; exit 3; }
         finished=$(cd dst/.mpcp-tmp-stage-*/d && ls | grep '^s')

@@ -42,6 +42,22 @@ wait_until_writing() {
 
 """#
 
+/// Shell function `stop_fully PID`: sends SIGSTOP and returns once every thread of PID is
+/// stopped. kill(2) returns before the stop takes hold, and until it does a thread of mpcp blocked
+/// in a wait can still reap a worker that a test kills next. Gives up after a minute (exit 3).
+let stopFully = #"""
+stop_fully() {
+  kill -STOP "$1"
+  for i in $(seq 1 6000); do
+    running=$(for t in /proc/$1/task/*/stat; do sed 's/.*) //' $t | cut -c1; done | grep -vc T)
+    [ "$running" = 0 ] && return 0
+    sleep 0.01
+  done
+  echo "$1 did not stop"; kill -KILL "$1"; kill -CONT "$1"; exit 3
+}
+
+"""#
+
 /// Runs `script` with bash in `directory`, with `$MPCP` set to the built binary.
 @discardableResult
 func sh(_ script: String, in directory: String) throws -> ShellResult {

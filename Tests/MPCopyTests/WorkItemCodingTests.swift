@@ -17,7 +17,7 @@ import Testing
         }
     }
 
-    static func stat(size: Int64) -> [Int64] { [0o100644, 0, 0, 1, 42, 7, size, 8, 1_000, 5, 2_000, 6] }
+    static func stat(size: Int64) -> [Int64] { [0o100644, 0, 0, 1, 42, 7, size, 8, 1_000, 5, 2_000, 6, 3_000, 7] }
 
     @Test func entriesSurviveTheRoundTripByteForByte() throws {
         let raw: [CChar] = [0x62, 0x61, -1, 0x0A, 0x78, 0] // "ba\xff\nx": not UTF-8, with a newline
@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test(arguments: [
-        (Packed(names: Array("ab".utf8), numbers: [2, -1] + stat(size: 1) + [9]), "14 numbers each"),
+        (Packed(names: Array("ab".utf8), numbers: [2, -1] + stat(size: 1) + [9]), "16 numbers each"),
         (Packed(names: Array("ab".utf8), numbers: [3, -1] + stat(size: 1)), "a file name of 3 bytes"),
         (Packed(names: Array("..".utf8), numbers: [2, -1] + stat(size: 1)), "are not a file name"),
         (Packed(names: Array("a/b".utf8), numbers: [3, -1] + stat(size: 1)), "are not a file name"),

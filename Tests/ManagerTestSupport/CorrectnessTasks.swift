@@ -28,7 +28,14 @@ public struct WaitEventTask: ProcessTask {
     public func run() async throws -> Int {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<waiters {
-                group.addTask { try await event.wait(timeout: timeout) }
+                group.addTask {
+                    do {
+                        try await event.wait(timeout: timeout)
+                        return true
+                    } catch let error as MultiprocessingError where error.code == .timedOut {
+                        return false
+                    }
+                }
             }
             var woken = 0
             for try await result in group where result { woken += 1 }

@@ -95,13 +95,12 @@ public struct UseEveryType: ProcessTask {
         try p.semaphore.acquire(timeout: .seconds(10))
         try p.semaphore.release()
         // Event: wait for the parent's go.
-        guard try p.event.wait(timeout: .seconds(10)) else { return "event timed out" }
+        try p.event.wait(timeout: .seconds(10))
         // Condition: wait until the parent's namespace says "go", then confirm.
         try p.condition.acquire()
-        let ok = try p.condition.wait(for: { try p.namespace.get().name == "go" }, timeout: .seconds(10))
+        try p.condition.wait(for: { try p.namespace.get().name == "go" }, timeout: .seconds(10))
         try p.condition.notifyAll()
         try p.condition.release()
-        guard ok else { return "condition timed out" }
         // Barrier: all children and the parent meet.
         let arrival = try p.barrier.wait(timeout: .seconds(10))
         return "ok \(index) \(arrival >= 0)"

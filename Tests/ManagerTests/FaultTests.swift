@@ -34,7 +34,7 @@ extension ManagerTests {
         #expect(eventually(within: .seconds(5)) { parentWaiter.isFinished })
         let (error, callTime) = timed { () -> MultiprocessingError? in
             do {
-                _ = try queue.count()
+                _ = try queue.qsize
                 return nil
             } catch {
                 return error as? MultiprocessingError
@@ -52,12 +52,12 @@ extension ManagerTests {
         let holder = ChildProcess(HoldLockTask(lock: lock, ready: ready))
         try holder.start()
         let pid = try ready.get(timeout: .seconds(10))
-        #expect(try lock.isLocked())
+        #expect(try lock.isLocked)
         #expect(try lock.tryAcquire() == false)
         kill(pid, SIGKILL)
         #expect { try lock.acquire(timeout: .seconds(10)) } throws: { ($0 as? MultiprocessingError)?.code == .ownerDied }
         // The caller holds it now; releasing makes it an ordinary lock again.
-        #expect(try lock.isLocked())
+        #expect(try lock.isLocked)
         try lock.release()
         try lock.acquire(timeout: .seconds(1))
         try lock.release()

@@ -93,11 +93,11 @@ extension ManagerTests {
             return e.code == .misuse && e.message.contains("negative")
         }
         #expect { try lock.acquire(timeout: .seconds(-1)) } throws: { isNegativeTimeoutError($0) }
-        #expect(try lock.isLocked() == false)
+        #expect(try lock.isLocked == false)
         let queue = try manager.queue(Int.self)
         try queue.put(1)
         #expect { _ = try queue.get(timeout: .milliseconds(-5)) } throws: { isNegativeTimeoutError($0) }
-        #expect(try queue.count() == 1)
+        #expect(try queue.qsize == 1)
         let event = try manager.event()
         #expect { try event.wait(timeout: .nanoseconds(-1)) } throws: { isNegativeTimeoutError($0) }
         let condition = try manager.condition()
@@ -118,7 +118,7 @@ extension ManagerTests {
         try socket.write(requestFrame(Op.ping.rawValue, 0))
         var pong = ByteReader(try socket.readFrame())
         #expect(try pong.byte() == ReplyStatus.ok.rawValue)
-        #expect(try lock.isLocked() == false)
+        #expect(try lock.isLocked == false)
         try stillServes(manager, counters)
     }
 
@@ -133,7 +133,7 @@ extension ManagerTests {
         try socket.write(requestFrame(Op.semRelease.rawValue, semaphore.reference.id, body.bytes))
         var reply = ByteReader(try socket.readFrame())
         #expect(try reply.byte() == ReplyStatus.error.rawValue)
-        #expect(try semaphore.value() == 1)
+        #expect(try semaphore.value == 1)
         try stillServes(manager, counters)
     }
 
@@ -165,7 +165,7 @@ extension ManagerTests {
         #expect(performing: { _ = try manager.barrier(parties: -1) }, throws: names("parties"))
         let semaphore = try manager.semaphore(value: 0)
         #expect(performing: { try semaphore.release(-1) }, throws: names("count"))
-        #expect(try semaphore.value() == 0)
+        #expect(try semaphore.value == 0)
     }
 
     // MARK: item 14: Event set() then clear() wakes every waiter
@@ -195,7 +195,7 @@ extension ManagerTests {
             }
             let woken = try children.map { try $0.value(timeout: .seconds(60)) }
             #expect(woken == [10, 10, 10, 10, 10], "round \(round)")
-            #expect(try event.isSet() == false)
+            #expect(try event.isSet == false)
         }
     }
 

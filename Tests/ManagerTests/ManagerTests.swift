@@ -52,8 +52,8 @@ struct ManagerTests {
         let settings = try proxies.namespace.get()
         #expect(settings.count == 2 && settings.tags.sorted() == ["c0", "c1"])
         #expect(try proxies.namespace.name == "go")
-        #expect(try proxies.lock.isLocked() == false)
-        #expect(try proxies.semaphore.value() == 1)
+        #expect(try proxies.lock.isLocked == false)
+        #expect(try proxies.semaphore.value == 1)
         #expect(try proxies.barrier.state().broken == false)
     }
 
@@ -129,15 +129,17 @@ struct ManagerTests {
         let manager = Manager()
         try await manager.start()
         let queue = try manager.queue(Int.self, maximumSize: 1)
-        #expect { try queue.get(timeout: .milliseconds(50)) } throws: { ($0 as? MultiprocessingError)?.code == .empty }
+        #expect { try queue.get(timeout: .milliseconds(50)) } throws: { ($0 as? MultiprocessingError)?.code == .timedOut }
+        #expect { try queue.getNowait() } throws: { ($0 as? MultiprocessingError)?.code == .empty }
         try await queue.put(1)
-        await #expect { try await queue.put(2, timeout: .zero) } throws: { ($0 as? MultiprocessingError)?.code == .full }
+        await #expect { try await queue.put(2, timeout: .zero) } throws: { ($0 as? MultiprocessingError)?.code == .timedOut }
+        #expect { try queue.putNowait(2) } throws: { ($0 as? MultiprocessingError)?.code == .full }
         #expect(try await queue.get() == 1)
         let lock = try manager.lock()
         try await lock.acquire()
         #expect(try lock.tryAcquire() == false)
         let event = try manager.event()
-        #expect(try await event.wait(timeout: .milliseconds(20)) == false)
+        await #expect { try await event.wait(timeout: .milliseconds(20)) } throws: { ($0 as? MultiprocessingError)?.code == .timedOut }
         // A cancelled async get ends promptly with `cancelled`, and the server is unharmed.
         let waiting = Task { try await queue.get() }
         try await Task.sleep(for: .milliseconds(50))
@@ -147,7 +149,7 @@ struct ManagerTests {
         #expect(try await queue.get() == 5)
         try lock.release()
         try await manager.shutdown()
-        #expect { try queue.count() } throws: { ($0 as? MultiprocessingError)?.code == .endOfStream }
+        #expect { try queue.qsize } throws: { ($0 as? MultiprocessingError)?.code == .endOfStream }
     }
 
     @Test func unixSocketIsPrivateAndRemovedOnShutdown() throws {

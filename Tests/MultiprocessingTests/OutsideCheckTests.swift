@@ -323,13 +323,13 @@ struct OutsideCheckCPythonCaseTests {
             #expect(code { try condition.withLock { try condition.wait(timeout: timeout) } } == .timedOut)
             #expect(code { try condition.withLock { try condition.wait(for: { false }, timeout: timeout) } } == .timedOut)
             let queue = try Queue<Int>(maxsize: 1)
-            // This module's queues say .timedOut for a timeout and .empty/.full for block: false
-            // (Python raises Empty/Full for both).
+            // This module's queues say .timedOut for a timeout and .empty/.full for the nowait
+            // forms (Python raises Empty/Full for both).
             #expect(code { _ = try queue.get(timeout: timeout) } == .timedOut)
-            #expect(code { _ = try queue.get(block: false) } == .empty)
+            #expect(code { _ = try queue.getNowait() } == .empty)
             try queue.put(1, timeout: timeout)
             #expect(code { try queue.put(2, timeout: timeout) } == .timedOut)
-            #expect(code { try queue.put(2, block: false) } == .full)
+            #expect(code { try queue.putNowait(2) } == .full)
             let joinable = try JoinableQueue<Int>()
             try joinable.put(1)
             #expect(code { try joinable.join(timeout: timeout) } == .timedOut)

@@ -104,7 +104,7 @@ struct SyncSharedValueTests {
         // A hundred locks and the rest share arena chunks: a handful of descriptors, not 103.
         #expect(descriptors <= 2)
         // Decoding found the existing mapping instead of mapping again.
-        #expect(copy.locks[0].memory.base == bundle.locks[0].memory.base)
+        #expect(copy.locks[0].core.memory.base == bundle.locks[0].core.memory.base)
         #expect(copy.value.atomicLoad() == 5)
         copy.value.add(1)
         #expect(bundle.value.atomicLoad() == 6)

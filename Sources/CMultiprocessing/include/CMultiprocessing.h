@@ -17,6 +17,7 @@
 #include "cmp_sync.h"
 #include "cmp_quoting.h"
 #include "cmp_manager_linux.h"
+#include "cmp_queue.h"
 #endif
 
 #endif

@@ -18,6 +18,10 @@ internal struct SourceStat: Codable, Sendable, Hashable {
     var atimeNanoseconds: UInt32
     var mtime: Int64
     var mtimeNanoseconds: UInt32
+    /// The change time: with the inode number, size and modification time, what a copy compares
+    /// once it is done, to find a source that changed since the scan (`checkUnchanged`).
+    var ctime: Int64
+    var ctimeNanoseconds: UInt32
 
     init(_ st: cmp_stat_t) {
         mode = st.mode
@@ -32,14 +36,16 @@ internal struct SourceStat: Codable, Sendable, Hashable {
         atimeNanoseconds = st.atime_nsec
         mtime = st.mtime_sec
         mtimeNanoseconds = st.mtime_nsec
+        ctime = st.ctime_sec
+        ctimeNanoseconds = st.ctime_nsec
     }
 
-    /// The twelve fields as numbers, in a fixed order: how a stat travels to a worker process.
-    static let numberCount = 12
+    /// The fourteen fields as numbers, in a fixed order: how a stat travels to a worker process.
+    static let numberCount = 14
 
     var numbers: [Int64] {
         [Int64(mode), Int64(uid), Int64(gid), Int64(nlink), Int64(bitPattern: ino), Int64(bitPattern: dev),
-         size, blocks, atime, Int64(atimeNanoseconds), mtime, Int64(mtimeNanoseconds)]
+         size, blocks, atime, Int64(atimeNanoseconds), mtime, Int64(mtimeNanoseconds), ctime, Int64(ctimeNanoseconds)]
     }
 
     /// From `numberCount` numbers in the order of ``numbers``.
@@ -49,15 +55,16 @@ internal struct SourceStat: Codable, Sendable, Hashable {
         nlink = UInt32(truncatingIfNeeded: v[i + 3]); ino = UInt64(bitPattern: v[i + 4]); dev = UInt64(bitPattern: v[i + 5])
         size = v[i + 6]; blocks = v[i + 7]; atime = v[i + 8]; atimeNanoseconds = UInt32(truncatingIfNeeded: v[i + 9])
         mtime = v[i + 10]; mtimeNanoseconds = UInt32(truncatingIfNeeded: v[i + 11])
+        ctime = v[i + 12]; ctimeNanoseconds = UInt32(truncatingIfNeeded: v[i + 13])
     }
 
     // Coded as one array of numbers: an array of fixed-width integers is one copy on the wire
-    // instead of twelve keyed fields.
+    // instead of fourteen keyed fields.
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let v = try container.decode([Int64].self)
         guard v.count == SourceStat.numberCount else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "a SourceStat has 12 numbers, not \(v.count)")
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "a SourceStat has \(SourceStat.numberCount) numbers, not \(v.count)")
         }
         self.init(numbers: v[...])
     }
@@ -139,7 +146,7 @@ extension FileEntry {
 }
 
 /// Codes a `[FileEntry]` as two flat arrays, which the wire codec copies whole: every name's
-/// bytes one after another, and for each entry fourteen numbers (its name's length, its
+/// bytes one after another, and for each entry sixteen numbers (its name's length, its
 /// destination name's length or -1, and its ``SourceStat/numbers``). A worker process receives
 /// and sends tens of thousands of entries; coded one keyed container each, the runtime's generic
 /// lookups while decoding them were most of the worker processes' CPU time.

@@ -310,25 +310,7 @@ internal func system_writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) {
     }
 }
 
-// MARK: threads and signals
-
-/// Blocks `signals` in the calling thread; threads it creates afterwards inherit the mask.
-internal func system_blockSignals(_ signals: [CInt]) {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in signals { sigaddset(&set, s) }
-    _ = pthread_sigmask(SIG_BLOCK, &set, nil)
-}
-
-/// `sigwait(3)` for one of `signals`, which must be blocked. Returns the signal.
-internal func system_sigwait(_ signals: [CInt]) -> CInt {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in signals { sigaddset(&set, s) }
-    var received: CInt = 0
-    while sigwait(&set, &received) != 0 {}
-    return received
-}
+// MARK: threads
 
 /// A pthread mutex and condition variable: workers sleep here until there is work.
 internal final class Monitor: @unchecked Sendable {
@@ -371,16 +353,6 @@ internal final class Monitor: @unchecked Sendable {
     }
 }
 
-internal func system_raise(_ signal: CInt) { _ = Glibc.kill(Glibc.getpid(), signal) }
-
-/// Restores the default action of `signal` and unblocks it (to die by it after cleaning up).
-internal func system_defaultAndUnblock(_ signal: CInt) {
-    Glibc.signal(signal, SIG_DFL)
-    var set = sigset_t()
-    sigemptyset(&set)
-    sigaddset(&set, signal)
-    _ = pthread_sigmask(SIG_UNBLOCK, &set, nil)
-}
 #endif
 
 #if os(Linux)

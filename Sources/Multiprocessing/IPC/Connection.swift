@@ -6,14 +6,14 @@ import Glibc
 
 /// One end of a message channel between threads or processes: Python's `multiprocessing.Connection`.
 ///
-/// Make a pair with ``pipe(duplex:)``. Pass an end to a child process inside its task's arguments
+/// Make a pair with ``pipe(duplex:maximumMessageSize:)``. Pass an end to a child process inside its task's arguments
 /// (a `Connection` is `Codable`: it travels as a file descriptor), or send it over another duplex
 /// connection. Each message is one frame (see the framing below): raw bytes go as they are
-/// (``sendBytes(_:timeout:)``), any other `Codable` value in the module's binary encoding
-/// (``send(_:timeout:)``).
+/// (`sendBytes(_:timeout:)`), any other `Codable` value in the module's binary encoding
+/// (`send(_:timeout:)`).
 ///
 /// - Ends of stream are errors of their own: when the other end is closed and every frame has been
-///   read, ``receive(_:timeout:)`` throws ``MultiprocessingError/Code/endOfStream``; when a
+///   read, `receive(_:timeout:)` throws ``MultiprocessingError/Code/endOfStream``; when a
 ///   timeout passes first it throws ``MultiprocessingError/Code/timedOut``.
 /// - A duplex connection (a Unix stream socket) can carry values that hold file descriptors, such
 ///   as another `Connection` or a shared lock; a simplex pipe cannot, and says so.
@@ -173,12 +173,12 @@ public final class Connection: Sendable, Codable {
         try send(value, timeout: timeout, interrupt: nil)
     }
 
-    /// Sends raw bytes as one message, with no encoding; receive them with ``receiveBytes(timeout:)``.
+    /// Sends raw bytes as one message, with no encoding; receive them with `receiveBytes(timeout:)`.
     ///
     /// - Parameters:
     ///   - bytes: the message.
     ///   - timeout: how long to wait for room in the channel; `nil` waits for ever.
-    /// - Throws: as ``send(_:timeout:)``.
+    /// - Throws: as `send(_:timeout:)`.
     public func sendBytes(_ bytes: [UInt8], timeout: Duration? = nil) throws {
         try bytes.withUnsafeBytes { buffer in
             try sendFrame(kind: .bytes, body: buffer, descriptors: [], timeout: timeout, interrupt: nil)
@@ -190,7 +190,7 @@ public final class Connection: Sendable, Codable {
     /// - Parameters:
     ///   - buffer: the message; it is fully written (or the call throws) before the call returns.
     ///   - timeout: how long to wait for room in the channel; `nil` waits for ever.
-    /// - Throws: as ``send(_:timeout:)``.
+    /// - Throws: as `send(_:timeout:)`.
     public func sendBytes(_ buffer: UnsafeRawBufferPointer, timeout: Duration? = nil) throws {
         try sendFrame(kind: .bytes, body: buffer, descriptors: [], timeout: timeout, interrupt: nil)
     }
@@ -213,7 +213,7 @@ public final class Connection: Sendable, Codable {
     /// - Parameters:
     ///   - bytes: the message.
     ///   - timeout: how long to wait for room in the channel; `nil` waits for ever.
-    /// - Throws: as ``send(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `send(_:timeout:)`, and ``MultiprocessingError/Code/cancelled``.
     public func sendBytes(_ bytes: [UInt8], timeout: Duration? = nil) async throws {
         try await ipcRunBlocking { interrupt in
             try bytes.withUnsafeBytes { buffer in
@@ -313,11 +313,11 @@ public final class Connection: Sendable, Codable {
         try receive(type, timeout: timeout, interrupt: nil)
     }
 
-    /// Receives the next message as raw bytes (sent with ``sendBytes(_:timeout:)`` or as `[UInt8]`).
+    /// Receives the next message as raw bytes (sent with `sendBytes(_:timeout:)` or as `[UInt8]`).
     ///
     /// - Parameter timeout: how long to wait for a message; `nil` waits for ever.
     /// - Returns: the message's bytes.
-    /// - Throws: as ``receive(_:timeout:)``.
+    /// - Throws: as `receive(_:timeout:)`.
     public func receiveBytes(timeout: Duration? = nil) throws -> [UInt8] {
         try receive([UInt8].self, timeout: timeout, interrupt: nil)
     }
@@ -344,7 +344,7 @@ public final class Connection: Sendable, Codable {
     ///
     /// - Parameter timeout: how long to wait for a message; `nil` waits for ever.
     /// - Returns: the message's bytes.
-    /// - Throws: as ``receive(_:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `receive(_:timeout:)`, and ``MultiprocessingError/Code/cancelled``.
     public func receiveBytes(timeout: Duration? = nil) async throws -> [UInt8] {
         try Deadline.validate(timeout, "Connection.receive")
         if let frame = try receiveFrameIfReady() {

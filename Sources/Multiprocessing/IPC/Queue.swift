@@ -36,12 +36,23 @@ internal enum QueueItemCoding {
 ///   `docs/queues.md`).
 /// - `[UInt8]` items skip `Codable`. Items may be any size up to `maximumMessageSize` (default
 ///   1 GiB); memory is committed only for what the queue holds.
+/// - A timed `put` or `get` that runs out throws ``MultiprocessingError/Code/timedOut`` (Python
+///   raises `queue.Full` or `queue.Empty`); ``putNowait(_:)`` and ``getNowait()`` (Python's
+///   `block=False`) throw ``MultiprocessingError/Code/full`` and ``MultiprocessingError/Code/empty``.
+///   The shape is ``QueueProtocol``'s, which a manager's `ManagedQueue` shares.
 /// - ``close()`` closes the queue for every process: later puts throw
 ///   ``MultiprocessingError/Code/closed``; gets return the remaining items and then throw
 ///   ``MultiprocessingError/Code/closed``. Async iteration (`for try await item in queue`) ends
 ///   there.
-public final class Queue<Element: Codable & Sendable>: Sendable, Codable {
+///
+/// ``JoinableQueue`` is a `Queue` that also counts unfinished tasks, as in Python.
+public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchecked Sendable {
+    // @unchecked only because the class is open to JoinableQueue: its one stored property is a
+    // `let` of a Sendable type, and the subclass adds none.
     internal let storage: QueueStorage
+
+    /// Names this kind of queue in error messages ("Queue.put", "JoinableQueue.put").
+    internal var names: QueueOperationNames { .queue }
 
     /// The most items the queue holds before `put` waits; 0 means no limit.
     public var maxsize: Int { storage.maxsize }
@@ -56,94 +67,97 @@ public final class Queue<Element: Codable & Sendable>: Sendable, Codable {
     ///     buffer is this large in address space, but only used pages cost memory.
     /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not between 1 and
     ///   2^46; ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
-    public init(maxsize: Int = 0, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws {
-        storage = try QueueStorage(maxsize: maxsize, maximumMessageSize: maximumMessageSize, joinable: false)
+    public convenience init(maxsize: Int = 0, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws {
+        self.init(storage: try QueueStorage(maxsize: maxsize, maximumMessageSize: maximumMessageSize, joinable: false))
     }
 
     internal init(storage: QueueStorage) {
         self.storage = storage
     }
 
-    /// Puts an item at the back of the queue.
+    /// Puts an item at the back of the queue, waiting for room.
     ///
     /// - Parameters:
     ///   - item: the item. It is encoded before the call takes the queue's lock.
-    ///   - block: when `false`, throws ``MultiprocessingError/Code/full`` instead of waiting.
     ///   - timeout: how long to wait for room; `nil` waits for ever.
-    /// - Throws: ``MultiprocessingError/Code/full``, ``MultiprocessingError/Code/timedOut``,
+    /// - Throws: ``MultiprocessingError/Code/timedOut`` when the queue stayed full,
     ///   ``MultiprocessingError/Code/closed``, ``MultiprocessingError/Code/coding``,
-    ///   ``MultiprocessingError/Code/misuse`` for an item above ``maximumMessageSize``, and
-    ///   ``MultiprocessingError/Code/cancelled`` when the calling ``OSThread`` is cancelled.
-    public func put(_ item: Element, block: Bool = true, timeout: Duration? = nil) throws {
+    ///   ``MultiprocessingError/Code/misuse`` for an item above ``maximumMessageSize`` or a negative
+    ///   timeout, and ``MultiprocessingError/Code/cancelled`` when the calling ``OSThread`` is cancelled.
+    public final func put(_ item: Element, timeout: Duration? = nil) throws {
+        let operation = names.put
         try QueueItemCoding.withEncoded(item) { kind, body in
-            try storage.put(kind: kind, body: body, block: block, context: .current(timeout: timeout, "Queue.put"))
+            try storage.put(kind: kind, body: body, block: true, context: .current(timeout: timeout, operation))
         }
     }
 
-    /// Puts an item without waiting; see ``put(_:block:timeout:)``.
+    /// Puts an item without waiting: Python's `put_nowait()` and `put(item, block=False)`.
     ///
     /// - Parameter item: the item.
-    /// - Throws: ``MultiprocessingError/Code/full`` when there is no room, and as ``put(_:block:timeout:)``.
-    public func putNowait(_ item: Element) throws {
-        try put(item, block: false)
+    /// - Throws: ``MultiprocessingError/Code/full`` when there is no room, and as `put(_:timeout:)`.
+    public final func putNowait(_ item: Element) throws {
+        let operation = names.put
+        try QueueItemCoding.withEncoded(item) { kind, body in
+            try storage.put(kind: kind, body: body, block: false, context: .current(timeout: nil, operation))
+        }
     }
 
-    /// Puts an item, waiting for room off the cooperative pool; see ``put(_:block:timeout:)``.
+    /// Puts an item, waiting for room off the cooperative pool; see `put(_:timeout:)`.
     ///
     /// - Parameters:
     ///   - item: the item.
     ///   - timeout: how long to wait for room; `nil` waits for ever.
-    /// - Throws: as ``put(_:block:timeout:)``; ``MultiprocessingError/Code/cancelled`` when the
+    /// - Throws: as `put(_:timeout:)`; ``MultiprocessingError/Code/cancelled`` when the
     ///   task is cancelled.
-    public func put(_ item: Element, timeout: Duration? = nil) async throws {
-        try await queuePut(storage, item, timeout: timeout, "Queue.put")
+    public final func put(_ item: Element, timeout: Duration? = nil) async throws {
+        try await queuePut(storage, item, timeout: timeout, names.put)
     }
 
-    /// Removes and returns the item at the front of the queue.
-    ///
-    /// - Parameters:
-    ///   - block: when `false`, throws ``MultiprocessingError/Code/empty`` instead of waiting.
-    ///   - timeout: how long to wait for an item; `nil` waits for ever.
-    /// - Returns: the item.
-    /// - Throws: ``MultiprocessingError/Code/empty``, ``MultiprocessingError/Code/timedOut``,
-    ///   ``MultiprocessingError/Code/closed`` once the queue is closed and drained,
-    ///   ``MultiprocessingError/Code/coding`` when the item is not an `Element`, and
-    ///   ``MultiprocessingError/Code/cancelled``.
-    public func get(block: Bool = true, timeout: Duration? = nil) throws -> Element {
-        try QueueItemCoding.decode(Element.self, storage.get(block: block, context: .current(timeout: timeout, "Queue.get")))
-    }
-
-    /// Removes and returns the front item without waiting; see ``get(block:timeout:)``.
-    ///
-    /// - Returns: the item.
-    /// - Throws: ``MultiprocessingError/Code/empty`` when there is none, and as ``get(block:timeout:)``.
-    public func getNowait() throws -> Element {
-        try get(block: false)
-    }
-
-    /// Removes and returns the front item, waiting off the cooperative pool; see ``get(block:timeout:)``.
+    /// Removes and returns the item at the front of the queue, waiting for one.
     ///
     /// - Parameter timeout: how long to wait for an item; `nil` waits for ever.
     /// - Returns: the item.
-    /// - Throws: as ``get(block:timeout:)``; ``MultiprocessingError/Code/cancelled`` when the
+    /// - Throws: ``MultiprocessingError/Code/timedOut`` when the queue stayed empty,
+    ///   ``MultiprocessingError/Code/closed`` once the queue is closed and drained,
+    ///   ``MultiprocessingError/Code/coding`` when the item is not an `Element`,
+    ///   ``MultiprocessingError/Code/misuse`` for a negative timeout, and
+    ///   ``MultiprocessingError/Code/cancelled``.
+    public final func get(timeout: Duration? = nil) throws -> Element {
+        try QueueItemCoding.decode(Element.self, storage.get(block: true, context: .current(timeout: timeout, names.get)))
+    }
+
+    /// Removes and returns the front item without waiting: Python's `get_nowait()` and
+    /// `get(block=False)`.
+    ///
+    /// - Returns: the item.
+    /// - Throws: ``MultiprocessingError/Code/empty`` when there is none, and as `get(timeout:)`.
+    public final func getNowait() throws -> Element {
+        try QueueItemCoding.decode(Element.self, storage.get(block: false, context: .current(timeout: nil, names.get)))
+    }
+
+    /// Removes and returns the front item, waiting off the cooperative pool; see `get(timeout:)`.
+    ///
+    /// - Parameter timeout: how long to wait for an item; `nil` waits for ever.
+    /// - Returns: the item.
+    /// - Throws: as `get(timeout:)`; ``MultiprocessingError/Code/cancelled`` when the
     ///   task is cancelled.
-    public func get(timeout: Duration? = nil) async throws -> Element {
-        try await queueGet(storage, Element.self, timeout: timeout, "Queue.get")
+    public final func get(timeout: Duration? = nil) async throws -> Element {
+        try await queueGet(storage, Element.self, timeout: timeout, names.get)
     }
 
     /// Whether the queue holds no items (a snapshot: other processes may change it at once).
-    public var empty: Bool { storage.relaxedCount == 0 }
+    public final var empty: Bool { storage.relaxedCount == 0 }
     /// Whether the queue holds ``maxsize`` items (a snapshot).
-    public var full: Bool { storage.isFull }
+    public final var full: Bool { storage.isFull }
     /// The number of items in the queue (a snapshot).
-    public var qsize: Int { storage.relaxedCount }
+    public final var qsize: Int { storage.relaxedCount }
     /// Whether the queue was closed, by any process.
-    public var isClosed: Bool { storage.isClosed }
+    public final var isClosed: Bool { storage.isClosed }
 
     /// Closes the queue for every process that has it: puts throw
     /// ``MultiprocessingError/Code/closed``, gets drain what is left and then throw it, and
     /// every waiting call wakes. Closing twice does nothing.
-    public func close() {
+    public final func close() {
         storage.close()
     }
 
@@ -152,18 +166,27 @@ public final class Queue<Element: Codable & Sendable>: Sendable, Codable {
     /// - Parameter encoder: an encoder with a ``DescriptorTransfer`` in its `userInfo`, such as the
     ///   one that sends a child's task or a message on a duplex connection.
     /// - Throws: `EncodingError` from any other encoder.
-    public func encode(to encoder: any Encoder) throws {
+    public final func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: QueueCodingKeys.self)
         try storage.encodeDescriptor(to: &container)
     }
 
-    /// Maps a queue that arrived from another process.
+    /// Maps a queue that arrived from another process. A ``JoinableQueue`` sent as a `Queue` stays
+    /// joinable: its puts still count tasks.
     ///
     /// - Parameter decoder: a decoder with a ``DescriptorTransfer`` in its `userInfo`.
     /// - Throws: `DecodingError` when the data is not a queue.
-    public init(from decoder: any Decoder) throws {
-        storage = try decodeQueueStorage(from: decoder, joinable: false)
+    public required init(from decoder: any Decoder) throws {
+        storage = try decodeQueueStorage(from: decoder, joinable: nil)
     }
+}
+
+/// The names a queue's calls give in their messages.
+internal struct QueueOperationNames: Sendable {
+    let put: StaticString
+    let get: StaticString
+    static let queue = QueueOperationNames(put: "Queue.put", get: "Queue.get")
+    static let joinable = QueueOperationNames(put: "JoinableQueue.put", get: "JoinableQueue.get")
 }
 
 /// A queue with no size limit and the smallest API: Python's `multiprocessing.SimpleQueue`.
@@ -249,12 +272,10 @@ public final class SimpleQueue<Element: Codable & Sendable>: Sendable, Codable {
 /// A ``Queue`` that also counts unfinished tasks: Python's `multiprocessing.JoinableQueue`.
 ///
 /// Every `put` adds a task; a consumer calls ``taskDone()`` once per item it has finished with;
-/// ``join(timeout:)`` waits until every task put so far is done.
-public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable {
-    internal let storage: QueueStorage
-
-    /// The most items the queue holds before `put` waits; 0 means no limit.
-    public var maxsize: Int { storage.maxsize }
+/// `join(timeout:)` waits until every task put so far is done. Everything else is the
+/// ``Queue`` it is, so a `JoinableQueue` goes wherever a `Queue` or a ``QueueProtocol`` is taken.
+public final class JoinableQueue<Element: Codable & Sendable>: Queue<Element>, @unchecked Sendable {
+    override internal var names: QueueOperationNames { .joinable }
 
     /// Creates an empty queue.
     ///
@@ -264,66 +285,7 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
     /// - Throws: ``MultiprocessingError/Code/misuse`` when `maximumMessageSize` is not between 1 and
     ///   2^46; ``MultiprocessingError/Code/systemCall`` when the shared memory cannot be made.
     public init(maxsize: Int = 0, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws {
-        storage = try QueueStorage(maxsize: maxsize, maximumMessageSize: maximumMessageSize, joinable: true)
-    }
-
-    /// Puts an item and adds one unfinished task; see ``Queue/put(_:block:timeout:)``.
-    ///
-    /// - Parameters:
-    ///   - item: the item.
-    ///   - block: when `false`, throws ``MultiprocessingError/Code/full`` instead of waiting.
-    ///   - timeout: how long to wait for room; `nil` waits for ever.
-    /// - Throws: as ``Queue/put(_:block:timeout:)``.
-    public func put(_ item: Element, block: Bool = true, timeout: Duration? = nil) throws {
-        try QueueItemCoding.withEncoded(item) { kind, body in
-            try storage.put(kind: kind, body: body, block: block, context: .current(timeout: timeout, "JoinableQueue.put"))
-        }
-    }
-
-    /// Puts an item without waiting.
-    ///
-    /// - Parameter item: the item.
-    /// - Throws: ``MultiprocessingError/Code/full``, and as ``put(_:block:timeout:)``.
-    public func putNowait(_ item: Element) throws {
-        try put(item, block: false)
-    }
-
-    /// Puts an item, waiting for room off the cooperative pool.
-    ///
-    /// - Parameters:
-    ///   - item: the item.
-    ///   - timeout: how long to wait for room; `nil` waits for ever.
-    /// - Throws: as ``put(_:block:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
-    public func put(_ item: Element, timeout: Duration? = nil) async throws {
-        try await queuePut(storage, item, timeout: timeout, "JoinableQueue.put")
-    }
-
-    /// Removes and returns the front item; see ``Queue/get(block:timeout:)``.
-    ///
-    /// - Parameters:
-    ///   - block: when `false`, throws ``MultiprocessingError/Code/empty`` instead of waiting.
-    ///   - timeout: how long to wait for an item; `nil` waits for ever.
-    /// - Returns: the item.
-    /// - Throws: as ``Queue/get(block:timeout:)``.
-    public func get(block: Bool = true, timeout: Duration? = nil) throws -> Element {
-        try QueueItemCoding.decode(Element.self, storage.get(block: block, context: .current(timeout: timeout, "JoinableQueue.get")))
-    }
-
-    /// Removes and returns the front item without waiting.
-    ///
-    /// - Returns: the item.
-    /// - Throws: ``MultiprocessingError/Code/empty``, and as ``get(block:timeout:)``.
-    public func getNowait() throws -> Element {
-        try get(block: false)
-    }
-
-    /// Removes and returns the front item, waiting off the cooperative pool.
-    ///
-    /// - Parameter timeout: how long to wait for an item; `nil` waits for ever.
-    /// - Returns: the item.
-    /// - Throws: as ``get(block:timeout:)``, and ``MultiprocessingError/Code/cancelled``.
-    public func get(timeout: Duration? = nil) async throws -> Element {
-        try await queueGet(storage, Element.self, timeout: timeout, "JoinableQueue.get")
+        super.init(storage: try QueueStorage(maxsize: maxsize, maximumMessageSize: maximumMessageSize, joinable: true))
     }
 
     /// Marks one task done: call it once for every item taken, when the work on it is finished.
@@ -341,10 +303,10 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
         try storage.join(context: .current(timeout: timeout, "JoinableQueue.join"))
     }
 
-    /// Waits off the cooperative pool until every task is done; see ``join(timeout:)``.
+    /// Waits off the cooperative pool until every task is done; see `join(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait; `nil` waits for ever.
-    /// - Throws: as ``join(timeout:)``.
+    /// - Throws: as `join(timeout:)`.
     public func join(timeout: Duration? = nil) async throws {
         let storage = self.storage
         try await waitOffPool("JoinableQueue.join", restartable: true) { cancellation in
@@ -352,37 +314,15 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
         }
     }
 
-    /// Whether the queue holds no items (a snapshot).
-    public var empty: Bool { storage.relaxedCount == 0 }
-    /// Whether the queue holds ``maxsize`` items (a snapshot).
-    public var full: Bool { storage.isFull }
-    /// The number of items in the queue (a snapshot).
-    public var qsize: Int { storage.relaxedCount }
     /// The number of items put and not yet marked done (a snapshot).
     public var unfinishedTasks: Int { storage.unfinishedTasks }
-    /// Whether the queue was closed, by any process.
-    public var isClosed: Bool { storage.isClosed }
 
-    /// Closes the queue for every process; see ``Queue/close()``.
-    public func close() {
-        storage.close()
-    }
-
-    /// Encodes the queue as its shared memory's descriptor.
-    ///
-    /// - Parameter encoder: an encoder with a ``DescriptorTransfer`` in its `userInfo`.
-    /// - Throws: `EncodingError` from any other encoder.
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: QueueCodingKeys.self)
-        try storage.encodeDescriptor(to: &container)
-    }
-
-    /// Maps a queue that arrived from another process.
+    /// Maps a joinable queue that arrived from another process.
     ///
     /// - Parameter decoder: a decoder with a ``DescriptorTransfer`` in its `userInfo`.
     /// - Throws: `DecodingError` when the data is not a joinable queue.
-    public init(from decoder: any Decoder) throws {
-        storage = try decodeQueueStorage(from: decoder, joinable: true)
+    public required init(from decoder: any Decoder) throws {
+        super.init(storage: try decodeQueueStorage(from: decoder, joinable: true))
     }
 }
 
@@ -411,8 +351,9 @@ public struct QueueAsyncIterator<Element: Codable & Sendable>: AsyncIteratorProt
 
 extension Queue: AsyncSequence {
     /// Iterates the items until the queue is closed and drained (see ``QueueAsyncIterator``).
+    /// On a ``JoinableQueue``, call ``JoinableQueue/taskDone()`` for each item as usual.
     public func makeAsyncIterator() -> QueueAsyncIterator<Element> {
-        QueueAsyncIterator(storage: storage, operation: "Queue.get")
+        QueueAsyncIterator(storage: storage, operation: names.get)
     }
 }
 
@@ -420,14 +361,6 @@ extension SimpleQueue: AsyncSequence {
     /// Iterates the items until the queue is closed and drained (see ``QueueAsyncIterator``).
     public func makeAsyncIterator() -> QueueAsyncIterator<Element> {
         QueueAsyncIterator(storage: storage, operation: "SimpleQueue.get")
-    }
-}
-
-extension JoinableQueue: AsyncSequence {
-    /// Iterates the items until the queue is closed and drained (see ``QueueAsyncIterator``).
-    /// Call ``JoinableQueue/taskDone()`` for each item as usual.
-    public func makeAsyncIterator() -> QueueAsyncIterator<Element> {
-        QueueAsyncIterator(storage: storage, operation: "JoinableQueue.get")
     }
 }
 
@@ -463,7 +396,7 @@ internal func queueGet<E: Decodable & Sendable>(_ storage: QueueStorage, _ type:
     return try QueueItemCoding.decode(type, record)
 }
 
-internal func decodeQueueStorage(from decoder: any Decoder, joinable: Bool) throws -> QueueStorage {
+internal func decodeQueueStorage(from decoder: any Decoder, joinable: Bool?) throws -> QueueStorage {
     let container = try decoder.container(keyedBy: QueueCodingKeys.self)
     let descriptor = try container.decode(SharedDescriptor.self, forKey: .memory)
     return try QueueStorage(adopting: descriptor.fileDescriptor.rawValue, expectJoinable: joinable, codingPath: decoder.codingPath)

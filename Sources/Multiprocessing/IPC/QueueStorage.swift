@@ -1,3 +1,4 @@
+import CMultiprocessing
 import SystemPackage
 
 /// The shared-memory ring buffer behind ``Queue``, ``SimpleQueue`` and ``JoinableQueue``.
@@ -7,7 +8,9 @@ import SystemPackage
 /// returns, the item is in the queue and the producer owes nothing more (no feeder thread, no
 /// pipe to flush). That is why joining a producer before draining its queue cannot deadlock.
 ///
-/// Header page (byte offsets):
+/// Header page (byte offsets), declared in C as `cmp_queue_header` (`include/cmp_queue.h`), whose
+/// static asserts pin each offset below; ``QueueStorage/layoutMatchesTheFormat`` checks that Swift
+/// sees the same layout. The offsets are the format that every process mapping a queue reads:
 ///
 ///     0    robust, process-shared lock (``RobustMutex``), guards everything below
 ///     64   magic "MPQ2", flags (bit 0: joinable)
@@ -60,7 +63,7 @@ internal final class QueueStorage: @unchecked Sendable {
     internal typealias Kind = FrameHeader.Kind
 
     internal let region: SharedRegion
-    private let mutex: RobustMutex
+    internal let mutex: RobustMutex
     internal let capacity: Int
     internal let maxsize: Int
     internal let maximumMessageSize: Int
@@ -68,50 +71,110 @@ internal final class QueueStorage: @unchecked Sendable {
 
     // MARK: layout
 
-    private var base: UnsafeMutableRawPointer { region.base }
-    private var data: UnsafeMutableRawPointer { region.base + QueueStorage.headerSize }
+    // Internal rather than private where the crash tests (Tests/MultiprocessingTests/
+    // QueueCrashSimulation.swift) take the same low-level steps as a put or a get and die halfway.
 
-    private func field(_ offset: Int) -> UnsafeMutablePointer<UInt64> {
-        (region.base + offset).assumingMemoryBound(to: UInt64.self)
+    internal let header: Header
+    internal var data: UnsafeMutableRawPointer { region.base + QueueStorage.headerSize }
+
+    /// The header page (`cmp_queue_header`), and the words in it that are used atomically: read
+    /// without the mutex, or waited on.
+    internal struct Header {
+        internal let fields: UnsafeMutablePointer<cmp_queue_header>
+        internal let closed: SharedWord
+        internal let journalValid: SharedWord64
+        internal let ringCount: SharedWord64, ringUnfinished: SharedWord64
+        internal let journalCount: SharedWord64, journalUnfinished: SharedWord64
+        internal let notEmpty: SharedWord, notEmptyWaiters: SharedWord
+        internal let notFull: SharedWord, notFullWaiters: SharedWord
+        internal let allDone: SharedWord, allDoneWaiters: SharedWord
+
+        internal init(_ base: UnsafeMutableRawPointer) {
+            fields = base.assumingMemoryBound(to: cmp_queue_header.self)
+            func at(_ field: PartialKeyPath<cmp_queue_header>) -> UnsafeMutableRawPointer {
+                base + QueueStorage.offset(of: field)
+            }
+            closed = SharedWord(at(\.closed))
+            journalValid = SharedWord64(at(\.journal_valid))
+            ringCount = SharedWord64(at(\.ring.count))
+            ringUnfinished = SharedWord64(at(\.ring.unfinished))
+            journalCount = SharedWord64(at(\.journal.count))
+            journalUnfinished = SharedWord64(at(\.journal.unfinished))
+            notEmpty = SharedWord(at(\.not_empty.sequence))
+            notEmptyWaiters = SharedWord(at(\.not_empty.waiters))
+            notFull = SharedWord(at(\.not_full.sequence))
+            notFullWaiters = SharedWord(at(\.not_full.waiters))
+            allDone = SharedWord(at(\.all_done.sequence))
+            allDoneWaiters = SharedWord(at(\.all_done.waiters))
+        }
     }
-    private var closedWord: SharedWord { SharedWord(region.base + 176) }
-    private var highWater: UnsafeMutablePointer<UInt64> { field(184) }
-    private var journalValid: SharedWord64 { SharedWord64(region.base + 192) }
+
+    /// A field's offset in the header, as Swift imports the C declaration.
+    internal static func offset(of field: PartialKeyPath<cmp_queue_header>) -> Int {
+        guard let offset = MemoryLayout<cmp_queue_header>.offset(of: field) else {
+            preconditionFailure("cmp_queue_header's fields are stored properties")
+        }
+        return offset
+    }
+
+    /// Whether Swift sees the header as the format (and C's static asserts) lays it out: a check
+    /// that the C declaration is the one this file was written against, as ``RobustMutex`` checks
+    /// glibc's robust-list layout.
+    internal static let layoutMatchesTheFormat: Bool = {
+        let expected: [(PartialKeyPath<cmp_queue_header>, Int)] = [
+            (\.lock, 0), (\.magic, 64), (\.flags, 68), (\.capacity, 72), (\.maxsize, 80),
+            (\.maximum_message_size, 88), (\.ring, 128), (\.ring.count, 144), (\.ring.unfinished, 152),
+            (\.closed, 176), (\.high_water, 184), (\.journal_valid, 192), (\.journal, 200),
+            (\.not_empty, 256), (\.not_empty.waiters, 260), (\.not_full, 320), (\.all_done, 384),
+        ]
+        return RobustMutex.size <= 64 && MemoryLayout<cmp_queue_header>.size <= QueueStorage.headerSize
+            && expected.allSatisfy { QueueStorage.offset(of: $0.0) == $0.1 }
+    }()
 
     /// The ring's state: where the live records are, and the counts.
-    internal struct Ring {
-        var head: UInt64
-        var tail: UInt64
-        var count: UInt64
-        var unfinished: UInt64
-        var live: UInt64
-        var wrap: UInt64
+    internal typealias Ring = cmp_queue_ring
+
+    /// Which of the header's two rings: the ring itself, or the journal's copy a commit applies.
+    internal enum RingCopy { case live, journal }
+
+    internal func loadRing(_ copy: RingCopy) -> Ring {
+        switch copy {
+        case .live: header.fields.pointee.ring
+        case .journal: header.fields.pointee.journal
+        }
     }
 
-    /// Reads the ring at `offset` (128 for the ring itself, 200 for the journal's copy).
-    private func loadRing(at offset: Int) -> Ring {
-        Ring(head: field(offset).pointee, tail: field(offset + 8).pointee, count: field(offset + 16).pointee,
-             unfinished: field(offset + 24).pointee, live: field(offset + 32).pointee, wrap: field(offset + 40).pointee)
+    internal func storeRing(_ ring: Ring, in copy: RingCopy) {
+        let fields = header.fields
+        // Atomic stores for count and unfinished: qsize and friends read them without the mutex.
+        switch copy {
+        case .live:
+            fields.pointee.ring.head = ring.head
+            fields.pointee.ring.tail = ring.tail
+            header.ringCount.store(ring.count)
+            header.ringUnfinished.store(ring.unfinished)
+            fields.pointee.ring.live = ring.live
+            fields.pointee.ring.wrap = ring.wrap
+        case .journal:
+            fields.pointee.journal.head = ring.head
+            fields.pointee.journal.tail = ring.tail
+            header.journalCount.store(ring.count)
+            header.journalUnfinished.store(ring.unfinished)
+            fields.pointee.journal.live = ring.live
+            fields.pointee.journal.wrap = ring.wrap
+        }
     }
 
-    private func storeRing(_ ring: Ring, at offset: Int) {
-        field(offset).pointee = ring.head
-        field(offset + 8).pointee = ring.tail
-        // Atomic stores: qsize and friends read count and unfinished without the mutex.
-        SharedWord64(region.base + offset + 16).store(ring.count)
-        SharedWord64(region.base + offset + 24).store(ring.unfinished)
-        field(offset + 32).pointee = ring.live
-        field(offset + 40).pointee = ring.wrap
-    }
+    internal var ring: Ring { loadRing(.live) }
 
-    private var ring: Ring { loadRing(at: 128) }
-
-    private var notEmpty: SharedWord { SharedWord(region.base + 256) }
-    internal var notEmptyWaiters: SharedWord { SharedWord(region.base + 260) }
-    private var notFull: SharedWord { SharedWord(region.base + 320) }
-    private var notFullWaiters: SharedWord { SharedWord(region.base + 324) }
-    private var allDone: SharedWord { SharedWord(region.base + 384) }
-    private var allDoneWaiters: SharedWord { SharedWord(region.base + 388) }
+    private var closedWord: SharedWord { header.closed }
+    private var journalValid: SharedWord64 { header.journalValid }
+    private var notEmpty: SharedWord { header.notEmpty }
+    internal var notEmptyWaiters: SharedWord { header.notEmptyWaiters }
+    private var notFull: SharedWord { header.notFull }
+    private var notFullWaiters: SharedWord { header.notFullWaiters }
+    private var allDone: SharedWord { header.allDone }
+    private var allDoneWaiters: SharedWord { header.allDoneWaiters }
 
     // MARK: creation and adoption
 
@@ -126,45 +189,52 @@ internal final class QueueStorage: @unchecked Sendable {
         let minimum = 64 << 20
         let needed = max(minimum, maximumMessageSize + QueueStorage.recordHeaderSize)
         let capacity = (needed + pageSize - 1) / pageSize * pageSize
-        precondition(RobustMutex.size <= 64, "the queue's header keeps 64 bytes for its mutex")
+        precondition(QueueStorage.layoutMatchesTheFormat, "cmp_queue_header is not laid out as the queue's format")
         let region = try SharedRegion.create(size: QueueStorage.headerSize + capacity, name: "mp-queue")
+        let header = Header(region.base)
         self.region = region
-        self.mutex = RobustMutex(region.base)
+        self.header = header
+        self.mutex = RobustMutex(UnsafeMutableRawPointer(header.fields) + QueueStorage.offset(of: \.lock))
         self.capacity = capacity
         self.maxsize = max(0, maxsize)
         self.maximumMessageSize = maximumMessageSize
         self.joinable = joinable
         try mutex.initialize(recursive: false)
-        SharedWord(region.base + 64).store(QueueStorage.magic)
-        SharedWord(region.base + 68).store(joinable ? 1 : 0)
-        field(72).pointee = UInt64(capacity)
-        field(80).pointee = UInt64(self.maxsize)
-        field(88).pointee = UInt64(maximumMessageSize)
-        storeRing(Ring(head: 0, tail: 0, count: 0, unfinished: 0, live: 0, wrap: QueueStorage.noWrap), at: 128)
+        header.fields.pointee.magic = QueueStorage.magic
+        header.fields.pointee.flags = joinable ? 1 : 0
+        header.fields.pointee.capacity = UInt64(capacity)
+        header.fields.pointee.maxsize = UInt64(self.maxsize)
+        header.fields.pointee.maximum_message_size = UInt64(maximumMessageSize)
+        storeRing(Ring(head: 0, tail: 0, count: 0, unfinished: 0, live: 0, wrap: QueueStorage.noWrap), in: .live)
     }
 
-    /// Maps a queue's memfd that arrived from another process.
-    internal init(adopting fd: CInt, expectJoinable: Bool, codingPath: [any CodingKey]) throws {
+    /// Maps a queue's memfd that arrived from another process. `expectJoinable` nil accepts both
+    /// kinds (a ``JoinableQueue`` is a ``Queue``); true refuses a plain queue.
+    internal init(adopting fd: CInt, expectJoinable: Bool?, codingPath: [any CodingKey]) throws {
+        precondition(QueueStorage.layoutMatchesTheFormat, "cmp_queue_header is not laid out as the queue's format")
         let region = try SharedRegion.adopt(fd: fd)
-        guard region.size > QueueStorage.headerSize, SharedWord(region.base + 64).load() == QueueStorage.magic else {
+        let header = Header(region.base)
+        guard region.size > QueueStorage.headerSize,
+              header.fields.pointee.magic == QueueStorage.magic else {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "The shared memory sent as a queue is not a queue's memory."))
         }
-        let joinable = SharedWord(region.base + 68).load() & 1 != 0
-        guard joinable == expectJoinable else {
+        let joinable = header.fields.pointee.flags & 1 != 0
+        if let expectJoinable, joinable != expectJoinable {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "A \(joinable ? "JoinableQueue" : "Queue") was decoded as a \(expectJoinable ? "JoinableQueue" : "Queue")."))
         }
-        let capacity = Int((region.base + 72).load(as: UInt64.self))
+        let capacity = Int(header.fields.pointee.capacity)
         guard capacity > 0, capacity <= region.size - QueueStorage.headerSize else {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "A queue's shared memory is smaller than its header says."))
         }
         self.region = region
-        self.mutex = RobustMutex(region.base)
+        self.header = header
+        self.mutex = RobustMutex(UnsafeMutableRawPointer(header.fields) + QueueStorage.offset(of: \.lock))
         self.capacity = capacity
-        self.maxsize = Int((region.base + 80).load(as: UInt64.self))
-        self.maximumMessageSize = Int((region.base + 88).load(as: UInt64.self))
+        self.maxsize = Int(header.fields.pointee.maxsize)
+        self.maximumMessageSize = Int(header.fields.pointee.maximum_message_size)
         self.joinable = joinable
     }
 
@@ -193,7 +263,7 @@ internal final class QueueStorage: @unchecked Sendable {
     private func recover() {
         if journalValid.load() != 0 {
             // The dead owner had decided its commit: finish it.
-            storeRing(loadRing(at: 200), at: 128)
+            storeRing(loadRing(.journal), in: .live)
             journalValid.store(0)
         }
         // Otherwise nothing it did is visible: a half-copied put lies in free space, and a
@@ -206,9 +276,9 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// Makes a put or get visible, in a way a crash cannot leave half done.
     private func commit(_ ring: Ring) {
-        storeRing(ring, at: 200)
+        storeRing(ring, in: .journal)
         journalValid.store(1)
-        storeRing(ring, at: 128)
+        storeRing(ring, in: .live)
         journalValid.store(0)
     }
 
@@ -260,7 +330,7 @@ internal final class QueueStorage: @unchecked Sendable {
     }
 
     /// Where a record of `size` bytes goes, and the ring after it; nil when it does not fit now.
-    private func place(_ size: Int, in ring: Ring) -> (offset: Int, ring: Ring)? {
+    internal func place(_ size: Int, in ring: Ring) -> (offset: Int, ring: Ring)? {
         var next = ring
         next.count += 1
         next.live += UInt64(size)
@@ -346,7 +416,7 @@ internal final class QueueStorage: @unchecked Sendable {
         guard let (offset, next) = placement else { preconditionFailure("the loop exits with a placement") }
         // Raised before the copy, so that a crash mid-copy still leaves those pages accounted for.
         let end = UInt64(offset + recordSize)
-        if end > highWater.pointee { highWater.pointee = end }
+        if end > header.fields.pointee.high_water { header.fields.pointee.high_water = end }
         let target = data + offset
         target.storeBytes(of: (UInt64(body.count) | (UInt64(kind.rawValue) << 56)).littleEndian, as: UInt64.self)
         if let source = body.baseAddress, body.count > 0 {
@@ -440,18 +510,18 @@ internal final class QueueStorage: @unchecked Sendable {
     /// Frees the pages from `keep` (a granule boundary above every live record) to the high-water
     /// mark, and lowers the mark. Called with the mutex held.
     private func giveBackMemory(above keep: Int) {
-        let top = Int(highWater.pointee)
+        let top = Int(header.fields.pointee.high_water)
         guard top > keep else { return }
         // Best effort: if the kernel refuses, the pages simply stay.
         try? system_punchHole(region.fd, offset: QueueStorage.headerSize + keep, length: roundUpToGranule(top) - keep)
-        highWater.pointee = UInt64(keep)
+        header.fields.pointee.high_water = UInt64(keep)
     }
 
     // MARK: state
 
     /// The item count without the lock, as Python's `qsize()`: exact when nothing runs at once.
     internal var relaxedCount: Int {
-        Int(SharedWord64(region.base + 144).load())
+        Int(header.ringCount.load())
     }
 
     internal var isClosed: Bool { closedWord.load() != 0 }
@@ -497,7 +567,7 @@ internal final class QueueStorage: @unchecked Sendable {
         unlock(context.operation)
     }
 
-    internal var unfinishedTasks: Int { Int(SharedWord64(region.base + 152).load()) }
+    internal var unfinishedTasks: Int { Int(header.ringUnfinished.load()) }
 
     // MARK: Codable
 
@@ -508,53 +578,4 @@ internal final class QueueStorage: @unchecked Sendable {
 
 internal enum QueueCodingKeys: String, CodingKey {
     case memory
-}
-
-// MARK: crash simulation (tests)
-
-extension QueueStorage {
-    /// Where ``crashWhileHolding(_:)`` dies.
-    internal enum CrashPoint {
-        /// Halfway through copying a new record in: nothing committed.
-        case midPut
-        /// Halfway through copying the oldest record out: nothing committed.
-        case midGet
-        /// After a get's journal is marked valid, before it is fully applied.
-        case midGetCommit
-    }
-
-    /// Takes the mutex and ends the process at `point`, as a `SIGKILL` there would. For a forked
-    /// test child: it allocates nothing and takes no other lock.
-    internal func crashWhileHolding(_ point: CrashPoint) -> Never {
-        _ = system_robustTryLock(mutex.mutex)
-        let current = ring
-        switch point {
-        case .midPut:
-            if let (offset, _) = place(100 + QueueStorage.recordHeaderSize, in: current) {
-                let target = data + offset
-                target.storeBytes(of: (UInt64(100) | (UInt64(1) << 56)).littleEndian, as: UInt64.self)
-                (target + 8).storeBytes(of: UInt64(0xDEAD_BEEF), as: UInt64.self)
-            }
-        case .midGet:
-            var scratch: (UInt64, UInt64) = (0, 0)
-            withUnsafeMutableBytes(of: &scratch) { $0.copyMemory(from: UnsafeRawBufferPointer(start: data + Int(current.head), count: 16)) }
-        case .midGetCommit:
-            let header = UInt64(littleEndian: (data + Int(current.head)).loadUnaligned(as: UInt64.self))
-            let recordSize = UInt64(QueueStorage.recordHeaderSize) + (header & 0x00FF_FFFF_FFFF_FFFF)
-            var next = current
-            next.count -= 1
-            next.live -= recordSize
-            next.head += recordSize
-            if next.count == 0 { next.head = 0; next.tail = 0; next.wrap = QueueStorage.noWrap }
-            storeRing(next, at: 200)
-            journalValid.store(1)
-            field(128).pointee = next.head  // applied in part: the rest is not
-        }
-        system__exit(9)
-    }
-
-    /// Bytes of memory the queue's memfd holds now (its allocated blocks).
-    internal var residentBytes: Int {
-        (try? system_allocatedBytes(region.fd)) ?? -1
-    }
 }

@@ -29,7 +29,7 @@ public protocol ProcessHandle: AnyObject, Sendable {
     ///   when the waiting task is cancelled first; ``MultiprocessingError/Code/misuse`` as the
     ///   blocking twin; ``MultiprocessingError/Code/systemCall`` (`ECHILD`) as the blocking twin.
     func join(timeout: Duration?) async throws
-    /// Sends `SIGTERM`. Follow it with ``join(timeout:)``; the child is reaped in any case.
+    /// Sends `SIGTERM`. Follow it with `join(timeout:)`; the child is reaped in any case.
     func terminate() throws
     /// Sends `SIGKILL`.
     func kill() throws

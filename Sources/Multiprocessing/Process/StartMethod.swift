@@ -3,7 +3,7 @@ import Synchronization
 
 /// How a child process is created: Python's start methods.
 public enum StartMethod: Sendable, Hashable, CustomStringConvertible {
-    /// Re-execute this program (or the configuration's ``ChildProcessConfiguration/executable``).
+    /// Re-execute this program (or the configuration's ``ChildProcessConfiguration/executable-property``).
     /// The library takes the new process over before its `main` runs, runs the task named in the
     /// handshake and exits, so no `main` (nor a test runner) runs in the child. Safe in any parent,
     /// with any number of threads. The default.
@@ -86,7 +86,7 @@ public struct ChildProcessConfiguration: Sendable, Hashable {
         set { processDefault.withLock { $0.startMethod = newValue } }
     }
 
-    /// Sets the ``executable`` of ``default``; nil goes back to this program.
+    /// Sets the ``executable-property`` of ``default``; nil goes back to this program.
     public static func setExecutable(_ executable: FilePath?) {
         processDefault.withLock { $0.executable = executable }
     }

@@ -1,6 +1,6 @@
 /// A rendezvous for a fixed number of threads or processes: Python's `threading.Barrier`.
 ///
-/// Each of the `parties` calls ``wait(timeout:)``; the last to arrive runs the optional `action`,
+/// Each of the `parties` calls `wait(timeout:)`; the last to arrive runs the optional `action`,
 /// and then all of them continue. A barrier can be used again for the next round.
 ///
 /// A barrier *breaks* when a waiter times out or is cancelled, when the action throws, when
@@ -11,7 +11,7 @@
 /// may be in different processes. The `action` is a closure, so it does not travel: a barrier decoded
 /// in another process has no action, and the action runs only when the last party to arrive is in
 /// the process that created it.
-public final class Barrier: Codable, @unchecked Sendable {
+public final class Barrier: BarrierProtocol, Codable, @unchecked Sendable {
     // Layout: kind (4) | parties (4) | robust lock (48) | count (4) | phase (4) | sequence (4).
     internal let memory: SharedAllocation
     private let mutex: RobustMutex
@@ -29,14 +29,14 @@ public final class Barrier: Codable, @unchecked Sendable {
 
     /// Runs when the last party arrives, before the others are released.
     public let action: (@Sendable () throws -> Void)?
-    /// The timeout ``wait(timeout:)`` uses when given none.
+    /// The timeout `wait(timeout:)` uses when given none.
     public let defaultTimeout: Duration?
 
     /// Creates a barrier for `parties` threads or processes.
     /// - Parameters:
-    ///   - parties: How many must call ``wait(timeout:)`` before any continues (at least 1).
+    ///   - parties: How many must call `wait(timeout:)` before any continues (at least 1).
     ///   - action: Run by the last party to arrive; if it throws, the barrier breaks.
-    ///   - timeout: The default timeout of ``wait(timeout:)``.
+    ///   - timeout: The default timeout of `wait(timeout:)`.
     /// - Throws: `.misuse` naming `parties` when it is below 1 or above `Int32.max - 1` (Python
     ///   raises `ValueError`), or naming `timeout` when it is negative; `.systemCall` when shared
     ///   memory cannot be created.

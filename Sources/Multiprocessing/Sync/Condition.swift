@@ -20,7 +20,7 @@ import Synchronization
 /// // In async code (the lock is never held across an await):
 /// let item = try await condition.withLock(waitingFor: { !queue.isEmpty }) { queue.removeFirst() }
 /// ```
-public final class Condition: Codable, @unchecked Sendable {
+public final class Condition: ConditionProtocol, Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | sequence (4, futex word) | unused (4) | waiters << 32 | tokens (8).
     internal let memory: SharedAllocation
     private var sequence: SharedWord { SharedWord(memory.base + 8) }
@@ -75,6 +75,17 @@ public final class Condition: Codable, @unchecked Sendable {
         try mutex.acquire(timeout: timeout, "Condition.acquire")
     }
 
+    /// Takes the condition's lock if it is free (or, for an ``RLock``, held by the calling thread).
+    /// - Returns: true when the caller now holds the lock.
+    /// - Throws: `.ownerDied` with the lock held, as ``Lock/tryAcquire()``.
+    @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
+    public func tryAcquire() throws -> Bool {
+        try mutex.tryAcquire("Condition.tryAcquire")
+    }
+
+    /// Whether some thread, in any process, holds the condition's lock.
+    public var isLocked: Bool { mutex.ownerTID != 0 }
+
     /// Releases the condition's lock.
     /// - Throws: `.misuse` when the calling thread does not hold it.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
@@ -83,7 +94,7 @@ public final class Condition: Codable, @unchecked Sendable {
     }
 
     /// Runs `body` holding the condition's lock.
-    /// - Throws: as ``Lock/withLock(timeout:_:)``.
+    /// - Throws: as `Lock/withLock(timeout:_:)`.
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
         switch underlying {
         case .lock(let lock): return try lock.withLock(timeout: timeout, body)
@@ -92,7 +103,7 @@ public final class Condition: Codable, @unchecked Sendable {
     }
 
     /// The async twin of ``withLock(timeout:_:)``, for a synchronous `body`.
-    /// - Throws: as ``Lock/withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
+    /// - Throws: as `Lock/withLock(timeout:_:)`; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
         switch underlying {
         case .lock(let lock): return try await lock.withLock(timeout: timeout, body)
@@ -165,7 +176,7 @@ public final class Condition: Codable, @unchecked Sendable {
     /// - Throws: `.timedOut` when `predicate` is still false at the deadline (the lock is released);
     ///   `.cancelled` when the task is cancelled; `.ownerDied` when the lock's previous owner died
     ///   (the lock is released and neither closure runs on what it left, as in
-    ///   ``Lock/withLock(timeout:_:)``); `.misuse` for a negative `timeout`; what `predicate` or
+    ///   `Lock/withLock(timeout:_:)`); `.misuse` for a negative `timeout`; what `predicate` or
     ///   `body` throw.
     public nonisolated(nonsending) func withLock<R>(waitingFor predicate: () throws -> Bool, timeout: Duration? = nil,
                                                     _ body: () throws -> R) async throws -> R {

@@ -1,8 +1,8 @@
 /// A flag that threads and processes wait for: Python's `threading.Event` and `multiprocessing.Event`.
 ///
-/// ``set()`` raises the flag and wakes every waiter; ``clear()`` lowers it; ``wait(timeout:)``
+/// ``set()`` raises the flag and wakes every waiter; ``clear()`` lowers it; `wait(timeout:)`
 /// returns at once while it is raised. The flag is a futex word in shared memory.
-public final class Event: Codable, @unchecked Sendable {
+public final class Event: EventProtocol, Codable, @unchecked Sendable {
     // Layout: kind (4) | unused (4) | state (4) | sleepers (4).
     // The state word is (number of sets << 1) | raised. Counting the sets means a waiter woken by
     // `set()` returns even if `clear()` ran before it woke (the seed's traffic light does just that).

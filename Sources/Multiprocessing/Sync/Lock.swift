@@ -20,32 +20,21 @@
 /// In async code, a task may resume on another thread after any `await`, so a lock held across an
 /// `await` would belong to the wrong thread. That mistake cannot be written: ``acquire(timeout:)``,
 /// ``tryAcquire()`` and ``release()`` are unavailable from async contexts, and the async
-/// ``withLock(timeout:_:)`` waits off the cooperative pool but runs a *synchronous* body, as
+/// `withLock(timeout:_:)` waits off the cooperative pool but runs a *synchronous* body, as
 /// Swift's `Mutex` does.
 ///
 /// ```swift
 /// let lock = try Lock()
 /// try lock.withLock { counter += 1 }
 /// ```
-public final class Lock: Codable, @unchecked Sendable {
-    // Layout: kind (4) | unused (4) | robust lock (48; see RobustMutex).
-    internal let memory: SharedAllocation
-    internal let mutex: RobustMutex
-
-    internal static var size: Int { 8 + RobustMutex.size }
+public final class Lock: Locking, Codable, @unchecked Sendable {
+    internal let core: LockCore<PlainLockFlavor>
+    internal var mutex: RobustMutex { core.mutex }
 
     /// Creates an unlocked lock in shared memory.
     /// - Throws: ``MultiprocessingError`` with `.systemCall` when shared memory cannot be created.
     public init() throws {
-        memory = try SharedArena.allocate(size: Lock.size)
-        mutex = RobustMutex(memory.base + 8)
-        try mutex.initialize(recursive: false)
-        memory.kind.store(SharedKind.lock)
-    }
-
-    private init(memory: SharedAllocation) {
-        self.memory = memory
-        self.mutex = RobustMutex(memory.base + 8)
+        core = try LockCore()
     }
 
     /// Acquires the lock, waiting until it is free.
@@ -59,7 +48,7 @@ public final class Lock: Codable, @unchecked Sendable {
     ///   - `.misuse`: the calling thread already holds the lock, or `timeout` is negative.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func acquire(timeout: Duration? = nil) throws {
-        try mutex.acquire(timeout: timeout, "Lock.acquire")
+        try core.acquire(timeout: timeout)
     }
 
     /// Acquires the lock if it is free, without waiting.
@@ -68,14 +57,14 @@ public final class Lock: Codable, @unchecked Sendable {
     ///   thread already holds it.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func tryAcquire() throws -> Bool {
-        try mutex.tryAcquire("Lock.tryAcquire")
+        try core.tryAcquire()
     }
 
     /// Releases the lock.
     /// - Throws: `.misuse` when the calling thread does not hold the lock.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func release() throws {
-        try mutex.unlock("Lock.release")
+        try core.release()
     }
 
     /// Runs `body` with the lock held, releasing it afterwards even when `body` throws.
@@ -98,16 +87,16 @@ public final class Lock: Codable, @unchecked Sendable {
 
     @usableFromInline
     internal func enterWithLock(_ timeout: Duration?) throws {
-        try mutex.enterCriticalSection(timeout: timeout, "Lock.withLock")
+        try core.enterWithLock(timeout)
     }
 
     @usableFromInline
     internal func exitWithLock() {
-        _ = try? mutex.unlock("Lock.withLock")
+        core.exitWithLock()
     }
 
     /// Whether some thread (in any process) holds the lock: Python's `locked()`.
-    public var isLocked: Bool { mutex.ownerTID != 0 }
+    public var isLocked: Bool { core.isLocked }
 
     /// Runs a synchronous `body` with the lock held, waiting for it without blocking the cooperative
     /// pool; the async twin of ``withLock(timeout:_:)``.
@@ -117,9 +106,7 @@ public final class Lock: Codable, @unchecked Sendable {
     /// it: there is no async `acquire`/`release` pair, so a lock cannot be held across an `await`.
     /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
-        try await mutex.enterCriticalSection(timeout: timeout, "Lock.withLock")
-        defer { _ = try? mutex.unlock("Lock.withLock") }
-        return try body()
+        try await core.withLock(timeout: timeout, body)
     }
 
     internal static func ownerDiedError(_ operation: StaticString) -> MultiprocessingError {
@@ -128,78 +115,11 @@ public final class Lock: Codable, @unchecked Sendable {
 
     /// Encodes the lock's shared memory (its descriptor travels beside the bytes).
     public func encode(to encoder: any Encoder) throws {
-        try memory.encode(to: encoder)
+        try core.encode(to: encoder)
     }
 
     /// Decodes a lock sent by another process: both then use the same shared memory.
-    public convenience init(from decoder: any Decoder) throws {
-        self.init(memory: try SharedAllocation(from: decoder, kind: SharedKind.lock, size: Lock.size, typeName: "Lock"))
-    }
-}
-
-extension RobustMutex {
-    // What `Lock` and `RLock` (and the primitives built on them) do on acquisition, in one place.
-
-    /// Takes the mutex for `acquire`. When the previous owner died, throws `.ownerDied` with the
-    /// mutex held, so that the caller can repair the data and then release it.
-    internal func acquire(timeout: Duration?, _ operation: StaticString) throws {
-        try Deadline.validate(timeout, operation)
-        if try lock(.current(timeout: timeout, operation)) == .afterOwnerDied {
-            throw Lock.ownerDiedError(operation)
-        }
-    }
-
-    /// `tryLock` for `tryAcquire`: whether the caller now holds the mutex; `.ownerDied` as in ``acquire(timeout:_:)``.
-    internal func tryAcquire(_ operation: StaticString) throws -> Bool {
-        switch try tryLock(operation) {
-        case nil: return false
-        case .normally?: return true
-        case .afterOwnerDied?: throw Lock.ownerDiedError(operation)
-        }
-    }
-
-    /// Takes the mutex for a `withLock` body. When the previous owner died, the body must not run
-    /// on what it left half-changed: the mutex is released again and `.ownerDied` thrown, so that a
-    /// retry succeeds.
-    internal func enterCriticalSection(timeout: Duration?, _ operation: StaticString) throws {
-        try Deadline.validate(timeout, operation)
-        if try lock(.current(timeout: timeout, operation)) == .afterOwnerDied {
-            try unlock(operation)
-            throw Lock.ownerDiedError(operation)
-        }
-    }
-
-    /// The async twin of ``enterCriticalSection(timeout:_:)``.
-    internal nonisolated(nonsending) func enterCriticalSection(timeout: Duration?, _ operation: StaticString) async throws {
-        if try await lockAsync(timeout: timeout, operation) == .afterOwnerDied {
-            try unlock(operation)
-            throw Lock.ownerDiedError(operation)
-        }
-    }
-
-    /// The async acquisition: try on the caller's thread, wait off the pool until the mutex looks
-    /// free, and try again on the caller's thread (a pthread mutex belongs to the thread that locks it).
-    internal nonisolated(nonsending) func lockAsync(timeout: Duration?, cancellable: Bool = true,
-                                                     _ operation: StaticString) async throws -> Acquired {
-        try Deadline.validate(timeout, operation)
-        if let acquired = try tryLock(operation) { return acquired }
-        return try await lockAsync(deadline: Deadline(timeout: timeout, operation), timeout: timeout,
-                                   cancellable: cancellable, operation)
-    }
-
-    /// ``lockAsync(timeout:cancellable:_:)`` against a deadline computed earlier (a condition's
-    /// `withLock(waitingFor:)` takes its lock several times within one timeout).
-    internal nonisolated(nonsending) func lockAsync(deadline: Deadline, timeout: Duration?, cancellable: Bool = true,
-                                                     _ operation: StaticString) async throws -> Acquired {
-        if let acquired = try tryLock(operation) { return acquired }
-        if let acquired = try tryLockAfterSpinning(operation) { return acquired }
-        let mutex = self
-        while true {
-            try await waitOffPool(operation, cancellable: cancellable, restartable: true) { cancellation in
-                try mutex.waitUntilFree(WaitContext(deadline: deadline, timeout: timeout,
-                                                    cancellation: cancellation, operation: operation))
-            }
-            if let acquired = try mutex.tryLockAfterSleeping(operation) { return acquired }
-        }
+    public init(from decoder: any Decoder) throws {
+        core = try LockCore(from: decoder)
     }
 }

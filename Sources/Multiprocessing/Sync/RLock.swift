@@ -6,34 +6,22 @@
 /// processes (`Codable`), makes no system call when uncontended, and survives its owner's death:
 /// the next acquirer gets it (at depth 1) and ``acquire(timeout:)`` throws `.ownerDied` with the
 /// lock held. As for ``Lock``, ``acquire(timeout:)`` and ``release()`` are unavailable from async
-/// contexts: async code uses the async ``withLock(timeout:_:)``, whose body cannot `await`.
-public final class RLock: Codable, @unchecked Sendable {
-    // Layout: kind (4) | unused (4) | robust lock (recursive; see RobustMutex).
-    internal let memory: SharedAllocation
-    internal let mutex: RobustMutex
-
-    internal static var size: Int { 8 + RobustMutex.size }
+/// contexts: async code uses the async `withLock(timeout:_:)`, whose body cannot `await`.
+public final class RLock: Locking, Codable, @unchecked Sendable {
+    internal let core: LockCore<RecursiveLockFlavor>
+    internal var mutex: RobustMutex { core.mutex }
 
     /// Creates an unlocked re-entrant lock in shared memory.
     /// - Throws: `.systemCall` when shared memory cannot be created.
     public init() throws {
-        memory = try SharedArena.allocate(size: RLock.size)
-        mutex = RobustMutex(memory.base + 8)
-        try mutex.initialize(recursive: true)
-        memory.kind.store(SharedKind.rlock)
-    }
-
-    private init(memory: SharedAllocation) {
-        self.memory = memory
-        self.mutex = RobustMutex(memory.base + 8)
+        core = try LockCore()
     }
 
     /// A view of a recursive mutex that another object's memory holds at offset 8 (the built-in lock
     /// of ``SharedValue`` and ``SharedArray``). Encoding it sends the whole object's memory, and
     /// decoding that as an `RLock` fails on the kind check: send the owning object instead.
     internal init(viewing memory: SharedAllocation) {
-        self.memory = memory
-        self.mutex = RobustMutex(memory.base + 8)
+        core = LockCore(viewing: memory)
     }
 
     /// Acquires the lock, or acquires it once more when the calling thread holds it.
@@ -43,7 +31,7 @@ public final class RLock: Codable, @unchecked Sendable {
     ///   `timeout` is negative.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func acquire(timeout: Duration? = nil) throws {
-        try mutex.acquire(timeout: timeout, "RLock.acquire")
+        try core.acquire(timeout: timeout)
     }
 
     /// Acquires the lock if it is free or already held by the calling thread, without waiting.
@@ -51,20 +39,20 @@ public final class RLock: Codable, @unchecked Sendable {
     /// - Throws: `.ownerDied`, with the lock held.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func tryAcquire() throws -> Bool {
-        try mutex.tryAcquire("RLock.tryAcquire")
+        try core.tryAcquire()
     }
 
     /// Releases one level of the lock.
     /// - Throws: `.misuse` when the calling thread does not hold the lock.
     @available(*, noasync, message: "a task can resume on another thread after an await, and a lock belongs to a thread: use withLock, whose body is synchronous")
     public func release() throws {
-        try mutex.unlock("RLock.release")
+        try core.release()
     }
 
     /// Runs `body` with the lock held (once more), releasing that level afterwards.
     ///
     /// If the previous owner died, `body` does not run: the lock is released and `.ownerDied` thrown
-    /// (see ``Lock/withLock(timeout:_:)``).
+    /// (see `Lock/withLock(timeout:_:)`).
     /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
     @inlinable
     public func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
@@ -75,16 +63,19 @@ public final class RLock: Codable, @unchecked Sendable {
 
     @usableFromInline
     internal func enterWithLock(_ timeout: Duration?) throws {
-        try mutex.enterCriticalSection(timeout: timeout, "RLock.withLock")
+        try core.enterWithLock(timeout)
     }
 
     @usableFromInline
     internal func exitWithLock() {
-        _ = try? mutex.unlock("RLock.withLock")
+        core.exitWithLock()
     }
 
+    /// Whether some thread (in any process) holds the lock.
+    public var isLocked: Bool { core.isLocked }
+
     /// Whether the calling thread holds the lock.
-    public var isOwnedByCurrentThread: Bool { mutex.ownerTID == ThreadID.current }
+    public var isOwnedByCurrentThread: Bool { core.isOwnedByCurrentThread }
 
     /// How many times the calling thread holds the lock (0 when it does not).
     public var recursionDepth: Int {
@@ -96,18 +87,16 @@ public final class RLock: Codable, @unchecked Sendable {
     /// async `acquire`/`release` pair, so the lock cannot be held across an `await` (see ``Lock``).
     /// - Throws: as ``withLock(timeout:_:)``; `.cancelled` when the task is cancelled.
     public nonisolated(nonsending) func withLock<R>(timeout: Duration? = nil, _ body: () throws -> R) async throws -> R {
-        try await mutex.enterCriticalSection(timeout: timeout, "RLock.withLock")
-        defer { _ = try? mutex.unlock("RLock.withLock") }
-        return try body()
+        try await core.withLock(timeout: timeout, body)
     }
 
     /// Encodes the lock's shared memory (its descriptor travels beside the bytes).
     public func encode(to encoder: any Encoder) throws {
-        try memory.encode(to: encoder)
+        try core.encode(to: encoder)
     }
 
     /// Decodes a lock sent by another process.
-    public convenience init(from decoder: any Decoder) throws {
-        self.init(memory: try SharedAllocation(from: decoder, kind: SharedKind.rlock, size: RLock.size, typeName: "RLock"))
+    public init(from decoder: any Decoder) throws {
+        core = try LockCore(from: decoder)
     }
 }

@@ -98,13 +98,13 @@ internal struct SemaphoreCore: @unchecked Sendable {
 /// A counting semaphore shared by threads and processes: Python's `threading.Semaphore` and
 /// `multiprocessing.Semaphore`.
 ///
-/// ``acquire(timeout:)`` takes one unit, waiting while the count is 0, and ``release(_:)`` gives
+/// `acquire(timeout:)` takes one unit, waiting while the count is 0, and ``release(_:)`` gives
 /// units back. It lives in shared memory and travels to child processes (`Codable`).
 ///
 /// Swift's Glibc overlay (which Foundation re-exports on Linux) also declares a `Semaphore`, a
 /// pointer type for `sem_open`. In a file that imports Foundation or Glibc, write
 /// `Multiprocessing.Semaphore` or use the alias ``CountingSemaphore``.
-public final class Semaphore: Codable, @unchecked Sendable {
+public final class Semaphore: SemaphoreProtocol, Codable, @unchecked Sendable {
     internal let core: SemaphoreCore
 
     /// Creates a semaphore holding `value` units.
@@ -145,14 +145,6 @@ public final class Semaphore: Codable, @unchecked Sendable {
         try core.release(n, "Semaphore.release")
     }
 
-    /// Runs `body` holding one unit, giving it back afterwards.
-    /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
-    public func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
-        try acquire(timeout: timeout)
-        // Giving back the unit just taken cannot pass the limit.
-        defer { _ = try? release() }
-        return try body()
-    }
 
     /// Encodes the semaphore's shared memory (its descriptor travels beside the bytes).
     public func encode(to encoder: any Encoder) throws { try core.memory.encode(to: encoder) }
@@ -169,7 +161,7 @@ public typealias CountingSemaphore = Semaphore
 /// A semaphore whose count may not rise above its initial value: Python's `BoundedSemaphore`.
 ///
 /// Releasing it more often than it was acquired throws ``MultiprocessingError/Code/misuse``.
-public final class BoundedSemaphore: Codable, @unchecked Sendable {
+public final class BoundedSemaphore: SemaphoreProtocol, Codable, @unchecked Sendable {
     internal let core: SemaphoreCore
 
     /// Creates a bounded semaphore holding `value` units, which is also its upper bound.
@@ -213,13 +205,6 @@ public final class BoundedSemaphore: Codable, @unchecked Sendable {
         try core.release(n, "BoundedSemaphore.release")
     }
 
-    /// Runs `body` holding one unit, giving it back afterwards.
-    /// - Throws: what ``acquire(timeout:)`` throws, or what `body` throws.
-    public func withPermit<R>(timeout: Duration? = nil, _ body: () throws -> R) throws -> R {
-        try acquire(timeout: timeout)
-        defer { _ = try? release() }
-        return try body()
-    }
 
     /// Encodes the semaphore's shared memory.
     public func encode(to encoder: any Encoder) throws { try core.memory.encode(to: encoder) }

@@ -1,7 +1,7 @@
 /// A fixed-size array in shared memory, with a built-in lock: Python's `multiprocessing.Array`.
 ///
 /// Elements are any bitwise-copyable type. Subscripts read and write one element under the lock;
-/// ``withLock(timeout:_:)`` gives the whole buffer under the lock, for bulk work. For integer
+/// `withLock(timeout:_:)` gives the whole buffer under the lock, for bulk work. For integer
 /// elements there are lock-free atomic operations (``add(_:at:)``...), which do not take the lock:
 /// use either the atomics or the lock for one element, not both at once.
 ///
@@ -61,7 +61,7 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
     public var endIndex: Int { count }
 
     /// The built-in lock (Python's `get_lock()`): the same lock subscripts, ``toArray()`` and
-    /// ``withLock(timeout:_:)`` take. It is re-entrant, as Python's is, so that
+    /// `withLock(timeout:_:)` take. It is re-entrant, as Python's is, so that
     /// `try array.lock.withLock { array[0] += 1 }` is exact.
     public var lock: RLock { RLock(viewing: memory) }
 

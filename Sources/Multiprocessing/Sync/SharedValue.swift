@@ -5,7 +5,7 @@
 /// task's arguments (it is `Codable`) and both processes see one value.
 ///
 /// Read and write it under its lock with ``value``, ``load(timeout:)``, ``store(_:timeout:)`` or
-/// ``withLock(timeout:_:)`` (for read-modify-write, such as `+= 1`). For integers there are also
+/// `withLock(timeout:_:)` (for read-modify-write, such as `+= 1`). For integers there are also
 /// lock-free atomic operations (``add(_:)``, ``compareExchange(expected:desired:)``...). They do not
 /// take the lock: use either the atomics or the lock for one value, not both at once.
 ///
@@ -40,7 +40,7 @@ public final class SharedValue<T: BitwiseCopyable>: Codable, @unchecked Sendable
         memory.kind.store(SharedKind.value)
     }
 
-    /// The built-in lock (Python's `get_lock()`): the same lock ``value``, ``withLock(timeout:_:)``
+    /// The built-in lock (Python's `get_lock()`): the same lock ``value``, `withLock(timeout:_:)`
     /// and the other accessors take. It is re-entrant, as Python's is, so that the read-modify-write
     /// idiom `try counter.lock.withLock { counter.value += 1 }` (Python's
     /// `with v.get_lock(): v.value += 1`) is exact: the accessors inside take the lock once more.
@@ -51,7 +51,7 @@ public final class SharedValue<T: BitwiseCopyable>: Codable, @unchecked Sendable
     /// The lock is awaited without a timeout or cancellation, and a dead previous owner is ignored (a
     /// plain read or write needs no repair). Use ``load(timeout:)`` and ``store(_:timeout:)`` to see
     /// those errors. `value += 1` alone is a read and then a write, each under the lock: another
-    /// process may write between them. Hold ``lock`` around it, or use ``withLock(timeout:_:)``.
+    /// process may write between them. Hold ``lock`` around it, or use `withLock(timeout:_:)`.
     public var value: T {
         get { mutex.withInternalLock("SharedValue.value") { pointer.pointee } }
         set { mutex.withInternalLock("SharedValue.value") { pointer.pointee = newValue } }

@@ -50,7 +50,7 @@ public final class OSThread: Sendable {
     ///   - name: A name for the thread; by default `Thread-N`, as in Python.
     ///   - daemon: Whether the thread dies with the process; by default the creating thread's setting
     ///     (the main thread is not a daemon).
-    ///   - target: The work. Its value or thrown error is available after ``join(timeout:)`` through
+    ///   - target: The work. Its value or thrown error is available after `join(timeout:)` through
     ///     ``result(as:)``.
     public init<T: Sendable>(name: String? = nil, daemon: Bool? = nil, target: @escaping @Sendable () throws -> T) {
         let number = OSThread.counter.add(1, ordering: .relaxed).newValue
@@ -170,7 +170,7 @@ public final class OSThread: Sendable {
     /// - Parameter type: The type the target returned.
     /// - Returns: The value.
     /// - Throws: The error the target threw; `.misuse` when the thread has not finished (call
-    ///   ``join(timeout:)`` first) or returned another type.
+    ///   `join(timeout:)` first) or returned another type.
     public func result<T>(as type: T.Type = T.self) throws -> T {
         guard let result = state.withLock({ $0.result }) else {
             throw MultiprocessingError.misuse("OSThread.result: the thread \"\(name)\" has not finished; join it first.")

@@ -50,11 +50,11 @@ public final class OSTimer: Sendable {
 
     /// Waits until the timer has run its action or been cancelled.
     /// - Parameter timeout: How long to wait; `nil` waits forever.
-    /// - Throws: as ``OSThread/join(timeout:)``.
+    /// - Throws: as `OSThread/join(timeout:)`.
     public func join(timeout: Duration? = nil) throws { try thread.join(timeout: timeout) }
 
     /// The async twin of ``join(timeout:)``.
-    /// - Throws: as ``OSThread/join(timeout:)``.
+    /// - Throws: as `OSThread/join(timeout:)`.
     public func join(timeout: Duration? = nil) async throws { try await thread.join(timeout: timeout) }
 
     /// Whether the action ran: false while waiting, and after a cancellation.
