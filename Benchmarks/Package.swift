@@ -27,6 +27,8 @@ let package = Package(
         // Pipes and queues: messages/s and round-trip latency against Python's multiprocessing.
         .executableTarget(name: "QueueBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/QueueBenchmark",
                           exclude: ["peer.py"]),
+        // Async twins' waits: uncontended calls, contended round trips, bursts of waiters.
+        .executableTarget(name: "AsyncWaitBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/AsyncWaitBenchmark"),
         // Manager call latency and throughput, beside Python's multiprocessing.Manager().dict().
         .executableTarget(
             name: "ManagerBenchmark",

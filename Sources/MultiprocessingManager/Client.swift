@@ -19,30 +19,16 @@ internal enum ClientIdentity {
     }
 }
 
-/// Lets another thread (an async twin's cancellation handler) end a call in progress.
-internal final class CallInterrupt: Sendable {
-    private let state = Mutex<(socket: FrameSocket?, triggered: Bool)>((nil, false))
+/// Lets another thread (an async twin's cancellation handler) end a call in progress: the core's
+/// one interrupt, whose wake source here is the call's socket (``WakeSource/socket(_:)``).
+internal typealias CallInterrupt = WaitInterrupt
 
-    internal init() {}
-
-    internal var isTriggered: Bool { state.withLock { $0.triggered } }
-
-    /// Shuts the call's socket down: its blocked read ends, and the server sees the client leave
-    /// (so a lock it was about to grant is not granted to a caller that gave up).
-    internal func trigger() {
-        let socket = state.withLock { state -> FrameSocket? in
-            state.triggered = true
-            return state.socket
-        }
-        socket?.interrupt()
-    }
-
+extension WaitInterrupt {
+    /// Attaches the call's socket (nil detaches it). Triggering shuts the socket down: its blocked
+    /// read ends, and the server sees the client leave (so a lock it was about to grant is not
+    /// granted to a caller that gave up).
     internal func attach(_ socket: FrameSocket?) {
-        let fire = state.withLock { state -> Bool in
-            state.socket = socket
-            return state.triggered
-        }
-        if fire { socket?.interrupt() }
+        setSource(socket.map { .socket($0.descriptor) })
     }
 }
 
@@ -251,27 +237,15 @@ internal final class ManagerClient: Sendable {
     }
 }
 
-/// Runs a blocking manager call on a dedicated thread and suspends the task until it ends, so
-/// that Swift's cooperative pool never blocks. Cancelling the task ends the call
-/// (`MultiprocessingError/Code/cancelled`).
+/// Runs a blocking manager call on the core's blocking bridge (`BlockingBridge`) and suspends
+/// the task until it ends, so that Swift's cooperative pool never blocks. Cancelling the task ends
+/// the call (`MultiprocessingError/Code/cancelled`).
+@inline(never) // out of the async twins' frames, as waitOffPool
 internal func managerRunBlocking<T: Sendable>(_ body: @escaping @Sendable (CallInterrupt) throws -> T) async throws -> T {
     if Task.isCancelled {
         throw MultiprocessingError(.cancelled, "The task was cancelled before the manager call started.")
     }
-    let interrupt = CallInterrupt()
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            do throws(MultiprocessingError) {
-                try ManagerPlatform.startThread(name: "mp-manager-call") {
-                    continuation.resume(with: Result { try body(interrupt) })
-                }
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }
-    } onCancel: {
-        interrupt.trigger()
-    }
+    return try await BlockingBridge.shared.call("a manager call", body)
 }
 
 /// Where a proxy's object lives: the server's address, the object's id and kind, and (in this

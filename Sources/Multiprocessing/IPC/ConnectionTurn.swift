@@ -44,10 +44,8 @@ internal final class ConnectionTurn: @unchecked Sendable {
         if tryTake() { return }
         let shared = SharedWord(word)
         let cancellation = interrupt == nil ? CancellationWord.never : CancellationWord()
-        if let interrupt {
-            interrupt.setWakeHook { cancellation.cancel() }
-        }
-        defer { interrupt?.setWakeHook(nil) }
+        interrupt?.setSource(.futex(cancellation))
+        defer { interrupt?.setSource(nil) }
         while true {
             // Marks the turn contended, so that its holder wakes a waiter when it gives it back.
             if shared.exchange(ConnectionTurn.contended) == ConnectionTurn.free { return }

@@ -309,7 +309,7 @@ public final class JoinableQueue<Element: Codable & Sendable>: Queue<Element>, @
     /// - Throws: as `join(timeout:)`.
     public func join(timeout: Duration? = nil) async throws {
         let storage = self.storage
-        try await waitOffPool("JoinableQueue.join") { cancellation in
+        try await waitOffPool("JoinableQueue.join", restartable: true) { cancellation in
             try storage.join(context: WaitContext(timeout: timeout, cancellation: cancellation, operation: "JoinableQueue.join"))
         }
     }
@@ -375,7 +375,7 @@ internal func queuePut<E: Encodable & Sendable>(_ storage: QueueStorage, _ item:
     }
     if done { return }
     let deadline = try Deadline(timeout: timeout, operation)
-    try await waitOffPool(operation) { cancellation in
+    try await waitOffPool(operation, restartable: true) { cancellation in
         try QueueItemCoding.withEncoded(item) { kind, body in
             try storage.put(kind: kind, body: body, block: true,
                             context: WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: operation))
@@ -390,7 +390,7 @@ internal func queueGet<E: Decodable & Sendable>(_ storage: QueueStorage, _ type:
         return try QueueItemCoding.decode(type, record)
     }
     let deadline = try Deadline(timeout: timeout, operation)
-    let record = try await waitOffPool(operation) { cancellation in
+    let record = try await waitOffPool(operation, restartable: true) { cancellation in
         try storage.get(block: true, context: WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: operation))
     }
     return try QueueItemCoding.decode(type, record)

@@ -62,7 +62,7 @@ internal final class ProcessMonitor: Sendable {
             if !state.running {
                 do throws(Errno) {
                     state.wakeFD = try system_eventfd(nonBlocking: true)
-                    try system_startDetachedThread(name: "mp-monitor") { ProcessMonitor.shared.loop() }
+                    try system_startThread(name: "mp-monitor") { ProcessMonitor.shared.loop() }
                 } catch {
                     if state.wakeFD >= 0 { system_close(state.wakeFD); state.wakeFD = -1 }
                     throw MultiprocessingError.system("starting the process monitor thread", error)
@@ -208,7 +208,7 @@ internal final class ProcessMonitor: Sendable {
             record.state.withLock { $0.pidfd = pidfd }
         } catch {
             do throws(Errno) {
-                try system_startDetachedWorker(name: "mp-waitpid") { ProcessMonitor.shared.reap(record, block: true) }
+                try system_startThread(name: "mp-waitpid") { ProcessMonitor.shared.reap(record, block: true) }
             } catch {
                 // Neither a pidfd nor a thread: look once now (it may have ended), else say so.
                 reap(record, block: false)

@@ -133,27 +133,35 @@ internal func system_moveDescriptorHigh(_ fd: Int32) -> Int32 {
 }
 
 private final class ThreadStart {
-    let name: String
+    let name: String?
     let body: () -> Void
-    init(name: String, body: @escaping () -> Void) {
+    init(name: String?, body: @escaping () -> Void) {
         self.name = name
         self.body = body
     }
 }
 
-/// Starts a detached pthread that runs `body` forever (the monitor, the exit reaper).
-internal func system_startDetachedThread(name: String, _ body: @escaping @Sendable () -> Never) throws(Errno) {
-    try system_startDetachedWorker(name: name) { body() }
-}
-
-/// Starts a detached pthread that runs `body` and ends.
-internal func system_startDetachedWorker(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+/// Starts a detached pthread that runs `body` and ends: the one thread starter of the package
+/// (``OSThread``, the monitor and its waitpid threads, the blocking bridge's helpers, the manager's
+/// connection threads and MPCopy's threads, through ``OSThread``, all start here).
+///
+/// - Parameters:
+///   - name: the thread's name as `top` and `/proc/self/task/*/comm` show it (15 bytes kept), set by
+///     the thread itself before `body` runs; nil leaves the name to `body` (``OSThread``).
+///   - stackSize: the stack's size in bytes; 0 takes the default (8 MiB here, from `ulimit -s`).
+///   - body: what the thread runs.
+/// - Returns: the new thread.
+/// - Throws: the `Errno` of `pthread_create(3)` (`EAGAIN` when a thread limit or memory stops it).
+///   `body` is released unrun then.
+@discardableResult
+internal func system_startThread(name: String?, stackSize: Int = 0,
+                                 _ body: @escaping @Sendable () -> Void) throws(Errno) -> pthread_t {
     let context = Unmanaged.passRetained(ThreadStart(name: name, body: body)).toOpaque()
     var thread = pthread_t()
-    let r = pthread_create(&thread, nil, { raw in
+    let r = cmp_thread_create(&thread, stackSize, { raw in
         guard let raw else { return nil }
         let start = Unmanaged<ThreadStart>.fromOpaque(raw).takeRetainedValue()
-        system_setThreadName(start.name)
+        if let name = start.name { system_setThreadName(name) }
         start.body()
         return nil
     }, context)
@@ -161,7 +169,8 @@ internal func system_startDetachedWorker(name: String, _ body: @escaping @Sendab
         Unmanaged<ThreadStart>.fromOpaque(context).release()
         throw Errno(rawValue: r)
     }
-    pthread_detach(thread)
+    _ = pthread_detach(thread)
+    return thread
 }
 
 // MARK: eventfd

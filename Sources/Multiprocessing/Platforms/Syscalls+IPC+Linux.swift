@@ -45,4 +45,9 @@ internal func system_allocatedBytes(_ fd: CInt) throws(Errno) -> Int {
     return Int(st.st_blocks) * 512
 }
 
+/// Shuts both directions of a socket down: a thread blocked reading it wakes with end of stream
+/// (the blocking bridge's ``WakeSource/socket(_:)``). The corresponding C function is
+/// `shutdown(2)`; errors (a socket already shut down) are ignored.
+internal func system_shutdown(_ fd: CInt) { _ = Glibc.shutdown(fd, CInt(SHUT_RDWR)) }
+
 #endif

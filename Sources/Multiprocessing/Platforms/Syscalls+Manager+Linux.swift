@@ -166,7 +166,7 @@ package enum ManagerPlatform {
     }
 
     /// Shuts both directions of a socket down: a thread blocked reading it wakes with end of stream.
-    package static func shutdown(_ fd: CInt) { _ = Glibc.shutdown(fd, CInt(SHUT_RDWR)) }
+    package static func shutdown(_ fd: CInt) { system_shutdown(fd) }
 
     /// Shuts the reading direction of a socket down: a thread blocked reading it (or polling it)
     /// wakes and sees the end of the stream, and the socket can still be written.

@@ -58,17 +58,6 @@ internal func system_futexWaitCancellable(_ word: UnsafeMutablePointer<UInt32>, 
 
 // MARK: threads
 
-internal typealias ThreadEntry = @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?
-
-/// Starts a detached pthread running `entry(argument)`.
-internal func system_threadCreateDetached(stackSize: Int = 0, _ entry: ThreadEntry, _ argument: UnsafeMutableRawPointer) throws(Errno) -> pthread_t {
-    var thread = pthread_t()
-    let r = cmp_thread_create(&thread, stackSize, entry, argument)
-    if r != 0 { throw Errno(rawValue: r) }
-    _ = pthread_detach(thread)
-    return thread
-}
-
 internal func system_pthreadSelf() -> pthread_t { pthread_self() }
 
 /// The main thread's pthread, recorded when the library was loaded.

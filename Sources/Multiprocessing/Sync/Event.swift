@@ -58,7 +58,7 @@ public final class Event: EventProtocol, Codable, @unchecked Sendable {
         let seen = flag.load()
         if seen & 1 != 0 { return }
         let deadline = try Deadline(timeout: timeout, "Event.wait")
-        try await waitOffPool("Event.wait") { cancellation in
+        try await waitOffPool("Event.wait", restartable: true) { cancellation in
             try self.waitSlow(seen, WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: "Event.wait"))
         }
     }

@@ -157,7 +157,7 @@ extension RobustMutex {
         if let acquired = try tryLockAfterSpinning(operation) { return acquired }
         let mutex = self
         while true {
-            try await waitOffPool(operation, cancellable: cancellable) { cancellation in
+            try await waitOffPool(operation, cancellable: cancellable, restartable: true) { cancellation in
                 try mutex.waitUntilFree(WaitContext(deadline: deadline, timeout: timeout,
                                                     cancellation: cancellation, operation: operation))
             }

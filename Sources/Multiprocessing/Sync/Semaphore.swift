@@ -54,7 +54,7 @@ internal struct SemaphoreCore: @unchecked Sendable {
         if tryTake() { return }
         let context = try WaitContext(timeout: timeout, cancellation: .never, operation: operation)
         let core = self
-        try await waitOffPool(operation) { cancellation in
+        try await waitOffPool(operation, restartable: true) { cancellation in
             try core.acquireSlow(WaitContext(deadline: context.deadline, timeout: timeout,
                                              cancellation: cancellation, operation: operation))
         }

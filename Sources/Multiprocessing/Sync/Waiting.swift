@@ -8,12 +8,22 @@ import Synchronization
 /// Swift task behind an async twin). Cancelling sets this word and wakes it, so the waiter returns at
 /// once, with no polling and no lost wake-up: a cancel that lands before the wait starts makes the
 /// kernel refuse to sleep, because the word no longer holds 0.
-internal final class CancellationWord: @unchecked Sendable {
+package final class CancellationWord: @unchecked Sendable {
     internal let word: UnsafeMutablePointer<UInt32>
+    /// A word for a look that must not sleep: ``WaitContext/wait(on:expected:shared:)`` throws
+    /// `wouldBlock` instead (a restartable wait on the blocking bridge with no helper thread).
+    internal let neverSleeps: Bool
 
     internal init() {
         word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
         word.initialize(to: 0)
+        neverSleeps = false
+    }
+
+    private init(neverSleeps: Bool) {
+        word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        word.initialize(to: 0)
+        self.neverSleeps = neverSleeps
     }
 
     deinit { word.deallocate() }
@@ -27,6 +37,15 @@ internal final class CancellationWord: @unchecked Sendable {
 
     /// A word nobody cancels, for waits that must not be interrupted (exit handlers, start-up).
     internal static let never = CancellationWord()
+
+    /// The word of one look of a restartable wait that waits in slices (see ``BlockingBridge``).
+    internal static let slice = CancellationWord(neverSleeps: true)
+}
+
+internal extension MultiprocessingError.Code {
+    /// A wait on ``CancellationWord/slice`` would have slept. Never leaves the module: the
+    /// blocking bridge catches it.
+    static let wouldBlock = MultiprocessingError.Code("wouldBlock")
 }
 
 /// How long one blocking call may wait, and what cancels it.
@@ -84,6 +103,9 @@ internal struct WaitContext: Sendable {
     /// the caller looks at its state again. Throws `.cancelled` or `.timedOut`.
     internal func wait(on word: SharedWord, expected: UInt32, shared: Bool = true) throws(MultiprocessingError) {
         try check()
+        if cancellation.neverSleeps {
+            throw MultiprocessingError(.wouldBlock, "\(operation) would wait (a look without sleeping).")
+        }
         let result: FutexWaitResult
         do {
             result = try system_futexWaitCancellable(word.pointer, expected: expected, shared: shared,
@@ -96,55 +118,29 @@ internal struct WaitContext: Sendable {
     }
 }
 
-/// Runs a blocking wait on a dedicated thread, so that an async twin never blocks Swift's
-/// cooperative pool, and turns Task cancellation into a cancellation of that wait.
+/// Runs a blocking wait off Swift's cooperative pool, on the blocking bridge's helper threads
+/// (``BlockingBridge``), and turns Task cancellation into a cancellation of that wait.
 /// With `cancellable: false` the wait ignores Task cancellation (a condition re-taking its lock).
-internal func waitOffPool<R: Sendable>(_ operation: StaticString, cancellable: Bool = true,
+/// With `restartable: true` (a body that changes nothing until it succeeds, so it can be given up
+/// and begun again at any point) the wait, when no helper can be had, waits in slices on the
+/// caller's task instead of on a thread of its own.
+// Out of line, so that the async twins' frames, whose fast path never gets here, stay small.
+@inline(never)
+internal func waitOffPool<R: Sendable>(_ operation: StaticString, cancellable: Bool = true, restartable: Bool = false,
                                        _ body: @escaping @Sendable (CancellationWord) throws -> R) async throws -> R {
-    let cancellation = cancellable ? CancellationWord() : CancellationWord.never
     if cancellable && Task.isCancelled {
         throw MultiprocessingError(.cancelled, "\(operation) was cancelled: the waiting task was cancelled.")
     }
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<R, any Error>) in
-            do {
-                try spawnHelperThread(name: "mp-wait") {
-                    continuation.resume(with: Result { try body(cancellation) })
-                }
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }
-    } onCancel: {
-        if cancellable { cancellation.cancel() }
-    }
+    return try await BlockingBridge.shared.wait(operation, cancellable: cancellable, restartable: restartable, body)
 }
 
-/// The closure a helper thread runs, boxed to cross pthread_create.
-private final class HelperThreadBody {
-    let name: String
-    let body: @Sendable () -> Void
-    init(name: String, body: @escaping @Sendable () -> Void) {
-        self.name = name
-        self.body = body
-    }
-}
-
-/// Starts a detached pthread (not an ``OSThread``: it is not listed, joined at exit, or named in
-/// `enumerate()`) that runs `body`.
+/// Starts a detached helper pthread (not an ``OSThread``: it is not listed, joined at exit, or
+/// named in `enumerate()`) that runs `body`, with a 256 KiB stack, through the package's one thread
+/// starter, ``system_startThread(name:stackSize:_:)``.
 internal func spawnHelperThread(name: String, _ body: @escaping @Sendable () -> Void) throws(MultiprocessingError) {
-    let box = Unmanaged.passRetained(HelperThreadBody(name: name, body: body))
-    let entry: ThreadEntry = { argument in
-        guard let argument else { return nil }
-        let box = Unmanaged<HelperThreadBody>.fromOpaque(argument).takeRetainedValue()
-        system_setThreadName(box.name)
-        box.body()
-        return nil
-    }
     do {
-        _ = try system_threadCreateDetached(stackSize: 256 * 1024, entry, box.toOpaque())
+        try system_startThread(name: name, stackSize: 256 * 1024, body)
     } catch {
-        box.release()
         throw MultiprocessingError.system("starting a helper thread (pthread_create)", error)
     }
 }

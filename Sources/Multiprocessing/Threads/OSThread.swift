@@ -85,17 +85,11 @@ public final class OSThread: Sendable {
         }
         OSThread.registry.withLock { $0[ObjectIdentifier(self)] = self }
         if !daemon { OSThread.installExitHandler() }
-        let context = Unmanaged.passRetained(self)
-        let entry: ThreadEntry = { argument in
-            guard let argument else { return nil }
-            Unmanaged<OSThread>.fromOpaque(argument).takeRetainedValue().run()
-            return nil
-        }
         do {
-            let thread = try system_threadCreateDetached(entry, context.toOpaque())
+            // The thread names itself in run().
+            let thread = try system_startThread(name: nil) { [self] in self.run() }
             state.withLock { $0.ident = UInt(thread) }
         } catch {
-            context.release()
             OSThread.registry.withLock { $0[ObjectIdentifier(self)] = nil }
             state.withLock { $0.result = .failure(MultiprocessingError.system("pthread_create", error)) }
             finished.cancel()
@@ -148,7 +142,7 @@ public final class OSThread: Sendable {
         try checkJoinable()
         let deadline = try Deadline(timeout: timeout, "OSThread.join")
         if finished.isCancelled { return }
-        try await waitOffPool("OSThread.join") { cancellation in
+        try await waitOffPool("OSThread.join", restartable: true) { cancellation in
             try self.waitFinished(WaitContext(deadline: deadline, timeout: timeout, cancellation: cancellation, operation: "OSThread.join"))
         }
     }
