@@ -130,7 +130,7 @@ final class PoolDriver: @unchecked Sendable {
             throw firstError ?? MultiprocessingError(.childStartFailed, "The pool could not start any worker.")
         }
         do throws(Errno) {
-            try system_startDetachedWorker(name: "mp-pool") { [self] in run() }
+            _ = try system_startThread(name: "mp-pool") { [self] in run() }
         } catch {
             for index in slots.indices { stopWorker(index, kill: true) }
             system_close(wake)
@@ -187,7 +187,7 @@ final class PoolDriver: @unchecked Sendable {
         guard !slots[index].spawning, slots[index].spare == nil, broken == nil else { return }
         slots[index].spawning = true
         do throws(Errno) {
-            try system_startDetachedWorker(name: "mp-pool-spawn") { [self] in
+            _ = try system_startThread(name: "mp-pool-spawn") { [self] in
                 let result = Result { try makeWorker() }
                 send(.spawned(index, result))
             }
