@@ -80,3 +80,70 @@ extension ManagerTests {
         try condition.release()
     }
 }
+
+private func code(_ body: () throws -> Void) -> MultiprocessingError.Code? {
+    do { try body(); return nil } catch { return (error as? MultiprocessingError)?.code }
+}
+
+private func code(_ body: () async throws -> Void) async -> MultiprocessingError.Code? {
+    do { try await body(); return nil } catch { return (error as? MultiprocessingError)?.code }
+}
+
+/// One timeout convention through the shared protocols, for a local and a managed object alike:
+/// `.zero` on a wait that cannot finish at once throws `.timedOut`, a negative timeout `.misuse`,
+/// and the `Nowait` calls `.empty` and `.full`.
+private func expectTheTimeoutConvention<E: EventProtocol, S: SemaphoreProtocol, C: ConditionProtocol,
+                                        B: BarrierProtocol, Q: QueueProtocol<Int>>(
+    _ event: E, _ semaphore: S, _ condition: C, _ barrier: B, _ queue: Q, full: Q) async throws {
+    #expect(code { try event.wait(timeout: .zero) } == .timedOut)
+    #expect(await code { try await event.wait(timeout: .zero) } == .timedOut)
+    #expect(code { try event.wait(timeout: .nanoseconds(-1)) } == .misuse)
+    #expect(await code { try await event.wait(timeout: .seconds(-5)) } == .misuse)
+
+    #expect(code { try semaphore.acquire(timeout: .zero) } == .timedOut)
+    #expect(await code { try await semaphore.acquire(timeout: .zero) } == .timedOut)
+    #expect(code { try semaphore.acquire(timeout: .nanoseconds(-1)) } == .misuse)
+    #expect(await code { try await semaphore.acquire(timeout: .nanoseconds(-1)) } == .misuse)
+    #expect(try !semaphore.tryAcquire())
+    #expect(code { try semaphore.release(0) } == .misuse)
+    #expect(code { try semaphore.release(-1) } == .misuse)
+
+    #expect(code { try condition.withLock { try condition.wait(timeout: .zero) } } == .timedOut)
+    #expect(code { try condition.withLock { try condition.wait(for: { false }, timeout: .zero) } } == .timedOut)
+    #expect(code { try condition.withLock { try condition.wait(timeout: .nanoseconds(-1)) } } == .misuse)
+    #expect(code { try condition.withLock { try condition.notify(-1) } } == .misuse)
+    #expect(await code { _ = try await condition.withLock(waitingFor: { false }, timeout: .zero) { 1 } } == .timedOut)
+    #expect(await code { _ = try await condition.withLock(waitingFor: { true }, timeout: .nanoseconds(-1)) { 1 } } == .misuse)
+    #expect(try !condition.isLocked)
+
+    #expect(code { _ = try queue.get(timeout: .zero) } == .timedOut)
+    #expect(await code { _ = try await queue.get(timeout: .zero) } == .timedOut)
+    #expect(code { _ = try queue.getNowait() } == .empty)
+    #expect(code { _ = try queue.get(timeout: .nanoseconds(-1)) } == .misuse)
+    try full.putNowait(1)
+    #expect(code { try full.put(2, timeout: .zero) } == .timedOut)
+    #expect(await code { try await full.put(2, timeout: .zero) } == .timedOut)
+    #expect(code { try full.putNowait(2) } == .full)
+    #expect(code { try full.put(2, timeout: .nanoseconds(-1)) } == .misuse)
+    #expect(try full.qsize == 1)
+
+    #expect(code { try barrier.wait(timeout: .nanoseconds(-1)) } == .misuse)
+    #expect(try !barrier.isBroken)
+    #expect(code { try barrier.wait(timeout: .zero) } == .timedOut)
+    #expect(try barrier.isBroken)
+    #expect(code { try barrier.wait(timeout: .zero) } == .broken)
+    try barrier.reset()
+    #expect(try !barrier.isBroken && barrier.waitingCount == 0)
+}
+
+extension ManagerTests {
+    @Test func localAndManagedObjectsKeepOneTimeoutConvention() async throws {
+        try await expectTheTimeoutConvention(try Event(), try Semaphore(0), try Condition(),
+                                             try Barrier(parties: 2), try Queue<Int>(), full: try Queue<Int>(maxsize: 1))
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        try await expectTheTimeoutConvention(try manager.event(), try manager.semaphore(value: 0), try manager.condition(),
+                                             try manager.barrier(parties: 2), try manager.queue(Int.self),
+                                             full: try manager.queue(Int.self, maximumSize: 1))
+    }
+}
