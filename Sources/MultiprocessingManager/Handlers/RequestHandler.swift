@@ -139,7 +139,15 @@ extension ManagerServer {
 
     internal func createActor(typeName: String, name: String?) throws -> UInt64 {
         if let name {
-            let existing = table.withLock { table -> UInt64? in table.names[name] }
+            // As create(_:name:) for the other kinds: a name another kind holds is refused, not
+            // handed out as if it were an actor.
+            let existing = try table.withLock { table -> UInt64? in
+                guard let id = table.names[name], let object = table.objects[id] else { return nil }
+                guard object.kind == .actor else {
+                    throw MultiprocessingError(.misuse, "The manager's object \"\(name)\" is a \(object.kind), not an actor.")
+                }
+                return id
+            }
             if let existing { return existing }
         }
         guard let type = actorTypes[typeName] else {

@@ -151,7 +151,7 @@ public struct ManagedCondition: ConditionProtocol, Codable, Hashable {
                 throw deadline.predicateTimedOut()
             }
         }
-        return try body()
+        return try AsyncLockOwner.$current.withValue(thread) { try body() }
     }
 
     /// Wakes up to `count` waiters.

@@ -135,6 +135,6 @@ public struct ManagedLock: Locking, Codable, Hashable {
             throw error
         }
         defer { try? release(thread: thread) }
-        return try body()
+        return try AsyncLockOwner.$current.withValue(thread) { try body() }
     }
 }
