@@ -42,15 +42,15 @@ wait_until_writing() {
 
 """#
 
-/// Runs `script` with bash in `directory`, with `$MPCP` set to the built binary. The run and its
-/// wait happen on a thread of their own, not on one of the cooperative pool's two threads, which
-/// the async tests of every suite need meanwhile (a copy can take minutes on a loaded machine).
+/// Runs `script` with bash in `directory`, with `$MPCP` set to the built binary.
 @discardableResult
 func sh(_ script: String, in directory: String) async throws -> ShellResult {
     try await offThePool { try shBlocking(script, in: directory) }
 }
 
-/// The blocking body of ``sh(_:in:)``.
+/// The blocking body of ``sh(_:in:)``, which runs it on a thread of its own: not on one of the
+/// cooperative pool's two threads, which the async tests of every suite need meanwhile (a copy
+/// can take minutes on a loaded machine).
 private func shBlocking(_ script: String, in directory: String) throws -> ShellResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
