@@ -9,7 +9,7 @@ import Testing
     /// A FIFO operand is recreated as a FIFO with -a or -r (as `cp -a` does), never opened, so
     /// nothing waits for a writer; without -r it is refused with a reason, not waited on. Inside
     /// a tree FIFOs are recreated too.
-    @Test func fifoOperandIsRecreatedNotRead() throws {
+    @Test func fifoOperandIsRecreatedNotRead() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -22,7 +22,7 @@ import Testing
         timeout -s KILL 20 "$MPCP" -a t t2; echo "tree=$?"; [ -p t2/sub/g ] && echo "fifo in tree"
         ls -A | grep -c mpcp-tmp
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "a=0\ng is a fifo\nsame mode and time\nr=0\nh replaced\nplain=1\nplain not created\ntree=0\nfifo in tree\n0\n",
                 "\(run.stdout)\n\(run.stderr)")
         #expect(run.stderr.contains("mpcp: f: copy: it is a FIFO (use -r or -a to create a FIFO in its place)"), "\(run.stderr)")
@@ -45,7 +45,7 @@ import Testing
         ("-j 2", "chmod 600 src/big"),
         ("-j 1 --workers processes", "chmod 600 src/big"),
     ])
-    func aFileThatChangesWhileCopiedIsReportedAndNotPublished(jobs: String, change: String) throws {
+    func aFileThatChangesWhileCopiedIsReportedAndNotPublished(jobs: String, change: String) async throws {
         var reported = false
         for _ in 0..<5 where !reported {
             let scratch = try Scratch()
@@ -64,7 +64,7 @@ import Testing
             elif [ $status = 1 ] && [ ! -e dst/src/big ]; then echo "outcome=reported"
             else echo "outcome=wrong status=$status size=$(stat -c %s dst/src/big 2>&1)"; fi
             """#
-            let run = try sh(script, in: scratch.path)
+            let run = try await sh(script, in: scratch.path)
             #expect(!run.stdout.contains("temporary left") && !run.stdout.contains("small missing"), "\(run.stdout)")
             #expect(run.stdout.contains("outcome=reported") || run.stdout.contains("outcome=raced"), "\(run.stdout)\n\(run.stderr)")
             if run.stdout.contains("outcome=reported") {
@@ -78,7 +78,7 @@ import Testing
     /// A large file replaced by a FIFO while its chunks are copied (-j 2): the chunks that open the
     /// new name meet a FIFO and are not left waiting for a writer; the file is reported, exit 1,
     /// and a single SIGTERM was never needed.
-    @Test func aFileReplacedByAFifoMidwayDoesNotHang() throws {
+    @Test func aFileReplacedByAFifoMidwayDoesNotHang() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + #"""
@@ -92,7 +92,7 @@ import Testing
         find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
         cat dst/src/small
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         // The chunks already open finish from the old inode; the file still fails as a whole,
         // since its name no longer holds what was scanned.
         #expect(run.stdout == "status=1\nsmall\n", "\(run.stdout)\n\(run.stderr)")
@@ -104,7 +104,7 @@ import Testing
     /// -u keeps a destination file that is newer than its source (cp -u, rsync -u), for files in
     /// a tree and for a file operand; an older one, or one of another size with the same time, is
     /// replaced.
-    @Test func updateKeepsANewerDestination() throws {
+    @Test func updateKeepsANewerDestination() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -120,14 +120,14 @@ import Testing
         "$MPCP" -a -u src/newer dst/src/newer; echo "file=$?"
         cat dst/src/newer
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "tree=0\nedited in the destination\nsource older\nsource size\nfile=0\nedited again\n",
                 "\(run.stdout)\n\(run.stderr)")
     }
 
     /// --checksum decides by content, as rsync -c: a destination of the same size and time but
     /// other bytes is copied over; one with the same bytes is skipped. --verify reads copies back.
-    @Test func checksumDecidesByContent() throws {
+    @Test func checksumDecidesByContent() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -141,12 +141,12 @@ import Testing
         "$MPCP" -a --checksum src/diff dst/src/diff; echo "file=$?"; cat dst/src/diff
         "$MPCP" --verify src/same verified; echo "verify=$?"; cmp src/same verified && echo "verified ok"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\naaaa\n1 1\nfile=0\naaaa\nverify=0\nverified ok\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// `SRC/.` copies the contents of SRC, into an existing directory or to a new one, as cp -a.
-    @Test func dotCopiesTheContents() throws {
+    @Test func dotCopiesTheContents() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -159,7 +159,7 @@ import Testing
         (cd new && find . | sort) > mine; (cd cpnew && find . | sort) > theirs; cmp mine theirs && echo "to new as cp"
         [ -e existing/src ] && echo "made existing/src"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "existing=0\nnew=0\ninto existing as cp\nto new as cp\n", "\(run.stdout)\n\(run.stderr)")
     }
 
@@ -167,7 +167,7 @@ import Testing
     /// them, in a UTF-8 locale and in the C locale: spaces, quotes, control characters, a
     /// newline, bytes that are not UTF-8, `'` alone and with other specials.
     @Test(arguments: ["C.UTF-8", "C"])
-    func namesAreQuotedAsLsQuotesThem(locale: String) throws {
+    func namesAreQuotedAsLsQuotesThem(locale: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -180,14 +180,14 @@ import Testing
         find src -print0 | xargs -0 -n1 ls -d --quoting-style=shell-escape | sort > theirs
         diff mine theirs && echo "same as ls"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "same as ls\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// An error about a file whose name has a byte that is not UTF-8 and a newline shows it quoted,
     /// not as U+FFFD and not split over two lines; so does a usage error about an operand. Runs
     /// as `nobody`, since root reads everything.
-    @Test func errorsQuoteNames() throws {
+    @Test func errorsQuoteNames() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -195,7 +195,7 @@ import Testing
         setpriv --reuid=65534 --regid=65534 --clear-groups "$MPCP" -r src out/dst; echo "status=$?"
         "$MPCP" -r $'no\377 here' out; echo "status=$?"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=1\nstatus=2\n", "\(run.stdout)\n\(run.stderr)")
         #expect(run.stderr.contains(#"mpcp: 'src/bad'$'\377\n''name': open: Permission denied"#), "\(run.stderr)")
         // In a sentence a name is always quoted, as cp's messages quote it.
@@ -204,7 +204,7 @@ import Testing
 
     /// --version; -p keeps mode, owner and times but not xattrs (cp -p); -n is the dry run and
     /// --no-clobber keeps every existing file; --help says which -n is which.
-    @Test func versionPreserveAndNoClobber() throws {
+    @Test func versionPreserveAndNoClobber() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -218,7 +218,7 @@ import Testing
         "$MPCP" -r --no-clobber src dst; echo "noclobber=$?"; cat dst/src/a dst/src/b
         "$MPCP" --help | tr -s ' \n' ' ' | grep -o "cp's -n is --no-clobber" | head -1
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         let lines = run.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.first?.hasPrefix("mpcp ") == true, "\(run.stdout)\n\(run.stderr)")
         #expect(run.stdout.hasSuffix("p=0\nmode owner times kept\nno xattr\nn=0\nold\ndry run wrote nothing\nnoclobber=0\nold\nnew\ncp's -n is --no-clobber\n"),
@@ -230,7 +230,7 @@ import Testing
     /// With the big file done and small files to go, the percentage counts the files still to
     /// copy and the ETA is not 0:00. One worker copies the big file at the top first (the root's
     /// files are queued before the subdirectory's scan finds the 20,000 small ones).
-    @Test func progressCountsFilesAsWellAsBytes() throws {
+    @Test func progressCountsFilesAsWellAsBytes() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -240,7 +240,7 @@ import Testing
         tr '\r' '\n' < tty.out | grep -a ' files ' > lines
         cat lines
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout.hasPrefix("status=0\n"), "\(run.stdout.prefix(500))\n\(run.stderr)")
         // Lines look like "[###---] 45%  300.0 MiB/300.1 MiB  5166/20001 files  12.3 MiB/s  ETA 0:05".
         var midway = 0
@@ -264,7 +264,7 @@ import Testing
 
     /// Without a terminal, --progress writes whole lines (at least the last one, at 100%);
     /// --stats prints the summary on stdout.
-    @Test func progressLinesWithoutATerminalAndStats() throws {
+    @Test func progressLinesWithoutATerminalAndStats() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -273,7 +273,7 @@ import Testing
         tail -1 err
         cat out
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         let lines = run.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "status=0", "\(run.stdout)\n\(run.stderr)")
         #expect(lines.count > 1 && lines[1].hasPrefix("mpcp: progress: 100%  4.8 MiB/4.8 MiB  2/2 files  "), "\(run.stdout)")
@@ -284,7 +284,7 @@ import Testing
 
     /// --json writes one JSON document and nothing else on stdout, even with -v and --stats; a
     /// name that is not UTF-8 comes back byte for byte from `path_b64`; failures are listed.
-    @Test func jsonIsOneLosslessDocument() throws {
+    @Test func jsonIsOneLosslessDocument() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -302,7 +302,7 @@ import Testing
         EOF
         grep -c 'Files copied' err
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=1\n[b'src', b'src/bad\\xffname', b'src/p', b'src/\\xc3\\xa9t\\xc3\\xa9']\n3 1 ['src/sock'] 1\n1\n",
                 "\(run.stdout)\n\(run.stderr)")
     }

@@ -16,10 +16,10 @@ private func archiveOptions(jobs: Int) -> CopyOptions {
 @Suite struct MPCopyEngineTests {
     /// Files above the chunk size are split into chunks copied by several workers; holes stay
     /// holes, and the result is byte-identical.
-    @Test func chunkedCopyOfSparseAndDenseFiles() throws {
+    @Test func chunkedCopyOfSparseAndDenseFiles() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        try sh(#"""
+        try await sh(#"""
         mkdir -p src && head -c 9500000 /dev/urandom > src/dense
         truncate -s 12M src/holes && head -c 1500000 /dev/urandom | dd of=src/holes bs=1M seek=5 conv=notrunc status=none
         """#, in: scratch.path).expectSuccess()
@@ -31,7 +31,7 @@ private func archiveOptions(jobs: Int) -> CopyOptions {
         #expect(report.files == 2)
         // Only the data of the sparse file is copied (rounded up to whole 4 KiB blocks), not its 12 MiB.
         #expect(report.bytes >= 11_000_000 && report.bytes < 11_000_000 + 8192, "\(report.bytes)")
-        let check = try sh(#"""
+        let check = try await sh(#"""
         cmp src/dense dst/dense && cmp src/holes dst/holes && echo same
         [ "$(stat -c %b dst/holes)" -le $(( $(stat -c %b src/holes) + 16 )) ] && echo sparse
         find dst -name '.mpcp-tmp*'
@@ -42,10 +42,10 @@ private func archiveOptions(jobs: Int) -> CopyOptions {
     }
 
     /// The named-temporary path (for file systems without O_TMPFILE) copies the tricky tree exactly too.
-    @Test func namedTemporariesCopyExactly() throws {
+    @Test func namedTemporariesCopyExactly() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        try sh(makeTrickyTree, in: scratch.path).expectSuccess()
+        try await sh(makeTrickyTree, in: scratch.path).expectSuccess()
         var options = archiveOptions(jobs: 2)
         options.unnamedTemporaries = false
         // In place: a staged tree would write its files under their own names, not temporaries.
@@ -53,16 +53,16 @@ private func archiveOptions(jobs: Int) -> CopyOptions {
         let job = try CopyJob(sources: [FilePath(scratch.path + "/src")], destination: FilePath(scratch.path + "/dst"), options: options)
         let report = try job.run()
         #expect(report.failures.isEmpty, "\(report.failures)")
-        let diff = try sh("set -- src dst\n" + compareTrees, in: scratch.path)
+        let diff = try await sh("set -- src dst\n" + compareTrees, in: scratch.path)
         #expect(diff.stdout.isEmpty && diff.stderr.isEmpty, "\(diff.stdout)\(diff.stderr)")
     }
 
     /// A staged tree is renamed into place without replacing anything: when the destination
     /// appears while the copy runs, the copy is reported and kept, whole, under its staged name.
-    @Test func destinationThatAppearsDuringTheCopyIsNotReplaced() throws {
+    @Test func destinationThatAppearsDuringTheCopyIsNotReplaced() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        try sh(makeTrickyTree, in: scratch.path).expectSuccess()
+        try await sh(makeTrickyTree, in: scratch.path).expectSuccess()
         var options = archiveOptions(jobs: 2)
         options.verbose = true
         let target = scratch.path + "/dst"
@@ -75,15 +75,15 @@ private func archiveOptions(jobs: Int) -> CopyOptions {
         let failure = try #require(report.failures.first)
         #expect(failure.operation == "move into place" && failure.errno == .fileExists, "\(failure)")
         #expect(failure.description.contains("appeared while the copy ran"), "\(failure)")
-        let check = try sh("ls -A dst | wc -l\nset -- src .mpcp-tmp-*\n" + compareTrees, in: scratch.path)
+        let check = try await sh("ls -A dst | wc -l\nset -- src .mpcp-tmp-*\n" + compareTrees, in: scratch.path)
         #expect(check.stdout == "0\n" && check.stderr.isEmpty, "the copy is whole under its staged name: \(check.stdout)\(check.stderr)")
     }
 
     /// A job cancelled before it runs copies nothing, leaves no temporaries and says so.
-    @Test func cancelBeforeRun() throws {
+    @Test func cancelBeforeRun() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        try sh("mkdir -p src/a && head -c 3000000 /dev/urandom > src/a/f", in: scratch.path).expectSuccess()
+        try await sh("mkdir -p src/a && head -c 3000000 /dev/urandom > src/a/f", in: scratch.path).expectSuccess()
         var options = CopyOptions()
         options.recursive = true
         options.jobs = 2
@@ -93,15 +93,15 @@ private func archiveOptions(jobs: Int) -> CopyOptions {
         let report = try job.run()
         #expect(report.interrupted)
         #expect(report.files == 0)
-        let left = try sh("find dst -name '.mpcp-tmp*' 2>/dev/null; [ -e dst/a/f ] && echo copied; true", in: scratch.path)
+        let left = try await sh("find dst -name '.mpcp-tmp*' 2>/dev/null; [ -e dst/a/f ] && echo copied; true", in: scratch.path)
         #expect(left.stdout.isEmpty, "\(left.stdout)")
     }
 
     /// Usage errors are thrown before anything is written.
-    @Test func planningRefusesBadArguments() throws {
+    @Test func planningRefusesBadArguments() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        try sh("mkdir -p src/x", in: scratch.path).expectSuccess()
+        try await sh("mkdir -p src/x", in: scratch.path).expectSuccess()
         var options = CopyOptions()
         options.recursive = true
         #expect(throws: MPCopyError.self) {

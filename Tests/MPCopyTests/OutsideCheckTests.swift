@@ -8,7 +8,7 @@ import Testing
     /// that directory, as `cp -a SRC/. DEST` does (it failed: the operand itself was resolved as a
     /// name that must not be a symlink), with either worker kind, and the link stays a link.
     @Test(arguments: ["threads", "processes"])
-    func contentsIntoASymlinkedDestination(workers: String) throws {
+    func contentsIntoASymlinkedDestination(workers: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -22,14 +22,14 @@ import Testing
         diff -r s real && echo "same again"
         ls -A | grep -c mpcp-tmp
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\nsame\nstill a link\nagain=0\nsame again\n0\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// A name with a newline and bytes that are not UTF-8 is quoted in every failure message,
     /// also where the message names the destination as well (it was printed raw, and in --json
     /// as U+FFFD).
-    @Test func destinationNamesInFailuresAreQuoted() throws {
+    @Test func destinationNamesInFailuresAreQuoted() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -38,7 +38,7 @@ import Testing
         "$MPCP" -a "$n" d/; echo "status=$?"
         "$MPCP" -a --json "$n" d/ 2>/dev/null
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout.hasPrefix("status=1\n{"), "\(run.stdout)\n\(run.stderr)")
         #expect(run.stderr.contains(#"mpcp: 'b'$'\377\n''n': create directory 'd/b'$'\377\n''n': "#), "\(run.stderr)")
         #expect(run.stderr.split(separator: "\n").count == 2, "one line per message: \(run.stderr)")
@@ -48,7 +48,7 @@ import Testing
 
     /// After Ctrl-C of a `--no-clobber` copy, the command the message prints finishes it (it
     /// added -u, which --no-clobber refuses, so the advised command was a usage error).
-    @Test func adviceAfterANoClobberCopyRuns() throws {
+    @Test func adviceAfterANoClobberCopyRuns() async throws {
         var interrupted = false
         for _ in 0..<5 where !interrupted {
             let scratch = try Scratch()
@@ -65,7 +65,7 @@ import Testing
             diff -r src dst && echo "same"
             ls -A | grep -c mpcp-tmp
             """#
-            let run = try sh(script, in: scratch.path)
+            let run = try await sh(script, in: scratch.path)
             if run.stdout.contains("first=0") || run.stdout.contains("finished before") { continue }
             interrupted = true
             #expect(run.stdout.contains("first=130\nadvice: "), "\(run.stdout)\n\(run.stderr)")
@@ -78,7 +78,7 @@ import Testing
     /// failed file in the count and in --json (each chunk that met ENOSPC reported it again), and
     /// nothing is left under its name or as a temporary.
     @Test(arguments: ["threads", "processes"])
-    func aLargeFileThatFailsIsReportedOnce(workers: String) throws {
+    func aLargeFileThatFailsIsReportedOnce(workers: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -89,7 +89,7 @@ import Testing
         "$MPCP" -a -j 2 --workers \#(workers) --json src tiny/e 2>/dev/null | grep -o '"failed":[0-9]*'
         find tiny -mindepth 1 ! -type d
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=1\n\"failed\":1\n", "\(run.stdout)\n\(run.stderr)")
         let lines = run.stderr.split(separator: "\n")
         #expect(lines.count == 2 && lines[0].hasPrefix("mpcp: src/big: ") && lines[0].hasSuffix("No space left on device")
@@ -100,7 +100,7 @@ import Testing
     /// when the worker process copying a batch is killed, the files it had not copied are
     /// reported, never counted as copied because their old copies have the source's size and
     /// time (that was exit 0 with wrong content), and the advised rerun finishes the copy.
-    @Test func aDeadWorkersUncopiedFilesAreReportedUnderChecksum() throws {
+    @Test func aDeadWorkersUncopiedFilesAreReportedUnderChecksum() async throws {
         var killed = false
         for _ in 0..<5 where !killed {
             let scratch = try Scratch()
@@ -122,7 +122,7 @@ import Testing
             "$MPCP" -a -u --checksum src dst/; echo "rerun=$?"
             for i in $(seq 1 200); do cmp -s src/f$i dst/src/f$i || echo "still wrong: f$i"; done
             """#
-            let run = try sh(script, in: scratch.path)
+            let run = try await sh(script, in: scratch.path)
             guard run.stdout.hasPrefix("killed\n") else { continue }
             killed = true
             let lines = run.stdout.split(separator: "\n")
@@ -139,7 +139,7 @@ import Testing
     /// pattern, instead of the operand `\xff`), and such a pattern matches (it matched nothing),
     /// also as `--exclude=PATTERN` and in worker processes.
     @Test(arguments: ["threads", "processes"])
-    func argumentsThatAreNotUTF8KeepTheirBytes(workers: String) throws {
+    func argumentsThatAreNotUTF8KeepTheirBytes(workers: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -149,7 +149,7 @@ import Testing
         "$MPCP" -a --workers \#(workers) --exclude $'b\xe9d' $'\xff' e/ && ls e/* | od -An -c | tr -s ' '
         rm -rf e/* && "$MPCP" -a --workers \#(workers) --exclude=$'*\xe9*' $'\xff' e/ && ls e/* | od -An -c | tr -s ' '
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\n 377 \\n\n o k \\n x \\n\n o k \\n x \\n\n", "\(run.stdout)\n\(run.stderr)")
     }
 
@@ -158,7 +158,7 @@ import Testing
     /// (it hung on the FIFO, and one SIGTERM did not stop it) and the other file keeps its bytes
     /// (the marker was opened with O_TRUNC and written).
     @Test(arguments: ["", "--no-staging"])
-    func whateverHoldsTheResumeMarkersNameIsLeftAlone(staging: String) throws {
+    func whateverHoldsTheResumeMarkersNameIsLeftAlone(staging: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -174,7 +174,7 @@ import Testing
         cat other
         ls -A | grep -c mpcp-tmp
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout.hasPrefix("fifo=0\ncopied\nlink=0\nprecious\n"), "\(run.stdout)\n\(run.stderr)")
     }
 
@@ -183,7 +183,7 @@ import Testing
     /// reported and not published (it was published, exit 0, because the size and time checked
     /// at the end were the same).
     @Test(arguments: ["threads", "processes"])
-    func aLargeFileReplacedMidwayIsReported(workers: String) throws {
+    func aLargeFileReplacedMidwayIsReported(workers: String) async throws {
         var reported = false
         for _ in 0..<5 where !reported {
             let scratch = try Scratch()
@@ -200,7 +200,7 @@ import Testing
             elif [ $status = 1 ] && [ ! -e dst/src/big ]; then echo "outcome=reported"
             else echo "outcome=wrong status=$status"; fi
             """#
-            let run = try sh(script, in: scratch.path)
+            let run = try await sh(script, in: scratch.path)
             #expect(!run.stdout.contains("temporary left"), "\(run.stdout)")
             #expect(run.stdout.contains("outcome=reported") || run.stdout.contains("outcome=raced"), "\(run.stdout)\n\(run.stderr)")
             if run.stdout.contains("outcome=reported") {
@@ -213,10 +213,10 @@ import Testing
 
     /// A dry run lists a FIFO inside a tree as it lists every other file it counts (it counted
     /// it and left it out of the list), and writes nothing.
-    @Test func aDryRunListsFifos() throws {
+    @Test func aDryRunListsFifos() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let run = try sh(#"mkdir -p s/d && echo x > s/d/f && mkfifo s/p && "$MPCP" -n -a s newd; echo "status=$?"; ls -A | grep -v '^\.std'"#,
+        let run = try await sh(#"mkdir -p s/d && echo x > s/d/f && mkfifo s/p && "$MPCP" -n -a s newd; echo "status=$?"; ls -A | grep -v '^\.std'"#,
                          in: scratch.path)
         #expect(run.stdout.split(separator: "\n").sorted() == ["s", "s", "s/d", "s/d/f", "s/p", "status=0"], "\(run.stdout)\n\(run.stderr)")
     }

@@ -9,10 +9,10 @@ import Testing
 /// every child this process started afterwards ran mpcp.
 @Suite struct ProcessPoolConfigurationTests {
     @Test(arguments: [false, true])
-    func workersLeaveTheDefaultAlone(otherExecutable: Bool) throws {
+    func workersLeaveTheDefaultAlone(otherExecutable: Bool) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        try sh("mkdir -p src/d && echo one > src/a && echo two > src/d/b", in: scratch.path).expectSuccess()
+        try await sh("mkdir -p src/d && echo one > src/a && echo two > src/d/b", in: scratch.path).expectSuccess()
         let before = ChildProcessConfiguration.default
         var options = CopyOptions()
         options.recursive = true
@@ -25,7 +25,7 @@ import Testing
         #expect(report.failures.isEmpty, "\(report.failures)")
         #expect(report.files == 2)
         #expect(ChildProcessConfiguration.default == before)
-        let check = try sh("cat dst/a dst/d/b", in: scratch.path)
+        let check = try await sh("cat dst/a dst/d/b", in: scratch.path)
         #expect(check.stdout == "one\ntwo\n", "\(check.stdout)\(check.stderr)")
     }
 }

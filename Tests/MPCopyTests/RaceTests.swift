@@ -189,14 +189,14 @@ let raceShapes: [RaceShape] = [
     /// 100 attempts of each shape, half with worker threads and half with worker processes, with
     /// openat2 and with the one-component-at-a-time fallback.
     @Test(arguments: raceShapes, ["openat2", "by component"])
-    func nothingOutsideTheTreesIsReadOrWritten(shape: RaceShape, resolution: String) throws {
+    func nothingOutsideTheTreesIsReadOrWritten(shape: RaceShape, resolution: String) async throws {
         let binary = try ProcessInfo.processInfo.environment["MPCP_RACE_BINARY"] ?? mpcpExecutable()
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let outside = scratch.path + "/outside"
-        try sh("OUT=\(outside)\n" + makeOutside, in: scratch.path).expectSuccess()
+        try await sh("OUT=\(outside)\n" + makeOutside, in: scratch.path).expectSuccess()
         let snapshot = "find \(outside) -printf '%p %i %m %U %G %n %s %T@ %C@\\n' | sort"
-        let before = try sh(snapshot, in: scratch.path).stdout
+        let before = try await sh(snapshot, in: scratch.path).stdout
         let watch = try Watch([outside, outside + "/e"])
         let fallback = resolution == "by component" ? "MPCP_RESOLVE_BY_COMPONENT=1 " : ""
         var touches: [String] = []
@@ -207,12 +207,12 @@ let raceShapes: [RaceShape] = [
         for attempt in 0..<MPCopyRaceTests.attempts {
             let directory = scratch.path + "/\(attempt)"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-            try sh("OUT=\(outside)\n" + shape.setup, in: directory).expectSuccess()
+            try await sh("OUT=\(outside)\n" + shape.setup, in: directory).expectSuccess()
             _ = watch.drain()
             let workers = attempt % 2 == 0 ? "threads" : "processes"
             let swapper = shape.swap.map { Swapper(in: directory + "/" + $0.directory, $0.1, $0.2) }
             swapper?.start()
-            let run = try sh("\(fallback)'\(binary)' -a --workers \(workers) \(shape.command)", in: directory)
+            let run = try await sh("\(fallback)'\(binary)' -a --workers \(workers) \(shape.command)", in: directory)
             swapper?.stop()
             swaps += swapper?.swaps ?? 0
             let events = watch.drain()
@@ -220,7 +220,7 @@ let raceShapes: [RaceShape] = [
             // mpcp reports what it refused and carries on: 0 or 1, never a crash or a hang.
             #expect(run.status == 0 || run.status == 1, "attempt \(attempt): status \(run.status), \(run.stderr)")
             if run.status == 1 { refusals += 1 }
-            let leaked = try sh(#"""
+            let leaked = try await sh(#"""
                 # Not grep -r: it follows a symlink named on its command line (dst itself is one
                 # when mpcp copied a swapped-in symlink operand as a symlink, correctly).
                 find dst -type f -exec grep -l OUTSIDE-SECRET {} + 2>/dev/null | sed 's/^/outside contents in: /'
@@ -235,7 +235,7 @@ let raceShapes: [RaceShape] = [
             _ = watch.drain() // the find above reads the outside itself
             try FileManager.default.removeItem(atPath: directory)
         }
-        let after = try sh(snapshot, in: scratch.path).stdout
+        let after = try await sh(snapshot, in: scratch.path).stdout
         print("\(shape.name), \(resolution): \(swaps) swaps, \(refusals) of \(MPCopyRaceTests.attempts) runs reported failures")
         #expect(attemptsThatTouched.isEmpty, "\(attemptsThatTouched.count) of \(MPCopyRaceTests.attempts) attempts read or wrote outside")
         #expect(touches.isEmpty, "mpcp touched the outside \(touches.count) times:\n\(touches.prefix(20).joined(separator: "\n"))")
@@ -248,24 +248,24 @@ let raceShapes: [RaceShape] = [
 
     /// The shapes without a race, once, checked for what the copy holds: the directory behind a
     /// symlink is refused with a message that names it, and symlinks are copied as symlinks.
-    @Test func staticShapesAreCopiedAsLinksOrRefused() throws {
+    @Test func staticShapesAreCopiedAsLinksOrRefused() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let outside = scratch.path + "/outside"
-        try sh("OUT=\(outside)\n" + makeOutside, in: scratch.path).expectSuccess()
-        func shape(_ name: String) throws -> RaceShape {
+        try await sh("OUT=\(outside)\n" + makeOutside, in: scratch.path).expectSuccess()
+        func shape(_ name: String) async throws -> RaceShape {
             guard let shape = raceShapes.first(where: { $0.name == name }) else { throw TestError.setup("no shape \(name)") }
             return shape
         }
         for (name, message) in [("symlink where the source has a directory", "src/d: create directory"),
                                 ("symlink where the copy of the operand goes", "src: create directory 'dst/src'")] {
-            let refused = try sh("OUT=\(outside)\n" + shape(name).setup + "\n" + #""$MPCP" -a src dst/"#, in: scratch.path)
+            let refused = try await sh("OUT=\(outside)\n" + shape(name).setup + "\n" + #""$MPCP" -a src dst/"#, in: scratch.path)
             #expect(refused.status == 1)
             #expect(refused.stderr.contains(message), "\(refused.stderr)")
             try FileManager.default.removeItem(atPath: scratch.path + "/src")
             try FileManager.default.removeItem(atPath: scratch.path + "/dst")
         }
-        let links = try sh("OUT=\(outside)\n" + shape("symlink through a symlink").setup + #"""
+        let links = try await sh("OUT=\(outside)\n" + shape("symlink through a symlink").setup + #"""
 
             "$MPCP" -a src dst || exit 1
             for l in out s1 sub/s2 s3; do [ "$(readlink src/$l)" = "$(readlink dst/$l)" ] && [ -L dst/$l ] || echo "differs: $l"; done

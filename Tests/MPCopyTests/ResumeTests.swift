@@ -16,16 +16,16 @@ import Testing
     /// copy into the destination it names (not into a directory inside it), staged or not, and
     /// leaves nothing else beside it.
     @Test(arguments: ["INT", "TERM", "HUP", "KILL"], ["", "--no-staging"])
-    func sameCommandFinishesAfterAnySignal(signal: String, staging: String) throws {
+    func sameCommandFinishesAfterAnySignal(signal: String, staging: String) async throws {
         // On a busy machine the copy can end before the signal comes: then try again.
         for attempt in 1...5 {
-            if try !interruptAndRerun(signal: signal, staging: staging, last: attempt == 5) { break }
+            if try await !interruptAndRerun(signal: signal, staging: staging, last: attempt == 5) { break }
         }
     }
 
     /// One try of ``sameCommandFinishesAfterAnySignal(signal:staging:)``; true if the copy ended
     /// before it could be interrupted (and this was not the last try).
-    private func interruptAndRerun(signal: String, staging: String, last: Bool) throws -> Bool {
+    private func interruptAndRerun(signal: String, staging: String, last: Bool) async throws -> Bool {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         // The big file's descriptor while it is written: a name inside the staged tree, or an
@@ -41,7 +41,7 @@ import Testing
         [ -e newdst/src ] && echo "copied into newdst/src"
         rsync -ani --checksum src/ newdst/
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         if run.stdout.hasPrefix("finished before it could be interrupted") && !last { return true }
         let status = ["INT": 130, "TERM": 143, "HUP": 129, "KILL": 137][signal] ?? 0
         #expect(run.stdout == "status=\(status)\nsecond=0\nnewdst src \n", "\(run.stdout)\n\(run.stderr)")
@@ -51,7 +51,7 @@ import Testing
     /// Item 3: the command the interruption message prints finishes the copy, with names that need
     /// quoting (a quote, a space, invalid UTF-8, a newline) and with every kind of worker.
     @Test(arguments: ["INT", "TERM", "HUP"], ["threads", "processes"])
-    func printedCommandFinishesTheCopy(signal: String, workers: String) throws {
+    func printedCommandFinishesTheCopy(signal: String, workers: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
@@ -68,7 +68,7 @@ import Testing
         ls -A | grep -c '^\.mpcp-tmp'
         rsync -ani --checksum "it's src/" "$dst/"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         let status = ["INT": 130, "TERM": 143, "HUP": 129][signal] ?? 0
         #expect(run.stdout == "status=\(status)\n1\nsecond=0\nfinished in place\n0\n", "\(run.stdout)\n\(run.stderr)")
     }
@@ -77,7 +77,7 @@ import Testing
     /// `cp -a -u` and `rsync -aH` do: the issue's recipe, the same with the first name lost, and two
     /// up-to-date names that are separate copies.
     @Test(arguments: ["rm d/s/b/g", "rm d/s/a/f", "rm d/s/b/g && cp -a d/s/a/f d/s/b/g"], ["threads", "processes"])
-    func updateRepairsHardLinks(breakLink: String, workers: String) throws {
+    func updateRepairsHardLinks(breakLink: String, workers: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -89,14 +89,14 @@ import Testing
         [ "$(stat -c %i d/s/a/f)" = "$(stat -c %i d/s/b/g)" ] && echo "linked"
         rsync -aniH --checksum s/ d/s/
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\n2\n2\nlinked\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// Item 4: a run interrupted after the first name of an inode was copied and before its other
     /// name was linked (the state is made by removing that link from the tree the killed run left):
     /// the run that takes the staged tree over with -u links it again.
-    @Test func resumeAfterSigkillRestoresHardLinks() throws {
+    @Test func resumeAfterSigkillRestoresHardLinks() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
@@ -111,7 +111,7 @@ import Testing
         [ "$(stat -c %i newdst/d/s1)" = "$(stat -c %i newdst/hard)" ] && echo "linked"
         rsync -aniH --checksum src/ newdst/
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=137\nsecond=0\nlinked\n", "\(run.stdout)\n\(run.stderr)")
     }
 
@@ -119,7 +119,7 @@ import Testing
     /// directory (or a new one with --no-staging) leaves that file's `.mpcp-tmp-<pid>-…`
     /// temporary; the next run removes it.
     @Test(arguments: ["mkdir -p dst/src", "mkdir dst && staging=--no-staging"])
-    func laterRunRemovesTheKilledRunsTemporaries(setup: String) throws {
+    func laterRunRemovesTheKilledRunsTemporaries(setup: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
@@ -132,14 +132,14 @@ import Testing
         find dst -name '.mpcp-tmp*'
         rsync -ani --checksum src/ dst/src/
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=137\n1\nsecond=0\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// Item 5: what tells a killed run's temporary from a live one's is the pid and the start
     /// time in its name: one of a live process stays; one whose pid is alive but started later
     /// (the pid was reused) goes, and so does one of a pid that does not exist.
-    @Test func temporariesOfLiveProcessesStay() throws {
+    @Test func temporariesOfLiveProcessesStay() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = #"""
@@ -155,14 +155,14 @@ import Testing
         "$MPCP" -a -u src dst; echo "status=$?"
         ls -A dst/src | sed "s/^$live_name\$/live kept/; s/^$reused_name\$/reused kept/; s/^$gone_name\$/gone kept/" | sort
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\nf\nlive kept\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// Item 6: a symlink whose times were not set (the state a run killed between creating the
     /// link and setting its times leaves, made by changing them in the killed run's staged tree)
     /// is repaired by the next run with -u; so is one in an existing tree.
-    @Test func updateRepairsSymlinkTimes() throws {
+    @Test func updateRepairsSymlinkTimes() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
@@ -178,13 +178,13 @@ import Testing
         "$MPCP" -a -u src merge; echo "third=$?"
         [ "$(stat -c %y src/link)" = "$(stat -c %y merge/src/link)" ] && echo "in place repaired"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=137\nsecond=0\nstaged repaired\nthird=0\nin place repaired\n", "\(run.stdout)\n\(run.stderr)")
     }
 
     /// Item 7: mpcp killed with SIGKILL while its worker processes copy: none of them is left,
     /// over several runs.
-    @Test func noWorkerProcessOutlivesMpcp() throws {
+    @Test func noWorkerProcessOutlivesMpcp() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
@@ -205,7 +205,7 @@ import Testing
         done
         echo "left=$left"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == String(repeating: "workers=2\n", count: 5) + "left=0\n", "\(run.stdout)\n\(run.stderr)")
     }
 
@@ -213,7 +213,7 @@ import Testing
     /// mpcp stopped so that the result waits for it) loses no work: the item mpcp gives it next,
     /// which it never takes, goes to the other worker; nothing is reported failed and the copy
     /// is complete.
-    @Test func workerThatDiesAfterItsResultLosesNothing() throws {
+    @Test func workerThatDiesAfterItsResultLosesNothing() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = waitUntilWriting + stopFully + MPCopyResumeTests.makeSource + #"""
@@ -235,7 +235,7 @@ import Testing
         cmp src/zero dst/src/zero && echo "complete"
         rsync -ani --checksum src/ dst/src/
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=0\ncomplete\n", "\(run.stdout)\n\(run.stderr)")
         #expect(!run.stderr.contains("died"), "\(run.stderr)")
     }
@@ -243,7 +243,7 @@ import Testing
     /// Item 8: a worker process killed in the middle of a batch, after it finished some of the
     /// batch's files: those stay and count as copied; only the file it was writing (and any it had
     /// not reached) is reported, each by its own name, not the whole directory.
-    @Test func workerThatDiesMidBatchKeepsTheFilesItFinished() throws {
+    @Test func workerThatDiesMidBatchKeepsTheFilesItFinished() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
         let script = stopFully + #"""
@@ -273,7 +273,7 @@ import Testing
         grep -c "^mpcp: src/d: " err
         [ -e dst/src/d/big ] && echo "big present"
         """#
-        let run = try sh(script, in: scratch.path)
+        let run = try await sh(script, in: scratch.path)
         #expect(run.stdout == "status=1\n1\n0\n", "\(run.stdout)\n\(run.stderr)")
     }
 }

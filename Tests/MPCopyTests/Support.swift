@@ -3,7 +3,7 @@ import TestHarness
 import Testing
 
 /// What a shell script printed and how it ended.
-struct ShellResult {
+struct ShellResult: Sendable {
     var status: Int32
     var stdout: String
     var stderr: String
@@ -60,7 +60,14 @@ stop_fully() {
 
 /// Runs `script` with bash in `directory`, with `$MPCP` set to the built binary.
 @discardableResult
-func sh(_ script: String, in directory: String) throws -> ShellResult {
+func sh(_ script: String, in directory: String) async throws -> ShellResult {
+    try await offThePool { try shBlocking(script, in: directory) }
+}
+
+/// The blocking body of ``sh(_:in:)``, which runs it on a thread of its own: not on one of the
+/// cooperative pool's two threads, which the async tests of every suite need meanwhile (a copy
+/// can take minutes on a loaded machine).
+private func shBlocking(_ script: String, in directory: String) throws -> ShellResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = ["-c", script]

@@ -6,39 +6,23 @@ import TestHarness
 /// Where the manager helper binary is: beside the test bundle in the build folder.
 let managerHelperPath: String = builtExecutable("mp-manager-helper") ?? "mp-manager-helper-not-found"
 
-/// A helper process run as a parent, read line by line.
-final class HelperProcess: @unchecked Sendable {
-    let process = Foundation.Process()
-    private let out = Foundation.Pipe()
-    private var buffered = Data()
+/// A helper process run as a parent, read line by line (TestHarness's `RunningProgram`, its
+/// stderr passed through).
+final class HelperProcess: Sendable {
+    private let program: RunningProgram
 
     init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: managerHelperPath)
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = FileHandle.standardError
-        try process.run()
+        program = try RunningProgram(managerHelperPath, arguments, keepStandardError: true)
     }
 
     /// The next line of output (nil at the end).
-    func readLine() -> String? {
-        while true {
-            if let newline = buffered.firstIndex(of: 10) {
-                let line = String(decoding: buffered[buffered.startIndex..<newline], as: UTF8.self)
-                buffered.removeSubrange(buffered.startIndex...newline)
-                return line
-            }
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { return nil }
-            buffered.append(chunk)
-        }
-    }
+    func readLine() -> String? { program.readLine() }
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { program.pid }
 
     func kill(_ signal: Int32 = SIGKILL) {
-        Foundation.kill(process.processIdentifier, signal)
-        process.waitUntilExit()
+        program.signal(signal)
+        program.wait()
     }
 }
 

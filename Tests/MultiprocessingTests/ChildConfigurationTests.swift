@@ -114,8 +114,8 @@ struct ChildConfigurationTests {
     // Item 6: a program whose main never calls bootstrap() starts children, and a child runs only
     // its task: the helper prints a line first thing in main, which must appear once, from the parent.
     @Test("a program without bootstrap() starts children that never run its main", arguments: ["spawn", "forkserver"])
-    func noBootstrapNeeded(method: String) throws {
-        let result = try runHelper(["no-bootstrap", method])
+    func noBootstrapNeeded(method: String) async throws {
+        let result = try await runHelper(["no-bootstrap", method])
         #expect(result.stdout.contains("value 4"), "\(result.stdout)\(result.stderr)")
         let mains = result.stdout.split(separator: "\n").filter { $0.hasPrefix("main ran") }
         #expect(mains.count == 1, "\(result.stdout)")

@@ -261,8 +261,8 @@ struct ChildProcessTests {
 
 @Suite("ChildProcess scenarios", .serialized)
 struct ChildProcessScenarioTests {
-    @Test func forkStartMethod() throws {
-        let result = try runHelper(["scenario", "fork"])
+    @Test func forkStartMethod() async throws {
+        let result = try await runHelper(["scenario", "fork"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.lines.contains("fork value 42 name forked"))
         #expect(result.lines.contains("fork task 81"))
@@ -271,23 +271,23 @@ struct ChildProcessScenarioTests {
         #expect(result.lines.contains("fork self-join misuse"))
     }
 
-    @Test func forkIsRefusedOnceAnotherThreadRuns() throws {
-        let result = try runHelper(["scenario", "fork-threads"])
+    @Test func forkIsRefusedOnceAnotherThreadRuns() async throws {
+        let result = try await runHelper(["scenario", "fork-threads"])
         #expect(result.lines.contains("refused unsupported"), "\(result.stdout)\(result.stderr)")
     }
 
-    @Test func forkServerStartMethod() throws {
-        let result = try runHelper(["scenario", "forkserver"])
+    @Test func forkServerStartMethod() async throws {
+        let result = try await runHelper(["scenario", "forkserver"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.lines.contains("forkserver values [1, 4, 9, 16, 25]"))
         #expect(result.lines.contains("forkserver exit 3"))
         #expect(result.lines.contains("forkserver terminated -15"))
     }
 
-    @Test func mainWaitsForNonDaemonChildrenAndStopsDaemons() throws {
+    @Test func mainWaitsForNonDaemonChildrenAndStopsDaemons() async throws {
         let marker = FileManager.default.temporaryDirectory.appendingPathComponent("mp-marker-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         defer { unlink(marker) }
-        let result = try runHelper(["scenario", "nondaemon-exit", marker])
+        let result = try await runHelper(["scenario", "nondaemon-exit", marker])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         // The helper has exited: its exit waited for the child, which made the marker 300 ms after
         // main returned. Without the wait, the marker would not exist yet.
@@ -301,26 +301,15 @@ struct ChildProcessScenarioTests {
     }
 
     @Test("daemon children die when their parent is SIGKILLed", arguments: ["spawn", "forkserver"])
-    func daemonChildrenDieWithAKilledParent(method: String) throws {
-        let process = Foundation.Process()
-        process.executableURL = URL(fileURLWithPath: helperPath)
-        process.arguments = ["scenario", "daemon-orphan", method]
-        let out = Foundation.Pipe()
-        process.standardOutput = out
-        try process.run()
+    func daemonChildrenDieWithAKilledParent(method: String) async throws {
+        let helper = try startHelper(["scenario", "daemon-orphan", method])
         // The first line names the children.
-        var text = ""
-        while !text.contains("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        let pids = text.split(separator: "\n").first?.split(separator: " ").dropFirst().compactMap { Int32($0) } ?? []
+        let pids = try await offThePool { helper.firstLinePIDs() }
         #expect(pids.count == 2)
         #expect(pids.allSatisfy(processIsRunning))
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        helper.signal(SIGKILL)
+        await helper.wait()
         // No orphan remains: the kernel kills each one with its parent.
-        #expect(eventually { pids.allSatisfy { !processIsRunning($0) } })
+        #expect(await eventuallyAsync(within: .seconds(60)) { pids.allSatisfy { !processIsRunning($0) } })
     }
 }

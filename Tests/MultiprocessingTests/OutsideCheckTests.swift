@@ -188,29 +188,18 @@ struct OutsideCheckHostilePeerTests {
     }
 }
 
-/// Runs the helper with `arguments` and returns its output lines and exit status.
-private func runHelper(_ arguments: [String]) throws -> (status: Int32, lines: [String]) {
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: helperPath)
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["SWIFT_BACKTRACE"] = "enable=no"
-    process.environment = environment
-    let out = Foundation.Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init))
+/// Runs the helper with `arguments` and returns its exit status and output lines.
+private func runHelperLines(_ arguments: [String]) async throws -> (status: Int32, lines: [String]) {
+    let output = try await runHelper(arguments)
+    return (output.status, output.lines)
 }
 
 @Suite("OutsideCheckProcesses", .serialized)
 struct OutsideCheckProcessTests {
 
     @Test("with SIGCHLD ignored, join ends and the value arrives, by every start method", arguments: ["spawn", "fork", "forkserver"])
-    func sigchldIgnoredByEveryStartMethod(_ method: String) throws {
-        let (status, lines) = try runHelper(["scenario", "outside-sigchld", method])
+    func sigchldIgnoredByEveryStartMethod(_ method: String) async throws {
+        let (status, lines) = try await runHelperLines(["scenario", "outside-sigchld", method])
         #expect(status == 0, "\(lines)")
         #expect(lines.contains("value 25"), "\(lines)")
         #expect(lines.contains { $0 == "join returned" || $0.hasPrefix("join error systemCall") }, "\(lines)")
@@ -219,15 +208,15 @@ struct OutsideCheckProcessTests {
     }
 
     @Test("with descriptors 0-2 closed in the parent, a child still runs, by every start method", arguments: ["spawn", "fork", "forkserver"])
-    func closedStandardDescriptors(_ method: String) throws {
-        let (status, lines) = try runHelper(["scenario", "outside-closed-stdio", method])
+    func closedStandardDescriptors(_ method: String) async throws {
+        let (status, lines) = try await runHelperLines(["scenario", "outside-closed-stdio", method])
         #expect(status == 0, "\(lines)")
         #expect(lines.contains("value 49"), "\(lines)")
     }
 
     @Test("a fork server SIGKILLed while children start: every start gives a value or a clear error, none hangs, no zombie")
-    func forkServerKilledWhileChildrenStart() throws {
-        let (status, lines) = try runHelper(["scenario", "outside-forkserver-killed-while-starting", "20"])
+    func forkServerKilledWhileChildrenStart() async throws {
+        let (status, lines) = try await runHelperLines(["scenario", "outside-forkserver-killed-while-starting", "20"])
         #expect(status == 0, "\(lines)")
         let report = lines.first { $0.hasPrefix("rounds ") } ?? ""
         let numbers = report.split(separator: " ").compactMap { Int($0) }
@@ -241,46 +230,35 @@ struct OutsideCheckProcessTests {
     }
 
     @Test("a killed parent leaves no orphan or zombie grandchild", arguments: ["spawn", "fork", "forkserver"])
-    func killedParentLeavesNoGrandchildren(_ childMethod: String) throws {
+    func killedParentLeavesNoGrandchildren(_ childMethod: String) async throws {
         var orphans: [String] = []
         for grandchildMethod in ["spawn", "fork", "forkserver"] {
             for kind in ["plain", "daemon", "outlives"] {
                 for signal in [SIGKILL, SIGTERM] {
-                    let process = Foundation.Process()
-                    process.executableURL = URL(fileURLWithPath: helperPath)
-                    process.arguments = ["scenario", "outside-tree", childMethod, grandchildMethod, kind]
-                    let out = Foundation.Pipe()
-                    process.standardOutput = out
-                    process.standardError = FileHandle.nullDevice
-                    try process.run()
-                    var text = ""
-                    while !text.contains("\n") {
-                        let chunk = out.fileHandleForReading.availableData
-                        if chunk.isEmpty { break }
-                        text += String(decoding: chunk, as: UTF8.self)
-                    }
-                    let pids = text.split(separator: "\n").first.map { $0.split(separator: " ").dropFirst().compactMap { Int32($0) } } ?? []
+                    let helper = try startHelper(["scenario", "outside-tree", childMethod, grandchildMethod, kind])
+                    let firstLine = try await offThePool { helper.readLine() }
+                    let family = pids(in: firstLine)
                     let label = "\(childMethod)->\(grandchildMethod) \(kind) \(signal == SIGKILL ? "SIGKILL" : "SIGTERM")"
-                    #expect(pids.count == 2 && pids.allSatisfy { $0 > 0 }, "\(label): \(text)")
-                    guard pids.count == 2 else { process.terminate(); continue }
-                    kill(process.processIdentifier, signal)
-                    let (child, grandchild) = (pids[0], pids[1])
-                    let childGone = eventually(within: .seconds(30)) { !isRunningProcess(child) }
+                    #expect(family.count == 2 && family.allSatisfy { $0 > 0 }, "\(label): \(firstLine ?? "no output")")
+                    guard family.count == 2 else { helper.signal(SIGKILL); await helper.wait(); continue }
+                    helper.signal(signal)
+                    let (child, grandchild) = (family[0], family[1])
+                    let childGone = await eventuallyAsync(within: .seconds(30)) { !isRunningProcess(child) }
                     if kind == "outlives" {
                         #expect(childGone, "\(label): the child outlived its killed parent")
                         // The grandchild opted out: it keeps running, and is ours to kill.
                         #expect(isRunningProcess(grandchild), "\(label): the grandchild that opted out died")
                         kill(grandchild, SIGKILL)
                     } else {
-                        let grandchildGone = eventually(within: .seconds(30)) { !isRunningProcess(grandchild) }
+                        let grandchildGone = await eventuallyAsync(within: .seconds(30)) { !isRunningProcess(grandchild) }
                         if !childGone { orphans.append("\(label): child \(child)"); kill(child, SIGKILL) }
                         if !grandchildGone { orphans.append("\(label): grandchild \(grandchild)"); kill(grandchild, SIGKILL) }
                     }
-                    if !eventually(within: .seconds(30), { !process.isRunning }) {
+                    if await !eventuallyAsync(within: .seconds(30), { !helper.process.isRunning }) {
                         orphans.append("\(label): the parent survived the signal")
-                        kill(process.processIdentifier, SIGKILL)
+                        helper.signal(SIGKILL)
                     }
-                    process.waitUntilExit()
+                    await helper.wait()
                 }
             }
         }

@@ -4,62 +4,9 @@ import TestHarness
 import Multiprocessing
 import TestSupport
 
-/// Runs the helper as a parent with extra environment (the crash backtracer off, so that a child
-/// that traps ends at once instead of holding stdout while a backtrace is written).
-private struct HelperOutput {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
-}
-
-private func runHelperQuietly(_ arguments: [String]) throws -> HelperOutput {
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: helperPath)
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["SWIFT_BACKTRACE"] = "enable=no"
-    process.environment = environment
-    let out = Foundation.Pipe()
-    let err = FileManager.default.temporaryDirectory.appendingPathComponent("mp-helper-err-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: err) }
-    let errHandle = try FileHandle(forWritingTo: err)
-    process.standardOutput = out
-    process.standardError = errHandle
-    try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    try errHandle.close()
-    let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-    return HelperOutput(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: stderr)
-}
-
-/// Starts the helper in a scenario that prints lines and then waits to be killed; returns the
-/// process and the first `lines` lines it printed.
-private func startWaitingHelper(_ arguments: [String], lines count: Int) throws -> (Foundation.Process, [String]) {
-    let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: helperPath)
-    process.arguments = arguments
-    let out = Foundation.Pipe()
-    process.standardOutput = out
-    try process.run()
-    var text = ""
-    while text.filter({ $0 == "\n" }).count < count {
-        let chunk = out.fileHandleForReading.availableData
-        if chunk.isEmpty { break }
-        text += String(decoding: chunk, as: UTF8.self)
-    }
-    return (process, text.split(separator: "\n").map(String.init))
-}
-
 /// The blocking twin of join, called from a synchronous context (an async test would pick the async one).
 private func blockingJoin(_ child: some ProcessHandle, _ timeout: Duration) throws {
     try child.join(timeout: timeout)
-}
-
-private func pids(in line: String?) -> [Int32] {
-    (line ?? "").split(separator: " ").dropFirst().compactMap { Int32($0) }
 }
 
 @Suite("Process correctness", .serialized)
@@ -68,8 +15,8 @@ struct ProcessCorrectnessTests {
     // Item 1: a .fork child's main thread inherited the monitor thread's thread-local state, so
     // its Mutexes recorded a thread id that is not its own and traps followed.
     @Test("a .fork child that starts children of its own never traps", arguments: ["spawn", "forkserver", "fork"])
-    func forkChildStartsGrandchildren(method: String) throws {
-        let result = try runHelperQuietly(["scenario", "fork-grandchildren", method, "200"])
+    func forkChildStartsGrandchildren(method: String) async throws {
+        let result = try await runHelper(["scenario", "fork-grandchildren", method, "200"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.lines.contains("grandchildren \(method) rounds 200 failures 0"), "\(result.stdout)\(result.stderr.suffix(2000))")
     }
@@ -77,8 +24,8 @@ struct ProcessCorrectnessTests {
 
     // Item 3: the fork server's children are the parent's own, so a dead server takes nothing
     // with it; the dead server is reaped, and the next start gets a new one.
-    @Test func aDeadForkServerLeavesItsChildrenAliveAndReachable() throws {
-        let result = try runHelperQuietly(["scenario", "forkserver-dies"])
+    @Test func aDeadForkServerLeavesItsChildrenAliveAndReachable() async throws {
+        let result = try await runHelper(["scenario", "forkserver-dies"])
         let all = "\(result.stdout)\(result.stderr)"
         #expect(result.status == 0, "\(all)")
         #expect(result.lines.contains("server count 1"), "\(all)")
@@ -110,20 +57,21 @@ struct ProcessCorrectnessTests {
 
     // Item 4: non-daemon children receive SIGTERM when their parent is SIGKILLed, by every start
     // method; a child started with outlivesParent keeps running.
-    @Test func nonDaemonChildrenDieWithAKilledParentUnlessTheyOptOut() throws {
-        let (process, lines) = try startWaitingHelper(["scenario", "orphans"], lines: 2)
+    @Test func nonDaemonChildrenDieWithAKilledParentUnlessTheyOptOut() async throws {
+        let helper = try startHelper(["scenario", "orphans"])
+        let lines = try await offThePool { helper.readLines(2) }
         let children = pids(in: lines.first { $0.hasPrefix("pids ") })
         let survivor = pids(in: lines.first { $0.hasPrefix("survivor ") })
         defer { for pid in survivor { kill(pid, SIGKILL) } }
         #expect(children.count == 3, "\(lines)")
         #expect(survivor.count == 1, "\(lines)")
         #expect(children.allSatisfy(processIsRunning))
-        kill(process.processIdentifier, SIGKILL)
-        // (Not waitUntilExit yet: Foundation waits for the output pipe too, which the survivor holds.)
-        #expect(eventually(within: .seconds(30)) { children.allSatisfy { !processIsRunning($0) } }, "orphans left: \(children.filter(processIsRunning))")
+        helper.signal(SIGKILL)
+        // (Not wait() yet: Foundation waits for the output pipe too, which the survivor holds.)
+        #expect(await eventuallyAsync(within: .seconds(60)) { children.allSatisfy { !processIsRunning($0) } }, "orphans left: \(children.filter(processIsRunning))")
         #expect(survivor.allSatisfy(processIsRunning))
         for pid in survivor { kill(pid, SIGKILL) }
-        process.waitUntilExit()
+        await helper.wait()
     }
 
     // Item 5: a daemon may not have children (as in Python): they would be orphaned when it is killed.
@@ -150,8 +98,8 @@ struct ProcessCorrectnessTests {
     }
 
     // Item 6: a failed start closed nothing of the parent's socket.
-    @Test func failedStartsLeakNoDescriptor() throws {
-        let result = try runHelperQuietly(["scenario", "failed-starts"])
+    @Test func failedStartsLeakNoDescriptor() async throws {
+        let result = try await runHelper(["scenario", "failed-starts"])
         let line = result.lines.first { $0.hasPrefix("refused ") } ?? ""
         let numbers = line.split(separator: " ").compactMap { Int($0) }
         #expect(numbers.count == 3, "\(result.stdout)\(result.stderr)")
@@ -162,8 +110,8 @@ struct ProcessCorrectnessTests {
     }
 
     // Item 6: with SIGCHLD ignored, waitpid says ECHILD; the monitor used to retry forever.
-    @Test func joinWithSIGCHLDIgnoredEndsWithAClearError() throws {
-        let result = try runHelperQuietly(["scenario", "sigchld-ignored"])
+    @Test func joinWithSIGCHLDIgnoredEndsWithAClearError() async throws {
+        let result = try await runHelper(["scenario", "sigchld-ignored"])
         let all = "\(result.stdout)\(result.stderr)"
         #expect(result.status == 0, "\(all)")
         #expect(result.lines.contains("join error systemCall \(ECHILD)"), "\(all)")

@@ -88,10 +88,12 @@ public func openDescriptorCount() -> Int {
     return count - 1 // the directory's own descriptor
 }
 
-/// Polls `condition` every millisecond for up to `seconds`.
+/// Polls `condition` every millisecond for up to `seconds` of the clock (not a count of rounds:
+/// a condition that scans /proc can take milliseconds itself on a loaded machine).
 public func pollUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-    let rounds = Int(seconds * 1000)
-    for _ in 0..<rounds {
+    let clock = ContinuousClock()
+    let deadline = clock.now + .milliseconds(Int(seconds * 1000))
+    while clock.now < deadline {
         if condition() { return true }
         usleep(1000)
     }

@@ -124,6 +124,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
     default:
         if try runProcessCorrectnessScenario(name, rest) { return }
         if try runOutsideCheckScenario(name, rest) { return }
+        if try runProcessLeftoverScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
     }

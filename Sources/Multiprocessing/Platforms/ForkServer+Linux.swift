@@ -8,10 +8,16 @@ import SystemPackage
 /// The server reports no exits: its children are the parent's own (it makes them with
 /// `clone(CLONE_PARENT)`), so the parent reaps them, signals them through their pidfds, and they
 /// live on if the server dies.
+///
+/// Each child reports its own pid (`started`), first thing after the clone and on its copy of the
+/// control socket, and only then closes that copy. A server killed right after a clone therefore
+/// loses nothing: the child it made still tells the parent who it is. And the end of the control
+/// socket, which the parent sees only once the server and every child holding a copy have closed
+/// it, comes after every child's report: the starts still unanswered then made no child.
 internal enum ForkServerMessage: Equatable {
     /// Parent → server: make a child for this record; the child's socket travels with the message.
     case fork(recordID: UInt64, daemon: Bool, outlivesParent: Bool)
-    /// Server → parent: the child is running with this pid.
+    /// Child → parent (on the control socket): the child of this record is running with this pid.
     case started(recordID: UInt64, pid: Int32)
     /// Server → parent: the clone failed with this errno.
     case failed(recordID: UInt64, errno: Int32)
@@ -68,7 +74,6 @@ internal struct ForkServerLink: Sendable {
     let pid: Int32
     /// For killing the server once it is lost, without a pid that could have been reused. -1 if none.
     let pidfd: Int32
-    var pending: [UInt64: StartReply] = [:]
 
     /// Spawns the fork server: the configuration's executable (this one, usually), re-executed, which
     /// the library turns into a single-threaded server before its `main` or any thread runs. Called
@@ -118,21 +123,30 @@ internal struct ForkServerLink: Sendable {
         }
     }
 
-    /// The next message, or nil when none is waiting. Throws when the server has gone.
-    func receive() throws -> ForkServerMessage? {
+    enum Received {
+        case message(ForkServerMessage)
+        /// Nothing is waiting.
+        case nothing
+        /// The end of the control socket: the server and every child it made have closed it.
+        case end
+    }
+
+    /// The next message, if one is waiting. Throws when the socket breaks or carries garbage.
+    func receive() throws -> Received {
         var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
         let n: Int
         do {
             n = try buffer.withUnsafeMutableBytes { (raw) throws(Errno) -> Int in try system_read(socket, raw) }
         } catch let error as Errno {
-            if error == .wouldBlock { return nil }
+            if error == .wouldBlock { return .nothing }
+            if error == .connectionReset { return .end }
             throw MultiprocessingError.system("reading from the fork server", error)
         }
-        guard n > 0 else { throw MultiprocessingError(.childDied, "The fork server exited.") }
+        guard n > 0 else { return .end }
         guard let message = ForkServerMessage(buffer.prefix(n)) else {
             throw MultiprocessingError(.malformedFrame, "The fork server sent a message that is not one.")
         }
-        return message
+        return .message(message)
     }
 }
 
@@ -175,6 +189,9 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
             continue
         }
         if pid == 0 {
+            // The child reports itself, before anything else and before it lets go of the control
+            // socket: the server may be killed at any moment from now on (see ForkServerMessage).
+            send(.started(recordID: recordID, pid: system_getpid()))
             system_close(control)
             // Up before a second thread exists (see the `.fork` case in ProcessMonitor.handle).
             let moved = system_moveDescriptorHigh(socket)
@@ -183,7 +200,6 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
             }
         }
         system_close(socket)
-        send(.started(recordID: recordID, pid: pid))
     }
 }
 #endif

@@ -33,6 +33,11 @@ internal final class ProcessMonitor: Sendable {
         var records: [UInt64: ChildRecord] = [:]
         /// One fork server per program and environment, started on first use.
         var forkServers: [ForkServerKey: ForkServerLink] = [:]
+        /// Servers that died or were killed, whose control sockets are read until their end: a
+        /// child made just before the server's death still reports its pid there.
+        var retiredServers: [ForkServerLink] = []
+        /// The fork-server starts not yet answered, by record id, with the pid of the server asked.
+        var pendingStarts: [UInt64: (server: Int32, reply: StartReply)] = [:]
         var nextRecordID: UInt64 = 1
     }
 
@@ -94,34 +99,43 @@ internal final class ProcessMonitor: Sendable {
                 system_close(link.socket)
                 if link.pidfd >= 0 { system_close(link.pidfd) }
             }
+            for link in state.retiredServers { system_close(link.socket) }
             state = State()
         }
     }
 
     // MARK: the thread
 
+    /// What a descriptor in the monitor's poll set belongs to.
+    private enum Source {
+        case requests
+        case forkServer(ForkServerLink)
+        case pidfd(ChildRecord)
+        case outcome(ChildRecord)
+    }
+
     private func loop() -> Never {
         var pollSet: [pollfd] = []
-        var tokens: [(ChildRecord?, isPidfd: Bool, server: ForkServerKey?)] = []
+        var sources: [Source] = []
         while true {
             pollSet.removeAll(keepingCapacity: true)
-            tokens.removeAll(keepingCapacity: true)
+            sources.removeAll(keepingCapacity: true)
             state.withLock { state in
                 pollSet.append(pollfd(fd: state.wakeFD, events: Int16(POLLIN), revents: 0))
-                tokens.append((nil, false, nil))
-                for link in state.forkServers.values {
+                sources.append(.requests)
+                for link in Array(state.forkServers.values) + state.retiredServers {
                     pollSet.append(pollfd(fd: link.socket, events: Int16(POLLIN), revents: 0))
-                    tokens.append((nil, true, link.key))
+                    sources.append(.forkServer(link))
                 }
                 for record in state.records.values {
                     record.state.withLock { r in
                         if r.pidfd >= 0 && !r.ended {
                             pollSet.append(pollfd(fd: r.pidfd, events: Int16(POLLIN), revents: 0))
-                            tokens.append((record, true, nil))
+                            sources.append(.pidfd(record))
                         }
                         if r.socket >= 0 {
                             pollSet.append(pollfd(fd: r.socket, events: Int16(POLLIN), revents: 0))
-                            tokens.append((record, false, nil))
+                            sources.append(.outcome(record))
                         }
                     }
                 }
@@ -129,12 +143,11 @@ internal final class ProcessMonitor: Sendable {
             let ready = Glibc.poll(&pollSet, nfds_t(pollSet.count), -1)
             if ready <= 0 { continue }
             for (index, entry) in pollSet.enumerated() where entry.revents != 0 {
-                let (record, isPidfd, server) = tokens[index]
-                if let record {
-                    if isPidfd { reap(record, block: false) } else { readOutcome(record) }
-                } else if let server {
-                    forkServerReadable(server)
-                } else {
+                switch sources[index] {
+                case .pidfd(let record): reap(record, block: false)
+                case .outcome(let record): readOutcome(record)
+                case .forkServer(let link): forkServerReadable(link)
+                case .requests:
                     system_eventfdDrain(entry.fd)
                     let requests = state.withLock { state in
                         defer { state.requests = [] }
@@ -184,11 +197,12 @@ internal final class ProcessMonitor: Sendable {
                 } catch let error as MultiprocessingError where error.underlyingErrno == .brokenPipe || error.underlyingErrno == .connectionReset {
                     // The server died a moment ago and its closed socket is not yet seen: reap it
                     // and ask a new one.
-                    forkServerLost(link, error: error)
+                    retire(link)
                     link = try forkServerLink(key)
                     try link.requestChild(recordID: record.id, daemon: record.daemon, outlivesParent: record.outlivesParent, socket: childSocket)
                 }
-                state.withLock { $0.forkServers[key]?.pending[record.id] = reply }
+                let server = link.pid
+                state.withLock { $0.pendingStarts[record.id] = (server, reply) }
             } catch let error as MultiprocessingError {
                 abandon(record)
                 reply.complete(.failure(error))
@@ -295,54 +309,74 @@ internal final class ProcessMonitor: Sendable {
         return link
     }
 
-    private func forkServerReadable(_ key: ForkServerKey) {
-        guard let link = state.withLock({ $0.forkServers[key] }) else { return }
+    /// Reads what arrived on a fork server's control socket: the reports of children (from the
+    /// children themselves), failed clones, or the socket's end.
+    private func forkServerReadable(_ link: ForkServerLink) {
         while true {
-            let message: ForkServerMessage?
+            let received: ForkServerLink.Received
             do {
-                message = try link.receive()
+                received = try link.receive()
             } catch {
-                // The server is gone: every child it had not reported becomes a child that died unseen.
-                forkServerLost(link, error: error)
+                // A broken server: stop it, and read on until the end of its socket.
+                retire(link)
                 return
             }
-            guard let message else { return }
-            switch message {
-            case .started(let recordID, let pid):
-                let reply = state.withLock { $0.forkServers[key]?.pending.removeValue(forKey: recordID) }
+            switch received {
+            case .nothing:
+                return
+            case .end:
+                forkServerEnded(link)
+                return
+            case .message(.started(let recordID, let pid)):
+                let reply = state.withLock { $0.pendingStarts.removeValue(forKey: recordID)?.reply }
                 guard let record = state.withLock({ $0.records[recordID] }) else { continue }
                 adopt(record, pid: pid)
                 reply?.complete(.success(pid))
-            case .failed(let recordID, let errno):
-                let reply = state.withLock { $0.forkServers[key]?.pending.removeValue(forKey: recordID) }
+            case .message(.failed(let recordID, let errno)):
+                let reply = state.withLock { $0.pendingStarts.removeValue(forKey: recordID)?.reply }
                 if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
                 reply?.complete(.failure(.system("clone in the fork server", Errno(rawValue: errno))))
-            case .fork:
-                continue // a request, never sent by the server
+            case .message(.fork):
+                continue // a request, never sent to the parent
             }
         }
     }
 
-    /// The server died or broke. Its children are ours and live on; only the starts it had not
-    /// answered fail. The server is killed (if it still runs) and reaped, so that it leaves no
-    /// zombie, and the next `.forkServer` start starts a new one.
-    private func forkServerLost(_ link: ForkServerLink, error: any Error) {
-        // Once per server: a link already dropped was closed and reaped then.
-        guard let pending = state.withLock({ state -> [UInt64: StartReply]? in
-            guard let current = state.forkServers[link.key], current.pid == link.pid else { return nil }
+    /// The server died or broke: the next `.forkServer` start starts a new one. It is killed (if it
+    /// still runs) and reaped, so that it leaves no zombie. Its children are ours and live on;
+    /// its control socket stays open until its end, for the reports of children made just before.
+    private func retire(_ link: ForkServerLink) {
+        // Once per server: a link already retired was killed and reaped then.
+        let current = state.withLock { state -> Bool in
+            guard let current = state.forkServers[link.key], current.pid == link.pid else { return false }
             state.forkServers[link.key] = nil
-            return current.pending
-        }) else { return }
-        system_close(link.socket)
+            state.retiredServers.append(link)
+            return true
+        }
+        guard current else { return }
         // Through the pidfd: with SIGCHLD ignored the server may be reaped already and its pid reused.
         if link.pidfd >= 0 {
             _ = try? system_pidfdSendSignal(link.pidfd, Signal.kill.rawValue)
             system_close(link.pidfd)
         }
         _ = try? system_waitpid(link.pid, block: true)
+    }
+
+    /// The end of a server's control socket. Every child the server made has reported by now
+    /// (each reports before it closes its copy), so the starts still unanswered made no child:
+    /// they fail.
+    private func forkServerEnded(_ link: ForkServerLink) {
+        retire(link)
+        let pending = state.withLock { state -> [(UInt64, StartReply)] in
+            state.retiredServers.removeAll { $0.socket == link.socket && $0.pid == link.pid }
+            let mine = state.pendingStarts.filter { $0.value.server == link.pid }
+            for id in mine.keys { state.pendingStarts[id] = nil }
+            return mine.map { ($0.key, $0.value.reply) }
+        }
+        system_close(link.socket)
         for (recordID, reply) in pending {
             if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
-            reply.complete(.failure(MultiprocessingError(.childStartFailed, "The fork server exited before it started the child: \(error)")))
+            reply.complete(.failure(MultiprocessingError(.childStartFailed, "The fork server exited before it started the child.")))
         }
     }
 }

@@ -200,6 +200,9 @@ internal func system_getenv(_ name: String) -> String? {
 
 internal func system_unsetenv(_ name: String) { unsetenv(name) }
 
+/// `setenv(3)`, replacing a value already set. Only while no other thread may read the environment.
+internal func system_setenv(_ name: String, _ value: String) { setenv(name, value, 1) }
+
 internal func system_writeStderr(_ text: String) {
     var bytes = Array(text.utf8)
     bytes.withUnsafeMutableBytes { buffer in

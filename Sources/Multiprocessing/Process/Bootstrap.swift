@@ -169,11 +169,19 @@ internal enum ChildRuntime {
     }
 
     /// In a child made by `fork()`: runs `body` on this, the only thread, and exits without running
-    /// the parent's exit handlers or flushing the parent's buffers twice.
+    /// the parent's exit handlers or flushing the parent's buffers twice. `closing`: the parent's
+    /// descriptors of this child's socket that the fork copied. `environment`: the configuration's
+    /// entries ("NAME=value"), set here with `setenv` (safe: no other thread of the child runs yet).
     static func runForked(socket received: Int32, parentPID parent: Int32, name: String, daemon: Bool, outlivesParent: Bool,
+                          closing: [Int32], environment: [String],
                           _ body: @escaping @Sendable () async -> ChildOutcome) -> Never {
         parkedThreadCount.store(1, ordering: .relaxed)
         ProcessMonitor.shared.resetAfterFork()
+        for fd in closing { system_close(fd) }
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            system_setenv(String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+        }
         armParentDeath(parent, daemon: daemon, outlivesParent: outlivesParent)
         let socket = system_moveDescriptorHigh(received)
         CurrentProcess.identity.withLock { identity in

@@ -229,7 +229,11 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
                 record.closeSocket()
                 throw MultiprocessingError(.unsupported, "Refusing to fork \(name): this process runs \(threads) threads, and a forked child of a multi-threaded process can hang on a lock another thread held. Use the .spawn or .forkServer start method.")
             }
-            let body = forkBody(name: name, daemon: daemon, outlivesParent: outlivesParent)
+            // The child closes this thread's duplicate of the parent's end (the monitor's own copy
+            // goes in resetAfterFork), as a spawned child has nothing of its parent's, and sets its
+            // configuration's environment before its task runs.
+            let body = forkBody(name: name, daemon: daemon, outlivesParent: outlivesParent,
+                                closing: writer.map { [$0] } ?? [], environment: configuration.environmentEntries)
             try submit(.fork(record, childSocket: childEnd, body: body, reply), record)
         }
         _ = try reply.wait()
@@ -259,7 +263,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
     }
 
-    private func forkBody(name: String, daemon: Bool, outlivesParent: Bool) -> @Sendable (Int32) -> Never {
+    private func forkBody(name: String, daemon: Bool, outlivesParent: Bool, closing: [Int32], environment: [String]) -> @Sendable (Int32) -> Never {
         let run: @Sendable () async -> ChildOutcome
         switch payload {
         case .task(_, _, _, let forked): run = forked
@@ -267,7 +271,8 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
         let parent = system_getpid()
         return { socket in
-            ChildRuntime.runForked(socket: socket, parentPID: parent, name: name, daemon: daemon, outlivesParent: outlivesParent, run)
+            ChildRuntime.runForked(socket: socket, parentPID: parent, name: name, daemon: daemon, outlivesParent: outlivesParent,
+                                   closing: closing, environment: environment, run)
         }
     }
 

@@ -52,8 +52,9 @@ public struct ChildProcessConfiguration: Sendable, Hashable {
     /// of the same name, without touching this process's own environment. Prefer this to `setenv`:
     /// changing the environment is not safe while other threads may read it.
     ///
-    /// A `.fork` child is a copy of this process and keeps its environment as it is. The
-    /// `SWIFT_MULTIPROCESSING_` prefix is the library's own and cannot be set.
+    /// A `.fork` child, a copy of this process, sets these variables with `setenv` in the child,
+    /// before its task runs and before it has a second thread; this process's environment stays
+    /// as it was. The `SWIFT_MULTIPROCESSING_` prefix is the library's own and cannot be set.
     public var environment: [String: String]
 
     /// A configuration; every argument defaults to this process's normal choice, not to ``default``.
