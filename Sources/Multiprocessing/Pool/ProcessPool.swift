@@ -262,15 +262,7 @@ public final class ProcessPool: Sendable {
                                _ body: (ProcessPool) async throws -> R) async throws -> R {
         let pool = try ProcessPool(workers: workers, configuration: configuration, initializer: initializer, recycling: recycling,
                                    onWorkerDeath: onWorkerDeath, taskTimeout: taskTimeout)
-        do {
-            let result = try await body(pool)
-            pool.close()
-            try await pool.join()
-            return result
-        } catch {
-            pool.terminate()
-            throw error
-        }
+        return try await pool.scoped(body)
     }
 }
 

@@ -23,6 +23,22 @@ public protocol WorkerPool: AnyObject, Sendable {
 
 extension ProcessPool: WorkerPool {}
 
+extension WorkerPool {
+    /// Runs `body` with this pool, then closes and joins it; terminates it when `body` throws (the
+    /// scoped `with` of both pools).
+    internal func scoped<R>(_ body: (Self) async throws -> R) async throws -> R {
+        do {
+            let result = try await body(self)
+            close()
+            try await join()
+            return result
+        } catch {
+            terminate()
+            throw error
+        }
+    }
+}
+
 /// Python's `multiprocessing.pool.ThreadPool` and `ThreadPoolExecutor`: the same API as
 /// ``ProcessPool``, with threads of this process as workers.
 ///
@@ -291,14 +307,6 @@ public final class ThreadPool: WorkerPool {
     /// Runs `body` with a new thread pool, then closes and joins it; terminates it when `body` throws.
     public static func with<R>(workers: Int = cpuCount(), initializer: (any ProcessTask)? = nil, _ body: (ThreadPool) async throws -> R) async throws -> R {
         let pool = try ThreadPool(workers: workers, initializer: initializer)
-        do {
-            let result = try await body(pool)
-            pool.close()
-            try await pool.join()
-            return result
-        } catch {
-            pool.terminate()
-            throw error
-        }
+        return try await pool.scoped(body)
     }
 }
