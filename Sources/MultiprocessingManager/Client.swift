@@ -50,7 +50,7 @@ internal final class ManagerClient: Sendable {
         var presence: FrameSocket?
     }
     // Locked, not Mutex: a hundred threads of one client process take and return connections
-    // here at once (see ManagerPlatform.PlainMutex).
+    // here at once (see ThreadMonitor).
     private let pool = Locked(Pool())
 
     private init(address: ManagerAddress, key: AuthKey) {

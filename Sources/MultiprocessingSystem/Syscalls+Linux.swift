@@ -51,11 +51,24 @@ public import SystemPackage
     try valueOrErrno { Glibc.write(fd, buffer.baseAddress, buffer.count) }
 }
 
-/// Writes all of `buffer`, looping over short writes.
-@inlinable package func system_writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
+/// Writes all of `buffer`, looping over short writes and retrying `EINTR`: the package's one
+/// write-everything loop (the core's frames, the manager's sockets, mpcp's output).
+///
+/// - Parameters:
+///   - socket: send with `MSG_NOSIGNAL` (`send(2)`), so that a peer that closed its end is
+///     `EPIPE` instead of a `SIGPIPE` that kills the process. `fd` must be a socket then.
+/// - Throws: the `Errno` of `write(2)` or `send(2)`; `EIO` when a call accepts no byte of a
+///   non-empty rest (returns 0), which would otherwise repeat the same call for ever.
+@inlinable package func system_writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer, socket: Bool = false) throws(Errno) {
+    guard let base = buffer.baseAddress else { return }
     var offset = 0
     while offset < buffer.count {
-        offset += try system_write(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+        let n = try valueOrErrno {
+            socket ? Glibc.send(fd, base + offset, buffer.count - offset, CInt(MSG_NOSIGNAL))
+                   : Glibc.write(fd, base + offset, buffer.count - offset)
+        }
+        if n == 0 { throw Errno.ioError }
+        offset += n
     }
 }
 
@@ -161,10 +174,10 @@ public import SystemPackage
     Int(cmp_futex_wake(word, count, shared))
 }
 
-@inlinable package func system_atomicLoad(_ word: UnsafeMutablePointer<UInt32>) -> UInt32 { cmp_atomic_load_u32(word) }
+@inlinable package func system_atomicLoad(_ word: UnsafeMutablePointer<UInt32>) -> UInt32 { cmp_atomic_load32(word) }
 /// Adds `delta` atomically and returns the previous value.
-@inlinable package func system_atomicAdd(_ word: UnsafeMutablePointer<UInt32>, _ delta: UInt32) -> UInt32 { cmp_atomic_fetch_add_u32(word, delta) }
-@inlinable package func system_atomicStore(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32) { cmp_atomic_store_u32(word, value) }
+@inlinable package func system_atomicAdd(_ word: UnsafeMutablePointer<UInt32>, _ delta: UInt32) -> UInt32 { cmp_atomic_add32(word, delta) }
+@inlinable package func system_atomicStore(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32) { cmp_atomic_store32(word, value) }
 
 // MARK: processes
 

@@ -285,49 +285,6 @@ public import SystemPackage
     cmp_fnmatch(pattern, name, pathname, false) == 0
 }
 
-// MARK: threads
-
-/// A pthread mutex and condition variable: workers sleep here until there is work.
-package final class Monitor: @unchecked Sendable {
-    // Heap-allocated because pthread objects must not move.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let condition: UnsafeMutablePointer<pthread_cond_t>
-
-    package init() {
-        mutex = .allocate(capacity: 1)
-        condition = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        condition.deallocate()
-    }
-
-    package func lock() { pthread_mutex_lock(mutex) }
-    package func unlock() { pthread_mutex_unlock(mutex) }
-    /// Waits with the lock held; returns with it held again.
-    package func wait() { pthread_cond_wait(condition, mutex) }
-    /// Waits up to `nanoseconds`.
-    package func wait(nanoseconds: Int64) {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let total = Int64(now.tv_nsec) + nanoseconds
-        var until = timespec(tv_sec: now.tv_sec + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
-        pthread_cond_timedwait(condition, mutex, &until)
-    }
-    package func signal() { pthread_cond_signal(condition) }
-    package func broadcast() { pthread_cond_broadcast(condition) }
-    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body()
-    }
-}
-
 #endif
 
 #if os(Linux)

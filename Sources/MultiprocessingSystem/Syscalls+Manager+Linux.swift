@@ -151,20 +151,6 @@ package enum ManagerPlatform {
     /// Gives the processor to another runnable thread, if there is one.
     package static func yield() { _ = sched_yield() }
 
-    /// Writes all of `buffer`, blocking; never raises SIGPIPE (a closed peer is `EPIPE`).
-    package static func writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
-        var done = 0
-        while done < buffer.count {
-            let n = Glibc.send(fd, buffer.baseAddress.map { $0 + done }, buffer.count - done, CInt(MSG_NOSIGNAL))
-            if n < 0 {
-                let error = Errno(rawValue: Glibc.errno)
-                if error == .interrupted { continue }
-                throw error
-            }
-            done += n
-        }
-    }
-
     /// Shuts both directions of a socket down: a thread blocked reading it wakes with end of stream.
     package static func shutdown(_ fd: CInt) { system_shutdown(fd) }
 
@@ -255,35 +241,6 @@ package enum ManagerPlatform {
         let fields = String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: " ")
         guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
         return pages * Int(sysconf(CInt(_SC_PAGESIZE)))
-    }
-
-    // MARK: locks
-
-    /// A plain process-private pthread mutex. Unlike `Synchronization.Mutex` on Linux (a
-    /// priority-inheritance futex, which hands the lock to a sleeping waiter on every contended
-    /// release), it lets a running thread take a just-released lock: with more busy threads than
-    /// cores, hand-off convoys cut a manager server's throughput by five.
-    package final class PlainMutex: @unchecked Sendable {
-        // @unchecked: the pthread mutex is the synchronization.
-        private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-        /// A new, unlocked mutex.
-        package init() {
-            mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-            mutex.initialize(to: pthread_mutex_t())
-            pthread_mutex_init(mutex, nil)
-        }
-
-        deinit {
-            pthread_mutex_destroy(mutex)
-            mutex.deallocate()
-        }
-
-        /// Takes the lock.
-        package func lock() { pthread_mutex_lock(mutex) }
-
-        /// Releases the lock.
-        package func unlock() { pthread_mutex_unlock(mutex) }
     }
 
     // MARK: futex waits

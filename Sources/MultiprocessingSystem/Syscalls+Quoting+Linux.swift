@@ -18,3 +18,7 @@ public import Glibc
     printable = flag != 0
     return length
 }
+
+/// `setlocale(LC_CTYPE, "")`: the character classes of the locale the environment names
+/// (`LC_ALL`, `LC_CTYPE`, `LANG`), as GNU tools take them.
+package func system_setCharacterLocaleFromEnvironment() { _ = setlocale(LC_CTYPE, "") }

@@ -1,5 +1,4 @@
 import CMultiprocessing
-import Glibc
 import Synchronization
 import SystemPackage
 import MultiprocessingSystem

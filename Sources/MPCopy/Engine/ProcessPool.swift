@@ -1,4 +1,3 @@
-import Glibc
 import Multiprocessing
 import Synchronization
 import SystemPackage
@@ -23,8 +22,8 @@ internal struct CopyWorkerTask: ProcessTask {
     func run() throws {
         // The terminal's Ctrl-C (and its hang-up) reaches the whole process group: the parent
         // decides what stops, and tells this child through the cancel queue.
-        system_ignoreSignal(SIGINT)
-        system_ignoreSignal(SIGHUP)
+        system_ignoreSignal(systemSigInt)
+        system_ignoreSignal(systemSigHup)
         let performer = Performer(options: options)
         performer.resolver.register(roots)
         let cancel = self.cancel

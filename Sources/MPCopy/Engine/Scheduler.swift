@@ -1,4 +1,3 @@
-import Glibc
 import SystemPackage
 import MultiprocessingSystem
 
@@ -10,7 +9,7 @@ import MultiprocessingSystem
 /// process worker's feeder thread does the same on behalf of its child.
 internal final class Scheduler: @unchecked Sendable {
     // Everything below is guarded by `monitor`.
-    private let monitor = Monitor()
+    private let monitor = ThreadMonitor()
     private let options: CopyOptions
     private let performer: Performer
     private let events: (@Sendable (CopyEvent) -> Void)?

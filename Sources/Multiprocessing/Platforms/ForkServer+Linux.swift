@@ -1,5 +1,4 @@
 #if os(Linux)
-import Glibc
 import SystemPackage
 import MultiprocessingSystem
 
@@ -164,8 +163,7 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
     }
 
     while true {
-        var pollSet = [pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
-        if Glibc.poll(&pollSet, 1, -1) <= 0 { continue }
+        if ((try? system_poll(control, events: systemPollIn, timeoutMilliseconds: -1)) ?? 0) == 0 { continue }
 
         var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
         let received = try? buffer.withUnsafeMutableBytes { raw in
