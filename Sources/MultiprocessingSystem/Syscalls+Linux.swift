@@ -146,10 +146,6 @@ public import SystemPackage
     try negatedErrno { cmp_memfd_create(name, true) }
 }
 
-@inlinable package func system_ftruncate(_ fd: CInt, _ size: Int) throws(Errno) {
-    _ = try valueOrErrno { Glibc.ftruncate(fd, off_t(size)) }
-}
-
 @inlinable package func system_mmapShared(_ fd: CInt, size: Int) throws(Errno) -> UnsafeMutableRawPointer {
     guard let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
         throw Errno(rawValue: Glibc.errno)

@@ -320,10 +320,3 @@ extension String {
     }
 }
 #endif
-
-#if os(Linux)
-// MARK: worker processes
-
-/// Ignores `signal` in this process (a worker child leaves Ctrl-C to its parent).
-@inlinable package func system_ignoreSignal(_ signal: CInt) { Glibc.signal(signal, SIG_IGN) }
-#endif

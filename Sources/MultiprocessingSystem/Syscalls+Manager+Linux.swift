@@ -138,13 +138,10 @@ package enum ManagerPlatform {
     /// Reads what is there without waiting: nil when nothing is (`EAGAIN`), 0 at the end of the
     /// stream. `MSG_DONTWAIT` leaves the socket itself in blocking mode.
     package static func readNow(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
-        while true {
-            let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, CInt(MSG_DONTWAIT))
-            if n >= 0 { return n }
-            let error = Errno(rawValue: Glibc.errno)
-            if error == .interrupted { continue }
-            if error == .resourceTemporarilyUnavailable { return nil }
-            throw error
+        do throws(Errno) {
+            return try system_receiveNonBlocking(fd, buffer)
+        } catch .resourceTemporarilyUnavailable {
+            return nil
         }
     }
 
@@ -231,17 +228,7 @@ package enum ManagerPlatform {
     package static func exitNow(_ code: CInt) -> Never { system__exit(code) }
 
     /// The resident memory of this process, in bytes (from /proc/self/statm).
-    package static func residentBytes() -> Int {
-        let fd = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return 0 }
-        defer { system_close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return 0 }
-        let fields = String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(CInt(_SC_PAGESIZE)))
-    }
+    package static func residentBytes() -> Int { system_residentBytes() }
 
     // MARK: futex waits
 

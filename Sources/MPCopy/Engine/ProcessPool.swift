@@ -22,8 +22,7 @@ internal struct CopyWorkerTask: ProcessTask {
     func run() throws {
         // The terminal's Ctrl-C (and its hang-up) reaches the whole process group: the parent
         // decides what stops, and tells this child through the cancel queue.
-        system_ignoreSignal(systemSigInt)
-        system_ignoreSignal(systemSigHup)
+        system_ignoreInterrupts()
         let performer = Performer(options: options)
         performer.resolver.register(roots)
         let cancel = self.cancel
