@@ -218,15 +218,6 @@ int cmp_o_path(void) { return O_PATH; }
 int cmp_fadvise_sequential(int fd) { return posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) == 0 ? 0 : -EINVAL; }
 #endif
 
-uint32_t cmp_atomic_load_u32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
-void cmp_atomic_store_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
-bool cmp_atomic_cas_u32(uint32_t *word, uint32_t *expected, uint32_t desired) {
-    return __atomic_compare_exchange_n(word, expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-}
-uint32_t cmp_atomic_fetch_add_u32(uint32_t *word, uint32_t delta) {
-    return __atomic_fetch_add(word, delta, __ATOMIC_ACQ_REL);
-}
-
 int cmp_thread_count(void) {
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;

@@ -1,7 +1,7 @@
-import Glibc
 import Multiprocessing
 import Synchronization
 public import SystemPackage
+import MultiprocessingSystem
 
 /// A copy of one or more sources into a destination, planned and checked when created and run once.
 ///
@@ -343,7 +343,7 @@ public final class CopyJob: Sendable {
             do throws(Errno) {
                 fd = try directory.withCName { p throws(Errno) -> CInt in
                     do throws(Errno) { try system_mkdirat(systemATFDCWD, p, 0o700) } catch .fileExists { leftByAKilledRun = true }
-                    return try system_openat(systemATFDCWD, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                    return try system_openat(systemATFDCWD, p, systemORdOnly | systemODirectory | systemONoFollow)
                 }
             } catch {
                 return .inPlace(existed: false) // no staging here; the scan of the target reports what is wrong
@@ -354,7 +354,7 @@ public final class CopyJob: Sendable {
                 let named = try directory.withCName { p throws(Errno) in try system_statx(systemATFDCWD, p, follow: false) }
                 if named.ino == held.ino && named.dev_major == held.dev_major && named.dev_minor == held.dev_minor {
                     // Ours now. A tree a killed run left may hold its unfinished large files.
-                    if leftByAKilledRun, let listing = try? system_openat(fd, ".", O_RDONLY | O_DIRECTORY) {
+                    if leftByAKilledRun, let listing = try? system_openat(fd, ".", systemORdOnly | systemODirectory) {
                         _ = performer.removeTemporaries(under: listing)
                         system_close(listing)
                     }
@@ -412,7 +412,7 @@ public final class CopyJob: Sendable {
         guard let real = system_realpath(source) else { return false }
         let want = rawBytes(real)
         // O_NONBLOCK: a FIFO put under the marker's name must not stop the run.
-        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) })
+        guard let fd = try? marker.withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, systemORdOnly | systemONoFollow | systemONonBlock) })
         else { return false }
         defer { system_close(fd) }
         guard let st = try? system_fstatx(fd), st.mode & modeTypeMask == modeRegular else { return false }
@@ -434,7 +434,7 @@ public final class CopyJob: Sendable {
             // another file that someone put there) goes first, and is never opened or written.
             let fd = try marker.withCName { p throws(Errno) -> CInt in
                 do throws(Errno) { try system_unlinkat(systemATFDCWD, p) } catch .noSuchFileOrDirectory {}
-                return try system_openat(systemATFDCWD, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+                return try system_openat(systemATFDCWD, p, systemOWrOnly | systemOCreate | systemOExcl | systemONoFollow, 0o600)
             }
             defer { system_close(fd) }
             let content = rawBytes(real)
@@ -484,7 +484,7 @@ public final class CopyJob: Sendable {
         let targetDirectory = target.removingLastComponent()
         do throws(Errno) {
             let sdir = try (sourceDirectory.isEmpty ? "." : sourceDirectory).withCName { p throws(Errno) in
-                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+                try system_openat(systemATFDCWD, p, systemOPath | systemODirectory)
             }
             defer { system_close(sdir) }
             let link = try name.withCName { n throws(Errno) in try system_readlinkat(sdir, n) }
@@ -493,7 +493,7 @@ public final class CopyJob: Sendable {
                 return result
             }
             let ddir = try (targetDirectory.isEmpty ? "." : targetDirectory).withCName { p throws(Errno) in
-                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+                try system_openat(systemATFDCWD, p, systemOPath | systemODirectory)
             }
             defer { system_close(ddir) }
             try name.withCName { n throws(Errno) in
@@ -516,7 +516,7 @@ public final class CopyJob: Sendable {
 /// together tell a live process from one that reused its pid; a temporary of a live process
 /// (another run copying into the same tree) stays. Names of any other form stay too.
 private final class LeftoverSweep {
-    private struct Process: Hashable { var pid: pid_t; var start: UInt64 }
+    private struct Process: Hashable { var pid: Int32; var start: UInt64 }
     /// Whether each process seen so far is alive.
     private var alive: [Process: Bool] = [:]
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
@@ -528,7 +528,7 @@ private final class LeftoverSweep {
 
     /// Sweeps `directory`, resolved beneath its root as the copy's own paths are.
     func sweep(_ directory: FilePath, recursive: Bool, _ resolver: Resolver) {
-        guard procWorks, let fd = try? resolver.open(directory, .destination, O_RDONLY | O_DIRECTORY) else { return }
+        guard procWorks, let fd = try? resolver.open(directory, .destination, systemORdOnly | systemODirectory) else { return }
         sweep(fd, recursive: recursive)
         system_close(fd)
     }
@@ -541,7 +541,7 @@ private final class LeftoverSweep {
             if type == 0 /* DT_UNKNOWN */, let st = try? system_statx(fd, name, follow: false) {
                 type = SourceStat(st).isDirectory ? 4 : 8
             }
-            let copy = { Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1)) }
+            let copy = { Array(UnsafeBufferPointer(start: name, count: system_strlen(name) + 1)) }
             if type == 4 /* DT_DIR */ {
                 if recursive { subdirectories.append(copy()) }
             } else if LeftoverSweep.owner(of: name) != nil {
@@ -556,14 +556,14 @@ private final class LeftoverSweep {
         }
         for name in subdirectories {
             name.withUnsafeBufferPointer { n in
-                guard let p = n.baseAddress, let sub = try? system_openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) else { return }
+                guard let p = n.baseAddress, let sub = try? system_openat(fd, p, systemORdOnly | systemODirectory | systemONoFollow) else { return }
                 sweep(sub, recursive: true)
                 system_close(sub)
             }
         }
     }
 
-    private func isAlive(_ pid: pid_t, _ start: UInt64) -> Bool {
+    private func isAlive(_ pid: Int32, _ start: UInt64) -> Bool {
         let key = Process(pid: pid, start: start)
         if let known = alive[key] { return known }
         // An unreadable /proc entry counts as alive: remove only what is surely orphaned.
@@ -574,7 +574,7 @@ private final class LeftoverSweep {
     }
 
     /// The pid and start time in a name `.mpcp-tmp-<hex>-<hex>-<hex>`, or nil for any other name.
-    private static func owner(of name: CName) -> (pid_t, UInt64)? {
+    private static func owner(of name: CName) -> (Int32, UInt64)? {
         let prefix = ".mpcp-tmp-"
         var fields: [UInt64] = [0]
         var digits = 0
@@ -603,7 +603,7 @@ private final class LeftoverSweep {
             fields[fields.count - 1] = fields[fields.count - 1] << 4 | UInt64(value)
         }
         guard fields.count == 3, digits > 0, fields[0] > 0, fields[0] <= UInt64(Int32.max) else { return nil }
-        return (pid_t(fields[0]), fields[1])
+        return (Int32(fields[0]), fields[1])
     }
 }
 
@@ -611,7 +611,7 @@ private final class LeftoverSweep {
 private final class ProgressTicker: Sendable {
     private final class State: Sendable {
         let stopped = Atomic<Bool>(false)
-        let monitor = Monitor()
+        let monitor = ThreadMonitor()
     }
     private let state = State()
     private let thread: OSThread?

@@ -2,8 +2,8 @@
 // inside a sentence, GNU cp's messages with `shell-escape-always`), so that a name with spaces,
 // quotes, a newline or bytes that are not text is visible, unambiguous, and can be pasted back
 // into a shell.
-import Glibc
 public import SystemPackage
+import MultiprocessingSystem
 
 /// One piece of a name: a character shown as it is, or bytes shown as escapes.
 private enum Piece {
@@ -97,7 +97,7 @@ public func shellQuoted(_ path: FilePath, always: Bool = false) -> String {
 
 /// A path's bytes, unchanged (invalid UTF-8 and all), for quoting, JSON and resume markers.
 public func rawBytes(_ path: FilePath) -> [UInt8] {
-    path.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) } }
+    path.withPlatformString { p in Array(UnsafeBufferPointer(start: p, count: system_strlen(p))).map { UInt8(bitPattern: $0) } }
 }
 
 /// Cuts a name into characters, deciding for each what GNU's quoting decides.

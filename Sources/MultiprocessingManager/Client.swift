@@ -1,6 +1,7 @@
 import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// This process's identity towards manager servers: a random id, made anew in a forked child, so
 /// that a server can tell when every connection of one process has gone.
@@ -49,7 +50,7 @@ internal final class ManagerClient: Sendable {
         var presence: FrameSocket?
     }
     // Locked, not Mutex: a hundred threads of one client process take and return connections
-    // here at once (see ManagerPlatform.PlainMutex).
+    // here at once (see ThreadMonitor).
     private let pool = Locked(Pool())
 
     private init(address: ManagerAddress, key: AuthKey) {

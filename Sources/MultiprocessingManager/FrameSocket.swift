@@ -1,5 +1,6 @@
 import Multiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 /// One stream socket of the manager protocol, in blocking mode, with a read buffer.
 ///
@@ -53,7 +54,7 @@ internal final class FrameSocket: @unchecked Sendable {
     internal func write(_ frame: [UInt8]) throws(Errno) {
         var failure: Errno?
         frame.withUnsafeBytes { raw in
-            do throws(Errno) { try ManagerPlatform.writeAll(descriptor, raw) } catch { failure = error }
+            do throws(Errno) { try system_writeAll(descriptor, raw, socket: true) } catch { failure = error }
         }
         if let failure { throw failure }
     }

@@ -1,6 +1,7 @@
 import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// Limits a server applies to every connection.
 public struct ManagerLimits: Sendable, Codable, Hashable {
@@ -274,11 +275,11 @@ internal final class ManagerServer: @unchecked Sendable {
     }
 }
 
-/// A value behind a plain pthread mutex (see `ManagerPlatform.PlainMutex` for why not `Mutex`).
+/// A value behind a plain pthread mutex (see `ThreadMonitor` for why not `Mutex`).
 internal final class Locked<Value>: @unchecked Sendable {
     // @unchecked: `value` is only touched inside `withLock`.
     private var value: Value
-    private let mutex = ManagerPlatform.PlainMutex()
+    private let mutex = ThreadMonitor()
 
     internal init(_ value: Value) { self.value = value }
 

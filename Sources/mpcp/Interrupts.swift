@@ -1,6 +1,6 @@
-import Glibc
 import MPCopy
 import Multiprocessing
+import MultiprocessingSystem
 
 // The command line's signal handling: the engine knows nothing of signals, and is stopped with
 // `CopyJob.cancel()`.
@@ -16,7 +16,7 @@ enum InterruptWatcher {
     /// - Parameter handler: called on the watcher thread with the signal number for the first
     ///   SIGINT, SIGTERM or SIGHUP. A second one ends the process at once.
     static func start(_ handler: @escaping @Sendable (CInt) -> Void) {
-        let signals = [SIGINT, SIGTERM, SIGHUP]
+        let signals = [systemSigInt, systemSigTerm, systemSigHup]
         system_blockSignals(signals)
         // A daemon thread: it must not keep the process alive at exit.
         let thread = OSThread(name: "mpcp-signals", daemon: true) {
@@ -36,7 +36,7 @@ enum InterruptWatcher {
         system_defaultAndUnblock(signal)
         system_raise(signal)
         // Unreachable unless the signal is ignored by force: exit with the shell's convention.
-        exit(128 + signal)
+        system_exit(128 + signal)
     }
 
     /// This process's command line as a shell command that finishes an interrupted copy (for
@@ -47,7 +47,7 @@ enum InterruptWatcher {
         var words: [[UInt8]] = []
         for index in 0..<Int(CommandLine.argc) {
             guard let p = CommandLine.unsafeArgv[index] else { continue }
-            words.append(Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) })
+            words.append(Array(UnsafeBufferPointer(start: p, count: system_strlen(p))).map { UInt8(bitPattern: $0) })
         }
         let options = words.dropFirst().prefix { $0 != Array("--".utf8) }
         // --no-clobber keeps every complete file already, and refuses -u beside it.

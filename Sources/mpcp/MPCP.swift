@@ -1,8 +1,8 @@
 // mpcp: the command line of the MPCopy engine. Parsing and printing only; the engine does the copy.
 import ArgumentParser
-import Glibc
 import MPCopy
 import Multiprocessing
+import MultiprocessingSystem
 import Synchronization
 import SystemPackage
 
@@ -108,7 +108,7 @@ struct MPCP: ParsableCommand {
         // In a worker child, this runs the worker's task and never returns.
         Multiprocessing.bootstrap()
         // Which bytes are printable characters, for quoting names, follows the locale, as GNU's.
-        _ = setlocale(LC_CTYPE, "")
+        system_setCharacterLocaleFromEnvironment()
         InterruptWatcher.start { signal in
             let job = running.withLock { state -> CopyJob? in
                 state.signal = signal
@@ -121,12 +121,12 @@ struct MPCP: ParsableCommand {
             try command.run()
         } catch let error as MPCopyError {
             printError("mpcp: \(error)")
-            Glibc.exit(2)
+            system_exit(2)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 printError(fullMessage(for: error))
-                Glibc.exit(2)
+                system_exit(2)
             }
             exit(withError: error)
         }
@@ -146,7 +146,7 @@ struct MPCP: ParsableCommand {
         // A pattern that is not UTF-8 goes as its bytes.
         options.excludes = exclude.filter { commandLine.raw[$0] == nil }
         options.excludeBytes = exclude.compactMap { commandLine.raw[$0] }
-        options.jobs = jobs ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        options.jobs = jobs ?? system_onlineProcessorCount()
         options.workers = WorkerKind(rawValue: workers) ?? .threads
         options.verbose = verbose || dryRun
         options.stageNewDirectories = !noStaging
@@ -156,29 +156,29 @@ struct MPCP: ParsableCommand {
         running.withLock { $0.job = job }
         if running.withLock({ $0.signal }) != 0 { job.cancel() }
 
-        let terminal = isatty(STDERR_FILENO) == 1
+        let terminal = system_isatty(systemStderr)
         let json = self.json
         let events: @Sendable (CopyEvent) -> Void = { event in
             switch event {
             case .copied(let path):
-                if json { copiedPaths.withLock { $0.append(path) } } else { writeAll(STDOUT_FILENO, shellQuoted(rawBytes(path)) + [0x0A]) }
-            case .failed(let failure): writeAll(STDERR_FILENO, failureLine(failure))
+                if json { copiedPaths.withLock { $0.append(path) } } else { writeAll(systemStdout, shellQuoted(rawBytes(path)) + [0x0A]) }
+            case .failed(let failure): writeAll(systemStderr, failureLine(failure))
             }
         }
         let draw: (@Sendable (CopyProgress) -> Void)?
         if !progress { draw = nil } else if terminal { draw = { @Sendable p in drawProgress(p) } } else { draw = { @Sendable p in printProgressLine(p) } }
         let report = try job.run(events: events, progressInterval: terminal ? .milliseconds(200) : .seconds(1), onProgress: draw)
-        if progress && terminal { writeAll(STDERR_FILENO, Array("\n".utf8)) }
+        if progress && terminal { writeAll(systemStderr, Array("\n".utf8)) }
 
         if json {
             let copied = options.verbose ? copiedPaths.withLock { $0 } : nil
-            writeAll(STDOUT_FILENO, Array((jsonDocument(report, copied: copied) + "\n").utf8))
+            writeAll(systemStdout, Array((jsonDocument(report, copied: copied) + "\n").utf8))
         }
-        if stats { writeAll(json ? STDERR_FILENO : STDOUT_FILENO, Array(statsText(report).utf8)) }
+        if stats { writeAll(json ? systemStderr : systemStdout, Array(statsText(report).utf8)) }
         if report.interrupted {
             printError("mpcp: interrupted: \(job.interruptionAdvice(resumeCommand: InterruptWatcher.resumeCommand()))")
             let signal = running.withLock { $0.signal }
-            InterruptWatcher.exitBySignal(signal == 0 ? SIGINT : signal)
+            InterruptWatcher.exitBySignal(signal == 0 ? systemSigInt : signal)
         }
         if !report.failures.isEmpty {
             if !json { printError("mpcp: \(report.failures.count) file(s) failed") }
@@ -196,7 +196,7 @@ private let commandLine: (arguments: [String], raw: [String: [UInt8]]) = {
     var raw: [String: [UInt8]] = [:]
     for index in 1..<max(1, Int(CommandLine.argc)) {
         guard let p = CommandLine.unsafeArgv[index] else { continue }
-        let bytes = Array(UnsafeBufferPointer(start: p, count: strlen(p))).map { UInt8(bitPattern: $0) }
+        let bytes = Array(UnsafeBufferPointer(start: p, count: system_strlen(p))).map { UInt8(bitPattern: $0) }
         if let text = String(validating: bytes, as: UTF8.self) { arguments.append(text); continue }
         // `--option=value`: the option stays an option, its value becomes the placeholder.
         var prefix: [UInt8] = []

@@ -1,21 +1,16 @@
 // What mpcp prints: the progress line, the --stats summary and the --json document
 // (its schema is docs/mpcp-json.md).
-import Glibc
 import MPCopy
+import MultiprocessingSystem
 import SystemPackage
 
+/// Writes `bytes` to `fd` with the package's one write loop; errors are dropped (a closed stdout
+/// must not stop a copy).
 func writeAll(_ fd: CInt, _ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { b in
-        guard let base = b.baseAddress else { return }
-        var offset = 0
-        while offset < b.count {
-            let n = write(fd, base + offset, b.count - offset)
-            if n > 0 { offset += n } else if n == -1 && errno == EINTR { continue } else { return }
-        }
-    }
+    bytes.withUnsafeBytes { b in _ = try? system_writeAll(fd, b) }
 }
 
-func printError(_ message: String) { writeAll(STDERR_FILENO, Array((message + "\n").utf8)) }
+func printError(_ message: String) { writeAll(systemStderr, Array((message + "\n").utf8)) }
 
 /// `path: operation: why`, the path quoted as GNU quotes names, as bytes (a single-byte locale's
 /// printable bytes stay as they are).
@@ -78,12 +73,12 @@ func drawProgress(_ p: CopyProgress) {
     let width = 24
     let filled = Int(p.fractionDone * Double(width))
     let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-    writeAll(STDERR_FILENO, Array("\r[\(bar)] \(progressText(p))\u{1B}[K".utf8))
+    writeAll(systemStderr, Array("\r[\(bar)] \(progressText(p))\u{1B}[K".utf8))
 }
 
 /// One line per tick where stderr is not a terminal (a log, a pipe), as `rsync --info=progress2`.
 func printProgressLine(_ p: CopyProgress) {
-    writeAll(STDERR_FILENO, Array("mpcp: progress: \(progressText(p))\n".utf8))
+    writeAll(systemStderr, Array("mpcp: progress: \(progressText(p))\n".utf8))
 }
 
 // MARK: - --stats

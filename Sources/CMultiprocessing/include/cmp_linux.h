@@ -98,12 +98,6 @@ int cmp_fadvise_sequential(int fd); // posix_fadvise(POSIX_FADV_SEQUENTIAL); 0 o
 
 #endif
 
-// MARK: atomics on plain memory (futex words that Swift's Atomic cannot expose an address for)
-uint32_t cmp_atomic_load_u32(const uint32_t *word);
-void cmp_atomic_store_u32(uint32_t *word, uint32_t value);
-bool cmp_atomic_cas_u32(uint32_t *word, uint32_t *expected, uint32_t desired);
-uint32_t cmp_atomic_fetch_add_u32(uint32_t *word, uint32_t delta);
-
 // MARK: process start
 /// Number of threads in this process (from /proc/self/stat), or -1 if unknown.
 int cmp_thread_count(void);

@@ -11,6 +11,11 @@
 // MARK: atomics on raw (shared) memory
 // Swift's `Atomic` cannot be laid over memory another process mapped, so the primitives use these.
 // They are `static inline`: Clang compiles them into the Swift module and they inline to one instruction.
+// The package's one family of atomics on raw memory (the futex words of OneShot, the blocking
+// bridge, the manager's waits go through system_atomicLoad/Store/Add over these). All are
+// sequentially consistent: a superset of the acquire/release pairs a futex flag needs (set the
+// word, then wake; the waiter loads it, then reads what the setter wrote), and on x86-64 a load
+// costs a plain move either way; only a store becomes an xchg.
 static inline uint32_t cmp_atomic_load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void cmp_atomic_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t cmp_atomic_add32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }

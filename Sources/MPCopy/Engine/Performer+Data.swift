@@ -1,7 +1,7 @@
 import CMultiprocessing
-import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Data movement: the bytes of a file (FICLONE, copy_file_range with SEEK_DATA/SEEK_HOLE,
 // read/write as a fallback), the check that the source did not change, and --verify's read-back.
@@ -153,7 +153,7 @@ extension Performer {
         guard let pa = a.baseAddress, let pb = b.baseAddress else { return }
         // The output was opened write-only: read it through a new descriptor.
         let reader: CInt
-        do throws(Errno) { reader = try "/proc/self/fd/\(output)".withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY) } } catch {
+        do throws(Errno) { reader = try "/proc/self/fd/\(output)".withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, systemORdOnly) } } catch {
             throw StepError(operation: "verify", errno: error)
         }
         defer { system_close(reader) }
@@ -165,7 +165,7 @@ extension Performer {
                 n1 = try system_pread(input, a, offset)
                 n2 = n1 == 0 ? try system_pread(reader, UnsafeMutableRawBufferPointer(rebasing: b[0..<1]), offset) : try readFully(reader, b, count: n1, offset)
             } catch { throw StepError(operation: "verify", errno: error) }
-            if n1 != n2 || memcmp(pa, pb, n1) != 0 {
+            if n1 != n2 || system_memcmp(pa, pb, n1) != 0 {
                 throw StepError(operation: "verify", errno: nil, detail: "checksum mismatch at byte \(offset): the copy differs from the source")
             }
             if n1 == 0 { return }

@@ -1,7 +1,7 @@
 import CMultiprocessing
-import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Metadata: owner, mode, xattrs and times of files, symlinks and directories.
 
@@ -92,7 +92,7 @@ extension Performer {
     func finishDirectory(_ item: DirectoryFinishItem, _ result: inout WorkResult) {
         if options.dryRun { return }
         do throws(Errno) {
-            let fd = try resolver.open(item.destination, .destination, O_RDONLY | O_DIRECTORY)
+            let fd = try resolver.open(item.destination, .destination, systemORdOnly | systemODirectory)
             defer { system_close(fd) }
             do {
                 if options.preserve.contains(.ownership) && isRoot { try system_fchown(fd, item.stat.uid, item.stat.gid) }

@@ -1,7 +1,7 @@
 import CMultiprocessing
-import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Placement: how a file's copy is written and takes its final name (a staged tree's own name,
 // an O_TMPFILE linked into place, or a named temporary renamed), batches of small files, the
@@ -84,7 +84,7 @@ extension Performer {
                 let output: CInt
                 do throws(Errno) {
                     output = try replacingLeftover(ddir, final) { () throws(Errno) in
-                        try system_openat(ddir, final, O_WRONLY | O_CREAT | O_EXCL, createMode)
+                        try system_openat(ddir, final, systemOWrOnly | systemOCreate | systemOExcl, createMode)
                     }
                 } catch {
                     throw StepError(operation: "create", errno: error)
@@ -103,7 +103,7 @@ extension Performer {
         if tmpfileWorks.load(ordering: .relaxed) {
             var output: CInt = -1
             do throws(Errno) {
-                output = try ".".withCName { dot throws(Errno) in try system_openat(ddir, dot, systemOTmpfile | O_WRONLY, createMode) }
+                output = try ".".withCName { dot throws(Errno) in try system_openat(ddir, dot, systemOTmpfile | systemOWrOnly, createMode) }
             } catch {
                 switch error {
                 case .notSupported, .isDirectory, .invalidArgument: tmpfileWorks.store(false, ordering: .relaxed)
@@ -122,7 +122,7 @@ extension Performer {
         let temporary = nextTemporaryName()
         return try temporary.withCName { tmp throws(StepError) -> Int64 in
             let output: CInt
-            do throws(Errno) { output = try system_openat(ddir, tmp, O_WRONLY | O_CREAT | O_EXCL, createMode) } catch {
+            do throws(Errno) { output = try system_openat(ddir, tmp, systemOWrOnly | systemOCreate | systemOExcl, createMode) } catch {
                 throw StepError(operation: "create", errno: error)
             }
             var placed = false
@@ -145,12 +145,12 @@ extension Performer {
     /// the kernel need not write the source's inode back for it.
     func openSource(_ dirfd: CInt, _ name: CName, owner: UInt32) throws(Errno) -> CInt {
         if (isRoot || owner == euid) && noAtimeWorks.load(ordering: .relaxed) {
-            do throws(Errno) { return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | systemONoAtime) } catch .notPermitted {
+            do throws(Errno) { return try system_openat(dirfd, name, systemORdOnly | systemONoFollow | systemONonBlock | systemONoAtime) } catch .notPermitted {
                 // No CAP_FOWNER after all (a user namespace, say): plain opens from now on.
                 noAtimeWorks.store(false, ordering: .relaxed)
             }
         }
-        return try system_openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        return try system_openat(dirfd, name, systemORdOnly | systemONoFollow | systemONonBlock)
     }
 
     /// Writes one whole file into `output`: its data, the check that the source is still the
@@ -231,13 +231,13 @@ extension Performer {
         if isCancelled { result.cancelled = true; return }
         do throws(Errno) {
             // O_NONBLOCK: a FIFO put in the file's place since the scan is not waited on.
-            let input = try resolver.open(chunk.source, .source, O_RDONLY | O_NONBLOCK)
+            let input = try resolver.open(chunk.source, .source, systemORdOnly | systemONonBlock)
             defer { system_close(input) }
             guard try system_fstatx(input).mode & modeTypeMask == modeRegular else {
                 result.failures.append(CopyFailure(path: chunk.source, operation: "open", detail: "it is no longer a regular file"))
                 return
             }
-            let output = try resolver.open(chunk.temporary, .destination, O_WRONLY | O_CREAT, 0o600)
+            let output = try resolver.open(chunk.temporary, .destination, systemOWrOnly | systemOCreate, 0o600)
             defer { system_close(output) }
             do throws(StepError) {
                 result.bytes += try copyRange(input, output, from: chunk.offset, to: chunk.offset + chunk.length, sparse: chunk.sparse)
@@ -253,11 +253,11 @@ extension Performer {
     func finishLarge(_ item: LargeFinishItem, _ result: inout WorkResult) {
         let source = item.sourceDirectory.appending(item.entry.name)
         do throws(Errno) {
-            let input = try resolver.open(source, .source, O_RDONLY | O_NONBLOCK)
+            let input = try resolver.open(source, .source, systemORdOnly | systemONonBlock)
             defer { system_close(input) }
             let ddir = try resolver.directory(item.destinationDirectory, .destination)
             defer { system_close(ddir) }
-            let output = try item.temporaryName.withCName { t throws(Errno) in try system_openat(ddir, t, O_WRONLY | O_NOFOLLOW) }
+            let output = try item.temporaryName.withCName { t throws(Errno) in try system_openat(ddir, t, systemOWrOnly | systemONoFollow) }
             defer { system_close(output) }
             do throws(StepError) {
                 do throws(Errno) { try system_ftruncate(output, item.entry.stat.size) } catch {

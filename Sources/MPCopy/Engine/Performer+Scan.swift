@@ -1,7 +1,7 @@
 import CMultiprocessing
-import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Scanning: one directory read, its subdirectories made in the destination, its symlinks and
 // FIFOs copied on the spot, its files handed back to the scheduler; the skip decision of -u,
@@ -24,7 +24,7 @@ extension Performer {
     func scan(_ item: ScanItem, _ result: inout WorkResult) {
         let srcfd: CInt
         do throws(Errno) {
-            srcfd = try resolver.open(item.source, .source, O_RDONLY | O_DIRECTORY)
+            srcfd = try resolver.open(item.source, .source, systemORdOnly | systemODirectory)
         } catch {
             result.failures.append(CopyFailure(path: item.source, operation: "open directory", errno: error, detail: Resolver.explain(error)))
             return
@@ -150,14 +150,14 @@ extension Performer {
         var subdirectories: [[CChar]] = []
         try? system_forEachEntry(dirfd, buffer) { name, type in
             if type == 4 /* DT_DIR */ {
-                subdirectories.append(Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1)))
-            } else if strncmp(name, prefix, prefix.count) == 0, (try? system_unlinkat(dirfd, name)) != nil {
+                subdirectories.append(Array(UnsafeBufferPointer(start: name, count: system_strlen(name) + 1)))
+            } else if system_strncmp(name, prefix, prefix.count) == 0, (try? system_unlinkat(dirfd, name)) != nil {
                 removed += 1
             }
         }
         for name in subdirectories {
             name.withUnsafeBufferPointer { n in
-                guard let p = n.baseAddress, let fd = try? system_openat(dirfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) else { return }
+                guard let p = n.baseAddress, let fd = try? system_openat(dirfd, p, systemORdOnly | systemODirectory | systemONoFollow) else { return }
                 removed += removeTemporaries(under: fd)
                 system_close(fd)
             }
@@ -200,9 +200,9 @@ extension Performer {
 
     /// Whether two files hold the same bytes, read through in 1 MiB steps. Any error: not the same.
     func sameContent(_ srcdir: CInt, _ sourceName: CName, _ dstdir: CInt, _ name: CName) -> Bool {
-        guard let a = try? system_openat(srcdir, sourceName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
+        guard let a = try? system_openat(srcdir, sourceName, systemORdOnly | systemONoFollow | systemONonBlock) else { return false }
         defer { system_close(a) }
-        guard let b = try? system_openat(dstdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return false }
+        guard let b = try? system_openat(dstdir, name, systemORdOnly | systemONoFollow | systemONonBlock) else { return false }
         defer { system_close(b) }
         let size = 1 << 20
         let x = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
@@ -212,7 +212,7 @@ extension Performer {
         var offset: Int64 = 0
         while !isCancelled {
             guard let n = try? readFully(a, x, count: size, offset), let m = try? readFully(b, y, count: size, offset) else { return false }
-            if n != m || memcmp(px, py, n) != 0 { return false }
+            if n != m || system_memcmp(px, py, n) != 0 { return false }
             if n < size { return true }
             offset += Int64(n)
         }

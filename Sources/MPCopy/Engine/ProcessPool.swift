@@ -1,7 +1,7 @@
-import Glibc
 import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Worker processes: each is a ChildProcess running `CopyWorkerTask`, a loop that takes a work item
 // from its request Queue, performs it with its own Performer and puts the result on its result
@@ -22,8 +22,7 @@ internal struct CopyWorkerTask: ProcessTask {
     func run() throws {
         // The terminal's Ctrl-C (and its hang-up) reaches the whole process group: the parent
         // decides what stops, and tells this child through the cancel queue.
-        system_ignoreSignal(SIGINT)
-        system_ignoreSignal(SIGHUP)
+        system_ignoreInterrupts()
         let performer = Performer(options: options)
         performer.resolver.register(roots)
         let cancel = self.cancel

@@ -1,7 +1,7 @@
 import CMultiprocessing
-import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Every path a work item names lies beneath a root: a source operand (or the directory a file
 // operand is in), or the directory the operand's copy is a name in. The root itself is opened as the
@@ -92,7 +92,7 @@ internal final class Resolver: Sendable {
 
     /// Opens the directory `path` as an `O_PATH` descriptor, for the `*at` calls on names inside it.
     func directory(_ path: FilePath, _ side: Side) throws(Errno) -> CInt {
-        try open(path, side, systemOPath | O_DIRECTORY)
+        try open(path, side, systemOPath | systemODirectory)
     }
 
     /// `statx` of `path` itself (a symlink is not followed).
@@ -159,7 +159,7 @@ internal final class Resolver: Sendable {
     }
 
     private func openRoot(_ root: TreeRoot) throws(Errno) -> CInt {
-        let flags = systemOPath | O_DIRECTORY | (root.followsSymlink ? 0 : O_NOFOLLOW)
+        let flags = systemOPath | systemODirectory | (root.followsSymlink ? 0 : systemONoFollow)
         let fd = try (root.path.isEmpty ? FilePath(".") : root.path).withCName { p throws(Errno) in
             try system_openat(systemATFDCWD, p, flags)
         }
@@ -207,7 +207,7 @@ internal final class Resolver: Sendable {
         guard var component = components.next() else { throw Errno.invalidArgument }
         while true {
             let next = components.next()
-            let stepFlags = next == nil ? flags | O_NOFOLLOW : systemOPath | O_DIRECTORY | O_NOFOLLOW
+            let stepFlags = next == nil ? flags | systemONoFollow : systemOPath | systemODirectory | systemONoFollow
             let fd: CInt
             do throws(Errno) {
                 fd = try component.withCName { n throws(Errno) in try system_openat(dirfd, n, stepFlags, mode) }

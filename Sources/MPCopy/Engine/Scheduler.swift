@@ -1,5 +1,5 @@
-import Glibc
 import SystemPackage
+import MultiprocessingSystem
 
 /// The one place that knows the whole copy: the queue of work items, which directories still have
 /// work under them (so that a directory's metadata is applied after its contents), which inodes
@@ -9,7 +9,7 @@ import SystemPackage
 /// process worker's feeder thread does the same on behalf of its child.
 internal final class Scheduler: @unchecked Sendable {
     // Everything below is guarded by `monitor`.
-    private let monitor = Monitor()
+    private let monitor = ThreadMonitor()
     private let options: CopyOptions
     private let performer: Performer
     private let events: (@Sendable (CopyEvent) -> Void)?

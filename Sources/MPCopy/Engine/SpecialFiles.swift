@@ -1,5 +1,5 @@
-import Glibc
 import SystemPackage
+import MultiprocessingSystem
 
 // Operands that are neither regular files, directories nor symlinks.
 
@@ -23,7 +23,7 @@ extension Performer {
         let directory = target.removingLastComponent()
         do throws(Errno) {
             let dirfd = try (directory.isEmpty ? "." : directory).withCName { p throws(Errno) in
-                try system_openat(systemATFDCWD, p, systemOPath | O_DIRECTORY)
+                try system_openat(systemATFDCWD, p, systemOPath | systemODirectory)
             }
             defer { system_close(dirfd) }
             let existing = try? name.withCName { n throws(Errno) in try system_statx(dirfd, n, follow: false) }
@@ -35,7 +35,7 @@ extension Performer {
                 try system_mkfifoat(dirfd, tmp, 0o600)
                 do throws(Errno) {
                     // O_NONBLOCK: a FIFO opened for reading without a writer does not wait.
-                    let fd = try system_openat(dirfd, tmp, O_RDONLY | O_NONBLOCK | O_NOFOLLOW)
+                    let fd = try system_openat(dirfd, tmp, systemORdOnly | systemONonBlock | systemONoFollow)
                     defer { system_close(fd) }
                     do throws(StepError) { try applyMetadata(fd, stat, from: nil) } catch { throw error.errno ?? Errno.ioError }
                     try name.withCName { n throws(Errno) in try system_renameat(dirfd, tmp, dirfd, n) }

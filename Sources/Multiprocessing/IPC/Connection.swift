@@ -1,8 +1,6 @@
 import SystemPackage
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
+import MultiprocessingSystem
 
 /// One end of a message channel between threads or processes: Python's `multiprocessing.Connection`.
 ///
@@ -276,7 +274,7 @@ public final class Connection: Sendable, Codable {
                                                        descriptors: written == 0 ? descriptors : [])
                     } catch .resourceTemporarilyUnavailable {
                         do {
-                            try wait(events: Int16(POLLOUT), deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+                            try wait(events: systemPollOut, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
                         } catch let error as MultiprocessingError {
                             if written > 0 {
                                 state.broken = true
@@ -386,7 +384,7 @@ public final class Connection: Sendable, Codable {
         let closeWake = try enter("poll")
         defer { leave() }
         do {
-            try wait(events: Int16(POLLIN), deadline: Deadline(timeout: timeout, "Connection.poll"), closeWake: closeWake, interrupt: interrupt)
+            try wait(events: systemPollIn, deadline: Deadline(timeout: timeout, "Connection.poll"), closeWake: closeWake, interrupt: interrupt)
             return true
         } catch let error as MultiprocessingError where error.code == .timedOut {
             return false
@@ -546,7 +544,7 @@ public final class Connection: Sendable, Codable {
                 }
                 return (try system_read(descriptor, buffer), [])
             } catch .resourceTemporarilyUnavailable {
-                try wait(events: Int16(POLLIN), deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+                try wait(events: systemPollIn, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
             } catch .connectionReset {
                 return (0, [])
             } catch {
@@ -602,11 +600,11 @@ public final class Connection: Sendable, Codable {
     /// connection is closed, or the interrupt triggers.
     private func wait(events: Int16, deadline: Deadline, closeWake: CInt, interrupt: IPCInterrupt?) throws {
         var fds: [CInt] = [descriptor, closeWake]
-        var watched: [Int16] = [events, Int16(POLLIN)]
+        var watched: [Int16] = [events, systemPollIn]
         if let interrupt {
             do throws(Errno) {
                 fds.append(try interrupt.eventDescriptor())
-                watched.append(Int16(POLLIN))
+                watched.append(systemPollIn)
             } catch {
                 throw MultiprocessingError.system("creating a wake-up descriptor", error)
             }

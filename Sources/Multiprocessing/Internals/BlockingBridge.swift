@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // The one bridge from async code to blocking waits. Every async twin whose wait cannot finish at
 // once (a contended lock, an empty queue, a connection with nothing to read, a manager call) runs
@@ -165,10 +166,10 @@ package final class BlockingBridge: Sendable {
     }
     /// The state under a plain pthread mutex, not `Mutex`: a helper going idle and a task handing
     /// the next wait over take it at the same moment, and `Mutex` on Linux (a priority-inheritance
-    /// futex) would put one of them to sleep in the kernel each time (see `PlainMutex`).
+    /// futex) would put one of them to sleep in the kernel each time (see `ThreadMonitor`).
     private final class Guarded: @unchecked Sendable {
         // @unchecked: `value` is only touched under `mutex`.
-        private let mutex = ManagerPlatform.PlainMutex()
+        private let mutex = ThreadMonitor()
         private var value: State
         init(_ value: State) { self.value = value }
         func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {

@@ -1,6 +1,6 @@
 #if os(Linux)
-import Glibc
 import SystemPackage
+import MultiprocessingSystem
 
 /// Messages on the fork server's control socket (SOCK_SEQPACKET: one message per send, kept whole).
 /// Each is 16 bytes: a 4-byte kind, a 4-byte value and the 8-byte id of the parent's child record.
@@ -163,8 +163,7 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
     }
 
     while true {
-        var pollSet = [pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
-        if Glibc.poll(&pollSet, 1, -1) <= 0 { continue }
+        if ((try? system_poll(control, events: systemPollIn, timeoutMilliseconds: -1)) ?? 0) == 0 { continue }
 
         var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
         let received = try? buffer.withUnsafeMutableBytes { raw in

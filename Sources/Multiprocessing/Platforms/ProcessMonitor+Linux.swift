@@ -1,7 +1,7 @@
 #if os(Linux)
-import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// The parent's one long-lived thread for child processes.
 ///
@@ -115,40 +115,40 @@ internal final class ProcessMonitor: Sendable {
     }
 
     private func loop() -> Never {
-        var pollSet: [pollfd] = []
+        var pollSet: [CInt] = []
         var sources: [Source] = []
         while true {
             pollSet.removeAll(keepingCapacity: true)
             sources.removeAll(keepingCapacity: true)
             state.withLock { state in
-                pollSet.append(pollfd(fd: state.wakeFD, events: Int16(POLLIN), revents: 0))
+                pollSet.append(state.wakeFD)
                 sources.append(.requests)
                 for link in Array(state.forkServers.values) + state.retiredServers {
-                    pollSet.append(pollfd(fd: link.socket, events: Int16(POLLIN), revents: 0))
+                    pollSet.append(link.socket)
                     sources.append(.forkServer(link))
                 }
                 for record in state.records.values {
                     record.state.withLock { r in
                         if r.pidfd >= 0 && !r.ended {
-                            pollSet.append(pollfd(fd: r.pidfd, events: Int16(POLLIN), revents: 0))
+                            pollSet.append(r.pidfd)
                             sources.append(.pidfd(record))
                         }
                         if r.socket >= 0 {
-                            pollSet.append(pollfd(fd: r.socket, events: Int16(POLLIN), revents: 0))
+                            pollSet.append(r.socket)
                             sources.append(.outcome(record))
                         }
                     }
                 }
             }
-            let ready = Glibc.poll(&pollSet, nfds_t(pollSet.count), -1)
-            if ready <= 0 { continue }
-            for (index, entry) in pollSet.enumerated() where entry.revents != 0 {
+            let events = [Int16](repeating: systemPollIn, count: pollSet.count)
+            guard let ready = try? system_pollMany(pollSet, events: events, timeoutMilliseconds: -1) else { continue }
+            for (index, revents) in ready.enumerated() where revents != 0 {
                 switch sources[index] {
                 case .pidfd(let record): reap(record, block: false)
                 case .outcome(let record): readOutcome(record)
                 case .forkServer(let link): forkServerReadable(link)
                 case .requests:
-                    system_eventfdDrain(entry.fd)
+                    system_eventfdDrain(pollSet[index])
                     let requests = state.withLock { state in
                         defer { state.requests = [] }
                         return state.requests

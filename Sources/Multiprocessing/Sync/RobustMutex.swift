@@ -1,6 +1,6 @@
-import Glibc
 import CMultiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 /// A robust lock in shared memory, shared by threads and processes, with waits that time out and
 /// that a cancellation interrupts. ``Lock``, ``RLock``, ``Condition``, ``Barrier``, ``SharedValue``
@@ -38,7 +38,7 @@ internal struct RobustMutex: @unchecked Sendable {
 
     internal func initialize(recursive: Bool) throws(MultiprocessingError) {
         do { try system_robustLockInit(mutex, recursive: recursive) } catch {
-            if error.rawValue == ENOSYS {
+            if error.rawValue == Errno.noFunction.rawValue {
                 throw MultiprocessingError(.unsupported, "This thread has no kernel robust-futex list that a shared lock can use (get_robust_list failed, or glibc's robust-list layout is not the expected one).", errno: error)
             }
             throw .system("initialising a robust lock", error)
@@ -90,7 +90,7 @@ internal struct RobustMutex: @unchecked Sendable {
 
     @inline(never)
     internal func lockSlow(_ first: CInt, _ context: WaitContext) throws(MultiprocessingError) -> Acquired {
-        var r = first == EBUSY ? spinBriefly() : first
+        var r = first == Errno.resourceBusy.rawValue ? spinBriefly() : first
         var slept = false
         while true {
             if let acquired = try handle(r, context.operation, afterSleeping: slept) { return acquired }
@@ -107,16 +107,16 @@ internal struct RobustMutex: @unchecked Sendable {
     }
 
     /// Spins briefly: a lock held for nanoseconds is usually free before a sleep could start.
-    /// Returns the last trylock result (EBUSY when the lock stayed held).
+    /// Returns the last trylock result (Errno.resourceBusy.rawValue when the lock stayed held).
     internal func spinBriefly() -> CInt {
         for _ in 0..<RobustMutex.spinLimit {
             system_cpuRelax()
             if word.load() & system_futexTIDMask == 0 {
                 let r = system_robustTryLock(mutex)
-                if r != EBUSY { return r }
+                if r != Errno.resourceBusy.rawValue { return r }
             }
         }
-        return EBUSY
+        return Errno.resourceBusy.rawValue
     }
 
     /// Turns a trylock result into an acquisition, nil (busy), or an error.
@@ -126,14 +126,14 @@ internal struct RobustMutex: @unchecked Sendable {
         case 0:
             if afterSleeping { word.or(system_futexWaitersBit) }
             return .normally
-        case EBUSY:
+        case Errno.resourceBusy.rawValue:
             return nil
-        case EOWNERDEAD:
+        case Errno.previousOwnerDied.rawValue:
             if afterSleeping { word.or(system_futexWaitersBit) }
             return .afterOwnerDied
-        case EDEADLK:
+        case Errno.deadlock.rawValue:
             throw MultiprocessingError(.misuse, "\(operation): this thread already holds the lock, so waiting would deadlock. A shared lock is owned by a thread, not by a Swift task: either this code takes the lock again while holding it (use an RLock for that), or another task that ran on this same thread still holds it, because it took the lock and then suspended at an `await` (use withLock, whose body cannot await).")
-        case ENOSYS:
+        case Errno.noFunction.rawValue:
             throw MultiprocessingError(.unsupported, "\(operation): this thread has no kernel robust-futex list that a shared lock can use.")
         default:
             throw MultiprocessingError.system("\(operation): robust trylock", Errno(rawValue: r))
@@ -173,7 +173,7 @@ internal struct RobustMutex: @unchecked Sendable {
 
     @inline(never)
     private func unlockError(_ r: CInt, _ operation: StaticString) -> MultiprocessingError {
-        if r == EPERM {
+        if r == Errno.notPermitted.rawValue {
             return MultiprocessingError(.misuse, "\(operation): the calling thread does not hold this lock. A shared lock is owned by the thread that acquired it (it is a robust lock, so the kernel can tell when its owner dies) and only that thread can release it. In async code this happens when a task takes the lock, suspends at an `await` and resumes on another thread: hold a lock only inside withLock, whose body cannot await.")
         }
         return MultiprocessingError.system("\(operation): robust unlock", Errno(rawValue: r))

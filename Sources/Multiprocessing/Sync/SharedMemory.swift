@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// A memfd and its `MAP_SHARED` mapping: the memory that primitives share with other processes.
 ///
@@ -46,7 +47,7 @@ internal final class SharedRegion: @unchecked Sendable {
         let fd: CInt
         do { fd = try system_memfdCreate(name) } catch { throw .system("memfd_create", error) }
         do {
-            try system_ftruncate(fd, rounded)
+            try system_ftruncate(fd, Int64(rounded))
             let base = try system_mmapShared(fd, size: rounded)
             let id = try system_fileIdentity(fd)
             let region = SharedRegion(fd: fd, base: base, size: rounded,

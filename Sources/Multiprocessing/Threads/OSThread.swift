@@ -1,5 +1,5 @@
-import Glibc
 import Synchronization
+import MultiprocessingSystem
 
 /// A real operating-system thread: Python's `threading.Thread`.
 ///
@@ -233,7 +233,7 @@ public final class OSThread: Sendable {
                                       ident: UInt(system_mainThread()), nativeID: system_getpid())
 
     /// The thread-specific slot holding the current `OSThread` (retained).
-    private static let currentKey: pthread_key_t? = try? system_keyCreate(destructor: { pointer in
+    private static let currentKey: SystemThreadKey? = try? system_keyCreate(destructor: { pointer in
         guard let pointer else { return }
         Unmanaged<OSThread>.fromOpaque(pointer).release()
     })

@@ -1,4 +1,4 @@
-import Glibc
+import MultiprocessingSystem
 
 /// A value that each thread sees separately: Python's `threading.local`.
 ///
@@ -21,7 +21,7 @@ public final class ThreadLocal<Value>: @unchecked Sendable {
         init(_ value: Value) { self.value = value }
     }
 
-    private let key: pthread_key_t
+    private let key: SystemThreadKey
     private let makeDefault: @Sendable () -> Value
 
     /// Creates a thread-local whose value in each thread starts as `makeDefault()`.

@@ -1,8 +1,8 @@
 #if os(Linux)
 // What the MultiprocessingManager module needs from the system: stream sockets (Unix and TCP),
-// blocking reads and writes, a futex-based wait, and the frame header of Connection's framing.
-// It is `package`, not public: the manager module is the only other caller, and the one path to
-// libc stays in this module.
+// blocking reads and writes, a futex-based wait. It is `package`, not public: the manager module is
+// the only other caller. The frame header of Connection's framing and the thread starter with the
+// core's error are added in Multiprocessing (`Internals/ManagerPlatform+Core.swift`).
 import Glibc
 import CMultiprocessing
 package import SystemPackage
@@ -138,32 +138,15 @@ package enum ManagerPlatform {
     /// Reads what is there without waiting: nil when nothing is (`EAGAIN`), 0 at the end of the
     /// stream. `MSG_DONTWAIT` leaves the socket itself in blocking mode.
     package static func readNow(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
-        while true {
-            let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, CInt(MSG_DONTWAIT))
-            if n >= 0 { return n }
-            let error = Errno(rawValue: Glibc.errno)
-            if error == .interrupted { continue }
-            if error == .resourceTemporarilyUnavailable { return nil }
-            throw error
+        do throws(Errno) {
+            return try system_receiveNonBlocking(fd, buffer)
+        } catch .resourceTemporarilyUnavailable {
+            return nil
         }
     }
 
     /// Gives the processor to another runnable thread, if there is one.
     package static func yield() { _ = sched_yield() }
-
-    /// Writes all of `buffer`, blocking; never raises SIGPIPE (a closed peer is `EPIPE`).
-    package static func writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
-        var done = 0
-        while done < buffer.count {
-            let n = Glibc.send(fd, buffer.baseAddress.map { $0 + done }, buffer.count - done, CInt(MSG_NOSIGNAL))
-            if n < 0 {
-                let error = Errno(rawValue: Glibc.errno)
-                if error == .interrupted { continue }
-                throw error
-            }
-            done += n
-        }
-    }
 
     /// Shuts both directions of a socket down: a thread blocked reading it wakes with end of stream.
     package static func shutdown(_ fd: CInt) { system_shutdown(fd) }
@@ -244,52 +227,8 @@ package enum ManagerPlatform {
     /// Ends the process at once, without running exit handlers (the server's shutdown).
     package static func exitNow(_ code: CInt) -> Never { system__exit(code) }
 
-    /// Starts a detached POSIX thread (256 KiB of stack) named `name`.
-    package static func startThread(name: String, _ body: @escaping @Sendable () -> Void) throws(MultiprocessingError) {
-        try spawnHelperThread(name: name, body)
-    }
-
     /// The resident memory of this process, in bytes (from /proc/self/statm).
-    package static func residentBytes() -> Int {
-        let fd = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return 0 }
-        defer { system_close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return 0 }
-        let fields = String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(CInt(_SC_PAGESIZE)))
-    }
-
-    // MARK: locks
-
-    /// A plain process-private pthread mutex. Unlike `Synchronization.Mutex` on Linux (a
-    /// priority-inheritance futex, which hands the lock to a sleeping waiter on every contended
-    /// release), it lets a running thread take a just-released lock: with more busy threads than
-    /// cores, hand-off convoys cut a manager server's throughput by five.
-    package final class PlainMutex: @unchecked Sendable {
-        // @unchecked: the pthread mutex is the synchronization.
-        private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-        /// A new, unlocked mutex.
-        package init() {
-            mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-            mutex.initialize(to: pthread_mutex_t())
-            pthread_mutex_init(mutex, nil)
-        }
-
-        deinit {
-            pthread_mutex_destroy(mutex)
-            mutex.deallocate()
-        }
-
-        /// Takes the lock.
-        package func lock() { pthread_mutex_lock(mutex) }
-
-        /// Releases the lock.
-        package func unlock() { pthread_mutex_unlock(mutex) }
-    }
+    package static func residentBytes() -> Int { system_residentBytes() }
 
     // MARK: futex waits
 
@@ -310,24 +249,5 @@ package enum ManagerPlatform {
     /// Adds to `*word` atomically.
     package static func atomicIncrement(_ word: UnsafeMutablePointer<UInt32>) { _ = system_atomicAdd(word, 1) }
 
-    // MARK: framing (Connection's 16-byte frame header, see FrameHeader)
-
-    /// The size of a frame header.
-    package static let frameHeaderSize = FrameHeader.size
-
-    /// Writes the header of a raw-bytes frame of `length` bytes into `buffer[0..<16]`.
-    package static func writeFrameHeader(length: Int, into buffer: UnsafeMutableRawBufferPointer) {
-        FrameHeader(kind: .bytes, descriptorCount: 0, length: length).write(to: buffer)
-    }
-
-    /// Checks a frame header and returns its body length. A manager frame is a raw-bytes frame
-    /// with no descriptors; anything else throws ``MultiprocessingError/Code/malformedFrame``.
-    package static func parseFrameHeader(_ raw: UnsafeRawBufferPointer, maximumMessageSize: Int) throws(MultiprocessingError) -> Int {
-        let header = try FrameHeader.parse(raw, maximumMessageSize: maximumMessageSize)
-        guard header.kind == .bytes, header.descriptorCount == 0 else {
-            throw MultiprocessingError(.malformedFrame, "A manager frame must carry raw bytes and no descriptors.")
-        }
-        return header.length
-    }
 }
 #endif
