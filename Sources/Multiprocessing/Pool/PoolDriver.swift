@@ -121,8 +121,24 @@ final class PoolDriver: @unchecked Sendable {
     /// Starts the workers and the driver thread.
     func start() throws {
         var firstError: (any Error)?
-        for index in slots.indices {
-            do { install(try makeWorker(), at: index) } catch { if firstError == nil { firstError = error } }
+        // The workers start side by side: each start waits for the fork server (or a spawn) and
+        // then for the child's handshake, and these overlap. The pool is created once every
+        // worker is ready (it ignores SIGINT from then on, and its initializer has run).
+        let starts = PoolStarts(count: slots.count)
+        for index in 1..<max(1, slots.count) {
+            do throws(Errno) {
+                _ = try system_startThread(name: "mp-pool-start") { [self] in starts.record(index, Result { try makeWorker() }) }
+            } catch {
+                starts.record(index, Result { try makeWorker() })
+            }
+        }
+        starts.record(0, Result { try makeWorker() })
+        for (index, result) in starts.wait().enumerated() {
+            switch result {
+            case .success(let spare)?: install(spare, at: index)
+            case .failure(let error)?: if firstError == nil { firstError = error }
+            case nil: break
+            }
         }
         if !slots.contains(where: { $0.child != nil }) {
             for index in slots.indices { stopWorker(index, kill: true) }
@@ -844,6 +860,29 @@ final class PoolDriver: @unchecked Sendable {
         guard let first = indices.first, let last = indices.last else { return "" }
         if indices.count == 1 { return "\(first)" }
         return "\(first)...\(last)"
+    }
+}
+
+/// The outcomes of a pool's first worker starts, made on several threads at once.
+private final class PoolStarts: Sendable {
+    private let results: Mutex<[Result<PoolDriver.Spare, any Error>?]>
+    private let left: Atomic<Int>
+    private let done = OneShot()
+
+    init(count: Int) {
+        results = Mutex(Array(repeating: nil, count: count))
+        left = Atomic(count)
+    }
+
+    func record(_ index: Int, _ result: Result<PoolDriver.Spare, any Error>) {
+        results.withLock { $0[index] = result }
+        if left.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.set() }
+    }
+
+    /// Waits until every start has ended, then gives their outcomes.
+    func wait() -> [Result<PoolDriver.Spare, any Error>?] {
+        _ = done.wait(until: .never)
+        return results.withLock { $0 }
     }
 }
 
