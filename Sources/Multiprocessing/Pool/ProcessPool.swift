@@ -214,7 +214,8 @@ public final class ProcessPool: Sendable {
         let job = PoolJob(id: try newJobID(), functionBody: nil, taskBody: PoolWire.namedBody(name, bytes), inputs: nil, chunking: .fixed(1), sink: sink)
         // One task: sent from here when the driver sleeps, one wake-up fewer on its way.
         if !driver.trySendDirectly(job) { driver.send(.job(job)) }
-        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) })
+        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) },
+                              settle: { [driver] blocking in driver.settleDirect(job, reading: blocking) })
     }
 
     fileprivate func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
@@ -271,20 +272,28 @@ public final class ProcessPool: Sendable {
 public final class PoolTaskHandle<Output: Sendable>: Sendable {
     private let sink: PoolTaskSink<Output>
     private let cancelAction: @Sendable () -> Void
+    /// For a task sent straight to a worker: `true` reads its answer on this thread (a blocking
+    /// wait), `false` hands it to the pool's driver (any other wait). Nil for a thread pool.
+    private let settle: (@Sendable (Bool) -> Void)?
 
-    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void) {
+    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, settle: (@Sendable (Bool) -> Void)? = nil) {
         self.sink = sink
         self.cancelAction = cancel
+        self.settle = settle
     }
 
     /// Whether the task has finished (or failed, or was cancelled).
-    public var isDone: Bool { sink.completion.isDone }
+    public var isDone: Bool {
+        settle?(false)
+        return sink.completion.isDone
+    }
 
     /// Waits for the result.
     /// - Throws: The task's ``PoolTaskError``; `CancellationError` when the waiting task is
     ///   cancelled (the pool task is then cancelled too).
     public var value: Output {
         get async throws {
+            settle?(false)
             if await sink.completion.wait() == false {
                 cancel()
                 throw CancellationError()
@@ -296,6 +305,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// The blocking twin of ``value``.
     @available(*, noasync, message: "Use value from async code.")
     public func get() throws -> Output {
+        settle?(true)
         sink.completion.wait()
         return try result.get()
     }
@@ -314,6 +324,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// Calls `callback` with the result when the task ends (at once if it has): Python's
     /// `add_done_callback` and `apply_async(callback=, error_callback=)`. It runs on the pool's thread: keep it short.
     public func onDone(_ callback: @escaping @Sendable (Result<Output, PoolTaskError>) -> Void) {
+        settle?(false)
         let now = sink.onDone.withLock { callbacks -> Bool in
             if sink.completion.isDone { return true }
             callbacks.append(callback)
@@ -404,5 +415,5 @@ extension ProcessPool {
 }
 
 extension PoolDriver {
-    func poke() { system_eventfdSignal(wake) }
+    func poke() { signalWake() }
 }
