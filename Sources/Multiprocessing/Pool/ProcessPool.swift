@@ -23,8 +23,8 @@ import Synchronization
 /// Workers are started with the fork server by default, and fed over a socket each, with chunks
 /// of tasks sized from their measured cost (about a millisecond each, smaller at the end).
 public final class ProcessPool: Sendable {
-    private let driver: PoolDriver
-    private let state = Mutex<(closed: Bool, nextJob: UInt32)>((false, 1))
+    let driver: PoolDriver
+    let state = Mutex<(closed: Bool, nextJob: UInt32)>((false, 1))
     /// The number of worker processes.
     public let workerCount: Int
 
@@ -98,7 +98,8 @@ public final class ProcessPool: Sendable {
         }
     }
 
-    private func mapJob<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking) throws -> (PoolJob, PoolMapSink<F.Output>) {
+    private func mapJob<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking, failFast: Bool = false)
+        throws -> (PoolJob, PoolMapSink<F.Output>, PoolFailFastSink<F.Output>?) {
         if case .fixed(let size) = chunking, size < 1 { throw MultiprocessingError.misuse("A fixed chunk size must be at least 1; \(size) was given.") }
         let body = try Self.functionBody(function)
         var encoded = PoolInputs.State()
@@ -107,9 +108,19 @@ public final class ProcessPool: Sendable {
         let count = encoded.count
         let stored = PoolInputs(stride: PoolValues.isRaw(F.Input.self) ? MemoryLayout<F.Input>.stride : nil, state: encoded)
         let sink = PoolMapSink<F.Output>(count: count)
-        let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: sink)
+        let fast = failFast ? PoolFailFastSink(sink) : nil
+        let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: fast ?? sink)
         if count > 0 && !driver.trySendDirectly(job) { driver.send(.job(job)) }
-        return (job, sink)
+        return (job, sink, fast)
+    }
+
+    /// After a map's wait: the first failure (the rest of the map is cancelled), or every output.
+    private func mapOutputs<Output>(_ job: PoolJob, _ sink: PoolMapSink<Output>, _ fast: PoolFailFastSink<Output>?) throws -> [Output] {
+        if let failure = fast?.failure {
+            cancel(job)
+            throw failure
+        }
+        return try sink.outputs()
     }
 
     /// Runs `function` on every input, in the worker processes, and returns the results in order
@@ -123,27 +134,30 @@ public final class ProcessPool: Sendable {
     ///     lazy or endless sequence).
     ///   - chunking: How tasks are grouped into chunks; ``Chunking/adaptive`` by default.
     /// - Returns: One output per input, in the inputs' order.
-    /// - Throws: The ``PoolTaskError`` of the lowest-indexed task that failed (after every task
-    ///   has ended; `mapResults(_:over:chunking:)` gives each result); `CancellationError` when
-    ///   the calling task is cancelled (no more of its tasks start, and a worker still running
-    ///   one a second later is killed and replaced); ``MultiprocessingError`` for bad arguments.
+    /// - Throws: The ``PoolTaskError`` of the first task that fails, as soon as it fails, naming its
+    ///   index: the rest of the map is then cancelled (`mapResults(_:over:chunking:)` gives each
+    ///   result instead); `CancellationError` when the calling task is cancelled (no more of its
+    ///   tasks start, and a worker still running one a second later is killed and replaced), or on
+    ///   SIGINT (the pool is terminated, and every worker reaped, first); ``MultiprocessingError``
+    ///   for bad arguments.
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
-        let (job, sink) = try mapJob(function, inputs, chunking)
-        try await wait(job, sink.completion)
-        return try sink.outputs()
+        let (job, sink, fast) = try mapJob(function, inputs, chunking, failFast: true)
+        try await wait(job, fast?.completion ?? sink.completion)
+        return try mapOutputs(job, sink, fast)
     }
 
     /// The blocking twin of `map(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async map from async code.")
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [F.Output] {
-        let (_, sink) = try mapJob(function, inputs, chunking)
-        sink.completion.wait()
-        return try sink.outputs()
+        let (job, sink, fast) = try mapJob(function, inputs, chunking, failFast: true)
+        let completion = fast?.completion ?? sink.completion
+        try interruptTarget.during({ completion.isDone }) { completion.wait() }
+        return try mapOutputs(job, sink, fast)
     }
 
     /// Like `map(_:over:chunking:)`, but returns every task's result, failed or not.
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [Result<F.Output, PoolTaskError>] {
-        let (job, sink) = try mapJob(function, inputs, chunking)
+        let (job, sink, _) = try mapJob(function, inputs, chunking)
         try await wait(job, sink.completion)
         return sink.results()
     }
@@ -151,13 +165,14 @@ public final class ProcessPool: Sendable {
     /// The blocking twin of `mapResults(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async mapResults from async code.")
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [Result<F.Output, PoolTaskError>] {
-        let (_, sink) = try mapJob(function, inputs, chunking)
-        sink.completion.wait()
+        let (_, sink, _) = try mapJob(function, inputs, chunking)
+        let completion = sink.completion
+        try interruptTarget.during({ completion.isDone }) { completion.wait() }
         return sink.results()
     }
 
     private func wait(_ job: PoolJob, _ completion: PoolCompletion) async throws {
-        if await completion.wait() { return }
+        if try await interruptTarget.during({ completion.isDone }, { await completion.wait() }) { return }
         driver.send(.cancel(job))
         throw CancellationError()
     }
@@ -213,10 +228,10 @@ public final class ProcessPool: Sendable {
         let job = PoolJob(id: try newJobID(), functionBody: nil, taskBody: PoolWire.namedBody(name, bytes), inputs: nil, chunking: .fixed(1), sink: sink)
         // One task: sent from here when the driver sleeps, one wake-up fewer on its way.
         if !driver.trySendDirectly(job) { driver.send(.job(job)) }
-        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) })
+        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) }, interruptTarget: interruptTarget)
     }
 
-    fileprivate func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
+    func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
 
     // MARK: lifecycle
 
@@ -235,13 +250,15 @@ public final class ProcessPool: Sendable {
     @available(*, noasync, message: "Use the async join from async code.")
     public func join() throws {
         guard state.withLock({ $0.closed }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
-        driver.stopped.wait()
+        let stopped = driver.stopped
+        try interruptTarget.during({ stopped.isDone }) { stopped.wait() }
     }
 
     /// Waits, without blocking a thread, until the work has run and every worker has exited.
     public func join() async throws {
         guard state.withLock({ $0.closed }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
-        if await driver.stopped.wait() { return }
+        let stopped = driver.stopped
+        if try await interruptTarget.during({ stopped.isDone }, { await stopped.wait() }) { return }
         throw CancellationError()
     }
 
@@ -270,10 +287,13 @@ public final class ProcessPool: Sendable {
 public final class PoolTaskHandle<Output: Sendable>: Sendable {
     private let sink: PoolTaskSink<Output>
     private let cancelAction: @Sendable () -> Void
+    /// The process pool a SIGINT stops while this handle's result is awaited (none for a thread pool).
+    private let interruptTarget: PoolInterruptTarget?
 
-    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void) {
+    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, interruptTarget: PoolInterruptTarget? = nil) {
         self.sink = sink
         self.cancelAction = cancel
+        self.interruptTarget = interruptTarget
     }
 
     /// Whether the task has finished (or failed, or was cancelled).
@@ -281,10 +301,17 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
 
     /// Waits for the result.
     /// - Throws: The task's ``PoolTaskError``; `CancellationError` when the waiting task is
-    ///   cancelled (the pool task is then cancelled too).
+    ///   cancelled (the pool task is then cancelled too), or on SIGINT (a process pool is then
+    ///   terminated, and every worker reaped, first).
     public var value: Output {
         get async throws {
-            if await sink.completion.wait() == false {
+            let completion = sink.completion
+            let finished = if let interruptTarget {
+                try await interruptTarget.during({ completion.isDone }, { await completion.wait() })
+            } else {
+                await completion.wait()
+            }
+            if finished == false {
                 cancel()
                 throw CancellationError()
             }
@@ -295,7 +322,12 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// The blocking twin of ``value``.
     @available(*, noasync, message: "Use value from async code.")
     public func get() throws -> Output {
-        sink.completion.wait()
+        let completion = sink.completion
+        if let interruptTarget {
+            try interruptTarget.during({ completion.isDone }) { completion.wait() }
+        } else {
+            completion.wait()
+        }
         return try result.get()
     }
 
@@ -391,7 +423,8 @@ public struct PoolUnorderedResults<F: PoolFunction, S: Sequence<F.Input>>: Async
                     results.pool.cancel(results.job)
                     throw CancellationError()
                 }
-                await results.stream.waitForItem()
+                let stream = results.stream
+                try await results.pool.interruptTarget.during({ false }, { await stream.waitForItem() })
             }
         }
     }
