@@ -43,6 +43,8 @@ struct PoolInterruptTests {
         let parent = try #require(all.first, "the helper named no pids")
         let workers = Array(all.dropFirst())
         #expect(workers.count == 4)
+        // Until the call waits (before, a SIGINT would kill the program, as without the pool).
+        #expect(try await offThePool { helper.readLine() } == "waiting")
         // Until the workers run their tasks (each writes a marker as it starts).
         let needed = ["submit", "value"].contains(mode) ? 1 : 4
         #expect(await eventuallyAsync(within: .seconds(120)) {

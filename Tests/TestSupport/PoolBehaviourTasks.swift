@@ -100,7 +100,8 @@ private let ownSigintHandler: @convention(c) (Int32) -> Void = { _ in ownHandler
 ///
 /// `pool-sigint MODE MARKERS STDERR`: the parent of a pool of 4 workers, in a process group of its
 /// own (so that the test can send SIGINT to the group, as a terminal's Ctrl-C does), with its
-/// stderr (and so its workers') in the file STDERR. It prints `pids SELF WORKER…`, then waits in a
+/// stderr (and so its workers') in the file STDERR. It prints `pids SELF WORKER…`, then `waiting`
+/// once the call below waits (SIGINT's disposition changed), while it waits in a
 /// pool call whose tasks last 120 s and write a marker in MARKERS when they start; MODE picks the
 /// call: `map` (blocking), `map-async`, `results` (blocking mapResults), `submit` (blocking get),
 /// `value` (async value), `unordered` (async mapUnordered), `chain` (a blocking map, with a SIGINT
@@ -153,6 +154,13 @@ public func runPoolBehaviourScenario(_ name: String, _ rest: ArraySlice<String>)
         }
         try done.acquire()
     }
+    // Says "waiting" once the call waits, that is once the pool's SIGINT handler is in place: a
+    // SIGINT before that does what it does without the pool (it would kill this program).
+    let watcher = OSThread(name: "scenario-watch", daemon: true) {
+        while sigintDisposition() == before { usleep(1000) }
+        say("waiting")
+    }
+    try watcher.start()
     switch mode {
     case "map", "chain":
         record { _ = try pool.map(function, over: 0..<8, chunking: .fixed(1)) }

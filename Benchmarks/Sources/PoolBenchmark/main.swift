@@ -59,6 +59,40 @@ if arguments.count > 3 && arguments[3] == "latency" {
     }
     exit(0)
 }
+if arguments.count > 3 && arguments[3] == "pool8" {
+    // Only a pool of 8, creation to first result, `repeats` times: PoolBenchmark 0 9 pool8
+    do {
+        var values: [Double] = []
+        for _ in 0..<repeats {
+            let start = now()
+            let p = try ProcessPool(workers: 8)
+            _ = try p.submit(SquareTask(x: 3)).get()
+            values.append(Double(now() - start) / 1e3)
+            p.terminate()
+        }
+        print("pool8_first_result_us median \(median(values)) all \(values.map { Int($0) })")
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
+if arguments.count > 3 && arguments[3] == "recycle" {
+    // Only recycling every 25 tasks against none, chunk size 1: PoolBenchmark 10000 5 recycle
+    do {
+        for (name, recycling) in [("recycle25_tps", Recycling.after(tasks: 25)), ("norecycle_tps", Recycling.never)] {
+            ours[name] = try measure {
+                let p = try ProcessPool(workers: 2, recycling: recycling)
+                defer { p.terminate() }
+                _ = try p.map(Square(), over: 0..<10, chunking: .fixed(1))
+                return Double(tasks) / (try seconds { _ = try p.map(Square(), over: 0..<tasks, chunking: .fixed(1)) })
+            }
+        }
+        print("recycle25_tps \(ours["recycle25_tps"] ?? 0) norecycle_tps \(ours["norecycle_tps"] ?? 0) slowdown \((ours["norecycle_tps"] ?? 0) / (ours["recycle25_tps"] ?? 1))")
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
 do {
     let pool = try ProcessPool(workers: 2)
     _ = try pool.map(Square(), over: 0..<1000)

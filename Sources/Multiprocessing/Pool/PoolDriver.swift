@@ -73,11 +73,15 @@ final class PoolDriver: @unchecked Sendable {
         var spare: Spare?
         /// The last chunk's cost estimate, for the in-flight depth.
         var chunkNanoseconds: Double = 0
+        /// A task its caller sent here directly (``trySendDirectly(_:)``): while it is unclaimed or
+        /// claimed by a reader, the driver neither polls nor feeds this worker.
+        var direct: PoolJob?
     }
 
     let settings: Settings
     let inbox = Mutex<[Command]>([])
     let wake: Int32
+    private let wakeOpen = Mutex<Bool>(true)
     /// Set when every first worker said ready, or one failed; `startError` then says why.
     let firstReady = PoolCompletion()
     let startError = Mutex<PoolTaskError?>(nil)
@@ -121,26 +125,55 @@ final class PoolDriver: @unchecked Sendable {
     /// Starts the workers and the driver thread.
     func start() throws {
         var firstError: (any Error)?
-        for index in slots.indices {
-            do { install(try makeWorker(), at: index) } catch { if firstError == nil { firstError = error } }
+        // The workers start side by side: each start waits for the fork server (or a spawn) and
+        // then for the child's handshake, and these overlap. The pool is created once every
+        // worker is ready (it ignores SIGINT from then on, and its initializer has run).
+        let starts = PoolStarts(count: slots.count)
+        for index in 1..<max(1, slots.count) {
+            do throws(Errno) {
+                _ = try system_startThread(name: "mp-pool-start") { [self] in starts.record(index, Result { try makeWorker() }) }
+            } catch {
+                starts.record(index, Result { try makeWorker() })
+            }
+        }
+        starts.record(0, Result { try makeWorker() })
+        for (index, result) in starts.wait().enumerated() {
+            switch result {
+            case .success(let spare)?: install(spare, at: index)
+            case .failure(let error)?: if firstError == nil { firstError = error }
+            case nil: break
+            }
         }
         if !slots.contains(where: { $0.child != nil }) {
             for index in slots.indices { stopWorker(index, kill: true) }
-            system_close(wake)
+            closeWake()
             throw firstError ?? MultiprocessingError(.childStartFailed, "The pool could not start any worker.")
         }
         do throws(Errno) {
             _ = try system_startThread(name: "mp-pool") { [self] in run() }
         } catch {
             for index in slots.indices { stopWorker(index, kill: true) }
-            system_close(wake)
+            closeWake()
             throw MultiprocessingError.system("starting the pool's driver thread", error)
         }
     }
 
     func send(_ command: Command) {
         inbox.withLock { $0.append(command) }
-        system_eventfdSignal(wake)
+        signalWake()
+    }
+
+    /// Wakes the driver; nothing once its eventfd is closed (a late cancel or wait must not
+    /// write into a reused descriptor number).
+    func signalWake() {
+        wakeOpen.withLock { if $0 { system_eventfdSignal(wake) } }
+    }
+
+    private func closeWake() {
+        wakeOpen.withLock { open in
+            if open { system_close(wake) }
+            open = false
+        }
     }
 
     // MARK: workers
@@ -237,15 +270,19 @@ final class PoolDriver: @unchecked Sendable {
                 let now = system_clockMonotonicNanoseconds()
                 stopping = takeCommands(now) || stopping
                 if stopping { return nil }
+                for index in slots.indices where slots[index].direct != nil { _ = adoptDirect(index) }
                 checkTimers(now)
                 dispatch(now)
                 if closing && jobs.isEmpty && requeued.isEmpty && slots.allSatisfy({ $0.inFlight.isEmpty }) { return nil }
                 var fds: [Int32] = [wake]
                 var events: [Int16] = [Int16(POLLIN_VALUE)]
                 var owners: [Int] = [-1]
-                for (index, slot) in slots.enumerated() where slot.fd >= 0 {
+                for (index, slot) in slots.enumerated() where slot.fd >= 0 && slot.direct == nil {
                     fds.append(slot.fd)
-                    events.append(Int16(POLLIN_VALUE) | (slot.outSent < slot.out.count ? Int16(POLLOUT_VALUE) : 0))
+                    // An idle worker is polled for its end only (POLLHUP needs no event bit), so that
+                    // the answer to a task a caller sent it directly wakes that caller alone.
+                    let reading = !slot.ready || !slot.inFlight.isEmpty
+                    events.append((reading ? Int16(POLLIN_VALUE) : 0) | (slot.outSent < slot.out.count ? Int16(POLLOUT_VALUE) : 0))
                     owners.append(index)
                 }
                 polledGeneration = generation
@@ -264,6 +301,8 @@ final class PoolDriver: @unchecked Sendable {
                 for position in 1..<max(1, plan.fds.count) where revents[position] != 0 {
                     let index = plan.owners[position]
                     guard slots[index].fd == plan.fds[position] else { continue }
+                    // Sent a task directly while the driver waited, and claimed by its reader: not ours.
+                    if slots[index].direct != nil && !adoptDirect(index) { continue }
                     if revents[position] & Int16(POLLOUT_VALUE) != 0 { flush(index) }
                     if revents[position] & ~Int16(POLLOUT_VALUE) != 0 { readable(index) }
                 }
@@ -287,15 +326,89 @@ final class PoolDriver: @unchecked Sendable {
             defer { holder.store(0, ordering: .relaxed) }
             // Only when nothing waits in the inbox, so that a caller's jobs keep their order.
             guard polling, broken == nil, !closing, inbox.withLock({ $0.isEmpty }) else { return (false, false) }
+            let now = system_clockMonotonicNanoseconds()
+            if job.taskBody != nil, settings.taskTimeout == nil, jobs.isEmpty, requeued.isEmpty,
+               let index = slots.indices.first(where: { takesDirect($0) }) {
+                // One task to an idle worker: its answer is left to the caller (a blocking get()
+                // reads it itself, so the driver never wakes), or to the driver when anyone else asks.
+                job.dispatched = 1
+                send(Piece(job: job, start: 0, count: 1, attempt: 0), to: index, now: now)
+                flush(index)
+                guard slots[index].fd >= 0, slots[index].outSent == slots[index].out.count, slots[index].inFlight.count == 1 else { return (true, true) }
+                job.directSlot = index
+                job.directFD = slots[index].fd
+                slots[index].direct = job
+                job.direct.store(PoolDirect.unclaimed, ordering: .releasing)
+                return (true, false)
+            }
             jobs.append(job)
-            dispatch(system_clockMonotonicNanoseconds())
-            // The driver must look again if a write was partial or a worker's descriptor changed.
-            let poke = generation != polledGeneration || slots.contains { $0.outSent < $0.out.count }
-            return (true, poke)
+            dispatch(now)
+            // The driver polls idle workers for their end only: it must look again to read answers.
+            return (true, true)
         }
         guard let result, result.sent else { return false }
-        if result.poke { system_eventfdSignal(wake) }
+        if result.poke { signalWake() }
         return true
+    }
+
+    /// A worker a caller may send one task to directly: ready, idle, and not about to be recycled.
+    private func takesDirect(_ index: Int) -> Bool {
+        let slot = slots[index]
+        guard slot.ready, !slot.retiring, slot.fd >= 0, slot.direct == nil, slot.inFlight.isEmpty, slot.outSent == slot.out.count else { return false }
+        if let limit = settings.recycling.afterTasks, limit - slot.tasksDone <= 1 { return false }
+        return true
+    }
+
+    /// The driver takes over a direct task's answer unless a reader has claimed it; true when it did.
+    private func adoptDirect(_ index: Int) -> Bool {
+        guard let job = slots[index].direct else { return true }
+        let (exchanged, original) = job.direct.compareExchange(expected: PoolDirect.unclaimed, desired: PoolDirect.driver, ordering: .acquiringAndReleasing)
+        guard exchanged || original != PoolDirect.reader else { return false }
+        slots[index].direct = nil
+        return true
+    }
+
+    /// Settles who reads the answer of a task sent directly. `reading`: the caller blocks until
+    /// the answer is there, so it reads it itself (two wake-ups in all: the worker's and its own);
+    /// otherwise the driver is asked to. A task still running after 10 ms goes to the driver, as
+    /// does one whose worker the driver took back (a death, a timeout, the pool's end).
+    func settleDirect(_ job: PoolJob, reading: Bool) {
+        guard job.direct.load(ordering: .acquiring) == PoolDirect.unclaimed else { return }
+        guard reading else {
+            if job.direct.compareExchange(expected: PoolDirect.unclaimed, desired: PoolDirect.driver, ordering: .acquiringAndReleasing).exchanged {
+                signalWake()
+            }
+            return
+        }
+        guard job.direct.compareExchange(expected: PoolDirect.unclaimed, desired: PoolDirect.reader, ordering: .acquiringAndReleasing).exchanged else { return }
+        let index = job.directSlot
+        let fd = job.directFD
+        let me = system_gettid()
+        while true {
+            let revents = (try? system_pollMany([fd], events: [Int16(POLLIN_VALUE)], timeoutMilliseconds: 10)) ?? [Int16(POLLIN_VALUE)]
+            let (done, poke) = step.withLock { _ -> (Bool, Bool) in
+                holder.store(me, ordering: .relaxed)
+                defer { holder.store(0, ordering: .relaxed) }
+                // The driver took the worker back (it died, was killed, or the pool ended).
+                guard slots[index].direct === job, slots[index].fd == fd else { return (true, false) }
+                let before = generation
+                if revents[0] == 0 {
+                    slots[index].direct = nil
+                    job.direct.store(PoolDirect.driver, ordering: .releasing)
+                    return (true, true)
+                }
+                readable(index)
+                if slots[index].direct === job {
+                    // A partial answer: read on.
+                    guard slots[index].inFlight.isEmpty else { return (false, false) }
+                    slots[index].direct = nil
+                }
+                job.direct.store(PoolDirect.none, ordering: .releasing)
+                return (true, generation != before || closing || !jobs.isEmpty || !requeued.isEmpty || !retired.isEmpty)
+            }
+            if poke { signalWake() }
+            if done { return }
+        }
     }
 
     /// Takes the inbox; returns true for terminate.
@@ -399,7 +512,7 @@ final class PoolDriver: @unchecked Sendable {
         var progressed = true
         while progressed {
             progressed = false
-            for index in slots.indices where slots[index].ready && !slots[index].retiring && slots[index].inFlight.count < depth(slots[index]) {
+            for index in slots.indices where slots[index].ready && !slots[index].retiring && slots[index].direct == nil && slots[index].inFlight.count < depth(slots[index]) {
                 // A worker to recycle after N tasks is given no more than N in all.
                 var budget = Int.max
                 if let limit = settings.recycling.afterTasks {
@@ -836,7 +949,7 @@ final class PoolDriver: @unchecked Sendable {
             let (count, _) = job.taskCount
             job.sink.fail(start: 0, count: count, error: cancelled.narrowed(to: Array(0..<count)))
         }
-        system_close(wake)
+        closeWake()
         stopped.complete()
     }
 
@@ -844,6 +957,29 @@ final class PoolDriver: @unchecked Sendable {
         guard let first = indices.first, let last = indices.last else { return "" }
         if indices.count == 1 { return "\(first)" }
         return "\(first)...\(last)"
+    }
+}
+
+/// The outcomes of a pool's first worker starts, made on several threads at once.
+private final class PoolStarts: Sendable {
+    private let results: Mutex<[Result<PoolDriver.Spare, any Error>?]>
+    private let left: Atomic<Int>
+    private let done = OneShot()
+
+    init(count: Int) {
+        results = Mutex(Array(repeating: nil, count: count))
+        left = Atomic(count)
+    }
+
+    func record(_ index: Int, _ result: Result<PoolDriver.Spare, any Error>) {
+        results.withLock { $0[index] = result }
+        if left.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.set() }
+    }
+
+    /// Waits until every start has ended, then gives their outcomes.
+    func wait() -> [Result<PoolDriver.Spare, any Error>?] {
+        _ = done.wait(until: .never)
+        return results.withLock { $0 }
     }
 }
 

@@ -160,7 +160,7 @@ extension ProcessPool {
 /// The sink of a `map`: passes answers to the map's own sink until the first failure, which ends
 /// the wait at once (`map` then cancels the rest of its tasks and throws that failure).
 final class PoolFailFastSink<Output: Codable & Sendable>: PoolJobSink, @unchecked Sendable {
-    // @unchecked: `failure` is written by the driver thread only, once, before `completion`, and read
+    // @unchecked: `failure` is written under the driver's lock only, once, before `completion`, and read
     // by the caller only after it; after a failure nothing more reaches `inner`.
     let inner: PoolMapSink<Output>
     let completion = PoolCompletion()

@@ -1,6 +1,7 @@
 import Synchronization
 
-/// Where a job's results go. Called on the pool's driver thread only.
+/// Where a job's results go. Called under the pool driver's lock only (on its thread, or on a
+/// caller's that reads a direct answer).
 protocol PoolJobSink: AnyObject, Sendable {
     /// A worker's answer for tasks `start..<start+count`: decodes the outputs and failures.
     func deliver(start: Int, count: Int, body: UnsafeRawBufferPointer, pid: Int32)
@@ -100,7 +101,14 @@ final class PoolJob: @unchecked Sendable {
     /// The window of mapUnordered: at most this many tasks dispatched and not yet consumed.
     let window: PoolWindow?
 
-    // driver-only
+    /// A submitted task its caller sent straight to an idle worker (``PoolDriver/trySendDirectly(_:)``):
+    /// who reads its answer. ``PoolDirect`` values; changed only by compare-and-swap.
+    let direct = Atomic<UInt8>(PoolDirect.none)
+    /// The slot and descriptor it went to (written under the driver's lock before `direct` is set).
+    var directSlot = 0
+    var directFD: Int32 = -1
+
+    // driver-only (or whoever holds the driver's lock)
     var dispatched = 0
     var answered = 0
     var nanosecondsPerTask: Double?
@@ -121,6 +129,18 @@ final class PoolJob: @unchecked Sendable {
         if let inputs { return inputs.snapshot }
         return (1, true)
     }
+}
+
+/// Who reads the answer of a task sent directly to a worker.
+enum PoolDirect {
+    /// Not sent directly (or settled): the driver reads it like any other.
+    static let none: UInt8 = 0
+    /// Sent directly; nobody has claimed the answer yet. The driver does not poll that worker.
+    static let unclaimed: UInt8 = 1
+    /// A blocking `get()` reads the answer on its own thread.
+    static let reader: UInt8 = 2
+    /// Handed to the driver (an async wait, a callback, or any driver round that saw it first).
+    static let driver: UInt8 = 3
 }
 
 /// How many results of a mapUnordered the consumer has taken, so that dispatch stays within its window.

@@ -228,7 +228,8 @@ public final class ProcessPool: Sendable {
         let job = PoolJob(id: try newJobID(), functionBody: nil, taskBody: PoolWire.namedBody(name, bytes), inputs: nil, chunking: .fixed(1), sink: sink)
         // One task: sent from here when the driver sleeps, one wake-up fewer on its way.
         if !driver.trySendDirectly(job) { driver.send(.job(job)) }
-        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) }, interruptTarget: interruptTarget)
+        return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) },
+                              settle: { [driver] blocking in driver.settleDirect(job, reading: blocking) }, interruptTarget: interruptTarget)
     }
 
     func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
@@ -287,17 +288,25 @@ public final class ProcessPool: Sendable {
 public final class PoolTaskHandle<Output: Sendable>: Sendable {
     private let sink: PoolTaskSink<Output>
     private let cancelAction: @Sendable () -> Void
+    /// For a task sent straight to a worker: `true` reads its answer on this thread (a blocking
+    /// wait), `false` hands it to the pool's driver (any other wait). Nil for a thread pool.
+    private let settle: (@Sendable (Bool) -> Void)?
     /// The process pool a SIGINT stops while this handle's result is awaited (none for a thread pool).
     private let interruptTarget: PoolInterruptTarget?
 
-    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, interruptTarget: PoolInterruptTarget? = nil) {
+    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, settle: (@Sendable (Bool) -> Void)? = nil,
+         interruptTarget: PoolInterruptTarget? = nil) {
         self.sink = sink
         self.cancelAction = cancel
+        self.settle = settle
         self.interruptTarget = interruptTarget
     }
 
     /// Whether the task has finished (or failed, or was cancelled).
-    public var isDone: Bool { sink.completion.isDone }
+    public var isDone: Bool {
+        settle?(false)
+        return sink.completion.isDone
+    }
 
     /// Waits for the result.
     /// - Throws: The task's ``PoolTaskError``; `CancellationError` when the waiting task is
@@ -305,6 +314,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     ///   terminated, and every worker reaped, first).
     public var value: Output {
         get async throws {
+            settle?(false)
             let completion = sink.completion
             let finished = if let interruptTarget {
                 try await interruptTarget.during({ completion.isDone }, { await completion.wait() })
@@ -324,8 +334,12 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     public func get() throws -> Output {
         let completion = sink.completion
         if let interruptTarget {
-            try interruptTarget.during({ completion.isDone }) { completion.wait() }
+            try interruptTarget.during({ completion.isDone }) { [settle] in
+                settle?(true)
+                completion.wait()
+            }
         } else {
+            settle?(true)
             completion.wait()
         }
         return try result.get()
@@ -345,6 +359,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// Calls `callback` with the result when the task ends (at once if it has): Python's
     /// `add_done_callback` and `apply_async(callback=, error_callback=)`. It runs on the pool's thread: keep it short.
     public func onDone(_ callback: @escaping @Sendable (Result<Output, PoolTaskError>) -> Void) {
+        settle?(false)
         let now = sink.onDone.withLock { callbacks -> Bool in
             if sink.completion.isDone { return true }
             callbacks.append(callback)
@@ -436,5 +451,5 @@ extension ProcessPool {
 }
 
 extension PoolDriver {
-    func poke() { system_eventfdSignal(wake) }
+    func poke() { signalWake() }
 }
