@@ -204,3 +204,76 @@ struct PoolTenMillionTests {
         #expect(residentGrowth < 10 << 20, "resident memory grew by \(residentGrowth) bytes over 10 million items")
     }
 }
+
+@Suite("ProcessPool worker deaths", .serialized)
+struct PoolWorkerDeathTests {
+    /// 100 rounds: a worker SIGKILLed while it runs a 200 ms task of a `map` (it wrote its marker):
+    /// the map throws at once, within the task time plus 1 s of the kill, an error naming the
+    /// worker's pid, −SIGKILL and the task's index. No zombie after any round, and no process that
+    /// was ever one of the pool's workers outlives the pool (no orphan).
+    @Test func aWorkerKilledDuringMapFailsItAtOnceInEveryOneOfAHundredRounds() async throws {
+        let pool = try ProcessPool(workers: 2)
+        var everyWorker = Set(pool.workerPIDs)
+        for round in 0..<100 {
+            #expect(await eventuallyAsync(within: .seconds(60)) { pool.workerPIDs.count == 2 }, "round \(round): no replacement")
+            everyWorker.formUnion(pool.workerPIDs)
+            let markers = NSTemporaryDirectory() + "pool-kill-\(getpid())-\(round)"
+            try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: markers) }
+            let function = PoolMarkThenSleep(directory: markers, milliseconds: 200)
+            let mapping = Task { () -> Result<[Int], any Error> in
+                do { return .success(try await pool.map(function, over: 0..<8, chunking: .fixed(1))) } catch { return .failure(error) }
+            }
+            // The first worker to run a task of this map is the victim.
+            var victim: Int32?
+            #expect(await eventuallyAsync(within: .seconds(60)) {
+                victim = (try? FileManager.default.contentsOfDirectory(atPath: markers))?.compactMap { Int32($0) }.first
+                return victim != nil
+            })
+            let pid = try #require(victim)
+            let killed = ContinuousClock.now
+            kill(pid, SIGKILL)
+            let outcome = await mapping.value
+            let elapsed = ContinuousClock.now - killed
+            guard case .failure(let thrown) = outcome, let error = thrown as? PoolTaskError else {
+                Issue.record("round \(round): map did not fail with a PoolTaskError: \(outcome)")
+                continue
+            }
+            #expect(elapsed < .milliseconds(1200), "round \(round): map took \(elapsed) after the kill")
+            #expect(error.code == .childDied, "round \(round): \(error)")
+            #expect(error.pid == pid)
+            #expect(error.exitStatus == .signaled(.kill) && error.exitStatus?.code == -9)
+            #expect(error.indices.count == 1 && (0..<8).contains(error.indices[0]))
+            #expect(error.message.contains("\(pid)") && error.message.contains("SIGKILL") && error.message.contains("\(error.indices[0])"))
+            #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty }, "round \(round): zombies")
+            // A map that succeeds on both workers, so the death back-off starts again from zero.
+            _ = try await pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
+        }
+        everyWorker.formUnion(pool.workerPIDs)
+        pool.terminate()
+        let left = everyWorker.filter { processIsRunning($0) }
+        #expect(left.isEmpty, "workers that outlived the pool: \(left)")
+        #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty })
+    }
+
+    /// A task that kills its worker, ten times in a row on a pool of one: each fails alone with its
+    /// own worker's pid, and the respawns slow down (0, 10, 20, 40 … ms, at most 1 s apart), so the
+    /// ten take at least 2.27 s; a respawn loop without a limit would take ten worker starts.
+    @Test func respawnsAfterDeathsInARowAreRateLimited() async throws {
+        let pool = try ProcessPool(workers: 1)
+        defer { pool.terminate() }
+        let start = ContinuousClock.now
+        let results = try await pool.mapResults(PoolCrashOn(poison: 5), over: Array(repeating: 5, count: 10), chunking: .fixed(1))
+        let elapsed = ContinuousClock.now - start
+        var pids = Set<Int32>()
+        for (index, result) in results.enumerated() {
+            guard case .failure(let error) = result else { Issue.record("task \(index) succeeded"); continue }
+            #expect(error.code == .childDied && error.indices == [index])
+            if let pid = error.pid { pids.insert(pid) }
+        }
+        #expect(pids.count == 10, "each death was another worker")
+        #expect(elapsed >= .milliseconds(2000), "ten deaths in a row took only \(elapsed): no back-off")
+        // The pool goes on.
+        #expect(try await pool.map(PoolSquare(), over: [3]) == [9])
+    }
+}
