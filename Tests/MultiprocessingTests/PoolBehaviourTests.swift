@@ -277,3 +277,57 @@ struct PoolWorkerDeathTests {
         #expect(try await pool.map(PoolSquare(), over: [3]) == [9])
     }
 }
+
+@Suite("ProcessPool bad input and retries", .serialized)
+struct PoolInputAndRetryTests {
+    /// Input 5 of 10 cannot be encoded: map and mapUnordered's first step throw `.coding` naming
+    /// input 5, in the caller, and no task of it ran (no marker, after a later map has run on
+    /// every worker).
+    @Test func anInputThatCannotBeEncodedFailsInTheCallerBeforeAnyTaskRuns() async throws {
+        let pool = try ProcessPool(workers: 2)
+        defer { pool.terminate() }
+        let markers = NSTemporaryDirectory() + "pool-badinput-\(getpid())"
+        try? FileManager.default.removeItem(atPath: markers)
+        try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: markers) }
+        let inputs = (0..<10).map { PoolFragile(value: $0, poisoned: $0 == 5) }
+        await #expect {
+            _ = try await pool.map(PoolMarkFragile(directory: markers), over: inputs)
+        } throws: { error in
+            guard let error = error as? MultiprocessingError else { return false }
+            return error.code == .coding && error.message.contains("input 5")
+        }
+        _ = try await pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
+        #expect((try FileManager.default.contentsOfDirectory(atPath: markers)).isEmpty, "a task ran")
+    }
+
+    /// 100 rounds with `.retry(3)`: a worker SIGKILLed while it runs a 200 ms task of a `map` (seen
+    /// by its marker): the map returns every result, within the task time plus 1 s of the kill
+    /// (plus the tasks still to run), and no zombie is left.
+    @Test func withRetryAKilledWorkersTaskStillGetsItsResultInEveryOneOfAHundredRounds() async throws {
+        let pool = try ProcessPool(workers: 2, onWorkerDeath: .retry(3))
+        defer { pool.terminate() }
+        for round in 0..<100 {
+            #expect(await eventuallyAsync(within: .seconds(60)) { pool.workerPIDs.count == 2 }, "round \(round): no replacement")
+            let markers = NSTemporaryDirectory() + "pool-retry-\(getpid())-\(round)"
+            try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: markers) }
+            let function = PoolMarkThenSleep(directory: markers, milliseconds: 200)
+            // Two tasks, one per worker: the killed one runs again on the replacement or the other worker.
+            let mapping = Task { try await pool.map(function, over: 0..<2, chunking: .fixed(1)) }
+            var victim: Int32?
+            #expect(await eventuallyAsync(within: .seconds(60)) {
+                victim = (try? FileManager.default.contentsOfDirectory(atPath: markers))?.compactMap { Int32($0) }.first
+                return victim != nil
+            })
+            let killed = ContinuousClock.now
+            kill(try #require(victim), SIGKILL)
+            let results = try await mapping.value
+            let elapsed = ContinuousClock.now - killed
+            #expect(results == [0, 1], "round \(round)")
+            #expect(elapsed < .milliseconds(1200), "round \(round): map took \(elapsed) after the kill")
+            #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty }, "round \(round): zombies")
+            _ = try await pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
+        }
+    }
+}

@@ -204,3 +204,14 @@ private final class OutcomeBox: Sendable {
     func set(_ text: String) { value.withLock { $0 = text } }
     func get() -> String { value.withLock { $0 } }
 }
+
+/// Writes a marker `<directory>/<value>` for each input it runs; its input may refuse to be encoded.
+public struct PoolMarkFragile: PoolFunction {
+    public var directory: String
+    public init(directory: String) { self.directory = directory }
+    public func run(_ x: PoolFragile) -> Int {
+        let fd = open("\(directory)/\(x.value)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd >= 0 { close(fd) }
+        return x.value
+    }
+}
