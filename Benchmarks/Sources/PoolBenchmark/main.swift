@@ -76,6 +76,20 @@ if arguments.count > 3 && arguments[3] == "pool8" {
     }
     exit(0)
 }
+if arguments.count > 3 && arguments[3] == "chunk1" {
+    // Only map at chunk size 1 (and adaptive), for profiling: PoolBenchmark 100000 5 chunk1
+    do {
+        let pool = try ProcessPool(workers: 2)
+        _ = try pool.map(Square(), over: 0..<1000)
+        let one = try measure { Double(tasks) / (try seconds { _ = try pool.map(Square(), over: inputs, chunking: .fixed(1)) }) }
+        let auto = try measure { Double(tasks) / (try seconds { _ = try pool.map(Square(), over: inputs) }) }
+        print("chunk1_tps \(one) auto_tps \(auto)")
+        pool.terminate()
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
 if arguments.count > 3 && arguments[3] == "recycle" {
     // Only recycling every 25 tasks against none, chunk size 1: PoolBenchmark 10000 5 recycle
     do {

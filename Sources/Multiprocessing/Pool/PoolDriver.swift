@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// The pool's one thread: owns the workers and their sockets, cuts jobs into chunks, sends them,
 /// reads answers, notices deaths, replaces workers. Callers talk to it through its inbox.
@@ -582,8 +583,11 @@ final class PoolDriver: @unchecked Sendable {
                 job.probe = min(job.probe * 2, 64)
             }
             if complete {
-                // The tail: never more than a share of what is left, so workers finish together.
-                size = min(size, max(1, (remaining + 2 * live - 1) / (2 * live)))
+                // The tail: never more than a share of what is left, so workers finish together;
+                // but never cut below about 100 µs of work, less than a round trip costs.
+                var share = max(1, (remaining + 2 * live - 1) / (2 * live))
+                if let cost = job.nanosecondsPerTask { share = max(share, Int(100_000 / max(cost, 1))) }
+                size = min(size, share)
             }
             return max(1, min(size, available))
         }
