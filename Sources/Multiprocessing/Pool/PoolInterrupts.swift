@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // SIGINT while a pool call waits, and a map that fails at its first failed task. Design and
 // guarantees: docs/pool.md ("Interrupts" and "Errors are values").
