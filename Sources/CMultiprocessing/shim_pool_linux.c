@@ -28,7 +28,10 @@ static void cmp_pool_on_sigint(int signo, siginfo_t *info, void *context) {
         ssize_t ignored = write(fd, &one, sizeof one);
         (void)ignored;
     }
-    // Chain: a handler the program had installed still sees its SIGINT.
+    // Chain: a handler the program had installed still sees its SIGINT. `cmp_pool_previous` is
+    // written only while this handler is not installed (the first acquire after a release), so it
+    // is stable here, but for a SIGINT whose handler still runs on another thread across a release
+    // and the next acquire: that one may chain to the newer previous action.
     struct sigaction previous = cmp_pool_previous;
     if (previous.sa_flags & SA_SIGINFO) {
         if (previous.sa_sigaction != NULL) previous.sa_sigaction(signo, info, context);

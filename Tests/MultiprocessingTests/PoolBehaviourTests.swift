@@ -331,3 +331,20 @@ struct PoolInputAndRetryTests {
         }
     }
 }
+
+@Suite("ProcessPool memory recycling", .serialized)
+struct PoolMemoryRecyclingTests {
+    /// Each task leaks 8 MiB; workers are replaced above 64 MiB resident: every result is right, no
+    /// error surfaces, and the 60 tasks ran in several workers per slot (replaced, not killed: a
+    /// worker measures itself after each chunk and is retired between chunks), with no zombie left.
+    @Test func leakingWorkersAreReplacedAndEveryResultIsRight() async throws {
+        let pool = try ProcessPool(workers: 2, recycling: .above(residentBytes: 64 << 20))
+        defer { pool.terminate() }
+        let answers = try await pool.map(PoolLeakAndTell(megabytes: 8), over: 0..<60, chunking: .fixed(1))
+        #expect(answers.map(\.input) == Array(0..<60))
+        let workers = Set(answers.map(\.pid))
+        // 60 × 8 MiB = 480 MiB over two slots, each retired past 64 MiB: at least 6 workers.
+        #expect(workers.count >= 6, "only \(workers.count) workers ran the leaking tasks")
+        #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty })
+    }
+}

@@ -215,3 +215,14 @@ public struct PoolMarkFragile: PoolFunction {
         return x.value
     }
 }
+
+/// Leaks `megabytes` of touched memory per task, and returns the input and the worker's pid.
+public struct PoolLeakAndTell: PoolFunction {
+    public var megabytes: Int
+    public init(megabytes: Int) { self.megabytes = megabytes }
+    public func run(_ x: Int) -> PoolSleepThenTell.Answer {
+        let size = megabytes << 20
+        if let memory = malloc(size) { memset(memory, 1, size) } // never freed: the leak
+        return PoolSleepThenTell.Answer(input: x, pid: getpid())
+    }
+}
