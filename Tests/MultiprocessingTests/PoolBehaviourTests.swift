@@ -77,30 +77,44 @@ struct PoolInterruptTests {
 
 @Suite("ProcessPool map fails early", .serialized)
 struct PoolFailEarlyTests {
-    /// Task 3 fails at once, every other task sleeps 2 s: 40 tasks on 2 workers would take 40 s.
-    /// map throws task 3's error as soon as it fails (before, it waited for all 40), and the rest is
-    /// cancelled: the next map does not wait for them either.
+    /// A fresh directory for the markers tasks write as they start.
+    static func markerDirectory(_ name: String) throws -> String {
+        let path = NSTemporaryDirectory() + "pool-\(name)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func started(_ directory: String) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: directory))?.count ?? 0
+    }
+
+    /// Task 3 fails at once, every other task sleeps 2 s (40 tasks, 2 workers: 40 s in all). map
+    /// throws task 3's error, and the rest of the map is cancelled when the failure arrives: of
+    /// the 40 tasks, only those already sent had started (a marker each), where the old map ran
+    /// all 40 before it threw. Counted, not timed: an async test's task may wait long for a thread.
     @Test func mapThrowsTheFirstFailureAtOnceAndCancelsTheRest() async throws {
         let pool = try ProcessPool(workers: 2)
         defer { pool.terminate() }
-        let function = PoolFailOneSleepOthers(failing: 3, milliseconds: 2000)
-        let start = ContinuousClock.now
+        let markers = try Self.markerDirectory("failfast")
+        defer { try? FileManager.default.removeItem(atPath: markers) }
         await #expect {
-            _ = try await pool.map(function, over: 0..<40, chunking: .fixed(1))
+            _ = try await pool.map(PoolFailOneMarkOthers(directory: markers, failing: 3, milliseconds: 2000), over: 0..<40, chunking: .fixed(1))
         } throws: { error in
             guard let error = error as? PoolTaskError else { return false }
             return error.indices == [3] && error.code == .childFailed && error.message.contains("Task 3")
                 && error.remoteError as? PoolOddError == PoolOddError(value: 3)
         }
-        #expect(ContinuousClock.now - start < .seconds(20), "map waited for the other tasks: \(ContinuousClock.now - start)")
-        let next = ContinuousClock.now
-        #expect(try await pool.map(PoolSquare(), over: 0..<10) == (0..<10).map { $0 * $0 })
-        #expect(ContinuousClock.now - next < .seconds(20), "the cancelled tasks still ran: \(ContinuousClock.now - next)")
+        // Every task that will ever start has started once the pool runs something else.
+        _ = try await pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
+        #expect(Self.started(markers) <= 12, "\(Self.started(markers)) of 40 tasks ran")
         // mapResults still runs every task and returns every result.
         let results = try await pool.mapResults(PoolFailOneSleepOthers(failing: 1, milliseconds: 0), over: 0..<4)
         #expect(results.count == 4 && (try? results[0].get()) == 0 && (try? results[1].get()) == nil && (try? results[3].get()) == 3)
     }
 
+    /// The blocking twin, timed (a blocking wait needs no thread of the cooperative pool): it
+    /// throws in about 2 s, where the old map took 40 s.
     @Test func theBlockingMapFailsEarlyToo() throws {
         let pool = try ProcessPool(workers: 2)
         defer { pool.terminate() }
@@ -115,14 +129,15 @@ struct PoolFailEarlyTests {
 
     @Test func aThreadPoolMapFailsEarlyToo() async throws {
         let pool = try ThreadPool(workers: 2)
-        let start = ContinuousClock.now
+        let markers = try Self.markerDirectory("failfast-threads")
+        defer { try? FileManager.default.removeItem(atPath: markers) }
         await #expect {
-            _ = try await pool.map(PoolFailOneSleepOthers(failing: 3, milliseconds: 2000), over: 0..<40, chunking: .fixed(1))
+            _ = try await pool.map(PoolFailOneMarkOthers(directory: markers, failing: 3, milliseconds: 2000), over: 0..<40, chunking: .fixed(1))
         } throws: { error in
             (error as? PoolTaskError)?.indices == [3]
         }
-        #expect(ContinuousClock.now - start < .seconds(20))
         pool.terminate()
+        #expect(Self.started(markers) <= 12, "\(Self.started(markers)) of 40 tasks ran")
     }
 }
 
@@ -130,9 +145,9 @@ struct PoolFailEarlyTests {
 struct PoolUnevenTaskTests {
     /// The wall time of a map over `durations` (milliseconds of sleep each) and its lower bound,
     /// the larger of the sum over 4 and the longest task, from what each task really took.
-    static func ratio(_ pool: ProcessPool, _ durations: [Int], chunking: Chunking) async throws -> Double {
+    static func ratio(_ pool: ProcessPool, _ durations: [Int], chunking: Chunking) throws -> Double {
         let start = ContinuousClock.now
-        let took = try await pool.map(PoolTimedSleep(), over: durations, chunking: chunking)
+        let took = try pool.map(PoolTimedSleep(), over: durations, chunking: chunking)
         let wall = ContinuousClock.now - start
         let wallNanoseconds = Double(wall.components.seconds) * 1e9 + Double(wall.components.attoseconds) / 1e9
         let lower = max(Double(took.reduce(0, +)) / 4, Double(took.max() ?? 0))
@@ -145,19 +160,20 @@ struct PoolUnevenTaskTests {
     /// The first chunks are probes of 1, 2, 4 … tasks: without the tail rule (no chunk above a
     /// share of what is left) the last probe would hold half of the long tasks (about 1.9×). Python's
     /// default chunks (len / (4 × workers), the same size to the end) take about 1.8×: the control
-    /// below shows that the bound tells them apart. Up to 3 tries, for a machine that stalls.
-    @Test func unevenTasksFinishWithinFifteenPercentOfTheLowerBound() async throws {
+    /// below shows that the bound tells them apart. Up to 3 tries, for a machine that stalls. The
+    /// blocking map, so that no wait for a thread of the cooperative pool is counted.
+    @Test func unevenTasksFinishWithinFifteenPercentOfTheLowerBound() throws {
         let pool = try ProcessPool(workers: 4)
         defer { pool.terminate() }
         let durations = Array(repeating: 20, count: 180) + Array(repeating: 200, count: 20)
         var ratios: [Double] = []
         for _ in 0..<3 {
-            ratios.append(try await Self.ratio(pool, durations, chunking: .adaptive))
+            ratios.append(try Self.ratio(pool, durations, chunking: .adaptive))
             if let last = ratios.last, last <= 1.15 { break }
         }
         #expect(ratios.contains { $0 <= 1.15 }, "adaptive chunking: \(ratios)")
         let pythonChunk = (durations.count + 15) / 16
-        let control = try await Self.ratio(pool, durations, chunking: .fixed(pythonChunk))
+        let control = try Self.ratio(pool, durations, chunking: .fixed(pythonChunk))
         #expect(control > 1.15, "fixed chunks of \(pythonChunk): \(control), adaptive: \(ratios)")
         print("uneven tasks: adaptive \(ratios), fixed(\(pythonChunk)) \(control)")
     }
@@ -211,49 +227,60 @@ struct PoolWorkerDeathTests {
     /// the map throws at once, within the task time plus 1 s of the kill, an error naming the
     /// worker's pid, −SIGKILL and the task's index. No zombie after any round, and no process that
     /// was ever one of the pool's workers outlives the pool (no orphan).
-    @Test func aWorkerKilledDuringMapFailsItAtOnceInEveryOneOfAHundredRounds() async throws {
+    @Test func aWorkerKilledDuringMapFailsItAtOnceInEveryOneOfAHundredRounds() throws {
+        // Blocking calls on threads of their own: no wait for a thread of the cooperative pool
+        // (which the suite's synchronous tests may hold for minutes) is timed.
         let pool = try ProcessPool(workers: 2)
         var everyWorker = Set(pool.workerPIDs)
         for round in 0..<100 {
-            #expect(await eventuallyAsync(within: .seconds(60)) { pool.workerPIDs.count == 2 }, "round \(round): no replacement")
+            #expect(eventually(within: .seconds(60)) { pool.workerPIDs.count == 2 }, "round \(round): no replacement")
             everyWorker.formUnion(pool.workerPIDs)
             let markers = NSTemporaryDirectory() + "pool-kill-\(getpid())-\(round)"
             try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: markers) }
             let function = PoolMarkThenSleep(directory: markers, milliseconds: 200)
-            let mapping = Task { () -> Result<[Int], any Error> in
-                do { return .success(try await pool.map(function, over: 0..<8, chunking: .fixed(1))) } catch { return .failure(error) }
+            let mapping = OSThread(name: "map") { () -> (error: PoolTaskError?, other: String, ended: ContinuousClock.Instant) in
+                do {
+                    _ = try pool.map(function, over: 0..<8, chunking: .fixed(1))
+                    return (nil, "map returned", ContinuousClock.now)
+                } catch let error as PoolTaskError {
+                    return (error, "", ContinuousClock.now)
+                } catch {
+                    return (nil, "\(error)", ContinuousClock.now)
+                }
             }
+            try mapping.start()
             // The first worker to run a task of this map is the victim.
             var victim: Int32?
-            #expect(await eventuallyAsync(within: .seconds(60)) {
+            #expect(eventually(within: .seconds(60)) {
                 victim = (try? FileManager.default.contentsOfDirectory(atPath: markers))?.compactMap { Int32($0) }.first
                 return victim != nil
             })
             let pid = try #require(victim)
             let killed = ContinuousClock.now
             kill(pid, SIGKILL)
-            let outcome = await mapping.value
-            let elapsed = ContinuousClock.now - killed
-            guard case .failure(let thrown) = outcome, let error = thrown as? PoolTaskError else {
-                Issue.record("round \(round): map did not fail with a PoolTaskError: \(outcome)")
+            try mapping.join()
+            let outcome = try mapping.result(as: (error: PoolTaskError?, other: String, ended: ContinuousClock.Instant).self)
+            guard let error = outcome.error else {
+                Issue.record("round \(round): map did not fail with a PoolTaskError: \(outcome.other)")
                 continue
             }
+            let elapsed = outcome.ended - killed
             #expect(elapsed < .milliseconds(1200), "round \(round): map took \(elapsed) after the kill")
             #expect(error.code == .childDied, "round \(round): \(error)")
             #expect(error.pid == pid)
             #expect(error.exitStatus == .signaled(.kill) && error.exitStatus?.code == -9)
             #expect(error.indices.count == 1 && (0..<8).contains(error.indices[0]))
             #expect(error.message.contains("\(pid)") && error.message.contains("SIGKILL") && error.message.contains("\(error.indices[0])"))
-            #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty }, "round \(round): zombies")
+            #expect(eventually(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty }, "round \(round): zombies")
             // A map that succeeds on both workers, so the death back-off starts again from zero.
-            _ = try await pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
+            _ = try pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
         }
         everyWorker.formUnion(pool.workerPIDs)
         pool.terminate()
         let left = everyWorker.filter { processIsRunning($0) }
         #expect(left.isEmpty, "workers that outlived the pool: \(left)")
-        #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty })
+        #expect(eventually(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty })
     }
 
     /// A task that kills its worker, ten times in a row on a pool of one: each fails alone with its
@@ -304,30 +331,39 @@ struct PoolInputAndRetryTests {
     /// 100 rounds with `.retry(3)`: a worker SIGKILLed while it runs a 200 ms task of a `map` (seen
     /// by its marker): the map returns every result, within the task time plus 1 s of the kill
     /// (plus the tasks still to run), and no zombie is left.
-    @Test func withRetryAKilledWorkersTaskStillGetsItsResultInEveryOneOfAHundredRounds() async throws {
+    @Test func withRetryAKilledWorkersTaskStillGetsItsResultInEveryOneOfAHundredRounds() throws {
+        // Blocking calls on threads of their own, as in PoolWorkerDeathTests.
         let pool = try ProcessPool(workers: 2, onWorkerDeath: .retry(3))
         defer { pool.terminate() }
         for round in 0..<100 {
-            #expect(await eventuallyAsync(within: .seconds(60)) { pool.workerPIDs.count == 2 }, "round \(round): no replacement")
+            #expect(eventually(within: .seconds(60)) { pool.workerPIDs.count == 2 }, "round \(round): no replacement")
             let markers = NSTemporaryDirectory() + "pool-retry-\(getpid())-\(round)"
             try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: markers) }
             let function = PoolMarkThenSleep(directory: markers, milliseconds: 200)
             // Two tasks, one per worker: the killed one runs again on the replacement or the other worker.
-            let mapping = Task { try await pool.map(function, over: 0..<2, chunking: .fixed(1)) }
+            let mapping = OSThread(name: "map") { () -> (values: [Int], error: String, ended: ContinuousClock.Instant) in
+                do {
+                    return (try pool.map(function, over: 0..<2, chunking: .fixed(1)), "", ContinuousClock.now)
+                } catch {
+                    return ([], "\(error)", ContinuousClock.now)
+                }
+            }
+            try mapping.start()
             var victim: Int32?
-            #expect(await eventuallyAsync(within: .seconds(60)) {
+            #expect(eventually(within: .seconds(60)) {
                 victim = (try? FileManager.default.contentsOfDirectory(atPath: markers))?.compactMap { Int32($0) }.first
                 return victim != nil
             })
             let killed = ContinuousClock.now
             kill(try #require(victim), SIGKILL)
-            let results = try await mapping.value
-            let elapsed = ContinuousClock.now - killed
-            #expect(results == [0, 1], "round \(round)")
+            try mapping.join()
+            let outcome = try mapping.result(as: (values: [Int], error: String, ended: ContinuousClock.Instant).self)
+            #expect(outcome.values == [0, 1], "round \(round): \(outcome.error)")
+            let elapsed = outcome.ended - killed
             #expect(elapsed < .milliseconds(1200), "round \(round): map took \(elapsed) after the kill")
-            #expect(await eventuallyAsync(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty }, "round \(round): zombies")
-            _ = try await pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
+            #expect(eventually(within: .seconds(60)) { zombieChildren(of: getpid()).isEmpty }, "round \(round): zombies")
+            _ = try pool.map(PoolSquare(), over: 0..<64, chunking: .fixed(1))
         }
     }
 }

@@ -226,3 +226,21 @@ public struct PoolLeakAndTell: PoolFunction {
         return PoolSleepThenTell.Answer(input: x, pid: getpid())
     }
 }
+
+/// Writes a marker `<directory>/<input>` as it starts; fails task `failing` at once, and every
+/// other task sleeps `milliseconds`, then returns its input.
+public struct PoolFailOneMarkOthers: PoolFunction {
+    public var directory: String
+    public var failing: Int
+    public var milliseconds: Int
+    public init(directory: String, failing: Int, milliseconds: Int) {
+        self.directory = directory
+        self.failing = failing
+        self.milliseconds = milliseconds
+    }
+    public func run(_ x: Int) throws -> Int {
+        let fd = open("\(directory)/\(x)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd >= 0 { close(fd) }
+        return try PoolFailOneSleepOthers(failing: failing, milliseconds: milliseconds).run(x)
+    }
+}

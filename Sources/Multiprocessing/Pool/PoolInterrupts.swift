@@ -166,6 +166,10 @@ final class PoolFailFastSink<Output: Codable & Sendable>: PoolJobSink, @unchecke
     let inner: PoolMapSink<Output>
     let completion = PoolCompletion()
     private(set) var failure: PoolTaskError?
+    /// Called once, at the first failure, under the driver's lock: cancels the rest of the map
+    /// there and then, not when the caller next runs (its task may wait long for a thread). Set
+    /// before the job is sent.
+    var onFailure: (@Sendable () -> Void)?
 
     init(_ inner: PoolMapSink<Output>) {
         self.inner = inner
@@ -177,7 +181,7 @@ final class PoolFailFastSink<Output: Codable & Sendable>: PoolJobSink, @unchecke
         // An answer lists its failures' length at byte 16 (PoolReply): only then is it decoded here.
         if body.count >= 20, body.loadLE(UInt32.self, at: 16) != 0, let reply = try? PoolReply(body), let first = reply.failures.first {
             failure = PoolReply.error(first, start: start, pid: pid)
-            completion.complete()
+            failed()
             return
         }
         inner.deliver(start: start, count: count, body: body, pid: pid)
@@ -187,6 +191,13 @@ final class PoolFailFastSink<Output: Codable & Sendable>: PoolJobSink, @unchecke
     func fail(start: Int, count: Int, error: PoolTaskError) {
         guard failure == nil else { return }
         failure = error
+        failed()
+    }
+
+    private func failed() {
+        let action = onFailure
+        onFailure = nil
+        action?()
         completion.complete()
     }
 }

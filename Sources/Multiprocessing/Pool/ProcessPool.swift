@@ -111,6 +111,7 @@ public final class ProcessPool: Sendable {
         let sink = PoolMapSink<F.Output>(count: count)
         let fast = failFast ? PoolFailFastSink(sink) : nil
         let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: fast ?? sink)
+        fast?.onFailure = { [weak job, driver] in if let job { driver.send(.cancel(job)) } }
         if count > 0 && !driver.trySendDirectly(job) { driver.send(.job(job)) }
         return (job, sink, fast)
     }
