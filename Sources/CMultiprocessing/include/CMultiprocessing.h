@@ -18,6 +18,7 @@
 #include "cmp_quoting.h"
 #include "cmp_manager_linux.h"
 #include "cmp_queue.h"
+#include "cmp_pool_linux.h"
 #endif
 
 #endif

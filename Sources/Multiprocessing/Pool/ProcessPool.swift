@@ -24,8 +24,8 @@ import MultiprocessingSystem
 /// Workers are started with the fork server by default, and fed over a socket each, with chunks
 /// of tasks sized from their measured cost (about a millisecond each, smaller at the end).
 public final class ProcessPool: Sendable {
-    private let driver: PoolDriver
-    private let state = Mutex<(closed: Bool, nextJob: UInt32)>((false, 1))
+    let driver: PoolDriver
+    let state = Mutex<(closed: Bool, nextJob: UInt32)>((false, 1))
     /// The number of worker processes.
     public let workerCount: Int
 
@@ -99,7 +99,8 @@ public final class ProcessPool: Sendable {
         }
     }
 
-    private func mapJob<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking) throws -> (PoolJob, PoolMapSink<F.Output>) {
+    private func mapJob<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking, failFast: Bool = false)
+        throws -> (PoolJob, PoolMapSink<F.Output>, PoolFailFastSink<F.Output>?) {
         if case .fixed(let size) = chunking, size < 1 { throw MultiprocessingError.misuse("A fixed chunk size must be at least 1; \(size) was given.") }
         let body = try Self.functionBody(function)
         var encoded = PoolInputs.State()
@@ -108,9 +109,20 @@ public final class ProcessPool: Sendable {
         let count = encoded.count
         let stored = PoolInputs(stride: PoolValues.isRaw(F.Input.self) ? MemoryLayout<F.Input>.stride : nil, state: encoded)
         let sink = PoolMapSink<F.Output>(count: count)
-        let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: sink)
+        let fast = failFast ? PoolFailFastSink(sink) : nil
+        let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: fast ?? sink)
+        fast?.onFailure = { [weak job, driver] in if let job { driver.send(.cancel(job)) } }
         if count > 0 && !driver.trySendDirectly(job) { driver.send(.job(job)) }
-        return (job, sink)
+        return (job, sink, fast)
+    }
+
+    /// After a map's wait: the first failure (the rest of the map is cancelled), or every output.
+    private func mapOutputs<Output>(_ job: PoolJob, _ sink: PoolMapSink<Output>, _ fast: PoolFailFastSink<Output>?) throws -> [Output] {
+        if let failure = fast?.failure {
+            cancel(job)
+            throw failure
+        }
+        return try sink.outputs()
     }
 
     /// Runs `function` on every input, in the worker processes, and returns the results in order
@@ -124,27 +136,30 @@ public final class ProcessPool: Sendable {
     ///     lazy or endless sequence).
     ///   - chunking: How tasks are grouped into chunks; ``Chunking/adaptive`` by default.
     /// - Returns: One output per input, in the inputs' order.
-    /// - Throws: The ``PoolTaskError`` of the lowest-indexed task that failed (after every task
-    ///   has ended; `mapResults(_:over:chunking:)` gives each result); `CancellationError` when
-    ///   the calling task is cancelled (no more of its tasks start, and a worker still running
-    ///   one a second later is killed and replaced); ``MultiprocessingError`` for bad arguments.
+    /// - Throws: The ``PoolTaskError`` of the first task that fails, as soon as it fails, naming its
+    ///   index: the rest of the map is then cancelled (`mapResults(_:over:chunking:)` gives each
+    ///   result instead); `CancellationError` when the calling task is cancelled (no more of its
+    ///   tasks start, and a worker still running one a second later is killed and replaced), or on
+    ///   SIGINT (the pool is terminated, and every worker reaped, first); ``MultiprocessingError``
+    ///   for bad arguments.
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
-        let (job, sink) = try mapJob(function, inputs, chunking)
-        try await wait(job, sink.completion)
-        return try sink.outputs()
+        let (job, sink, fast) = try mapJob(function, inputs, chunking, failFast: true)
+        try await wait(job, fast?.completion ?? sink.completion)
+        return try mapOutputs(job, sink, fast)
     }
 
     /// The blocking twin of `map(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async map from async code.")
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [F.Output] {
-        let (_, sink) = try mapJob(function, inputs, chunking)
-        sink.completion.wait()
-        return try sink.outputs()
+        let (job, sink, fast) = try mapJob(function, inputs, chunking, failFast: true)
+        let completion = fast?.completion ?? sink.completion
+        try interruptTarget.during({ completion.isDone }) { completion.wait() }
+        return try mapOutputs(job, sink, fast)
     }
 
     /// Like `map(_:over:chunking:)`, but returns every task's result, failed or not.
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [Result<F.Output, PoolTaskError>] {
-        let (job, sink) = try mapJob(function, inputs, chunking)
+        let (job, sink, _) = try mapJob(function, inputs, chunking)
         try await wait(job, sink.completion)
         return sink.results()
     }
@@ -152,13 +167,14 @@ public final class ProcessPool: Sendable {
     /// The blocking twin of `mapResults(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async mapResults from async code.")
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [Result<F.Output, PoolTaskError>] {
-        let (_, sink) = try mapJob(function, inputs, chunking)
-        sink.completion.wait()
+        let (_, sink, _) = try mapJob(function, inputs, chunking)
+        let completion = sink.completion
+        try interruptTarget.during({ completion.isDone }) { completion.wait() }
         return sink.results()
     }
 
     private func wait(_ job: PoolJob, _ completion: PoolCompletion) async throws {
-        if await completion.wait() { return }
+        if try await interruptTarget.during({ completion.isDone }, { await completion.wait() }) { return }
         driver.send(.cancel(job))
         throw CancellationError()
     }
@@ -215,10 +231,10 @@ public final class ProcessPool: Sendable {
         // One task: sent from here when the driver sleeps, one wake-up fewer on its way.
         if !driver.trySendDirectly(job) { driver.send(.job(job)) }
         return PoolTaskHandle(sink: sink, cancel: { [weak self] in self?.cancel(job) },
-                              settle: { [driver] blocking in driver.settleDirect(job, reading: blocking) })
+                              settle: { [driver] blocking in driver.settleDirect(job, reading: blocking) }, interruptTarget: interruptTarget)
     }
 
-    fileprivate func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
+    func cancel(_ job: PoolJob) { driver.send(.cancel(job)) }
 
     // MARK: lifecycle
 
@@ -237,13 +253,15 @@ public final class ProcessPool: Sendable {
     @available(*, noasync, message: "Use the async join from async code.")
     public func join() throws {
         guard state.withLock({ $0.closed }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
-        driver.stopped.wait()
+        let stopped = driver.stopped
+        try interruptTarget.during({ stopped.isDone }) { stopped.wait() }
     }
 
     /// Waits, without blocking a thread, until the work has run and every worker has exited.
     public func join() async throws {
         guard state.withLock({ $0.closed }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
-        if await driver.stopped.wait() { return }
+        let stopped = driver.stopped
+        if try await interruptTarget.during({ stopped.isDone }, { await stopped.wait() }) { return }
         throw CancellationError()
     }
 
@@ -275,11 +293,15 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// For a task sent straight to a worker: `true` reads its answer on this thread (a blocking
     /// wait), `false` hands it to the pool's driver (any other wait). Nil for a thread pool.
     private let settle: (@Sendable (Bool) -> Void)?
+    /// The process pool a SIGINT stops while this handle's result is awaited (none for a thread pool).
+    private let interruptTarget: PoolInterruptTarget?
 
-    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, settle: (@Sendable (Bool) -> Void)? = nil) {
+    init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, settle: (@Sendable (Bool) -> Void)? = nil,
+         interruptTarget: PoolInterruptTarget? = nil) {
         self.sink = sink
         self.cancelAction = cancel
         self.settle = settle
+        self.interruptTarget = interruptTarget
     }
 
     /// Whether the task has finished (or failed, or was cancelled).
@@ -290,11 +312,18 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
 
     /// Waits for the result.
     /// - Throws: The task's ``PoolTaskError``; `CancellationError` when the waiting task is
-    ///   cancelled (the pool task is then cancelled too).
+    ///   cancelled (the pool task is then cancelled too), or on SIGINT (a process pool is then
+    ///   terminated, and every worker reaped, first).
     public var value: Output {
         get async throws {
             settle?(false)
-            if await sink.completion.wait() == false {
+            let completion = sink.completion
+            let finished = if let interruptTarget {
+                try await interruptTarget.during({ completion.isDone }, { await completion.wait() })
+            } else {
+                await completion.wait()
+            }
+            if finished == false {
                 cancel()
                 throw CancellationError()
             }
@@ -305,8 +334,16 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// The blocking twin of ``value``.
     @available(*, noasync, message: "Use value from async code.")
     public func get() throws -> Output {
-        settle?(true)
-        sink.completion.wait()
+        let completion = sink.completion
+        if let interruptTarget {
+            try interruptTarget.during({ completion.isDone }) { [settle] in
+                settle?(true)
+                completion.wait()
+            }
+        } else {
+            settle?(true)
+            completion.wait()
+        }
         return try result.get()
     }
 
@@ -403,7 +440,8 @@ public struct PoolUnorderedResults<F: PoolFunction, S: Sequence<F.Input>>: Async
                     results.pool.cancel(results.job)
                     throw CancellationError()
                 }
-                await results.stream.waitForItem()
+                let stream = results.stream
+                try await results.pool.interruptTarget.during({ false }, { await stream.waitForItem() })
             }
         }
     }

@@ -149,11 +149,13 @@ public final class ThreadPool: WorkerPool {
     private final class MapState<Output: Sendable>: Sendable {
         let completion = PoolCompletion()
         let cancelled = Atomic<Bool>(false)
-        let results: Mutex<(chunks: [(start: Int, outcome: _PoolChunkOutcome<Output>)], left: Int, cancelled: [Int])>
-        init(chunks: Int) { results = Mutex(([], chunks, [])) }
+        let results: Mutex<(chunks: [(start: Int, outcome: _PoolChunkOutcome<Output>)], left: Int, cancelled: [Int], failed: Bool)>
+        init(chunks: Int) { results = Mutex(([], chunks, [], false)) }
     }
 
-    private func run<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking) async throws -> (Int, [(start: Int, outcome: _PoolChunkOutcome<F.Output>)]) {
+    /// Runs the chunks; with `failFast`, the first chunk with a failure ends the wait and the chunks
+    /// not started are skipped.
+    private func run<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking, failFast: Bool = false) async throws -> (Int, [(start: Int, outcome: _PoolChunkOutcome<F.Output>)]) {
         let values = Array(inputs)
         let size: Int
         switch chunking {
@@ -172,6 +174,11 @@ public final class ThreadPool: WorkerPool {
                 let done = job.results.withLock { results -> Bool in
                     if let outcome { results.chunks.append((start, outcome)) } else { results.cancelled.append(start) }
                     results.left -= 1
+                    if failFast, let outcome, !outcome.failures.isEmpty, !results.failed {
+                        results.failed = true
+                        job.cancelled.store(true, ordering: .relaxed)
+                        return true
+                    }
                     return results.left == 0
                 }
                 if done { job.completion.complete() }
@@ -186,15 +193,15 @@ public final class ThreadPool: WorkerPool {
             job.cancelled.store(true, ordering: .relaxed)
             throw CancellationError()
         }
-        let (chunks, cancelled) = job.results.withLock { ($0.chunks, $0.cancelled) }
-        if let start = cancelled.min() {
+        let (chunks, cancelled, failed) = job.results.withLock { ($0.chunks, $0.cancelled, $0.failed) }
+        if !failed, let start = cancelled.min() {
             throw PoolTaskError(code: .cancelled, message: "The pool was terminated before task \(start) ran.", indices: [start])
         }
         return (values.count, chunks.sorted { $0.start < $1.start })
     }
 
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
-        let (count, chunks) = try await run(function, inputs, chunking)
+        let (count, chunks) = try await run(function, inputs, chunking, failFast: true)
         var all: [F.Output] = []
         all.reserveCapacity(count)
         for chunk in chunks {
