@@ -1,0 +1,111 @@
+// The MPI demo (issue 16): `mpirun -n 4 mpi-map map 1000000` prints the same checksum as
+// `mpi-map local 1000000` (a local ProcessPool). Built with `swift build --traits MPI`; without the
+// trait only `local` works. Every rank runs this same program; ranks 1 ... N-1 serve inside
+// MPIPool.start and never return here.
+import Glibc
+import Multiprocessing
+#if MPI
+import MultiprocessingMPI
+#endif
+
+/// The mapped function: a cheap, order-sensitive value per input.
+struct Mix: PoolFunction {
+    var salt: Int
+    func run(_ x: Int) -> Int { (x &* 2_654_435_761 &+ salt) % 1_000_003 }
+}
+
+/// Sleeps `milliseconds` per task (the kill tests' long map), then returns its input.
+struct Nap: PoolFunction {
+    var milliseconds: Int
+    func run(_ x: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        return x
+    }
+}
+
+/// A task error with a message, thrown on a remote rank.
+struct RemoteFailure: Error, Codable, CustomStringConvertible {
+    var value: Int
+    var description: String { "input \(value) is not allowed" }
+}
+
+/// Throws for inputs that are 3 modulo 7.
+struct PickyMix: PoolFunction {
+    func run(_ x: Int) throws -> Int {
+        if x % 7 == 3 { throw RemoteFailure(value: x) }
+        return x
+    }
+}
+
+/// A submitted task.
+struct WhereAmI: ProcessTask {
+    var value: Int
+    func run() -> Int { value * 2 }
+}
+
+/// The checksum both pools print: a wrapping sum of index-weighted outputs (so order matters).
+func checksum(_ outputs: [Int]) -> Int {
+    var sum = 0
+    for (index, value) in outputs.enumerated() { sum = sum &+ value &* (index | 1) }
+    return sum
+}
+
+func usage() -> Never {
+    print("usage: mpi-map local N | map N [chunk] | nap N MS | throw N | submit N | pingpong N")
+    exitProgram(64)
+}
+
+func exitProgram(_ code: Int32) -> Never {
+    Glibc.exit(code)
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let mode = arguments.first else { usage() }
+let count = arguments.count > 1 ? Int(arguments[1]) ?? -1 : 1_000_000
+guard count >= 0 else { usage() }
+
+if mode == "local" {
+    let outputs = try await ProcessPool.with { pool in try await pool.map(Mix(salt: 17), over: 0..<count) }
+    print("checksum \(checksum(outputs)) tasks \(count)")
+    exitProgram(0)
+}
+
+#if MPI
+let pool = try MPIPool.start()
+let started = ContinuousClock.now
+switch mode {
+case "map":
+    let chunking: Chunking = arguments.count > 2 ? .fixed(Int(arguments[2]) ?? 1) : .adaptive
+    let outputs = try await pool.map(Mix(salt: 17), over: 0..<count, chunking: chunking)
+    let elapsed = ContinuousClock.now - started
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print("checksum \(checksum(outputs)) tasks \(count)")
+    print("ranks \(pool.worldSize) workers \(pool.workerCount) seconds \(seconds) tasks/s \(Int(Double(count) / max(seconds, 1e-9)))")
+case "nap":
+    let milliseconds = arguments.count > 2 ? Int(arguments[2]) ?? 100 : 100
+    print("napping", count, "tasks of", milliseconds, "ms")
+    let outputs = try await pool.map(Nap(milliseconds: milliseconds), over: 0..<count, chunking: .fixed(1))
+    print("checksum \(checksum(outputs)) tasks \(count)")
+case "throw":
+    do {
+        _ = try await pool.map(PickyMix(), over: 0..<count)
+        print("no error")
+    } catch let error as PoolTaskError {
+        print("error code \(error.code) index \(error.indices) type \(error.remoteTypeName ?? "-")")
+        print("message \(error.message)")
+        if let remote = error.remoteError as? RemoteFailure { print("decoded RemoteFailure value \(remote.value)") }
+    }
+case "submit":
+    var sum = 0
+    for value in 0..<count { sum += try await pool.submit(WhereAmI(value: value)).value }
+    print("submit sum \(sum)")
+default:
+    pool.terminate()
+    usage()
+}
+pool.close()
+try await pool.join()
+#else
+print("mpi-map was built without the MPI trait: only `mpi-map local N` works. Build with `swift build --traits MPI`.")
+exitProgram(2)
+#endif
