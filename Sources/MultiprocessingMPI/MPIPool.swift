@@ -74,7 +74,9 @@ public final class MPIPool: WorkerPool {
             do {
                 try MPIEnvironment.initialize(threadLevel: .funneled, minimum: .funneled)
                 let world = MPICommunicator.world
-                initialized = (try world.rank(), try world.size(), try MPIMessenger(communicator: world))
+                // A test hook: MULTIPROCESSING_MPI_PART_LIMIT=N sends every message above N bytes in parts.
+                let partLimit = system_getenv("MULTIPROCESSING_MPI_PART_LIMIT").flatMap { Int($0) } ?? Int(Int32.max)
+                initialized = (try world.rank(), try world.size(), try MPIMessenger(communicator: world, partLimit: partLimit))
             } catch {
                 started.fail(error)
                 return

@@ -51,7 +51,7 @@ func checksum(_ outputs: [Int]) -> Int {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | nap N MS | throw N | submit N | pingpong N")
+    print("usage: mpi-map local N | map N [chunk] | nap N MS | throw N | submit N | message BYTES")
     exitProgram(64)
 }
 
@@ -71,6 +71,32 @@ if mode == "local" {
 }
 
 #if MPI
+if mode == "message" {
+    // One message of `count` bytes from rank 1 to rank 0 through MPIMessenger (parts above Int32.max).
+    try MPIEnvironment.initialize(threadLevel: .funneled)
+    let world = MPICommunicator.world
+    let messenger = try MPIMessenger(communicator: world)
+    let rank = try world.rank()
+    func pattern(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: index &* 31 &+ index >> 20) }
+    if rank == 1 {
+        var bytes = [UInt8](repeating: 0, count: count)
+        for index in 0..<count { bytes[index] = pattern(index) }
+        try messenger.send(bytes, to: 0, tag: 5)
+        bytes = []
+        while messenger.pendingSends > 0 { try messenger.progress() }
+    } else if rank == 0 {
+        var received: MPIMessage?
+        while received == nil { received = try messenger.receive() }
+        guard let message = received else { exitProgram(1) }
+        var good = message.bytes.count == count && message.tag == 5 && message.source == 1
+        if good { for index in stride(from: 0, to: count, by: 4093) where message.bytes[index] != pattern(index) { good = false; break } }
+        if good, count > 0 { good = message.bytes[count - 1] == pattern(count - 1) }
+        print("message \(message.bytes.count) bytes from rank \(message.source) tag \(message.tag): \(good ? "intact" : "CORRUPT")")
+        if !good { exitProgram(1) }
+    }
+    try MPIEnvironment.finalize()
+    exitProgram(0)
+}
 let pool = try MPIPool.start()
 let started = ContinuousClock.now
 switch mode {
