@@ -296,6 +296,7 @@ final class MPICoordinator: @unchecked Sendable {
                             var writer = ByteWriter()
                             writer.u32(id)
                             writer.u32(nextChunk)
+                            if case .fixed(let size) = job.chunking { writer.u32(UInt32(clamping: size)) } else { writer.u32(0) }
                             writer.rest(encoded)
                             try messenger.send(writer.bytes, to: rank, tag: MPITag.chunk.rawValue)
                             rankStates[rank].inFlight[nextChunk] = (job, id, range)
@@ -375,11 +376,19 @@ final class MPICoordinator: @unchecked Sendable {
 
     private func chunkSize(_ item: Active, rankWorkers: Int) -> Int {
         let remaining = item.job.count - item.next
-        if case .fixed(let size) = item.job.chunking { return min(size, remaining) }
+        // A fixed chunk size is what each local worker gets at a time; a rank's chunk is a whole
+        // number of those, sized like an adaptive one, so that a small size does not cost a message each.
+        var unit = 1
+        if case .fixed(let size) = item.job.chunking { unit = size }
         let cap = max(1, remaining / (2 * ranks))
-        guard let perTask = item.nanosecondsPerTask, perTask > 0 else { return min(remaining, min(cap, 16 * rankWorkers)) }
-        let wanted = Int(min(Double(1 << 22), max(1, Self.chunkTarget / perTask)))
-        return min(remaining, min(cap, wanted))
+        let wanted: Int
+        if let perTask = item.nanosecondsPerTask, perTask > 0 {
+            wanted = Int(min(Double(1 << 22), max(1, Self.chunkTarget / perTask)))
+        } else {
+            wanted = 16 * rankWorkers * unit
+        }
+        let units = max(1, min(cap, wanted) / unit)
+        return min(remaining, units * unit)
     }
 }
 #endif

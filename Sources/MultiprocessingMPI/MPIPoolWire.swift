@@ -17,7 +17,8 @@ enum MPITag: Int {
     // rank 0 → serving rank
     /// u32 job id, string function type (mangled), the function's wire bytes.
     case function = 10
-    /// u32 job id, u32 chunk id, the inputs (a wire-encoded array).
+    /// u32 job id, u32 chunk id, u32 the local pool's fixed chunk size (0: adaptive), the inputs
+    /// (a wire-encoded array).
     case chunk = 11
     /// u32 job id: the rank may drop the function.
     case forget = 12

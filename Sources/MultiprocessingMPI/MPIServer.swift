@@ -84,10 +84,12 @@ final class MPIServer: @unchecked Sendable {
         case .chunk:
             let job = try reader.u32()
             let chunk = try reader.u32()
+            let fixed = Int(try reader.u32())
+            let chunking: Chunking = fixed > 0 ? .fixed(fixed) : .adaptive
             let inputs = Array(reader.rest())
             let function = functions[job]
             let pool = localPool
-            enqueue(Work { Self.run(function, chunk: chunk, inputs: inputs, pool: pool) })
+            enqueue(Work { Self.run(function, chunk: chunk, inputs: inputs, chunking: chunking, pool: pool) })
         case .forget:
             functions[try reader.u32()] = nil
         case .stop:
@@ -123,16 +125,16 @@ final class MPIServer: @unchecked Sendable {
     private let stoppingFlag = Atomic<Bool>(false)
 
     /// Runs one chunk on the local pool: the result message's bytes.
-    private static func run(_ function: (any PoolFunction)?, chunk: UInt32, inputs: [UInt8], pool: ProcessPool) -> [UInt8] {
+    private static func run(_ function: (any PoolFunction)?, chunk: UInt32, inputs: [UInt8], chunking: Chunking, pool: ProcessPool) -> [UInt8] {
         let start = system_monotonicNanoseconds()
         guard let function else {
             return reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .childStartFailed,
                 message: "The pool function of this chunk is unknown to this program on the MPI rank, or could not be decoded (is every rank running the same binary?).")], outputs: [])
         }
-        return runTyped(function, chunk: chunk, inputs: inputs, pool: pool, start: start)
+        return runTyped(function, chunk: chunk, inputs: inputs, chunking: chunking, pool: pool, start: start)
     }
 
-    private static func runTyped<F: PoolFunction>(_ function: F, chunk: UInt32, inputs bytes: [UInt8], pool: ProcessPool, start: UInt64) -> [UInt8] {
+    private static func runTyped<F: PoolFunction>(_ function: F, chunk: UInt32, inputs bytes: [UInt8], chunking: Chunking, pool: ProcessPool, start: UInt64) -> [UInt8] {
         let inputs: [F.Input]
         do {
             inputs = try WireDecoder().decode([F.Input].self, from: bytes)
@@ -143,7 +145,7 @@ final class MPIServer: @unchecked Sendable {
         var outputs: [F.Output] = []
         outputs.reserveCapacity(inputs.count)
         do {
-            let results = try pool.mapResults(function, over: inputs)
+            let results = try pool.mapResults(function, over: inputs, chunking: chunking)
             for (index, result) in results.enumerated() {
                 switch result {
                 case .success(let value): outputs.append(value)
@@ -176,8 +178,9 @@ final class MPIServer: @unchecked Sendable {
     }
 }
 
-/// Waiting between probes: a short spin, then sleeps doubling from 10 µs to about a millisecond,
-/// cut short by a wake-up from another thread of this process.
+/// Waiting between probes: a short spin (64 probes), then sleeps doubling from 20 µs to about a
+/// millisecond, each cut short by a wake-up from another thread of this process. The spin is short
+/// on purpose: a rank that spins long takes the core its own local workers need.
 struct Backoff {
     private var idle = 0
 
@@ -186,9 +189,8 @@ struct Backoff {
     mutating func wait(_ wake: Semaphore) {
         idle += 1
         if idle <= 64 { return }   // spin: probe again at once
-        let step = min(idle - 64, 7)
-        let nanoseconds = 10_000 << step   // 20 µs ... 1.28 ms
-        _ = try? wake.acquire(timeout: .nanoseconds(min(nanoseconds, 1_000_000)))
+        let nanoseconds = min(10_000 << min(idle - 64, 7), 1_000_000)   // 20 µs ... 1 ms
+        _ = try? wake.acquire(timeout: .nanoseconds(nanoseconds))
         while wake.tryAcquire() {}
     }
 }

@@ -51,7 +51,7 @@ func checksum(_ outputs: [Int]) -> Int {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | nap N MS | throw N | submit N | message BYTES")
+    print("usage: mpi-map local N | map N [chunk] | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
     exitProgram(64)
 }
 
@@ -64,9 +64,27 @@ guard let mode = arguments.first else { usage() }
 let count = arguments.count > 1 ? Int(arguments[1]) ?? -1 : 1_000_000
 guard count >= 0 else { usage() }
 
-if mode == "local" {
-    let outputs = try await ProcessPool.with { pool in try await pool.map(Mix(salt: 17), over: 0..<count) }
-    print("checksum \(checksum(outputs)) tasks \(count)")
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+if mode == "local" || mode == "local-latency" {
+    // The same map (or one task at a time) on a local ProcessPool: the reference.
+    let clock = ContinuousClock()
+    try await ProcessPool.with { pool in
+        if mode == "local" {
+            let began = clock.now
+            let outputs = try await pool.map(Mix(salt: 17), over: 0..<count)
+            let elapsed = seconds(clock.now - began)
+            print("checksum \(checksum(outputs)) tasks \(count)")
+            print("local workers \(pool.workerCount) seconds \(elapsed) tasks/s \(Int(Double(count) / max(elapsed, 1e-9)))")
+        } else {
+            _ = try await pool.submit(WhereAmI(value: 0)).value
+            let began = clock.now
+            for value in 0..<count { _ = try await pool.submit(WhereAmI(value: value)).value }
+            print("local latency \(count) tasks one at a time: \(seconds(clock.now - began) / Double(max(count, 1)) * 1e6) µs each")
+        }
+    }
     exitProgram(0)
 }
 
@@ -97,6 +115,31 @@ if mode == "message" {
     try MPIEnvironment.finalize()
     exitProgram(0)
 }
+if mode == "pingpong" {
+    // The raw cost of one message each way: `count` round trips of 8 bytes between ranks 0 and 1,
+    // probing the way MPIPool does (a spin, no blocking receive).
+    try MPIEnvironment.initialize(threadLevel: .funneled)
+    let world = MPICommunicator.world
+    let messenger = try MPIMessenger(communicator: world)
+    let rank = try world.rank()
+    let payload = [UInt8](repeating: 7, count: 8)
+    let clock = ContinuousClock()
+    let began = clock.now
+    for _ in 0..<count where rank <= 1 {
+        if rank == 0 { try messenger.send(payload, to: 1, tag: 1) }
+        var reply: MPIMessage?
+        while reply == nil { reply = try messenger.receive() }
+        if rank == 1 { try messenger.send(payload, to: 0, tag: 1) }
+    }
+    while messenger.pendingSends > 0 { try messenger.progress() }
+    if rank == 0 {
+        let elapsed = clock.now - began
+        let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(max(count, 1))
+        print("pingpong \(count) round trips of 8 bytes: \(microseconds) µs each")
+    }
+    try MPIEnvironment.finalize()
+    exitProgram(0)
+}
 let pool = try MPIPool.start()
 let started = ContinuousClock.now
 switch mode {
@@ -121,6 +164,15 @@ case "throw":
         print("message \(error.message)")
         if let remote = error.remoteError as? RemoteFailure { print("decoded RemoteFailure value \(remote.value)") }
     }
+case "latency":
+    // One task in flight at a time: submit, wait, repeat.
+    _ = try await pool.submit(WhereAmI(value: 0)).value
+    let clock = ContinuousClock()
+    let began = clock.now
+    for value in 0..<count { _ = try await pool.submit(WhereAmI(value: value)).value }
+    let elapsed = clock.now - began
+    let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(max(count, 1))
+    print("latency \(count) tasks one at a time: \(microseconds) µs each")
 case "submit":
     var sum = 0
     for value in 0..<count { sum += try await pool.submit(WhereAmI(value: value)).value }
