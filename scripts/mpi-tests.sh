@@ -121,7 +121,7 @@ run_tests() {
   else
     fail "default build" "no .build/debug: run 'swift build' first"
   fi
-  if nm "$openmpi" | grep -E ' U MPI_Init_thread' >/dev/null && ldd "$mpich" | grep -q libmpich; then ok "trait builds link Open MPI and MPICH"; else fail "trait builds" "mpi-map does not link MPI"; fi
+  if [ "$(nm "$openmpi" | grep -c " U MPI_Init_thread")" -ge 1 ] && [ "$(ldd "$mpich" | grep -c libmpich)" -ge 1 ] && [ "$(ldd "$openmpi" | grep -c "libmpi\.so")" -ge 1 ]; then ok "trait builds link Open MPI and MPICH"; else fail "trait builds" "mpi-map does not link MPI"; fi
 
   output=$("$openmpi" local $count 2>&1)
   want=$(checksum_of "$output")
@@ -134,6 +134,8 @@ run_tests() {
   output=$(timeout 120 mpiexec.mpich -n 1 "$mpich" map $count 2>&1); expect_checksum "MPICH -n 1" "$output" $?
   output=$(timeout 120 mpiexec.mpich -n 3 "$mpich" map $count 2>&1); expect_checksum "MPICH -n 3" "$output" $?
   output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" map $count 7 2>&1); expect_checksum "Open MPI -n 3, chunks of 7" "$output" $?
+  output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" unordered $count 2>&1); expect_checksum "Open MPI -n 3, mapUnordered" "$output" $?
+  output=$(timeout 120 "$openmpi" unordered $count 2>&1); expect_checksum "singleton, mapUnordered" "$output" $?
   # Every message above 1000 bytes in parts (as above Int32.max), so parts are joined in order.
   output=$(MULTIPROCESSING_MPI_PART_LIMIT=1000 timeout 120 mpirun -x MULTIPROCESSING_MPI_PART_LIMIT --oversubscribe -n 3 "$openmpi" map $count 2>&1)
   expect_checksum "Open MPI -n 3, messages in parts of 1000 bytes" "$output" $?

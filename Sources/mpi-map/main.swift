@@ -51,7 +51,7 @@ func checksum(_ outputs: [Int]) -> Int {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
     exitProgram(64)
 }
 
@@ -150,6 +150,15 @@ case "map":
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     print("checksum \(checksum(outputs)) tasks \(count)")
     print("ranks \(pool.worldSize) workers \(pool.workerCount) seconds \(seconds) tasks/s \(Int(Double(count) / max(seconds, 1e-9)))")
+case "unordered":
+    // mapUnordered: results as chunks arrive; put back in order for the same checksum.
+    var outputs = [Int](repeating: 0, count: count)
+    var seen = 0
+    for try await (index, result) in try pool.mapUnordered(Mix(salt: 17), over: 0..<count) {
+        outputs[index] = try result.get()
+        seen += 1
+    }
+    print("checksum \(checksum(outputs)) tasks \(seen)")
 case "nap":
     let milliseconds = arguments.count > 2 ? Int(arguments[2]) ?? 100 : 100
     print("napping", count, "tasks of", milliseconds, "ms")
