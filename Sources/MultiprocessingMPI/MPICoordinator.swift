@@ -164,7 +164,6 @@ final class MPICoordinator: @unchecked Sendable {
     private enum Command { case job(any MPIJob), stop(terminate: Bool) }
     private let commands = Mutex<[Command]>([])
     private let wake: Semaphore
-    private let done: Semaphore
     private let workers = Atomic<Int>(0)
     private let ranks: Int
 
@@ -191,7 +190,6 @@ final class MPICoordinator: @unchecked Sendable {
     init(ranks: Int) throws {
         self.ranks = ranks
         wake = try Semaphore(0)
-        done = try Semaphore(0)
         workers.store(ranks, ordering: .relaxed)
     }
 
@@ -206,8 +204,6 @@ final class MPICoordinator: @unchecked Sendable {
         commands.withLock { $0.append(.stop(terminate: terminate)) }
         try? wake.release()
     }
-
-    func finished() { try? done.release(Int(Int32.max / 2)) }
 
     /// The loop of rank 0's MPI thread, until every serving rank said bye.
     func run(messenger: MPIMessenger, size: Int) {
@@ -256,7 +252,6 @@ final class MPICoordinator: @unchecked Sendable {
                             let item = active[index]
                             if item.next < item.job.count {
                                 item.job.fail(item.next..<item.job.count, PoolTaskError(code: .cancelled, message: "The MPIPool was terminated before the task ran."))
-                                active[index].outstanding += 0
                                 active[index].next = item.job.count
                             }
                         }

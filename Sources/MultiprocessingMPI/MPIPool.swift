@@ -97,7 +97,6 @@ public final class MPIPool: WorkerPool {
             case .coordinate(let coordinator):
                 coordinator.run(messenger: initialized.messenger, size: initialized.size)
                 _ = try? MPIEnvironment.finalize()
-                coordinator.finished()
             case .alone:
                 started.waitForStop()
                 _ = try? MPIEnvironment.finalize()
@@ -234,8 +233,9 @@ public final class MPIPool: WorkerPool {
         do { bytes = try WireEncoder().encode(task) } catch {
             throw MultiprocessingError(.coding, "Could not encode the task \(String(reflecting: T.self)) for the MPIPool: \(error)")
         }
-        let cancelled = Atomic<Bool>(false)
-        let (handle, resolve) = PoolTaskHandle<Output>._external(cancel: { cancelled.store(true, ordering: .relaxed) })
+        // Cancelling the handle fails it at once; a task already sent still runs on its rank, and
+        // its result is then ignored (the first result a handle gets wins).
+        let (handle, resolve) = PoolTaskHandle<Output>._external(cancel: {})
         let job = try MPIMapJob(function: _MPITaskRunner(typeName: name, taskBytes: bytes), inputs: [0], chunking: .fixed(1), stream: nil)
         job.onSingle = { result in
             switch result {
