@@ -153,6 +153,9 @@ run_tests() {
     if grep -q "error code childFailed index \[3\] type mpi_map.RemoteFailure" <<<"$output" && grep -q "message Task 3 threw on MPI rank [12] (.*): input 3 is not allowed" <<<"$output" \
        && grep -q "decoded RemoteFailure value 3" <<<"$output"; then ok "remote throw reaches rank 0 (${launcher%% *})"; else fail "remote throw (${launcher%% *})" "$output"; fi
   done
+  # A map cancelled while queued behind another: join still returns (it hung before the fix).
+  output=$(timeout 60 mpirun --oversubscribe -n 3 "$openmpi" cancel 100 2>&1); status=$?
+  if [ $status -eq 0 ] && grep -q "second map: cancelled" <<<"$output" && grep -q "first map: 12 results" <<<"$output"; then ok "a cancelled queued map, then join"; else fail "a cancelled queued map, then join" "status $status: $output"; fi
   output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" submit 20 2>&1)
   grep -q "submit sum 380" <<<"$output" && ok "submit on serving ranks" || fail "submit" "$output"
 

@@ -259,6 +259,9 @@ final class MPICoordinator: @unchecked Sendable {
                 }
             }
 
+            // A map whose caller was cancelled, with nothing in flight, is done (else a later join
+            // would wait for it forever).
+            active.removeAll { $0.job.isCancelled && $0.outstanding == 0 }
             do {
                 // Hand out chunks: the oldest map first, up to `window` in flight per rank.
                 if failure == nil && !terminating {

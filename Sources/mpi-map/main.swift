@@ -51,7 +51,7 @@ func checksum(_ outputs: [Int]) -> Int {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | unordered N | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
     exitProgram(64)
 }
 
@@ -159,6 +159,19 @@ case "unordered":
         seen += 1
     }
     print("checksum \(checksum(outputs)) tasks \(seen)")
+case "cancel":
+    // A map queued behind another, cancelled before any of its chunks went out: it ends with
+    // CancellationError, the first map completes, and join still returns.
+    let first = Task { try await pool.map(Nap(milliseconds: 100), over: 0..<(4 * max(1, pool.worldSize)), chunking: .fixed(1)) }
+    try await Task.sleep(for: .milliseconds(50))
+    let second = Task { try await pool.map(Nap(milliseconds: 100), over: 0..<count, chunking: .fixed(1)) }
+    try await Task.sleep(for: .milliseconds(20))
+    second.cancel()
+    switch await second.result {
+    case .failure(let error): print("second map: \(error is CancellationError ? "cancelled" : "failed: \(error)")")
+    case .success: print("second map: ran to the end")
+    }
+    print("first map: \(try await first.value.count) results")
 case "nap":
     let milliseconds = arguments.count > 2 ? Int(arguments[2]) ?? 100 : 100
     print("napping", count, "tasks of", milliseconds, "ms")
