@@ -23,12 +23,14 @@ public struct MPIError: Error, Sendable, CustomStringConvertible {
     /// The error code the MPI function returned, for ``Code/call``.
     public var mpiErrorCode: Int32?
 
+    /// An error of kind `code`, saying `message`; `mpiErrorCode` for a failed MPI call.
     public init(_ code: Code, _ message: String, mpiErrorCode: Int32? = nil) {
         self.code = code
         self.message = message
         self.mpiErrorCode = mpiErrorCode
     }
 
+    /// The kind and the message.
     public var description: String { "MPIError.\(code): \(message)" }
 }
 #endif

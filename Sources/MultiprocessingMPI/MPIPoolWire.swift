@@ -1,5 +1,5 @@
 #if MPI
-public import Multiprocessing
+import Multiprocessing
 
 // The messages between MPIPool's rank 0 and its serving ranks. Each is one MPIMessenger message: its
 // tag says the kind, its bytes are little-endian fields and, for values, the wire codec's bytes.
@@ -152,16 +152,16 @@ struct MPIWireFailure {
 
 /// A submitted ProcessTask, carried to a serving rank's local pool as a one-input pool function:
 /// the task by type name and bytes, and its output back as wire bytes (empty for Void).
-public struct _MPITaskRunner: PoolFunction {
-    public var typeName: String
-    public var taskBytes: [UInt8]
+struct _MPITaskRunner: PoolFunction {
+    var typeName: String
+    var taskBytes: [UInt8]
 
-    public init(typeName: String, taskBytes: [UInt8]) {
+    init(typeName: String, taskBytes: [UInt8]) {
         self.typeName = typeName
         self.taskBytes = taskBytes
     }
 
-    public func run(_ input: Int) async throws -> [UInt8] {
+    func run(_ input: Int) async throws -> [UInt8] {
         guard let type = _typeByName(typeName) as? any ProcessTask.Type else {
             throw MultiprocessingError(.childStartFailed, "The task type \(typeName) is unknown to this program on the MPI rank (is every rank running the same binary?).")
         }
