@@ -98,6 +98,7 @@ let package = Package(
             name: "MultiprocessingMPI",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 .target(name: "CMPI", condition: .when(traits: ["MPI"])),
                 .target(name: "CMPIShim", condition: .when(traits: ["MPI"])),
             ],

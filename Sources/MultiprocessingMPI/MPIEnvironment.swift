@@ -1,4 +1,5 @@
 #if MPI
+import MultiprocessingSystem
 import CMPI
 import CMPIShim
 

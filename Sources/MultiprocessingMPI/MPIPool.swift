@@ -1,5 +1,6 @@
 #if MPI
 public import Multiprocessing
+import MultiprocessingSystem
 import Synchronization
 
 /// The same pool as `ProcessPool`, over the ranks of an MPI job, one or many hosts: static SPMD.
@@ -89,7 +90,7 @@ public final class MPIPool: WorkerPool {
                     server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName)
                     try server.serve()
                 } catch {
-                    system_writeError("MPIPool: serving rank \(initialized.rank) failed: \(error)\n")
+                    writeError("MPIPool: serving rank \(initialized.rank) failed: \(error)\n")
                     MPIEnvironment.abort(code: 1)
                 }
                 _ = try? MPIEnvironment.finalize()
@@ -105,7 +106,7 @@ public final class MPIPool: WorkerPool {
         try thread.start()
         let (rank, size) = try started.waitForInit()
         if trace {
-            system_writeError("MPIPool: rank \(rank) of \(size): local pool \(localPool.map { "of \($0.workerCount) workers" } ?? "none") started before MPI_Init_thread (threads: \(threadsBefore) before, \(system_threadCount()) after)\n")
+            writeError("MPIPool: rank \(rank) of \(size): local pool \(localPool.map { "of \($0.workerCount) workers" } ?? "none") started before MPI_Init_thread (threads: \(threadsBefore) before, \(system_threadCount()) after)\n")
         }
         if rank != 0 {
             // A launcher that set no rank variable: start the local pool now (spawned, so safe with MPI's threads).
@@ -324,7 +325,7 @@ final class StartReport: Sendable {
     }
 
     private static func unavailable() -> Semaphore {
-        system_writeError("MPIPool: could not create a semaphore (out of memory or mappings).\n")
+        writeError("MPIPool: could not create a semaphore (out of memory or mappings).\n")
         system_exit(1)
     }
 

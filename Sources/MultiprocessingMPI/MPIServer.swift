@@ -1,4 +1,5 @@
 #if MPI
+import MultiprocessingSystem
 import Multiprocessing
 import Synchronization
 
@@ -126,7 +127,7 @@ final class MPIServer: @unchecked Sendable {
 
     /// Runs one chunk on the local pool: the result message's bytes.
     private static func run(_ function: (any PoolFunction)?, chunk: UInt32, inputs: [UInt8], chunking: Chunking, pool: ProcessPool) -> [UInt8] {
-        let start = system_monotonicNanoseconds()
+        let start = monotonicNanoseconds()
         guard let function else {
             return reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .childStartFailed,
                 message: "The pool function of this chunk is unknown to this program on the MPI rank, or could not be decoded (is every rank running the same binary?).")], outputs: [])
@@ -162,7 +163,7 @@ final class MPIServer: @unchecked Sendable {
         } catch {
             return reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not encode a chunk's outputs on the MPI rank: \(error)")], outputs: [])
         }
-        return reply(chunk: chunk, elapsed: system_monotonicNanoseconds() - start, count: inputs.count, failures: failures, outputs: encoded)
+        return reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: inputs.count, failures: failures, outputs: encoded)
     }
 
     /// A result message. `count` nil: the whole chunk failed with `failures[0]`.
