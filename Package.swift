@@ -17,6 +17,11 @@ let package = Package(
         .library(name: "MultiprocessingManager", targets: ["MultiprocessingManager"]),
         .library(name: "MPCopy", targets: ["MPCopy"]),
         .executable(name: "mpcp", targets: ["mpcp"]),
+        // MPI: only with the trait (`swift build --traits MPI`); see docs/distributed.md.
+        .library(name: "MultiprocessingMPI", targets: ["MultiprocessingMPI"]),
+    ],
+    traits: [
+        .trait(name: "MPI", description: "Build MultiprocessingMPI against the MPI that pkg-config's mpi-c names (Open MPI or MPICH)."),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -78,6 +83,33 @@ let package = Package(
                 "MultiprocessingSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // MPI (issue 16), only with the trait: without it nothing depends on CMPI or CMPIShim, so a plain
+        // build needs no MPI and links no MPI_ symbol. CMPI is pkg-config's mpi-c with no link line, so
+        // -lmpi (Open MPI) or -lmpich comes from the .pc file; CMPIShim wraps the handles that are
+        // macros in one implementation and pointers or ints in the other.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .target(name: "CMPIShim", dependencies: [.target(name: "CMPI", condition: .when(traits: ["MPI"]))]),
+        .target(
+            name: "MultiprocessingMPI",
+            dependencies: [
+                "Multiprocessing",
+                "MultiprocessingSystem",
+                .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+                .target(name: "CMPIShim", condition: .when(traits: ["MPI"])),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The MPI demo: `swift run --traits MPI mpi-map 1000000`, under mpirun or alone.
+        .executableTarget(
+            name: "mpi-map",
+            dependencies: [
+                "Multiprocessing",
+                .target(name: "MultiprocessingMPI", condition: .when(traits: ["MPI"])),
             ],
             swiftSettings: strictSettings
         ),

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The MPI tests (issue 16), run by .ci/run's MPI section; needs root, iproute2, Open MPI and MPICH.
+#
+#   scripts/mpi-tests.sh [build]     build mpi-map with the MPI trait against Open MPI (.build-mpi)
+#                                    and MPICH (.build-mpich), then run every test below
+#   scripts/mpi-tests.sh test        run the tests on binaries built before
+#
+# Each test prints "ok - NAME" or "not ok - NAME: why"; the script exits 1 if any failed.
+# A shell test, not Swift Testing: what is tested is mpirun, mpiexec.mpich and ip netns around
+# the built demo, across namespace hosts, with signals to the launcher and to ranks on other
+# hosts; and a Swift test target with the trait would build the whole test suite a second time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+openmpi=$root/.build-mpi/debug/mpi-map
+mpich=$root/.build-mpich/debug/mpi-map
+failures=0
+count=200000
+
+ok() { echo "ok - $1"; }
+fail() { echo "not ok - $1: $2"; failures=$((failures + 1)); }
+
+# MPICH's .pc file, as mpi-c, without the -Wl,-z,relro that SwiftPM refuses (with a warning).
+mpich_pkgconfig() {
+  local dir=$root/.build-mpich-pc
+  mkdir -p "$dir"
+  sed 's/-Wl,-z,relro//' /usr/lib/x86_64-linux-gnu/pkgconfig/mpich.pc >"$dir/mpi-c.pc"
+  echo "$dir"
+}
+
+build() {
+  local log
+  log=$(mktemp)
+  swift build --traits MPI --scratch-path .build-mpi --product mpi-map 2>&1 | tee "$log" | grep -E "error|warning:|Build of" || true
+  PKG_CONFIG_PATH=$(mpich_pkgconfig) swift build --traits MPI --scratch-path .build-mpich --product mpi-map 2>&1 | tee -a "$log" | grep -E "error|warning:|Build of" || true
+  if grep -E "warning:|error:" "$log" >/dev/null; then echo "mpi-tests: the MPI builds have warnings or errors (above)." >&2; rm -f "$log"; exit 1; fi
+  rm -f "$log"
+  [ -x "$openmpi" ] && [ -x "$mpich" ] || { echo "mpi-tests: the builds made no mpi-map." >&2; exit 1; }
+}
+
+checksum_of() { sed -n 's/^checksum \([0-9-]*\) .*/\1/p' <<<"$1" | head -n1; }
+
+expect_checksum() {
+  local name=$1 output=$2 status=$3
+  local got
+  got=$(checksum_of "$output")
+  if [ "$status" -ne 0 ]; then fail "$name" "exit status $status: $output"
+  elif [ "$got" != "$want" ]; then fail "$name" "checksum '$got', the local pool's is $want"
+  else ok "$name (checksum $got)"; fi
+}
+
+# Processes that are alive (not zombies) and belong to the job: the demo binaries, the launchers'
+# daemons, and anything inside the namespace hosts.
+leftovers() {
+  local pids=""
+  for pid in $(pgrep -f -- "$openmpi|$mpich" 2>/dev/null) $(pgrep -x orted 2>/dev/null) $(pgrep -x mpirun 2>/dev/null) \
+             $(for ns in $(ip netns list | awk '{print $1}' | grep -E '^mph[0-9]+$'); do ip netns pids "$ns"; done); do
+    [ "$pid" = "$$" ] && continue
+    local state
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || continue
+    [ "$state" = Z ] && continue
+    pids="$pids $pid"
+  done
+  echo "$pids"
+}
+
+# A map of 50 ms tasks across the namespace hosts; `action PID` disturbs it once it runs; the job
+# must end non-zero within 5 s of the disturbance, with no process left on any host.
+disturbed_map() {
+  local name=$1 action=$2
+  local log
+  log=$(mktemp)
+  scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" nap 1000 50 >"$log" 2>&1 &
+  local job=$!
+  # Wait until the map runs: every rank and some local workers exist.
+  local deadline=$((SECONDS + 60))
+  until grep -q napping "$log" && [ "$(pgrep -f -- "$openmpi" | wc -l)" -ge 8 ]; do
+    if [ $SECONDS -ge $deadline ]; then fail "$name" "the map did not start: $(cat "$log")"; kill -9 $job 2>/dev/null; rm -f "$log"; return; fi
+    sleep 0.2
+  done
+  sleep 1
+  local started=$(date +%s%N)
+  $action
+  wait $job
+  local status=$?
+  local ended=$(date +%s%N)
+  local elapsed_ms=$(((ended - started) / 1000000))
+  # A dead parent's children are reaped by init a moment later: look until 5 s after the disturbance.
+  local left
+  left=$(leftovers)
+  while [ -n "$left" ] && [ $(( ($(date +%s%N) - started) / 1000000 )) -lt 5000 ]; do sleep 0.1; left=$(leftovers); done
+  if [ "$status" -eq 0 ]; then fail "$name" "the job exited 0"
+  elif [ "$elapsed_ms" -gt 5000 ]; then fail "$name" "the job took ${elapsed_ms} ms to exit (status $status)"
+  elif [ -n "$left" ]; then fail "$name" "processes left after 5 s: $(ps -o pid,ppid,stat,args -p ${left// /,} 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
+  else ok "$name (exit status $status after ${elapsed_ms} ms, no process left)"; fi
+  rm -f "$log"
+}
+
+kill_serving_rank() {
+  # Rank 1 runs on host mph2: the demo process whose parent is that host's orted.
+  local orted rank
+  orted=$(for pid in $(ip netns pids mph2); do [ "$(cat /proc/$pid/comm 2>/dev/null)" = orted ] && echo "$pid"; done | head -n1)
+  rank=$(pgrep -P "$orted" -f -- "$openmpi" | head -n1)
+  kill -9 "$rank"
+}
+
+interrupt_mpirun() { kill -INT "$(pgrep -x mpirun | head -n1)"; }
+
+run_tests() {
+  [ -x "$openmpi" ] && [ -x "$mpich" ] || { echo "mpi-tests: build first ($0 build)." >&2; exit 1; }
+  local output status
+
+  # Without the trait no binary holds an MPI symbol or links an MPI library (the default build).
+  if [ -d .build/debug ]; then
+    local bad=""
+    for binary in $(find .build/debug/ -maxdepth 1 -type f -perm -u+x ! -name '*.so' ! -name '*.o'); do
+      if nm "$binary" 2>/dev/null | grep -E ' (MPI_|PMPI_|ompi_|cmpi_)' >/dev/null || ldd "$binary" 2>/dev/null | grep -E 'libmpi' >/dev/null; then bad="$bad $binary"; fi
+    done
+    [ -z "$bad" ] && ok "default build: no MPI symbol or library in $(find .build/debug/ -maxdepth 1 -type f -perm -u+x | wc -l) binaries" || fail "default build" "MPI symbols in:$bad"
+  else
+    fail "default build" "no .build/debug: run 'swift build' first"
+  fi
+  if [ "$(nm "$openmpi" | grep -c " U MPI_Init_thread")" -ge 1 ] && [ "$(ldd "$mpich" | grep -c libmpich)" -ge 1 ] && [ "$(ldd "$openmpi" | grep -c "libmpi\.so")" -ge 1 ]; then ok "trait builds link Open MPI and MPICH"; else fail "trait builds" "mpi-map does not link MPI"; fi
+
+  output=$("$openmpi" local $count 2>&1)
+  want=$(checksum_of "$output")
+  [ -n "$want" ] && ok "local ProcessPool (checksum $want)" || fail "local ProcessPool" "$output"
+
+  output=$(timeout 120 "$openmpi" map $count 2>&1); expect_checksum "singleton (no mpirun), Open MPI" "$output" $?
+  output=$(timeout 120 "$mpich" map $count 2>&1); expect_checksum "singleton (no mpiexec), MPICH" "$output" $?
+  output=$(timeout 120 mpirun --oversubscribe -n 1 "$openmpi" map $count 2>&1); expect_checksum "Open MPI -n 1" "$output" $?
+  output=$(timeout 120 mpirun --oversubscribe -n 4 "$openmpi" map $count 2>&1); expect_checksum "Open MPI -n 4" "$output" $?
+  output=$(timeout 120 mpiexec.mpich -n 1 "$mpich" map $count 2>&1); expect_checksum "MPICH -n 1" "$output" $?
+  output=$(timeout 120 mpiexec.mpich -n 3 "$mpich" map $count 2>&1); expect_checksum "MPICH -n 3" "$output" $?
+  output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" map $count 7 2>&1); expect_checksum "Open MPI -n 3, chunks of 7" "$output" $?
+  output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" unordered $count 2>&1); expect_checksum "Open MPI -n 3, mapUnordered" "$output" $?
+  output=$(timeout 120 "$openmpi" unordered $count 2>&1); expect_checksum "singleton, mapUnordered" "$output" $?
+  # Every message above 1000 bytes in parts (as above Int32.max), so parts are joined in order.
+  output=$(MULTIPROCESSING_MPI_PART_LIMIT=1000 timeout 120 mpirun -x MULTIPROCESSING_MPI_PART_LIMIT --oversubscribe -n 3 "$openmpi" map $count 2>&1)
+  expect_checksum "Open MPI -n 3, messages in parts of 1000 bytes" "$output" $?
+  output=$(MULTIPROCESSING_MPI_PART_LIMIT=1000 timeout 120 mpiexec.mpich -n 3 -genv MULTIPROCESSING_MPI_PART_LIMIT 1000 "$mpich" map $count 2>&1)
+  expect_checksum "MPICH -n 3, messages in parts of 1000 bytes" "$output" $?
+  output=$(timeout 120 mpirun --oversubscribe -n 2 "$openmpi" message 5000000 2>&1)
+  grep -q "message 5000000 bytes from rank 1 tag 5: intact" <<<"$output" && ok "MPIMessenger: 5 MB message" || fail "MPIMessenger: 5 MB message" "$output"
+
+  # The local pool and the fork server start before MPI_Init_thread on a serving rank.
+  output=$(MULTIPROCESSING_MPI_TRACE=1 timeout 120 mpirun -x MULTIPROCESSING_MPI_TRACE --oversubscribe -n 2 "$openmpi" map 1000 2>&1)
+  if grep -q "rank 1 of 2: local pool of [0-9]* workers started before MPI_Init_thread" <<<"$output"; then ok "serving rank starts its local pool before MPI_Init_thread"; else fail "local pool before MPI_Init_thread" "$output"; fi
+
+  for launcher in "mpirun --oversubscribe -n 3 $openmpi" "mpiexec.mpich -n 3 $mpich"; do
+    output=$(timeout 120 $launcher throw 100 2>&1)
+    if grep -q "error code childFailed index \[3\] type mpi_map.RemoteFailure" <<<"$output" && grep -q "message Task 3 threw on MPI rank [12] (.*): input 3 is not allowed" <<<"$output" \
+       && grep -q "decoded RemoteFailure value 3" <<<"$output"; then ok "remote throw reaches rank 0 (${launcher%% *})"; else fail "remote throw (${launcher%% *})" "$output"; fi
+  done
+  # A map cancelled while queued behind another: join still returns (it hung before the fix).
+  output=$(timeout 60 mpirun --oversubscribe -n 3 "$openmpi" cancel 100 2>&1); status=$?
+  if [ $status -eq 0 ] && grep -q "second map: cancelled" <<<"$output" && grep -q "first map: 12 results" <<<"$output"; then ok "a cancelled queued map, then join"; else fail "a cancelled queued map, then join" "status $status: $output"; fi
+  output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" submit 20 2>&1)
+  grep -q "submit sum 380" <<<"$output" && ok "submit on serving ranks" || fail "submit" "$output"
+
+  # Across hosts: three network namespaces joined by veth pairs on a bridge, TCP between them.
+  scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }
+  output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" map $count 2>&1); expect_checksum "3 namespace hosts, 4 ranks" "$output" $?
+  output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 3 --map-by node "$openmpi" throw 100 2>&1)
+  if grep -q "message Task 3 threw on MPI rank [12] (mph[23]): input 3 is not allowed" <<<"$output"; then ok "remote throw from another host"; else fail "remote throw from another host" "$output"; fi
+  disturbed_map "kill -9 of a serving rank on another host during map" kill_serving_rank
+  disturbed_map "SIGINT to mpirun during map" interrupt_mpirun
+  scripts/mpi-netns.sh down
+  [ -z "$(ip netns list | grep -E '^mph[0-9]+')" ] && ok "namespace hosts removed" || fail "namespace hosts" "not removed"
+}
+
+case "${1:-build}" in
+  build) build; run_tests ;;
+  test) run_tests ;;
+  *) echo "usage: $0 [build|test]" >&2; exit 64 ;;
+esac
+echo "mpi-tests: $failures failed"
+[ $failures -eq 0 ]
