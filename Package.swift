@@ -111,6 +111,7 @@ let package = Package(
                 "Multiprocessing",
                 .target(name: "MultiprocessingMPI", condition: .when(traits: ["MPI"])),
             ],
+            path: "Examples/mpi-map",
             swiftSettings: strictSettings
         ),
 
@@ -125,6 +126,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Examples",
+            exclude: ["mpi-map"],
             swiftSettings: strictSettings
         ),
 
