@@ -1,5 +1,5 @@
 public import Distributed
-import Multiprocessing
+public import Multiprocessing
 import Synchronization
 
 /// A distributed actor that a manager's server can host: declare it with

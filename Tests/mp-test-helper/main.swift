@@ -125,6 +125,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         if try runProcessCorrectnessScenario(name, rest) { return }
         if try runOutsideCheckScenario(name, rest) { return }
         if try runProcessLeftoverScenario(name, rest) { return }
+        if try runConnectionScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
     }
