@@ -68,3 +68,52 @@ public func runConnectionScenario(_ name: String, _ rest: ArraySlice<String>) th
         return false
     }
 }
+
+/// Receives messages whatever their type and answers each with a line naming it: "bytes N" for raw
+/// bytes, else the sender's type name; a `String` message is answered with its text decoded.
+public struct DescribeMessages: ProcessTask {
+    public var connection: Connection
+    public init(connection: Connection) { self.connection = connection }
+    public func run() throws -> Int {
+        var count = 0
+        while true {
+            let message: ReceivedMessage
+            do {
+                message = try connection.receiveMessage(timeout: .seconds(60))
+            } catch let error as MultiprocessingError where error.code == .endOfStream {
+                return count
+            }
+            count += 1
+            if message.isRawBytes {
+                try connection.send("bytes \(message.bytes.count)")
+            } else if message.holds(String.self) {
+                try connection.send("text \(try message.decode(String.self))")
+            } else {
+                try connection.send("value \(message.typeName ?? "?")")
+            }
+        }
+    }
+}
+
+/// Sends a report of itself, then raw bytes, on a connection.
+public struct SendReport: ProcessTask {
+    public var connection: Connection
+    public init(connection: Connection) { self.connection = connection }
+    public func run() throws {
+        try connection.send(IdentityReport.here())
+        try connection.sendBytes(Array(0..<100), offset: 10, count: 20)
+    }
+}
+
+/// Sends `count` bytes (0, 1, 2, ... mod 256) as one raw message.
+public struct SendBytesTask: ProcessTask {
+    public var connection: Connection
+    public var count: Int
+    public init(connection: Connection, count: Int) {
+        self.connection = connection
+        self.count = count
+    }
+    public func run() throws {
+        try connection.sendBytes((0..<count).map { UInt8(truncatingIfNeeded: $0) })
+    }
+}
