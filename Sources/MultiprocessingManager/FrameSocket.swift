@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingConnection
 import SystemPackage
 
 /// One stream socket of the manager protocol, in blocking mode, with a read buffer.
@@ -170,3 +171,5 @@ internal final class FrameSocket: @unchecked Sendable {
         return Array(buffer[start..<(start + length)])
     }
 }
+
+extension FrameSocket: HandshakeChannel {}

@@ -4,6 +4,7 @@ import TestHarness
 import Multiprocessing
 import SystemPackage
 @testable @_spi(Fuzzing) import MultiprocessingManager
+import MultiprocessingConnection
 import ManagerTestSupport
 
 // Issue 14, item 5: the manager protocol is typed. Every case of every kind's request enum, and

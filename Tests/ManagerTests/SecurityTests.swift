@@ -4,6 +4,7 @@ import TestHarness
 import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager
+import MultiprocessingConnection
 import ManagerTestSupport
 
 /// A raw socket to a manager, for sending what a well-behaved client never would.

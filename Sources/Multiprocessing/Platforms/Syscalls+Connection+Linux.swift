@@ -190,6 +190,17 @@ package enum ConnectionPlatform {
         return revents != 0
     }
 
+    /// `poll(2)` on several descriptors: each one's `revents`, all zero on a timeout or `EINTR`.
+    package static func pollMany(_ fds: [CInt], events: [Int16], timeoutMilliseconds: CInt) throws(Errno) -> [Int16] {
+        try system_pollMany(fds, events: events, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// A new eventfd (close-on-exec, non-blocking), for waking a thread in `poll`.
+    package static func eventfd() throws(Errno) -> CInt { try system_eventfd(nonBlocking: true) }
+
+    /// Makes an eventfd readable.
+    package static func eventfdSignal(_ fd: CInt) { system_eventfdSignal(fd) }
+
     /// Nanoseconds on CLOCK_MONOTONIC.
     package static func monotonicNanoseconds() -> Int64 { system_clockMonotonicNanoseconds() }
 
