@@ -29,11 +29,22 @@ let package = Package(
     targets: [
         // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
         .target(name: "CMultiprocessing"),
+        // The one home for system calls: every `system_` wrapper of the libraries and of mpcp, over
+        // libc and the C shim. Internal to the package (no product), as NIOPosix is to swift-nio.
+        .target(
+            name: "MultiprocessingSystem",
+            dependencies: [
+                "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The library: processes, threads, primitives, pipes and queues. No Foundation.
         .target(
             name: "Multiprocessing",
             dependencies: [
                 "CMultiprocessing",
+                "MultiprocessingSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strictSettings
@@ -44,6 +55,7 @@ let package = Package(
             name: "MultiprocessingConnection",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -56,6 +68,7 @@ let package = Package(
             dependencies: [
                 "Multiprocessing",
                 "MultiprocessingConnection",
+                "MultiprocessingSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -66,6 +79,7 @@ let package = Package(
             name: "MPCopy",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 "CMultiprocessing",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -77,6 +91,7 @@ let package = Package(
             dependencies: [
                 "MPCopy",
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -116,7 +131,7 @@ let package = Package(
         .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: strictSettings),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "TestSupport", "TestHarness", "mp-test-helper", "examples"],
+            dependencies: ["Multiprocessing", "MultiprocessingSystem", "TestSupport", "TestHarness", "mp-test-helper", "examples"],
             swiftSettings: strictSettings
         ),
 
@@ -135,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ManagerTests",
-            dependencies: ["Multiprocessing", "MultiprocessingManager", "MultiprocessingConnection", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "MultiprocessingConnection", "MultiprocessingSystem", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
             swiftSettings: strictSettings
         ),
         // Listener, client and their handshake: real sockets, real child processes (the test

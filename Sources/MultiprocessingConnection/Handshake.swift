@@ -1,4 +1,5 @@
 import Crypto
+import MultiprocessingSystem
 package import Multiprocessing
 package import SystemPackage
 

@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 import SystemPackage
 
 /// A blocking stream socket during a listener's or client's handshake, with an absolute deadline

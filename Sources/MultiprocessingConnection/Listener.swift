@@ -1,4 +1,5 @@
 public import Multiprocessing
+import MultiprocessingSystem
 import Synchronization
 import SystemPackage
 

@@ -1,6 +1,7 @@
 import Multiprocessing
 import MultiprocessingConnection
 import SystemPackage
+import MultiprocessingSystem
 
 /// One stream socket of the manager protocol, in blocking mode, with a read buffer.
 ///

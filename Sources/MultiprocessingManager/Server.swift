@@ -2,6 +2,7 @@ import Multiprocessing
 import MultiprocessingConnection
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// Limits a server applies to every connection.
 public struct ManagerLimits: Sendable, Codable, Hashable {

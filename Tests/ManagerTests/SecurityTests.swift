@@ -6,6 +6,7 @@ import SystemPackage
 @testable import MultiprocessingManager
 import MultiprocessingConnection
 import ManagerTestSupport
+import MultiprocessingSystem
 
 /// A raw socket to a manager, for sending what a well-behaved client never would.
 func rawSocket(_ address: ManagerAddress?) throws -> FrameSocket {

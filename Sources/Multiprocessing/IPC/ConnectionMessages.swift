@@ -1,4 +1,5 @@
 public import SystemPackage
+import MultiprocessingSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc

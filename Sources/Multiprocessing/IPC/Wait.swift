@@ -1,4 +1,5 @@
 import SystemPackage
+import MultiprocessingSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc

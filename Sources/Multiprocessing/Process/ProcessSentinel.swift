@@ -1,4 +1,5 @@
 public import SystemPackage
+import MultiprocessingSystem
 
 /// A descriptor that becomes readable once a child process has ended: Python's `Process.sentinel`.
 ///

@@ -1,22 +1,21 @@
 #if os(Linux)
 // System calls of connections made from a raw descriptor, of wait(), and of the listeners and
-// clients of MultiprocessingConnection (`ConnectionPlatform`, `package` access: that module is its
-// only other caller, and the one path to libc stays in this module).
+// clients of MultiprocessingConnection (`ConnectionPlatform`).
 import Glibc
 import CMultiprocessing
 package import SystemPackage
 
 /// What a descriptor is, for ``Connection/init(adopting:readable:writable:maximumMessageSize:)``.
-internal struct DescriptorKind {
-    enum Kind { case streamSocket(unix: Bool), otherSocket, pipe, other }
-    var kind: Kind
+package struct DescriptorKind {
+    package enum Kind { case streamSocket(unix: Bool), otherSocket, pipe, other }
+    package var kind: Kind
     /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`.
-    var accessMode: CInt
+    package var accessMode: CInt
 }
 
 /// The corresponding C functions are `fstat(2)`, `getsockopt(2)` (`SO_DOMAIN`, `SO_TYPE`) and
 /// `fcntl(2)` (`F_GETFL`).
-internal func system_describeDescriptor(_ fd: CInt) throws(Errno) -> DescriptorKind {
+package func system_describeDescriptor(_ fd: CInt) throws(Errno) -> DescriptorKind {
     var st = stat()
     _ = try valueOrErrno { Glibc.fstat(fd, &st) }
     let flags = try negatedErrno { cmp_fcntl_getfl(fd) }
