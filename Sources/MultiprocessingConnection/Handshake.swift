@@ -149,7 +149,7 @@ package enum Handshake {
 
     /// The client's side. Throws `authenticationFailed` when either side's proof fails,
     /// `serverBusy` when the server serves its maximum of authenticated connections, and
-    /// ``RetryableRefusal`` when it was only busy with other handshakes.
+    /// `RetryableRefusal` when it was only busy with other handshakes.
     package static func connect(_ socket: some HandshakeChannel, key: AuthKey, clientID: UInt64, address: some CustomStringConvertible,
                                 dialect: Dialect = .manager) throws {
         let hello = try socket.readExactly(serverHelloSize)

@@ -6,7 +6,7 @@ import SystemPackage
 /// over the whole handshake (a socket timeout would restart with every byte, and a peer sending a
 /// byte every few seconds would hold the connection for ever). It reads exactly what is asked and
 /// nothing more, so a message the peer sends right after the handshake stays in the socket for
-/// the ``Connection`` that takes it over.
+/// the `Connection` that takes it over.
 internal struct HandshakeSocket: HandshakeChannel {
     let descriptor: CInt
     /// CLOCK_MONOTONIC nanoseconds; nil for no limit.

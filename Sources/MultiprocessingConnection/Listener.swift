@@ -15,20 +15,20 @@ import SystemPackage
 ///
 /// Each accepted connection runs the same mutual HMAC-SHA256 challenge–response as a manager
 /// (with its own labels, so neither handshake can stand for the other): both sides prove they hold
-/// ``authKey`` before a single message is read, and a client with another key is refused on both
-/// sides with ``MultiprocessingError/Code/authenticationFailed``. The key defaults to the process's
-/// key (``CurrentProcess/authKey``), which children inherit, so a parent and its children need pass
+/// `authKey` before a single message is read, and a client with another key is refused on both
+/// sides with `authenticationFailed`. The key defaults to the process's
+/// key (`CurrentProcess.authKey`), which children inherit, so a parent and its children need pass
 /// no key. Python's `authkey=None` (no authentication) is `authKey: nil`; Python makes that its
 /// default, we do not.
 ///
-/// What an accepted connection is: a ``Connection`` over the socket, duplex; one over a Unix
+/// What an accepted connection is: a `Connection` over the socket, duplex; one over a Unix
 /// socket can carry descriptors (connections, locks, queues), one over TCP cannot, and says so.
 public final class Listener: Sendable {
     /// Where the listener listens; for `.tcp` with port 0, the port it got.
     public let address: ConnectionAddress
     /// The key clients must prove they hold; nil accepts any client without a handshake.
     public let authKey: AuthKey?
-    /// How long one client's handshake may take before ``accept(timeout:)`` gives up on it.
+    /// How long one client's handshake may take before `accept(timeout:)` gives up on it.
     public let handshakeTimeout: Duration
     /// The largest message the accepted connections send or accept.
     public let maximumMessageSize: Int
@@ -42,7 +42,7 @@ public final class Listener: Sendable {
         var descriptorClosed = false
     }
     private let lifecycle = Mutex(Lifecycle())
-    /// Signalled by ``close()``: wakes accepts and waits in this process.
+    /// Signalled by `close()`: wakes accepts and waits in this process.
     private let closeWake: CInt
 
     /// Binds and listens.
@@ -55,8 +55,8 @@ public final class Listener: Sendable {
     ///     no authentication (Python's `authkey=None`), which a TCP listener refuses.
     ///   - handshakeTimeout: how long one client's handshake may take (5 s by default).
     ///   - maximumMessageSize: the largest message an accepted connection sends or accepts.
-    /// - Throws: ``MultiprocessingError/Code/misuse`` for an empty key, a TCP listener without a
-    ///   key, a negative timeout or a bad size; ``MultiprocessingError/Code/systemCall`` when the
+    /// - Throws: `misuse` for an empty key, a TCP listener without a
+    ///   key, a negative timeout or a bad size; `systemCall` when the
     ///   address cannot be bound (in use: `EADDRINUSE`; a path too long: `ENAMETOOLONG`; an IPv4
     ///   address that is not one: `EINVAL`).
     public init(address: ConnectionAddress? = nil, backlog: Int = 16, authKey: AuthKey? = CurrentProcess.authKey,
@@ -126,10 +126,10 @@ public final class Listener: Sendable {
         ConnectionPlatform.close(closeWake)
     }
 
-    /// Whether ``close()`` was called.
+    /// Whether `close()` was called.
     public var isClosed: Bool { lifecycle.withLock { $0.closed } }
 
-    /// Stops listening: accepts waiting in other threads throw ``MultiprocessingError/Code/closed``,
+    /// Stops listening: accepts waiting in other threads throw `closed`,
     /// clients can no longer connect, and a Unix socket's file (and the directory made for it) is
     /// removed. Connections already accepted stay open. Closing twice does nothing.
     public func close() {
@@ -166,24 +166,24 @@ public final class Listener: Sendable {
     /// Waits for a client and authenticates it: Python's `Listener.accept()`.
     ///
     /// - Parameter timeout: how long to wait for a client to connect; `nil` waits for ever. The
-    ///   handshake that follows has ``handshakeTimeout`` of its own.
+    ///   handshake that follows has `handshakeTimeout` of its own.
     /// - Returns: the connection, authenticated: nothing the client sent has been read.
-    /// - Throws: ``MultiprocessingError/Code/authenticationFailed`` when the client does not hold
-    ///   the key (it is told so, and disconnected); ``MultiprocessingError/Code/timedOut`` when no
-    ///   client came within `timeout`, or a client's handshake stalled past ``handshakeTimeout``;
-    ///   ``MultiprocessingError/Code/malformedFrame`` or ``MultiprocessingError/Code/endOfStream``
-    ///   when the client sent something else or left halfway; ``MultiprocessingError/Code/closed``
-    ///   after ``close()``. After any of these the listener still accepts the next client.
+    /// - Throws: `authenticationFailed` when the client does not hold
+    ///   the key (it is told so, and disconnected); `timedOut` when no
+    ///   client came within `timeout`, or a client's handshake stalled past `handshakeTimeout`;
+    ///   `malformedFrame` or `endOfStream`
+    ///   when the client sent something else or left halfway; `closed`
+    ///   after `close()`. After any of these the listener still accepts the next client.
     public func accept(timeout: Duration? = nil) throws -> Connection {
         try accept(timeout: timeout, interrupt: nil)
     }
 
     /// Waits for a client without blocking the cooperative pool, and authenticates it; see
-    /// ``accept(timeout:)``.
+    /// `accept(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait for a client; `nil` waits for ever.
     /// - Returns: the authenticated connection.
-    /// - Throws: as ``accept(timeout:)``, and ``MultiprocessingError/Code/cancelled``.
+    /// - Throws: as `accept(timeout:)`, and `cancelled`.
     public func accept(timeout: Duration? = nil) async throws -> Connection {
         if Task.isCancelled { throw MultiprocessingError(.cancelled, "The task was cancelled before the accept started.") }
         return try await BlockingBridge.shared.call("a listener's accept") { interrupt in
@@ -259,7 +259,7 @@ public final class Listener: Sendable {
 extension Listener: Waitable {
     /// The listening socket: ready when a client waits to be accepted (or the listener is closed).
     ///
-    /// - Throws: ``MultiprocessingError/Code/closed`` after ``close()``.
+    /// - Throws: `closed` after `close()`.
     public func waitSource() throws -> WaitSource {
         try enter("wait")
         return WaitSource(descriptors: [(descriptor, WaitSource.readable), (closeWake, WaitSource.readable)], owner: self,
@@ -277,12 +277,12 @@ extension Connection {
     ///   - handshakeTimeout: how long the handshake may take (5 s by default).
     ///   - maximumMessageSize: the largest message the connection sends or accepts.
     /// - Returns: the connection, once both sides proved they hold the key.
-    /// - Throws: ``MultiprocessingError/Code/authenticationFailed`` when the listener refused this
-    ///   key, or could not prove it holds it; ``MultiprocessingError/Code/timedOut`` when the
+    /// - Throws: `authenticationFailed` when the listener refused this
+    ///   key, or could not prove it holds it; `timedOut` when the
     ///   listener did not finish the handshake in time (nothing accepts, or it is not a listener);
-    ///   ``MultiprocessingError/Code/malformedFrame`` when the server is not a listener of this
-    ///   library; ``MultiprocessingError/Code/systemCall`` when nothing listens there
-    ///   (`ECONNREFUSED`, `ENOENT`); ``MultiprocessingError/Code/misuse`` for an empty key.
+    ///   `malformedFrame` when the server is not a listener of this
+    ///   library; `systemCall` when nothing listens there
+    ///   (`ECONNREFUSED`, `ENOENT`); `misuse` for an empty key.
     public static func connect(to address: ConnectionAddress, authKey: AuthKey? = CurrentProcess.authKey,
                                handshakeTimeout: Duration = .seconds(5),
                                maximumMessageSize: Int = Connection.defaultMaximumMessageSize) throws -> Connection {
@@ -325,7 +325,7 @@ extension Connection {
     }
 
     /// Connects to a ``Listener`` and authenticates without blocking the cooperative pool; see
-    /// ``connect(to:authKey:handshakeTimeout:maximumMessageSize:)``.
+    /// `connect(to:authKey:handshakeTimeout:maximumMessageSize:)`.
     ///
     /// - Parameters:
     ///   - address: the listener's address.

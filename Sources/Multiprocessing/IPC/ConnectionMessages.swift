@@ -86,7 +86,7 @@ internal enum MessageTypeName {
     }
 }
 
-/// A message received whole before its type is known: ``Connection/receiveMessage(timeout:)``.
+/// A message received whole before its type is known: `Connection/receiveMessage(timeout:)`.
 ///
 /// It holds the message's bytes, whether it is raw bytes or a value, and the sender's type name.
 /// ``decode(_:)`` turns it into a value (it may be called more than once); descriptors that came

@@ -5,7 +5,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// Something ``wait(_:timeout:)`` can wait on: a ``Connection`` (a message or the end of the
+/// Something `wait(_:timeout:)` can wait on: a ``Connection`` (a message or the end of the
 /// stream to read), a ``ProcessSentinel`` or a ``ChildProcess`` (the child ended), or a listener
 /// of `MultiprocessingConnection` (a client to accept).
 ///

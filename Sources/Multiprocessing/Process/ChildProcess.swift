@@ -385,7 +385,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     }
 
     /// Waits at most `timeout` for the child without blocking a thread, and says whether it ended;
-    /// see ``tryJoin(timeout:)``. A cancelled task returns whether it had ended by then.
+    /// see `tryJoin(timeout:)`. A cancelled task returns whether it had ended by then.
     ///
     /// - Parameter timeout: how long to wait; `.zero` (the default) only looks.
     /// - Returns: whether the child has ended.
@@ -401,7 +401,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
     }
 
-    /// Something ``wait(_:timeout:)`` (and `poll(2)`) can wait on, ready once the child has ended
+    /// Something `wait(_:timeout:)` (and `poll(2)`) can wait on, ready once the child has ended
     /// and `join` would return at once: Python's `Process.sentinel`.
     ///
     /// Each call returns a new ``ProcessSentinel`` with a descriptor of its own (an eventfd the

@@ -3,7 +3,7 @@ import MultiprocessingSystem
 
 /// A descriptor that becomes readable once a child process has ended: Python's `Process.sentinel`.
 ///
-/// Get one from ``ChildProcess/sentinel``, and wait on it with ``wait(_:timeout:)`` beside
+/// Get one from ``ChildProcess/sentinel``, and wait on it with `wait(_:timeout:)` beside
 /// connections and listeners, or hand ``fileDescriptor`` to your own `poll(2)` or event loop. It
 /// is ready once the child has been reaped and its outcome read, so `join` and `value` return at
 /// once after it. The descriptor is the sentinel's own and is closed when the sentinel is released.
