@@ -345,11 +345,29 @@ struct ListenerTests {
         try client.join(timeout: .seconds(60))
     }
 
-    @Test func asyncAcceptAndConnect() async throws {
+    // Each async call runs on the test's own task and the other side on a thread of its own, so
+    // neither waits for a thread of the cooperative pool (busy with the synchronous tests).
+    @Test func asyncAccept() async throws {
         let listener = try Listener()
-        async let accepted = listener.accept(timeout: .seconds(60))
-        let client = try await Connection.connect(to: listener.address)
-        try await client.send("async")
-        #expect(try await accepted.receive(String.self, timeout: .seconds(60)) == "async")
+        let address = listener.address
+        let client = OSThread(name: "client") { () throws -> Void in
+            try Connection.connect(to: address, handshakeTimeout: .seconds(120)).send("async accept")
+        }
+        try client.start()
+        let accepted = try await listener.accept(timeout: .seconds(120))
+        #expect(try await accepted.receive(String.self, timeout: .seconds(120)) == "async accept")
+        try await client.join(timeout: .seconds(120))
+    }
+
+    @Test func asyncConnect() async throws {
+        let listener = try Listener(handshakeTimeout: .seconds(120))
+        let server = OSThread(name: "server") { () throws -> String in
+            try listener.accept(timeout: .seconds(120)).receive(String.self, timeout: .seconds(120))
+        }
+        try server.start()
+        let client = try await Connection.connect(to: listener.address, handshakeTimeout: .seconds(120))
+        try await client.send("async connect")
+        try await server.join(timeout: .seconds(120))
+        #expect(try server.result(as: String.self) == "async connect")
     }
 }
