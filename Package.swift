@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
         // Managers live in their own library so that only their users link swift-crypto.
         .library(name: "MultiprocessingManager", targets: ["MultiprocessingManager"]),
+        // Authenticated listeners and clients (Python's multiprocessing.connection): they link
+        // swift-crypto, so they are a library of their own too.
+        .library(name: "MultiprocessingConnection", targets: ["MultiprocessingConnection"]),
         .library(name: "MPCopy", targets: ["MPCopy"]),
         .executable(name: "mpcp", targets: ["mpcp"]),
         // MPI: only with the trait (`swift build --traits MPI`); see docs/distributed.md.
@@ -51,12 +54,25 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Listener and client over Unix sockets and TCP, and the mutual HMAC-SHA256 handshake
+        // that they and the managers share. With the manager, the only targets that link Crypto.
+        .target(
+            name: "MultiprocessingConnection",
+            dependencies: [
+                "Multiprocessing",
+                "MultiprocessingSystem",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // Managers: a server process that owns shared objects, typed proxies, HMAC-SHA256
-        // authentication. The only target that links Crypto.
+        // authentication (MultiprocessingConnection's handshake).
         .target(
             name: "MultiprocessingManager",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingConnection",
                 "MultiprocessingSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -168,7 +184,14 @@ let package = Package(
         ),
         .testTarget(
             name: "ManagerTests",
-            dependencies: ["Multiprocessing", "MultiprocessingManager", "MultiprocessingSystem", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "MultiprocessingConnection", "MultiprocessingSystem", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
+            swiftSettings: strictSettings
+        ),
+        // Listener, client and their handshake: real sockets, real child processes (the test
+        // binary itself), so the task types live in the test target.
+        .testTarget(
+            name: "ConnectionTests",
+            dependencies: ["Multiprocessing", "MultiprocessingConnection", "TestHarness"],
             swiftSettings: strictSettings
         ),
         // End-to-end tests of the seed's examples: they run the built `examples` binary.

@@ -17,7 +17,7 @@ export MULTIPROCESSING_DOCC=1
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(Multiprocessing MultiprocessingManager MPCopy)
+    targets=(Multiprocessing MultiprocessingConnection MultiprocessingManager MPCopy)
 fi
 
 logs=$(mktemp -d)

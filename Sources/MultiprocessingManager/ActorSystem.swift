@@ -1,5 +1,5 @@
 public import Distributed
-import Multiprocessing
+public import Multiprocessing
 import Synchronization
 import MultiprocessingSystem
 

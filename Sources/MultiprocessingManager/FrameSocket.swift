@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingConnection
 import SystemPackage
 import MultiprocessingSystem
 
@@ -171,3 +172,5 @@ internal final class FrameSocket: @unchecked Sendable {
         return Array(buffer[start..<(start + length)])
     }
 }
+
+extension FrameSocket: HandshakeChannel {}

@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingConnection
 import Synchronization
 import SystemPackage
 import MultiprocessingSystem

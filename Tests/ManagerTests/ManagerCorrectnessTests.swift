@@ -4,6 +4,7 @@ import TestHarness
 import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager
+import MultiprocessingConnection
 import ManagerTestSupport
 import MultiprocessingSystem
 
@@ -452,7 +453,7 @@ extension ManagerTests {
         let socket = try rawSocket(.unix(path: path))
         defer { socket.close() }
         #expect {
-            try Handshake.connect(socket, key: AuthKey.random(), clientID: 1, address: .unix(path: path))
+            try Handshake.connect(socket, key: AuthKey.random(), clientID: 1, address: ManagerAddress.unix(path: path))
         } throws: { error in
             guard let refusal = error as? Handshake.RetryableRefusal else { return false }
             return refusal.error.code == .serverBusy && refusal.error.message.contains("maximumPendingHandshakes = 77")

@@ -4,6 +4,7 @@ import TestHarness
 import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager
+import MultiprocessingConnection
 import ManagerTestSupport
 import MultiprocessingSystem
 

@@ -38,7 +38,12 @@ public final class Connection: Sendable, Codable {
         case reader = 1
         /// The write end of a pipe.
         case writer = 2
+        /// A socket that sends and receives but cannot carry descriptors (TCP).
+        case network = 3
     }
+
+    /// Whether the descriptor is a socket (sendmsg and recvmsg), not a pipe.
+    internal var isSocket: Bool { role == .duplex || role == .network }
 
     /// The largest message a connection accepts unless told otherwise: 1 GiB.
     public static let defaultMaximumMessageSize = 1 << 30
@@ -53,7 +58,7 @@ public final class Connection: Sendable, Codable {
     /// throws ``MultiprocessingError/Code/malformedFrame`` before any allocation.
     public let maximumMessageSize: Int
 
-    private struct Lifecycle {
+    internal struct Lifecycle {
         var closed = false
         var inFlight = 0
         var descriptorClosed = false
@@ -63,7 +68,10 @@ public final class Connection: Sendable, Codable {
     private struct SendState {
         var broken = false
     }
-    private struct ReceiveState {
+    internal struct ReceiveState {
+        /// A whole frame that was read but not taken (a buffer too short, a type that did not
+        /// match): the next receive returns it first.
+        var pending: (FrameHeader, [UInt8], [CInt])?
         var header = [UInt8](repeating: 0, count: FrameHeader.size)
         var headerFilled = 0
         var frame: FrameHeader?
@@ -72,13 +80,16 @@ public final class Connection: Sendable, Codable {
         /// Descriptors that arrived (SCM_RIGHTS) and wait for their frame to complete.
         var descriptors: [CInt] = []
     }
-    private let lifecycle = Mutex(Lifecycle())
+    internal let lifecycle = Mutex(Lifecycle())
     // The states are used only by the thread whose turn it is (see ConnectionTurn); their mutexes
     // are never contended and never held across a wait of another thread.
     internal let sendTurn = ConnectionTurn()
     internal let receiveTurn = ConnectionTurn()
     private let sendState = Mutex(SendState())
-    private let receiveState = Mutex(ReceiveState())
+    internal let receiveState = Mutex(ReceiveState())
+    /// Whether `receiveState.pending` holds a frame: read by `poll` and `wait`, which do not take
+    /// the receive turn (and so cannot lock the receive state, held by a receiving thread).
+    internal let hasPendingFrame = Atomic<Bool>(false)
 
     internal init(descriptor: CInt, role: Role, maximumMessageSize: Int) {
         self.descriptor = descriptor
@@ -93,6 +104,7 @@ public final class Connection: Sendable, Codable {
         }
         receiveState.withLock { state in
             for fd in state.descriptors { system_close(fd) }
+            for fd in state.pending?.2 ?? [] { system_close(fd) }
         }
     }
 
@@ -183,6 +195,36 @@ public final class Connection: Sendable, Codable {
         }
     }
 
+    /// Sends part of an array as one message: Python's `send_bytes(buffer, offset, size)`.
+    ///
+    /// - Parameters:
+    ///   - bytes: the array.
+    ///   - offset: where the message starts in `bytes`.
+    ///   - count: how many bytes to send; nil sends everything from `offset` on.
+    ///   - timeout: how long to wait for room in the channel; `nil` waits for ever.
+    /// - Throws: ``MultiprocessingError/Code/misuse`` when `offset` or `count` is negative or the
+    ///   range reaches past the end of `bytes` (nothing is sent); otherwise as `send(_:timeout:)`.
+    public func sendBytes(_ bytes: [UInt8], offset: Int, count: Int? = nil, timeout: Duration? = nil) throws {
+        let range = try Self.sliceRange(offset: offset, count: count, total: bytes.count)
+        try bytes.withUnsafeBytes { buffer in
+            try sendFrame(kind: .bytes, body: UnsafeRawBufferPointer(rebasing: buffer[range]), descriptors: [], timeout: timeout, interrupt: nil)
+        }
+    }
+
+    internal static func sliceRange(offset: Int, count: Int?, total: Int) throws -> Range<Int> {
+        guard offset >= 0, offset <= total else {
+            throw MultiprocessingError.misuse("sendBytes: the offset \(offset) is outside the \(total) bytes given.")
+        }
+        let size = count ?? (total - offset)
+        guard size >= 0 else {
+            throw MultiprocessingError.misuse("sendBytes: the count \(size) is negative.")
+        }
+        guard size <= total - offset else {
+            throw MultiprocessingError.misuse("sendBytes: \(size) bytes from offset \(offset) reach past the end of the \(total) bytes given.")
+        }
+        return offset..<(offset + size)
+    }
+
     /// Sends the bytes of a buffer as one message, with no copy into an array.
     ///
     /// - Parameters:
@@ -229,8 +271,12 @@ public final class Connection: Sendable, Codable {
             return
         }
         let transfer = DescriptorTransfer()
-        let (kind, body) = try IPCMessageCoding.encode(value, transfer: transfer)
+        let (_, body) = try IPCMessageCoding.encode(value, transfer: transfer)
         let descriptors = transfer.descriptors
+        if !descriptors.isEmpty && role == .network {
+            throw MultiprocessingError.misuse(
+                "This \(T.self) holds \(descriptors.count) file descriptor(s) (a connection, lock, queue or shared value), which a network connection cannot carry: only a Unix socket can. Pass the value in a child's task arguments, or over a Unix-socket connection.")
+        }
         if !descriptors.isEmpty && role != .duplex {
             throw MultiprocessingError.misuse(
                 "This \(T.self) holds \(descriptors.count) file descriptor(s) (a connection, lock, queue or shared value), which only a duplex connection can carry. Make the pair with Connection.pipe(duplex: true), or pass the value in the child's task arguments.")
@@ -239,16 +285,17 @@ public final class Connection: Sendable, Codable {
             throw MultiprocessingError.misuse("A message can carry at most \(FrameHeader.maximumDescriptors) file descriptors; this \(T.self) holds \(descriptors.count).")
         }
         try body.withUnsafeBytes { buffer in
-            try sendFrame(kind: kind, body: buffer, descriptors: descriptors, timeout: timeout, interrupt: interrupt)
+            try sendFrame(kind: .value, prefix: MessageTypeName.prefix(T.self), body: buffer, descriptors: descriptors, timeout: timeout, interrupt: interrupt)
         }
     }
 
-    internal func sendFrame(kind: FrameHeader.Kind, body: UnsafeRawBufferPointer, descriptors: [CInt], timeout: Duration?, interrupt: IPCInterrupt?) throws {
+    /// Sends one frame: the header, then `prefix` (a value's type name), then `body`.
+    internal func sendFrame(kind: FrameHeader.Kind, prefix: [UInt8] = [], body: UnsafeRawBufferPointer, descriptors: [CInt], timeout: Duration?, interrupt: IPCInterrupt?) throws {
         guard isWritable else {
             throw MultiprocessingError.misuse("This is the read end of a simplex pipe: it cannot send.")
         }
-        guard body.count <= maximumMessageSize else {
-            throw MultiprocessingError.misuse("A message of \(body.count) bytes is larger than this connection's maximumMessageSize (\(maximumMessageSize) bytes).")
+        guard body.count <= maximumMessageSize - prefix.count else {
+            throw MultiprocessingError.misuse("A message of \(body.count + prefix.count) bytes is larger than this connection's maximumMessageSize (\(maximumMessageSize) bytes).")
         }
         let deadline = try Deadline(timeout: timeout, "Connection.send")
         let closeWake = try enter("send")
@@ -259,18 +306,20 @@ public final class Connection: Sendable, Codable {
             guard !state.broken else {
                 throw MultiprocessingError(.broken, "An earlier send on this connection timed out or was cancelled halfway through a message, so the stream holds a cut frame; close the connection.")
             }
-            var header = FrameHeader(kind: kind, descriptorCount: descriptors.count, length: body.count).bytes
+            var header = FrameHeader(kind: kind, descriptorCount: descriptors.count, length: prefix.count + body.count).bytes
+            header.append(contentsOf: prefix)
+            let headerSize = header.count
             try header.withUnsafeMutableBytes { headerBuffer in
-                let total = FrameHeader.size + body.count
+                let total = headerSize + body.count
                 var written = 0
                 while written < total {
-                    let headerPart = written < FrameHeader.size
+                    let headerPart = written < headerSize
                         ? UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(headerBuffer)[written...])
                         : UnsafeRawBufferPointer(start: nil, count: 0)
-                    let bodyStart = max(0, written - FrameHeader.size)
+                    let bodyStart = max(0, written - headerSize)
                     let bodyPart = UnsafeRawBufferPointer(rebasing: body[bodyStart...])
                     do throws(Errno) {
-                        written += try system_ipcWrite(descriptor, socket: role == .duplex, headerPart, bodyPart,
+                        written += try system_ipcWrite(descriptor, socket: isSocket, headerPart, bodyPart,
                                                        descriptors: written == 0 ? descriptors : [])
                     } catch .resourceTemporarilyUnavailable {
                         do {
@@ -383,6 +432,7 @@ public final class Connection: Sendable, Codable {
         }
         let closeWake = try enter("poll")
         defer { leave() }
+        if hasPendingFrame.load(ordering: .acquiring) { return true }
         do {
             try wait(events: systemPollIn, deadline: Deadline(timeout: timeout, "Connection.poll"), closeWake: closeWake, interrupt: interrupt)
             return true
@@ -395,19 +445,34 @@ public final class Connection: Sendable, Codable {
         try decode(type, try receiveFrame(timeout: timeout, interrupt: interrupt))
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ received: (FrameHeader, [UInt8], [CInt])) throws -> T {
+    /// Decodes a whole frame as a `T` (its type already checked), and closes or hands out the
+    /// descriptors that came with it.
+    internal func decode<T: Decodable>(_ type: T.Type, _ received: (FrameHeader, [UInt8], [CInt])) throws -> T {
         let (frame, body, descriptors) = received
-        if frame.kind == .bytes || descriptors.isEmpty {
+        if let mismatch = try MessageTypeName.mismatch(T.self, frame, body) {
             for fd in descriptors { system_close(fd) }
-            return try IPCMessageCoding.decode(type, kind: frame.kind, body: body, transfer: DescriptorTransfer())
+            throw mismatch
         }
-        let transfer = DescriptorTransfer(received: descriptors)
+        let transfer = DescriptorTransfer(received: frame.kind == .bytes ? [] : descriptors)
+        if frame.kind == .bytes { for fd in descriptors { system_close(fd) } }
         defer { transfer.closeUnclaimed() }
+        if frame.kind == .value {
+            return try MessageTypeName.decodeValue(type, body: body, transfer: transfer)
+        }
         return try IPCMessageCoding.decode(type, kind: frame.kind, body: body, transfer: transfer)
     }
 
+    /// Puts a whole frame back: the next receive returns it first.
+    private func putBack(_ state: inout ReceiveState, _ frame: (FrameHeader, [UInt8], [CInt])) {
+        state.pending = frame
+        hasPendingFrame.store(true, ordering: .releasing)
+    }
+
     /// Reads one whole frame. A timeout or cancellation keeps the partial frame for the next call.
-    internal func receiveFrame(timeout: Duration?, interrupt: IPCInterrupt?) throws -> (FrameHeader, [UInt8], [CInt]) {
+    /// `check` may refuse the frame (a type that does not match, a buffer too short): the frame is
+    /// then kept whole for the next receive, and its error thrown.
+    internal func receiveFrame(timeout: Duration?, interrupt: IPCInterrupt?,
+                               check: ((FrameHeader, [UInt8]) throws -> MultiprocessingError?)? = nil) throws -> (FrameHeader, [UInt8], [CInt]) {
         guard isReadable else {
             throw MultiprocessingError.misuse("This is the write end of a simplex pipe: it cannot receive.")
         }
@@ -417,13 +482,18 @@ public final class Connection: Sendable, Codable {
         try takeTurn(receiveTurn, deadline: deadline, interrupt: interrupt, "receive")
         defer { receiveTurn.give() }
         return try receiveState.withLock { (state: inout ReceiveState) throws -> (FrameHeader, [UInt8], [CInt]) in
-            try readFrame(&state, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+            let frame = try readFrame(&state, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
+            if let check, let refusal = try check(frame.0, frame.1) {
+                putBack(&state, frame)
+                throw refusal
+            }
+            return frame
         }
     }
 
     /// A whole frame if one can be read without waiting (not even for another receiving thread),
     /// else nil; a part read stays for the next receive. Lets an async receive skip the thread hop.
-    private func receiveFrameIfReady() throws -> (FrameHeader, [UInt8], [CInt])? {
+    internal func receiveFrameIfReady(check: ((FrameHeader, [UInt8]) throws -> MultiprocessingError?)? = nil) throws -> (FrameHeader, [UInt8], [CInt])? {
         guard isReadable else {
             throw MultiprocessingError.misuse("This is the write end of a simplex pipe: it cannot receive.")
         }
@@ -432,16 +502,27 @@ public final class Connection: Sendable, Codable {
         guard receiveTurn.tryTake() else { return nil }
         defer { receiveTurn.give() }
         return try receiveState.withLock { (state: inout ReceiveState) throws -> (FrameHeader, [UInt8], [CInt])? in
+            let frame: (FrameHeader, [UInt8], [CInt])
             do {
-                return try readFrame(&state, deadline: .now, closeWake: closeWake, interrupt: nil)
+                frame = try readFrame(&state, deadline: .now, closeWake: closeWake, interrupt: nil)
             } catch let error as MultiprocessingError where error.code == .timedOut {
                 return nil
             }
+            if let check, let refusal = try check(frame.0, frame.1) {
+                putBack(&state, frame)
+                throw refusal
+            }
+            return frame
         }
     }
 
     /// Reads the rest of the current frame into `state`, waiting as the deadline allows.
-    private func readFrame(_ state: inout ReceiveState, deadline: Deadline, closeWake: CInt, interrupt: IPCInterrupt?) throws -> (FrameHeader, [UInt8], [CInt]) {
+    internal func readFrame(_ state: inout ReceiveState, deadline: Deadline, closeWake: CInt, interrupt: IPCInterrupt?) throws -> (FrameHeader, [UInt8], [CInt]) {
+        if let pending = state.pending {
+            state.pending = nil
+            hasPendingFrame.store(false, ordering: .relaxed)
+            return pending
+        }
         // The header.
         while state.headerFilled < FrameHeader.size {
             let filled = state.headerFilled
@@ -538,7 +619,7 @@ public final class Connection: Sendable, Codable {
                           closeWake: CInt, interrupt: IPCInterrupt?) throws -> (Int, [CInt]) {
         while true {
             do throws(Errno) {
-                if role == .duplex {
+                if isSocket {
                     let (n, fds) = try system_receiveWithDescriptors(descriptor, buffer)
                     return (n, fds)
                 }
@@ -557,7 +638,7 @@ public final class Connection: Sendable, Codable {
 
     /// Marks an operation in flight, so that ``close()`` defers closing the descriptor until it
     /// ends. Returns the eventfd that ``close()`` signals.
-    private func enter(_ what: String) throws -> CInt {
+    internal func enter(_ what: String) throws -> CInt {
         let result: Result<CInt, MultiprocessingError> = lifecycle.withLock { state in
             if state.closed {
                 return .failure(MultiprocessingError(.closed, "\(what) on a closed connection."))
@@ -577,7 +658,7 @@ public final class Connection: Sendable, Codable {
 
     /// Takes this direction's turn (see ``ConnectionTurn``) within the caller's deadline. A caller
     /// that had to wait for it also checks that the connection was not closed meanwhile.
-    private func takeTurn(_ turn: ConnectionTurn, deadline: Deadline, interrupt: IPCInterrupt?, _ what: String) throws {
+    internal func takeTurn(_ turn: ConnectionTurn, deadline: Deadline, interrupt: IPCInterrupt?, _ what: String) throws {
         if turn.tryTake() { return }
         try turn.take(deadline: deadline, interrupt: interrupt, what)
         if isClosed {
@@ -586,7 +667,7 @@ public final class Connection: Sendable, Codable {
         }
     }
 
-    private func leave() {
+    internal func leave() {
         lifecycle.withLock { state in
             state.inFlight -= 1
             if state.closed && state.inFlight == 0 && !state.descriptorClosed {
@@ -598,7 +679,7 @@ public final class Connection: Sendable, Codable {
 
     /// Waits until the descriptor is ready for `events` (or hung up), the deadline passes, the
     /// connection is closed, or the interrupt triggers.
-    private func wait(events: Int16, deadline: Deadline, closeWake: CInt, interrupt: IPCInterrupt?) throws {
+    internal func wait(events: Int16, deadline: Deadline, closeWake: CInt, interrupt: IPCInterrupt?) throws {
         var fds: [CInt] = [descriptor, closeWake]
         var watched: [Int16] = [events, systemPollIn]
         if let interrupt {

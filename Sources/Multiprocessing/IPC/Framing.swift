@@ -5,7 +5,9 @@
 ///
 ///     offset  size  field
 ///     0       4     magic: the bytes "MPF1" (0x4D 0x50 0x46 0x31)
-///     4       1     kind: 0 = raw bytes, 1 = a Codable value in the module's binary encoding
+///     4       1     kind: 0 = raw bytes, 1 = a Codable value in the module's binary encoding,
+///                   2 = a Codable value preceded by its type's name (what a Connection sends):
+///                   a 16-bit little-endian name length, the mangled name in UTF-8, then the value
 ///     5       1     descriptor count: file descriptors sent with the frame's first byte
 ///                   (SCM_RIGHTS, sockets only), 0...64
 ///     6       2     reserved, both zero
@@ -29,6 +31,7 @@ internal struct FrameHeader: Equatable {
     internal enum Kind: UInt8 {
         case bytes = 0
         case codable = 1
+        case value = 2
     }
 
     internal var kind: Kind

@@ -1,5 +1,5 @@
 import Synchronization
-import SystemPackage
+package import SystemPackage
 import MultiprocessingSystem
 
 // The one bridge from async code to blocking waits. Every async twin whose wait cannot finish at
@@ -87,7 +87,7 @@ package final class WaitInterrupt: Sendable {
 
     /// An eventfd owned by this interrupt that becomes readable when it triggers (created on
     /// first use), for a wait that polls descriptors.
-    internal func eventDescriptor() throws(Errno) -> CInt {
+    package func eventDescriptor() throws(Errno) -> CInt {
         let result: Result<CInt, Errno> = state.withLock { state in
             if state.eventFD < 0 {
                 do throws(Errno) {

@@ -55,6 +55,10 @@ internal struct ChildHandshake {
     var processName: String
     var daemon: Bool
     var taskBytes: [UInt8]
+    /// The parent's key, which the child takes as its own (``CurrentProcess/authKey``).
+    var authKey: [UInt8]
+    /// The parent's name, for the child's ``parentProcess()``.
+    var parentName: String
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter()
@@ -63,15 +67,20 @@ internal struct ChildHandshake {
         writer.string(processName)
         writer.byte(daemon ? 1 : 0)
         writer.bytes(taskBytes)
+        writer.bytes(authKey)
+        writer.string(parentName)
         return writer.buffer
     }
 
-    init(taskTypeName: String, typeDisplayName: String, processName: String, daemon: Bool, taskBytes: [UInt8]) {
+    init(taskTypeName: String, typeDisplayName: String, processName: String, daemon: Bool, taskBytes: [UInt8],
+         authKey: [UInt8], parentName: String) {
         self.taskTypeName = taskTypeName
         self.typeDisplayName = typeDisplayName
         self.processName = processName
         self.daemon = daemon
         self.taskBytes = taskBytes
+        self.authKey = authKey
+        self.parentName = parentName
     }
 
     init(decoding body: [UInt8]) throws {
@@ -81,6 +90,8 @@ internal struct ChildHandshake {
         processName = try reader.string()
         daemon = try reader.byte() != 0
         taskBytes = try reader.bytes()
+        authKey = try reader.bytes()
+        parentName = try reader.string()
         try reader.expectEnd()
     }
 }

@@ -139,6 +139,9 @@ internal enum ChildRuntime {
             identity.name = handshake.processName
             identity.daemon = handshake.daemon
             identity.isChild = true
+            identity.authKey = AuthKey(handshake.authKey)
+            // Under the fork server too: the server cloned this child as its parent's (CLONE_PARENT).
+            identity.parent = (handshake.parentName, parentPID)
         }
         installExitHandler()
 
@@ -186,6 +189,8 @@ internal enum ChildRuntime {
         armParentDeath(parent, daemon: daemon, outlivesParent: outlivesParent)
         let socket = system_moveDescriptorHigh(received)
         CurrentProcess.identity.withLock { identity in
+            // The copy of the parent's memory holds the parent's own identity and key.
+            identity.parent = (identity.name, parent)
             identity.name = name
             identity.daemon = daemon
             identity.isChild = true

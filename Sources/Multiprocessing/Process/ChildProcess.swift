@@ -34,6 +34,13 @@ public protocol ProcessHandle: AnyObject, Sendable {
     func terminate() throws
     /// Sends `SIGKILL`.
     func kill() throws
+    /// Sends `SIGINT` (Python 3.14's `interrupt()`).
+    func interrupt() throws
+    /// Sends any signal. A child that has already ended is not signalled (its pid may be reused).
+    func signal(_ signal: Signal) throws
+    /// Whether the child has ended (and been reaped): Python's `join(0)` followed by a look at
+    /// `exitcode`, without a `do`/`catch`. False before the child starts.
+    var hasEnded: Bool { get }
 }
 
 extension ProcessHandle {
@@ -76,6 +83,8 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     private enum Phase {
         case created
         case started(ChildRecord)
+        /// After ``close()``: what is still worth reading.
+        case closed(pid: Int32?, exitStatus: ExitStatus?)
     }
 
     private let payload: Payload
@@ -116,12 +125,36 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     // MARK: state
 
     public var pid: Int32? {
-        record?.pid
+        phase.withLock { phase in
+            switch phase {
+            case .created: return nil
+            case .started(let record): return record.pid
+            case .closed(let pid, _): return pid
+            }
+        }
     }
 
     public var isAlive: Bool { record?.isAlive ?? false }
 
-    public var exitStatus: ExitStatus? { record?.exitStatus }
+    public var exitStatus: ExitStatus? {
+        phase.withLock { phase in
+            switch phase {
+            case .created: return nil
+            case .started(let record): return record.exitStatus
+            case .closed(_, let status): return status
+            }
+        }
+    }
+
+    public var hasEnded: Bool { record?.hasEnded ?? isClosed }
+
+    /// Whether ``close()`` was called.
+    public var isClosed: Bool {
+        phase.withLock { phase in
+            if case .closed = phase { return true }
+            return false
+        }
+    }
 
     private var record: ChildRecord? {
         phase.withLock { phase in
@@ -143,6 +176,9 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     ///   system refuses to create the process.
     public func start() throws {
         let record = try phase.withLock { phase throws -> ChildRecord in
+            if case .closed = phase {
+                throw MultiprocessingError(.closed, "\(name) was closed: a closed ChildProcess cannot be started. Create a new one.")
+            }
             guard case .created = phase else {
                 throw MultiprocessingError.misuse("\(name) was already started: a process can be started only once. Create a new ChildProcess to run the task again.")
             }
@@ -168,6 +204,8 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             throw MultiprocessingError.misuse("\(name) cannot be both a daemon (which dies with its parent) and outlivesParent (which survives it). Choose one.")
         }
         try configuration.validate(for: name)
+        // Made now if it is to be made at all: a forked child must copy it, not make its own.
+        let authKey = CurrentProcess.authKey
         ChildRuntime.installExitHandler()
         // Encode before any process exists, so that bad arguments fail here, in the caller.
         let transfer = DescriptorTransfer()
@@ -184,7 +222,8 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             }
             handshake = ChildProtocol.frame(.handshake, ChildHandshake(
                 taskTypeName: typeName, typeDisplayName: displayName,
-                processName: name, daemon: daemon, taskBytes: taskBytes).encoded())
+                processName: name, daemon: daemon, taskBytes: taskBytes,
+                authKey: authKey.bytes, parentName: CurrentProcess.name).encoded())
         }
 
         if startMethod != .fork && configuration.executable == nil && !ChildRuntime.entersBeforeMain && !ChildRuntime.isBootstrapped {
@@ -278,6 +317,9 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     }
 
     private func startedRecord(_ what: String) throws -> ChildRecord {
+        if isClosed {
+            throw MultiprocessingError(.closed, "Cannot \(what) \(name): it was closed (ChildProcess.close()).")
+        }
         guard let record else {
             throw MultiprocessingError.misuse("Cannot \(what) \(name): it has not been started. Call start() first.")
         }
@@ -301,6 +343,102 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
 
     public func kill() throws {
         try startedRecord("kill").signal(.kill)
+    }
+
+    /// Sends `SIGINT`, as Python 3.14's `Process.interrupt()`: a child that does not handle it
+    /// ends as if interrupted from the keyboard (its exit status is ``ExitStatus/signaled(_:)``
+    /// with ``Signal/interrupt``).
+    ///
+    /// - Throws: ``MultiprocessingError/Code/misuse`` before ``start()`` or from a process that did
+    ///   not start this child; ``MultiprocessingError/Code/closed`` after ``close()``.
+    public func interrupt() throws {
+        try startedRecord("interrupt").signal(.interrupt)
+    }
+
+    /// Sends `signal` to the child (through its pidfd, so never to another process that reused
+    /// its pid). A child that has already ended is not signalled, and that is no error.
+    ///
+    /// - Parameter signal: any signal, such as ``Signal/user1``.
+    /// - Throws: as ``interrupt()``; ``MultiprocessingError/Code/systemCall`` when the system
+    ///   refuses the signal (`EINVAL` for a number that is no signal).
+    public func signal(_ signal: Signal) throws {
+        try startedRecord("signal").signal(signal)
+    }
+
+    /// Waits at most `timeout` for the child to end and says whether it did: Python's
+    /// `join(timeout)` followed by a look at `exitcode`, without a `do`/`catch`.
+    ///
+    /// - Parameter timeout: how long to wait; `.zero` (the default) only looks.
+    /// - Returns: whether the child has ended; false before ``start()``, after ``close()`` true
+    ///   (a child can only be closed once it has ended), and false when called from a process that
+    ///   did not start it.
+    public func tryJoin(timeout: Duration = .zero) -> Bool {
+        if isClosed { return true }
+        guard let record = try? startedRecord("join") else { return false }
+        guard timeout > .zero else { return record.hasEnded }
+        do {
+            try record.wait(timeout: timeout)
+            return true
+        } catch {
+            return record.hasEnded
+        }
+    }
+
+    /// Waits at most `timeout` for the child without blocking a thread, and says whether it ended;
+    /// see `tryJoin(timeout:)`. A cancelled task returns whether it had ended by then.
+    ///
+    /// - Parameter timeout: how long to wait; `.zero` (the default) only looks.
+    /// - Returns: whether the child has ended.
+    public func tryJoin(timeout: Duration = .zero) async -> Bool {
+        if isClosed { return true }
+        guard let record = try? startedRecord("join") else { return false }
+        guard timeout > .zero else { return record.hasEnded }
+        do {
+            try await record.wait(timeout: timeout)
+            return true
+        } catch {
+            return record.hasEnded
+        }
+    }
+
+    /// Something `wait(_:timeout:)` (and `poll(2)`) can wait on, ready once the child has ended
+    /// and `join` would return at once: Python's `Process.sentinel`.
+    ///
+    /// Each call returns a new ``ProcessSentinel`` with a descriptor of its own (an eventfd the
+    /// process monitor signals after it reaped the child), valid until the sentinel is released,
+    /// even after ``close()``.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/misuse`` before ``start()`` or from a process that did
+    ///   not start this child; ``MultiprocessingError/Code/closed`` after ``close()``;
+    ///   ``MultiprocessingError/Code/systemCall`` when no descriptor is left.
+    public var sentinel: ProcessSentinel {
+        get throws {
+            let record = try startedRecord("get the sentinel of")
+            return ProcessSentinel(descriptor: try record.sentinelDescriptor(), name: name)
+        }
+    }
+
+    /// Releases what this handle holds (the record of the child, its result): Python's
+    /// `Process.close()`. Afterwards ``start()``, `join`, `value`, the signals and ``sentinel``
+    /// throw ``MultiprocessingError/Code/closed``; ``pid`` and ``exitStatus`` stay readable.
+    /// Closing twice does nothing.
+    ///
+    /// - Throws: ``MultiprocessingError/Code/misuse`` while the child runs (as Python's
+    ///   `ValueError`): join or terminate it first.
+    public func close() throws {
+        try phase.withLock { phase throws in
+            switch phase {
+            case .created:
+                phase = .closed(pid: nil, exitStatus: nil)
+            case .started(let record):
+                guard record.hasEnded else {
+                    throw MultiprocessingError.misuse("Cannot close \(name) (pid \(record.rawPID)): it is still running. Join it (or terminate it and join it) first.")
+                }
+                phase = .closed(pid: record.pid, exitStatus: record.exitStatus)
+            case .closed:
+                return
+            }
+        }
     }
 
     /// Waits for the child and returns what its task returned.
@@ -459,6 +597,10 @@ extension ChildRecord: ProcessHandle {
     func terminate() throws { try signal(.terminate) }
 
     func kill() throws { try signal(.kill) }
+
+    func interrupt() throws { try signal(.interrupt) }
+
+    var hasEnded: Bool { state.withLock { $0.ended } }
 
     func signal(_ signal: Signal) throws {
         try state.withLock { state throws in

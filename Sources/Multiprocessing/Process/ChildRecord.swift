@@ -1,3 +1,4 @@
+import SystemPackage
 import Synchronization
 import MultiprocessingSystem
 
@@ -22,6 +23,8 @@ internal final class ChildRecord: Sendable {
         var continuations: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextContinuation: UInt64 = 0
         weak var handle: (any ProcessHandle)?
+        /// Signalled by ``finish(status:lost:)``: what sentinels duplicate. -1 until one is asked for.
+        var endedEvent: Int32 = -1
     }
 
     let id: UInt64
@@ -40,7 +43,30 @@ internal final class ChildRecord: Sendable {
         self.state = Mutex(State())
     }
 
+    deinit {
+        state.withLock { state in
+            if state.endedEvent >= 0 { system_close(state.endedEvent) }
+        }
+    }
+
     var rawPID: Int32 { state.withLock { $0.pid } }
+
+    /// A new descriptor (the caller's to close) that becomes readable once the child has ended and
+    /// its end is recorded: a duplicate of one eventfd that ``finish(status:lost:)`` signals.
+    func sentinelDescriptor() throws -> Int32 {
+        let result: Result<Int32, MultiprocessingError> = state.withLock { state in
+            do throws(Errno) {
+                if state.endedEvent < 0 {
+                    state.endedEvent = try system_eventfd(nonBlocking: true)
+                    if state.ended { system_eventfdSignal(state.endedEvent) }
+                }
+                return .success(try system_dupCloseOnExec(state.endedEvent))
+            } catch {
+                return .failure(.system("making a sentinel for \(name)", error))
+            }
+        }
+        return try result.get()
+    }
 
     /// Closes the parent's end of the socket of a child that never started.
     func closeSocket() {
@@ -62,6 +88,7 @@ internal final class ChildRecord: Sendable {
             state.received = []
             if state.pidfd >= 0 { system_close(state.pidfd); state.pidfd = -1 }
             if state.socket >= 0 { system_close(state.socket); state.socket = -1 }
+            if state.endedEvent >= 0 { system_eventfdSignal(state.endedEvent) }
             let waiting = Array(state.continuations.values)
             state.continuations = [:]
             return waiting
