@@ -18,7 +18,7 @@ import SystemPackage
 ///     80   maxsize: items, 0 for no limit
 ///     88   maximumMessageSize
 ///     128  the ring (see ``Ring``): head, tail, count, unfinished, live bytes, wrap point
-///     176  closed flag
+///     176  closed word: bit 0 closed (``Queue/close()``), bit 1 shut down (``Queue/shutdown(immediate:)``)
 ///     184  high-water mark: the end of the highest byte written since memory was last given back
 ///     192  journal: valid, then a copy of the ring
 ///     256  notEmpty: sequence word, waiter count
@@ -397,7 +397,7 @@ internal final class QueueStorage: @unchecked Sendable {
         while true {
             if closedWord.load() != 0 {
                 unlock(context.operation)
-                throw MultiprocessingError(.closed, "\(context.operation): the queue is closed.")
+                throw refusal(context.operation, getting: false)
             }
             let current = ring
             let itemsFull = maxsize > 0 && Int(current.count) >= maxsize
@@ -454,7 +454,7 @@ internal final class QueueStorage: @unchecked Sendable {
         while current.count == 0 {
             if closedWord.load() != 0 {
                 unlock(context.operation)
-                throw MultiprocessingError(.closed, "\(context.operation): the queue is closed and empty.")
+                throw refusal(context.operation, getting: true)
             }
             if !block {
                 unlock(context.operation)
@@ -524,7 +524,7 @@ internal final class QueueStorage: @unchecked Sendable {
         Int(header.ringCount.load())
     }
 
-    internal var isClosed: Bool { closedWord.load() != 0 }
+    internal var isClosed: Bool { closedWord.load() & QueueStorage.closedBit != 0 }
 
     /// Calls waiting for an item, in every process (tests wait for a consumer to be waiting).
     internal var waitingConsumers: Int { Int(notEmptyWaiters.load()) }
@@ -533,12 +533,56 @@ internal final class QueueStorage: @unchecked Sendable {
         maxsize > 0 && relaxedCount >= maxsize
     }
 
+    /// The error of a put on a closed or shut-down queue, or of a get that found it so and empty.
+    private func refusal(_ operation: StaticString, getting: Bool) -> MultiprocessingError {
+        if closedWord.load() & QueueStorage.shutDownBit != 0 {
+            return MultiprocessingError(.shutDown, getting
+                ? "\(operation): the queue was shut down and is empty."
+                : "\(operation): the queue was shut down, so it takes no more items.")
+        }
+        return MultiprocessingError(.closed, getting ? "\(operation): the queue is closed and empty." : "\(operation): the queue is closed.")
+    }
+
+    internal static let closedBit: UInt32 = 1
+    internal static let shutDownBit: UInt32 = 2
+
+    internal var isShutDown: Bool { closedWord.load() & QueueStorage.shutDownBit != 0 }
+
+    /// Calls waiting for room, in every process (tests wait for a producer to be waiting).
+    internal var waitingProducers: Int { Int(notFullWaiters.load()) }
+
+    /// Calls waiting in ``join(context:)``, in every process.
+    internal var waitingJoiners: Int { Int(allDoneWaiters.load()) }
+
+    /// Shuts the queue down for every process, as Python 3.13's `Queue.shutdown`: puts are refused
+    /// with `.shutDown`, gets take what is left and then get `.shutDown`. `immediate` drops what is
+    /// left (and counts each dropped item of a joinable queue as done, so that `join` returns once
+    /// the items already taken are done). Every waiter, in every process, wakes.
+    internal func shutdown(immediate: Bool) {
+        // Under the mutex, as close(): a waiter cannot check the word, miss this store, and then
+        // sleep past the wake-ups below.
+        let locked = (try? lock(.uncancellable("Queue.shutdown"))) != nil
+        closedWord.or(QueueStorage.shutDownBit)
+        if immediate && locked {
+            let current = ring
+            if current.count > 0 {
+                let unfinished = joinable ? current.unfinished - min(current.unfinished, current.count) : current.unfinished
+                commit(Ring(head: 0, tail: 0, count: 0, unfinished: unfinished, live: 0, wrap: QueueStorage.noWrap))
+                giveBackMemory(above: QueueStorage.hotBytes)
+            }
+        }
+        if locked { unlock("Queue.shutdown") }
+        signal(notEmpty, waiters: notEmptyWaiters, all: true)
+        signal(notFull, waiters: notFullWaiters, all: true)
+        signal(allDone, waiters: allDoneWaiters, all: true)
+    }
+
     /// Marks the queue closed for every process and wakes every waiter.
     internal func close() {
         // Under the mutex, so that a waiter cannot check `closed`, miss this store, and then sleep
         // past the wake-up below.
         let locked = (try? lock(.uncancellable("Queue.close"))) != nil
-        closedWord.store(1)
+        closedWord.or(QueueStorage.closedBit)
         if locked { unlock("Queue.close") }
         signal(notEmpty, waiters: notEmptyWaiters, all: true)
         signal(notFull, waiters: notFullWaiters, all: true)
