@@ -34,6 +34,9 @@ internal enum QueueItemCoding {
 /// - A process that dies inside a `put` or `get` (even by `SIGKILL`) leaves the queue consistent:
 ///   a half-written item is dropped, a half-read item stays for the next consumer (see
 ///   `docs/queues.md`).
+/// - Past 8 MiB of backlog, a `put` waits (at most 1 ms) for a consumer's `get` while consumers
+///   are taking items, which keeps the ring in cached memory (pacing, `docs/queues.md`); with no
+///   consumer taking items it goes ahead at once. Pacing never makes a `put` fail or time out.
 /// - `[UInt8]` items skip `Codable`. Items may be any size up to `maximumMessageSize` (default
 ///   1 GiB); memory is committed only for what the queue holds.
 /// - A timed `put` or `get` that runs out throws ``MultiprocessingError/Code/timedOut`` (Python
