@@ -1,6 +1,8 @@
 // QueueBenchmark: pipes and queues, process to process, against Python's multiprocessing and a raw pipe.
 //
 //   swift build -c release --product QueueBenchmark && .build/release/QueueBenchmark [repeats]
+//   .build/release/QueueBenchmark 8 queue-only       only our queue, each run printed
+//   .build/release/QueueBenchmark 8 large [maxsize]  only 64 KiB items through our queue
 //
 // Every figure is the median of `repeats` runs (default 5), all measured in this one run:
 //   - messages/s from a producer process to the consumer (this process) through our Queue, Python's
@@ -158,6 +160,17 @@ if CommandLine.arguments.count > 2 && CommandLine.arguments[2] == "queue-only" {
         let lb = try ourQueueRate(size: large, count: 20_000, maxsize: 128)
         print(String(format: "8 B: %.2f M/s   64 KiB: %.1f k/s (%.2f GB/s)   64 KiB maxsize 128: %.1f k/s (%.2f GB/s)",
                      s / 1e6, l / 1e3, l * Double(large) / 1e9, lb / 1e3, lb * Double(large) / 1e9))
+    }
+    exit(0)
+}
+
+// `QueueBenchmark N large [maxsize]`: only 64 KiB items through our queue (unbounded unless
+// maxsize is given), every run printed: the case to run under perf or strace.
+if CommandLine.arguments.count > 2 && CommandLine.arguments[2] == "large" {
+    let maxsize = CommandLine.arguments.count > 3 ? Int(CommandLine.arguments[3]) ?? 0 : 0
+    for _ in 0..<repeats {
+        let l = try ourQueueRate(size: large, count: 20_000, maxsize: maxsize)
+        print(String(format: "64 KiB, maxsize %d: %.1f k/s (%.2f GB/s)", maxsize, l / 1e3, l * Double(large) / 1e9))
     }
     exit(0)
 }

@@ -38,7 +38,9 @@ typedef struct {
     uint64_t capacity;              // bytes in the data area, which starts at 4096
     uint64_t maxsize;               // items, 0 for no limit
     uint64_t maximum_message_size;
-    uint8_t reserved0[32];
+    uint64_t gets;                  // gets completed, ever: the progress a paced put waits for
+    uint64_t unpaced_at;            // `gets` when a paced put last saw no get for the pacing wait
+    uint8_t reserved0[16];
     cmp_queue_ring ring;
     uint32_t closed;
     uint32_t reserved1;
@@ -59,6 +61,8 @@ _Static_assert(offsetof(cmp_queue_header, flags) == 68, "queue header layout");
 _Static_assert(offsetof(cmp_queue_header, capacity) == 72, "queue header layout");
 _Static_assert(offsetof(cmp_queue_header, maxsize) == 80, "queue header layout");
 _Static_assert(offsetof(cmp_queue_header, maximum_message_size) == 88, "queue header layout");
+_Static_assert(offsetof(cmp_queue_header, gets) == 96, "queue header layout");
+_Static_assert(offsetof(cmp_queue_header, unpaced_at) == 104, "queue header layout");
 _Static_assert(offsetof(cmp_queue_header, ring) == 128, "queue header layout");
 _Static_assert(offsetof(cmp_queue_header, ring.count) == 144, "queue header layout");
 _Static_assert(offsetof(cmp_queue_header, ring.unfinished) == 152, "queue header layout");

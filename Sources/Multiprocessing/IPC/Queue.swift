@@ -36,6 +36,9 @@ internal enum QueueItemCoding {
 /// - A process that dies inside a `put` or `get` (even by `SIGKILL`) leaves the queue consistent:
 ///   a half-written item is dropped, a half-read item stays for the next consumer (see
 ///   `docs/queues.md`).
+/// - Past 8 MiB of backlog, a `put` waits (at most 1 ms) for a consumer's `get` while consumers
+///   are taking items, which keeps the ring in cached memory (pacing, `docs/queues.md`); with no
+///   consumer taking items it goes ahead at once. Pacing never makes a `put` fail or time out.
 /// - `[UInt8]` items skip `Codable`. Items may be any size up to `maximumMessageSize` (default
 ///   1 GiB); memory is committed only for what the queue holds.
 /// - A timed `put` or `get` that runs out throws ``MultiprocessingError/Code/timedOut`` (Python
@@ -46,6 +49,8 @@ internal enum QueueItemCoding {
 ///   ``MultiprocessingError/Code/closed``; gets return the remaining items and then throw
 ///   ``MultiprocessingError/Code/closed``. Async iteration (`for try await item in queue`) ends
 ///   there.
+/// - ``shutdown(immediate:)`` is Python 3.13's: as ``close()``, with
+///   ``MultiprocessingError/Code/shutDown`` for the error; `immediate` drops the items left.
 ///
 /// ``JoinableQueue`` is a `Queue` that also counts unfinished tasks, as in Python.
 public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchecked Sendable {
@@ -83,7 +88,8 @@ public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchec
     ///   - item: the item. It is encoded before the call takes the queue's lock.
     ///   - timeout: how long to wait for room; `nil` waits for ever.
     /// - Throws: ``MultiprocessingError/Code/timedOut`` when the queue stayed full,
-    ///   ``MultiprocessingError/Code/closed``, ``MultiprocessingError/Code/coding``,
+    ///   ``MultiprocessingError/Code/closed``, ``MultiprocessingError/Code/shutDown``,
+    ///   ``MultiprocessingError/Code/coding``,
     ///   ``MultiprocessingError/Code/misuse`` for an item above ``maximumMessageSize`` or a negative
     ///   timeout, and ``MultiprocessingError/Code/cancelled`` when the calling ``OSThread`` is cancelled.
     public final func put(_ item: Element, timeout: Duration? = nil) throws {
@@ -121,6 +127,7 @@ public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchec
     /// - Returns: the item.
     /// - Throws: ``MultiprocessingError/Code/timedOut`` when the queue stayed empty,
     ///   ``MultiprocessingError/Code/closed`` once the queue is closed and drained,
+    ///   ``MultiprocessingError/Code/shutDown`` once it is shut down and drained,
     ///   ``MultiprocessingError/Code/coding`` when the item is not an `Element`,
     ///   ``MultiprocessingError/Code/misuse`` for a negative timeout, and
     ///   ``MultiprocessingError/Code/cancelled``.
@@ -162,6 +169,24 @@ public class Queue<Element: Codable & Sendable>: QueueProtocol, Codable, @unchec
     public final func close() {
         storage.close()
     }
+
+    /// Shuts the queue down for every process that has it: Python 3.13's `Queue.shutdown`.
+    ///
+    /// From then on a put throws ``MultiprocessingError/Code/shutDown``; a get takes the items
+    /// still queued and then throws ``MultiprocessingError/Code/shutDown``. With `immediate`, the
+    /// items still queued are dropped, so a get throws at once; on a ``JoinableQueue`` each dropped
+    /// item counts as done (Python's `unfinished_tasks` goes down by as many), so `join` returns as
+    /// soon as the items already taken are marked done. Every call waiting in a put, a get or a
+    /// `join`, in any process, wakes and looks again. Shutting down twice does nothing more,
+    /// except that a second call with `immediate` drops what the first one left.
+    ///
+    /// - Parameter immediate: whether to drop the items still queued.
+    public final func shutdown(immediate: Bool = false) {
+        storage.shutdown(immediate: immediate)
+    }
+
+    /// Whether the queue was shut down, by any process: Python's `is_shutdown`.
+    public final var isShutDown: Bool { storage.isShutDown }
 
     /// Encodes the queue as its shared memory's descriptor (see ``SharedDescriptor``).
     ///
@@ -332,20 +357,20 @@ public final class JoinableQueue<Element: Codable & Sendable>: Queue<Element>, @
 
 /// Iterates a queue's items as they arrive, taking each with an async `get`.
 ///
-/// Iteration ends (returns `nil`) when the queue is closed and drained; any other error (a
-/// cancelled task, an item that does not decode) is thrown.
+/// Iteration ends (returns `nil`) when the queue is closed or shut down, and drained; any other
+/// error (a cancelled task, an item that does not decode) is thrown.
 public struct QueueAsyncIterator<Element: Codable & Sendable>: AsyncIteratorProtocol {
     internal let storage: QueueStorage
     internal let operation: StaticString
 
-    /// The next item, or `nil` once the queue is closed and empty.
+    /// The next item, or `nil` once the queue is closed or shut down, and empty.
     ///
     /// - Returns: the item, or `nil` at the end.
     /// - Throws: ``MultiprocessingError/Code/cancelled``, ``MultiprocessingError/Code/coding``.
     public mutating func next() async throws -> Element? {
         do {
             return try await queueGet(storage, Element.self, timeout: nil, operation)
-        } catch let error as MultiprocessingError where error.code == .closed {
+        } catch let error as MultiprocessingError where error.code == .closed || error.code == .shutDown {
             return nil
         }
     }

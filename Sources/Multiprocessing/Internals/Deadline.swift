@@ -38,6 +38,19 @@ internal struct Deadline: Sendable {
     /// No deadline.
     internal static var never: Deadline { Deadline(nanoseconds: nil) }
 
+    /// A deadline `length` (not negative) from now.
+    internal init(after length: Duration) {
+        let (end, overflow) = system_clockMonotonicNanoseconds().addingReportingOverflow((try? Deadline.nanoseconds(of: length, "Deadline")) ?? 0)
+        nanoseconds = overflow ? nil : end
+    }
+
+    /// The earlier of two deadlines (no deadline is the latest).
+    internal static func earlier(_ a: Deadline, _ b: Deadline) -> Deadline {
+        guard let x = a.nanoseconds else { return b }
+        guard let y = b.nanoseconds else { return a }
+        return x <= y ? a : b
+    }
+
     /// A deadline that has passed already: a wait with it only checks.
     internal static var now: Deadline { Deadline(nanoseconds: system_clockMonotonicNanoseconds()) }
 

@@ -110,6 +110,36 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
         mutex.withInternalLock("SharedArray.toArray") { Array(UnsafeBufferPointer(start: elements, count: count)) }
     }
 
+    /// A copy of the elements in `bounds`, taken under the lock: Python's `a[i:j]`.
+    ///
+    /// - Parameters:
+    ///   - bounds: Indices from 0 to ``count`` (`2..<5`, `2...`, `..<5`); an index is never
+    ///     negative (Python's `a[-k]` is `a[a.count - k]`).
+    ///   - timeout: How long to wait for the lock; `nil` waits for ever.
+    /// - Returns: the elements, in order.
+    /// - Throws: `.misuse` for a range outside `0..<count`; as ``Lock/acquire(timeout:)``
+    ///   (`.ownerDied` after the copy, with the lock released).
+    public func load(_ bounds: some RangeExpression<Int>, timeout: Duration? = nil) throws -> [T] {
+        let range = try SharedElements<T>.checked(bounds, count: count, "SharedArray.load(_:)")
+        return try withLock(timeout: timeout) { _ in SharedElements(elements, count: count).copy(range) }
+    }
+
+    /// Replaces the elements in `bounds` with `values`, under one hold of the lock: Python's
+    /// `a[i:j] = values`. Another process sees all of the new values or none of them.
+    ///
+    /// - Parameters:
+    ///   - values: As many values as `bounds` has indices: the array's size is fixed.
+    ///   - bounds: Indices from 0 to ``count``, never negative.
+    ///   - timeout: How long to wait for the lock; `nil` waits for ever.
+    /// - Throws: `.misuse`, before anything is written, for a range outside `0..<count` or a
+    ///   count of `values` that is not the range's; as ``Lock/acquire(timeout:)`` (`.ownerDied`
+    ///   after the write, with the lock released).
+    public func store(_ values: some Collection<T>, at bounds: some RangeExpression<Int>, timeout: Duration? = nil) throws {
+        let range = try SharedElements<T>.checked(bounds, count: count, "SharedArray.store(_:at:)")
+        try SharedElements<T>.checkReplacement(count: values.count, range, "SharedArray.store(_:at:)")
+        try withLock(timeout: timeout) { _ in SharedElements(elements, count: count).replace(range, with: values) }
+    }
+
     /// Encodes the array's shared memory (its descriptor travels beside the bytes).
     public func encode(to encoder: any Encoder) throws {
         try memory.encode(to: encoder)
@@ -121,6 +151,7 @@ public final class SharedArray<T: BitwiseCopyable>: RandomAccessCollection, Coda
         let header = try SharedAllocation(from: decoder, kind: SharedKind.array, size: SharedArray.elementsOffset, typeName: "SharedArray")
         let count = (header.base + 8 + RobustMutex.size).assumingMemoryBound(to: Int.self).pointee
         guard header.parameter.load() == UInt32(MemoryLayout<T>.stride), count >= 0,
+              count <= (header.region.size - header.offset) / MemoryLayout<T>.stride,
               header.offset + SharedArray.size(count: count) <= header.region.size else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
                 debugDescription: "The SharedArray's memory does not hold \(count) elements of \(T.self)."))
@@ -172,5 +203,32 @@ extension SharedArray where T: FixedWidthInteger {
 
     private func lockedFallback<R>(_ index: Int, _ body: (inout T) -> R) -> R {
         mutex.withInternalLock("SharedArray") { body(&elements[index]) }
+    }
+}
+
+extension SharedArray where T == UInt8 {
+    /// The bytes before the first NUL (or all of them), as UTF-8 text, read under the lock:
+    /// Python's `Array('c').value`, decoded. Bytes that are not UTF-8 read as U+FFFD. The bytes
+    /// themselves, NULs and all (Python's `.raw`), are ``toArray()``.
+    public var string: String {
+        mutex.withInternalLock("SharedArray.string") { SharedElements(elements, count: count).string }
+    }
+
+    /// Writes `string`'s UTF-8 bytes from index 0, and a NUL after them when there is room, under
+    /// the lock: Python's `a.value = b"..."`. The bytes after that NUL keep their values, as in
+    /// Python. (Python's `a.raw = b"..."`, bytes without a NUL, is ``store(_:at:timeout:)``.)
+    ///
+    /// - Parameters:
+    ///   - string: The text; at most ``count`` UTF-8 bytes.
+    ///   - timeout: How long to wait for the lock; `nil` waits for ever.
+    /// - Throws: `.misuse`, before anything is written, when the text is longer than the array;
+    ///   as ``Lock/acquire(timeout:)``.
+    public func store(string: String, timeout: Duration? = nil) throws {
+        var text = string
+        try text.withUTF8 { bytes in
+            let elements = SharedElements(self.elements, count: count)
+            try elements.checkString(bytes.count, "SharedArray.store(string:)")
+            try withLock(timeout: timeout) { _ in elements.storeString(bytes) }
+        }
     }
 }

@@ -203,4 +203,6 @@ internal enum SharedKind {
     static let barrier: UInt32 = 0x4241_5252     // "BARR"
     static let value: UInt32 = 0x5641_4C55       // "VALU"
     static let array: UInt32 = 0x4152_5259       // "ARRY"
+    static let rawValue: UInt32 = 0x5256_414C    // "RVAL"
+    static let rawArray: UInt32 = 0x5241_5252    // "RARR"
 }
