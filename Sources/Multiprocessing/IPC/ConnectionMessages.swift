@@ -1,9 +1,6 @@
 public import SystemPackage
 import MultiprocessingSystem
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 // A Connection made from a descriptor, its descriptor, receiving into a buffer, and receiving a
 // message whose type the receiver does not know (issue 18).
@@ -215,10 +212,10 @@ extension Connection {
         case .other:
             throw MultiprocessingError.misuse("Connection(adopting: \(fd)): the descriptor is neither a stream socket nor a pipe or FIFO.")
         }
-        if readable && described.accessMode == O_WRONLY {
+        if readable && described.accessMode == systemOWrOnly {
             throw MultiprocessingError.misuse("Connection(adopting: \(fd)): the descriptor is open for writing only, so it cannot receive.")
         }
-        if writable && described.accessMode == O_RDONLY {
+        if writable && described.accessMode == systemORdOnly {
             throw MultiprocessingError.misuse("Connection(adopting: \(fd)): the descriptor is open for reading only, so it cannot send.")
         }
         do throws(Errno) {

@@ -1,9 +1,6 @@
 import SystemPackage
 import MultiprocessingSystem
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Something `wait(_:timeout:)` can wait on: a ``Connection`` (a message or the end of the
 /// stream to read), a ``ProcessSentinel`` or a ``ChildProcess`` (the child ended), or a listener
@@ -39,7 +36,7 @@ public struct WaitSource: Sendable {
     }
 
     /// `POLLIN`: readable, or hung up.
-    package static let readable = Int16(POLLIN)
+    package static let readable = systemPollIn
 }
 
 /// Waits until at least one of `objects` is ready, or `timeout` passes: Python's
