@@ -344,6 +344,19 @@ public final class Manager: Sendable {
         ManagedQueue(reference: try make(.queue(maximumSize: maximumSize), name: name))
     }
 
+    /// A shared FIFO queue that counts unfinished tasks: Python's `manager.JoinableQueue(maxsize)`.
+    ///
+    /// - Parameters:
+    ///   - element: the item type.
+    ///   - maximumSize: the most items it holds (0: unbounded).
+    ///   - name: a name to find it by (a queue made by ``queue(_:maximumSize:name:)`` under that
+    ///     name is the same queue); nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func joinableQueue<E: Codable & Sendable>(_ element: E.Type = E.self, maximumSize: Int = 0, name: String? = nil) throws -> ManagedJoinableQueue<E> {
+        ManagedJoinableQueue(reference: try make(.queue(maximumSize: maximumSize), name: name))
+    }
+
     /// A shared lock: Python's `manager.Lock()`.
     ///
     /// - Parameter name: a name to find it by; nil for an anonymous one.

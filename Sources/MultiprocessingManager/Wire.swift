@@ -16,8 +16,8 @@ internal enum Op: UInt8 {
     case vGet = 30, vSet, vCompareAndSwap, vAddInt, vAddDouble
     // list
     case lAppend = 40, lGet, lSet, lCount, lSnapshot, lRemoveAt, lInsert, lClear, lExtend
-    // queue
-    case qPut = 50, qGet, qCount
+    // queue (qInfo, qTaskDone, qJoin: issue 18; new operations, so no new protocol version)
+    case qPut = 50, qGet, qCount, qInfo, qTaskDone, qJoin
     // lock, rlock, and a condition's lock
     case acquire = 60, release, isLocked
     // semaphore

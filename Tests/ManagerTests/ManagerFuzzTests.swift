@@ -53,6 +53,7 @@ struct FuzzFrames {
         (40, .list, [.blob]), (41, .list, [.signed]), (42, .list, [.signed, .blob]), (43, .list, []), (44, .list, []),
         (45, .list, [.signed]), (46, .list, [.signed, .blob]), (47, .list, []), (48, .list, [.blobs]),
         (50, .queue, [.blob, .timeout]), (51, .queue, [.timeout]), (52, .queue, []),
+        (53, .queue, []), (54, .queue, []), (55, .queue, [.timeout]),
         (60, .lock, [.thread, .timeout]), (61, .lock, [.thread]), (62, .lock, []),
         (60, .rLock, [.thread, .timeout]), (61, .rLock, [.thread]), (62, .rLock, []),
         (70, .semaphore, [.timeout]), (71, .semaphore, [.count]), (72, .semaphore, []),
@@ -64,7 +65,7 @@ struct FuzzFrames {
     ]
 
     /// Operations that may wait on the server.
-    static let blocking: Set<UInt8> = [50, 51, 60, 70, 83, 90, 100]
+    static let blocking: Set<UInt8> = [50, 51, 55, 60, 70, 83, 90, 100]
 
     mutating func pick<T>(_ values: [T]) -> T { values[Int.random(in: 0..<values.count, using: &rng)] }
     mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &rng) < percent }

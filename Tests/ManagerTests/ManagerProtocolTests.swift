@@ -50,6 +50,8 @@ private let valueCases: [(ValueRequest, ValueReply)] = [
 private let queueCases: [(QueueRequest, QueueReply)] = [
     (.put(item: e, timeout: nil), .put), (.put(item: v, timeout: 0), .put),
     (.get(timeout: 1_000_000), .get(item: k)), (.get(timeout: .max), .get(item: [])), (.count, .count(5)),
+    (.info, .info(count: 3, maximumSize: 0, unfinished: .max)), (.taskDone, .taskDone),
+    (.join(timeout: nil), .join(done: true)), (.join(timeout: 7), .join(done: false)),
 ]
 private let lockCases: [(LockRequest, LockReply)] = [
     (.acquire(thread: 77, timeout: nil), .acquire(.acquired)), (.acquire(thread: .max, timeout: 5), .acquire(.timedOut)),

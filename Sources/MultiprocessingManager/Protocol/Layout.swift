@@ -162,7 +162,7 @@ extension ManagerRequest {
             self = .value(object: id, try ValueRequest(op, &r))
         case .lAppend, .lGet, .lSet, .lCount, .lSnapshot, .lRemoveAt, .lInsert, .lClear, .lExtend:
             self = .list(object: id, try ListRequest(op, &r))
-        case .qPut, .qGet, .qCount:
+        case .qPut, .qGet, .qCount, .qInfo, .qTaskDone, .qJoin:
             self = .queue(object: id, try QueueRequest(op, &r))
         case .acquire, .release, .isLocked:
             self = .lock(object: id, try LockRequest(op, &r))

@@ -1,0 +1,54 @@
+// The child halves of the manager tests of issue 18 (the rest of Python's manager surface):
+// Tests/ManagerTests/ManagerPythonSurfaceTests.swift.
+public import Multiprocessing
+public import MultiprocessingManager
+
+/// What a call threw: its code's name, or "returned".
+public func surfaceOutcome(_ body: () throws -> Void) -> String {
+    do {
+        try body()
+        return "returned"
+    } catch let error as MultiprocessingError {
+        return error.code.description
+    } catch {
+        return "\(type(of: error))"
+    }
+}
+
+/// Takes `count` items from a joinable queue, records each in `seen` and marks it done; then
+/// calls `taskDone()` once too often and returns what that threw.
+public struct JoinableConsumer: ProcessTask {
+    public var queue: ManagedJoinableQueue<String>
+    public var seen: ManagedList<String>
+    public var count: Int
+    public init(queue: ManagedJoinableQueue<String>, seen: ManagedList<String>, count: Int) {
+        self.queue = queue
+        self.seen = seen
+        self.count = count
+    }
+    public func run() throws -> String {
+        for _ in 0..<count {
+            let item = try queue.get(timeout: .seconds(60))
+            try seen.append(item)
+            try queue.taskDone()
+        }
+        return surfaceOutcome { try queue.taskDone() }
+    }
+}
+
+/// Reads a queue's state from another process: what `isEmpty`, `isFull`, `count` and the
+/// non-blocking forms say there.
+public struct QueueStateReader: ProcessTask {
+    public var queue: ManagedQueue<Int>
+    public init(queue: ManagedQueue<Int>) { self.queue = queue }
+    public func run() throws -> String {
+        let state = "empty \(try queue.isEmpty) full \(try queue.isFull) count \(try queue.count)"
+        let put = surfaceOutcome { try queue.putNowait(99) }
+        let timedPut = surfaceOutcome { try queue.put(98, timeout: .milliseconds(20)) }
+        var got: [Int] = []
+        while let item = try? queue.getNowait() { got.append(item) }
+        let get = surfaceOutcome { _ = try queue.getNowait() }
+        let timedGet = surfaceOutcome { _ = try queue.get(timeout: .milliseconds(20)) }
+        return "\(state); putNowait \(put), put \(timedPut); got \(got); getNowait \(get), get \(timedGet); empty \(try queue.isEmpty)"
+    }
+}

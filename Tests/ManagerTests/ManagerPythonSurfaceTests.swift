@@ -1,0 +1,62 @@
+import Testing
+import Multiprocessing
+@testable import MultiprocessingManager
+import ManagerTestSupport
+
+// Issue 18, Managers: the rest of Python's manager surface. Each test runs a real manager server
+// process and real client processes (the tasks of Tests/ManagerTestSupport/PythonSurfaceTasks.swift).
+
+extension ManagerTests {
+    @Test func aManagedQueueReportsEmptyFullAndCountInEveryProcess() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let queue = try manager.queue(Int.self, maximumSize: 2)
+        #expect(try queue.isEmpty && queue.empty)
+        #expect(try !queue.isFull && !queue.full)
+        #expect(try queue.count == 0 && queue.maxsize == 2)
+        try queue.put(1)
+        try queue.put(2)
+        #expect(try !queue.isEmpty)
+        #expect(try queue.isFull && queue.full)
+        #expect(try queue.count == 2 && queue.qsize == 2)
+        let reader = ChildProcess(QueueStateReader(queue: queue))
+        try reader.start()
+        #expect(try reader.value(timeout: .seconds(60))
+                == "empty false full true count 2; putNowait full, put timedOut; got [1, 2]; getNowait empty, get timedOut; empty true")
+        #expect(try queue.isEmpty && !queue.isFull)
+        // An unbounded queue is never full.
+        let unbounded = try manager.queue(Int.self)
+        for i in 0..<100 { try unbounded.putNowait(i) }
+        #expect(try !unbounded.isFull && unbounded.count == 100 && unbounded.maxsize == 0)
+    }
+
+    @Test func aManagedJoinableQueueJoinsWhenAnotherProcessMarksEveryTaskDone() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let queue = try manager.joinableQueue(String.self, maximumSize: 2, name: "jobs")
+        let seen = try manager.list(String.self)
+        #expect(try queue.unfinishedTasks == 0)
+        try queue.join(timeout: .zero)          // nothing put: done at once
+        try queue.put("a")
+        try queue.put("b")
+        #expect(try queue.isFull && queue.unfinishedTasks == 2)
+        #expect(surfaceOutcome { try queue.putNowait("x") } == "full")
+        #expect(surfaceOutcome { try queue.join(timeout: .milliseconds(20)) } == "timedOut")
+        #expect(surfaceOutcome { try queue.join(timeout: .seconds(-1)) } == "misuse")
+        let consumer = ChildProcess(JoinableConsumer(queue: queue, seen: seen, count: 3))
+        try consumer.start()
+        try queue.put("c", timeout: .seconds(60))     // waits for the consumer to make room
+        try queue.join(timeout: .seconds(60))
+        #expect(try queue.unfinishedTasks == 0)
+        #expect(try seen.snapshot() == ["a", "b", "c"])
+        #expect(try consumer.value(timeout: .seconds(60)) == "misuse")
+        #expect(try queue.isEmpty)
+        // The same name as a plain queue is the same queue, still counting tasks.
+        let plain = try manager.queue(String.self, name: "jobs")
+        try plain.put("d")
+        #expect(try queue.unfinishedTasks == 1 && plain.info().unfinishedTasks == 1)
+        _ = try queue.get()
+        try queue.taskDone()
+        try queue.join(timeout: .zero)
+    }
+}
