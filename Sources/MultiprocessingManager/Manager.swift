@@ -389,6 +389,20 @@ public final class Manager: Sendable {
         return ManagedSemaphore(reference: try make(.semaphore(value: value), name: name))
     }
 
+    /// A shared bounded semaphore: Python's `manager.BoundedSemaphore(value)`.
+    ///
+    /// - Parameters:
+    ///   - value: the initial permits, which are also the bound.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative `value`; as ``dictionary(_:_:name:)``.
+    public func boundedSemaphore(value: Int = 1, name: String? = nil) throws -> ManagedBoundedSemaphore {
+        guard value >= 0 else {
+            throw MultiprocessingError(.misuse, "Manager.boundedSemaphore: value must not be negative (it was \(value)).")
+        }
+        return ManagedBoundedSemaphore(reference: try make(.boundedSemaphore(value: value), name: name))
+    }
+
     /// A shared event: Python's `manager.Event()`.
     ///
     /// - Parameter name: a name to find it by; nil for an anonymous one.

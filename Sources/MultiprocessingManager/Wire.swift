@@ -21,7 +21,7 @@ internal enum Op: UInt8 {
     // lock, rlock, and a condition's lock
     case acquire = 60, release, isLocked
     // semaphore
-    case semAcquire = 70, semRelease, semValue
+    case semAcquire = 70, semRelease, semValue, semInfo
     // event
     case evSet = 80, evClear, evIsSet, evWait
     // condition
@@ -56,8 +56,10 @@ public enum ManagedKind: UInt8, Sendable, Codable {
     case barrier = 10
     /// A distributed actor instance.
     case actor = 11
+    /// A semaphore whose count may not rise above its initial value.
+    case boundedSemaphore = 12
 
-    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor]
+    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor, .boundedSemaphore]
 }
 
 /// Reply status bytes. An ok reply's body follows in the wire format; an error reply's body is

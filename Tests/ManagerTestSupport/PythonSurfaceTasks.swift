@@ -52,3 +52,26 @@ public struct QueueStateReader: ProcessTask {
         return "\(state); putNowait \(put), put \(timedPut); got \(got); getNowait \(get), get \(timedGet); empty \(try queue.isEmpty)"
     }
 }
+
+/// Uses a bounded semaphore from another process: takes its permits, tries once more, gives them
+/// back, and releases once too often.
+public struct BoundedSemaphoreUser: ProcessTask {
+    public var semaphore: ManagedBoundedSemaphore
+    public init(semaphore: ManagedBoundedSemaphore) { self.semaphore = semaphore }
+    public func run() throws -> String {
+        try semaphore.acquire(timeout: .seconds(60))
+        let second = try semaphore.tryAcquire()
+        let third = try semaphore.tryAcquire()
+        let emptyValue = try semaphore.value
+        try semaphore.release(2)
+        let over = surfaceOutcome { try semaphore.release() }
+        return "bound \(try semaphore.bound) try \(second) \(third) value \(emptyValue) -> \(try semaphore.value) over \(over)"
+    }
+}
+
+/// Reports whether `tryAcquire()` got a permit of a semaphore in this process, without waiting.
+public struct TryAcquirer<S: SemaphoreProtocol & Codable>: ProcessTask {
+    public var semaphore: S
+    public init(semaphore: S) { self.semaphore = semaphore }
+    public func run() throws -> Bool { try semaphore.tryAcquire() }
+}

@@ -56,7 +56,9 @@ struct FuzzFrames {
         (53, .queue, []), (54, .queue, []), (55, .queue, [.timeout]),
         (60, .lock, [.thread, .timeout]), (61, .lock, [.thread]), (62, .lock, []),
         (60, .rLock, [.thread, .timeout]), (61, .rLock, [.thread]), (62, .rLock, []),
-        (70, .semaphore, [.timeout]), (71, .semaphore, [.count]), (72, .semaphore, []),
+        (70, .semaphore, [.timeout]), (71, .semaphore, [.count]), (72, .semaphore, []), (73, .semaphore, []),
+        (70, .boundedSemaphore, [.timeout]), (71, .boundedSemaphore, [.count]), (72, .boundedSemaphore, []),
+        (73, .boundedSemaphore, []),
         (80, .event, []), (81, .event, []), (82, .event, []), (83, .event, [.timeout]),
         (60, .condition, [.thread, .timeout]), (61, .condition, [.thread]), (90, .condition, [.thread, .timeout]),
         (91, .condition, [.thread, .count]),
@@ -120,7 +122,7 @@ struct FuzzFrames {
         case .double:
             let values: [Double] = [0, 1, -1, .nan, .infinity, -.infinity, .greatestFiniteMagnitude, .leastNonzeroMagnitude]
             return withUnsafeBytes(of: pick(values).bitPattern.littleEndian) { Array($0) }
-        case .kindByte: return [pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 255])]
+        case .kindByte: return [pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 255])]
         case .blobs:
             let n = Int.random(in: 0...4, using: &rng)
             var out = chance(20) ? edgeVarint() : Self.varint(UInt64(n))
@@ -203,6 +205,7 @@ extension ManagerTests {
             ids[.condition] = try manager.condition().reference.id
             ids[.barrier] = try manager.barrier(parties: 2).reference.id
             ids[.actor] = try manager.create(Counter.self).id.id
+            ids[.boundedSemaphore] = try manager.boundedSemaphore(value: 2).reference.id
             return ids
         }
 

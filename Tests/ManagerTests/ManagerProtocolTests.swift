@@ -61,6 +61,7 @@ private let lockCases: [(LockRequest, LockReply)] = [
 private let semaphoreCases: [(SemaphoreRequest, SemaphoreReply)] = [
     (.acquire(timeout: nil), .acquire(acquired: true)), (.acquire(timeout: 9), .acquire(acquired: false)),
     (.release(count: 3), .release), (.value, .value(Int.max)),
+    (.info, .info(value: 2, bound: nil)), (.info, .info(value: 0, bound: 5)),
 ]
 private let eventCases: [(EventRequest, EventReply)] = [
     (.set, .set), (.clear, .clear), (.isSet, .isSet(true)), (.wait(timeout: nil), .wait(set: true)),
@@ -121,6 +122,7 @@ private func roundTrip<Request: ObjectRequest & Equatable>(_ cases: [(Request, R
             (.create(name: nil, .semaphore(value: 2)), .created(object: 7)), (.create(name: nil, .event), .created(object: 8)),
             (.create(name: nil, .condition), .created(object: 9)), (.create(name: nil, .barrier(parties: 3)), .created(object: 10)),
             (.create(name: "a", .actor(typeName: "$s4main7CounterC")), .created(object: .max)),
+            (.create(name: nil, .boundedSemaphore(value: 4)), .created(object: 11)),
         ]
         for (request, reply) in cases {
             #expect(try ManagerRequest(body: ManagerWire.encodeRequest(request)) == request, "\(request)")

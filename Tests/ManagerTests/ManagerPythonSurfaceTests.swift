@@ -60,3 +60,47 @@ extension ManagerTests {
         try queue.join(timeout: .zero)
     }
 }
+
+extension ManagerTests {
+    @Test func aManagedBoundedSemaphoreRefusesAReleaseAboveItsBoundInEveryProcess() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let semaphore = try manager.boundedSemaphore(value: 2)
+        #expect(try semaphore.bound == 2 && semaphore.value == 2)
+        #expect(surfaceOutcome { try semaphore.release() } == "misuse")
+        #expect(try semaphore.value == 2)
+        let user = ChildProcess(BoundedSemaphoreUser(semaphore: semaphore))
+        try user.start()
+        #expect(try user.value(timeout: .seconds(60)) == "bound 2 try true false value 0 -> 2 over misuse")
+        // The plain proxy of the same object is still bounded: the server checks.
+        #expect(surfaceOutcome { try semaphore.semaphore.release() } == "misuse")
+        #expect(try semaphore.withPermit { try semaphore.value } == 1)
+        #expect(surfaceOutcome { _ = try manager.boundedSemaphore(value: -1) } == "misuse")
+        // A name is get-or-create of one kind: a bounded semaphore is not a semaphore.
+        _ = try manager.boundedSemaphore(value: 1, name: "b")
+        #expect(surfaceOutcome { _ = try manager.semaphore(value: 1, name: "b") } == "misuse")
+        #expect(surfaceOutcome { _ = try manager.boundedSemaphore(value: 0).bound } == "returned")
+        #expect(surfaceOutcome { _ = try ManagedBoundedSemaphore(reference: manager.semaphore().reference).bound } == "misuse")
+    }
+
+    @Test func tryAcquireOnManagedSemaphoresNeverWaitsInAnotherProcess() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let semaphore = try manager.semaphore(value: 1)
+        let bounded = try manager.boundedSemaphore(value: 1)
+        try semaphore.acquire()
+        try bounded.acquire()
+        for s in [ChildProcess(TryAcquirer(semaphore: semaphore)), ChildProcess(TryAcquirer(semaphore: bounded))] {
+            try s.start()
+            #expect(try s.value(timeout: .seconds(60)) == false)
+        }
+        try semaphore.release()
+        try bounded.release()
+        for s in [ChildProcess(TryAcquirer(semaphore: semaphore)), ChildProcess(TryAcquirer(semaphore: bounded))] {
+            try s.start()
+            #expect(try s.value(timeout: .seconds(60)) == true)
+        }
+        #expect(try semaphore.value == 0 && bounded.value == 0)
+        #expect(try semaphore.reference.waiterCount() == 0)
+    }
+}

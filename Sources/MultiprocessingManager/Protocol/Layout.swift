@@ -89,7 +89,7 @@ extension ManagerRequest {
             w.byte(request.kind.rawValue)
             w.string(name ?? "")
             switch request {
-            case .queue(let n), .semaphore(let n), .barrier(let n): w.signed(Int64(n))
+            case .queue(let n), .semaphore(let n), .boundedSemaphore(let n), .barrier(let n): w.signed(Int64(n))
             default: w.signed(0)
             }
             if case .value(let initial) = request { w.blob(initial) } else { w.blob([]) }
@@ -142,6 +142,7 @@ extension ManagerRequest {
             case .lock: request = .lock
             case .rLock: request = .rLock
             case .semaphore: request = .semaphore(value: parameter)
+            case .boundedSemaphore: request = .boundedSemaphore(value: parameter)
             case .event: request = .event
             case .condition: request = .condition
             case .barrier: request = .barrier(parties: parameter)
@@ -166,7 +167,7 @@ extension ManagerRequest {
             self = .queue(object: id, try QueueRequest(op, &r))
         case .acquire, .release, .isLocked:
             self = .lock(object: id, try LockRequest(op, &r))
-        case .semAcquire, .semRelease, .semValue:
+        case .semAcquire, .semRelease, .semValue, .semInfo:
             self = .semaphore(object: id, try SemaphoreRequest(op, &r))
         case .evSet, .evClear, .evIsSet, .evWait:
             self = .event(object: id, try EventRequest(op, &r))

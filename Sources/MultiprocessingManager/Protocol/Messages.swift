@@ -82,6 +82,8 @@ internal enum CreateRequest: Codable, Sendable, Equatable {
     case lock
     case rLock
     case semaphore(value: Int)
+    /// A semaphore whose count may not rise above `value` (issue 18; kind byte 12).
+    case boundedSemaphore(value: Int)
     case event
     case condition
     case barrier(parties: Int)
@@ -97,6 +99,7 @@ internal enum CreateRequest: Codable, Sendable, Equatable {
         case .lock: .lock
         case .rLock: .rLock
         case .semaphore: .semaphore
+        case .boundedSemaphore: .boundedSemaphore
         case .event: .event
         case .condition: .condition
         case .barrier: .barrier
