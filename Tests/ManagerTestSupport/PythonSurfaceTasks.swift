@@ -1,5 +1,8 @@
 // The child halves of the manager tests of issue 18 (the rest of Python's manager surface):
 // Tests/ManagerTests/ManagerPythonSurfaceTests.swift.
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Multiprocessing
 public import MultiprocessingManager
 
@@ -74,4 +77,29 @@ public struct TryAcquirer<S: SemaphoreProtocol & Codable>: ProcessTask {
     public var semaphore: S
     public init(semaphore: S) { self.semaphore = semaphore }
     public func run() throws -> Bool { try semaphore.tryAcquire() }
+}
+
+/// A manager initializer that appends its process id to the file at `path`, one line per run.
+public struct RecordingInitializer: ProcessTask {
+    public var path: String
+    public init(path: String) { self.path = path }
+    public func run() throws {
+        guard let file = fopen(path, "a") else { throw InitializerRefusal(reason: "cannot open \(path)") }
+        fputs("\(getpid())\n", file)
+        fclose(file)
+    }
+}
+
+/// What ``FailingInitializer`` throws.
+public struct InitializerRefusal: Error, CustomStringConvertible {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { "the initializer refused: \(reason)" }
+}
+
+/// A manager initializer that throws.
+public struct FailingInitializer: ProcessTask {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public func run() throws { throw InitializerRefusal(reason: reason) }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Multiprocessing
 @testable import MultiprocessingManager
@@ -102,5 +103,102 @@ extension ManagerTests {
         }
         #expect(try semaphore.value == 0 && bounded.value == 0)
         #expect(try semaphore.reference.waiterCount() == 0)
+    }
+}
+
+/// A fresh path under /tmp for a test's file.
+private func temporaryPath(_ name: String) -> String {
+    "/tmp/mp-manager-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+}
+
+extension ManagerTests {
+    @Test func aManagerInitializerRunsOnceInTheServerBeforeStartReturns() throws {
+        let path = temporaryPath("initializer")
+        defer { unlink(path) }
+        let manager = Manager()
+        try manager.start(initializer: RecordingInitializer(path: path))
+        defer { try? manager.shutdown() }
+        let pid = try #require(manager.serverPID)
+        // Written by the server process itself, before start() returned.
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "\(pid)\n")
+        #expect(try manager.serverStatistics().pid == pid)
+        // The server serves clients in other processes as usual.
+        let counts = try manager.dictionary(String.self, Int.self)
+        let child = ChildProcess(IncrementTask(counters: counts, key: "k", times: 10))
+        try child.start()
+        #expect(try child.value(timeout: .seconds(60)) == 10)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "\(pid)\n")
+        #expect(manager.serverExitStatus == nil)
+    }
+
+    @Test func aThrowingInitializerFailsTheStartWithItsErrorAndLeavesNothingRunning() throws {
+        let manager = Manager()
+        do {
+            try manager.start(initializer: FailingInitializer(reason: "no configuration"))
+            Issue.record("start succeeded")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .childFailed)
+            #expect(error.message.contains("the initializer refused: no configuration"), "\(error.message)")
+            #expect(error.message.contains("initializer failed"), "\(error.message)")
+            #expect(error.remoteTypeName?.contains("InitializerRefusal") == true, "\(String(describing: error.remoteTypeName))")
+        }
+        #expect(manager.serverPID == nil)
+        #expect(manager.serverExitStatus == .exited(1))
+        #expect(surfaceOutcome { _ = try manager.dictionary(String.self, Int.self) } == "misuse")
+        // The manager may be started again, with an initializer that succeeds.
+        let path = temporaryPath("second")
+        defer { unlink(path) }
+        try manager.start(initializer: RecordingInitializer(path: path))
+        defer { try? manager.shutdown() }
+        #expect(try manager.list(Int.self).append(1) == 1)
+        #expect(manager.serverExitStatus == nil)
+    }
+
+    @Test func theScopedFormShutsTheManagerDownAtTheEndAndOnAThrow() throws {
+        var kept: Manager?
+        let total = try Manager.with { manager in
+            kept = manager
+            let counts = try manager.dictionary(String.self, Int.self)
+            let children = (0..<2).map { _ in ChildProcess(IncrementTask(counters: counts, key: "n", times: 50)) }
+            for child in children { try child.start() }
+            for child in children { try child.join(timeout: .seconds(60)) }
+            return try counts.get("n") ?? 0
+        }
+        #expect(total == 100)
+        let first = try #require(kept)
+        #expect(first.serverPID == nil)
+        #expect(first.serverExitStatus == .exited(0))
+        #expect(surfaceOutcome { _ = try first.serverStatistics() } == "endOfStream")
+
+        struct Stop: Error {}
+        var pid: Int32?
+        #expect(throws: Stop.self) {
+            try Manager.with(initializer: RecordingInitializer(path: "/dev/null")) { manager in
+                kept = manager
+                pid = manager.serverPID
+                _ = try manager.list(Int.self).append(1)
+                throw Stop()
+            }
+        }
+        let second = try #require(kept)
+        #expect(pid != nil && second.serverPID == nil)
+        #expect(second.serverExitStatus == .exited(0))
+        #expect(!processIsRunning(try #require(pid)))
+    }
+
+    @Test func theServersExitStatusIsReadableFromTheHandle() throws {
+        let manager = Manager()
+        #expect(manager.serverExitStatus == nil)
+        try manager.start()
+        let pid = try #require(manager.serverPID)
+        #expect(manager.serverExitStatus == nil)
+        kill(pid, SIGKILL)
+        // The handle learns it once the server is reaped; shutdown then has nothing to ask.
+        try manager.shutdown()
+        #expect(manager.serverExitStatus == .signaled(.kill))
+        let again = Manager()
+        try again.start()
+        try again.shutdown()
+        #expect(again.serverExitStatus == .exited(0))
     }
 }
