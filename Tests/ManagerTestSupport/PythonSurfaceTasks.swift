@@ -103,3 +103,16 @@ public struct FailingInitializer: ProcessTask {
     public init(reason: String) { self.reason = reason }
     public func run() throws { throw InitializerRefusal(reason: reason) }
 }
+
+/// Changes a namespace in another process and returns its text as that process prints it.
+public struct NamespacePrinter: ProcessTask {
+    public var namespace: ManagedNamespace<Settings>
+    public init(namespace: ManagedNamespace<Settings>) { self.namespace = namespace }
+    public func run() throws -> String {
+        try namespace.update {
+            $0.count += 1
+            $0.tags.append("child")
+        }
+        return "\(namespace)"
+    }
+}

@@ -202,3 +202,19 @@ extension ManagerTests {
         #expect(again.serverExitStatus == .exited(0))
     }
 }
+
+extension ManagerTests {
+    @Test func aNamespacePrintsAsPythonsDoesInEveryProcess() throws {
+        let manager = try started()
+        let namespace = try manager.namespace(Settings(name: "job \"one\"", count: 1, tags: []))
+        #expect(namespace.description == #"Namespace(name="job \"one\"", count=1, tags=[])"#)
+        let child = ChildProcess(NamespacePrinter(namespace: namespace))
+        try child.start()
+        #expect(try child.value(timeout: .seconds(60)) == #"Namespace(name="job \"one\"", count=2, tags=["child"])"#)
+        #expect("\(namespace)" == #"Namespace(name="job \"one\"", count=2, tags=["child"])"#)
+        #expect(try manager.namespace(7).text() == "Namespace(7)")
+        try manager.shutdown()
+        #expect(namespace.description.hasPrefix("Namespace(<unavailable: "), "\(namespace)")
+        #expect(surfaceOutcome { _ = try namespace.text() } == "endOfStream")
+    }
+}
