@@ -30,6 +30,10 @@ internal enum Op: UInt8 {
     case bWait = 100, bReset, bAbort, bInfo
     // distributed actors
     case actorCreate = 110, actorCall, actorResolve
+    // list, issue 18 (new operations, so no new protocol version)
+    case lCountOf = 120, lIndexOf, lReverse, lVersionedSnapshot, lReplace
+    // dictionary, issue 18 (new operations, so no new protocol version)
+    case dUpdate = 130, dGetMany, dPopLast
 }
 
 /// The kinds of object a server holds.

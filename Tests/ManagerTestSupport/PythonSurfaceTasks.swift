@@ -116,3 +116,97 @@ public struct NamespacePrinter: ProcessTask {
         return "\(namespace)"
     }
 }
+
+/// Uses a list's Python-like calls from another process and reports what it saw.
+public struct ListSurfaceUser: ProcessTask {
+    public var list: ManagedList<Int>
+    public init(list: ManagedList<Int>) { self.list = list }
+    public func run() throws -> String {
+        let found = "count \(try list.count(of: 3)) index \(String(describing: try list.index(of: 3))) "
+            + "from1 \(String(describing: try list.index(of: 3, from: 1))) last \(String(describing: try list.index(of: 3, from: -1))) "
+            + "before \(String(describing: try list.index(of: 3, from: 1, to: 3))) none \(String(describing: try list.index(of: 9))) "
+            + "in \(try list.contains(2)) \(try list.contains(9)) first \(try list[0]) end \(try list[-1])"
+        try list.append(contentsOf: stride(from: 5, to: 3, by: -1))
+        try list.reverse()
+        let reversed = try list.snapshot()
+        try list.sort()
+        let sorted = try list.snapshot()
+        try list.sort(by: >)
+        return "\(found); reversed \(reversed) sorted \(sorted) descending \(try list.snapshot())"
+    }
+}
+
+/// Appends `values` to a list one by one (racing a ``ListSorter``).
+public struct ListAppender: ProcessTask {
+    public var list: ManagedList<Int>
+    public var values: [Int]
+    public init(list: ManagedList<Int>, values: [Int]) {
+        self.list = list
+        self.values = values
+    }
+    public func run() throws {
+        for value in values { try list.append(value) }
+    }
+}
+
+/// Sorts a list `times` times (racing a ``ListAppender``).
+public struct ListSorter: ProcessTask {
+    public var list: ManagedList<Int>
+    public var times: Int
+    public init(list: ManagedList<Int>, times: Int) {
+        self.list = list
+        self.times = times
+    }
+    public func run() throws {
+        for i in 0..<times { try list.sort(by: i % 2 == 0 ? (<) : (>)) }
+    }
+}
+
+/// Uses a dictionary's Python-like calls from another process: changes the order of its keys,
+/// updates from pairs, and pops the last entry.
+public struct DictionarySurfaceUser: ProcessTask {
+    public var dictionary: ManagedDictionary<String, Int>
+    public init(dictionary: ManagedDictionary<String, Int>) { self.dictionary = dictionary }
+    public func run() throws -> String {
+        try dictionary.set("d", 4)
+        try dictionary.set("a", 10)          // keeps its place
+        try dictionary.removeValue(forKey: "b")
+        try dictionary.set("b", 20)          // moves to the end
+        let order = try dictionary.keys()
+        try dictionary.update(contentsOf: [("x", 1), ("y", 2), ("x", 3)])
+        try dictionary.update(["z": 26])
+        let popped = try dictionary.popItem()
+        return "order \(order) values \(try dictionary.values()) popped \(popped.map { "\($0.key)=\($0.value)" } ?? "none") "
+            + "default \(try dictionary.get("missing", default: -1))"
+    }
+}
+
+/// Merges `{k0: 1, ..., k4: 1}` into a dictionary `times` times, adding to what is there.
+public struct DictionaryMerger: ProcessTask {
+    public var dictionary: ManagedDictionary<String, Int>
+    public var times: Int
+    public init(dictionary: ManagedDictionary<String, Int>, times: Int) {
+        self.dictionary = dictionary
+        self.times = times
+    }
+    public func run() throws {
+        let ones = Dictionary(uniqueKeysWithValues: (0..<5).map { ("k\($0)", 1) })
+        for _ in 0..<times { try dictionary.merge(ones, uniquingKeysWith: +) }
+    }
+}
+
+/// Changes a list and a dictionary while the parent iterates over them.
+public struct IterationChanger: ProcessTask {
+    public var list: ManagedList<Int>
+    public var dictionary: ManagedDictionary<String, Int>
+    public init(list: ManagedList<Int>, dictionary: ManagedDictionary<String, Int>) {
+        self.list = list
+        self.dictionary = dictionary
+    }
+    public func run() throws {
+        try list.append(4)
+        try list.remove(at: 0)
+        try dictionary.set("d", 4)
+        try dictionary.removeValue(forKey: "a")
+    }
+}

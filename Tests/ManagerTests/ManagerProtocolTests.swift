@@ -34,6 +34,10 @@ private let dictionaryCases: [(DictionaryRequest, DictionaryReply)] = [
     (.increment(key: k, by: -5), .increment(.min)), (.increment(key: k, by: .max), .increment(3)),
     (.incrementDouble(key: k, by: 0.25), .incrementDouble(-.infinity)),
     (.append(key: k, single: e), .append(count: 9)),
+    (.update(ifVersion: nil, keys: [k, e], values: [v, n]), .update(updated: true, version: 3)),
+    (.update(ifVersion: .max, keys: [], values: []), .update(updated: false, version: 0)),
+    (.getMany(keys: [k, e, []]), .getMany(version: 12, values: [v, nil, []])), (.getMany(keys: []), .getMany(version: 0, values: [])),
+    (.popLast, .popLast(key: k, value: v)), (.popLast, .popLast(key: nil, value: [])),
 ]
 private let listCases: [(ListRequest, ListReply)] = [
     (.append(element: v), .append(count: 1)), (.extend(elements: [k, v, e]), .extend(count: 4)),
@@ -41,6 +45,11 @@ private let listCases: [(ListRequest, ListReply)] = [
     (.get(index: -1), .get(element: e)), (.set(index: 3, element: n), .set), (.count, .count(2)),
     (.snapshot, .snapshot(elements: [k, e])), (.remove(index: .min), .remove(element: v)),
     (.insert(element: e, index: 7), .insert), (.removeAll, .removeAll),
+    (.countOf(element: e), .countOf(3)), (.indexOf(element: v, start: -2, end: nil), .indexOf(nil)),
+    (.indexOf(element: k, start: 1, end: -1), .indexOf(4)), (.reverse, .reverse),
+    (.versionedSnapshot, .versionedSnapshot(version: .max, elements: [k, v])),
+    (.replace(version: 9, elements: [e, []]), .replace(replaced: true, version: 10)),
+    (.replace(version: 0, elements: []), .replace(replaced: false, version: 5)),
 ]
 private let valueCases: [(ValueRequest, ValueReply)] = [
     (.get, .get(value: e)), (.set(value: v), .set),

@@ -218,3 +218,106 @@ extension ManagerTests {
         #expect(surfaceOutcome { _ = try namespace.text() } == "endOfStream")
     }
 }
+
+extension ManagerTests {
+    @Test func aManagedListCountsFindsReversesSortsAndExtendsFromAnotherProcess() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let list = try manager.list(Int.self)
+        try list.append(contentsOf: [3, 1, 2, 3])
+        let child = ChildProcess(ListSurfaceUser(list: list))
+        try child.start()
+        #expect(try child.value(timeout: .seconds(60))
+                == "count 2 index Optional(0) from1 Optional(3) last Optional(3) before nil none nil in true false first 3 end 3; "
+                 + "reversed [4, 5, 3, 2, 1, 3] sorted [1, 2, 3, 3, 4, 5] descending [5, 4, 3, 3, 2, 1]")
+        #expect(try list.snapshot() == [5, 4, 3, 3, 2, 1])
+        #expect(try list.index(of: 1, from: -100, to: 100) == 5)
+        #expect(try list.index(of: 5, from: 3, to: 1) == nil)
+        #expect(try list.count(of: 7) == 0)
+    }
+
+    @Test func aSortRacingAppendsInAnotherProcessLosesNoAppend() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let list = try manager.list(Int.self)
+        try list.append(contentsOf: Array(0..<50))
+        let appended = Array(1000..<1300)
+        let appender = ChildProcess(ListAppender(list: list, values: appended))
+        let sorter = ChildProcess(ListSorter(list: list, times: 60))
+        try sorter.start()
+        try appender.start()
+        try appender.join(timeout: .seconds(120))
+        try sorter.join(timeout: .seconds(120))
+        #expect(appender.exitStatus == .exited(0) && sorter.exitStatus == .exited(0))
+        // A sort replaces the list only if nothing changed since it read it: every append stays.
+        #expect(try list.snapshot().sorted() == Array(0..<50) + appended)
+    }
+
+    @Test func aManagedDictionaryKeepsInsertionOrderUpdatesAndPopsAsPythonsDoes() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let dictionary = try manager.dictionary(String.self, Int.self)
+        for (key, value) in [("b", 2), ("a", 1), ("c", 3)] { try dictionary.set(key, value) }
+        #expect(try dictionary.keys() == ["b", "a", "c"])
+        let child = ChildProcess(DictionarySurfaceUser(dictionary: dictionary))
+        try child.start()
+        #expect(try child.value(timeout: .seconds(60))
+                == "order [\"a\", \"c\", \"d\", \"b\"] values [10, 3, 4, 20, 3, 2] popped z=26 default -1")
+        #expect(try dictionary.items().map { "\($0.key)=\($0.value)" } == ["a=10", "c=3", "d=4", "b=20", "x=3", "y=2"])
+        var popped: [String] = []
+        while let (key, _) = try dictionary.popItem() { popped.append(key) }
+        #expect(popped == ["y", "x", "b", "d", "c", "a"])
+        #expect(try dictionary.popItem() == nil && dictionary.count() == 0)
+        // Many removals (the server compacts its order) keep the order of what is left.
+        for i in 0..<200 { try dictionary.set("k\(i)", i) }
+        for i in 0..<200 where i % 3 != 0 { try dictionary.removeValue(forKey: "k\(i)") }
+        try dictionary.set("k1", 1)
+        try dictionary.set("k0", -1)
+        #expect(try dictionary.keys() == stride(from: 0, to: 200, by: 3).map { "k\($0)" } + ["k1"])
+        #expect(try dictionary.get("k0") == -1)
+    }
+
+    @Test func mergesFromTwoProcessesAtOnceLoseNothing() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let dictionary = try manager.dictionary(String.self, Int.self)
+        try dictionary.set("k0", 1000)
+        let mergers = (0..<2).map { _ in ChildProcess(DictionaryMerger(dictionary: dictionary, times: 100)) }
+        for merger in mergers { try merger.start() }
+        for merger in mergers { try merger.join(timeout: .seconds(120)) }
+        #expect(mergers.allSatisfy { $0.exitStatus == .exited(0) })
+        // k0 first (it was there); the others in the order of the first merge's Swift dictionary.
+        let items = try dictionary.items().map { "\($0.key)=\($0.value)" }
+        #expect(items.first == "k0=1200")
+        #expect(items.sorted() == ["k0=1200", "k1=200", "k2=200", "k3=200", "k4=200"], "\(items)")
+    }
+
+    @Test func iteratingAManagedListOrDictionaryWalksOneSnapshot() async throws {
+        let manager = Manager()
+        try await manager.start()
+        let list = try manager.list(Int.self)
+        try list.append(contentsOf: [1, 2, 3])
+        let dictionary = try manager.dictionary(String.self, Int.self)
+        try dictionary.update(contentsOf: [("a", 1), ("b", 2), ("c", 3)])
+        let changer = IterationChanger(list: list, dictionary: dictionary)
+        var seen: [Int] = []
+        for try await element in list {
+            seen.append(element)
+            if seen.count == 1 {
+                let child = ChildProcess(changer)
+                try child.start()
+                try await child.join(timeout: .seconds(60))
+            }
+        }
+        #expect(seen == [1, 2, 3])
+        #expect(try list.snapshot() == [2, 3, 4])
+        var keys: [String] = []
+        for try await (key, _) in dictionary {
+            keys.append(key)
+            if keys.count == 1 { try dictionary.set("e", 5) }
+        }
+        #expect(keys == ["b", "c", "d"])
+        #expect(try dictionary.keys() == ["b", "c", "d", "e"])
+        try await manager.shutdown()
+    }
+}

@@ -157,11 +157,12 @@ extension ManagerRequest {
         case .lookup: self = .lookup(name: try r.string())
         case .destroy: self = .destroy(object: id)
         case .dGet, .dSet, .dDelete, .dContains, .dCount, .dItems, .dClear, .dSetIfAbsent, .dCompareAndSwap,
-             .dAddInt, .dAddDouble, .dAppend, .dCompareAndDelete:
+             .dAddInt, .dAddDouble, .dAppend, .dCompareAndDelete, .dUpdate, .dGetMany, .dPopLast:
             self = .dictionary(object: id, try DictionaryRequest(op, &r))
         case .vGet, .vSet, .vCompareAndSwap, .vAddInt, .vAddDouble:
             self = .value(object: id, try ValueRequest(op, &r))
-        case .lAppend, .lGet, .lSet, .lCount, .lSnapshot, .lRemoveAt, .lInsert, .lClear, .lExtend:
+        case .lAppend, .lGet, .lSet, .lCount, .lSnapshot, .lRemoveAt, .lInsert, .lClear, .lExtend,
+             .lCountOf, .lIndexOf, .lReverse, .lVersionedSnapshot, .lReplace:
             self = .list(object: id, try ListRequest(op, &r))
         case .qPut, .qGet, .qCount, .qInfo, .qTaskDone, .qJoin:
             self = .queue(object: id, try QueueRequest(op, &r))
