@@ -450,6 +450,36 @@ public final class Manager: Sendable {
         ManagedNamespace(reference: try make(.value(initial: try ValueCoding.encode(initial)), name: name))
     }
 
+    /// A shared fixed-length array: Python's `manager.Array(typecode, sequence)`, for any
+    /// `Codable` element.
+    ///
+    /// - Parameters:
+    ///   - elements: the elements; their number is the array's length for good (ignored when
+    ///     `name` finds an existing array).
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func array<E: Codable & Sendable>(_ elements: [E], name: String? = nil) throws -> ManagedArray<E> {
+        ManagedArray(reference: try make(.array(elements: try elements.map { try ValueCoding.encode($0) }), name: name))
+    }
+
+    /// A shared fixed-length array of `count` copies of `value`: Python's
+    /// `manager.Array(typecode, count)` (which fills with zeros).
+    ///
+    /// - Parameters:
+    ///   - value: the element every position starts with.
+    ///   - count: the length, at least 0.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative `count`; as ``dictionary(_:_:name:)``.
+    public func array<E: Codable & Sendable>(repeating value: E, count: Int, name: String? = nil) throws -> ManagedArray<E> {
+        guard count >= 0 else {
+            throw MultiprocessingError(.misuse, "Manager.array(repeating:count:): count must not be negative (it was \(count)).")
+        }
+        let element = try ValueCoding.encode(value)
+        return ManagedArray(reference: try make(.array(elements: Array(repeating: element, count: count)), name: name))
+    }
+
     /// A shared FIFO queue: Python's `manager.Queue(maxsize)`.
     ///
     /// - Parameters:

@@ -34,6 +34,8 @@ internal enum Op: UInt8 {
     case lCountOf = 120, lIndexOf, lReverse, lVersionedSnapshot, lReplace
     // dictionary, issue 18 (new operations, so no new protocol version)
     case dUpdate = 130, dGetMany, dPopLast
+    // fixed-length array, issue 18
+    case aGet = 140, aSet, aCount, aSnapshot, aSetSlice, aAddInt, aAddDouble
 }
 
 /// The kinds of object a server holds.
@@ -62,8 +64,10 @@ public enum ManagedKind: UInt8, Sendable, Codable {
     case actor = 11
     /// A semaphore whose count may not rise above its initial value.
     case boundedSemaphore = 12
+    /// A fixed-length array of encoded elements.
+    case array = 13
 
-    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor, .boundedSemaphore]
+    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor, .boundedSemaphore, .array]
 }
 
 /// Reply status bytes. An ok reply's body follows in the wire format; an error reply's body is

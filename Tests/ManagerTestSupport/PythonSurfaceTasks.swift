@@ -210,3 +210,26 @@ public struct IterationChanger: ProcessTask {
         try dictionary.removeValue(forKey: "a")
     }
 }
+
+/// Adds 1 to every element of an array `times` times, and writes its marker into `slot`.
+public struct ArrayIncrementer: ProcessTask {
+    public var array: ManagedArray<Int>
+    public var labels: ManagedArray<String>
+    public var slot: Int
+    public var times: Int
+    public init(array: ManagedArray<Int>, labels: ManagedArray<String>, slot: Int, times: Int) {
+        self.array = array
+        self.labels = labels
+        self.slot = slot
+        self.times = times
+    }
+    public func run() throws -> String {
+        for _ in 0..<times {
+            for i in 0..<(try array.count()) { try array.increment(at: i) }
+        }
+        try labels.set(["child \(slot)"], at: slot)
+        let tooLong = surfaceOutcome { try labels.set(["a", "b", "c", "d"], at: 0) }
+        let outside = surfaceOutcome { _ = try array[10] }
+        return "length \(try labels.count()) tooLong \(tooLong) outside \(outside) last \(try labels[-1])"
+    }
+}

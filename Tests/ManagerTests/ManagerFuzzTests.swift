@@ -32,7 +32,7 @@ struct FuzzFrames {
     /// Object ids by kind, made anew every few hundred frames (fuzzed destroys remove them).
     var ids: [ManagedKind: UInt64]
 
-    enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings, target }
+    enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings, target, arrayElements }
 
     /// The distributed methods of the test's Counter actor, as the compiler names them, so that
     /// fuzzed calls reach the server's decoding of their arguments.
@@ -55,6 +55,10 @@ struct FuzzFrames {
         (120, .list, [.blob]), (121, .list, [.blob, .signed, .bool, .signed]), (122, .list, []), (123, .list, []),
         (124, .list, [.count, .blobs]),
         (130, .dictionary, [.bool, .count, .blobs, .blobs]), (131, .dictionary, [.blobs]), (132, .dictionary, []),
+        (140, .array, [.signed]), (141, .array, [.signed, .blob]), (142, .array, []), (143, .array, []),
+        (144, .array, [.signed, .blobs]), (145, .array, [.signed, .signed]), (146, .array, [.signed, .double]),
+        // create, with an array's elements as the initial bytes
+        (1, nil, [.kindByte, .string, .signed, .arrayElements]),
         (50, .queue, [.blob, .timeout]), (51, .queue, [.timeout]), (52, .queue, []),
         (53, .queue, []), (54, .queue, []), (55, .queue, [.timeout]),
         (60, .lock, [.thread, .timeout]), (61, .lock, [.thread]), (62, .lock, []),
@@ -135,6 +139,9 @@ struct FuzzFrames {
                                                                      Self.varint(UInt64(Int64.max)), []]))
             }
             return out
+        case .arrayElements:
+            // A blob holding a count and that many elements (a create request's array), or junk.
+            return Self.blob(chance(70) ? value(for: .blobs) : randomBytes(12))
         case .target:
             return chance(80) ? Self.blob(Array(pick(Self.targets).utf8)) : value(for: .string)
         case .strings:
@@ -209,6 +216,7 @@ extension ManagerTests {
             ids[.barrier] = try manager.barrier(parties: 2).reference.id
             ids[.actor] = try manager.create(Counter.self).id.id
             ids[.boundedSemaphore] = try manager.boundedSemaphore(value: 2).reference.id
+            ids[.array] = try manager.array([1, 2, 3]).reference.id
             return ids
         }
 

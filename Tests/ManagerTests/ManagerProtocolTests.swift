@@ -84,6 +84,12 @@ private let barrierCases: [(BarrierRequest, BarrierReply)] = [
     (.wait(timeout: nil), .wait(index: 0)), (.wait(timeout: 50), .wait(index: 3)), (.reset, .reset), (.abort, .abort),
     (.state, .state(parties: 4, waiting: 2, broken: true)),
 ]
+private let arrayCases: [(ArrayRequest, ArrayReply)] = [
+    (.get(index: -1), .get(element: e)), (.set(index: .min, element: v), .set), (.count, .count(3)),
+    (.snapshot, .snapshot(elements: [k, [], e])), (.setSlice(start: 2, elements: [v, n]), .setSlice),
+    (.setSlice(start: 0, elements: []), .setSlice), (.increment(index: 1, by: -7), .increment(.max)),
+    (.incrementDouble(index: 0, by: 0.5), .incrementDouble(-2.25)),
+]
 private let actorCases: [(ActorRequest, ActorReply)] = [
     (.call(target: "$s4main7CounterC3add", genericSubstitutions: [], arguments: [k, e]), .call(result: v)),
     (.call(target: "t", genericSubstitutions: ["Si", "SS"], arguments: []), .call(result: [])),
@@ -119,6 +125,7 @@ private func roundTrip<Request: ObjectRequest & Equatable>(_ cases: [(Request, R
     @Test func everyConditionRequestAndReplyRoundTrips() throws { try roundTrip(conditionCases) }
     @Test func everyBarrierRequestAndReplyRoundTrips() throws { try roundTrip(barrierCases) }
     @Test func everyActorRequestAndReplyRoundTrips() throws { try roundTrip(actorCases) }
+    @Test func everyArrayRequestAndReplyRoundTrips() throws { try roundTrip(arrayCases) }
 
     @Test func everyManagerRequestAndReplyRoundTrips() throws {
         let cases: [(ManagerRequest, ManagerReply)] = [
@@ -132,6 +139,7 @@ private func roundTrip<Request: ObjectRequest & Equatable>(_ cases: [(Request, R
             (.create(name: nil, .condition), .created(object: 9)), (.create(name: nil, .barrier(parties: 3)), .created(object: 10)),
             (.create(name: "a", .actor(typeName: "$s4main7CounterC")), .created(object: .max)),
             (.create(name: nil, .boundedSemaphore(value: 4)), .created(object: 11)),
+            (.create(name: "arr", .array(elements: [k, [], e])), .created(object: 12)), (.create(name: nil, .array(elements: [])), .created(object: 13)),
         ]
         for (request, reply) in cases {
             #expect(try ManagerRequest(body: ManagerWire.encodeRequest(request)) == request, "\(request)")

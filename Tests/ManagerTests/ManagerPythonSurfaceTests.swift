@@ -321,3 +321,105 @@ extension ManagerTests {
         try await manager.shutdown()
     }
 }
+
+extension ManagerTests {
+    @Test func aManagedArrayIsSharedWithAFixedLengthAndAtomicIncrements() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let array = try manager.array(repeating: 0, count: 3)
+        let labels = try manager.array(["a", "b", "c"])
+        #expect(try array.snapshot() == [0, 0, 0] && labels.count() == 3)
+        let children = (0..<2).map { ChildProcess(ArrayIncrementer(array: array, labels: labels, slot: $0, times: 100)) }
+        for child in children { try child.start() }
+        let reports = try children.map { try $0.value(timeout: .seconds(120)) }
+        #expect(reports == ["length 3 tooLong misuse outside misuse last c", "length 3 tooLong misuse outside misuse last c"])
+        #expect(try array.snapshot() == [200, 200, 200])
+        #expect(try labels.snapshot() == ["child 0", "child 1", "c"])
+        try array.set(-1, 7)
+        try array.set([1, 2], at: 1)
+        #expect(try array[0] == 200 && array[-1] == 2 && array.get(1) == 1)
+        #expect(surfaceOutcome { try array.set([1], at: 3) } == "misuse")
+        #expect(surfaceOutcome { try array.set([1], at: -1) } == "misuse")
+        #expect(surfaceOutcome { _ = try manager.array(repeating: 0, count: -1) } == "misuse")
+        let doubles = try manager.array([0.5])
+        #expect(try doubles.increment(at: 0, by: 0.25) == 0.75)
+        let empty = try manager.array([Int]())
+        #expect(try empty.count() == 0 && empty.snapshot() == [])
+        try empty.set([Int](), at: 0)
+        // Named: get-or-create, of one kind.
+        let named = try manager.array([1, 2], name: "a")
+        #expect(try manager.array([9], name: "a").snapshot() == named.snapshot())
+        #expect(surfaceOutcome { _ = try manager.list(Int.self, name: "a") } == "misuse")
+    }
+
+    @Test func iteratingAManagedArrayWalksOneSnapshot() async throws {
+        let manager = Manager()
+        try await manager.start()
+        let array = try manager.array([1, 2, 3])
+        var seen: [Int] = []
+        for try await element in array {
+            seen.append(element)
+            try array.set(2, 30)
+        }
+        #expect(seen == [1, 2, 3])
+        #expect(try array.snapshot() == [1, 2, 30])
+        try await manager.shutdown()
+    }
+}
+
+extension ManagerTests {
+    @Test func malformedNewMessagesGetAClearErrorAndTheServerGoesOn() throws {
+        let manager = try started()
+        defer { try? manager.shutdown() }
+        let list = try manager.list(Int.self)
+        let array = try manager.array([1, 2])
+        let queue = try manager.joinableQueue(Int.self)
+        // Each new operation's body, cut short after its object id: malformed, and the server
+        // closes that connection only.
+        let ops: [(Op, UInt64)] = [(.qJoin, queue.reference.id), (.semInfo, 0), (.lCountOf, list.reference.id),
+                                   (.lIndexOf, list.reference.id), (.lReplace, list.reference.id), (.dUpdate, 0), (.dGetMany, 0),
+                                   (.aGet, array.reference.id), (.aSet, array.reference.id), (.aSetSlice, array.reference.id),
+                                   (.aAddInt, array.reference.id), (.aAddDouble, array.reference.id)]
+        for (op, id) in ops {
+            let socket = try authenticatedSocket(manager)
+            defer { socket.close() }
+            var body: [UInt8] = [op.rawValue]
+            body.wireAppendVarint(id)
+            var frame = [UInt8](repeating: 0, count: ManagerPlatform.frameHeaderSize) + body
+            frame.withUnsafeMutableBytes { ManagerPlatform.writeFrameHeader(length: body.count, into: $0) }
+            try socket.write(frame)
+            var reply = ByteReader(try socket.readFrame())
+            // A semInfo or dGetMany for object 0 has no object: notFound; the rest end early.
+            let status = try reply.byte()
+            let code = try reply.string()
+            let message = try reply.string()
+            #expect(status == ReplyStatus.error.rawValue)
+            if op == .semInfo {
+                #expect(code == "notFound" && message.contains("no object 0"), "\(op): \(code) \(message)")
+            } else if op == .dGetMany || op == .dUpdate {
+                #expect(code == "malformedFrame" || code == "notFound", "\(op): \(code) \(message)")
+            } else {
+                #expect(code == "malformedFrame" && message.contains("malformed"), "\(op): \(code) \(message)")
+            }
+        }
+        // A create of an array whose initial bytes are not a list of elements.
+        #expect(throws: MultiprocessingError.self) {
+            _ = try ManagerRequest(body: [Op.create.rawValue, 0, ManagedKind.array.rawValue, 0, 0, 3, 5, 1, 2])
+        }
+        // A new request to an object of another kind names both.
+        let client = ManagerClient.shared(try #require(manager.address), key: manager.authKey)
+        do {
+            _ = try client.request(ArrayRequest.count, object: list.reference.id)
+            Issue.record("an array request to a list was served")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .notFound && error.message.contains("is a list, not a array"), "\(error.message)")
+        }
+        do {
+            _ = try client.request(QueueRequest.join(timeout: 0), object: array.reference.id)
+            Issue.record("a queue request to an array was served")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .notFound && error.message.contains("is a array, not a queue"), "\(error.message)")
+        }
+        #expect(try list.append(contentsOf: [1, 2]) == 2 && array.count() == 2)
+    }
+}

@@ -96,6 +96,9 @@ extension ManagerServer {
         case .actor(let id, let request):
             let (object, state) = try target(id, request) { if case .actor(let s) = $0 { s } else { nil } }
             return ManagerWire.replyFrame(try serve(request, object, state))
+        case .array(let id, let request):
+            let (object, state) = try target(id, request) { if case .array(let s) = $0 { s } else { nil } }
+            return ManagerWire.replyFrame(try serve(request, object, state))
         }
     }
 

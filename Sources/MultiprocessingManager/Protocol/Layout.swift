@@ -92,7 +92,18 @@ extension ManagerRequest {
             case .queue(let n), .semaphore(let n), .boundedSemaphore(let n), .barrier(let n): w.signed(Int64(n))
             default: w.signed(0)
             }
-            if case .value(let initial) = request { w.blob(initial) } else { w.blob([]) }
+            switch request {
+            case .value(let initial): w.blob(initial)
+            case .array(let elements):
+                var inner = ByteWriterRaw()
+                inner.varint(UInt64(elements.count))
+                for element in elements {
+                    inner.varint(UInt64(element.count))
+                    inner.bytes.append(contentsOf: element)
+                }
+                w.blob(inner.bytes)
+            default: w.blob([])
+            }
         case .lookup(let name):
             w = ByteWriter(op: .lookup, object: 0)
             w.string(name)
@@ -107,6 +118,7 @@ extension ManagerRequest {
         case .condition(let id, let request): w = request.writer(id)
         case .barrier(let id, let request): w = request.writer(id)
         case .actor(let id, let request): w = request.writer(id)
+        case .array(let id, let request): w = request.writer(id)
         }
         return w.finish()
     }
@@ -143,6 +155,11 @@ extension ManagerRequest {
             case .rLock: request = .rLock
             case .semaphore: request = .semaphore(value: parameter)
             case .boundedSemaphore: request = .boundedSemaphore(value: parameter)
+            case .array:
+                var inner = ByteReader(initial)
+                let elements = try inner.blobs()
+                guard inner.isAtEnd else { throw ByteReader.malformed("an array's elements are followed by other bytes") }
+                request = .array(elements: elements)
             case .event: request = .event
             case .condition: request = .condition
             case .barrier: request = .barrier(parties: parameter)
@@ -178,6 +195,8 @@ extension ManagerRequest {
             self = .barrier(object: id, try BarrierRequest(op, &r))
         case .actorCall, .actorResolve:
             self = .actor(object: id, try ActorRequest(op, &r))
+        case .aGet, .aSet, .aCount, .aSnapshot, .aSetSlice, .aAddInt, .aAddDouble:
+            self = .array(object: id, try ArrayRequest(op, &r))
         }
     }
 }

@@ -59,6 +59,8 @@ internal enum ManagerRequest: Codable, Sendable, Equatable {
     case barrier(object: UInt64, BarrierRequest)
     /// A request to a distributed actor.
     case actor(object: UInt64, ActorRequest)
+    /// A request to a fixed-length array.
+    case array(object: UInt64, ArrayRequest)
 }
 
 /// The replies to the manager's own requests.
@@ -84,6 +86,9 @@ internal enum CreateRequest: Codable, Sendable, Equatable {
     case semaphore(value: Int)
     /// A semaphore whose count may not rise above `value` (issue 18; kind byte 12).
     case boundedSemaphore(value: Int)
+    /// A fixed-length array of encoded elements (issue 18; kind byte 13). On the wire the
+    /// elements go in the create request's initial bytes, as a count and that many byte strings.
+    case array(elements: [[UInt8]])
     case event
     case condition
     case barrier(parties: Int)
@@ -100,6 +105,7 @@ internal enum CreateRequest: Codable, Sendable, Equatable {
         case .rLock: .rLock
         case .semaphore: .semaphore
         case .boundedSemaphore: .boundedSemaphore
+        case .array: .array
         case .event: .event
         case .condition: .condition
         case .barrier: .barrier
