@@ -26,11 +26,22 @@ let package = Package(
     targets: [
         // What Swift cannot call: _GNU_SOURCE functions, variadic calls and macros.
         .target(name: "CMultiprocessing"),
+        // The one home for system calls: every `system_` wrapper of the libraries and of mpcp, over
+        // libc and the C shim. Internal to the package (no product), as NIOPosix is to swift-nio.
+        .target(
+            name: "MultiprocessingSystem",
+            dependencies: [
+                "CMultiprocessing",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The library: processes, threads, primitives, pipes and queues. No Foundation.
         .target(
             name: "Multiprocessing",
             dependencies: [
                 "CMultiprocessing",
+                "MultiprocessingSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strictSettings
@@ -41,6 +52,7 @@ let package = Package(
             name: "MultiprocessingManager",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -51,6 +63,7 @@ let package = Package(
             name: "MPCopy",
             dependencies: [
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 "CMultiprocessing",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -62,6 +75,7 @@ let package = Package(
             dependencies: [
                 "MPCopy",
                 "Multiprocessing",
+                "MultiprocessingSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -101,7 +115,7 @@ let package = Package(
         .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: strictSettings),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "TestSupport", "TestHarness", "mp-test-helper", "examples"],
+            dependencies: ["Multiprocessing", "MultiprocessingSystem", "TestSupport", "TestHarness", "mp-test-helper", "examples"],
             swiftSettings: strictSettings
         ),
 
@@ -120,7 +134,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ManagerTests",
-            dependencies: ["Multiprocessing", "MultiprocessingManager", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
+            dependencies: ["Multiprocessing", "MultiprocessingManager", "MultiprocessingSystem", "ManagerTestSupport", "TestHarness", "mp-manager-helper", "examples"],
             swiftSettings: strictSettings
         ),
         // End-to-end tests of the seed's examples: they run the built `examples` binary.

@@ -2,6 +2,7 @@ import Glibc
 import Multiprocessing
 import Synchronization
 public import SystemPackage
+import MultiprocessingSystem
 
 /// A copy of one or more sources into a destination, planned and checked when created and run once.
 ///

@@ -4,6 +4,7 @@
 // into a shell.
 import Glibc
 public import SystemPackage
+import MultiprocessingSystem
 
 /// One piece of a name: a character shown as it is, or bytes shown as escapes.
 private enum Piece {

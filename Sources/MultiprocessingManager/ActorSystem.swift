@@ -1,6 +1,7 @@
 public import Distributed
 import Multiprocessing
 import Synchronization
+import MultiprocessingSystem
 
 /// A distributed actor that a manager's server can host: declare it with
 /// `distributed actor Counter: ManagedActor`, register it with ``Manager/register(_:)`` before

@@ -1,5 +1,6 @@
 import Multiprocessing
 import Synchronization
+import MultiprocessingSystem
 
 /// The secret both ends of a manager connection prove they know: Python's `authkey`.
 ///

@@ -1,6 +1,7 @@
 import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// This process's identity towards manager servers: a random id, made anew in a forked child, so
 /// that a server can tell when every connection of one process has gone.

@@ -1,5 +1,6 @@
 import Multiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 /// One stream socket of the manager protocol, in blocking mode, with a read buffer.
 ///

@@ -1,5 +1,6 @@
 import Multiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 /// The server's request handler in this process, for the libFuzzer target in `Fuzz/` (see
 /// docs/managers.md, Fuzzing). Not API: it is behind `@_spi(Fuzzing)`.

@@ -1,6 +1,7 @@
 public import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// The child task that runs a manager's server (started as a daemon `ChildProcess`).
 ///

@@ -1,6 +1,7 @@
 import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// Limits a server applies to every connection.
 public struct ManagerLimits: Sendable, Codable, Hashable {

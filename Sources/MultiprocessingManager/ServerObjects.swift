@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 
 /// Who holds a manager lock: a client process (its random id) and a thread in it.
 internal struct Owner: Hashable {

@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 
 // The pieces of the manager protocol below its messages (Protocol/Messages.swift): operation
 // bytes, object kinds, the reply status byte, and the reader and writer of the binary layout

@@ -1,6 +1,7 @@
 import Glibc
 import MPCopy
 import Multiprocessing
+import MultiprocessingSystem
 
 // The command line's signal handling: the engine knows nothing of signals, and is stopped with
 // `CopyJob.cancel()`.

@@ -3,6 +3,7 @@ import Testing
 import TestHarness
 import Multiprocessing
 @testable import MultiprocessingManager
+import MultiprocessingSystem
 
 /// The built `examples` binary.
 let examplesPath = builtExecutable("examples") ?? "examples-not-found"

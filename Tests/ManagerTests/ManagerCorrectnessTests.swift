@@ -5,6 +5,7 @@ import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager
 import ManagerTestSupport
+import MultiprocessingSystem
 
 // Regression tests for issue 12's manager items (13–18). Each runs a real server process and
 // talks to it over real sockets; hostile peers are raw connections written here.

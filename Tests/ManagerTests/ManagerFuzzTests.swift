@@ -5,6 +5,7 @@ import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager
 import ManagerTestSupport
+import MultiprocessingSystem
 
 // Issue 12, item 13: no input from an authenticated client may crash the server. A seeded fuzzer
 // sends thousands of frames to a real server over real sockets: requests of every operation with

@@ -5,6 +5,7 @@ import Multiprocessing
 import SystemPackage
 @testable @_spi(Fuzzing) import MultiprocessingManager
 import ManagerTestSupport
+import MultiprocessingSystem
 
 // Issue 14, item 5: the manager protocol is typed. Every case of every kind's request enum, and
 // every reply case, goes through its byte layout and back (and through WireEncoder, since the

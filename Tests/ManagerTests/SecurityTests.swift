@@ -5,6 +5,7 @@ import Multiprocessing
 import SystemPackage
 @testable import MultiprocessingManager
 import ManagerTestSupport
+import MultiprocessingSystem
 
 /// A raw socket to a manager, for sending what a well-behaved client never would.
 func rawSocket(_ address: ManagerAddress?) throws -> FrameSocket {

@@ -2,6 +2,7 @@ import Testing
 import TestHarness
 import Multiprocessing
 import TestSupport
+import MultiprocessingSystem
 
 /// The blocking bridge (issue 14, item 2). Each scenario runs in a child of its own, which counts
 /// its own threads and configures its own bridge; the parent holds what the child waits for.

@@ -4,6 +4,7 @@ import SystemPackage
 import Glibc
 #endif
 @testable import Multiprocessing
+import MultiprocessingSystem
 
 // MARK: - Fixtures
 

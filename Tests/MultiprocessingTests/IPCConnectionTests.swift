@@ -3,6 +3,7 @@ import Testing
 import Synchronization
 import TestSupport
 @testable import Multiprocessing
+import MultiprocessingSystem
 
 /// A frame as raw bytes, built by hand so that the tests check the documented wire format.
 func ipcRawFrame(kind: UInt8 = 0, length: UInt64, descriptors: UInt8 = 0, body: [UInt8] = []) -> [UInt8] {

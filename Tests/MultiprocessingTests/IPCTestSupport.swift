@@ -41,6 +41,7 @@ final class IPCTestThread: Sendable {
 
 import Synchronization
 import CMultiprocessing
+import MultiprocessingSystem
 
 /// Expects `body` to throw a `MultiprocessingError` with `code`, and returns it.
 @discardableResult

@@ -5,6 +5,7 @@ import Testing
 import TestHarness
 @testable import Multiprocessing
 import TestSupport
+import MultiprocessingSystem
 
 /// Durations longer than `Int64.max` seconds: `Duration` holds 128-bit attoseconds, so these are
 /// valid values a caller can compute (`.seconds(Int64.max) * 2`), but `Duration.components` traps on

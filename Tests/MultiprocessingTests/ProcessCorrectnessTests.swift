@@ -3,6 +3,7 @@ import Testing
 import TestHarness
 import Multiprocessing
 import TestSupport
+import MultiprocessingSystem
 
 /// The blocking twin of join, called from a synchronous context (an async test would pick the async one).
 private func blockingJoin(_ child: some ProcessHandle, _ timeout: Duration) throws {

@@ -1,5 +1,6 @@
 import Glibc
 @testable import Multiprocessing
+import MultiprocessingSystem
 
 /// Where ``QueueStorage/dieWhileHolding(_:)`` kills its process.
 enum QueueCrashPoint: CaseIterable, Sendable {

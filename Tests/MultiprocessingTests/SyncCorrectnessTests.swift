@@ -5,6 +5,7 @@ import Testing
 import TestHarness
 @testable import Multiprocessing
 import TestSupport
+import MultiprocessingSystem
 
 /// Python's `threading.TIMEOUT_MAX` on Linux, in whole seconds.
 private let pythonTimeoutMax = Duration.seconds(9_223_372_036)

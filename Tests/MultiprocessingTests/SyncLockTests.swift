@@ -3,6 +3,7 @@ import TestHarness
 import Synchronization
 import Glibc
 @testable import Multiprocessing
+import MultiprocessingSystem
 
 /// A counter that is deliberately not atomic: only a lock keeps its updates exact.
 final class UnsafeCounter: @unchecked Sendable {

@@ -2,6 +2,7 @@ import Testing
 import Synchronization
 import Glibc
 @testable import Multiprocessing
+import MultiprocessingSystem
 
 /// Encodes `value` as it would be sent to a child, and decodes it from duplicates of the descriptors,
 /// as the child would receive them.

@@ -2,6 +2,7 @@ import CMultiprocessing
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Data movement: the bytes of a file (FICLONE, copy_file_range with SEEK_DATA/SEEK_HOLE,
 // read/write as a fallback), the check that the source did not change, and --verify's read-back.

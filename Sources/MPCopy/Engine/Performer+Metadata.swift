@@ -2,6 +2,7 @@ import CMultiprocessing
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Metadata: owner, mode, xattrs and times of files, symlinks and directories.
 

@@ -2,6 +2,7 @@ import CMultiprocessing
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Placement: how a file's copy is written and takes its final name (a staged tree's own name,
 // an O_TMPFILE linked into place, or a named temporary renamed), batches of small files, the

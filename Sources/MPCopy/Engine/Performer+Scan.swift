@@ -2,6 +2,7 @@ import CMultiprocessing
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Scanning: one directory read, its subdirectories made in the destination, its symlinks and
 // FIFOs copied on the spot, its files handed back to the scheduler; the skip decision of -u,

@@ -2,6 +2,7 @@ import CMultiprocessing
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// Does the work of one item: the system calls of the copy. One performer is shared by all the
 /// worker threads of a process (a worker child has its own).

@@ -2,6 +2,7 @@ import Glibc
 import Multiprocessing
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Worker processes: each is a ChildProcess running `CopyWorkerTask`, a loop that takes a work item
 // from its request Queue, performs it with its own Performer and puts the result on its result

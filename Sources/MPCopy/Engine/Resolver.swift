@@ -2,6 +2,7 @@ import CMultiprocessing
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // Every path a work item names lies beneath a root: a source operand (or the directory a file
 // operand is in), or the directory the operand's copy is a name in. The root itself is opened as the

@@ -1,5 +1,6 @@
 import Glibc
 import SystemPackage
+import MultiprocessingSystem
 
 /// The one place that knows the whole copy: the queue of work items, which directories still have
 /// work under them (so that a directory's metadata is applied after its contents), which inodes

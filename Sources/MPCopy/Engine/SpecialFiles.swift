@@ -1,5 +1,6 @@
 import Glibc
 import SystemPackage
+import MultiprocessingSystem
 
 // Operands that are neither regular files, directories nor symlinks.
 

@@ -1,5 +1,6 @@
 import CMultiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 // The units of work a worker (thread or child process) performs, and what it reports back.
 // All are Codable so that a batch can cross a pipe to a worker process unchanged.

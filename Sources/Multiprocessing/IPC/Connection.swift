@@ -2,6 +2,7 @@ import SystemPackage
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import MultiprocessingSystem
 #endif
 
 /// One end of a message channel between threads or processes: Python's `multiprocessing.Connection`.

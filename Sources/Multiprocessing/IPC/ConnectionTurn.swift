@@ -1,4 +1,5 @@
 import SystemPackage
+import MultiprocessingSystem
 
 /// Whose turn it is to send (or to receive) on one ``Connection`` in this process.
 ///

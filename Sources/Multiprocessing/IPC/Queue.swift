@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// Encodes queue items: `[UInt8]` as raw bytes, other values in the wire encoding, never with
 /// file descriptors (a queue's items live in shared memory, where a descriptor means nothing).
 internal enum QueueItemCoding {

@@ -1,5 +1,6 @@
 import CMultiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 /// The shared-memory ring buffer behind ``Queue``, ``SimpleQueue`` and ``JoinableQueue``.
 ///

@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 // The one bridge from async code to blocking waits. Every async twin whose wait cannot finish at
 // once (a contended lock, an empty queue, a connection with nothing to read, a manager call) runs

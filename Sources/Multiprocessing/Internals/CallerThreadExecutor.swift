@@ -1,4 +1,5 @@
 import Synchronization
+import MultiprocessingSystem
 
 /// Runs a task's jobs on the thread that waits for it.
 ///

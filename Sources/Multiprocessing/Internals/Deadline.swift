@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A point on the monotonic clock by which a blocking call must return.
 ///
 /// Every blocking call takes `timeout: Duration?`; `nil` waits forever. A deadline turns that into

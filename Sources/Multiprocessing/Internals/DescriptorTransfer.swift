@@ -1,5 +1,6 @@
 public import SystemPackage
 import Synchronization
+import MultiprocessingSystem
 
 /// A file descriptor that travels inside a value sent to another process.
 ///

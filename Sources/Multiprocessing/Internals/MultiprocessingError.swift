@@ -1,4 +1,5 @@
 public import SystemPackage
+import MultiprocessingSystem
 
 /// The error every API of the `Multiprocessing` module throws.
 ///

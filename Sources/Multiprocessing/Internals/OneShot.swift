@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A flag that one thread sets once and other threads wait for: a private futex word.
 ///
 /// Used where a blocking wait must not hold any lock (a thread asking the monitor to start a child,

@@ -1,6 +1,7 @@
 #if os(Linux)
 import Glibc
 import SystemPackage
+import MultiprocessingSystem
 
 /// Messages on the fork server's control socket (SOCK_SEQPACKET: one message per send, kept whole).
 /// Each is 16 bytes: a 4-byte kind, a 4-byte value and the 8-byte id of the parent's child record.

@@ -2,6 +2,7 @@
 import Glibc
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// The parent's one long-lived thread for child processes.
 ///

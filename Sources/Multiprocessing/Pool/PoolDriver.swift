@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// The pool's one thread: owns the workers and their sockets, cuts jobs into chunks, sends them,
 /// reads answers, notices deaths, replaces workers. Callers talk to it through its inbox.

@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 // What runs in a pool's worker process: a ProcessTask that serves chunks until its channel closes.
 
 /// A worker of a ``ProcessPool``: started as a daemon ``ChildProcess``, it runs the pool's

@@ -1,4 +1,5 @@
 import Synchronization
+import MultiprocessingSystem
 
 /// Python's `multiprocessing.Pool` and `concurrent.futures.ProcessPoolExecutor`: long-lived worker
 /// processes that run a function over many inputs.

@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// Optional: installs at once what the first child's start installs anyway.
 ///

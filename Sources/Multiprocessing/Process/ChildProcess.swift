@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// A started or startable child process, whatever its task's result type.
 ///

@@ -1,4 +1,5 @@
 import Synchronization
+import MultiprocessingSystem
 
 /// What the parent knows about one started child. Shared by its ``ChildProcess`` handle and the
 /// process monitor, which fills it in: the pid, the bytes of the child's outcome, and its exit status.

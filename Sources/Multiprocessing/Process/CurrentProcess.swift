@@ -1,4 +1,5 @@
 import Synchronization
+import MultiprocessingSystem
 
 /// Facts about the process this code runs in: Python's `os.getpid()`, `os.getppid()` and
 /// `multiprocessing.current_process()`.

@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// How a process ended.
 public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
     /// It called `exit` with this code (0 is success; a task that threw exits with 1).

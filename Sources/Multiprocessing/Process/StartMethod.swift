@@ -1,5 +1,6 @@
 public import SystemPackage
 import Synchronization
+import MultiprocessingSystem
 
 /// How a child process is created: Python's start methods.
 public enum StartMethod: Sendable, Hashable, CustomStringConvertible {

@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A rendezvous for a fixed number of threads or processes: Python's `threading.Barrier`.
 ///
 /// Each of the `parties` calls `wait(timeout:)`; the last to arrive runs the optional `action`,

@@ -1,4 +1,5 @@
 import Synchronization
+import MultiprocessingSystem
 
 /// A condition variable shared by threads and processes: Python's `threading.Condition` and
 /// `multiprocessing.Condition`.

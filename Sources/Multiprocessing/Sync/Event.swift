@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A flag that threads and processes wait for: Python's `threading.Event` and `multiprocessing.Event`.
 ///
 /// ``set()`` raises the flag and wakes every waiter; ``clear()`` lowers it; `wait(timeout:)`

@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A lock shared by threads and processes: Python's `threading.Lock` and `multiprocessing.Lock`.
 ///
 /// The lock lives in shared memory, so the same `Lock` can be passed to a child process inside a

@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A re-entrant lock shared by threads and processes: Python's `threading.RLock`.
 ///
 /// The thread that holds it can acquire it again; it is free once released as many times as it was

@@ -1,6 +1,7 @@
 import Glibc
 import CMultiprocessing
 import SystemPackage
+import MultiprocessingSystem
 
 /// A robust lock in shared memory, shared by threads and processes, with waits that time out and
 /// that a cancellation interrupts. ``Lock``, ``RLock``, ``Condition``, ``Barrier``, ``SharedValue``

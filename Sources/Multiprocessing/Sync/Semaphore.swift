@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// The shared state of ``Semaphore`` and ``BoundedSemaphore``.
 ///
 /// Layout: kind (4) | bound (4, UInt32.max when unbounded) | count (4) | sleepers (4). The count is a

@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// A fixed-size array in shared memory, with a built-in lock: Python's `multiprocessing.Array`.
 ///
 /// Elements are any bitwise-copyable type. Subscripts read and write one element under the lock;

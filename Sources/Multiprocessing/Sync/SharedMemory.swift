@@ -1,5 +1,6 @@
 import Synchronization
 import SystemPackage
+import MultiprocessingSystem
 
 /// A memfd and its `MAP_SHARED` mapping: the memory that primitives share with other processes.
 ///

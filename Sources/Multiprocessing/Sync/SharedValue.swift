@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// One value in shared memory, with a built-in lock: Python's `multiprocessing.Value`.
 ///
 /// `T` is any bitwise-copyable type (integers, floating point, fixed-size structs of them): its bytes

@@ -1,4 +1,5 @@
 import CMultiprocessing
+import MultiprocessingSystem
 
 /// A 32-bit word in memory that other threads or processes also use: sequentially consistent atomics
 /// plus futex wait and wake.

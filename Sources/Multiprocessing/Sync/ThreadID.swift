@@ -1,3 +1,5 @@
+import MultiprocessingSystem
+
 /// The kernel thread id (gettid) of the calling thread.
 ///
 /// Owner checks compare it with the TID a robust lock's word holds. The shim caches it per thread

@@ -1,5 +1,6 @@
 import CMultiprocessing
 import Synchronization
+import MultiprocessingSystem
 
 /// A private futex word that a cancellation sets to 1 and wakes.
 ///

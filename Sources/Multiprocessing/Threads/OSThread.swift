@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import MultiprocessingSystem
 
 /// A real operating-system thread: Python's `threading.Thread`.
 ///

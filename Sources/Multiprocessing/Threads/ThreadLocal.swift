@@ -1,4 +1,5 @@
 import Glibc
+import MultiprocessingSystem
 
 /// A value that each thread sees separately: Python's `threading.local`.
 ///

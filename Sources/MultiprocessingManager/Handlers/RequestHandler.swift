@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 
 // The server's side of the protocol: one request in, one reply frame out. This file decodes the
 // request, serves the manager's own requests, and hands each object request to its kind's

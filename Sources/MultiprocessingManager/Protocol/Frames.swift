@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 
 /// Requests and replies as frames: the frame header (see `ManagerPlatform.frameHeaderSize`), then
 /// the body (Layout.swift).

@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 
 // The binary layout of the messages in Messages.swift (protocol version 1). A request: the
 // operation byte, the object id (varint), then the case's fields in order. A reply (after the

@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingSystem
 
 /// The thread that owns a manager lock, as the server sees it: the kernel thread id of the caller,
 /// or, in the body of an async `withLock`, the owner that `withLock` took the lock as

@@ -1,10 +1,10 @@
 #if os(Linux)
 // The signal calls of the mpcp command line (Interrupts.swift): signal handling is the CLI's
 // concern, not the engine's, which is cancelled through `CopyJob.cancel()`.
-import Glibc
+public import Glibc
 
 /// Blocks `signals` in the calling thread; threads it creates afterwards inherit the mask.
-internal func system_blockSignals(_ signals: [CInt]) {
+@inlinable package func system_blockSignals(_ signals: [CInt]) {
     var set = sigset_t()
     sigemptyset(&set)
     for s in signals { sigaddset(&set, s) }
@@ -12,7 +12,7 @@ internal func system_blockSignals(_ signals: [CInt]) {
 }
 
 /// `sigwait(3)` for one of `signals`, which must be blocked. Returns the signal.
-internal func system_sigwait(_ signals: [CInt]) -> CInt {
+@inlinable package func system_sigwait(_ signals: [CInt]) -> CInt {
     var set = sigset_t()
     sigemptyset(&set)
     for s in signals { sigaddset(&set, s) }
@@ -21,10 +21,10 @@ internal func system_sigwait(_ signals: [CInt]) -> CInt {
     return received
 }
 
-internal func system_raise(_ signal: CInt) { _ = Glibc.kill(Glibc.getpid(), signal) }
+@inlinable package func system_raise(_ signal: CInt) { _ = Glibc.kill(Glibc.getpid(), signal) }
 
 /// Restores the default action of `signal` and unblocks it (to die by it after cleaning up).
-internal func system_defaultAndUnblock(_ signal: CInt) {
+@inlinable package func system_defaultAndUnblock(_ signal: CInt) {
     Glibc.signal(signal, SIG_DFL)
     var set = sigset_t()
     sigemptyset(&set)

@@ -1,15 +1,15 @@
 #if os(Linux)
 // System calls for finding what interrupted runs left behind (see Syscalls+MPCopy+Linux.swift for
 // the conventions: one `system_` function per call, `Errno` thrown).
-import Glibc
-import SystemPackage
+public import Glibc
+public import SystemPackage
 
 /// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`): with
 /// the pid, it names one process for the life of the system, so a reused pid is told apart.
 /// Nil when there is no such process.
 ///
 /// - Throws: `Errno` when `/proc` cannot be read (not mounted, say) or the line is malformed.
-internal func system_processStartTime(_ pid: pid_t) throws(Errno) -> UInt64? {
+@inlinable package func system_processStartTime(_ pid: pid_t) throws(Errno) -> UInt64? {
     let fd: CInt
     do throws(Errno) {
         fd = try "/proc/\(pid)/stat".withCName { p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY) }

@@ -1,17 +1,17 @@
 #if os(Linux)
 // System calls used by the process pool (Sources/Multiprocessing/Pool).
-import Glibc
-import CMultiprocessing
+public import Glibc
+public import CMultiprocessing
 
 /// In a pool worker: SIGINT and SIGHUP are the terminal's and the parent's to handle, not each
 /// worker's (Python's bpo-8296: a Ctrl-C printed a traceback from every worker).
-internal func system_ignoreInterrupts() {
+@inlinable package func system_ignoreInterrupts() {
     _ = Glibc.signal(SIGINT, SIG_IGN)
     _ = Glibc.signal(SIGHUP, SIG_IGN)
 }
 
 /// The resident memory of this process in bytes, from `/proc/self/statm`; 0 if it cannot be read.
-internal func system_residentBytes() -> Int {
+@inlinable package func system_residentBytes() -> Int {
     let fd = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return 0 }
     defer { system_close(fd) }

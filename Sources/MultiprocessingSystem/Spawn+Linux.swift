@@ -1,45 +1,52 @@
 #if os(Linux)
-import Glibc
-import CMultiprocessing
-import SystemPackage
+public import Glibc
+public import CMultiprocessing
+public import SystemPackage
 
 /// Environment variables that tell a re-executed binary what it is. The child runtime reads and
 /// removes them before `main` runs (the C shim's constructor checks for the first two by these
 /// names), so grandchildren never see them.
-internal enum ChildEnvironment {
+@usableFromInline package enum ChildEnvironment {
     /// The descriptor number of the handshake socket: "this process is a child; run its task".
-    static let child = "SWIFT_MULTIPROCESSING_CHILD"
+    @usableFromInline package static let child = "SWIFT_MULTIPROCESSING_CHILD"
     /// The descriptor number of the control socket: "this process is the fork server".
-    static let forkServer = "SWIFT_MULTIPROCESSING_FORKSERVER"
+    @usableFromInline package static let forkServer = "SWIFT_MULTIPROCESSING_FORKSERVER"
     /// The parent's pid, to check after `PR_SET_PDEATHSIG` that the parent is still the parent.
-    static let parentPID = "SWIFT_MULTIPROCESSING_PARENT"
+    @usableFromInline package static let parentPID = "SWIFT_MULTIPROCESSING_PARENT"
     /// "1" when the child must die with its parent.
-    static let daemon = "SWIFT_MULTIPROCESSING_DAEMON"
+    @usableFromInline package static let daemon = "SWIFT_MULTIPROCESSING_DAEMON"
     /// "1" when a non-daemon child must keep running if its parent dies (no `SIGTERM`).
-    static let outlivesParent = "SWIFT_MULTIPROCESSING_OUTLIVES_PARENT"
+    @usableFromInline package static let outlivesParent = "SWIFT_MULTIPROCESSING_OUTLIVES_PARENT"
     /// The descriptor a spawned child finds its socket at. The child runtime moves it to a high
     /// number before any user code runs, so that 3 is free for the task.
-    static let socketNumber: Int32 = 3
+    @usableFromInline package static let socketNumber: Int32 = 3
 
-    static let all = [child, forkServer, parentPID, daemon, outlivesParent]
+    @usableFromInline package static let all = [child, forkServer, parentPID, daemon, outlivesParent]
 }
 
 /// Everything posix_spawn needs to start a re-executed child.
-internal struct SpawnPlan: Sendable {
-    var executable: FilePath
-    var arguments: [String]
+package struct SpawnPlan: Sendable {
+    package var executable: FilePath
+    package var arguments: [String]
     /// Extra environment entries ("NAME=value"), added to the parent's environment (replacing an
     /// inherited entry of the same name).
-    var environment: [String]
+    package var environment: [String]
     /// The socket that becomes descriptor 3 in the child. Every other descriptor above 2 is closed.
-    var childSocket: Int32
+    package var childSocket: Int32
 
-    var executableDescription: String { executable.description }
+    package init(executable: FilePath, arguments: [String], environment: [String], childSocket: Int32) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.childSocket = childSocket
+    }
+
+    package var executableDescription: String { executable.description }
 }
 
 /// Spawns `plan.executable`. Descriptors 0–2 are inherited, the child socket becomes 3, and every
 /// other descriptor is closed in the child whatever its close-on-exec flag: only what we pass arrives.
-internal func system_spawnChild(_ plan: SpawnPlan) throws(Errno) -> Int32 {
+package func system_spawnChild(_ plan: SpawnPlan) throws(Errno) -> Int32 {
     // Move the socket above 3 first so that dup2 onto 3 always copies (and clears close-on-exec).
     let source = try system_dupCloseOnExec(plan.childSocket, minimum: 10)
     defer { system_close(source) }
@@ -82,18 +89,18 @@ internal func system_spawnChild(_ plan: SpawnPlan) throws(Errno) -> Int32 {
 }
 
 /// The executable a spawned child runs when its configuration names none: this process's own binary.
-internal func system_currentExecutable() -> FilePath { FilePath("/proc/self/exe") }
+@inlinable package func system_currentExecutable() -> FilePath { FilePath("/proc/self/exe") }
 
 /// Whether the C shim's constructor enters a re-executed child before `main` (the shim is linked
 /// into the main executable).
-internal func system_childEntryBeforeMain() -> Bool { cmp_child_entry_before_main() }
+@inlinable package func system_childEntryBeforeMain() -> Bool { cmp_child_entry_before_main() }
 
 // MARK: threads
 
 /// `clone(CLONE_PARENT | SIGCHLD)`: the fork server's way to make a child that belongs to the
 /// program that asked for it. Returns 0 in the child. The child must go straight to
 /// ``system_runOnFreshThread(_:)``.
-internal func system_cloneSibling() throws(Errno) -> Int32 {
+@inlinable package func system_cloneSibling() throws(Errno) -> Int32 {
     try negatedErrno(retryOnInterrupt: false) { cmp_clone_sibling() }
 }
 
@@ -111,7 +118,7 @@ private final class FreshThreadBody {
 /// children). After a raw `clone`, glibc's cached thread id is stale too, and robust mutexes use
 /// it. A new thread starts with thread-local state of its own. This thread runs no Swift code that
 /// could take a lock: it starts the thread and waits; `body` ends the process.
-internal func system_runOnFreshThread(_ body: @escaping () -> Never) -> Never {
+package func system_runOnFreshThread(_ body: @escaping () -> Never) -> Never {
     let context = Unmanaged.passRetained(FreshThreadBody(body)).toOpaque()
     let r = cmp_run_on_fresh_thread({ raw in
         guard let raw else { return nil }
@@ -127,7 +134,7 @@ internal func system_runOnFreshThread(_ body: @escaping () -> Never) -> Never {
 /// close-on-exec, freeing the low number it arrived at. Keeps `fd` if it cannot be moved. Call it
 /// while the process has one thread: growing a descriptor table that threads share waits for an
 /// RCU grace period (about 7 ms measured here).
-internal func system_moveDescriptorHigh(_ fd: Int32) -> Int32 {
+@inlinable package func system_moveDescriptorHigh(_ fd: Int32) -> Int32 {
     let moved = cmp_move_descriptor_high(fd)
     return moved >= 0 ? moved : fd
 }
@@ -154,7 +161,7 @@ private final class ThreadStart {
 /// - Throws: the `Errno` of `pthread_create(3)` (`EAGAIN` when a thread limit or memory stops it).
 ///   `body` is released unrun then.
 @discardableResult
-internal func system_startThread(name: String?, stackSize: Int = 0,
+package func system_startThread(name: String?, stackSize: Int = 0,
                                  _ body: @escaping @Sendable () -> Void) throws(Errno) -> pthread_t {
     let context = Unmanaged.passRetained(ThreadStart(name: name, body: body)).toOpaque()
     var thread = pthread_t()
@@ -175,44 +182,44 @@ internal func system_startThread(name: String?, stackSize: Int = 0,
 
 // MARK: eventfd
 
-internal func system_eventfdSignal(_ fd: Int32) {
+@inlinable package func system_eventfdSignal(_ fd: Int32) {
     var one: UInt64 = 1
     _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
 }
 
-internal func system_eventfdDrain(_ fd: Int32) {
+@inlinable package func system_eventfdDrain(_ fd: Int32) {
     var value: UInt64 = 0
     _ = withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) }
 }
 
 /// `recv(MSG_DONTWAIT)`: a read that never blocks, without making the descriptor non-blocking for
 /// another thread that writes to it.
-internal func system_receiveNonBlocking(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+@inlinable package func system_receiveNonBlocking(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
     try valueOrErrno { Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }
 }
 
-internal func system_flushStdio() { fflush(nil) }
+@inlinable package func system_flushStdio() { fflush(nil) }
 
-internal func system_getenv(_ name: String) -> String? {
+@inlinable package func system_getenv(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }
     return String(cString: value)
 }
 
-internal func system_unsetenv(_ name: String) { unsetenv(name) }
+@inlinable package func system_unsetenv(_ name: String) { unsetenv(name) }
 
 /// `setenv(3)`, replacing a value already set. Only while no other thread may read the environment.
-internal func system_setenv(_ name: String, _ value: String) { setenv(name, value, 1) }
+@inlinable package func system_setenv(_ name: String, _ value: String) { setenv(name, value, 1) }
 
-internal func system_writeStderr(_ text: String) {
+@inlinable package func system_writeStderr(_ text: String) {
     var bytes = Array(text.utf8)
     bytes.withUnsafeMutableBytes { buffer in
         _ = try? system_writeAll(2, UnsafeRawBufferPointer(buffer))
     }
 }
 
-internal func system_atexit(_ handler: @convention(c) () -> Void) { atexit(handler) }
+@inlinable package func system_atexit(_ handler: @convention(c) () -> Void) { atexit(handler) }
 
-internal func system_socketpairSeqpacket() throws(Errno) -> (Int32, Int32) {
+@inlinable package func system_socketpairSeqpacket() throws(Errno) -> (Int32, Int32) {
     var fds: [Int32] = [-1, -1]
     _ = try valueOrErrno { Glibc.socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
     return (fds[0], fds[1])

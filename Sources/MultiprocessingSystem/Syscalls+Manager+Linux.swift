@@ -1,8 +1,8 @@
 #if os(Linux)
 // What the MultiprocessingManager module needs from the system: stream sockets (Unix and TCP),
-// blocking reads and writes, a futex-based wait, and the frame header of Connection's framing.
-// It is `package`, not public: the manager module is the only other caller, and the one path to
-// libc stays in this module.
+// blocking reads and writes, a futex-based wait. It is `package`, not public: the manager module is
+// the only other caller. The frame header of Connection's framing and the thread starter with the
+// core's error are added in Multiprocessing (`Internals/ManagerPlatform+Core.swift`).
 import Glibc
 import CMultiprocessing
 package import SystemPackage
@@ -244,11 +244,6 @@ package enum ManagerPlatform {
     /// Ends the process at once, without running exit handlers (the server's shutdown).
     package static func exitNow(_ code: CInt) -> Never { system__exit(code) }
 
-    /// Starts a detached POSIX thread (256 KiB of stack) named `name`.
-    package static func startThread(name: String, _ body: @escaping @Sendable () -> Void) throws(MultiprocessingError) {
-        try spawnHelperThread(name: name, body)
-    }
-
     /// The resident memory of this process, in bytes (from /proc/self/statm).
     package static func residentBytes() -> Int {
         let fd = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
@@ -310,24 +305,5 @@ package enum ManagerPlatform {
     /// Adds to `*word` atomically.
     package static func atomicIncrement(_ word: UnsafeMutablePointer<UInt32>) { _ = system_atomicAdd(word, 1) }
 
-    // MARK: framing (Connection's 16-byte frame header, see FrameHeader)
-
-    /// The size of a frame header.
-    package static let frameHeaderSize = FrameHeader.size
-
-    /// Writes the header of a raw-bytes frame of `length` bytes into `buffer[0..<16]`.
-    package static func writeFrameHeader(length: Int, into buffer: UnsafeMutableRawBufferPointer) {
-        FrameHeader(kind: .bytes, descriptorCount: 0, length: length).write(to: buffer)
-    }
-
-    /// Checks a frame header and returns its body length. A manager frame is a raw-bytes frame
-    /// with no descriptors; anything else throws ``MultiprocessingError/Code/malformedFrame``.
-    package static func parseFrameHeader(_ raw: UnsafeRawBufferPointer, maximumMessageSize: Int) throws(MultiprocessingError) -> Int {
-        let header = try FrameHeader.parse(raw, maximumMessageSize: maximumMessageSize)
-        guard header.kind == .bytes, header.descriptorCount == 0 else {
-            throw MultiprocessingError(.malformedFrame, "A manager frame must carry raw bytes and no descriptors.")
-        }
-        return header.length
-    }
 }
 #endif
