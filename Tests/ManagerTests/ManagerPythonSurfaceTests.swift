@@ -3,6 +3,7 @@ import Testing
 import Multiprocessing
 @testable import MultiprocessingManager
 import ManagerTestSupport
+import MultiprocessingSystem
 
 // Issue 18, Managers: the rest of Python's manager surface. Each test runs a real manager server
 // process and real client processes (the tasks of Tests/ManagerTestSupport/PythonSurfaceTasks.swift).
