@@ -13,7 +13,7 @@ public struct ManagerServerTask: ProcessTask {
     internal var key: [UInt8]
     internal var limits: ManagerLimits
     internal var actorTypes: [String]
-    /// Runs in the server once, before it serves (``Manager/start(initializer:)``).
+    /// Runs in the server once, before it serves (`Manager.start(initializer:)`).
     internal var initializer: (any ProcessTask)?
     /// The write end on which the server says it is ready, after its initializer; the parent
     /// reads the end of the stream instead when the server ends first.
@@ -228,10 +228,10 @@ public final class Manager: Sendable {
         }
     }
 
-    /// Starts the server process without blocking the cooperative pool; see ``start(initializer:)``.
+    /// Starts the server process without blocking the cooperative pool; see `start(initializer:)`.
     ///
     /// - Parameter initializer: a task the server runs once, before it serves.
-    /// - Throws: as ``start(initializer:)``.
+    /// - Throws: as `start(initializer:)`.
     public func start(initializer: (any ProcessTask)? = nil) async throws {
         try await managerRunBlocking { _ in try self.start(initializer: initializer) }
     }
@@ -272,10 +272,10 @@ public final class Manager: Sendable {
         }
     }
 
-    /// Stops the server without blocking the cooperative pool; see ``shutdown(timeout:)``.
+    /// Stops the server without blocking the cooperative pool; see `shutdown(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait for the server to exit before killing it.
-    /// - Throws: as ``shutdown(timeout:)``.
+    /// - Throws: as `shutdown(timeout:)`.
     public func shutdown(timeout: Duration = .seconds(5)) async throws {
         try await managerRunBlocking { _ in try self.shutdown(timeout: timeout) }
     }
@@ -284,7 +284,7 @@ public final class Manager: Sendable {
     public var serverPID: Int32? { state.withLock { $0.server?.pid } }
 
     /// How the server process ended: nil while it runs (or before `start()`, or for a connected
-    /// manager). After ``shutdown(timeout:)`` it is `.exited(0)` for a server that obeyed,
+    /// manager). After `shutdown(timeout:)` it is `.exited(0)` for a server that obeyed,
     /// `.signaled(.kill)` for one that had to be killed; a server that died on its own (killed
     /// from outside) reports its status as soon as it has been reaped, before any shutdown; a
     /// start whose initializer threw leaves `.exited(1)`.

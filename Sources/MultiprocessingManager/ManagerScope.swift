@@ -20,12 +20,12 @@ extension Manager {
     ///   - authKey: the key; the process default key when nil.
     ///   - limits: the server's limits.
     ///   - actorTypes: distributed actor types to register before the start.
-    ///   - initializer: a task the server runs once before it serves (see ``start(initializer:)``).
+    ///   - initializer: a task the server runs once before it serves (see `start(initializer:)`).
     ///   - body: the work; proxies made from the manager fail once it returns.
     /// - Returns: what `body` returns.
-    /// - Throws: what ``start(initializer:)`` throws (and `body` does not run); what `body`
+    /// - Throws: what `start(initializer:)` throws (and `body` does not run); what `body`
     ///   throws (after the shutdown, whose own error is then dropped); what
-    ///   ``shutdown(timeout:)`` throws after a `body` that returned.
+    ///   `shutdown(timeout:)` throws after a `body` that returned.
     public static func with<R>(address: ManagerAddress? = nil, authKey: AuthKey? = nil, limits: ManagerLimits = ManagerLimits(),
                                actorTypes: [any ManagedActor.Type] = [], initializer: (any ProcessTask)? = nil,
                                _ body: (Manager) throws -> R) throws -> R {

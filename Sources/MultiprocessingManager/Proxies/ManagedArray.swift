@@ -5,7 +5,7 @@ import Multiprocessing
 ///
 /// Its length is set when it is made and never changes, as a Python array's: element and
 /// slice assignment (``set(_:_:)``, ``set(_:at:)``) replace elements in place, and
-/// ``increment(at:by:)`` adds atomically on the server (for `Int` and `Double` elements). Each
+/// `increment(at:by:)` adds atomically on the server (for `Int` and `Double` elements). Each
 /// call is atomic; ``snapshot()`` reads every element at one moment, and iteration
 /// (`for try await element in array`) walks such a snapshot, read at its first step. For an
 /// array of plain numbers shared on one machine, the module's own `SharedArray` (shared memory,
