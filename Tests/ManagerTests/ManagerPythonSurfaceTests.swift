@@ -424,3 +424,28 @@ extension ManagerTests {
         #expect(try list.append(contentsOf: [1, 2]) == 2 && array.count() == 2)
     }
 }
+
+extension ManagerTests {
+    @Test func theAsyncScopedFormStartsWithAnInitializerAndAJoinableQueueJoinsAsync() async throws {
+        let path = temporaryPath("async-initializer")
+        defer { unlink(path) }
+        var kept: Manager?
+        let seen = try await Manager.with(initializer: RecordingInitializer(path: path)) { manager in
+            kept = manager
+            let queue = try manager.joinableQueue(String.self)
+            let seen = try manager.list(String.self)
+            try await queue.put("x")
+            try await queue.put("y")
+            let consumer = ChildProcess(JoinableConsumer(queue: queue, seen: seen, count: 2))
+            try consumer.start()
+            try await queue.join(timeout: .seconds(60))
+            try await consumer.join(timeout: .seconds(60))
+            return try seen.snapshot()
+        }
+        #expect(seen == ["x", "y"])
+        let manager = try #require(kept)
+        #expect(manager.serverExitStatus == .exited(0))
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 1)
+    }
+}
