@@ -14,7 +14,8 @@ import MultiprocessingSystem
     private let connection: ConnectionContext
 
     /// A server holding a dictionary, a list, a value, a bounded queue, a lock, an RLock, a
-    /// semaphore, an event, a condition and a barrier (object ids 1 to 10).
+    /// semaphore, an event, a condition and a barrier (object ids 1 to 10), then a bounded
+    /// semaphore (11) and an array (12).
     ///
     /// - Throws: `MultiprocessingError/Code/systemCall` when no socket can be made.
     public init() throws {
@@ -28,7 +29,8 @@ import MultiprocessingSystem
         connection = ConnectionContext(socket: FrameSocket(descriptor: descriptor, maximumMessageSize: 1 << 20), client: 1)
         connection.neverWaits = true
         let kinds: [CreateRequest] = [.dictionary, .list, .value(initial: []), .queue(maximumSize: 2), .lock, .rLock,
-                                      .semaphore(value: 1), .event, .condition, .barrier(parties: 2)]
+                                      .semaphore(value: 1), .event, .condition, .barrier(parties: 2),
+                                      .boundedSemaphore(value: 1), .array(elements: [[0], [1], [2]])]
         for kind in kinds {
             _ = try server.handle(ManagerWire.encodeRequest(.create(name: nil, kind)), connection)
         }

@@ -13,12 +13,83 @@ public struct ManagerServerTask: ProcessTask {
     internal var key: [UInt8]
     internal var limits: ManagerLimits
     internal var actorTypes: [String]
+    /// Runs in the server once, before it serves (`Manager.start(initializer:)`).
+    internal var initializer: (any ProcessTask)?
+    /// The write end on which the server says it is ready, after its initializer; the parent
+    /// reads the end of the stream instead when the server ends first.
+    internal var ready: Connection?
 
-    /// Serves until the manager shuts it down or its parent dies.
+    internal init(listener: SharedDescriptor, key: [UInt8], limits: ManagerLimits, actorTypes: [String],
+                  initializer: (any ProcessTask)?, ready: Connection?) {
+        self.listener = listener
+        self.key = key
+        self.limits = limits
+        self.actorTypes = actorTypes
+        self.initializer = initializer
+        self.ready = ready
+    }
+
+    private enum Key: String, CodingKey { case listener, key, limits, actorTypes, initializerType, initializer, ready }
+
+    /// Encodes the server's settings, and its initializer with the initializer's type name.
     ///
-    /// - Throws: never returns normally; the process exits on shutdown.
-    public func run() throws {
+    /// - Throws: `EncodingError` when the initializer's type has no runtime name, or a value
+    ///   cannot be encoded.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(listener, forKey: .listener)
+        try container.encode(key, forKey: .key)
+        try container.encode(limits, forKey: .limits)
+        try container.encode(actorTypes, forKey: .actorTypes)
+        try container.encodeIfPresent(ready, forKey: .ready)
+        if let initializer {
+            guard let name = _mangledTypeName(type(of: initializer)) else {
+                throw EncodingError.invalidValue(0, .init(codingPath: encoder.codingPath, debugDescription: "The manager's initializer type \(type(of: initializer)) has no runtime name the server could look up."))
+            }
+            try container.encode(name, forKey: .initializerType)
+            try container.encode(initializer, forKey: .initializer)
+        }
+    }
+
+    /// Decodes the server's settings in the server process.
+    ///
+    /// - Throws: `DecodingError` when the initializer's type is unknown to the server's program.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        listener = try container.decode(SharedDescriptor.self, forKey: .listener)
+        key = try container.decode([UInt8].self, forKey: .key)
+        limits = try container.decode(ManagerLimits.self, forKey: .limits)
+        actorTypes = try container.decode([String].self, forKey: .actorTypes)
+        ready = try container.decodeIfPresent(Connection.self, forKey: .ready)
+        if let name = try container.decodeIfPresent(String.self, forKey: .initializerType) {
+            guard let type = _typeByName(name) as? any ProcessTask.Type else {
+                throw DecodingError.dataCorruptedError(forKey: .initializerType, in: container, debugDescription: "The manager's initializer type is unknown to the server's program (it must not be private or declared in a function).")
+            }
+            initializer = try container.decode(type, forKey: .initializer)
+        } else {
+            initializer = nil
+        }
+    }
+
+    /// Runs the initializer, if any, then serves until the manager shuts it down or its parent dies.
+    ///
+    /// - Throws: what the initializer throws (the server then never serves, and the parent's
+    ///   `start(initializer:)` fails with it); otherwise never returns: the process exits on shutdown.
+    public func run() async throws {
+        if let initializer {
+            _ = try await initializer.run()
+        }
+        serve()
+    }
+
+    /// Makes the server, says it is ready and serves (blocking: the server's connection threads
+    /// do the work).
+    private func serve() -> Never {
         let server = ManagerServer(listener: listener.fileDescriptor.rawValue, key: AuthKey(key), limits: limits, actorTypeNames: actorTypes)
+        if let ready {
+            try? ready.send(true)
+            ready.close()
+        }
         server.serve()
     }
 }
@@ -51,6 +122,9 @@ public final class Manager: Sendable {
     private struct State {
         var address: ManagerAddress?
         var server: ChildProcess<Void>?
+        /// The last server process that ended (after `shutdown()`, or a start whose initializer
+        /// failed): its exit status stays readable.
+        var ended: ChildProcess<Void>?
         var directory: String?
         var connectedOnly = false
         var actorTypes: [String] = []
@@ -87,32 +161,65 @@ public final class Manager: Sendable {
     /// - Parameter type: a distributed actor type conforming to ``ManagedActor``. Like a task
     ///   type, it must be visible by name (not private, not inside a function).
     public func register<A: ManagedActor>(_ type: A.Type) {
+        register(any: type)
+    }
+
+    internal func register(any type: any ManagedActor.Type) {
         state.withLock { $0.actorTypes.append(_mangledTypeName(type) ?? "") }
     }
 
     /// Starts the server process.
     ///
+    /// - Parameter initializer: a task the server runs once, before it serves (Python's
+    ///   `start(initializer, initargs)`): its `run()` runs in the server process, and `start`
+    ///   returns once it has returned. Its type must be visible by name, as any task's.
     /// - Throws: `MultiprocessingError/Code/misuse` when already started, or for a TCP address
     ///   with an empty key; `MultiprocessingError/Code/systemCall` when the socket cannot be
-    ///   bound; what `ChildProcess.start()` throws.
-    public func start() throws {
+    ///   bound; what `ChildProcess.start()` throws; when the initializer throws, that error as
+    ///   `ChildProcess.value()` reports it (`MultiprocessingError/Code/childFailed`, with its type
+    ///   in `remoteTypeName` and its description in the message), and the manager is not started
+    ///   (``serverExitStatus`` tells how the server ended; `start` may be called again).
+    public func start(initializer: (any ProcessTask)? = nil) throws {
         try state.withLock { state in
             guard state.server == nil, !state.connectedOnly else {
                 throw MultiprocessingError(.misuse, "Manager.start: this manager was already started (or is a connection to a remote one).")
             }
             let (fd, address, directory) = try Manager.bind(requestedAddress, key: authKey)
             defer { ManagerPlatform.close(fd) }
-            let task = ManagerServerTask(listener: SharedDescriptor(FileDescriptor(rawValue: fd)), key: authKey.bytes,
-                                         limits: limits, actorTypes: state.actorTypes)
-            let child = ChildProcess(task, name: "manager-server", daemon: true)
-            do {
-                try child.start()
-            } catch {
+            func removeSocket() {
                 if let directory {
                     if case .unix(let path) = address { ManagerPlatform.unlink(path) }
                     ManagerPlatform.removeDirectory(directory)
                 }
+            }
+            let ready: (reader: Connection, writer: Connection)?
+            do {
+                ready = initializer == nil ? nil : try Connection.pipe(duplex: false, maximumMessageSize: 64)
+            } catch {
+                removeSocket()
                 throw error
+            }
+            let task = ManagerServerTask(listener: SharedDescriptor(FileDescriptor(rawValue: fd)), key: authKey.bytes,
+                                         limits: limits, actorTypes: state.actorTypes, initializer: initializer, ready: ready?.writer)
+            let child = ChildProcess(task, name: "manager-server", daemon: true)
+            do {
+                defer { ready?.writer.close() }
+                try child.start()
+            } catch {
+                ready?.reader.close()
+                removeSocket()
+                throw error
+            }
+            if let ready {
+                defer { ready.reader.close() }
+                do {
+                    _ = try ready.reader.receive(Bool.self)
+                } catch {
+                    // The server ended before it was ready: its initializer threw, or it died.
+                    removeSocket()
+                    state.ended = child
+                    throw Manager.initializerFailure(child, error)
+                }
             }
             state.server = child
             state.address = address
@@ -121,11 +228,12 @@ public final class Manager: Sendable {
         }
     }
 
-    /// Starts the server process without blocking the cooperative pool; see ``start()``.
+    /// Starts the server process without blocking the cooperative pool; see `start(initializer:)`.
     ///
-    /// - Throws: as ``start()``.
-    public func start() async throws {
-        try await managerRunBlocking { _ in try self.start() }
+    /// - Parameter initializer: a task the server runs once, before it serves.
+    /// - Throws: as `start(initializer:)`.
+    public func start(initializer: (any ProcessTask)? = nil) async throws {
+        try await managerRunBlocking { _ in try self.start(initializer: initializer) }
     }
 
     /// Stops the server: asks it to exit, waits for it (then kills it if it does not), and removes
@@ -151,6 +259,7 @@ public final class Manager: Sendable {
         guard let server else { return }
         _ = try? client.request(.shutdown)
         client.dropIdle()
+        defer { state.withLock { $0.ended = server } }
         do {
             try server.join(timeout: timeout)
         } catch {
@@ -163,16 +272,25 @@ public final class Manager: Sendable {
         }
     }
 
-    /// Stops the server without blocking the cooperative pool; see ``shutdown(timeout:)``.
+    /// Stops the server without blocking the cooperative pool; see `shutdown(timeout:)`.
     ///
     /// - Parameter timeout: how long to wait for the server to exit before killing it.
-    /// - Throws: as ``shutdown(timeout:)``.
+    /// - Throws: as `shutdown(timeout:)`.
     public func shutdown(timeout: Duration = .seconds(5)) async throws {
         try await managerRunBlocking { _ in try self.shutdown(timeout: timeout) }
     }
 
     /// The server process's id (nil before `start()` or for a connected manager).
     public var serverPID: Int32? { state.withLock { $0.server?.pid } }
+
+    /// How the server process ended: nil while it runs (or before `start()`, or for a connected
+    /// manager). After `shutdown(timeout:)` it is `.exited(0)` for a server that obeyed,
+    /// `.signaled(.kill)` for one that had to be killed; a server that died on its own (killed
+    /// from outside) reports its status as soon as it has been reaped, before any shutdown; a
+    /// start whose initializer threw leaves `.exited(1)`.
+    public var serverExitStatus: ExitStatus? {
+        state.withLock { ($0.server ?? $0.ended)?.exitStatus }
+    }
 
     /// Reaches a server started elsewhere (``serveForever(address:authKey:limits:actorTypes:ready:)``, or
     /// another program's manager), and checks the key at once.
@@ -333,6 +451,36 @@ public final class Manager: Sendable {
         ManagedNamespace(reference: try make(.value(initial: try ValueCoding.encode(initial)), name: name))
     }
 
+    /// A shared fixed-length array: Python's `manager.Array(typecode, sequence)`, for any
+    /// `Codable` element.
+    ///
+    /// - Parameters:
+    ///   - elements: the elements; their number is the array's length for good (ignored when
+    ///     `name` finds an existing array).
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func array<E: Codable & Sendable>(_ elements: [E], name: String? = nil) throws -> ManagedArray<E> {
+        ManagedArray(reference: try make(.array(elements: try elements.map { try ValueCoding.encode($0) }), name: name))
+    }
+
+    /// A shared fixed-length array of `count` copies of `value`: Python's
+    /// `manager.Array(typecode, count)` (which fills with zeros).
+    ///
+    /// - Parameters:
+    ///   - value: the element every position starts with.
+    ///   - count: the length, at least 0.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative `count`; as ``dictionary(_:_:name:)``.
+    public func array<E: Codable & Sendable>(repeating value: E, count: Int, name: String? = nil) throws -> ManagedArray<E> {
+        guard count >= 0 else {
+            throw MultiprocessingError(.misuse, "Manager.array(repeating:count:): count must not be negative (it was \(count)).")
+        }
+        let element = try ValueCoding.encode(value)
+        return ManagedArray(reference: try make(.array(elements: Array(repeating: element, count: count)), name: name))
+    }
+
     /// A shared FIFO queue: Python's `manager.Queue(maxsize)`.
     ///
     /// - Parameters:
@@ -343,6 +491,19 @@ public final class Manager: Sendable {
     /// - Throws: as ``dictionary(_:_:name:)``.
     public func queue<E: Codable & Sendable>(_ element: E.Type = E.self, maximumSize: Int = 0, name: String? = nil) throws -> ManagedQueue<E> {
         ManagedQueue(reference: try make(.queue(maximumSize: maximumSize), name: name))
+    }
+
+    /// A shared FIFO queue that counts unfinished tasks: Python's `manager.JoinableQueue(maxsize)`.
+    ///
+    /// - Parameters:
+    ///   - element: the item type.
+    ///   - maximumSize: the most items it holds (0: unbounded).
+    ///   - name: a name to find it by (a queue made by ``queue(_:maximumSize:name:)`` under that
+    ///     name is the same queue); nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: as ``dictionary(_:_:name:)``.
+    public func joinableQueue<E: Codable & Sendable>(_ element: E.Type = E.self, maximumSize: Int = 0, name: String? = nil) throws -> ManagedJoinableQueue<E> {
+        ManagedJoinableQueue(reference: try make(.queue(maximumSize: maximumSize), name: name))
     }
 
     /// A shared lock: Python's `manager.Lock()`.
@@ -375,6 +536,20 @@ public final class Manager: Sendable {
             throw MultiprocessingError(.misuse, "Manager.semaphore: value must not be negative (it was \(value)).")
         }
         return ManagedSemaphore(reference: try make(.semaphore(value: value), name: name))
+    }
+
+    /// A shared bounded semaphore: Python's `manager.BoundedSemaphore(value)`.
+    ///
+    /// - Parameters:
+    ///   - value: the initial permits, which are also the bound.
+    ///   - name: a name to find it by; nil for an anonymous one.
+    /// - Returns: the proxy.
+    /// - Throws: `MultiprocessingError/Code/misuse` for a negative `value`; as ``dictionary(_:_:name:)``.
+    public func boundedSemaphore(value: Int = 1, name: String? = nil) throws -> ManagedBoundedSemaphore {
+        guard value >= 0 else {
+            throw MultiprocessingError(.misuse, "Manager.boundedSemaphore: value must not be negative (it was \(value)).")
+        }
+        return ManagedBoundedSemaphore(reference: try make(.boundedSemaphore(value: value), name: name))
     }
 
     /// A shared event: Python's `manager.Event()`.

@@ -84,6 +84,9 @@ internal enum ObjectState {
     case lock(LockState)
     case rLock(LockState)
     case semaphore(SemaphoreState)
+    /// A bounded semaphore: a `SemaphoreState` with a bound, served by the semaphore handler.
+    case boundedSemaphore(SemaphoreState)
+    case array(ArrayState)
     case event(EventState)
     case condition(ConditionState)
     case barrier(BarrierState)
@@ -103,6 +106,10 @@ internal enum ObjectState {
         case .semaphore(let value):
             guard value >= 0 else { throw MultiprocessingError(.misuse, "A semaphore's value must not be negative (it was \(value)).") }
             self = .semaphore(SemaphoreState(permits: value))
+        case .boundedSemaphore(let value):
+            guard value >= 0 else { throw MultiprocessingError(.misuse, "A bounded semaphore's value must not be negative (it was \(value)).") }
+            self = .boundedSemaphore(SemaphoreState(permits: value, bound: value))
+        case .array(let elements): self = .array(ArrayState(elements))
         case .event: self = .event(EventState())
         case .condition: self = .condition(ConditionState())
         case .barrier(let parties):
@@ -121,7 +128,8 @@ internal enum ObjectState {
         case .value(let state): state
         case .queue(let state): state
         case .lock(let state), .rLock(let state): state
-        case .semaphore(let state): state
+        case .semaphore(let state), .boundedSemaphore(let state): state
+        case .array(let state): state
         case .event(let state): state
         case .condition(let state): state
         case .barrier(let state): state
@@ -138,6 +146,8 @@ internal enum ObjectState {
         case .lock: .lock
         case .rLock: .rLock
         case .semaphore: .semaphore
+        case .boundedSemaphore: .boundedSemaphore
+        case .array: .array
         case .event: .event
         case .condition: .condition
         case .barrier: .barrier

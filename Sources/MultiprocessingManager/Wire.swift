@@ -17,12 +17,12 @@ internal enum Op: UInt8 {
     case vGet = 30, vSet, vCompareAndSwap, vAddInt, vAddDouble
     // list
     case lAppend = 40, lGet, lSet, lCount, lSnapshot, lRemoveAt, lInsert, lClear, lExtend
-    // queue
-    case qPut = 50, qGet, qCount
+    // queue (qInfo, qTaskDone, qJoin: issue 18; new operations, so no new protocol version)
+    case qPut = 50, qGet, qCount, qInfo, qTaskDone, qJoin
     // lock, rlock, and a condition's lock
     case acquire = 60, release, isLocked
     // semaphore
-    case semAcquire = 70, semRelease, semValue
+    case semAcquire = 70, semRelease, semValue, semInfo
     // event
     case evSet = 80, evClear, evIsSet, evWait
     // condition
@@ -31,6 +31,12 @@ internal enum Op: UInt8 {
     case bWait = 100, bReset, bAbort, bInfo
     // distributed actors
     case actorCreate = 110, actorCall, actorResolve
+    // list, issue 18 (new operations, so no new protocol version)
+    case lCountOf = 120, lIndexOf, lReverse, lVersionedSnapshot, lReplace
+    // dictionary, issue 18 (new operations, so no new protocol version)
+    case dUpdate = 130, dGetMany, dPopLast
+    // fixed-length array, issue 18
+    case aGet = 140, aSet, aCount, aSnapshot, aSetSlice, aAddInt, aAddDouble
 }
 
 /// The kinds of object a server holds.
@@ -57,8 +63,12 @@ public enum ManagedKind: UInt8, Sendable, Codable {
     case barrier = 10
     /// A distributed actor instance.
     case actor = 11
+    /// A semaphore whose count may not rise above its initial value.
+    case boundedSemaphore = 12
+    /// A fixed-length array of encoded elements.
+    case array = 13
 
-    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor]
+    internal static let allKinds: [ManagedKind] = [.dictionary, .list, .value, .queue, .lock, .rLock, .semaphore, .event, .condition, .barrier, .actor, .boundedSemaphore, .array]
 }
 
 /// Reply status bytes. An ok reply's body follows in the wire format; an error reply's body is

@@ -33,7 +33,7 @@ struct FuzzFrames {
     /// Object ids by kind, made anew every few hundred frames (fuzzed destroys remove them).
     var ids: [ManagedKind: UInt64]
 
-    enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings, target }
+    enum Field { case blob, key, string, signed, count, timeout, thread, bool, double, kindByte, blobs, strings, target, arrayElements }
 
     /// The distributed methods of the test's Counter actor, as the compiler names them, so that
     /// fuzzed calls reach the server's decoding of their arguments.
@@ -53,10 +53,20 @@ struct FuzzFrames {
         (30, .value, []), (31, .value, [.blob]), (32, .value, [.blob, .blob]), (33, .value, [.signed]), (34, .value, [.double]),
         (40, .list, [.blob]), (41, .list, [.signed]), (42, .list, [.signed, .blob]), (43, .list, []), (44, .list, []),
         (45, .list, [.signed]), (46, .list, [.signed, .blob]), (47, .list, []), (48, .list, [.blobs]),
+        (120, .list, [.blob]), (121, .list, [.blob, .signed, .bool, .signed]), (122, .list, []), (123, .list, []),
+        (124, .list, [.count, .blobs]),
+        (130, .dictionary, [.bool, .count, .blobs, .blobs]), (131, .dictionary, [.blobs]), (132, .dictionary, []),
+        (140, .array, [.signed]), (141, .array, [.signed, .blob]), (142, .array, []), (143, .array, []),
+        (144, .array, [.signed, .blobs]), (145, .array, [.signed, .signed]), (146, .array, [.signed, .double]),
+        // create, with an array's elements as the initial bytes
+        (1, nil, [.kindByte, .string, .signed, .arrayElements]),
         (50, .queue, [.blob, .timeout]), (51, .queue, [.timeout]), (52, .queue, []),
+        (53, .queue, []), (54, .queue, []), (55, .queue, [.timeout]),
         (60, .lock, [.thread, .timeout]), (61, .lock, [.thread]), (62, .lock, []),
         (60, .rLock, [.thread, .timeout]), (61, .rLock, [.thread]), (62, .rLock, []),
-        (70, .semaphore, [.timeout]), (71, .semaphore, [.count]), (72, .semaphore, []),
+        (70, .semaphore, [.timeout]), (71, .semaphore, [.count]), (72, .semaphore, []), (73, .semaphore, []),
+        (70, .boundedSemaphore, [.timeout]), (71, .boundedSemaphore, [.count]), (72, .boundedSemaphore, []),
+        (73, .boundedSemaphore, []),
         (80, .event, []), (81, .event, []), (82, .event, []), (83, .event, [.timeout]),
         (60, .condition, [.thread, .timeout]), (61, .condition, [.thread]), (90, .condition, [.thread, .timeout]),
         (91, .condition, [.thread, .count]),
@@ -65,7 +75,7 @@ struct FuzzFrames {
     ]
 
     /// Operations that may wait on the server.
-    static let blocking: Set<UInt8> = [50, 51, 60, 70, 83, 90, 100]
+    static let blocking: Set<UInt8> = [50, 51, 55, 60, 70, 83, 90, 100]
 
     mutating func pick<T>(_ values: [T]) -> T { values[Int.random(in: 0..<values.count, using: &rng)] }
     mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &rng) < percent }
@@ -120,7 +130,7 @@ struct FuzzFrames {
         case .double:
             let values: [Double] = [0, 1, -1, .nan, .infinity, -.infinity, .greatestFiniteMagnitude, .leastNonzeroMagnitude]
             return withUnsafeBytes(of: pick(values).bitPattern.littleEndian) { Array($0) }
-        case .kindByte: return [pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 255])]
+        case .kindByte: return [pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 255])]
         case .blobs:
             let n = Int.random(in: 0...4, using: &rng)
             var out = chance(20) ? edgeVarint() : Self.varint(UInt64(n))
@@ -130,6 +140,9 @@ struct FuzzFrames {
                                                                      Self.varint(UInt64(Int64.max)), []]))
             }
             return out
+        case .arrayElements:
+            // A blob holding a count and that many elements (a create request's array), or junk.
+            return Self.blob(chance(70) ? value(for: .blobs) : randomBytes(12))
         case .target:
             return chance(80) ? Self.blob(Array(pick(Self.targets).utf8)) : value(for: .string)
         case .strings:
@@ -203,6 +216,8 @@ extension ManagerTests {
             ids[.condition] = try manager.condition().reference.id
             ids[.barrier] = try manager.barrier(parties: 2).reference.id
             ids[.actor] = try manager.create(Counter.self).id.id
+            ids[.boundedSemaphore] = try manager.boundedSemaphore(value: 2).reference.id
+            ids[.array] = try manager.array([1, 2, 3]).reference.id
             return ids
         }
 

@@ -36,6 +36,10 @@ private let dictionaryCases: [(DictionaryRequest, DictionaryReply)] = [
     (.increment(key: k, by: -5), .increment(.min)), (.increment(key: k, by: .max), .increment(3)),
     (.incrementDouble(key: k, by: 0.25), .incrementDouble(-.infinity)),
     (.append(key: k, single: e), .append(count: 9)),
+    (.update(ifVersion: nil, keys: [k, e], values: [v, n]), .update(updated: true, version: 3)),
+    (.update(ifVersion: .max, keys: [], values: []), .update(updated: false, version: 0)),
+    (.getMany(keys: [k, e, []]), .getMany(version: 12, values: [v, nil, []])), (.getMany(keys: []), .getMany(version: 0, values: [])),
+    (.popLast, .popLast(key: k, value: v)), (.popLast, .popLast(key: nil, value: [])),
 ]
 private let listCases: [(ListRequest, ListReply)] = [
     (.append(element: v), .append(count: 1)), (.extend(elements: [k, v, e]), .extend(count: 4)),
@@ -43,6 +47,11 @@ private let listCases: [(ListRequest, ListReply)] = [
     (.get(index: -1), .get(element: e)), (.set(index: 3, element: n), .set), (.count, .count(2)),
     (.snapshot, .snapshot(elements: [k, e])), (.remove(index: .min), .remove(element: v)),
     (.insert(element: e, index: 7), .insert), (.removeAll, .removeAll),
+    (.countOf(element: e), .countOf(3)), (.indexOf(element: v, start: -2, end: nil), .indexOf(nil)),
+    (.indexOf(element: k, start: 1, end: -1), .indexOf(4)), (.reverse, .reverse),
+    (.versionedSnapshot, .versionedSnapshot(version: .max, elements: [k, v])),
+    (.replace(version: 9, elements: [e, []]), .replace(replaced: true, version: 10)),
+    (.replace(version: 0, elements: []), .replace(replaced: false, version: 5)),
 ]
 private let valueCases: [(ValueRequest, ValueReply)] = [
     (.get, .get(value: e)), (.set(value: v), .set),
@@ -52,6 +61,8 @@ private let valueCases: [(ValueRequest, ValueReply)] = [
 private let queueCases: [(QueueRequest, QueueReply)] = [
     (.put(item: e, timeout: nil), .put), (.put(item: v, timeout: 0), .put),
     (.get(timeout: 1_000_000), .get(item: k)), (.get(timeout: .max), .get(item: [])), (.count, .count(5)),
+    (.info, .info(count: 3, maximumSize: 0, unfinished: .max)), (.taskDone, .taskDone),
+    (.join(timeout: nil), .join(done: true)), (.join(timeout: 7), .join(done: false)),
 ]
 private let lockCases: [(LockRequest, LockReply)] = [
     (.acquire(thread: 77, timeout: nil), .acquire(.acquired)), (.acquire(thread: .max, timeout: 5), .acquire(.timedOut)),
@@ -61,6 +72,7 @@ private let lockCases: [(LockRequest, LockReply)] = [
 private let semaphoreCases: [(SemaphoreRequest, SemaphoreReply)] = [
     (.acquire(timeout: nil), .acquire(acquired: true)), (.acquire(timeout: 9), .acquire(acquired: false)),
     (.release(count: 3), .release), (.value, .value(Int.max)),
+    (.info, .info(value: 2, bound: nil)), (.info, .info(value: 0, bound: 5)),
 ]
 private let eventCases: [(EventRequest, EventReply)] = [
     (.set, .set), (.clear, .clear), (.isSet, .isSet(true)), (.wait(timeout: nil), .wait(set: true)),
@@ -73,6 +85,12 @@ private let conditionCases: [(ConditionRequest, ConditionReply)] = [
 private let barrierCases: [(BarrierRequest, BarrierReply)] = [
     (.wait(timeout: nil), .wait(index: 0)), (.wait(timeout: 50), .wait(index: 3)), (.reset, .reset), (.abort, .abort),
     (.state, .state(parties: 4, waiting: 2, broken: true)),
+]
+private let arrayCases: [(ArrayRequest, ArrayReply)] = [
+    (.get(index: -1), .get(element: e)), (.set(index: .min, element: v), .set), (.count, .count(3)),
+    (.snapshot, .snapshot(elements: [k, [], e])), (.setSlice(start: 2, elements: [v, n]), .setSlice),
+    (.setSlice(start: 0, elements: []), .setSlice), (.increment(index: 1, by: -7), .increment(.max)),
+    (.incrementDouble(index: 0, by: 0.5), .incrementDouble(-2.25)),
 ]
 private let actorCases: [(ActorRequest, ActorReply)] = [
     (.call(target: "$s4main7CounterC3add", genericSubstitutions: [], arguments: [k, e]), .call(result: v)),
@@ -109,6 +127,7 @@ private func roundTrip<Request: ObjectRequest & Equatable>(_ cases: [(Request, R
     @Test func everyConditionRequestAndReplyRoundTrips() throws { try roundTrip(conditionCases) }
     @Test func everyBarrierRequestAndReplyRoundTrips() throws { try roundTrip(barrierCases) }
     @Test func everyActorRequestAndReplyRoundTrips() throws { try roundTrip(actorCases) }
+    @Test func everyArrayRequestAndReplyRoundTrips() throws { try roundTrip(arrayCases) }
 
     @Test func everyManagerRequestAndReplyRoundTrips() throws {
         let cases: [(ManagerRequest, ManagerReply)] = [
@@ -121,6 +140,8 @@ private func roundTrip<Request: ObjectRequest & Equatable>(_ cases: [(Request, R
             (.create(name: nil, .semaphore(value: 2)), .created(object: 7)), (.create(name: nil, .event), .created(object: 8)),
             (.create(name: nil, .condition), .created(object: 9)), (.create(name: nil, .barrier(parties: 3)), .created(object: 10)),
             (.create(name: "a", .actor(typeName: "$s4main7CounterC")), .created(object: .max)),
+            (.create(name: nil, .boundedSemaphore(value: 4)), .created(object: 11)),
+            (.create(name: "arr", .array(elements: [k, [], e])), .created(object: 12)), (.create(name: nil, .array(elements: [])), .created(object: 13)),
         ]
         for (request, reply) in cases {
             #expect(try ManagerRequest(body: ManagerWire.encodeRequest(request)) == request, "\(request)")

@@ -2,7 +2,12 @@ import Multiprocessing
 
 /// A list's contents: encoded elements.
 internal final class ListState {
-    internal var elements: [[UInt8]] = []
+    /// Every change bumps ``version`` (the observer runs after in-place changes too), so that a
+    /// client's read-change-replace (sort, update) replaces only what it read.
+    internal var elements: [[UInt8]] = [] {
+        didSet { version &+= 1 }
+    }
+    internal private(set) var version: UInt64 = 0
 }
 
 extension ManagerServer {
@@ -39,8 +44,35 @@ extension ManagerServer {
         case .removeAll:
             try locked(object) { state.elements = [] }
             return .removeAll
+        case .countOf(let element):
+            return .countOf(try locked(object) { state.elements.reduce(0) { $1 == element ? $0 + 1 : $0 } })
+        case .indexOf(let element, let start, let end):
+            return .indexOf(try locked(object) { () -> Int? in
+                let count = state.elements.count
+                let from = sliceBound(start, count)
+                let to = end.map { sliceBound($0, count) } ?? count
+                guard from < to else { return nil }
+                return state.elements[from..<to].firstIndex(of: element)
+            })
+        case .reverse:
+            try locked(object) { state.elements.reverse() }
+            return .reverse
+        case .versionedSnapshot:
+            return try locked(object) { .versionedSnapshot(version: state.version, elements: state.elements) }
+        case .replace(let version, let elements):
+            return try locked(object) { () -> ListReply in
+                guard state.version == version else { return .replace(replaced: false, version: state.version) }
+                state.elements = elements
+                return .replace(replaced: true, version: state.version)
+            }
         }
     }
+}
+
+/// A slice bound as Python reads one: negative counts from the end, then clamped to 0...count.
+private func sliceBound(_ bound: Int64, _ count: Int) -> Int {
+    let i = bound < 0 ? Int64(count) + bound : bound
+    return Int(min(Int64(count), max(0, i)))
 }
 
 /// `index` (negative counts from the end) as a position in a list of `count` elements.

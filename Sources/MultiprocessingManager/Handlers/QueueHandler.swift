@@ -5,6 +5,9 @@ internal final class QueueState {
     internal var items: [[UInt8]] = []
     internal var head = 0
     internal let maximumSize: Int
+    /// Items put and not yet marked done. Every queue counts them (it costs an integer), so a
+    /// joinable proxy can reach any queue, a named one made by `queue(name:)` too.
+    internal var unfinished = 0
 
     internal init(maximumSize: Int) { self.maximumSize = maximumSize }
 
@@ -35,6 +38,7 @@ extension ManagerServer {
             let done = try waitFor(object, timeout: timeout, connection) { () -> Bool? in
                 guard state.maximumSize == 0 || state.count < state.maximumSize else { return nil }
                 state.items.append(item)
+                if state.unfinished < Int.max { state.unfinished += 1 }
                 object.changed()
                 return true
             }
@@ -52,6 +56,22 @@ extension ManagerServer {
             return .get(item: item)
         case .count:
             return .count(try locked(object) { state.count })
+        case .info:
+            return try locked(object) { .info(count: state.count, maximumSize: state.maximumSize, unfinished: state.unfinished) }
+        case .taskDone:
+            try locked(object) {
+                guard state.unfinished > 0 else {
+                    throw MultiprocessingError(.misuse, "ManagedJoinableQueue.taskDone: called more times than items were put.")
+                }
+                state.unfinished -= 1
+                if state.unfinished == 0 { object.changed() }
+            }
+            return .taskDone
+        case .join(let timeout):
+            let done = try waitFor(object, timeout: try checkedTimeout(timeout), connection) { () -> Bool? in
+                state.unfinished == 0 ? true : nil
+            }
+            return .join(done: done != nil)
         }
     }
 }

@@ -77,7 +77,13 @@ extension ManagerServer {
             }
             return ManagerWire.replyFrame(try serve(request, object, state, connection))
         case .semaphore(let id, let request):
-            let (object, state) = try target(id, request) { if case .semaphore(let s) = $0 { s } else { nil } }
+            // A semaphore request serves a Semaphore and a BoundedSemaphore (the state knows its bound).
+            let (object, state) = try target(id, request) { state -> SemaphoreState? in
+                switch state {
+                case .semaphore(let s), .boundedSemaphore(let s): s
+                default: nil
+                }
+            }
             return ManagerWire.replyFrame(try serve(request, object, state, connection))
         case .event(let id, let request):
             let (object, state) = try target(id, request) { if case .event(let s) = $0 { s } else { nil } }
@@ -90,6 +96,9 @@ extension ManagerServer {
             return ManagerWire.replyFrame(try serve(request, object, state, connection))
         case .actor(let id, let request):
             let (object, state) = try target(id, request) { if case .actor(let s) = $0 { s } else { nil } }
+            return ManagerWire.replyFrame(try serve(request, object, state))
+        case .array(let id, let request):
+            let (object, state) = try target(id, request) { if case .array(let s) = $0 { s } else { nil } }
             return ManagerWire.replyFrame(try serve(request, object, state))
         }
     }

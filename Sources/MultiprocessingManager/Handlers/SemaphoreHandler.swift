@@ -3,8 +3,13 @@ import Multiprocessing
 /// A counting semaphore's permits.
 internal final class SemaphoreState {
     internal var permits: Int
+    /// A bounded semaphore's bound (its initial value); nil for a counting semaphore.
+    internal let bound: Int?
 
-    internal init(permits: Int) { self.permits = permits }
+    internal init(permits: Int, bound: Int? = nil) {
+        self.permits = permits
+        self.bound = bound
+    }
 }
 
 extension ManagerServer {
@@ -27,12 +32,17 @@ extension ManagerServer {
                 guard !overflow else {
                     throw MultiprocessingError(.misuse, "ManagedSemaphore.release: releasing \(count) more permits would overflow the count of \(state.permits).")
                 }
+                if let bound = state.bound, sum > bound {
+                    throw MultiprocessingError(.misuse, "ManagedBoundedSemaphore.release: releasing \(count) would raise the count from \(state.permits) above its bound of \(bound) (more releases than acquires).")
+                }
                 state.permits = sum
                 object.changed()
             }
             return .release
         case .value:
             return .value(try locked(object) { state.permits })
+        case .info:
+            return try locked(object) { .info(value: state.permits, bound: state.bound) }
         }
     }
 }

@@ -23,6 +23,13 @@ internal enum DictionaryRequest: Codable, Sendable, Equatable {
     case incrementDouble(key: [UInt8], by: Double)
     /// Appends a one-element array (`single`, encoded by the client) to a stored array.
     case append(key: [UInt8], single: [UInt8])
+    /// Sets `keys[i]` to `values[i]`, all at once (Python's `update`); with `ifVersion`, only if
+    /// the dictionary's version (which every change moves) is still that.
+    case update(ifVersion: UInt64?, keys: [[UInt8]], values: [[UInt8]])
+    /// The values of `keys` (nil where absent), with the dictionary's version.
+    case getMany(keys: [[UInt8]])
+    /// Removes and returns the entry inserted last (Python's `popitem`).
+    case popLast
 }
 
 internal enum DictionaryReply: Codable, Sendable, Equatable {
@@ -41,6 +48,11 @@ internal enum DictionaryReply: Codable, Sendable, Equatable {
     case incrementDouble(Double)
     /// The array's element count after the append.
     case append(count: Int)
+    /// Whether the entries were set, and the version now.
+    case update(updated: Bool, version: UInt64)
+    case getMany(version: UInt64, values: [[UInt8]?])
+    /// `key` nil: the dictionary was empty.
+    case popLast(key: [UInt8]?, value: [UInt8])
 }
 
 extension DictionaryRequest: ObjectRequest {
@@ -61,6 +73,9 @@ extension DictionaryRequest: ObjectRequest {
         case .increment: "increment"
         case .incrementDouble: "incrementDouble"
         case .append: "append"
+        case .update: "update"
+        case .getMany: "getMany"
+        case .popLast: "popLast"
         }
     }
     func envelope(object id: UInt64) -> ManagerRequest { .dictionary(object: id, self) }
@@ -113,6 +128,16 @@ extension DictionaryRequest {
             w = ByteWriter(op: .dAppend, object: id)
             w.blob(key)
             w.blob(single)
+        case .update(let version, let keys, let values):
+            w = ByteWriter(op: .dUpdate, object: id)
+            w.bool(version != nil)
+            w.varint(version ?? 0)
+            w.blobs(keys)
+            w.blobs(values)
+        case .getMany(let keys):
+            w = ByteWriter(op: .dGetMany, object: id)
+            w.blobs(keys)
+        case .popLast: w = ByteWriter(op: .dPopLast, object: id)
         }
         return w
     }
@@ -132,6 +157,12 @@ extension DictionaryRequest {
         case .dAddInt: self = .increment(key: try r.blob(), by: try r.signed())
         case .dAddDouble: self = .incrementDouble(key: try r.blob(), by: try r.double())
         case .dAppend: self = .append(key: try r.blob(), single: try r.blob())
+        case .dUpdate:
+            let conditional = try r.bool()
+            let version = try r.varint()
+            self = .update(ifVersion: conditional ? version : nil, keys: try r.blobs(), values: try r.blobs())
+        case .dGetMany: self = .getMany(keys: try r.blobs())
+        case .dPopLast: self = .popLast
         default: throw unknownOperation(op, "a dictionary")
         }
     }
@@ -160,6 +191,16 @@ extension DictionaryReply: ReplyLayout {
         case .increment(let sum): w.signed(sum)
         case .incrementDouble(let sum): w.double(sum)
         case .append(let n): w.count(n)
+        case .update(let updated, let version):
+            w.bool(updated)
+            w.varint(version)
+        case .getMany(let version, let values):
+            w.varint(version)
+            w.count(values.count)
+            for value in values { w.optionalBlob(value) }
+        case .popLast(let key, let value):
+            w.optionalBlob(key)
+            w.blob(value)
         }
     }
 
@@ -185,6 +226,13 @@ extension DictionaryReply: ReplyLayout {
         case .increment: self = .increment(try r.signed())
         case .incrementDouble: self = .incrementDouble(try r.double())
         case .append: self = .append(count: try r.int())
+        case .update: self = .update(updated: try r.bool(), version: try r.varint())
+        case .getMany:
+            let version = try r.varint()
+            var values: [[UInt8]?] = []
+            for _ in 0..<(try r.int()) { values.append(try r.optionalBlob()) }
+            self = .getMany(version: version, values: values)
+        case .popLast: self = .popLast(key: try r.optionalBlob(), value: try r.blob())
         }
     }
 }

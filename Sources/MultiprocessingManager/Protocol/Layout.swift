@@ -90,10 +90,21 @@ extension ManagerRequest {
             w.byte(request.kind.rawValue)
             w.string(name ?? "")
             switch request {
-            case .queue(let n), .semaphore(let n), .barrier(let n): w.signed(Int64(n))
+            case .queue(let n), .semaphore(let n), .boundedSemaphore(let n), .barrier(let n): w.signed(Int64(n))
             default: w.signed(0)
             }
-            if case .value(let initial) = request { w.blob(initial) } else { w.blob([]) }
+            switch request {
+            case .value(let initial): w.blob(initial)
+            case .array(let elements):
+                var inner = ByteWriterRaw()
+                inner.varint(UInt64(elements.count))
+                for element in elements {
+                    inner.varint(UInt64(element.count))
+                    inner.bytes.append(contentsOf: element)
+                }
+                w.blob(inner.bytes)
+            default: w.blob([])
+            }
         case .lookup(let name):
             w = ByteWriter(op: .lookup, object: 0)
             w.string(name)
@@ -108,6 +119,7 @@ extension ManagerRequest {
         case .condition(let id, let request): w = request.writer(id)
         case .barrier(let id, let request): w = request.writer(id)
         case .actor(let id, let request): w = request.writer(id)
+        case .array(let id, let request): w = request.writer(id)
         }
         return w.finish()
     }
@@ -143,6 +155,12 @@ extension ManagerRequest {
             case .lock: request = .lock
             case .rLock: request = .rLock
             case .semaphore: request = .semaphore(value: parameter)
+            case .boundedSemaphore: request = .boundedSemaphore(value: parameter)
+            case .array:
+                var inner = ByteReader(initial)
+                let elements = try inner.blobs()
+                guard inner.isAtEnd else { throw ByteReader.malformed("an array's elements are followed by other bytes") }
+                request = .array(elements: elements)
             case .event: request = .event
             case .condition: request = .condition
             case .barrier: request = .barrier(parties: parameter)
@@ -157,17 +175,18 @@ extension ManagerRequest {
         case .lookup: self = .lookup(name: try r.string())
         case .destroy: self = .destroy(object: id)
         case .dGet, .dSet, .dDelete, .dContains, .dCount, .dItems, .dClear, .dSetIfAbsent, .dCompareAndSwap,
-             .dAddInt, .dAddDouble, .dAppend, .dCompareAndDelete:
+             .dAddInt, .dAddDouble, .dAppend, .dCompareAndDelete, .dUpdate, .dGetMany, .dPopLast:
             self = .dictionary(object: id, try DictionaryRequest(op, &r))
         case .vGet, .vSet, .vCompareAndSwap, .vAddInt, .vAddDouble:
             self = .value(object: id, try ValueRequest(op, &r))
-        case .lAppend, .lGet, .lSet, .lCount, .lSnapshot, .lRemoveAt, .lInsert, .lClear, .lExtend:
+        case .lAppend, .lGet, .lSet, .lCount, .lSnapshot, .lRemoveAt, .lInsert, .lClear, .lExtend,
+             .lCountOf, .lIndexOf, .lReverse, .lVersionedSnapshot, .lReplace:
             self = .list(object: id, try ListRequest(op, &r))
-        case .qPut, .qGet, .qCount:
+        case .qPut, .qGet, .qCount, .qInfo, .qTaskDone, .qJoin:
             self = .queue(object: id, try QueueRequest(op, &r))
         case .acquire, .release, .isLocked:
             self = .lock(object: id, try LockRequest(op, &r))
-        case .semAcquire, .semRelease, .semValue:
+        case .semAcquire, .semRelease, .semValue, .semInfo:
             self = .semaphore(object: id, try SemaphoreRequest(op, &r))
         case .evSet, .evClear, .evIsSet, .evWait:
             self = .event(object: id, try EventRequest(op, &r))
@@ -177,6 +196,8 @@ extension ManagerRequest {
             self = .barrier(object: id, try BarrierRequest(op, &r))
         case .actorCall, .actorResolve:
             self = .actor(object: id, try ActorRequest(op, &r))
+        case .aGet, .aSet, .aCount, .aSnapshot, .aSetSlice, .aAddInt, .aAddDouble:
+            self = .array(object: id, try ArrayRequest(op, &r))
         }
     }
 }

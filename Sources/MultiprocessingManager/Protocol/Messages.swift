@@ -59,6 +59,8 @@ internal enum ManagerRequest: Codable, Sendable, Equatable {
     case barrier(object: UInt64, BarrierRequest)
     /// A request to a distributed actor.
     case actor(object: UInt64, ActorRequest)
+    /// A request to a fixed-length array.
+    case array(object: UInt64, ArrayRequest)
 }
 
 /// The replies to the manager's own requests.
@@ -82,6 +84,11 @@ internal enum CreateRequest: Codable, Sendable, Equatable {
     case lock
     case rLock
     case semaphore(value: Int)
+    /// A semaphore whose count may not rise above `value` (issue 18; kind byte 12).
+    case boundedSemaphore(value: Int)
+    /// A fixed-length array of encoded elements (issue 18; kind byte 13). On the wire the
+    /// elements go in the create request's initial bytes, as a count and that many byte strings.
+    case array(elements: [[UInt8]])
     case event
     case condition
     case barrier(parties: Int)
@@ -97,6 +104,8 @@ internal enum CreateRequest: Codable, Sendable, Equatable {
         case .lock: .lock
         case .rLock: .rLock
         case .semaphore: .semaphore
+        case .boundedSemaphore: .boundedSemaphore
+        case .array: .array
         case .event: .event
         case .condition: .condition
         case .barrier: .barrier

@@ -7,6 +7,12 @@ internal enum QueueRequest: Codable, Sendable, Equatable {
     case put(item: [UInt8], timeout: Int64?)
     case get(timeout: Int64?)
     case count
+    /// The count, the bound and the unfinished tasks in one reply (isEmpty, isFull, count).
+    case info
+    /// Marks one task done (the joinable queue's `taskDone`).
+    case taskDone
+    /// Waits until every item put so far is marked done; answers `.join(done: false)` at the timeout.
+    case join(timeout: Int64?)
 }
 
 /// A put or get that times out is an error reply (`full`, `empty`).
@@ -14,6 +20,11 @@ internal enum QueueReply: Codable, Sendable, Equatable {
     case put
     case get(item: [UInt8])
     case count(Int)
+    /// `maximumSize` 0 is unbounded; `unfinished` counts items put and not marked done.
+    case info(count: Int, maximumSize: Int, unfinished: Int)
+    case taskDone
+    /// false: tasks were still unfinished at the timeout.
+    case join(done: Bool)
 }
 
 extension QueueRequest: ObjectRequest {
@@ -24,6 +35,9 @@ extension QueueRequest: ObjectRequest {
         case .put: "put"
         case .get: "get"
         case .count: "count"
+        case .info: "info"
+        case .taskDone: "taskDone"
+        case .join: "join"
         }
     }
     func envelope(object id: UInt64) -> ManagerRequest { .queue(object: id, self) }
@@ -43,6 +57,11 @@ extension QueueRequest {
             w = ByteWriter(op: .qGet, object: id)
             w.timeout(timeout)
         case .count: w = ByteWriter(op: .qCount, object: id)
+        case .info: w = ByteWriter(op: .qInfo, object: id)
+        case .taskDone: w = ByteWriter(op: .qTaskDone, object: id)
+        case .join(let timeout):
+            w = ByteWriter(op: .qJoin, object: id)
+            w.timeout(timeout)
         }
         return w
     }
@@ -52,6 +71,9 @@ extension QueueRequest {
         case .qPut: self = .put(item: try r.blob(), timeout: try r.timeout())
         case .qGet: self = .get(timeout: try r.timeout())
         case .qCount: self = .count
+        case .qInfo: self = .info
+        case .qTaskDone: self = .taskDone
+        case .qJoin: self = .join(timeout: try r.timeout())
         default: throw unknownOperation(op, "a queue")
         }
     }
@@ -63,6 +85,12 @@ extension QueueReply: ReplyLayout {
         case .put: break
         case .get(let item): w.blob(item)
         case .count(let n): w.count(n)
+        case .info(let count, let maximumSize, let unfinished):
+            w.count(count)
+            w.count(maximumSize)
+            w.count(unfinished)
+        case .taskDone: break
+        case .join(let done): w.bool(done)
         }
     }
 
@@ -71,6 +99,9 @@ extension QueueReply: ReplyLayout {
         case .put: self = .put
         case .get: self = .get(item: try r.blob())
         case .count: self = .count(try r.int())
+        case .info: self = .info(count: try r.int(), maximumSize: try r.int(), unfinished: try r.int())
+        case .taskDone: self = .taskDone
+        case .join: self = .join(done: try r.bool())
         }
     }
 }

@@ -7,6 +7,8 @@ internal enum SemaphoreRequest: Codable, Sendable, Equatable {
     case acquire(timeout: Int64?)
     case release(count: Int)
     case value
+    /// The count and the bound (nil: not bounded) in one reply.
+    case info
 }
 
 internal enum SemaphoreReply: Codable, Sendable, Equatable {
@@ -14,6 +16,7 @@ internal enum SemaphoreReply: Codable, Sendable, Equatable {
     case acquire(acquired: Bool)
     case release
     case value(Int)
+    case info(value: Int, bound: Int?)
 }
 
 extension SemaphoreRequest: ObjectRequest {
@@ -24,6 +27,7 @@ extension SemaphoreRequest: ObjectRequest {
         case .acquire: "acquire"
         case .release: "release"
         case .value: "value"
+        case .info: "info"
         }
     }
     func envelope(object id: UInt64) -> ManagerRequest { .semaphore(object: id, self) }
@@ -42,6 +46,7 @@ extension SemaphoreRequest {
             w = ByteWriter(op: .semRelease, object: id)
             w.count(count)
         case .value: w = ByteWriter(op: .semValue, object: id)
+        case .info: w = ByteWriter(op: .semInfo, object: id)
         }
         return w
     }
@@ -51,6 +56,7 @@ extension SemaphoreRequest {
         case .semAcquire: self = .acquire(timeout: try r.timeout())
         case .semRelease: self = .release(count: try r.int())
         case .semValue: self = .value
+        case .semInfo: self = .info
         default: throw unknownOperation(op, "a semaphore")
         }
     }
@@ -62,6 +68,10 @@ extension SemaphoreReply: ReplyLayout {
         case .acquire(let acquired): w.bool(acquired)
         case .release: break
         case .value(let n): w.count(n)
+        case .info(let value, let bound):
+            w.count(value)
+            w.bool(bound != nil)
+            w.count(bound ?? 0)
         }
     }
 
@@ -70,6 +80,11 @@ extension SemaphoreReply: ReplyLayout {
         case .acquire: self = .acquire(acquired: try r.bool())
         case .release: self = .release
         case .value: self = .value(try r.int())
+        case .info:
+            let value = try r.int()
+            let bounded = try r.bool()
+            let bound = try r.int()
+            self = .info(value: value, bound: bounded ? bound : nil)
         }
     }
 }

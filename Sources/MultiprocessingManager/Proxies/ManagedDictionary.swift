@@ -8,6 +8,15 @@ import Multiprocessing
 /// where Python's `d[k] += 1` does. Keys are compared by their encoded bytes: use keys whose
 /// encoding is deterministic (strings, numbers, and structs and enums of them; not `Set` or
 /// `Dictionary`). The proxy is `Sendable` and `Codable`: pass it to a child in its task.
+///
+/// Entries keep their insertion order, as Python's dicts do: ``items()``, ``keys()``,
+/// ``values()`` and iteration list them in the order their keys were first set (setting an
+/// existing key keeps its place; removing one and setting it again moves it to the end), and
+/// ``popItem()`` takes the last one inserted. Iterating is a snapshot per iteration:
+/// `for try await (key, value) in dictionary` reads every entry in one call at the first step,
+/// then walks that copy, so it sees the dictionary as it was at one moment and never fails
+/// because another process changed it meanwhile (where Python's `for k in d` over a changing
+/// dict raises `RuntimeError`). The blocking form is `for (key, value) in try dictionary.items()`.
 public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendable>: Sendable, Codable, Hashable {
     /// The server object behind this proxy.
     public let reference: ObjectReference
@@ -86,9 +95,9 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
         return result
     }
 
-    /// Every entry as pairs, taken atomically (for keys that are not `Hashable`).
+    /// Every entry as pairs, taken atomically (for keys that are not `Hashable`): Python's `items()`.
     ///
-    /// - Returns: the entries in no particular order.
+    /// - Returns: the entries in insertion order.
     /// - Throws: as ``get(_:)``.
     public func items() throws -> [(key: Key, value: Value)] {
         guard case .items(let keys, let values) = try reference.call(DictionaryRequest.items) else {
@@ -182,6 +191,130 @@ public struct ManagedDictionary<Key: Codable & Sendable, Value: Codable & Sendab
         guard case .compareAndDelete(let deleted, let current) = try reference.call(request) else { throw unexpectedReply(to: request) }
         return (deleted, try current.map { try ValueCoding.decode(Value.self, $0) })
     }
+}
+
+extension ManagedDictionary {
+    /// Every key, in insertion order, taken atomically: Python's `keys()` (a copy, not a view).
+    ///
+    /// - Returns: the keys.
+    /// - Throws: as ``get(_:)``.
+    public func keys() throws -> [Key] { try items().map(\.key) }
+
+    /// Every value, in the insertion order of their keys, taken atomically: Python's `values()`.
+    ///
+    /// - Returns: the values.
+    /// - Throws: as ``get(_:)``.
+    public func values() throws -> [Value] { try items().map(\.value) }
+
+    /// The value for `key`, or `defaultValue`: Python's `get(key, default)`.
+    ///
+    /// - Parameters:
+    ///   - key: the key.
+    ///   - defaultValue: what to return when the key has no value.
+    /// - Returns: the value stored, or `defaultValue`.
+    /// - Throws: as ``get(_:)``.
+    public func get(_ key: Key, default defaultValue: @autoclosure () -> Value) throws -> Value {
+        try get(key) ?? defaultValue()
+    }
+
+    /// Sets every entry of `other`, all in one atomic call: Python's `update(other)` and `d |= other`.
+    ///
+    /// - Parameter other: the entries; new keys are inserted in `other`'s iteration order.
+    /// - Throws: as ``get(_:)``.
+    public func update(_ other: [Key: Value]) throws where Key: Hashable {
+        try update(contentsOf: other.map { ($0.key, $0.value) })
+    }
+
+    /// Sets every pair, in order, all in one atomic call: Python's `update(iterable_of_pairs)`.
+    /// A key that comes more than once ends with its last value, in its first place.
+    ///
+    /// - Parameter pairs: the keys and values.
+    /// - Throws: as ``get(_:)``.
+    public func update(contentsOf pairs: some Sequence<(Key, Value)>) throws {
+        var keys: [[UInt8]] = []
+        var values: [[UInt8]] = []
+        for (key, value) in pairs {
+            keys.append(try ValueCoding.encode(key))
+            values.append(try ValueCoding.encode(value))
+        }
+        let request = DictionaryRequest.update(ifVersion: nil, keys: keys, values: values)
+        guard case .update = try reference.call(request) else { throw unexpectedReply(to: request) }
+    }
+
+    /// Merges `other` in, combining the values of keys present on both sides, atomically:
+    /// Swift's `Dictionary.merge(_:uniquingKeysWith:)` (Python's `d |= other` is ``update(_:)``,
+    /// where `other` wins). It reads the current values of `other`'s keys, combines them here
+    /// (the server never decodes values), and writes them only if nothing changed the dictionary
+    /// in between; otherwise it reads and combines again.
+    ///
+    /// - Parameters:
+    ///   - other: the entries to merge in.
+    ///   - combine: the value to keep for a key on both sides: `combine(current, new)`; it may
+    ///     run more than once.
+    /// - Throws: what `combine` throws (nothing is changed then), and as ``get(_:)``.
+    public func merge(_ other: [Key: Value], uniquingKeysWith combine: (Value, Value) throws -> Value) throws where Key: Hashable {
+        let entries = Array(other)
+        let keys = try entries.map { try ValueCoding.encode($0.key) }
+        while true {
+            let read = DictionaryRequest.getMany(keys: keys)
+            guard case .getMany(let version, let current) = try reference.call(read), current.count == keys.count else {
+                throw unexpectedReply(to: read)
+            }
+            var values: [[UInt8]] = []
+            for (entry, stored) in zip(entries, current) {
+                let value = try stored.map { try combine(try ValueCoding.decode(Value.self, $0), entry.value) } ?? entry.value
+                values.append(try ValueCoding.encode(value))
+            }
+            let write = DictionaryRequest.update(ifVersion: version, keys: keys, values: values)
+            guard case .update(let updated, _) = try reference.call(write) else { throw unexpectedReply(to: write) }
+            if updated { return }
+        }
+    }
+
+    /// Removes and returns the entry inserted last: Python's `popitem()`, which raises `KeyError`
+    /// where this returns nil.
+    ///
+    /// - Returns: the entry removed, or nil when the dictionary is empty.
+    /// - Throws: as ``get(_:)``.
+    @discardableResult
+    public func popItem() throws -> (key: Key, value: Value)? {
+        guard case .popLast(let key, let value) = try reference.call(DictionaryRequest.popLast) else {
+            throw unexpectedReply(to: DictionaryRequest.popLast)
+        }
+        guard let key else { return nil }
+        return (try ValueCoding.decode(Key.self, key), try ValueCoding.decode(Value.self, value))
+    }
+}
+
+extension ManagedDictionary: AsyncSequence {
+    /// Walks a snapshot of the entries, in insertion order, read at the first step (one call,
+    /// off the cooperative pool).
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        private let dictionary: ManagedDictionary
+        private var entries: [(key: Key, value: Value)]?
+        private var position = 0
+
+        internal init(dictionary: ManagedDictionary) { self.dictionary = dictionary }
+
+        /// The next entry of the snapshot.
+        ///
+        /// - Returns: the entry, or nil after the last.
+        /// - Throws: what ``ManagedDictionary/items()`` throws, at the first step.
+        public mutating func next() async throws -> (key: Key, value: Value)? {
+            if entries == nil {
+                let dictionary = self.dictionary
+                entries = try await managerRunBlocking { _ in try dictionary.items() }
+            }
+            guard let entries, position < entries.count else { return nil }
+            defer { position += 1 }
+            return entries[position]
+        }
+    }
+
+    /// An iterator over a snapshot of the entries.
+    ///
+    /// - Returns: the iterator; it reads the dictionary at its first step.
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(dictionary: self) }
 }
 
 extension ManagedDictionary where Value == Int {

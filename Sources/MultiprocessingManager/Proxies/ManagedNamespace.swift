@@ -38,3 +38,38 @@ public struct ManagedNamespace<State: Codable & Sendable>: Sendable, Codable, Ha
         get throws { try get()[keyPath: keyPath] }
     }
 }
+
+extension ManagedNamespace: CustomStringConvertible {
+    /// The namespace as Python prints one, `Namespace(name="job", count=2)`: each stored property
+    /// of the state read from the server (one call), with its label and its value as
+    /// `String(reflecting:)` writes it (strings quoted). A state without stored properties (a
+    /// plain number, say) prints as `Namespace(5)`. When the server cannot be reached, the text
+    /// says so instead (`Namespace(<unavailable: ...>)`); ``text()`` throws then.
+    public var description: String {
+        do {
+            return try text()
+        } catch {
+            return "Namespace(<unavailable: \(error)>)"
+        }
+    }
+
+    /// The namespace's text, as ``description``, read from the server.
+    ///
+    /// - Returns: `Namespace(label=value, ...)`.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public func text() throws -> String {
+        Self.text(of: try get())
+    }
+
+    /// `Namespace(label=value, ...)` for `state`.
+    internal static func text(of state: State) -> String {
+        let mirror = Mirror(reflecting: state)
+        guard !mirror.children.isEmpty, mirror.displayStyle == .struct || mirror.displayStyle == .class else {
+            return "Namespace(\(String(reflecting: state)))"
+        }
+        let fields = mirror.children.map { child in
+            "\(child.label ?? "_")=\(String(reflecting: child.value))"
+        }
+        return "Namespace(\(fields.joined(separator: ", ")))"
+    }
+}

@@ -105,4 +105,55 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
     public var empty: Bool {
         get throws { try qsize == 0 }
     }
+
+    /// The queue's count, bound and unfinished tasks, read in one call (a snapshot).
+    ///
+    /// - Returns: the items queued, the bound (0: unbounded) and the items put and not yet
+    ///   marked done (see ``ManagedJoinableQueue``).
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public func info() throws -> (count: Int, maximumSize: Int, unfinishedTasks: Int) {
+        guard case .info(let count, let maximumSize, let unfinished) = try reference.call(QueueRequest.info) else {
+            throw unexpectedReply(to: QueueRequest.info)
+        }
+        return (count, maximumSize, unfinished)
+    }
+
+    /// The number of items queued (a snapshot): the same as ``qsize``.
+    ///
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public var count: Int {
+        get throws { try qsize }
+    }
+
+    /// Whether the queue holds no items (a snapshot): the same as ``empty``.
+    ///
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public var isEmpty: Bool {
+        get throws { try qsize == 0 }
+    }
+
+    /// Whether a bounded queue holds its maximum number of items (a snapshot): Python's `full()`.
+    /// An unbounded queue is never full.
+    ///
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public var isFull: Bool {
+        get throws {
+            let (count, maximumSize, _) = try info()
+            return maximumSize > 0 && count >= maximumSize
+        }
+    }
+
+    /// Whether the queue is full: the local `Queue`'s name for ``isFull``.
+    ///
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public var full: Bool {
+        get throws { try isFull }
+    }
+
+    /// The most items the queue holds (0: unbounded): Python's `maxsize`.
+    ///
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public var maxsize: Int {
+        get throws { try info().maximumSize }
+    }
 }
