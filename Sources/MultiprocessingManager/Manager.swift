@@ -109,7 +109,7 @@ public struct ManagerServerTask: ProcessTask {
 /// killed with SIGKILL. By default it listens on a Unix socket in a new 0700 directory; give a
 /// TCP address (`.tcp(host:port:)`) to serve other machines. Every connection proves, in both
 /// directions, that it holds the key (HMAC-SHA256 challenge–response) before any request is read.
-/// The key is the process's default key (``AuthKey/processDefault``) unless one is given.
+/// The key is the process's default key (`AuthKey.processDefault`) unless one is given.
 public final class Manager: Sendable {
     /// Where the server listens. For a Unix manager before `start()`, nil.
     public var address: ManagerAddress? { state.withLock { $0.address } }
