@@ -165,28 +165,16 @@ package enum ConnectionPlatform {
         }
     }
 
-    /// Writes all of `buffer`, waiting for room; never raises SIGPIPE.
+    /// Writes all of `buffer` (the package's one loop, `system_writeAll`); never raises SIGPIPE.
+    /// A connection's socket is blocking (an accepted socket does not inherit the listener's
+    /// `O_NONBLOCK`), so the loop waits for room in the kernel.
     package static func writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws(Errno) {
-        var done = 0
-        while done < buffer.count {
-            let n = Glibc.send(fd, buffer.baseAddress.map { $0 + done }, buffer.count - done, CInt(MSG_NOSIGNAL))
-            if n < 0 {
-                let error = Errno(rawValue: Glibc.errno)
-                if error == .interrupted { continue }
-                if error == .resourceTemporarilyUnavailable {
-                    _ = try? system_poll(fd, events: Int16(POLLOUT), timeoutMilliseconds: 100)
-                    continue
-                }
-                throw error
-            }
-            done += n
-        }
+        try system_writeAll(fd, buffer, socket: true)
     }
 
     /// Waits until `fd` is readable (or hung up), up to `milliseconds` (-1 for ever).
     package static func waitReadable(_ fd: CInt, milliseconds: CInt) -> Bool {
-        guard let revents = try? system_poll(fd, events: Int16(POLLIN), timeoutMilliseconds: milliseconds) else { return true }
-        return revents != 0
+        ManagerPlatform.waitReadable(fd, milliseconds: milliseconds)
     }
 
     /// `poll(2)` on several descriptors: each one's `revents`, all zero on a timeout or `EINTR`.
@@ -207,10 +195,10 @@ package enum ConnectionPlatform {
     package static func close(_ fd: CInt) { system_close(fd) }
 
     /// Removes a file; errors are ignored (cleanup).
-    package static func unlink(_ path: String) { _ = Glibc.unlink(path) }
+    package static func unlink(_ path: String) { ManagerPlatform.unlink(path) }
 
     /// Removes an empty directory; errors are ignored (cleanup).
-    package static func removeDirectory(_ path: String) { _ = Glibc.rmdir(path) }
+    package static func removeDirectory(_ path: String) { ManagerPlatform.removeDirectory(path) }
 
     /// Makes a new private (0700) directory from a template ending in `XXXXXX`.
     package static func makeTemporaryDirectory(prefix: String) throws(Errno) -> String {

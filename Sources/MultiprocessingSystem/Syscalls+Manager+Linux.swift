@@ -11,89 +11,36 @@ package import SystemPackage
 package enum ManagerPlatform {
     // MARK: sockets
 
+    // The socket calls are ConnectionPlatform's (Syscalls+Connection+Linux.swift), which the
+    // listeners of MultiprocessingConnection share: one copy of the address building, bind,
+    // listen and connect. A manager's Unix addresses are paths, never abstract names.
+
     /// A new Unix stream socket, close-on-exec, blocking.
-    package static func unixSocket() throws(Errno) -> CInt {
-        try valueOrErrno { Glibc.socket(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0) }
-    }
+    package static func unixSocket() throws(Errno) -> CInt { try ConnectionPlatform.socket(unix: true) }
 
     /// A new IPv4 TCP socket, close-on-exec, blocking, with `TCP_NODELAY` (requests are small and
     /// each waits for its reply: Nagle's algorithm would add 40 ms to some of them).
-    package static func tcpSocket() throws(Errno) -> CInt {
-        let fd = try valueOrErrno { Glibc.socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0) }
-        var one: CInt = 1
-        _ = Glibc.setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
-        return fd
-    }
-
-    private static func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard bytes.count < capacity else { throw Errno.fileNameTooLong }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-    }
-
-    private static func withInetAddress<R>(_ host: String, _ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
-        let numeric = host == "localhost" ? "127.0.0.1" : host
-        guard inet_pton(AF_INET, numeric, &address.sin_addr) == 1 else { throw Errno.invalidArgument }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-    }
+    package static func tcpSocket() throws(Errno) -> CInt { try ConnectionPlatform.socket(unix: false) }
 
     /// Binds a Unix socket to `path` and listens.
     package static func listenUnix(_ fd: CInt, path: String, backlog: Int) throws(Errno) {
-        let r = try withUnixAddress(path) { Glibc.bind(fd, $0, $1) }
-        if r != 0 { throw Errno(rawValue: Glibc.errno) }
-        _ = try valueOrErrno { Glibc.listen(fd, CInt(backlog)) }
+        try ConnectionPlatform.listenUnix(fd, name: path, abstract: false, backlog: backlog)
     }
 
     /// Binds a TCP socket to `host:port` (an IPv4 address or `localhost`; port 0 picks a free one)
     /// with `SO_REUSEADDR`, and listens. Returns the bound port.
     package static func listenTCP(_ fd: CInt, host: String, port: Int, backlog: Int) throws(Errno) -> Int {
-        var one: CInt = 1
-        _ = Glibc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
-        let r = try withInetAddress(host, port) { Glibc.bind(fd, $0, $1) }
-        if r != 0 { throw Errno(rawValue: Glibc.errno) }
-        _ = try valueOrErrno { Glibc.listen(fd, CInt(backlog)) }
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = try valueOrErrno {
-            withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.getsockname(fd, $0, &length) }
-            }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        try ConnectionPlatform.listenTCP(fd, host: host, port: port, backlog: backlog)
     }
 
     /// Connects a Unix socket to `path`.
     package static func connectUnix(_ fd: CInt, path: String) throws(Errno) {
-        while true {
-            let r = try withUnixAddress(path) { Glibc.connect(fd, $0, $1) }
-            if r == 0 { return }
-            let error = Errno(rawValue: Glibc.errno)
-            if error != .interrupted { throw error }
-        }
+        try ConnectionPlatform.connectUnix(fd, name: path, abstract: false)
     }
 
     /// Connects a TCP socket to `host:port`.
     package static func connectTCP(_ fd: CInt, host: String, port: Int) throws(Errno) {
-        while true {
-            let r = try withInetAddress(host, port) { Glibc.connect(fd, $0, $1) }
-            if r == 0 { return }
-            let error = Errno(rawValue: Glibc.errno)
-            if error != .interrupted { throw error }
-        }
+        try ConnectionPlatform.connectTCP(fd, host: host, port: port)
     }
 
     /// Accepts one connection (close-on-exec, blocking). Retries `EINTR` and the transient errors
