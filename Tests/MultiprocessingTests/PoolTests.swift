@@ -333,8 +333,11 @@ struct PoolUnorderedMemoryTests {
             if taken == 50_000 { baseline = Self.residentBytes() }
             if taken == 450_000 { break }
         }
+        // A pool that kept the inputs would grow by 40 MB; the bound leaves room for the suites
+        // that run beside this one in the same process (the 10 MB over 10 million items is
+        // measured in a process of its own: tenMillionItemsThroughAWindowOf64KeepMemoryFlat).
         let growth = Self.residentBytes() - baseline
-        #expect(growth < 10 << 20, "grew by \(growth) bytes over 400 000 items")
+        #expect(growth < 20 << 20, "grew by \(growth) bytes over 400 000 items")
     }
 }
 

@@ -244,3 +244,72 @@ public struct PoolFailOneMarkOthers: PoolFunction {
         return try PoolFailOneSleepOthers(failing: failing, milliseconds: milliseconds).run(x)
     }
 }
+
+// MARK: the memory of mapUnordered over an endless input, in a process of its own
+
+/// A field of `/proc/self/status` in bytes (`RssAnon`, `VmRSS`: given there in kB); 0 if absent.
+private func statusBytes(_ field: String) -> Int {
+    let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        bytes += chunk[..<n]
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }) else { return 0 }
+    return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+}
+
+private final class MemoryReport: Sendable {
+    private let value = Mutex<String>("nothing")
+    func set(_ text: String) { value.withLock { $0 = text } }
+    func get() -> String { value.withLock { $0 } }
+}
+
+/// `pool-unordered-memory COUNT`: 100 000 items of warm-up, then COUNT more, through
+/// `mapUnordered` over the endless input `0...` with a window of 64, and prints
+/// `taken N anon +BYTES resident +BYTES` (the growth of `RssAnon` and `VmRSS` over the COUNT items).
+/// A process of its own, so that no other test's allocations are counted: the test process runs
+/// many suites at once, and their memory moved its figures by more than the 10 MB measured.
+public func runPoolMemoryScenario(_ name: String, _ rest: ArraySlice<String>) throws -> Bool {
+    guard name == "pool-unordered-memory" else { return false }
+    guard let count = rest.first.flatMap({ Int($0) }), count > 0 else {
+        say("usage: pool-unordered-memory COUNT")
+        exit(64)
+    }
+    let report = MemoryReport()
+    let done = try Semaphore(0)
+    Task {
+        do {
+            let pool = try ProcessPool(workers: 2)
+            defer { pool.terminate() }
+            var taken = 0
+            var anon = 0
+            var resident = 0
+            for try await (index, result) in try pool.mapUnordered(PoolSquare(), over: (0...).lazy, window: 64) {
+                guard (try? result.get()) == index &* index else {
+                    report.set("wrong task \(index): \(result)")
+                    try? done.release()
+                    return
+                }
+                taken += 1
+                if taken == 100_000 {
+                    anon = statusBytes("RssAnon")
+                    resident = statusBytes("VmRSS")
+                }
+                if taken == 100_000 + count { break }
+            }
+            report.set("taken \(taken - 100_000) anon +\(statusBytes("RssAnon") - anon) resident +\(statusBytes("VmRSS") - resident)")
+        } catch {
+            report.set("threw \(error)")
+        }
+        try? done.release()
+    }
+    try done.acquire()
+    say(report.get())
+    return true
+}

@@ -126,6 +126,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         if try runOutsideCheckScenario(name, rest) { return }
         if try runProcessLeftoverScenario(name, rest) { return }
         if try runPoolBehaviourScenario(name, rest) { return }
+        if try runPoolMemoryScenario(name, rest) { return }
         if try runConnectionScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
