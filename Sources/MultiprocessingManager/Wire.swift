@@ -18,7 +18,7 @@ internal enum Op: UInt8 {
     // list
     case lAppend = 40, lGet, lSet, lCount, lSnapshot, lRemoveAt, lInsert, lClear, lExtend
     // queue (qInfo, qTaskDone, qJoin: issue 18; new operations, so no new protocol version)
-    case qPut = 50, qGet, qCount, qInfo, qTaskDone, qJoin
+    case qPut = 50, qGet, qCount, qInfo, qTaskDone, qJoin, qShutdown
     // lock, rlock, and a condition's lock
     case acquire = 60, release, isLocked
     // semaphore

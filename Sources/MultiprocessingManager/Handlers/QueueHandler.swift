@@ -8,6 +8,8 @@ internal final class QueueState {
     /// Items put and not yet marked done. Every queue counts them (it costs an integer), so a
     /// joinable proxy can reach any queue, a named one made by `queue(name:)` too.
     internal var unfinished = 0
+    /// Set by `shutdown(immediate:)` (Python 3.13): puts are refused, gets fail once it is empty.
+    internal var isShutDown = false
 
     internal init(maximumSize: Int) { self.maximumSize = maximumSize }
 
@@ -36,6 +38,7 @@ extension ManagerServer {
         case .put(let item, let timeout):
             let timeout = try checkedTimeout(timeout)
             let done = try waitFor(object, timeout: timeout, connection) { () -> Bool? in
+                if state.isShutDown { throw Self.queueShutDown("put") }
                 guard state.maximumSize == 0 || state.count < state.maximumSize else { return nil }
                 state.items.append(item)
                 if state.unfinished < Int.max { state.unfinished += 1 }
@@ -47,7 +50,10 @@ extension ManagerServer {
         case .get(let timeout):
             let timeout = try checkedTimeout(timeout)
             let item = try waitFor(object, timeout: timeout, connection) { () -> [UInt8]? in
-                guard state.count > 0 else { return nil }
+                guard state.count > 0 else {
+                    if state.isShutDown { throw Self.queueShutDown("get") }
+                    return nil
+                }
                 let item = state.pop()
                 object.changed()
                 return item
@@ -72,6 +78,24 @@ extension ManagerServer {
                 state.unfinished == 0 ? true : nil
             }
             return .join(done: done != nil)
+        case .shutdown(let immediate):
+            try locked(object) {
+                state.isShutDown = true
+                if immediate {
+                    // Python counts the dropped items as done, so that a join does not wait
+                    // for ever on items no one can get.
+                    state.unfinished = max(0, state.unfinished - state.count)
+                    state.items.removeAll()
+                    state.head = 0
+                }
+                // Wakes every waiter (getters, putters, joiners) to look again.
+                object.changed()
+            }
+            return .shutdown
         }
+    }
+
+    private static func queueShutDown(_ operation: String) -> MultiprocessingError {
+        MultiprocessingError(.shutDown, "ManagedQueue.\(operation): the queue is shut down.")
     }
 }

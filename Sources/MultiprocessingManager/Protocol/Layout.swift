@@ -182,7 +182,7 @@ extension ManagerRequest {
         case .lAppend, .lGet, .lSet, .lCount, .lSnapshot, .lRemoveAt, .lInsert, .lClear, .lExtend,
              .lCountOf, .lIndexOf, .lReverse, .lVersionedSnapshot, .lReplace:
             self = .list(object: id, try ListRequest(op, &r))
-        case .qPut, .qGet, .qCount, .qInfo, .qTaskDone, .qJoin:
+        case .qPut, .qGet, .qCount, .qInfo, .qTaskDone, .qJoin, .qShutdown:
             self = .queue(object: id, try QueueRequest(op, &r))
         case .acquire, .release, .isLocked:
             self = .lock(object: id, try LockRequest(op, &r))

@@ -13,6 +13,9 @@ internal enum QueueRequest: Codable, Sendable, Equatable {
     case taskDone
     /// Waits until every item put so far is marked done; answers `.join(done: false)` at the timeout.
     case join(timeout: Int64?)
+    /// Python 3.13's `shutdown(immediate)`: puts are refused from now on, gets drain what is
+    /// left (nothing, with `immediate`) and then fail; waiters wake.
+    case shutdown(immediate: Bool)
 }
 
 /// A put or get that times out is an error reply (`full`, `empty`).
@@ -25,6 +28,7 @@ internal enum QueueReply: Codable, Sendable, Equatable {
     case taskDone
     /// false: tasks were still unfinished at the timeout.
     case join(done: Bool)
+    case shutdown
 }
 
 extension QueueRequest: ObjectRequest {
@@ -38,6 +42,7 @@ extension QueueRequest: ObjectRequest {
         case .info: "info"
         case .taskDone: "taskDone"
         case .join: "join"
+        case .shutdown: "shutdown"
         }
     }
     func envelope(object id: UInt64) -> ManagerRequest { .queue(object: id, self) }
@@ -62,6 +67,9 @@ extension QueueRequest {
         case .join(let timeout):
             w = ByteWriter(op: .qJoin, object: id)
             w.timeout(timeout)
+        case .shutdown(let immediate):
+            w = ByteWriter(op: .qShutdown, object: id)
+            w.bool(immediate)
         }
         return w
     }
@@ -74,6 +82,7 @@ extension QueueRequest {
         case .qInfo: self = .info
         case .qTaskDone: self = .taskDone
         case .qJoin: self = .join(timeout: try r.timeout())
+        case .qShutdown: self = .shutdown(immediate: try r.bool())
         default: throw unknownOperation(op, "a queue")
         }
     }
@@ -91,6 +100,7 @@ extension QueueReply: ReplyLayout {
             w.count(unfinished)
         case .taskDone: break
         case .join(let done): w.bool(done)
+        case .shutdown: break
         }
     }
 
@@ -102,6 +112,7 @@ extension QueueReply: ReplyLayout {
         case .info: self = .info(count: try r.int(), maximumSize: try r.int(), unfinished: try r.int())
         case .taskDone: self = .taskDone
         case .join: self = .join(done: try r.bool())
+        case .shutdown: self = .shutdown
         }
     }
 }

@@ -150,6 +150,29 @@ public struct ManagedQueue<Element: Codable & Sendable>: QueueProtocol, Codable,
         get throws { try isFull }
     }
 
+    /// Shuts the queue down, as Python 3.13's `shutdown(immediate)`: from now on every `put`, in
+    /// every process, throws `MultiprocessingError/Code/shutDown`; a `get` takes what is left and
+    /// then throws it (at once with `immediate`, which drops the items left and counts them as
+    /// done for a joinable queue's `join`). Callers blocked in `put`, `get` or `join` wake.
+    ///
+    /// - Parameter immediate: drop the items still queued.
+    /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
+    public func shutdown(immediate: Bool = false) throws {
+        let request = QueueRequest.shutdown(immediate: immediate)
+        guard case .shutdown = try reference.call(request) else { throw unexpectedReply(to: request) }
+    }
+
+    /// Shuts the queue down without blocking the cooperative pool; see `shutdown(immediate:)`.
+    ///
+    /// - Parameter immediate: drop the items still queued.
+    /// - Throws: as `shutdown(immediate:)`.
+    public func shutdown(immediate: Bool = false) async throws {
+        try await managerRunBlocking { interrupt in
+            let request = QueueRequest.shutdown(immediate: immediate)
+            guard case .shutdown = try reference.call(request, interrupt: interrupt) else { throw unexpectedReply(to: request) }
+        }
+    }
+
     /// The most items the queue holds (0: unbounded): Python's `maxsize`.
     ///
     /// - Throws: `MultiprocessingError/Code/endOfStream` when the server is gone.
