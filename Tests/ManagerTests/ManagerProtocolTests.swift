@@ -63,6 +63,7 @@ private let queueCases: [(QueueRequest, QueueReply)] = [
     (.get(timeout: 1_000_000), .get(item: k)), (.get(timeout: .max), .get(item: [])), (.count, .count(5)),
     (.info, .info(count: 3, maximumSize: 0, unfinished: .max)), (.taskDone, .taskDone),
     (.join(timeout: nil), .join(done: true)), (.join(timeout: 7), .join(done: false)),
+    (.shutdown(immediate: false), .shutdown), (.shutdown(immediate: true), .shutdown),
 ]
 private let lockCases: [(LockRequest, LockReply)] = [
     (.acquire(thread: 77, timeout: nil), .acquire(.acquired)), (.acquire(thread: .max, timeout: 5), .acquire(.timedOut)),
