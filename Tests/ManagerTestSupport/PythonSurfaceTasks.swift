@@ -6,18 +6,6 @@ import Glibc
 public import Multiprocessing
 public import MultiprocessingManager
 
-/// What a call threw: its code's name, or "returned".
-public func surfaceOutcome(_ body: () throws -> Void) -> String {
-    do {
-        try body()
-        return "returned"
-    } catch let error as MultiprocessingError {
-        return error.code.description
-    } catch {
-        return "\(type(of: error))"
-    }
-}
-
 /// Takes `count` items from a joinable queue, records each in `seen` and marks it done; then
 /// calls `taskDone()` once too often and returns what that threw.
 public struct JoinableConsumer: ProcessTask {
@@ -35,7 +23,7 @@ public struct JoinableConsumer: ProcessTask {
             try seen.append(item)
             try queue.taskDone()
         }
-        return surfaceOutcome { try queue.taskDone() }
+        return shapeOutcome { try queue.taskDone() }
     }
 }
 
@@ -46,12 +34,12 @@ public struct QueueStateReader: ProcessTask {
     public init(queue: ManagedQueue<Int>) { self.queue = queue }
     public func run() throws -> String {
         let state = "empty \(try queue.isEmpty) full \(try queue.isFull) count \(try queue.count)"
-        let put = surfaceOutcome { try queue.putNowait(99) }
-        let timedPut = surfaceOutcome { try queue.put(98, timeout: .milliseconds(20)) }
+        let put = shapeOutcome { try queue.putNowait(99) }
+        let timedPut = shapeOutcome { try queue.put(98, timeout: .milliseconds(20)) }
         var got: [Int] = []
         while let item = try? queue.getNowait() { got.append(item) }
-        let get = surfaceOutcome { _ = try queue.getNowait() }
-        let timedGet = surfaceOutcome { _ = try queue.get(timeout: .milliseconds(20)) }
+        let get = shapeOutcome { _ = try queue.getNowait() }
+        let timedGet = shapeOutcome { _ = try queue.get(timeout: .milliseconds(20)) }
         return "\(state); putNowait \(put), put \(timedPut); got \(got); getNowait \(get), get \(timedGet); empty \(try queue.isEmpty)"
     }
 }
@@ -67,7 +55,7 @@ public struct BoundedSemaphoreUser: ProcessTask {
         let third = try semaphore.tryAcquire()
         let emptyValue = try semaphore.value
         try semaphore.release(2)
-        let over = surfaceOutcome { try semaphore.release() }
+        let over = shapeOutcome { try semaphore.release() }
         return "bound \(try semaphore.bound) try \(second) \(third) value \(emptyValue) -> \(try semaphore.value) over \(over)"
     }
 }
@@ -228,8 +216,8 @@ public struct ArrayIncrementer: ProcessTask {
             for i in 0..<(try array.count()) { try array.increment(at: i) }
         }
         try labels.set(["child \(slot)"], at: slot)
-        let tooLong = surfaceOutcome { try labels.set(["a", "b", "c", "d"], at: 0) }
-        let outside = surfaceOutcome { _ = try array[10] }
+        let tooLong = shapeOutcome { try labels.set(["a", "b", "c", "d"], at: 0) }
+        let outside = shapeOutcome { _ = try array[10] }
         return "length \(try labels.count()) tooLong \(tooLong) outside \(outside) last \(try labels[-1])"
     }
 }

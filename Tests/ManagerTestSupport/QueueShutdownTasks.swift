@@ -16,7 +16,7 @@ public struct QueueShutdownWaiter: ProcessTask {
     }
     public func run() throws -> String {
         try calling.set()
-        return surfaceOutcome {
+        return shapeOutcome {
             if put { try queue.put(7) } else { _ = try queue.get() }
         }
     }

@@ -14,11 +14,11 @@ extension ManagerTests {
         try queue.put(1)
         try queue.put(2)
         try queue.shutdown()
-        #expect(surfaceOutcome { try queue.put(3) } == "shutDown")
+        #expect(shapeOutcome { try queue.put(3) } == "shutDown")
         #expect(try queue.get() == 1)
         #expect(try queue.get(timeout: .seconds(60)) == 2)
-        #expect(surfaceOutcome { _ = try queue.get() } == "shutDown")
-        #expect(surfaceOutcome { _ = try queue.getNowait() } == "shutDown")
+        #expect(shapeOutcome { _ = try queue.get() } == "shutDown")
+        #expect(shapeOutcome { _ = try queue.getNowait() } == "shutDown")
         try queue.shutdown()    // twice is harmless, as in Python
     }
 
@@ -38,7 +38,7 @@ extension ManagerTests {
         _ = try jobs.get()
         try jobs.taskDone()
         try jobs.queue.shutdown(immediate: true)
-        #expect(surfaceOutcome { _ = try jobs.get() } == "shutDown")
+        #expect(shapeOutcome { _ = try jobs.get() } == "shutDown")
         #expect(try jobs.unfinishedTasks == 0)
         try jobs.join(timeout: .seconds(60))    // the four dropped count as done
     }

@@ -42,9 +42,9 @@ extension ManagerTests {
         try queue.put("a")
         try queue.put("b")
         #expect(try queue.isFull && queue.unfinishedTasks == 2)
-        #expect(surfaceOutcome { try queue.putNowait("x") } == "full")
-        #expect(surfaceOutcome { try queue.join(timeout: .milliseconds(20)) } == "timedOut")
-        #expect(surfaceOutcome { try queue.join(timeout: .seconds(-1)) } == "misuse")
+        #expect(shapeOutcome { try queue.putNowait("x") } == "full")
+        #expect(shapeOutcome { try queue.join(timeout: .milliseconds(20)) } == "timedOut")
+        #expect(shapeOutcome { try queue.join(timeout: .seconds(-1)) } == "misuse")
         let consumer = ChildProcess(JoinableConsumer(queue: queue, seen: seen, count: 3))
         try consumer.start()
         try queue.put("c", timeout: .seconds(60))     // waits for the consumer to make room
@@ -69,20 +69,20 @@ extension ManagerTests {
         defer { try? manager.shutdown() }
         let semaphore = try manager.boundedSemaphore(value: 2)
         #expect(try semaphore.bound == 2 && semaphore.value == 2)
-        #expect(surfaceOutcome { try semaphore.release() } == "misuse")
+        #expect(shapeOutcome { try semaphore.release() } == "misuse")
         #expect(try semaphore.value == 2)
         let user = ChildProcess(BoundedSemaphoreUser(semaphore: semaphore))
         try user.start()
         #expect(try user.value(timeout: .seconds(60)) == "bound 2 try true false value 0 -> 2 over misuse")
         // The plain proxy of the same object is still bounded: the server checks.
-        #expect(surfaceOutcome { try semaphore.semaphore.release() } == "misuse")
+        #expect(shapeOutcome { try semaphore.semaphore.release() } == "misuse")
         #expect(try semaphore.withPermit { try semaphore.value } == 1)
-        #expect(surfaceOutcome { _ = try manager.boundedSemaphore(value: -1) } == "misuse")
+        #expect(shapeOutcome { _ = try manager.boundedSemaphore(value: -1) } == "misuse")
         // A name is get-or-create of one kind: a bounded semaphore is not a semaphore.
         _ = try manager.boundedSemaphore(value: 1, name: "b")
-        #expect(surfaceOutcome { _ = try manager.semaphore(value: 1, name: "b") } == "misuse")
-        #expect(surfaceOutcome { _ = try manager.boundedSemaphore(value: 0).bound } == "returned")
-        #expect(surfaceOutcome { _ = try ManagedBoundedSemaphore(reference: manager.semaphore().reference).bound } == "misuse")
+        #expect(shapeOutcome { _ = try manager.semaphore(value: 1, name: "b") } == "misuse")
+        #expect(shapeOutcome { _ = try manager.boundedSemaphore(value: 0).bound } == "returned")
+        #expect(shapeOutcome { _ = try ManagedBoundedSemaphore(reference: manager.semaphore().reference).bound } == "misuse")
     }
 
     @Test func tryAcquireOnManagedSemaphoresNeverWaitsInAnotherProcess() throws {
@@ -145,7 +145,7 @@ extension ManagerTests {
         }
         #expect(manager.serverPID == nil)
         #expect(manager.serverExitStatus == .exited(1))
-        #expect(surfaceOutcome { _ = try manager.dictionary(String.self, Int.self) } == "misuse")
+        #expect(shapeOutcome { _ = try manager.dictionary(String.self, Int.self) } == "misuse")
         // The manager may be started again, with an initializer that succeeds.
         let path = temporaryPath("second")
         defer { unlink(path) }
@@ -169,7 +169,7 @@ extension ManagerTests {
         let first = try #require(kept)
         #expect(first.serverPID == nil)
         #expect(first.serverExitStatus == .exited(0))
-        #expect(surfaceOutcome { _ = try first.serverStatistics() } == "endOfStream")
+        #expect(shapeOutcome { _ = try first.serverStatistics() } == "endOfStream")
 
         struct Stop: Error {}
         var pid: Int32?
@@ -216,7 +216,7 @@ extension ManagerTests {
         #expect(try manager.namespace(7).text() == "Namespace(7)")
         try manager.shutdown()
         #expect(namespace.description.hasPrefix("Namespace(<unavailable: "), "\(namespace)")
-        #expect(surfaceOutcome { _ = try namespace.text() } == "endOfStream")
+        #expect(shapeOutcome { _ = try namespace.text() } == "endOfStream")
     }
 }
 
@@ -339,9 +339,9 @@ extension ManagerTests {
         try array.set(-1, 7)
         try array.set([1, 2], at: 1)
         #expect(try array[0] == 200 && array[-1] == 2 && array.get(1) == 1)
-        #expect(surfaceOutcome { try array.set([1], at: 3) } == "misuse")
-        #expect(surfaceOutcome { try array.set([1], at: -1) } == "misuse")
-        #expect(surfaceOutcome { _ = try manager.array(repeating: 0, count: -1) } == "misuse")
+        #expect(shapeOutcome { try array.set([1], at: 3) } == "misuse")
+        #expect(shapeOutcome { try array.set([1], at: -1) } == "misuse")
+        #expect(shapeOutcome { _ = try manager.array(repeating: 0, count: -1) } == "misuse")
         let doubles = try manager.array([0.5])
         #expect(try doubles.increment(at: 0, by: 0.25) == 0.75)
         let empty = try manager.array([Int]())
@@ -350,7 +350,7 @@ extension ManagerTests {
         // Named: get-or-create, of one kind.
         let named = try manager.array([1, 2], name: "a")
         #expect(try manager.array([9], name: "a").snapshot() == named.snapshot())
-        #expect(surfaceOutcome { _ = try manager.list(Int.self, name: "a") } == "misuse")
+        #expect(shapeOutcome { _ = try manager.list(Int.self, name: "a") } == "misuse")
     }
 
     @Test func iteratingAManagedArrayWalksOneSnapshot() async throws {
