@@ -34,9 +34,9 @@ import Testing
     /// would get the old mode): seen through the scan's statx, which crosses to a worker process
     /// packed (the chunked case went unreported before the change time was in it).
     ///
-    /// The change happens as soon as mpcp has the file open. A copy that wins that race (it ended
-    /// before the change) is a correct copy of the old content and exit 0; the test tries again
-    /// then, up to five times, and needs at least one run where the change came during the copy.
+    /// The change is made while mpcp (or its worker) is held in the middle of the file, after its
+    /// first step: the copy cannot end before it. (It was made once mpcp was seen with the file
+    /// open, and the copy could win that race; the test tried five times then.)
     @Test(arguments: [
         ("-j 2", "truncate -s 100M src/big"),
         ("-j 1", "truncate -s 100M src/big"),
@@ -46,33 +46,26 @@ import Testing
         ("-j 1 --workers processes", "chmod 600 src/big"),
     ])
     func aFileThatChangesWhileCopiedIsReportedAndNotPublished(jobs: String, change: String) async throws {
-        var reported = false
-        for _ in 0..<5 where !reported {
-            let scratch = try Scratch()
-            defer { scratch.cleanup() }
-            let script = waitUntilWriting + #"""
-            mkdir -p src && yes abcdefghijklmnop | head -c 512M > src/big && echo small > src/small
-            cp --reflink=never src/big before
-            mkdir dst
-            "$MPCP" -a \#(jobs) src dst & pid=$!
-            wait_until_writing $pid 'src/big$'
-            \#(change)
-            wait $pid; status=$?
-            find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
-            [ -e dst/src/small ] || echo "small missing"
-            if [ $status = 0 ] && cmp -s before dst/src/big; then echo "outcome=raced"
-            elif [ $status = 1 ] && [ ! -e dst/src/big ]; then echo "outcome=reported"
-            else echo "outcome=wrong status=$status size=$(stat -c %s dst/src/big 2>&1)"; fi
-            """#
-            let run = try await sh(script, in: scratch.path)
-            #expect(!run.stdout.contains("temporary left") && !run.stdout.contains("small missing"), "\(run.stdout)")
-            #expect(run.stdout.contains("outcome=reported") || run.stdout.contains("outcome=raced"), "\(run.stdout)\n\(run.stderr)")
-            if run.stdout.contains("outcome=reported") {
-                reported = true
-                #expect(run.stderr.contains("src/big: copy: the file changed while it was copied"), "\(run.stderr)")
-            }
-        }
-        #expect(reported, "the change never came during the copy in five tries")
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = holdFunctions + #"""
+        mkdir -p src && yes abcdefghijklmnop | head -c 512M > src/big && echo small > src/small
+        cp --reflink=never src/big before
+        mkdir dst
+        hold '*/src/big'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a \#(jobs) src dst & pid=$!
+        wait_held $pid
+        \#(change)
+        release_hold
+        wait $pid; status=$?
+        find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'
+        [ -e dst/src/small ] || echo "small missing"
+        if [ $status = 1 ] && [ ! -e dst/src/big ]; then echo "outcome=reported"
+        else echo "outcome=wrong status=$status size=$(stat -c %s dst/src/big 2>&1)"; fi
+        """#
+        let run = try await sh(script, in: scratch.path)
+        #expect(run.stdout == "outcome=reported\n", "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains("src/big: copy: the file changed while it was copied"), "\(run.stderr)")
     }
 
     /// A large file replaced by a FIFO while its chunks are copied (-j 2): the chunks that open the
@@ -81,12 +74,14 @@ import Testing
     @Test func aFileReplacedByAFifoMidwayDoesNotHang() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + #"""
+        let script = holdFunctions + #"""
         mkdir -p src && head -c 512M /dev/zero > src/big && echo small > src/small
         mkdir dst
-        timeout -s KILL 60 "$MPCP" -a -j 2 src dst & pid=$!
-        wait_until_writing $pid 'src/big$'
+        hold '*/src/big'
+        LD_PRELOAD=$MPCP_HOLD_LIB timeout -s KILL 60 "$MPCP" -a -j 2 src dst & pid=$!
+        wait_held $pid
         mv src/big src/old && mkfifo src/big
+        release_hold
         wait $pid; echo "status=$?"
         [ -e dst/src/big ] && echo "big published"
         find dst -name '.mpcp-tmp*' | sed 's/^/temporary left: /'

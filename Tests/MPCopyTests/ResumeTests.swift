@@ -17,23 +17,15 @@ import Testing
     /// leaves nothing else beside it.
     @Test(arguments: ["INT", "TERM", "HUP", "KILL"], ["", "--no-staging"])
     func sameCommandFinishesAfterAnySignal(signal: String, staging: String) async throws {
-        // On a busy machine the copy can end before the signal comes: then try again.
-        for attempt in 1...5 {
-            if try await !interruptAndRerun(signal: signal, staging: staging, last: attempt == 5) { break }
-        }
-    }
-
-    /// One try of ``sameCommandFinishesAfterAnySignal(signal:staging:)``; true if the copy ended
-    /// before it could be interrupted (and this was not the last try).
-    private func interruptAndRerun(signal: String, staging: String, last: Bool) async throws -> Bool {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        // The big file's descriptor while it is written: a name inside the staged tree, or an
-        // unnamed O_TMPFILE in newdst ("newdst/#123 (deleted)").
-        let writing = staging.isEmpty ? #"/\.mpcp-tmp-stage-[0-9a-f]*/zero"# : #"/newdst/#"#
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
-        "$MPCP" -a -j 1 \#(staging) src newdst & pid=$!
-        wait_until_writing $pid '\#(writing)'
+        // The big file's path while it is written: a name inside the staged tree, or an unnamed
+        // O_TMPFILE in newdst ("newdst/#123 (deleted)").
+        let writing = staging.isEmpty ? "*/.mpcp-tmp-stage-*/zero" : "*/newdst/#*"
+        let script = holdFunctions + MPCopyResumeTests.makeSource + #"""
+        hold '\#(writing)'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 1 \#(staging) src newdst & pid=$!
+        wait_held $pid
         kill -\#(signal) $pid
         wait $pid; echo "status=$?"
         "$MPCP" -a -j 1 \#(staging) src newdst; echo "second=$?"
@@ -42,10 +34,8 @@ import Testing
         rsync -ani --checksum src/ newdst/
         """#
         let run = try await sh(script, in: scratch.path)
-        if run.stdout.hasPrefix("finished before it could be interrupted") && !last { return true }
         let status = ["INT": 130, "TERM": 143, "HUP": 129, "KILL": 137][signal] ?? 0
         #expect(run.stdout == "status=\(status)\nsecond=0\nnewdst src \n", "\(run.stdout)\n\(run.stderr)")
-        return false
     }
 
     /// Item 3: the command the interruption message prints finishes the copy, with names that need
@@ -54,11 +44,12 @@ import Testing
     func printedCommandFinishesTheCopy(signal: String, workers: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
+        let script = holdFunctions + MPCopyResumeTests.makeSource + #"""
         mv src "it's src"
         dst=$'new dst\xff\nx'
-        "$MPCP" -a -j 1 --workers \#(workers) "it's src" "$dst" 2> err & pid=$!
-        wait_until_writing $pid '/\.mpcp-tmp-stage-[0-9a-f]*/zero'
+        hold '*/.mpcp-tmp-stage-*/zero'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 1 --workers \#(workers) "it's src" "$dst" 2> err & pid=$!
+        wait_held $pid
         kill -\#(signal) $pid
         wait $pid; echo "status=$?"
         grep -c 'to finish the copy, run: ' err
@@ -99,10 +90,11 @@ import Testing
     @Test func resumeAfterSigkillRestoresHardLinks() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
+        let script = holdFunctions + MPCopyResumeTests.makeSource + #"""
         ln src/d/s1 src/hard
-        "$MPCP" -a -j 1 src newdst & pid=$!
-        wait_until_writing $pid '/\.mpcp-tmp-stage-[0-9a-f]*/zero'
+        hold '*/.mpcp-tmp-stage-*/zero'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 1 src newdst & pid=$!
+        wait_held $pid
         kill -KILL $pid; wait $pid; echo "status=$?"
         # The state of a kill between the two: the first name complete, the second not there.
         staged=$(ls -d .mpcp-tmp-stage-*)
@@ -122,10 +114,11 @@ import Testing
     func laterRunRemovesTheKilledRunsTemporaries(setup: String) async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
+        let script = holdFunctions + MPCopyResumeTests.makeSource + #"""
         staging=""; \#(setup)
-        "$MPCP" -a -j 2 $staging src dst & pid=$!
-        wait_until_writing $pid 'dst/src/\.mpcp-tmp-'
+        hold '*/dst/src/.mpcp-tmp-*'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 2 $staging src dst & pid=$!
+        wait_held $pid
         kill -KILL $pid; wait $pid; echo "status=$?"
         find dst -name '.mpcp-tmp-[0-9a-f]*' | grep -c .
         "$MPCP" -a -u $staging src dst; echo "second=$?"
@@ -165,10 +158,11 @@ import Testing
     @Test func updateRepairsSymlinkTimes() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
+        let script = holdFunctions + MPCopyResumeTests.makeSource + #"""
         touch -h -d '2003-04-05 06:07:08.5' src/link
-        "$MPCP" -a -j 1 src newdst & pid=$!
-        wait_until_writing $pid '/\.mpcp-tmp-stage-[0-9a-f]*/zero'
+        hold '*/.mpcp-tmp-stage-*/zero'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 1 src newdst & pid=$!
+        wait_held $pid
         kill -KILL $pid; wait $pid; echo "status=$?"
         touch -h .mpcp-tmp-stage-*/link
         "$MPCP" -a -u src newdst; echo "second=$?"
@@ -187,14 +181,15 @@ import Testing
     @Test func noWorkerProcessOutlivesMpcp() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + MPCopyResumeTests.makeSource + #"""
+        let script = holdFunctions + MPCopyResumeTests.makeSource + #"""
         # Alive and not a zombie (a zombie has ended; only its parent's reaping is left).
         running() { for w in "$@"; do [ -r /proc/$w/stat ] && [ "$(sed 's/.*) //' /proc/$w/stat | cut -c1)" != Z ] && echo $w; done; }
         left=0
         for run in 1 2 3 4 5; do
           rm -rf dst .mpcp-tmp-*; mkdir dst
-          "$MPCP" -a -j 2 --workers processes src dst & pid=$!
-          wait_until_writing $pid 'dst/\.mpcp-tmp-stage-.*/\.mpcp-tmp-'
+          hold '*/dst/.mpcp-tmp-stage-*/.mpcp-tmp-*'
+          LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 2 --workers processes src dst & pid=$!
+          wait_held $pid
           workers=$(pgrep -P $pid)
           kill -KILL $pid; wait $pid
           # They go at once (a parent-death signal); ten seconds is the bound for a busy machine.
@@ -216,11 +211,15 @@ import Testing
     @Test func workerThatDiesAfterItsResultLosesNothing() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = waitUntilWriting + stopFully + MPCopyResumeTests.makeSource + #"""
+        let script = holdFunctions + stopFully + MPCopyResumeTests.makeSource + #"""
         mkdir dst
-        "$MPCP" -a -j 2 --workers processes src dst & pid=$!
-        wait_until_writing $pid 'dst/\.mpcp-tmp-stage-.*/\.mpcp-tmp-'
+        hold '*/dst/.mpcp-tmp-stage-*/.mpcp-tmp-*'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 2 --workers processes src dst & pid=$!
+        # A worker is held in a chunk, so the copy is midway when mpcp stops; then the workers
+        # finish what they hold and hand it back (to a stopped mpcp), and go idle.
+        wait_held $pid
         stop_fully $pid
+        release_hold
         victim=$(pgrep -P $pid | head -1)
         # Idle: no file of the copy open, and waiting on its request queue (a futex). Bounded (a
         # minute) so that a surprise fails the test instead of hanging it.
@@ -246,23 +245,23 @@ import Testing
     @Test func workerThatDiesMidBatchKeepsTheFilesItFinished() async throws {
         let scratch = try Scratch()
         defer { scratch.cleanup() }
-        let script = stopFully + #"""
+        let script = holdFunctions + stopFully + #"""
         mkdir -p src/d && for i in $(seq 1 20); do printf "small $i" > src/d/s$i; done
         head -c 400M /dev/zero > src/d/big
         mkdir dst
         # One worker: the 400 MiB file is not split, so it is one file of a batch of the directory.
-        "$MPCP" -a -j 1 --workers processes src dst 2> err & pid=$!
-        victim=""
-        until [ -n "$victim" ]; do
-          kill -0 $pid 2>/dev/null || { echo "finished before the worker could be killed"; exit 3; }
-          for c in $(pgrep -P $pid); do ls -l /proc/$c/fd 2>/dev/null | grep -q 'dst/\.mpcp-tmp-stage-[0-9a-f]*/d/big' && victim=$c; done
-          sleep 0.001
-        done
+        # The worker is held in the middle of it.
+        hold '*/dst/.mpcp-tmp-stage-*/d/big'
+        LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" -a -j 1 --workers processes src dst 2> err & pid=$!
+        wait_held $pid
+        victim=$held_pid
+        [ $victim != $pid ] || { echo "mpcp itself was held, not its worker"; kill -KILL $pid; exit 3; }
         # mpcp stopped while its worker dies, so that what the worker finished can be listed first.
         stop_fully $pid; kill -KILL $victim
         for i in $(seq 1 6000); do [ "$(sed 's/.*) //' /proc/$victim/stat | cut -c1)" = Z ] && break; sleep 0.01; done
         [ $i = 6000 ] && { echo "the worker did not die"; kill -KILL $pid; kill -CONT $pid; exit 3; }
         finished=$(cd dst/.mpcp-tmp-stage-*/d && ls | grep '^s')
+        release_hold
         kill -CONT $pid
         wait $pid; echo "status=$?"
         for f in $finished; do cmp -s src/d/$f dst/src/d/$f || echo "finished file lost: $f"; done

@@ -26,19 +26,85 @@ struct Scratch {
         // Tests that run mpcp as `nobody` need to get in.
         chmod(path, 0o755)
     }
-    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+    func cleanup() {
+        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.removeItem(atPath: path + "-holds")
+    }
 }
 
-/// Bash: `wait_until_writing PID PATTERN` returns once PID or one of its children has a descriptor
-/// open on a path that matches the grep pattern (the copy is midway); if PID ends first, the script
-/// prints why and exits 3.
-let waitUntilWriting = #"""
-wait_until_writing() {
-  until for p in "$1" $(pgrep -P "$1"); do ls -l /proc/$p/fd 2>/dev/null; done | grep -q "$2"; do
-    kill -0 "$1" 2>/dev/null || { echo "finished before it could be interrupted"; exit 3; }
-    sleep 0.001
+// MARK: holding mpcp mid-file
+
+// A test that interrupts, kills or changes a copy midway must find mpcp midway, on any machine: a
+// test that waited for mpcp to be seen writing, and then signalled it, raced the copy and lost
+// on a loaded machine ("finished before it could be interrupted", in CI). So mpcp is held there
+// instead, by an LD_PRELOAD library, Tests/Fixtures/mpcp-hold/mpcp_hold.c (its comment has the
+// details), which the tests build once with `cc -shared` beside the built mpcp:
+//
+// - `hold PATTERN [SKIP]` (shell, below) arms it. The next mpcp started as
+//   `LD_PRELOAD=$MPCP_HOLD_LIB "$MPCP" ... & pid=$!` then holds every thread, of mpcp or of a
+//   worker process, that moves data into or out of a file whose path matches the fnmatch(3)
+//   PATTERN (`*` crosses `/`), after SKIP other matching files; each holds right after its first
+//   step there (copy_file_range, up to 16 MiB; pwrite), so the file is open and partly written.
+// - `wait_held $pid` returns once a process is held: `$held_pid` is that process (mpcp itself
+//   with threads, a worker with --workers processes) and `$held_path` the matching path. It
+//   waits on a FIFO the holding process writes to; if mpcp ends first, the script prints why and
+//   exits 3, which fails the test: every held test must be held.
+// - The hold ends by itself once the held process has taken its cancellation (mpcp's sigwait
+//   thread handled SIGINT, SIGTERM or SIGHUP; a worker's cancel queue delivered), so a signal
+//   always meets the copy midway and the copy cannot end before it is cancelled. `release_hold`
+//   ends it for every process of the copy, for a test that changed the source or killed a
+//   worker. SIGKILL needs neither: a held thread dies as a thread in copy_file_range does.
+// Signals reach mpcp as they would unheld: it blocks them in every thread but its sigwait thread,
+// and the held thread returns the real result of its call, after which the copy meets the
+// cancellation flag at its next step, as it would have between two steps.
+
+/// The built hold library (see above), compiled on first use into the build directory, under a
+/// name that holds its source's hash.
+func holdLibrary() throws -> String {
+    try builtHoldLibrary.get()
+}
+
+private let builtHoldLibrary: Result<String, any Error> = Result {
+    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures/mpcp-hold/mpcp_hold.c").path
+    guard let text = FileManager.default.contents(atPath: source) else { throw TestError.setup("cannot read \(source)") }
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    let directory = URL(fileURLWithPath: try mpcpExecutable()).deletingLastPathComponent().path
+    let library = "\(directory)/mpcp-hold-\(String(hash, radix: 16)).so"
+    if FileManager.default.fileExists(atPath: library) { return library }
+    // Built under a name of its own, then renamed: another test process may build it at once.
+    let partial = "\(library).\(getpid())"
+    let compiler = Process()
+    compiler.executableURL = URL(fileURLWithPath: "/bin/sh")
+    compiler.arguments = ["-c", #"cc=$(command -v cc || command -v clang) && "$cc" -std=gnu11 -Wall -Wextra -Werror -O2 -shared -fPIC -o "$1" "$2" -ldl"#,
+                          "sh", partial, source]
+    try compiler.run()
+    compiler.waitUntilExit()
+    guard compiler.terminationStatus == 0 else { throw TestError.setup("cannot build \(source) (cc or clang is needed)") }
+    guard rename(partial, library) == 0 else { throw TestError.setup("cannot rename \(partial) to \(library)") }
+    return library
+}
+
+/// Bash functions of the hold (see above): `hold PATTERN [SKIP]`, `wait_held PID`, `release_hold`.
+/// The hold's FIFO is on descriptor 9, and its directories are beside the scratch directory (so
+/// that a test's listing of the scratch directory does not see them).
+let holdFunctions = #"""
+hold() {
+  hold_count=$((${hold_count:-0} + 1))
+  export MPCP_HOLD_DIR="$MPCP_HOLD_BASE/$hold_count" MPCP_HOLD_PATTERN="$1" MPCP_HOLD_SKIP="${2:-0}"
+  mkdir -p "$MPCP_HOLD_DIR" && mkfifo "$MPCP_HOLD_DIR/held" || exit 3
+  # Read and write, so that opening it waits for no writer and the held process's open never fails.
+  exec 9<>"$MPCP_HOLD_DIR/held"
+}
+wait_held() {
+  until read -t 1 -u 9 held_pid held_path; do
+    case "$(sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -c1)" in
+      ""|Z) echo "mpcp ended before it was held (nothing matched '$MPCP_HOLD_PATTERN')"; exit 3;;
+    esac
   done
 }
+release_hold() { : > "$MPCP_HOLD_DIR/release"; }
 
 """#
 
@@ -74,6 +140,8 @@ private func shBlocking(_ script: String, in directory: String) throws -> ShellR
     process.currentDirectoryURL = URL(fileURLWithPath: directory)
     var environment = ProcessInfo.processInfo.environment
     environment["MPCP"] = try mpcpExecutable()
+    environment["MPCP_HOLD_LIB"] = try holdLibrary()
+    environment["MPCP_HOLD_BASE"] = directory + "-holds"
     environment["LC_ALL"] = "C"
     process.environment = environment
     let out = directory + "/.stdout", err = directory + "/.stderr"
