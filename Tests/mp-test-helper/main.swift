@@ -128,6 +128,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         if try runPoolBehaviourScenario(name, rest) { return }
         if try runPoolMemoryScenario(name, rest) { return }
         if try runPoolCallbackScenario(name, rest) { return }
+        if try runForkServerSignalScenario(name, rest) { return }
         if try runConnectionScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
