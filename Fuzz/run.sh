@@ -7,8 +7,13 @@
 set -eu
 cd "$(dirname "$0")"
 # SwiftPM's own --sanitize=fuzzer (not -Xswiftc) links libFuzzer's main in place of the target's.
+# SwiftPM hands swiftc one -sanitize= flag per --sanitize, and swiftc keeps only the last one:
+# with --sanitize=fuzzer --sanitize=address alone, the Swift code (the harness, the manager) had
+# ASan but no coverage instrumentation, and libFuzzer saw only the C targets' edges (cov: 2, the
+# shim's). -Xswiftc comes last, so its combined flag is the one swiftc keeps, for every module
+# and for the link; clang (the C targets) takes both --sanitize flags.
 swift build -c debug --product ManagerRequestFuzzer \
-    --sanitize=fuzzer --sanitize=address -Xswiftc -parse-as-library
+    --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 mkdir -p corpus
 # libFuzzer reports crashes itself; Swift's backtracer would only hold the terminal.
 SWIFT_BACKTRACE=enable=no exec .build/debug/ManagerRequestFuzzer corpus \

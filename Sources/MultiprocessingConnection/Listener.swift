@@ -88,8 +88,9 @@ public final class Listener: Sendable {
                 chosen = .unix(path: made + "/socket")
             }
             var unix = true
-            if case .tcp = chosen { unix = false }
-            let fd = try ConnectionPlatform.socket(unix: unix)
+            var tcpHost = ""
+            if case .tcp(let host, _) = chosen { unix = false; tcpHost = host }
+            let fd = try ConnectionPlatform.socket(unix: unix, tcpHost: tcpHost)
             do throws(Errno) {
                 switch chosen {
                 case .unix(let path):
@@ -293,10 +294,11 @@ extension Connection {
             throw MultiprocessingError(.misuse, "Connection.connect: handshakeTimeout must not be negative (it was \(handshakeTimeout)).")
         }
         var unix = true
-        if case .tcp = address { unix = false }
+        var tcpHost = ""
+        if case .tcp(let host, _) = address { unix = false; tcpHost = host }
         let fd: CInt
         do throws(Errno) {
-            fd = try ConnectionPlatform.socket(unix: unix)
+            fd = try ConnectionPlatform.socket(unix: unix, tcpHost: tcpHost)
             do throws(Errno) {
                 switch address {
                 case .unix(let path): try ConnectionPlatform.connectUnix(fd, name: path, abstract: false)

@@ -131,7 +131,7 @@ internal final class ManagerClient: Sendable {
                     throw error
                 }
             case .tcp(let host, let port):
-                fd = try ManagerPlatform.tcpSocket()
+                fd = try ManagerPlatform.tcpSocket(host: host)
                 do throws(Errno) { try ManagerPlatform.connectTCP(fd, host: host, port: port) } catch {
                     ManagerPlatform.close(fd)
                     throw error

@@ -346,7 +346,7 @@ public final class Manager: Sendable {
         do throws(Errno) {
             switch requested {
             case .tcp(let host, let port)?:
-                let fd = try ManagerPlatform.tcpSocket()
+                let fd = try ManagerPlatform.tcpSocket(host: host)
                 do throws(Errno) {
                     let bound = try ManagerPlatform.listenTCP(fd, host: host.isEmpty ? "127.0.0.1" : host, port: port, backlog: 1024)
                     return (fd, .tcp(host: host.isEmpty ? "127.0.0.1" : host, port: bound), nil)

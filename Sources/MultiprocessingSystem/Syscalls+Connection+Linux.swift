@@ -37,11 +37,22 @@ package func system_describeDescriptor(_ fd: CInt) throws(Errno) -> DescriptorKi
     }
 }
 
-/// Sockets for listeners and clients: Unix paths, the Linux abstract namespace, and IPv4 TCP.
+/// Sockets for listeners and clients: Unix paths, the Linux abstract namespace, and TCP over IPv4
+/// or IPv6.
 package enum ConnectionPlatform {
-    /// A new stream socket (`AF_UNIX` or `AF_INET`), close-on-exec, blocking.
-    package static func socket(unix: Bool) throws(Errno) -> CInt {
-        let fd = try valueOrErrno { Glibc.socket(unix ? AF_UNIX : AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0) }
+    /// Whether a TCP `host` is an IPv6 address: it has a colon (`::1`, `[::1]`, `fe80::1%eth0`).
+    package static func isIPv6(_ host: String) -> Bool { host.contains(":") }
+
+    /// A TCP host as `inet_pton` takes it: without the brackets of `[::1]`.
+    package static func bareHost(_ host: String) -> String {
+        guard host.count >= 2, host.hasPrefix("["), host.hasSuffix("]") else { return host }
+        return String(host.dropFirst().dropLast())
+    }
+
+    /// A new stream socket (`AF_UNIX`, or `AF_INET`/`AF_INET6` for a TCP `host`), close-on-exec, blocking.
+    package static func socket(unix: Bool, tcpHost host: String = "") throws(Errno) -> CInt {
+        let family = unix ? AF_UNIX : isIPv6(host) ? AF_INET6 : AF_INET
+        let fd = try valueOrErrno { Glibc.socket(family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0) }
         if !unix {
             // Frames are written whole and usually answered: Nagle's algorithm would hold back
             // a small one for up to 40 ms.
@@ -72,7 +83,26 @@ package enum ConnectionPlatform {
         }
     }
 
+    /// An IPv4 or IPv6 address (`localhost` is 127.0.0.1): a numeric literal, an IPv6 one with or
+    /// without brackets and with an optional `%interface` (a link-local address's scope).
     private static func withInetAddress<R>(_ host: String, _ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+        if isIPv6(host) {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+            var literal = bareHost(host)
+            if let percent = literal.firstIndex(of: "%") {
+                let interface = String(literal[literal.index(after: percent)...])
+                literal = String(literal[..<percent])
+                let index = if_nametoindex(interface)
+                guard index != 0 else { throw Errno.invalidArgument }
+                address.sin6_scope_id = index
+            }
+            guard inet_pton(AF_INET6, literal, &address.sin6_addr) == 1 else { throw Errno.invalidArgument }
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
@@ -90,7 +120,7 @@ package enum ConnectionPlatform {
         _ = try valueOrErrno { Glibc.listen(fd, CInt(backlog)) }
     }
 
-    /// Binds a TCP socket to `host:port` (IPv4 or `localhost`; port 0 picks one) with
+    /// Binds a TCP socket to `host:port` (IPv4, IPv6 or `localhost`; port 0 picks one) with
     /// `SO_REUSEADDR`, and listens. Returns the bound port.
     package static func listenTCP(_ fd: CInt, host: String, port: Int, backlog: Int) throws(Errno) -> Int {
         var one: CInt = 1
@@ -98,14 +128,19 @@ package enum ConnectionPlatform {
         let r = try withInetAddress(host, port) { Glibc.bind(fd, $0, $1) }
         if r != 0 { throw Errno(rawValue: Glibc.errno) }
         _ = try valueOrErrno { Glibc.listen(fd, CInt(backlog)) }
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = try valueOrErrno {
             withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.getsockname(fd, $0, &length) }
             }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
+        // sin_port and sin6_port are at the same offset, but read each as what it is.
+        let family = CInt(address.ss_family)
+        let port = withUnsafeBytes(of: address) { raw -> UInt16 in
+            family == AF_INET6 ? raw.loadUnaligned(as: sockaddr_in6.self).sin6_port : raw.loadUnaligned(as: sockaddr_in.self).sin_port
+        }
+        return Int(UInt16(bigEndian: port))
     }
 
     /// Connects a Unix socket to a path or an abstract name. Retries `EINTR`.

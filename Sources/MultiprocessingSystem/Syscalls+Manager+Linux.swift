@@ -20,7 +20,7 @@ package enum ManagerPlatform {
 
     /// A new IPv4 TCP socket, close-on-exec, blocking, with `TCP_NODELAY` (requests are small and
     /// each waits for its reply: Nagle's algorithm would add 40 ms to some of them).
-    package static func tcpSocket() throws(Errno) -> CInt { try ConnectionPlatform.socket(unix: false) }
+    package static func tcpSocket(host: String = "") throws(Errno) -> CInt { try ConnectionPlatform.socket(unix: false, tcpHost: host) }
 
     /// Binds a Unix socket to `path` and listens.
     package static func listenUnix(_ fd: CInt, path: String, backlog: Int) throws(Errno) {

@@ -243,7 +243,7 @@ extension ManagerTests {
                     }
                     refused += 1
                     #expect(error.code == .notFound, "\(error)")
-                    #expect(error.message.contains("is a \(kind)") && error.message.contains("not a \(name)"), "\(error.message)")
+                    #expect(error.message.contains("is \(kind.withArticle),") && error.message.contains("not \(withIndefiniteArticle(name)):"), "\(error.message)")
                     #expect(error.message.contains("\(id)"), "\(error.message)")
                 }
             }

@@ -413,13 +413,13 @@ extension ManagerTests {
             _ = try client.request(ArrayRequest.count, object: list.reference.id)
             Issue.record("an array request to a list was served")
         } catch let error as MultiprocessingError {
-            #expect(error.code == .notFound && error.message.contains("is a list, not a array"), "\(error.message)")
+            #expect(error.code == .notFound && error.message.contains("is a list, not an array"), "\(error.message)")
         }
         do {
             _ = try client.request(QueueRequest.join(timeout: 0), object: array.reference.id)
             Issue.record("a queue request to an array was served")
         } catch let error as MultiprocessingError {
-            #expect(error.code == .notFound && error.message.contains("is a array, not a queue"), "\(error.message)")
+            #expect(error.code == .notFound && error.message.contains("is an array, not a queue"), "\(error.message)")
         }
         #expect(try list.append(contentsOf: [1, 2]) == 2 && array.count() == 2)
     }

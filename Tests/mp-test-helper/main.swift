@@ -127,6 +127,8 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         if try runProcessLeftoverScenario(name, rest) { return }
         if try runPoolBehaviourScenario(name, rest) { return }
         if try runPoolMemoryScenario(name, rest) { return }
+        if try runPoolCallbackScenario(name, rest) { return }
+        if try runForkServerSignalScenario(name, rest) { return }
         if try runConnectionScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)

@@ -155,8 +155,10 @@ internal struct ForkServerLink: Sendable {
 /// with `clone(CLONE_PARENT)`, so that the child is the parent's (`parent`), not the server's: the
 /// parent reaps it and signals it, its `PR_SET_PDEATHSIG` is tied to the parent, and it does not
 /// care whether the server lives. The server exits when the parent closes the control socket, and
-/// dies with the parent (`PR_SET_PDEATHSIG`).
+/// dies with the parent (`PR_SET_PDEATHSIG`). It ignores the terminal's SIGINT, SIGQUIT and SIGHUP
+/// (sent to the whole foreground group: the parent's to handle) and each child puts them back.
 internal func runForkServer(control: Int32, parent: Int32) -> Never {
+    system_ignoreTerminalSignals()
     func send(_ message: ForkServerMessage) {
         let bytes = message.bytes
         _ = try? bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in try system_sendWithDescriptors(control, buffer, []) }
@@ -188,6 +190,7 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
             continue
         }
         if pid == 0 {
+            system_defaultTerminalSignals()
             // The child reports itself, before anything else and before it lets go of the control
             // socket: the server may be killed at any moment from now on (see ForkServerMessage).
             send(.started(recordID: recordID, pid: system_getpid()))

@@ -334,9 +334,12 @@ final class PoolTaskSink<Output: Sendable>: PoolJobSink, Sendable {
     var result: Result<Output, PoolTaskError>? { stored.withLock { $0 } }
     private let decode: @Sendable (UnsafeRawBufferPointer) throws -> Output
     let onDone = Mutex<[@Sendable (Result<Output, PoolTaskError>) -> Void]>([])
+    /// Where the callbacks run (``PoolCallbacks``: off the completing thread); nil runs them on it.
+    private let callbacks: PoolCallbacks?
 
-    init(decode: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Output) {
+    init(decode: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Output, callbacks: PoolCallbacks? = nil) {
         self.decode = decode
+        self.callbacks = callbacks
     }
 
     func deliver(start: Int, count: Int, body: UnsafeRawBufferPointer, pid: Int32) {
@@ -371,7 +374,11 @@ final class PoolTaskSink<Output: Sendable>: PoolJobSink, Sendable {
             defer { callbacks = [] }
             return callbacks
         }
-        for callback in callbacks { callback(result) }
+        if let runner = self.callbacks {
+            runner.run(callbacks, with: result)
+        } else {
+            for callback in callbacks { callback(result) }
+        }
     }
 }
 

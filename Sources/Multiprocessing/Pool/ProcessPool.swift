@@ -25,6 +25,8 @@ import MultiprocessingSystem
 /// of tasks sized from their measured cost (about a millisecond each, smaller at the end).
 public final class ProcessPool: Sendable {
     let driver: PoolDriver
+    /// Runs the handles' `onDone` callbacks, off the driver's thread.
+    let callbacks = PoolCallbacks()
     let state = Mutex<(closed: Bool, nextJob: UInt32)>((false, 1))
     /// The number of worker processes.
     public let workerCount: Int
@@ -226,7 +228,7 @@ public final class ProcessPool: Sendable {
         } catch {
             throw MultiprocessingError(.coding, "Could not encode the task \(String(reflecting: T.self)) for the pool: \(error)")
         }
-        let sink = PoolTaskSink<Output>(decode: decode)
+        let sink = PoolTaskSink<Output>(decode: decode, callbacks: callbacks)
         let job = PoolJob(id: try newJobID(), functionBody: nil, taskBody: PoolWire.namedBody(name, bytes), inputs: nil, chunking: .fixed(1), sink: sink)
         // One task: sent from here when the driver sleeps, one wake-up fewer on its way.
         if !driver.trySendDirectly(job) { driver.send(.job(job)) }
@@ -255,13 +257,17 @@ public final class ProcessPool: Sendable {
         guard state.withLock({ $0.closed }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
         let stopped = driver.stopped
         try interruptTarget.during({ stopped.isDone }) { stopped.wait() }
+        callbacks.drain()
     }
 
     /// Waits, without blocking a thread, until the work has run and every worker has exited.
     public func join() async throws {
         guard state.withLock({ $0.closed }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
         let stopped = driver.stopped
-        if try await interruptTarget.during({ stopped.isDone }, { await stopped.wait() }) { return }
+        if try await interruptTarget.during({ stopped.isDone }, { await stopped.wait() }) {
+            await callbacks.drain()
+            if !Task.isCancelled { return }
+        }
         throw CancellationError()
     }
 
@@ -358,8 +364,14 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
         sink.fail(start: 0, count: 1, error: PoolTaskError(code: .cancelled, message: "The task was cancelled.", indices: [0]))
     }
 
-    /// Calls `callback` with the result when the task ends (at once if it has): Python's
-    /// `add_done_callback` and `apply_async(callback=, error_callback=)`. It runs on the pool's thread: keep it short.
+    /// Calls `callback` with the result when the task ends (at once, on this thread, if it has):
+    /// Python's `add_done_callback` and `apply_async(callback=, error_callback=)`.
+    ///
+    /// Callbacks run on a thread of the pool's own, one at a time in the order their tasks ended,
+    /// never on the thread that delivers results; so a callback may call `get()` or `value` of
+    /// any handle, `submit`, `close`, `join` or `terminate` of the pool, or block. One that runs
+    /// longer than 100 ms hands the callbacks after it to another thread. `join()` returns once
+    /// every callback has run (but a callback's own, when it calls `join()`).
     public func onDone(_ callback: @escaping @Sendable (Result<Output, PoolTaskError>) -> Void) {
         settle?(false)
         let now = sink.onDone.withLock { callbacks -> Bool in

@@ -66,6 +66,8 @@ public final class ThreadPool: WorkerPool {
     private let queue: WorkQueue
     private var available: Semaphore { queue.available }
     private let threads: [OSThread]
+    /// Runs the handles' `onDone` callbacks, off the worker threads.
+    private let callbacks = PoolCallbacks()
     public let workerCount: Int
 
     /// Starts `workers` threads.
@@ -250,7 +252,8 @@ public final class ThreadPool: WorkerPool {
     }
 
     private func submitTask<T: ProcessTask>(_ task: T) throws -> PoolTaskHandle<T.Output> {
-        let sink = PoolTaskSink<T.Output>(decode: { _ in throw MultiprocessingError(.unsupported, "A thread pool's result is never decoded.") })
+        let sink = PoolTaskSink<T.Output>(decode: { _ in throw MultiprocessingError(.unsupported, "A thread pool's result is never decoded.") },
+                                          callbacks: callbacks)
         let cancelled = Atomic<Bool>(false)
         let item = Item(run: {
             if cancelled.load(ordering: .relaxed) { return }
@@ -285,6 +288,7 @@ public final class ThreadPool: WorkerPool {
     public func join() async throws {
         guard queue.state.withLock({ $0.closed || $0.terminated }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
         for thread in threads { try await thread.join() }
+        await callbacks.drain()
     }
 
     /// The blocking twin of `join()`.
@@ -292,6 +296,7 @@ public final class ThreadPool: WorkerPool {
     public func join() throws {
         guard queue.state.withLock({ $0.closed || $0.terminated }) else { throw MultiprocessingError.misuse("join() before close(): call close() (or terminate()) first, as in Python.") }
         for thread in threads { try thread.join() }
+        callbacks.drain()
     }
 
     /// Fails the work not started (``MultiprocessingError/Code/cancelled``), then waits for the

@@ -115,7 +115,7 @@ extension ManagerServer {
         try table.withLock { table in
             guard let object = table.objects[id] else { throw noObject(id) }
             guard let found = state(object.state) else {
-                throw MultiprocessingError(.notFound, "The manager's object \(id) is a \(object.kind), not a \(Request.kindName): a \(Request.kindName) request (\(request.operation)) cannot go to it.")
+                throw MultiprocessingError(.notFound, "The manager's object \(id) is \(object.kind.withArticle), not \(withIndefiniteArticle(Request.kindName)): \(withIndefiniteArticle(Request.kindName)) request (\(request.operation)) cannot go to it.")
             }
             return (object, found)
         }
@@ -135,7 +135,7 @@ extension ManagerServer {
         return try table.withLock { table in
             if let name, let existing = table.names[name], let object = table.objects[existing] {
                 guard object.kind == kind else {
-                    throw MultiprocessingError(.misuse, "The manager's object \"\(name)\" is a \(object.kind), not a \(kind).")
+                    throw MultiprocessingError(.misuse, "The manager's object \"\(name)\" is \(object.kind.withArticle), not \(kind.withArticle).")
                 }
                 return existing
             }
@@ -154,7 +154,7 @@ extension ManagerServer {
             let existing = try table.withLock { table -> UInt64? in
                 guard let id = table.names[name], let object = table.objects[id] else { return nil }
                 guard object.kind == .actor else {
-                    throw MultiprocessingError(.misuse, "The manager's object \"\(name)\" is a \(object.kind), not an actor.")
+                    throw MultiprocessingError(.misuse, "The manager's object \"\(name)\" is \(object.kind.withArticle), not an actor.")
                 }
                 return id
             }
