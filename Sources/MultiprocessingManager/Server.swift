@@ -252,6 +252,15 @@ internal final class ManagerServer: @unchecked Sendable {
             let request: [UInt8]
             do {
                 request = try socket.readFrame()
+            } catch let tooLarge as FrameTooLarge {
+                // Tell the client why before closing (it reads this reply once its write fails):
+                // the rest of its frame is never read.
+                var writer = ByteWriter(status: .closing)
+                writer.string(MultiprocessingError.Code.misuse.name)
+                writer.string("The request is \(tooLarge.announced) bytes, more than the manager server's maximumMessageSize of \(tooLarge.limit) bytes (ManagerLimits.maximumMessageSize, set where the server starts); it was not read and the call's connection was closed. Store large values in parts, or raise the limit.")
+                writer.string("")
+                try? socket.write(writer.finish())
+                return
             } catch {
                 return
             }

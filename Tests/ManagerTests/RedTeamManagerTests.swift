@@ -40,3 +40,27 @@ extension ManagerTests {
         #expect(try d.get("a") == 1)
     }
 }
+
+extension ManagerTests {
+    /// A request over the server's `maximumMessageSize`, or a reply over what a client reads,
+    /// failed with "The manager server … closed the connection (it died or shut down) before
+    /// replying": the server had neither died nor shut down, and nothing named the limit. (Seen
+    /// failing with that message for both.) Now the server replies why before it closes, and the
+    /// client names its own limit for a reply (256 MiB: not tested, a 300 MiB reply takes minutes
+    /// in a debug build); the server and the proxies go on working.
+    @Test func requestsAndRepliesOverTheLimitsSayWhichLimit() throws {
+        let manager = try started(ManagerLimits(maximumMessageSize: 1 << 20))
+        defer { try? manager.shutdown() }
+        let values = try manager.dictionary(String.self, [UInt8].self)
+        do {
+            try values.set("big", [UInt8](repeating: 1, count: 8 << 20))
+            Issue.record("an 8 MiB request was taken by a server limited to 1 MiB")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .misuse, "\(error)")
+            #expect(error.message.contains("maximumMessageSize of 1048576 bytes"), "\(error)")
+        }
+        try values.set("small", [1])
+        #expect(try values.get("small") == [1])
+        #expect(manager.serverExitStatus == nil)
+    }
+}
