@@ -200,6 +200,18 @@ internal final class ManagerClient: Sendable {
         if !keep { socket.close() }
     }
 
+    /// The error reply a server queued before it closed the connection, if there is one: read
+    /// with a short deadline, since the server has already closed its end.
+    private static func queuedRefusal(_ socket: FrameSocket) -> MultiprocessingError? {
+        socket.readDeadline = ManagerPlatform.monotonicNanoseconds() &+ 1_000_000_000
+        defer { socket.readDeadline = nil }
+        guard let frame = try? socket.readFrame() else { return nil }
+        var reader = ByteReader(frame)
+        guard let status = try? reader.byte(), status == ReplyStatus.error.rawValue || status == ReplyStatus.closing.rawValue,
+              let code = try? reader.string(), let message = try? reader.string() else { return nil }
+        return MultiprocessingError(.named(code), message)
+    }
+
     /// Sends one request frame and returns a reader over the reply's payload.
     ///
     /// - Throws: the server's error reply as a `MultiprocessingError` with its code;
@@ -213,9 +225,16 @@ internal final class ManagerClient: Sendable {
             do throws(Errno) {
                 try socket.write(frame)
             } catch {
+                // A server that refused the request (one over its size limit) said why before it
+                // closed: that reply is still queued on a Unix socket.
+                if let refusal = Self.queuedRefusal(socket) { throw refusal }
                 throw MultiprocessingError(.endOfStream, "The manager server at \(address) closed the connection (it died or shut down): \(error).", errno: error)
             }
-            reply = try socket.readFrame()
+            do {
+                reply = try socket.readFrame()
+            } catch let tooLarge as FrameTooLarge {
+                throw MultiprocessingError(.misuse, "The manager server at \(address) sent a reply of \(tooLarge.announced) bytes, more than a client reads (\(tooLarge.limit) bytes); it was not read and the call's connection was closed. Read large objects in parts (a list's elements by index, a dictionary's values by key).")
+            }
         } catch let error as MultiprocessingError {
             interrupt?.attach(nil)
             socket.close()
@@ -228,9 +247,13 @@ internal final class ManagerClient: Sendable {
             throw error
         }
         interrupt?.attach(nil)
-        putBack(socket)
         var reader = ByteReader(reply)
         let status = try reader.byte()
+        if status == ReplyStatus.closing.rawValue {
+            socket.close()   // the server closes its end after this reply
+        } else {
+            putBack(socket)
+        }
         if status == ReplyStatus.ok.rawValue { return reader }
         let code = try reader.string()
         let message = try reader.string()

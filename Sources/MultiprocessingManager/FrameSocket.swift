@@ -154,9 +154,20 @@ internal final class FrameSocket: @unchecked Sendable {
     internal func readFrame() throws -> [UInt8] {
         let headerSize = ManagerPlatform.frameHeaderSize
         _ = try ensure(headerSize, frameStarted: false)
-        let length = try buffer.withUnsafeBytes { raw in
-            try ManagerPlatform.parseFrameHeader(UnsafeRawBufferPointer(rebasing: raw[start..<(start + headerSize)]),
-                                                 maximumMessageSize: maximumMessageSize)
+        // The announced length of a frame that starts with the magic (else it is garbage).
+        let announced = buffer.withUnsafeBytes { raw -> UInt64 in
+            guard raw[start] == 0x4D, raw[start + 1] == 0x50, raw[start + 2] == 0x46, raw[start + 3] == 0x31 else { return 0 }
+            return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: start + 8, as: UInt64.self))
+        }
+        let length: Int
+        do {
+            length = try buffer.withUnsafeBytes { raw in
+                try ManagerPlatform.parseFrameHeader(UnsafeRawBufferPointer(rebasing: raw[start..<(start + headerSize)]),
+                                                     maximumMessageSize: maximumMessageSize)
+            }
+        } catch where announced > UInt64(maximumMessageSize) {
+            // Told apart from garbage, so that each side can say which limit it met.
+            throw FrameTooLarge(announced: announced, limit: maximumMessageSize)
         }
         start += headerSize
         _ = try ensure(length, frameStarted: true)
@@ -174,3 +185,9 @@ internal final class FrameSocket: @unchecked Sendable {
 }
 
 extension FrameSocket: HandshakeChannel {}
+
+/// A frame header that announced more than the reading side's limit (nothing was allocated).
+internal struct FrameTooLarge: Error {
+    internal let announced: UInt64
+    internal let limit: Int
+}

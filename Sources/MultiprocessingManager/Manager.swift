@@ -173,8 +173,8 @@ public final class Manager: Sendable {
     /// - Parameter initializer: a task the server runs once, before it serves (Python's
     ///   `start(initializer, initargs)`): its `run()` runs in the server process, and `start`
     ///   returns once it has returned. Its type must be visible by name, as any task's.
-    /// - Throws: `MultiprocessingError/Code/misuse` when already started, or for a TCP address
-    ///   with an empty key; `MultiprocessingError/Code/systemCall` when the socket cannot be
+    /// - Throws: `MultiprocessingError/Code/misuse` when already started, for a TCP address
+    ///   with an empty key, or for limits out of range (see ``ManagerLimits``); `MultiprocessingError/Code/systemCall` when the socket cannot be
     ///   bound; what `ChildProcess.start()` throws; when the initializer throws, that error as
     ///   `ChildProcess.value()` reports it (`MultiprocessingError/Code/childFailed`, with its type
     ///   in `remoteTypeName` and its description in the message), and the manager is not started
@@ -184,6 +184,7 @@ public final class Manager: Sendable {
             guard state.server == nil, !state.connectedOnly else {
                 throw MultiprocessingError(.misuse, "Manager.start: this manager was already started (or is a connection to a remote one).")
             }
+            try limits.validate("Manager.start")
             let (fd, address, directory) = try Manager.bind(requestedAddress, key: authKey)
             defer { ManagerPlatform.close(fd) }
             func removeSocket() {
@@ -327,11 +328,12 @@ public final class Manager: Sendable {
     ///   - limits: the server's limits.
     ///   - actorTypes: distributed actor types clients may create.
     ///   - ready: called once the socket is listening, with its address (the real port if 0 was given).
-    /// - Throws: `MultiprocessingError/Code/misuse` for an empty TCP key;
-    ///   `MultiprocessingError/Code/systemCall` when the socket cannot be bound.
+    /// - Throws: `MultiprocessingError/Code/misuse` for an empty TCP key, or limits out of range
+    ///   (see ``ManagerLimits``); `MultiprocessingError/Code/systemCall` when the socket cannot be bound.
     public static func serveForever(address: ManagerAddress, authKey: AuthKey, limits: ManagerLimits = ManagerLimits(),
                                     actorTypes: [any ManagedActor.Type] = [],
                                     ready: (ManagerAddress) -> Void = { _ in }) throws -> Never {
+        try limits.validate("Manager.serveForever")
         let (fd, bound, _) = try bind(address, key: authKey)
         ready(bound)
         let server = ManagerServer(listener: fd, key: authKey, limits: limits,

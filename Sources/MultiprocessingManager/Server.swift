@@ -29,12 +29,38 @@ public struct ManagerLimits: Sendable, Codable, Hashable {
     ///   - maximumMessageSize: the request size limit (64 MiB by default).
     ///   - maximumConnections: the limit of authenticated connections (1024 by default).
     ///   - maximumPendingHandshakes: the limit of connections in the handshake (128 by default).
+    ///
+    /// `Manager.start()` and `Manager.serveForever` refuse with `.misuse` a handshake timeout that
+    /// is not positive, a message size under ``smallestMessageSize``, and connection limits under 1.
     public init(handshakeTimeout: Duration = .seconds(5), maximumMessageSize: Int = 64 << 20, maximumConnections: Int = 1024,
                 maximumPendingHandshakes: Int = 128) {
         self.handshakeTimeout = handshakeTimeout
         self.maximumMessageSize = maximumMessageSize
         self.maximumConnections = maximumConnections
         self.maximumPendingHandshakes = maximumPendingHandshakes
+    }
+}
+
+extension ManagerLimits {
+    /// The smallest `maximumMessageSize` a server accepts: room for the manager's own requests.
+    public static let smallestMessageSize = 1024
+
+    /// Refuses limits no server can serve with: before, a negative `maximumMessageSize` made the
+    /// server's connection thread trap on the first request, and a zero or negative
+    /// `maximumConnections` or `handshakeTimeout` refused every client with a misleading reason.
+    internal func validate(_ operation: String) throws(MultiprocessingError) {
+        guard handshakeTimeout > .zero else {
+            throw MultiprocessingError(.misuse, "\(operation): ManagerLimits.handshakeTimeout must be positive (it was \(handshakeTimeout)); no client could authenticate in time.")
+        }
+        guard maximumMessageSize >= ManagerLimits.smallestMessageSize else {
+            throw MultiprocessingError(.misuse, "\(operation): ManagerLimits.maximumMessageSize must be at least \(ManagerLimits.smallestMessageSize) bytes (it was \(maximumMessageSize)); the manager's own requests would not fit.")
+        }
+        guard maximumConnections >= 1 else {
+            throw MultiprocessingError(.misuse, "\(operation): ManagerLimits.maximumConnections must be at least 1 (it was \(maximumConnections)); no client could connect.")
+        }
+        guard maximumPendingHandshakes >= 1 else {
+            throw MultiprocessingError(.misuse, "\(operation): ManagerLimits.maximumPendingHandshakes must be at least 1 (it was \(maximumPendingHandshakes)).")
+        }
     }
 }
 
@@ -226,6 +252,15 @@ internal final class ManagerServer: @unchecked Sendable {
             let request: [UInt8]
             do {
                 request = try socket.readFrame()
+            } catch let tooLarge as FrameTooLarge {
+                // Tell the client why before closing (it reads this reply once its write fails):
+                // the rest of its frame is never read.
+                var writer = ByteWriter(status: .closing)
+                writer.string(MultiprocessingError.Code.misuse.name)
+                writer.string("The request is \(tooLarge.announced) bytes, more than the manager server's maximumMessageSize of \(tooLarge.limit) bytes (ManagerLimits.maximumMessageSize, set where the server starts); it was not read and the call's connection was closed. Store large values in parts, or raise the limit.")
+                writer.string("")
+                try? socket.write(writer.finish())
+                return
             } catch {
                 return
             }

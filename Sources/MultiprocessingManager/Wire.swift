@@ -77,6 +77,9 @@ public enum ManagedKind: UInt8, Sendable, Codable {
 internal enum ReplyStatus: UInt8 {
     case ok = 0
     case error = 1
+    /// An error, after which the server closes the connection (a request over its size limit):
+    /// the client must not use the connection again.
+    case closing = 2
 }
 
 /// Appends the binary layout.

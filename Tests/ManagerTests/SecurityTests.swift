@@ -131,10 +131,15 @@ extension ManagerTests {
         truncated.close()
         try stillServes(manager, counters)
 
-        // A header announcing more than the limit: closed before anything is allocated or read.
+        // A header announcing more than the limit: closed before anything is allocated or read,
+        // after an error reply that names the limit.
         let oversized = try authenticatedSocket(manager)
         header.withUnsafeMutableBytes { ManagerPlatform.writeFrameHeader(length: 1 << 40, into: $0) }
         try oversized.write(header)
+        var refusal = ByteReader(try oversized.readFrame())
+        #expect(try refusal.byte() == ReplyStatus.closing.rawValue)
+        #expect(try refusal.string() == "misuse")
+        #expect(try refusal.string().contains("maximumMessageSize of 4096 bytes"))
         #expect(serverClosed(oversized))
         try stillServes(manager, counters)
 

@@ -484,7 +484,13 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             throw error
         case nil:
             if let lost { throw lost }
-            var message = "\(name) ended without a result: it \(status?.description ?? "vanished")."
+            let how: String
+            switch status {
+            case .signaled?: how = "was \(status?.description ?? "")"   // "it was killed by SIGILL"
+            case .exited?: how = status?.description ?? ""
+            case nil: how = "vanished"
+            }
+            var message = "\(name) ended without a result: it \(how)."
             if case .signaled(let signal)? = status, [Signal.illegalInstruction, .trap, .segmentationFault, .bus, .abort].contains(signal) {
                 message += " That signal means it crashed (a Swift trap such as fatalError, a failed precondition or an index out of range raises \(Signal.illegalInstruction))."
             } else if case .exited? = status {

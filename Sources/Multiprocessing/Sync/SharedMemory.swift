@@ -180,9 +180,11 @@ internal struct SharedAllocation: @unchecked Sendable {
         let offset = try container.decode(Int.self, forKey: .offset)
         // Each claim is a duplicate of its own: adopting it closes it when this process maps the memory already.
         let region = try SharedRegion.adopt(fd: transfer.claim(Int(index), codingPath: decoder.codingPath))
-        guard offset >= 0, offset % 8 == 0, offset + size <= region.size else {
+        // Compared without adding first: the offset comes from the sender, and a forged one near
+        // Int.max must be refused, not overflow (a trap in the receiver).
+        guard offset >= 0, offset % 8 == 0, size <= region.size, offset <= region.size - size else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                debugDescription: "A \(typeName) names bytes \(offset)..<\(offset + size) of a shared mapping of \(region.size) bytes."))
+                debugDescription: "A \(typeName) names \(size) bytes at offset \(offset) of a shared mapping of \(region.size) bytes."))
         }
         self.region = region
         self.offset = offset
