@@ -90,6 +90,8 @@ final class PoolDriver: @unchecked Sendable {
     let stopped = PoolCompletion()
     /// The pids of the live workers, for callers (``ProcessPool/workerPIDs``).
     let pids = Mutex<[Int32]>([])
+    /// The pids of the started successors waiting for their slots' workers to retire (tests).
+    let sparePIDs = Mutex<[Int32]>([])
 
     private var slots: [Slot] = []
     /// Held by the driver while it works (not while it waits), and by a caller dispatching directly.
@@ -257,6 +259,8 @@ final class PoolDriver: @unchecked Sendable {
     private func publishPIDs() {
         let live = slots.compactMap { $0.child != nil ? $0.pid : nil }
         pids.withLock { $0 = live }
+        let spares = slots.compactMap { $0.spare?.pid }
+        sparePIDs.withLock { $0 = spares }
     }
 
     // MARK: the loop
@@ -450,6 +454,7 @@ final class PoolDriver: @unchecked Sendable {
                         slots[index].startFailures = 0
                     } else if slots[index].retiring || settings.recycling.afterTasks != nil {
                         slots[index].spare = spare
+                        publishPIDs()
                     } else {
                         discard(spare)
                     }
