@@ -20,8 +20,15 @@ public import SystemPackage
     /// The descriptor a spawned child finds its socket at. The child runtime moves it to a high
     /// number before any user code runs, so that 3 is free for the task.
     @usableFromInline package static let socketNumber: Int32 = 3
+    /// "1" when the library set `LD_BIND_NOW` for the fork server (it was not in the environment
+    /// before): the server removes both at once, so its children and their spawned children do
+    /// not bind eagerly. The server binds every symbol at its start, so that no child it makes
+    /// resolves a symbol lazily again (each child would, in a page of its own).
+    @usableFromInline package static let bindNowAdded = "SWIFT_MULTIPROCESSING_BIND_NOW"
+    /// The dynamic loader's variable: resolve every symbol at load time.
+    @usableFromInline package static let bindNow = "LD_BIND_NOW"
 
-    @usableFromInline package static let all = [child, forkServer, parentPID, daemon, outlivesParent]
+    @usableFromInline package static let all = [child, forkServer, parentPID, daemon, outlivesParent, bindNowAdded]
 }
 
 /// Everything posix_spawn needs to start a re-executed child.

@@ -90,6 +90,30 @@ if arguments.count > 3 && arguments[3] == "chunk1" {
     }
     exit(0)
 }
+if arguments.count > 3 && arguments[3] == "cpu" {
+    // CPU time (user + system) of the whole run, this process and its reaped children, for
+    // recycling every 25 tasks against none: PoolBenchmark 10000 1 cpu
+    func cpu(_ who: __rusage_who) -> Double {
+        var usage = rusage()
+        getrusage(who.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+    do {
+        for (name, recycling) in [("never", Recycling.never), ("after25", Recycling.after(tasks: 25)), ("never", Recycling.never), ("after25", Recycling.after(tasks: 25))] {
+            let p = try ProcessPool(workers: 2, recycling: recycling)
+            _ = try p.map(Square(), over: 0..<10, chunking: .fixed(1))
+            let (s0, c0, t0) = (cpu(RUSAGE_SELF), cpu(RUSAGE_CHILDREN), now())
+            _ = try p.map(Square(), over: 0..<tasks, chunking: .fixed(1))
+            let wall = Double(now() - t0) / 1e9
+            p.terminate()
+            let (s1, c1) = (cpu(RUSAGE_SELF), cpu(RUSAGE_CHILDREN))
+            print("\(name) wall_s \(wall) parent_cpu_s \(s1 - s0) children_cpu_s \(c1 - c0) per_task_us \((s1 - s0 + c1 - c0) / Double(tasks) * 1e6)")
+        }
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
 if arguments.count > 3 && arguments[3] == "recycle" {
     // Only recycling every 25 tasks against none, chunk size 1: PoolBenchmark 10000 5 recycle
     do {

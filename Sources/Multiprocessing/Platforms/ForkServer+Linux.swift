@@ -82,14 +82,21 @@ internal struct ForkServerLink: Sendable {
         do throws(Errno) {
             let (mine, theirs) = try system_socketpairSeqpacket()
             defer { system_close(theirs) }
+            var environment = key.environment + [
+                "\(ChildEnvironment.forkServer)=\(ChildEnvironment.socketNumber)",
+                "\(ChildEnvironment.parentPID)=\(system_getpid())",
+                "\(ChildEnvironment.daemon)=1",
+            ]
+            // Every symbol bound once, in the server, instead of lazily in each child (where each
+            // binding writes a page of the child's own): unless the program or the configuration
+            // chose LD_BIND_NOW themselves, the server removes it again at once.
+            if system_getenv(ChildEnvironment.bindNow) == nil && !key.environment.contains(where: { $0.hasPrefix("\(ChildEnvironment.bindNow)=") }) {
+                environment += ["\(ChildEnvironment.bindNow)=1", "\(ChildEnvironment.bindNowAdded)=1"]
+            }
             let plan = SpawnPlan(
                 executable: key.executable,
                 arguments: CommandLine.arguments,
-                environment: key.environment + [
-                    "\(ChildEnvironment.forkServer)=\(ChildEnvironment.socketNumber)",
-                    "\(ChildEnvironment.parentPID)=\(system_getpid())",
-                    "\(ChildEnvironment.daemon)=1",
-                ],
+                environment: environment,
                 childSocket: theirs)
             let pid: Int32
             do throws(Errno) {
@@ -150,6 +157,39 @@ internal struct ForkServerLink: Sendable {
     }
 }
 
+/// Does once, in the server, what every child it makes would otherwise do for itself first: the
+/// Swift runtime's look-ups and caches (a task type found by its name, its conformance to
+/// `ProcessTask`, the generic metadata of the handshake's and a pool worker's decoding) live in
+/// memory the children inherit, so each child finds them made instead of making them again in
+/// pages of its own. Only the library's own types and code: no user code runs in the server, no
+/// thread starts, and nothing here can fail the server.
+func warmUpForkServer(control: Int32) {
+    if let name = _mangledTypeName(PoolWorkerTask.self), let type = _typeByName(name) {
+        _ = type as? any ProcessTask.Type
+    }
+    let handshake = ChildHandshake(taskTypeName: "", typeDisplayName: "", processName: "", daemon: true, taskBytes: [],
+                                   authKey: [], parentName: "").encoded()
+    _ = try? ChildHandshake(decoding: handshake)
+    // A pool worker's task, encoded and decoded as a child decodes it (its descriptor a duplicate
+    // of the control socket, closed again).
+    guard let fd = try? system_dupCloseOnExec(control) else { return }
+    let sending = DescriptorTransfer()
+    var encoder = WireEncoder()
+    encoder.userInfo[.descriptorTransfer] = sending
+    if let bytes = try? encoder.encode(PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: fd)), initializer: nil, measureMemory: false)) {
+        let receiving = DescriptorTransfer(received: [fd])
+        var decoder = WireDecoder()
+        decoder.userInfo[.descriptorTransfer] = receiving
+        if let task = try? decoder.decode(PoolWorkerTask.self, from: bytes) {
+            system_close(task.channel.fileDescriptor.rawValue)
+        }
+        receiving.closeUnclaimed()
+    } else {
+        system_close(fd)
+    }
+    _ = ChildOutcome.success([]).frame()
+}
+
 /// The fork server's own loop. It runs in a re-executed copy of the program, from the library's
 /// constructor before `main` (or from `bootstrap()`), before any thread exists; every clone here is therefore safe. It makes one child per request
 /// with `clone(CLONE_PARENT)`, so that the child is the parent's (`parent`), not the server's: the
@@ -164,6 +204,7 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
         _ = try? bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in try system_sendWithDescriptors(control, buffer, []) }
     }
 
+    warmUpForkServer(control: control)
     while true {
         if ((try? system_poll(control, events: systemPollIn, timeoutMilliseconds: -1)) ?? 0) == 0 { continue }
 

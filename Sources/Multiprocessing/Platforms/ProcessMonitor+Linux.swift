@@ -162,6 +162,9 @@ internal final class ProcessMonitor: Sendable {
     private func handle(_ request: Request) {
         switch request {
         case .spawn(let record, let plan, let reply):
+            // The child's end of its socket is the monitor's from the request on: closed once the
+            // child has its copy (or could not be made).
+            defer { system_close(plan.childSocket) }
             do throws(Errno) {
                 let pid = try system_spawnChild(plan)
                 adopt(record, pid: pid)
@@ -176,6 +179,7 @@ internal final class ProcessMonitor: Sendable {
             do throws(Errno) {
                 pid = try system_fork()
             } catch {
+                system_close(childSocket)
                 abandon(record)
                 reply.complete(.failure(.system("fork", error)))
                 return
@@ -187,9 +191,13 @@ internal final class ProcessMonitor: Sendable {
                 let socket = system_moveDescriptorHigh(childSocket)
                 system_runOnFreshThread { body(socket) }
             }
+            system_close(childSocket)
             adopt(record, pid: pid)
             reply.complete(.success(pid))
         case .forkServer(let record, let key, let childSocket, let reply):
+            // Sent to the server with the request (it arrives there as a copy of its own), or the
+            // start failed: either way this end is done with.
+            defer { system_close(childSocket) }
             do {
                 var link = try forkServerLink(key)
                 do {
@@ -381,19 +389,39 @@ internal final class ProcessMonitor: Sendable {
     }
 }
 
-/// A one-time answer from the monitor thread to the thread that asked for a child.
+/// A one-time answer from the monitor thread to the thread that asked for a child: waited for,
+/// or handed to a callback (``whenComplete(_:)``).
 internal final class StartReply: Sendable {
-    private let result = Mutex<Result<Int32, MultiprocessingError>?>(nil)
+    private struct State {
+        var result: Result<Int32, MultiprocessingError>?
+        var callback: (@Sendable (Result<Int32, MultiprocessingError>) -> Void)?
+    }
+    private let state = Mutex(State())
     private let done = OneShot()
 
     func complete(_ value: Result<Int32, MultiprocessingError>) {
-        result.withLock { $0 = value }
+        let callback = state.withLock { state -> (@Sendable (Result<Int32, MultiprocessingError>) -> Void)? in
+            state.result = value
+            defer { state.callback = nil }
+            return state.callback
+        }
         done.set()
+        callback?(value)
+    }
+
+    /// Calls `callback` with the answer once it is there (at once, on this thread, if it is).
+    func whenComplete(_ callback: @escaping @Sendable (Result<Int32, MultiprocessingError>) -> Void) {
+        let ready = state.withLock { state -> Result<Int32, MultiprocessingError>? in
+            if let result = state.result { return result }
+            state.callback = callback
+            return nil
+        }
+        if let ready { callback(ready) }
     }
 
     func wait() throws(MultiprocessingError) -> Int32 {
         _ = done.wait(until: .never)
-        switch result.withLock({ $0 }) {
+        switch state.withLock({ $0.result }) {
         case .success(let pid)?: return pid
         case .failure(let error)?: throw error
         case nil: throw MultiprocessingError(.childStartFailed, "The process monitor gave no answer.")

@@ -90,6 +90,8 @@ final class PoolDriver: @unchecked Sendable {
     let stopped = PoolCompletion()
     /// The pids of the live workers, for callers (``ProcessPool/workerPIDs``).
     let pids = Mutex<[Int32]>([])
+    /// The pids of the started successors waiting for their slots' workers to retire (tests).
+    let sparePIDs = Mutex<[Int32]>([])
 
     private var slots: [Slot] = []
     /// Held by the driver while it works (not while it waits), and by a caller dispatching directly.
@@ -126,18 +128,14 @@ final class PoolDriver: @unchecked Sendable {
     /// Starts the workers and the driver thread.
     func start() throws {
         var firstError: (any Error)?
-        // The workers start side by side: each start waits for the fork server (or a spawn) and
-        // then for the child's handshake, and these overlap. The pool is created once every
-        // worker is ready (it ignores SIGINT from then on, and its initializer has run).
+        // The workers start side by side: every request goes to the process monitor at once, and
+        // the fork server makes them one after another while the first ones set up. The pool is
+        // created once every worker is ready (it ignores SIGINT from then on, and its initializer
+        // has run).
         let starts = PoolStarts(count: slots.count)
-        for index in 1..<max(1, slots.count) {
-            do throws(Errno) {
-                _ = try system_startThread(name: "mp-pool-start") { [self] in starts.record(index, Result { try makeWorker() }) }
-            } catch {
-                starts.record(index, Result { try makeWorker() })
-            }
+        for index in slots.indices {
+            startWorker { result in starts.record(index, result) }
         }
-        starts.record(0, Result { try makeWorker() })
         for (index, result) in starts.wait().enumerated() {
             switch result {
             case .success(let spare)?: install(spare, at: index)
@@ -179,27 +177,38 @@ final class PoolDriver: @unchecked Sendable {
 
     // MARK: workers
 
-    /// Starts a worker process; safe on any thread.
-    private func makeWorker() throws -> Spare {
+    /// Starts a worker process without waiting for it (no thread waits per start): `done` is
+    /// called once it runs (on the process monitor's thread) or could not be started (perhaps on
+    /// this one). Safe on any thread.
+    private func startWorker(_ done: @escaping @Sendable (Result<Spare, any Error>) -> Void) {
         let (parentEnd, childEnd): (Int32, Int32)
         do throws(Errno) {
             (parentEnd, childEnd) = try system_socketpair()
         } catch {
-            throw MultiprocessingError.system("creating a pool worker's socket", error)
+            done(.failure(MultiprocessingError.system("creating a pool worker's socket", error)))
+            return
         }
-        defer { system_close(childEnd) }
+        do throws(Errno) { try system_setNonBlocking(parentEnd, true) } catch {}
         let number = workerNumber.add(1, ordering: .relaxed).newValue
         let task = PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: childEnd)), initializer: settings.initializer,
                                   measureMemory: settings.recycling.aboveResidentBytes != nil)
         let child = ChildProcess(task, name: "\(settings.name)-worker-\(number)", daemon: true, configuration: settings.configuration)
         do {
-            try child.start()
+            try child.startInBackground { result in
+                // The handshake that carries the worker's end has been sent (or never will be).
+                system_close(childEnd)
+                switch result {
+                case .success(let pid): done(.success(Spare(child: child, fd: parentEnd, pid: pid)))
+                case .failure(let error):
+                    system_close(parentEnd)
+                    done(.failure(error))
+                }
+            }
         } catch {
+            system_close(childEnd)
             system_close(parentEnd)
-            throw error
+            done(.failure(error))
         }
-        do throws(Errno) { try system_setNonBlocking(parentEnd, true) } catch {}
-        return Spare(child: child, fd: parentEnd, pid: child.pid ?? 0)
     }
 
     private func install(_ spare: Spare, at index: Int) {
@@ -213,22 +222,17 @@ final class PoolDriver: @unchecked Sendable {
         slot.spawning = slots[index].spawning
         slots[index] = slot
         publishPIDs()
+        // Recycling after N tasks: this worker's successor starts now, so that it has had this
+        // worker's whole life to get ready by the time this one retires.
+        if settings.recycling.afterTasks != nil && broken == nil && !closing { requestSpawn(index) }
     }
 
-    /// Starts a replacement for slot `index` on a thread of its own, so that the other workers
-    /// are fed meanwhile; it arrives through the inbox.
+    /// Starts a replacement for slot `index`; the other workers are fed meanwhile, and it arrives
+    /// through the inbox.
     private func requestSpawn(_ index: Int) {
         guard !slots[index].spawning, slots[index].spare == nil, broken == nil else { return }
         slots[index].spawning = true
-        do throws(Errno) {
-            _ = try system_startThread(name: "mp-pool-spawn") { [self] in
-                let result = Result { try makeWorker() }
-                send(.spawned(index, result))
-            }
-        } catch {
-            slots[index].spawning = false
-            slots[index].respawnAt = system_clockMonotonicNanoseconds() + backoff(2)
-        }
+        startWorker { [self] result in send(.spawned(index, result)) }
     }
 
     private func discard(_ spare: Spare) {
@@ -255,6 +259,8 @@ final class PoolDriver: @unchecked Sendable {
     private func publishPIDs() {
         let live = slots.compactMap { $0.child != nil ? $0.pid : nil }
         pids.withLock { $0 = live }
+        let spares = slots.compactMap { $0.spare?.pid }
+        sparePIDs.withLock { $0 = spares }
     }
 
     // MARK: the loop
@@ -446,8 +452,9 @@ final class PoolDriver: @unchecked Sendable {
                     } else if slots[index].child == nil {
                         install(spare, at: index)
                         slots[index].startFailures = 0
-                    } else if slots[index].retiring {
+                    } else if slots[index].retiring || settings.recycling.afterTasks != nil {
                         slots[index].spare = spare
+                        publishPIDs()
                     } else {
                         discard(spare)
                     }

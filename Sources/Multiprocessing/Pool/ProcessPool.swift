@@ -76,6 +76,10 @@ public final class ProcessPool: Sendable {
     /// The process ids of the workers alive now (Python's `[p.pid for p in pool._pool]`).
     public var workerPIDs: [Int32] { driver.pids.withLock { $0 } }
 
+    /// The process ids of the successors started for workers that are to be recycled, waiting
+    /// (ready, or getting ready) for their workers to retire.
+    internal var sparePIDs: [Int32] { driver.sparePIDs.withLock { $0 } }
+
     deinit {
         if !driver.stopped.isDone { driver.send(.terminate) }
     }

@@ -50,6 +50,11 @@ internal enum ChildRuntime {
             let parent = takeParentPID()
             system_unsetenv(ChildEnvironment.daemon)
             system_unsetenv(ChildEnvironment.outlivesParent)
+            if system_getenv(ChildEnvironment.bindNowAdded) != nil {
+                // Bound at load already; the server's children must not inherit it.
+                system_unsetenv(ChildEnvironment.bindNowAdded)
+                system_unsetenv(ChildEnvironment.bindNow)
+            }
             dieWithParent(parent, signal: .kill)
             runForkServer(control: socket, parent: parent)
         }
@@ -169,6 +174,16 @@ internal enum ChildRuntime {
 
         let outcome = blockOn { await execute(task) }
         report(outcome, on: socket)
+        if task is PoolWorkerTask {
+            // A pool worker ends as Python's workers do (`os._exit`): what the library's exit
+            // handlers would wait for (threads, children) it waits for, its buffers are flushed,
+            // and the C exit handlers and library destructors, which would fault in a page of
+            // each library for nothing at every recycling, do not run.
+            OSThread.joinNonDaemonThreadsIfAnyStarted()
+            waitForChildrenAtExit()
+            system_flushStdio()
+            system__exit(exitCode(outcome))
+        }
         system_exit(exitCode(outcome))
     }
 

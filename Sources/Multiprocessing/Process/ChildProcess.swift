@@ -175,6 +175,19 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
     ///   process that runs other threads; ``MultiprocessingError/Code/childStartFailed`` when the
     ///   system refuses to create the process.
     public func start() throws {
+        try start(onStarted: nil)
+    }
+
+    /// Starts the child without waiting for it to run: `onStarted` is called once it runs (with
+    /// its pid) or its start failed, on the process monitor's thread (keep it short) or, when the
+    /// answer is there at once, on this one. What fails before a process is asked for (encoding,
+    /// the configuration) throws here, as ``start()`` does. The pool starts its workers so, without
+    /// a thread per start.
+    internal func startInBackground(_ onStarted: @escaping @Sendable (Result<Int32, MultiprocessingError>) -> Void) throws {
+        try start(onStarted: onStarted)
+    }
+
+    private func start(onStarted: (@Sendable (Result<Int32, MultiprocessingError>) -> Void)?) throws {
         let record = try phase.withLock { phase throws -> ChildRecord in
             if case .closed = phase {
                 throw MultiprocessingError(.closed, "\(name) was closed: a closed ChildProcess cannot be started. Create a new one.")
@@ -187,8 +200,16 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             phase = .started(record)
             return record
         }
+        var whenStarted: (@Sendable (Result<Int32, MultiprocessingError>) -> Void)?
+        if let onStarted {
+            whenStarted = { [weak self] (result: Result<Int32, MultiprocessingError>) -> Void in
+                // A start that failed leaves the handle as a failed start() does.
+                if case .failure = result { self?.resetAfterFailedStart() }
+                onStarted(result)
+            }
+        }
         do {
-            try launch(record)
+            try launch(record, onStarted: whenStarted)
         } catch {
             // Leave the handle startable again only if nothing ran; a failed start is final otherwise.
             phase.withLock { $0 = .created }
@@ -196,7 +217,17 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         }
     }
 
-    private func launch(_ record: ChildRecord) throws {
+    private func resetAfterFailedStart() {
+        phase.withLock { $0 = .created }
+    }
+
+    /// A handshake up to this size is written before the child is asked for: it waits in the new
+    /// socket's buffer (far larger), so the child reads it as soon as it runs, without waiting for
+    /// this thread to learn that it started. A larger one could fill the buffer before any child
+    /// reads it, so it goes once the child runs.
+    private var earlyHandshakeLimit: Int { 32 * 1024 }
+
+    private func launch(_ record: ChildRecord, onStarted: (@Sendable (Result<Int32, MultiprocessingError>) -> Void)?) throws {
         if CurrentProcess.isDaemon {
             throw MultiprocessingError.misuse("Cannot start \(name) from \(CurrentProcess.name): a daemon process may not have children (as in Python), because it is killed with its parent and its children would be orphaned. Start the child from a non-daemon process, or make this process a non-daemon child.")
         }
@@ -242,9 +273,31 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
         // The handshake goes through a descriptor of our own, so that the monitor closing its end
         // early (a child that dies at once) can never make us write into a reused descriptor number.
         let writer = try? system_dupCloseOnExec(parentEnd)
-        defer { if let writer { system_close(writer) } }
-        defer { system_close(childEnd) }
+        var sentEarly = false
+        if !handshake.isEmpty, handshake.count <= earlyHandshakeLimit, let writer {
+            do {
+                try sendHandshake(handshake, descriptors: transfer.descriptors, on: writer)
+                sentEarly = true
+            } catch {
+                system_close(writer)
+                system_close(childEnd)
+                record.closeSocket()
+                throw MultiprocessingError(.childStartFailed, "Could not write the handshake of \(name) into its new socket: \(error)")
+            }
+        }
+        // Written once the child runs (when not written already), then the writer is closed.
+        let lateHandshake = sentEarly ? [] : handshake
+        let sendLate: @Sendable (_ started: Bool) -> Void = { [lateHandshake, descriptors = transfer.descriptors] started in
+            guard let writer else { return }
+            if started && !lateHandshake.isEmpty {
+                // A child that died before reading gives EPIPE here: not a start failure. Its exit
+                // status tells the story, as it would in Python.
+                try? Self.sendHandshake(lateHandshake, descriptors: descriptors, on: writer)
+            }
+            system_close(writer)
+        }
 
+        // From here on the monitor owns `childEnd` too: it closes it once the child has it.
         let reply = StartReply()
         switch startMethod {
         case .spawn:
@@ -258,15 +311,17 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
                     "\(ChildEnvironment.outlivesParent)=\(outlivesParent ? 1 : 0)",
                 ],
                 childSocket: childEnd)
-            try submit(.spawn(record, plan, reply), record)
+            try submit(.spawn(record, plan, reply), record, childEnd: childEnd, writer: writer)
         case .forkServer:
             let server = ForkServerKey(executable: configuration.resolvedExecutable, environment: configuration.environmentEntries)
-            try submit(.forkServer(record, server, childSocket: childEnd, reply), record)
+            try submit(.forkServer(record, server, childSocket: childEnd, reply), record, childEnd: childEnd, writer: writer)
         case .fork:
             let threads = system_threadCount()
             let allowed = (ProcessMonitor.shared.isRunning ? 2 : 1) + ChildRuntime.parkedThreads
             if threads > allowed {
                 record.closeSocket()
+                system_close(childEnd)
+                if let writer { system_close(writer) }
                 throw MultiprocessingError(.unsupported, "Refusing to fork \(name): this process runs \(threads) threads, and a forked child of a multi-threaded process can hang on a lock another thread held. Use the .spawn or .forkServer start method.")
             }
             // The child closes this thread's duplicate of the parent's end (the monitor's own copy
@@ -274,29 +329,49 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             // configuration's environment before its task runs.
             let body = forkBody(name: name, daemon: daemon, outlivesParent: outlivesParent,
                                 closing: writer.map { [$0] } ?? [], environment: configuration.environmentEntries)
-            try submit(.fork(record, childSocket: childEnd, body: body, reply), record)
+            try submit(.fork(record, childSocket: childEnd, body: body, reply), record, childEnd: childEnd, writer: writer)
         }
-        _ = try reply.wait()
-
-        if !handshake.isEmpty, let writer {
-            // A child that died before reading gives EPIPE here: not a start failure. Its exit status
-            // tells the story, as it would in Python.
-            try? sendHandshake(handshake, descriptors: transfer.descriptors, on: writer)
+        if let onStarted {
+            reply.whenComplete { result in
+                if case .success = result, !lateHandshake.isEmpty {
+                    // A large handshake is written by a thread of its own, not by the monitor's.
+                    do throws(Errno) {
+                        try system_startThread(name: "mp-handshake") { sendLate(true); onStarted(result) }
+                        return
+                    } catch {}
+                }
+                if case .success = result { sendLate(true) } else { sendLate(false) }
+                onStarted(result)
+            }
+            return
         }
+        do {
+            _ = try reply.wait()
+        } catch {
+            sendLate(false)
+            throw error
+        }
+        sendLate(true)
     }
 
-    /// Hands the request to the monitor; if it cannot take it, the parent's end of the socket is
-    /// closed here (once the monitor has it, the monitor closes it on a failed start).
-    private func submit(_ request: ProcessMonitor.Request, _ record: ChildRecord) throws {
+    /// Hands the request to the monitor; if it cannot take it, the parent's end of the socket and
+    /// the child's are closed here (once the monitor has them, the monitor closes them).
+    private func submit(_ request: ProcessMonitor.Request, _ record: ChildRecord, childEnd: Int32, writer: Int32?) throws {
         do {
             try ProcessMonitor.shared.submit(request)
         } catch {
             record.closeSocket()
+            system_close(childEnd)
+            if let writer { system_close(writer) }
             throw error
         }
     }
 
     private func sendHandshake(_ bytes: [UInt8], descriptors: [Int32], on socket: Int32) throws {
+        try Self.sendHandshake(bytes, descriptors: descriptors, on: socket)
+    }
+
+    private static func sendHandshake(_ bytes: [UInt8], descriptors: [Int32], on socket: Int32) throws {
         try bytes.withUnsafeBytes { buffer in
             let sent = try system_sendWithDescriptors(socket, buffer, descriptors)
             try system_writeAll(socket, UnsafeRawBufferPointer(rebasing: buffer[sent...]))

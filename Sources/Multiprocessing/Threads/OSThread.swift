@@ -289,6 +289,12 @@ public final class OSThread: Sendable {
         system_atexit { OSThread.joinNonDaemonThreads() }
     }
 
+    /// What the exit handler does, for a process that ends with `_exit` (a pool worker): nothing
+    /// when no thread was ever started here.
+    static func joinNonDaemonThreadsIfAnyStarted() {
+        if exitHandlerInstalled.load(ordering: .relaxed) { joinNonDaemonThreads() }
+    }
+
     /// Runs at exit: waits for every non-daemon thread, as Python's interpreter does at shutdown.
     private static func joinNonDaemonThreads() {
         let me = current
