@@ -66,9 +66,10 @@ leftovers() {
 }
 
 # A map of 50 ms tasks across the namespace hosts; `action PID` disturbs it once it runs; the job
-# must end non-zero within 5 s of the disturbance, with no process left on any host.
+# must end non-zero within `bound` ms of the disturbance (the issue's 5 s unless given), with no
+# process left on any host. The figure is printed either way.
 disturbed_map() {
-  local name=$1 action=$2
+  local name=$1 action=$2 bound=${3:-5000}
   local log
   log=$(mktemp)
   scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" nap 1000 50 >"$log" 2>&1 &
@@ -89,11 +90,11 @@ disturbed_map() {
   # A dead parent's children are reaped by init a moment later: look until 5 s after the disturbance.
   local left
   left=$(leftovers)
-  while [ -n "$left" ] && [ $(( ($(date +%s%N) - started) / 1000000 )) -lt 5000 ]; do sleep 0.1; left=$(leftovers); done
+  while [ -n "$left" ] && [ $(( ($(date +%s%N) - started) / 1000000 )) -lt "$bound" ]; do sleep 0.1; left=$(leftovers); done
   if [ "$status" -eq 0 ]; then fail "$name" "the job exited 0"
-  elif [ "$elapsed_ms" -gt 5000 ]; then fail "$name" "the job took ${elapsed_ms} ms to exit (status $status)"
-  elif [ -n "$left" ]; then fail "$name" "processes left after 5 s: $(ps -o pid,ppid,stat,args -p ${left// /,} 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
-  else ok "$name (exit status $status after ${elapsed_ms} ms, no process left)"; fi
+  elif [ "$elapsed_ms" -gt "$bound" ]; then fail "$name" "the job took ${elapsed_ms} ms to exit (status $status; the bound is $bound ms)"
+  elif [ -n "$left" ]; then fail "$name" "processes left after $bound ms: $(ps -o pid,ppid,stat,args -p ${left// /,} 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
+  else ok "$name (exit status $status after ${elapsed_ms} ms, bound $bound ms, no process left)"; fi
   rm -f "$log"
 }
 
@@ -164,8 +165,14 @@ run_tests() {
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" map $count 2>&1); expect_checksum "3 namespace hosts, 4 ranks" "$output" $?
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 3 --map-by node "$openmpi" throw 100 2>&1)
   if grep -q "message Task 3 threw on MPI rank [12] (mph[23]): input 3 is not allowed" <<<"$output"; then ok "remote throw from another host"; else fail "remote throw from another host" "$output"; fi
-  disturbed_map "kill -9 of a serving rank on another host during map" kill_serving_rank
-  disturbed_map "SIGINT to mpirun during map" interrupt_mpirun
+  # scripts/mpi-netns.sh runs mpirun with odls_base_sigkill_timeout 0 (the setting docs/distributed.md
+  # recommends): the teardown is then Open MPI's messages and our processes' deaths, measured at
+  # 0.15-0.4 s here, so 2 s is a bound with room under load. With Open MPI's default of 1 s it
+  # sleeps 1 s after SIGCONT and up to 1 s after SIGTERM, host after host (2-4.1 s measured): the
+  # issue's 5 s holds, with less room, and is checked too.
+  disturbed_map "kill -9 of a serving rank on another host during map" kill_serving_rank 2000
+  disturbed_map "SIGINT to mpirun during map" interrupt_mpirun 2000
+  MPI_NETNS_SIGKILL_TIMEOUT=1 disturbed_map "SIGINT to mpirun during map, Open MPI's default teardown (odls_base_sigkill_timeout 1)" interrupt_mpirun 5000
   scripts/mpi-netns.sh down
   [ -z "$(ip netns list | grep -E '^mph[0-9]+')" ] && ok "namespace hosts removed" || fail "namespace hosts" "not removed"
 }
