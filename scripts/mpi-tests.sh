@@ -157,8 +157,17 @@ run_tests() {
   # A map cancelled while queued behind another: join still returns (it hung before the fix).
   output=$(timeout 60 mpirun --oversubscribe -n 3 "$openmpi" cancel 100 2>&1); status=$?
   if [ $status -eq 0 ] && grep -q "second map: cancelled" <<<"$output" && grep -q "first map: 12 results" <<<"$output"; then ok "a cancelled queued map, then join"; else fail "a cancelled queued map, then join" "status $status: $output"; fi
-  output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" submit 20 2>&1)
-  grep -q "submit sum 380" <<<"$output" && ok "submit on serving ranks" || fail "submit" "$output"
+  # submit: a task that finds its rank idle runs in the rank's process (inlineSubmit, the default),
+  # else in a local worker (-worker: inlineSubmit false); its error comes back the same either way.
+  for launcher in "mpirun --oversubscribe -n 3 $openmpi" "mpiexec.mpich -n 3 $mpich"; do
+    for variant in "" -worker; do
+      output=$(timeout 120 $launcher submit$variant 20 2>&1)
+      grep -q "submit sum 380" <<<"$output" && ok "submit$variant on serving ranks (${launcher%% *})" || fail "submit$variant (${launcher%% *})" "$output"
+      output=$(timeout 120 $launcher submit-throw$variant 5 2>&1)
+      if grep -q "error code childFailed type mpi_map.RemoteFailure" <<<"$output" && grep -q "message Task 0 threw on MPI rank [12] (.*): input 0 is not allowed" <<<"$output" \
+         && grep -q "submit errors decoded 5 of 5" <<<"$output"; then ok "submit-throw$variant: the error reaches rank 0 (${launcher%% *})"; else fail "submit-throw$variant (${launcher%% *})" "$output"; fi
+    done
+  done
 
   # Across hosts: three network namespaces joined by veth pairs on a bridge, TCP between them.
   scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }

@@ -43,6 +43,12 @@ struct WhereAmI: ProcessTask {
     func run() -> Int { value * 2 }
 }
 
+/// A submitted task that throws (on a remote rank: inline there, or in a local worker).
+struct PickyTask: ProcessTask {
+    var value: Int
+    func run() throws -> Int { throw RemoteFailure(value: value) }
+}
+
 /// The checksum both pools print: a wrapping sum of index-weighted outputs (so order matters).
 func checksum(_ outputs: [Int]) -> Int {
     var sum = 0
@@ -51,7 +57,8 @@ func checksum(_ outputs: [Int]) -> Int {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | latency N | message BYTES | pingpong N")
+    print("  (submit, submit-throw and latency with -worker: every submitted task in a local worker, inlineSubmit false)")
     exitProgram(64)
 }
 
@@ -140,9 +147,11 @@ if mode == "pingpong" {
     try MPIEnvironment.finalize()
     exitProgram(0)
 }
-let pool = try MPIPool.start()
+// `submit-worker`, `latency-worker`, ...: the same mode with every submitted task in a local worker.
+let inWorkers = mode.hasSuffix("-worker")
+let pool = try MPIPool.start(inlineSubmit: !inWorkers)
 let started = ContinuousClock.now
-switch mode {
+switch inWorkers ? String(mode.dropLast("-worker".count)) : mode {
 case "map":
     let chunking: Chunking = arguments.count > 2 ? .fixed(Int(arguments[2]) ?? 1) : .adaptive
     let outputs = try await pool.map(Mix(salt: 17), over: 0..<count, chunking: chunking)
@@ -199,6 +208,21 @@ case "submit":
     var sum = 0
     for value in 0..<count { sum += try await pool.submit(WhereAmI(value: value)).value }
     print("submit sum \(sum)")
+case "submit-throw":
+    // A submitted task's error reaches rank 0 with its type name, message and value.
+    var caught = 0
+    for value in 0..<count {
+        do {
+            _ = try await pool.submit(PickyTask(value: value)).value
+        } catch let error as PoolTaskError {
+            if caught == 0 {
+                print("error code \(error.code) type \(error.remoteTypeName ?? "-")")
+                print("message \(error.message)")
+            }
+            if let remote = error.remoteError as? RemoteFailure, remote.value == value { caught += 1 }
+        }
+    }
+    print("submit errors decoded \(caught) of \(count)")
 default:
     pool.terminate()
     usage()

@@ -33,6 +33,7 @@ protocol MPIJob: AnyObject, Sendable {
     var functionBytes: [UInt8] { get }
     var count: Int { get }
     var chunking: Chunking { get }
+    var createdAt: UInt64 { get }
     var isCancelled: Bool { get }
     func encodeChunk(_ range: Range<Int>) throws -> [UInt8]
     func deliver(_ range: Range<Int>, reply: inout ByteReader, rank: Int, host: String)
@@ -45,6 +46,8 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
     let functionBytes: [UInt8]
     let count: Int
     let chunking: Chunking
+    /// When the job was made (``traceSteps``).
+    let createdAt: UInt64
     private let inputs: [F.Input]
 
     private struct State {
@@ -68,6 +71,7 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
             throw MultiprocessingError(.coding, "Could not encode the pool function \(String(reflecting: F.self)) for the MPIPool: \(error)")
         }
         functionName = name
+        createdAt = traceSteps ? monotonicNanoseconds() : 0
         self.inputs = inputs
         self.count = inputs.count
         self.chunking = chunking
@@ -276,7 +280,9 @@ final class MPICoordinator: @unchecked Sendable {
                             active[index].outstanding += 1
                             let job = active[index].job
                             let id = active[index].id
-                            if !rankStates[rank].knownJobs.contains(id) {
+                            // A job of one task goes in one message, function and all.
+                            let single = job.count == 1
+                            if !single && !rankStates[rank].knownJobs.contains(id) {
                                 var writer = ByteWriter()
                                 writer.u32(id)
                                 writer.string(job.functionName)
@@ -295,8 +301,16 @@ final class MPICoordinator: @unchecked Sendable {
                             writer.u32(id)
                             writer.u32(nextChunk)
                             if case .fixed(let size) = job.chunking { writer.u32(UInt32(clamping: size)) } else { writer.u32(0) }
+                            if single {
+                                writer.string(job.functionName)
+                                writer.blob(job.functionBytes)
+                            }
                             writer.rest(encoded)
-                            try messenger.send(writer.bytes, to: rank, tag: MPITag.chunk.rawValue)
+                            try messenger.send(writer.bytes, to: rank, tag: (single ? MPITag.single : MPITag.chunk).rawValue)
+                            if traceSteps {
+                                traceStep("0-submitted", nextChunk, at: job.createdAt)
+                                traceStep("1-sent", nextChunk)
+                            }
                             rankStates[rank].inFlight[nextChunk] = (job, id, range)
                             nextChunk &+= 1
                             if nextChunk == 0 { nextChunk = 1 }
@@ -321,7 +335,9 @@ final class MPICoordinator: @unchecked Sendable {
                         let chunk = try reader.u32()
                         let elapsed = try reader.u64()
                         guard let flight = rankStates[rank].inFlight.removeValue(forKey: chunk) else { continue }
+                        if traceSteps { traceStep("6-received", chunk) }
                         flight.job.deliver(flight.range, reply: &reader, rank: rank, host: rankStates[rank].host)
+                        if traceSteps { traceStep("7-delivered", chunk) }
                         if let index = active.firstIndex(where: { $0.id == flight.jobID }) {
                             active[index].outstanding -= 1
                             if elapsed > 0 {
