@@ -56,6 +56,12 @@ func checksum(_ outputs: [Int]) -> Int {
     return sum
 }
 
+/// The middle value (0 for none).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
 func usage() -> Never {
     print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | latency N | message BYTES | pingpong N")
     print("  (submit, submit-throw and latency with -worker: every submitted task in a local worker, inlineSubmit false)")
@@ -132,17 +138,20 @@ if mode == "pingpong" {
     let payload = [UInt8](repeating: 7, count: 8)
     let clock = ContinuousClock()
     let began = clock.now
+    var each: [Double] = []
+    each.reserveCapacity(count)
     for _ in 0..<count where rank <= 1 {
+        let start = clock.now
         if rank == 0 { try messenger.send(payload, to: 1, tag: 1) }
         var reply: MPIMessage?
         while reply == nil { reply = try messenger.receive() }
         if rank == 1 { try messenger.send(payload, to: 0, tag: 1) }
+        each.append(seconds(clock.now - start) * 1e6)
     }
     while messenger.pendingSends > 0 { try messenger.progress() }
     if rank == 0 {
-        let elapsed = clock.now - began
-        let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(max(count, 1))
-        print("pingpong \(count) round trips of 8 bytes: \(microseconds) µs each")
+        let microseconds = seconds(clock.now - began) * 1e6 / Double(max(count, 1))
+        print("pingpong \(count) round trips of 8 bytes: \(microseconds) µs each, median \(median(each)) µs")
     }
     try MPIEnvironment.finalize()
     exitProgram(0)
@@ -196,14 +205,20 @@ case "throw":
         if let remote = error.remoteError as? RemoteFailure { print("decoded RemoteFailure value \(remote.value)") }
     }
 case "latency":
-    // One task in flight at a time: submit, wait, repeat.
+    // One task in flight at a time: submit, wait, repeat. The mean, and the median of the tasks'
+    // own times (on a loaded machine a few preempted tasks of milliseconds move the mean).
     _ = try await pool.submit(WhereAmI(value: 0)).value
     let clock = ContinuousClock()
     let began = clock.now
-    for value in 0..<count { _ = try await pool.submit(WhereAmI(value: value)).value }
-    let elapsed = clock.now - began
-    let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(max(count, 1))
-    print("latency \(count) tasks one at a time: \(microseconds) µs each")
+    var each: [Double] = []
+    each.reserveCapacity(count)
+    for value in 0..<count {
+        let start = clock.now
+        _ = try await pool.submit(WhereAmI(value: value)).value
+        each.append(seconds(clock.now - start) * 1e6)
+    }
+    let microseconds = seconds(clock.now - began) * 1e6 / Double(max(count, 1))
+    print("latency \(count) tasks one at a time: \(microseconds) µs each, median \(median(each)) µs")
 case "submit":
     var sum = 0
     for value in 0..<count { sum += try await pool.submit(WhereAmI(value: value)).value }

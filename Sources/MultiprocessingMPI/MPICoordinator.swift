@@ -384,7 +384,14 @@ final class MPICoordinator: @unchecked Sendable {
                 failAll(broken)
                 if stopping { break loop }
             }
-            if busy { backoff.reset() } else { backoff.wait(wake) }
+            if busy {
+                backoff.reset()
+            } else {
+                // Eager while a task submitted alone is out (its reply is a round trip away); a
+                // map's chunks are about 10 ms of work each, and each rank holds two.
+                let eager = rankStates.contains { $0.inFlight.values.contains { $0.job.count == 1 } }
+                backoff.wait(wake, eager: eager)
+            }
         }
     }
 

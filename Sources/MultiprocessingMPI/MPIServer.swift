@@ -63,7 +63,13 @@ final class MPIServer: @unchecked Sendable {
                 active = true
             }
             if stopping { break }
-            if active { backoff.reset() } else { backoff.wait(wake) }
+            if active {
+                backoff.reset()
+            } else {
+                // Idle, the next chunk may come any moment: eager. Running work: a chunk's time away.
+                let idle = busy.load(ordering: .relaxed) == 0 && inlineRunning.load(ordering: .relaxed) == 0 && queue.withLock({ $0.isEmpty })
+                backoff.wait(wake, eager: idle)
+            }
         }
         // Stop: drop queued work, stop the local pool (kills its workers), and say bye.
         queue.withLock { $0 = [] }
@@ -230,21 +236,25 @@ final class MPIServer: @unchecked Sendable {
     }
 }
 
-/// Waiting between probes, never in a blocking receive: spin (probe again at once) for 50 µs
-/// after the last activity, then sleep 20 µs at a time until 2 ms have passed, then sleeps doubling
-/// to about a millisecond; each sleep is cut short by a wake-up from another thread of this process.
+/// Waiting between probes, never in a blocking receive. A thread that expects a message soon
+/// (`eager`) spins (probes again at once) for 200 µs after the last activity, then sleeps 20 µs at
+/// a time until 2 ms have passed, then sleeps doubling to about a millisecond; one that does not
+/// (its rank has work running, so the next message is a chunk's time away) sleeps from the start,
+/// 20 µs doubling to a millisecond. Each sleep is cut short by a wake-up from another thread of
+/// this process.
 ///
 /// Why this shape (measured with `MULTIPROCESSING_MPI_TRACE=2`, docs/benchmarks.md): with one task
 /// in flight the next message comes tens to a few hundred microseconds after the last one, so
-/// sleeps that double at once reach a millisecond and cost the round trip milliseconds; and on a
-/// loaded machine a thread that spins long is preempted and then scheduled late, where a thread that
-/// wakes from a short sleep is scheduled at once. An idle rank then sleeps a millisecond at a time,
-/// which gives its core back to its local workers. `MULTIPROCESSING_MPI_SPIN_US` and
-/// `MULTIPROCESSING_MPI_SHORT_US` change the two phases (for measurements).
+/// sleeps that double at once reach a millisecond and cost the round trip milliseconds (3.5 ms
+/// medians); on a loaded machine a thread that spins long is preempted and then scheduled late,
+/// where one that wakes from a short sleep runs at once; and spinning while a map runs takes the
+/// cores the local workers need (default chunking fell from 0.82 M to 0.63 M tasks/s on 2 cores
+/// when every wait spun). `MULTIPROCESSING_MPI_SPIN_US` and `MULTIPROCESSING_MPI_SHORT_US` change
+/// the two eager phases (for measurements).
 struct Backoff {
-    /// How long to spin after the last activity, in nanoseconds.
-    static let spinNanoseconds: UInt64 = microseconds("MULTIPROCESSING_MPI_SPIN_US", 50)
-    /// How long after the last activity the sleeps stay short (20 µs) before they double.
+    /// How long an eager wait spins after the last activity, in nanoseconds.
+    static let spinNanoseconds: UInt64 = microseconds("MULTIPROCESSING_MPI_SPIN_US", 200)
+    /// How long after the last activity an eager wait's sleeps stay short (20 µs) before they double.
     static let shortNanoseconds: UInt64 = microseconds("MULTIPROCESSING_MPI_SHORT_US", 2000)
 
     private static func microseconds(_ name: String, _ value: UInt64) -> UInt64 {
@@ -260,15 +270,20 @@ struct Backoff {
         sleeps = 0
     }
 
-    mutating func wait(_ wake: Semaphore) {
+    mutating func wait(_ wake: Semaphore, eager: Bool = true) {
         let now = monotonicNanoseconds()
         guard let since = idleSince else {
             idleSince = now
-            return
+            if eager { return }
+            return sleep(wake)
         }
         let idle = now &- since
-        if idle < Self.spinNanoseconds { return }   // spin: probe again at once
-        if idle >= Self.shortNanoseconds { sleeps += 1 }
+        if eager && idle < Self.spinNanoseconds { return }   // spin: probe again at once
+        if !eager || idle >= Self.shortNanoseconds { sleeps += 1 }
+        sleep(wake)
+    }
+
+    private func sleep(_ wake: Semaphore) {
         let nanoseconds = min(20_000 << min(sleeps, 6), 1_000_000)   // 20 µs ... 1 ms
         _ = try? wake.acquire(timeout: .nanoseconds(nanoseconds))
         while wake.tryAcquire() {}
