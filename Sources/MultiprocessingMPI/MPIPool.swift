@@ -58,7 +58,7 @@ public final class MPIPool: WorkerPool {
     /// - Parameters:
     ///   - workersPerRank: The local pool's workers on each rank that runs tasks; by default this
     ///     host's cores divided by the ranks on this host (at least 1).
-    ///   - inlineSubmit: Whether a task given to ``submit(_:)`` that finds its serving rank idle
+    ///   - inlineSubmit: Whether a task given to `submit(_:)` that finds its serving rank idle
     ///     runs in that rank's own process (on a Swift task there) instead of in a local worker:
     ///     it then costs two MPI messages and no process round trip. Such a task shares the rank's
     ///     process, as every task of `mpi4py.futures` does: one that crashes its process ends the MPI
@@ -159,7 +159,7 @@ public final class MPIPool: WorkerPool {
     }
 
     /// Runs `function` on every input, on the serving ranks, and returns the results in order.
-    /// - Throws: The first failed task's ``PoolTaskError`` (by input index), after every task ran.
+    /// - Throws: The first failed task's `PoolTaskError` (by input index), after every task ran.
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
         if let local { return try await local.map(function, over: inputs, chunking: chunking) }
         let chunks = try await runMap(function, Array(inputs), chunking)
