@@ -5,7 +5,8 @@
 #   docs/build-docs.sh                 # every library
 #   docs/build-docs.sh MPCopy          # some of them
 #
-# The archives land in .build/plugins/Swift-DocC/outputs/<Target>.doccarchive; preview one with
+# The archives land in .build/plugins/Swift-DocC/outputs/<Target>.doccarchive (MultiprocessingMPI's
+# in .build-mpi-docs/plugins/...); preview one with
 # `MULTIPROCESSING_DOCC=1 swift package --disable-sandbox preview-documentation --target <Target>`.
 #
 # Package.swift adds the plugin only while MULTIPROCESSING_DOCC is set, so a plain `swift build`
@@ -18,6 +19,14 @@ export MULTIPROCESSING_DOCC=1
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(Multiprocessing MultiprocessingConnection MultiprocessingManager MPCopy)
+    # MultiprocessingMPI compiles only with the MPI trait, against pkg-config's mpi-c: in the
+    # default list where an MPI is installed; by name (`docs/build-docs.sh MultiprocessingMPI`) it
+    # is built regardless, and fails where there is none.
+    if pkg-config --exists mpi-c 2>/dev/null; then
+        targets+=(MultiprocessingMPI)
+    else
+        echo "build-docs: MultiprocessingMPI skipped: pkg-config finds no mpi-c (apt-get install libopenmpi-dev)"
+    fi
 fi
 
 logs=$(mktemp -d)
@@ -26,7 +35,11 @@ failed=0
 for target in "${targets[@]}"; do
     log="$logs/$target.log"
     start=$SECONDS
-    if ! swift package generate-documentation --target "$target" >"$log" 2>&1; then
+    # The MPI module: with its trait, in a scratch path of its own (as scripts/mpi-tests.sh builds
+    # it), so that .build stays free of MPI.
+    options=()
+    if [ "$target" = MultiprocessingMPI ]; then options=(--traits MPI --scratch-path .build-mpi-docs); fi
+    if ! swift package "${options[@]}" generate-documentation --target "$target" >"$log" 2>&1; then
         cat "$log"
         echo "build-docs: generating the documentation of $target failed" >&2
         failed=1

@@ -58,11 +58,18 @@ run_mpirun() {
   hostfile 2 >"$file"
   # Host 1 runs mpirun (and is one of the hosts); the others are reached through the rsh agent.
   # TCP only, on mpeth0, for both the runtime (oob) and the messages (btl).
+  # odls_base_sigkill_timeout: when a job ends early (SIGINT to mpirun, a rank that died), Open MPI
+  # sends each host's ranks SIGCONT, sleeps this many seconds, sends SIGTERM, sleeps again unless
+  # a rank's SIGCHLD cuts the sleep short, then SIGKILL, and it does mpirun's host before it tells
+  # the other hosts' daemons: 2 to 4 s at its default of 1. MPIPool's processes need no grace (they
+  # die at SIGTERM, their local workers with them), so 0 here (docs/distributed.md, "Failure");
+  # MPI_NETNS_SIGKILL_TIMEOUT=1 runs with Open MPI's default.
   set +e
   ip netns exec "${prefix}1" unshare --uts sh -c 'hostname '"${prefix}1"'; exec "$@"' sh \
     mpirun --allow-run-as-root --oversubscribe --hostfile "$file" \
     --mca plm_rsh_agent "$here/mpi-netns-rsh.sh" \
     --mca btl tcp,self --mca btl_tcp_if_include mpeth0 --mca oob_tcp_if_include mpeth0 \
+    --mca odls_base_sigkill_timeout "${MPI_NETNS_SIGKILL_TIMEOUT:-0}" \
     --bind-to none "$@"
   local status=$?
   rm -f "$file"

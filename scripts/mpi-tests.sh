@@ -66,9 +66,10 @@ leftovers() {
 }
 
 # A map of 50 ms tasks across the namespace hosts; `action PID` disturbs it once it runs; the job
-# must end non-zero within 5 s of the disturbance, with no process left on any host.
+# must end non-zero within `bound` ms of the disturbance (the issue's 5 s unless given), with no
+# process left on any host. The figure is printed either way.
 disturbed_map() {
-  local name=$1 action=$2
+  local name=$1 action=$2 bound=${3:-5000}
   local log
   log=$(mktemp)
   scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" nap 1000 50 >"$log" 2>&1 &
@@ -89,11 +90,11 @@ disturbed_map() {
   # A dead parent's children are reaped by init a moment later: look until 5 s after the disturbance.
   local left
   left=$(leftovers)
-  while [ -n "$left" ] && [ $(( ($(date +%s%N) - started) / 1000000 )) -lt 5000 ]; do sleep 0.1; left=$(leftovers); done
+  while [ -n "$left" ] && [ $(( ($(date +%s%N) - started) / 1000000 )) -lt "$bound" ]; do sleep 0.1; left=$(leftovers); done
   if [ "$status" -eq 0 ]; then fail "$name" "the job exited 0"
-  elif [ "$elapsed_ms" -gt 5000 ]; then fail "$name" "the job took ${elapsed_ms} ms to exit (status $status)"
-  elif [ -n "$left" ]; then fail "$name" "processes left after 5 s: $(ps -o pid,ppid,stat,args -p ${left// /,} 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
-  else ok "$name (exit status $status after ${elapsed_ms} ms, no process left)"; fi
+  elif [ "$elapsed_ms" -gt "$bound" ]; then fail "$name" "the job took ${elapsed_ms} ms to exit (status $status; the bound is $bound ms)"
+  elif [ -n "$left" ]; then fail "$name" "processes left after $bound ms: $(ps -o pid,ppid,stat,args -p ${left// /,} 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
+  else ok "$name (exit status $status after ${elapsed_ms} ms, bound $bound ms, no process left)"; fi
   rm -f "$log"
 }
 
@@ -156,16 +157,31 @@ run_tests() {
   # A map cancelled while queued behind another: join still returns (it hung before the fix).
   output=$(timeout 60 mpirun --oversubscribe -n 3 "$openmpi" cancel 100 2>&1); status=$?
   if [ $status -eq 0 ] && grep -q "second map: cancelled" <<<"$output" && grep -q "first map: 12 results" <<<"$output"; then ok "a cancelled queued map, then join"; else fail "a cancelled queued map, then join" "status $status: $output"; fi
-  output=$(timeout 120 mpirun --oversubscribe -n 3 "$openmpi" submit 20 2>&1)
-  grep -q "submit sum 380" <<<"$output" && ok "submit on serving ranks" || fail "submit" "$output"
+  # submit: a task that finds its rank idle runs in the rank's process (inlineSubmit, the default),
+  # else in a local worker (-worker: inlineSubmit false); its error comes back the same either way.
+  for launcher in "mpirun --oversubscribe -n 3 $openmpi" "mpiexec.mpich -n 3 $mpich"; do
+    for variant in "" -worker; do
+      output=$(timeout 120 $launcher submit$variant 20 2>&1)
+      grep -q "submit sum 380" <<<"$output" && ok "submit$variant on serving ranks (${launcher%% *})" || fail "submit$variant (${launcher%% *})" "$output"
+      output=$(timeout 120 $launcher submit-throw$variant 5 2>&1)
+      if grep -q "error code childFailed type mpi_map.RemoteFailure" <<<"$output" && grep -q "message Task 0 threw on MPI rank [12] (.*): input 0 is not allowed" <<<"$output" \
+         && grep -q "submit errors decoded 5 of 5" <<<"$output"; then ok "submit-throw$variant: the error reaches rank 0 (${launcher%% *})"; else fail "submit-throw$variant (${launcher%% *})" "$output"; fi
+    done
+  done
 
   # Across hosts: three network namespaces joined by veth pairs on a bridge, TCP between them.
   scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" map $count 2>&1); expect_checksum "3 namespace hosts, 4 ranks" "$output" $?
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 3 --map-by node "$openmpi" throw 100 2>&1)
   if grep -q "message Task 3 threw on MPI rank [12] (mph[23]): input 3 is not allowed" <<<"$output"; then ok "remote throw from another host"; else fail "remote throw from another host" "$output"; fi
-  disturbed_map "kill -9 of a serving rank on another host during map" kill_serving_rank
-  disturbed_map "SIGINT to mpirun during map" interrupt_mpirun
+  # scripts/mpi-netns.sh runs mpirun with odls_base_sigkill_timeout 0 (the setting docs/distributed.md
+  # recommends): the teardown is then Open MPI's messages and our processes' deaths, measured at
+  # 0.15-0.4 s here, so 2 s is a bound with room under load. With Open MPI's default of 1 s it
+  # sleeps 1 s after SIGCONT and up to 1 s after SIGTERM, host after host (2-4.1 s measured): the
+  # issue's 5 s holds, with less room, and is checked too.
+  disturbed_map "kill -9 of a serving rank on another host during map" kill_serving_rank 2000
+  disturbed_map "SIGINT to mpirun during map" interrupt_mpirun 2000
+  MPI_NETNS_SIGKILL_TIMEOUT=1 disturbed_map "SIGINT to mpirun during map, Open MPI's default teardown (odls_base_sigkill_timeout 1)" interrupt_mpirun 5000
   scripts/mpi-netns.sh down
   [ -z "$(ip netns list | grep -E '^mph[0-9]+')" ] && ok "namespace hosts removed" || fail "namespace hosts" "not removed"
 }

@@ -43,6 +43,12 @@ struct WhereAmI: ProcessTask {
     func run() -> Int { value * 2 }
 }
 
+/// A submitted task that throws (on a remote rank: inline there, or in a local worker).
+struct PickyTask: ProcessTask {
+    var value: Int
+    func run() throws -> Int { throw RemoteFailure(value: value) }
+}
+
 /// The checksum both pools print: a wrapping sum of index-weighted outputs (so order matters).
 func checksum(_ outputs: [Int]) -> Int {
     var sum = 0
@@ -50,8 +56,15 @@ func checksum(_ outputs: [Int]) -> Int {
     return sum
 }
 
+/// The middle value (0 for none).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | latency N | message BYTES | pingpong N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | latency N | message BYTES | pingpong N")
+    print("  (submit, submit-throw and latency with -worker: every submitted task in a local worker, inlineSubmit false)")
     exitProgram(64)
 }
 
@@ -125,24 +138,29 @@ if mode == "pingpong" {
     let payload = [UInt8](repeating: 7, count: 8)
     let clock = ContinuousClock()
     let began = clock.now
+    var each: [Double] = []
+    each.reserveCapacity(count)
     for _ in 0..<count where rank <= 1 {
+        let start = clock.now
         if rank == 0 { try messenger.send(payload, to: 1, tag: 1) }
         var reply: MPIMessage?
         while reply == nil { reply = try messenger.receive() }
         if rank == 1 { try messenger.send(payload, to: 0, tag: 1) }
+        each.append(seconds(clock.now - start) * 1e6)
     }
     while messenger.pendingSends > 0 { try messenger.progress() }
     if rank == 0 {
-        let elapsed = clock.now - began
-        let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(max(count, 1))
-        print("pingpong \(count) round trips of 8 bytes: \(microseconds) µs each")
+        let microseconds = seconds(clock.now - began) * 1e6 / Double(max(count, 1))
+        print("pingpong \(count) round trips of 8 bytes: \(microseconds) µs each, median \(median(each)) µs")
     }
     try MPIEnvironment.finalize()
     exitProgram(0)
 }
-let pool = try MPIPool.start()
+// `submit-worker`, `latency-worker`, ...: the same mode with every submitted task in a local worker.
+let inWorkers = mode.hasSuffix("-worker")
+let pool = try MPIPool.start(inlineSubmit: !inWorkers)
 let started = ContinuousClock.now
-switch mode {
+switch inWorkers ? String(mode.dropLast("-worker".count)) : mode {
 case "map":
     let chunking: Chunking = arguments.count > 2 ? .fixed(Int(arguments[2]) ?? 1) : .adaptive
     let outputs = try await pool.map(Mix(salt: 17), over: 0..<count, chunking: chunking)
@@ -187,18 +205,39 @@ case "throw":
         if let remote = error.remoteError as? RemoteFailure { print("decoded RemoteFailure value \(remote.value)") }
     }
 case "latency":
-    // One task in flight at a time: submit, wait, repeat.
+    // One task in flight at a time: submit, wait, repeat. The mean, and the median of the tasks'
+    // own times (on a loaded machine a few preempted tasks of milliseconds move the mean).
     _ = try await pool.submit(WhereAmI(value: 0)).value
     let clock = ContinuousClock()
     let began = clock.now
-    for value in 0..<count { _ = try await pool.submit(WhereAmI(value: value)).value }
-    let elapsed = clock.now - began
-    let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(max(count, 1))
-    print("latency \(count) tasks one at a time: \(microseconds) µs each")
+    var each: [Double] = []
+    each.reserveCapacity(count)
+    for value in 0..<count {
+        let start = clock.now
+        _ = try await pool.submit(WhereAmI(value: value)).value
+        each.append(seconds(clock.now - start) * 1e6)
+    }
+    let microseconds = seconds(clock.now - began) * 1e6 / Double(max(count, 1))
+    print("latency \(count) tasks one at a time: \(microseconds) µs each, median \(median(each)) µs")
 case "submit":
     var sum = 0
     for value in 0..<count { sum += try await pool.submit(WhereAmI(value: value)).value }
     print("submit sum \(sum)")
+case "submit-throw":
+    // A submitted task's error reaches rank 0 with its type name, message and value.
+    var caught = 0
+    for value in 0..<count {
+        do {
+            _ = try await pool.submit(PickyTask(value: value)).value
+        } catch let error as PoolTaskError {
+            if caught == 0 {
+                print("error code \(error.code) type \(error.remoteTypeName ?? "-")")
+                print("message \(error.message)")
+            }
+            if let remote = error.remoteError as? RemoteFailure, remote.value == value { caught += 1 }
+        }
+    }
+    print("submit errors decoded \(caught) of \(count)")
 default:
     pool.terminate()
     usage()

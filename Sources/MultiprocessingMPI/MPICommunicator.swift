@@ -12,7 +12,7 @@ public struct MPICommunicator: Sendable, Hashable {
     /// `MPI_COMM_WORLD`: every rank of the job. Use it after ``MPIEnvironment/initialize(threadLevel:minimum:)``.
     public static var world: MPICommunicator { MPICommunicator(handle: cmpi_comm_world()) }
 
-    /// This process's rank in the communicator, 0 ..< ``size``.
+    /// This process's rank in the communicator, 0 ..< ``size()``.
     public func rank() throws -> Int {
         var value: Int32 = 0
         try MPIEnvironment.check(cmpi_comm_rank(handle, &value), "MPI_Comm_rank")
@@ -75,7 +75,10 @@ public final class MPIMessenger {
     private var partial: [Int: [UInt8]] = [:]
 
     /// A messenger on `communicator`.
-    /// - Parameter partLimit: The largest part of a message sent as one MPI message, at most `Int32.max`.
+    /// - Parameters:
+    ///   - communicator: The ranks the messages travel between; the world by default.
+    ///   - partLimit: The largest part of a message sent as one MPI message, at most `Int32.max`.
+    /// - Throws: ``MPIError`` for a part limit out of range.
     public init(communicator: MPICommunicator = .world, partLimit: Int = Int(Int32.max)) throws {
         guard partLimit >= 1, partLimit <= Int(Int32.max) else {
             throw MPIError(.misuse, "A message part limit must be 1 ... \(Int32.max) bytes; \(partLimit) was given.")

@@ -5,7 +5,7 @@ import Synchronization
 
 /// The same pool as `ProcessPool`, over the ranks of an MPI job, one or many hosts: static SPMD.
 ///
-/// Every rank runs the same program (`mpirun -n N app`) and calls ``start(workersPerRank:)``. On
+/// Every rank runs the same program (`mpirun -n N app`) and calls ``start(workersPerRank:inlineSubmit:)``. On
 /// rank 0 it returns the pool, which hands chunks of each map to the other ranks; on ranks 1 ... N-1
 /// it serves (each such rank runs a local `ProcessPool` over its share of its host's cores, so MPI
 /// carries chunks between hosts and shared memory carries tasks inside one) and never returns: the
@@ -49,18 +49,26 @@ public final class MPIPool: WorkerPool {
         self.mpiThread = mpiThread
     }
 
-    /// Starts MPI and the pool. Call it once per process, on every rank, before using MPI otherwise.
+    /// Starts MPI and the pool. Call it once per process, on every rank (with the same arguments),
+    /// before using MPI otherwise.
     ///
     /// Before `MPI_Init_thread`, a rank that will run tasks starts its local `ProcessPool` (and so
     /// the fork server), because MPI starts threads of its own. Which rank this is, is read before
     /// MPI runs from the launcher's variables (`OMPI_COMM_WORLD_RANK`, `PMI_RANK`, `PMIX_RANK`).
-    /// - Parameter workersPerRank: The local pool's workers on each rank that runs tasks; by
-    ///   default this host's cores divided by the ranks on this host (at least 1).
+    /// - Parameters:
+    ///   - workersPerRank: The local pool's workers on each rank that runs tasks; by default this
+    ///     host's cores divided by the ranks on this host (at least 1).
+    ///   - inlineSubmit: Whether a task given to `submit(_:)` that finds its serving rank idle
+    ///     runs in that rank's own process (on a Swift task there) instead of in a local worker:
+    ///     it then costs two MPI messages and no process round trip. Such a task shares the rank's
+    ///     process, as every task of `mpi4py.futures` does: one that crashes its process ends the MPI
+    ///     job, where a local worker's crash fails only its task (`childDied`). Pass `false` to run
+    ///     every task in a local worker. Maps always run in the local workers.
     /// - Returns: On rank 0, the pool. On other ranks it does not return: it serves, and the process
     ///   exits (status 0) when rank 0 joins or terminates the pool.
     /// - Throws: ``MPIError`` when MPI cannot start (or was started before); `MultiprocessingError`
     ///   when the local pool cannot start.
-    public static func start(workersPerRank: Int? = nil) throws -> MPIPool {
+    public static func start(workersPerRank: Int? = nil, inlineSubmit: Bool = true) throws -> MPIPool {
         let launch = LaunchGuess.fromEnvironment()
         if let workersPerRank, workersPerRank < 1 { throw MPIError(.misuse, "MPIPool needs at least one worker per rank; \(workersPerRank) were asked for.") }
         let workers = workersPerRank ?? max(1, cpuCount() / max(1, launch.localSize))
@@ -87,16 +95,18 @@ public final class MPIPool: WorkerPool {
             case .serve(let pool):
                 let server: MPIServer
                 do {
-                    server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName)
+                    server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName, inlineLoneTasks: inlineSubmit)
                     try server.serve()
                 } catch {
                     writeError("MPIPool: serving rank \(initialized.rank) failed: \(error)\n")
                     MPIEnvironment.abort(code: 1)
                 }
+                flushTrace()
                 _ = try? MPIEnvironment.finalize()
                 system_exit(0)
             case .coordinate(let coordinator):
                 coordinator.run(messenger: initialized.messenger, size: initialized.size)
+                flushTrace()
                 _ = try? MPIEnvironment.finalize()
             case .alone:
                 started.waitForStop()
@@ -129,8 +139,8 @@ public final class MPIPool: WorkerPool {
 
     /// Starts the pool, runs `body` with it on rank 0, then closes and joins it (the serving ranks
     /// exit); terminates it when `body` throws. On ranks 1 ... N-1 it serves and never returns.
-    public static func with<R>(workersPerRank: Int? = nil, _ body: (MPIPool) async throws -> R) async throws -> R {
-        let pool = try start(workersPerRank: workersPerRank)
+    public static func with<R>(workersPerRank: Int? = nil, inlineSubmit: Bool = true, _ body: (MPIPool) async throws -> R) async throws -> R {
+        let pool = try start(workersPerRank: workersPerRank, inlineSubmit: inlineSubmit)
         do {
             let result = try await body(pool)
             pool.close()
@@ -149,7 +159,7 @@ public final class MPIPool: WorkerPool {
     }
 
     /// Runs `function` on every input, on the serving ranks, and returns the results in order.
-    /// - Throws: The first failed task's ``PoolTaskError`` (by input index), after every task ran.
+    /// - Throws: The first failed task's `PoolTaskError` (by input index), after every task ran.
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
         if let local { return try await local.map(function, over: inputs, chunking: chunking) }
         let chunks = try await runMap(function, Array(inputs), chunking)

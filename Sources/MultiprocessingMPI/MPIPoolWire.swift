@@ -24,6 +24,11 @@ enum MPITag: Int {
     case forget = 12
     /// Stop serving: finish nothing more, stop the local pool, say bye.
     case stop = 13
+    /// A job of one task (a submitted task, or a map of one input), function and input in one
+    /// message, so it needs neither a `function` message before nor a `forget` after: u32 job id,
+    /// u32 chunk id, u32 fixed chunk size (0: adaptive), string function type, blob the function's
+    /// wire bytes, then the inputs (a wire-encoded array of one).
+    case single = 14
 }
 
 struct ByteWriter {
