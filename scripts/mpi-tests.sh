@@ -177,3 +177,5 @@ case "${1:-build}" in
 esac
 echo "mpi-tests: $failures failed"
 [ $failures -eq 0 ]
+# mpcp --mpi (issue 17): its own script, on the same machinery.
+if [ "${1:-build}" = build ]; then scripts/mpcp-mpi-tests.sh build; else scripts/mpcp-mpi-tests.sh test; fi || exit 1

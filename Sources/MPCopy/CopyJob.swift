@@ -254,7 +254,14 @@ public final class CopyJob: Sendable {
         let pool = distributed(local)
         let ticker = onProgress.map { ProgressTicker(interval: progressInterval, job: self, body: $0) }
         defer { ticker?.stop() }
-        try pool.run(scheduler)
+        do throws(MPCopyError) {
+            try pool.run(scheduler)
+        } catch {
+            // No worker took any item (an MPI rank that cannot see the trees refused the job):
+            // a staged tree is still the empty directory made above; rmdir removes only that.
+            for stage in stages { stage.directory.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p, systemATRemoveDir) } }
+            throw error
+        }
 
         if performer.isCancelled {
             scheduler.removeLeftoverTemporaries()

@@ -24,7 +24,7 @@ public enum MPICopy {
             MPICopyState.host = MPIEnvironment.processorName
             MPICopyState.messenger = try MPIMessenger(communicator: communicator)
         } catch {
-            throw MPCopyError(.workers, "mpcp --mpi: MPI could not start: \(error)")
+            throw MPCopyError(.workers, "--mpi: MPI could not start: \(error)")
         }
         return (MPICopyState.rank, MPICopyState.size)
     }

@@ -116,7 +116,7 @@ internal struct MPIWorkerPool: WorkerPool {
         } catch let error as MPCopyError {
             throw error
         } catch {
-            throw MPCopyError(.workers, "mpcp --mpi: an MPI call failed on rank 0: \(error)")
+            throw MPCopyError(.workers, "--mpi: an MPI call failed on rank 0: \(error)")
         }
     }
 
@@ -142,7 +142,7 @@ internal struct MPIWorkerPool: WorkerPool {
             case .ready:
                 let answer: MPICopyReady
                 do { answer = try WireDecoder().decode(MPICopyReady.self, from: message.bytes) } catch {
-                    throw MPCopyError(.workers, "mpcp --mpi: rank \(message.source) answered the setup with a message that cannot be decoded: \(error)")
+                    throw MPCopyError(.workers, "--mpi: rank \(message.source) answered the setup with a message that cannot be decoded: \(error)")
                 }
                 ready += 1
                 ranks[message.source].workers = max(1, answer.workers)
@@ -151,13 +151,13 @@ internal struct MPIWorkerPool: WorkerPool {
             case .cancel:
                 performer.cancelled.store(true, ordering: .relaxed)
             case .fatal:
-                throw MPCopyError(.workers, "mpcp --mpi: rank \(message.source): \(String(decoding: message.bytes, as: UTF8.self))")
+                throw MPCopyError(.workers, "--mpi: rank \(message.source): \(String(decoding: message.bytes, as: UTF8.self))")
             default:
-                throw MPCopyError(.workers, "mpcp --mpi: rank 0 got an unexpected message during the setup: \(MPICopyWire.describe(message))")
+                throw MPCopyError(.workers, "--mpi: rank 0 got an unexpected message during the setup: \(MPICopyWire.describe(message))")
             }
         }
         if !problems.isEmpty {
-            throw MPCopyError(.usage, "mpcp --mpi: every rank must see the same file system at the same paths (a shared file system, and mpirun starting each rank in the same directory):\n  "
+            throw MPCopyError(.usage, "--mpi: every rank must see the same file system at the same paths (a shared file system, and mpirun starting each rank in the same directory):\n  "
                               + problems.joined(separator: "\n  "))
         }
 
@@ -206,7 +206,7 @@ internal struct MPIWorkerPool: WorkerPool {
                 switch MPICopyTag(rawValue: message.tag) {
                 case .result:
                     guard let id = MPICopyWire.id(message.bytes), let flight = inFlight.removeValue(forKey: id), flight.rank == message.source else {
-                        throw MPCopyError(.workers, "mpcp --mpi: rank \(message.source) sent a result for no item it holds (\(MPICopyWire.describe(message)))")
+                        throw MPCopyError(.workers, "--mpi: rank \(message.source) sent a result for no item it holds (\(MPICopyWire.describe(message)))")
                     }
                     ranks[flight.rank].inFlight -= 1
                     var result: WorkResult
@@ -219,9 +219,9 @@ internal struct MPIWorkerPool: WorkerPool {
                 case .cancel:
                     performer.cancelled.store(true, ordering: .relaxed)
                 case .fatal:
-                    throw MPCopyError(.workers, "mpcp --mpi: rank \(message.source) on host \(ranks[message.source].host): \(String(decoding: message.bytes, as: UTF8.self))")
+                    throw MPCopyError(.workers, "--mpi: rank \(message.source) on host \(ranks[message.source].host): \(String(decoding: message.bytes, as: UTF8.self))")
                 default:
-                    throw MPCopyError(.workers, "mpcp --mpi: rank 0 got an unexpected message: \(MPICopyWire.describe(message))")
+                    throw MPCopyError(.workers, "--mpi: rank 0 got an unexpected message: \(MPICopyWire.describe(message))")
                 }
             }
             if (schedulerDone || performer.isCancelled) && inFlight.isEmpty { break }
