@@ -242,7 +242,7 @@ internal enum MPICopyRank {
             if busy { idle = 0 } else if !stopping {
                 idle += 1
                 if idle > 64 {
-                    _ = try? queue.wake.acquire(timeout: .nanoseconds(min(10_000 << min(idle - 64, 7), 1_000_000)))
+                    _ = try? queue.wake.acquire(timeout: .nanoseconds(MPIWorkerPool.sleepNanoseconds(idle)))
                     while queue.wake.tryAcquire() {}
                 }
             }
