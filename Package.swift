@@ -87,6 +87,8 @@ let package = Package(
                 "MultiprocessingSystem",
                 "CMultiprocessing",
                 .product(name: "SystemPackage", package: "swift-system"),
+                // mpcp --mpi (issue 17): only with the trait.
+                .target(name: "MultiprocessingMPI", condition: .when(traits: ["MPI"])),
             ],
             swiftSettings: strictSettings
         ),

@@ -193,3 +193,8 @@ case "${1:-build}" in
 esac
 echo "mpi-tests: $failures failed"
 [ $failures -eq 0 ]
+# mpcp --mpi (issue 17): its own script, on the same machinery; the status covers both.
+mpi_tests_status=$?
+if [ "${1:-build}" = build ]; then scripts/mpcp-mpi-tests.sh build; else scripts/mpcp-mpi-tests.sh test; fi
+mpcp_tests_status=$?
+[ $mpi_tests_status -eq 0 ] && [ $mpcp_tests_status -eq 0 ]

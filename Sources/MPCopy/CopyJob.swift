@@ -38,6 +38,10 @@ public final class CopyJob: Sendable {
     private let cancelHook = Mutex<(@Sendable () -> Void)?>(nil)
     /// The staged trees an interrupted run left under their staged names, for the advice.
     private let keptStages = Mutex<[FilePath]>([])
+#if MPI
+    /// Set by ``distributeOverMPI()``: the work goes to the MPI job's serving ranks.
+    internal let overMPI = Atomic<Bool>(false)
+#endif
 
     /// Plans a copy and checks its arguments.
     ///
@@ -146,7 +150,7 @@ public final class CopyJob: Sendable {
         precondition(!started.exchange(true, ordering: .acquiring), "a CopyJob runs once")
         let start = system_clockMonotonicNanoseconds()
         startNanoseconds.store(start, ordering: .relaxed)
-        let scheduler = Scheduler(options: options, performer: performer, events: events)
+        let scheduler = Scheduler(options: schedulingOptions(), performer: performer, events: events)
         self.scheduler.withLock { $0 = scheduler }
 
         var stages: [Stage] = []
@@ -239,17 +243,25 @@ public final class CopyJob: Sendable {
             for directory in fileRootDirectories { sweep.sweep(directory, recursive: false, performer.resolver) }
         }
 
-        let pool: any WorkerPool
+        let local: any WorkerPool
         if options.workers == .threads {
-            pool = ThreadPool(jobs: options.jobs, performer: performer)
+            local = ThreadPool(jobs: options.jobs, performer: performer)
         } else {
             let processes = ProcessPool(jobs: options.jobs, options: options, performer: performer)
             cancelHook.withLock { $0 = { processes.cancel() } }
-            pool = processes
+            local = processes
         }
+        let pool = distributed(local)
         let ticker = onProgress.map { ProgressTicker(interval: progressInterval, job: self, body: $0) }
         defer { ticker?.stop() }
-        try pool.run(scheduler)
+        do throws(MPCopyError) {
+            try pool.run(scheduler)
+        } catch {
+            // No worker took any item (an MPI rank that cannot see the trees refused the job):
+            // a staged tree is still the empty directory made above; rmdir removes only that.
+            for stage in stages { stage.directory.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p, systemATRemoveDir) } }
+            throw error
+        }
 
         if performer.isCancelled {
             scheduler.removeLeftoverTemporaries()
@@ -267,6 +279,27 @@ public final class CopyJob: Sendable {
         report.dryRun = options.dryRun
         report.seconds = Double(system_clockMonotonicNanoseconds() - start) / 1e9
         return report
+    }
+
+    /// The options the Scheduler plans with: the job's, except that a copy spread over MPI ranks
+    /// has more than one worker whatever this rank's `-j` (so large files are cut into chunks).
+    private func schedulingOptions() -> CopyOptions {
+#if MPI
+        if overMPI.load(ordering: .relaxed) && MPICopyState.size > 1 {
+            var planned = options
+            planned.jobs = max(options.jobs, 2)
+            return planned
+        }
+#endif
+        return options
+    }
+
+    /// The pool the copy runs on: `local`, or (with ``distributeOverMPI()``) rank 0's MPI pool.
+    private func distributed(_ local: any WorkerPool) -> any WorkerPool {
+#if MPI
+        if overMPI.load(ordering: .relaxed) { return MPIWorkerPool(local: local, performer: performer, options: options) }
+#endif
+        return local
     }
 
     /// Records, for the performer (and the worker processes), the directories that the paths of
@@ -649,15 +682,29 @@ private final class ProgressTicker: Sendable {
 
 /// Something that runs the scheduler's items until there are none: threads here, or processes.
 internal protocol WorkerPool {
-    func run(_ scheduler: Scheduler) throws(MPCopyError)
+    func run(_ scheduler: any WorkSource) throws(MPCopyError)
 }
+
+/// Where a pool takes its items and reports their results: the ``Scheduler`` on the rank that
+/// plans the copy, or (with `--mpi`) a serving rank's queue of the items rank 0 sent it. The same
+/// thread that took an item with ``next()`` completes it or gives it back.
+internal protocol WorkSource: AnyObject, Sendable {
+    /// The next item; nil when there is none left (or the copy was cancelled).
+    func next() -> WorkItem?
+    /// The result of an item ``next()`` handed out.
+    func complete(_ item: WorkItem, _ result: WorkResult)
+    /// An item ``next()`` handed out that nobody performed, for another worker.
+    func giveBack(_ item: WorkItem)
+}
+
+extension Scheduler: WorkSource {}
 
 /// `jobs` plain threads in this process, each taking an item, performing it and reporting it.
 internal struct ThreadPool: WorkerPool {
     let jobs: Int
     let performer: Performer
 
-    func run(_ scheduler: Scheduler) throws(MPCopyError) {
+    func run(_ scheduler: any WorkSource) throws(MPCopyError) {
         var threads: [OSThread] = []
         for index in 0..<jobs {
             do {

@@ -87,6 +87,9 @@ struct MPCP: ParsableCommand {
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print each path copied (quoted as ls quotes names).")
     var verbose = false
 
+    @Flag(name: .customLong("mpi"), help: "Spread the copy over the ranks of an MPI job: mpirun -n N mpcp --mpi SRC DST. Rank 0 plans and prints; every rank copies, with its own -j workers. All ranks must see SRC and DST on one shared file system. Needs mpcp built with the MPI trait (swift build -c release --traits MPI); see docs/distributed.md.")
+    var mpi = false
+
     @Argument(help: ArgumentHelp("Sources, then the destination.", valueName: "path"))
     var paths: [String] = []
 
@@ -115,14 +118,20 @@ struct MPCP: ParsableCommand {
                 return state.job
             }
             job?.cancel()
+            #if MPI
+            MPICopy.interrupt() // a serving rank has no job of its own: it cancels what it performs
+            #endif
         }
         do {
             var command = try parseAsRoot(commandLine.arguments)
             try command.run()
+            endMPI()
         } catch let error as MPCopyError {
             printError("mpcp: \(error)")
+            endMPI()
             system_exit(2)
         } catch {
+            endMPI()
             let code = exitCode(for: error)
             if code == .validationFailure {
                 printError(fullMessage(for: error))
@@ -132,7 +141,23 @@ struct MPCP: ParsableCommand {
         }
     }
 
+    /// `--mpi`: starts MPI. A serving rank (1 … N-1) then serves rank 0 and exits here; rank 0
+    /// returns and runs the copy.
+    private func startMPI() throws {
+        #if MPI
+        let (rank, _) = try MPICopy.initialize()
+        if rank > 0 {
+            let status = MPICopy.serve(jobs: jobs ?? system_onlineProcessorCount(), workers: WorkerKind(rawValue: workers) ?? .threads)
+            MPICopy.finish()
+            system_exit(status)
+        }
+        #else
+        throw MPCopyError(.usage, "--mpi: this mpcp was built without MPI; build it with the MPI trait: swift build -c release --traits MPI (see docs/distributed.md)")
+        #endif
+    }
+
     mutating func run() throws {
+        if mpi { try startMPI() }
         var options = CopyOptions()
         options.recursive = recursive || archive
         options.preserve = archive ? .all : []
@@ -153,6 +178,9 @@ struct MPCP: ParsableCommand {
 
         let operands = paths.map(rawPath)
         let job = try CopyJob(sources: Array(operands.dropLast()), destination: operands[operands.count - 1], options: options)
+        #if MPI
+        if mpi { job.distributeOverMPI() }
+        #endif
         running.withLock { $0.job = job }
         if running.withLock({ $0.signal }) != 0 { job.cancel() }
 
@@ -178,6 +206,7 @@ struct MPCP: ParsableCommand {
         if report.interrupted {
             printError("mpcp: interrupted: \(job.interruptionAdvice(resumeCommand: InterruptWatcher.resumeCommand()))")
             let signal = running.withLock { $0.signal }
+            endMPI()
             InterruptWatcher.exitBySignal(signal == 0 ? systemSigInt : signal)
         }
         if !report.failures.isEmpty {
@@ -185,6 +214,13 @@ struct MPCP: ParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// Ends MPI before the process exits, if `--mpi` started it (nothing otherwise).
+private func endMPI() {
+    #if MPI
+    MPICopy.finish()
+    #endif
 }
 
 /// The command line for ArgumentParser, whose Strings would repair invalid UTF-8: each argument

@@ -65,7 +65,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
         for worker in workers.withLock({ $0 }) { try? worker.cancel.put(true) }
     }
 
-    func run(_ scheduler: Scheduler) throws(MPCopyError) {
+    func run(_ scheduler: any WorkSource) throws(MPCopyError) {
         // The workers' own configuration: the program's default, with the worker executable if one
         // was chosen, and the default itself left alone.
         var configuration = ChildProcessConfiguration.default
@@ -119,7 +119,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
 
     /// Sends the scheduler's items to one child and hands back its results, until there is no
     /// more work or the child dies.
-    private func feed(_ worker: Worker, scheduler: Scheduler, performer: Performer) {
+    private func feed(_ worker: Worker, scheduler: any WorkSource, performer: Performer) {
         while let item = scheduler.next() {
             var result: WorkResult?
             do {

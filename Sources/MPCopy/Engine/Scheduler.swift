@@ -142,6 +142,47 @@ internal final class Scheduler: @unchecked Sendable {
         }
     }
 
+    /// What ``tryNext()`` found.
+    enum Offer {
+        /// An item to perform; count it in flight as ``next()`` does.
+        case item(WorkItem)
+        /// Nothing now, but items in flight may produce more.
+        case later
+        /// The copy is done or cancelled.
+        case done
+    }
+
+    /// ``next()`` without the wait, for a caller that must keep doing other things meanwhile
+    /// (the MPI pool's thread, which also receives the results that make more work).
+    func tryNext() -> Offer {
+        monitor.lock()
+        defer { monitor.unlock() }
+        if performer.isCancelled { return .done }
+        if let item = urgent.popLast() {
+            countInFlight(item)
+            inFlight += 1
+            return .item(item)
+        }
+        if bulkHead < bulk.count {
+            preferWorkThatDoesNotCollide()
+            let item = bulk[bulkHead]
+            bulkHead += 1
+            countInFlight(item)
+            if bulkHead > 4096 && bulkHead * 2 > bulk.count {
+                bulk.removeFirst(bulkHead)
+                bulkHead = 0
+            }
+            inFlight += 1
+            return .item(item)
+        }
+        if inFlight == 0 {
+            finished = true
+            monitor.broadcast()
+            return .done
+        }
+        return .later
+    }
+
     /// Puts back an item that ``next()`` handed out but nobody performed (its worker process died
     /// before taking it), for another worker.
     func giveBack(_ item: WorkItem) {

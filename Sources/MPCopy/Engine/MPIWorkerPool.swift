@@ -1,0 +1,272 @@
+#if MPI
+import Multiprocessing
+import MultiprocessingMPI
+import MultiprocessingSystem
+import Synchronization
+import SystemPackage
+
+// mpcp across MPI ranks (`mpirun -n N mpcp --mpi SRC DST`, issue 17). Rank 0 runs mpcp as on one
+// host: the operand checks, the staging and the resume markers, the Scheduler, the output. Its
+// pool is `MPIWorkerPool`: one loop on the thread that initialized MPI, which takes the
+// Scheduler's items without waiting (`tryNext`), sends each to a serving rank (two per local
+// worker of that rank in flight, so a rank's workers always have the next item at hand), and
+// hands the results back to the Scheduler. Ranks 1 ... N-1 never plan anything: `MPICopyRank`
+// receives the job's options and roots, checks that it sees the same trees, and then performs
+// items with the same Performer on its own threads or processes (`-j`, `--workers`), sending each
+// result back. The protocol is below; every message is one MPIMessenger byte message on a
+// communicator of its own (a duplicate of the world), so nothing else's tags can meet it.
+
+/// The messages of mpcp's MPI protocol, by tag.
+internal enum MPICopyTag: Int, CaseIterable {
+    /// 0 → rank: ``MPICopySetup``, the first message a serving rank gets.
+    case setup = 1
+    /// rank → 0: ``MPICopyReady``, the answer to the setup.
+    case ready = 2
+    /// 0 → rank: an item id (8 bytes, little-endian) and the WorkItem in the wire codec.
+    case item = 3
+    /// rank → 0: the item's id and its WorkResult.
+    case result = 4
+    /// Either way, empty: the copy is cancelled (a signal reached the sender).
+    case cancel = 5
+    /// 0 → rank, empty: no more items; finish what you hold, say bye and exit.
+    case stop = 6
+    /// rank → 0, empty: stopped; the rank finalizes MPI next.
+    case bye = 7
+    /// rank → 0: UTF-8 text, a message the rank cannot go on after (a malformed message).
+    case fatal = 8
+}
+
+/// What rank 0 tells every serving rank before the first item.
+internal struct MPICopySetup: Codable, Sendable {
+    /// The options of the copy as rank 0 parsed them (a rank keeps its own `jobs` and `workers`).
+    var options: CopyOptions
+    /// The roots every item's paths lie beneath, with the device and inode rank 0 found: a rank
+    /// that finds anything else there does not see the same file system.
+    var roots: TreeRoots
+    /// Rank 0's host, for messages.
+    var host: String
+}
+
+/// A serving rank's answer to the setup.
+internal struct MPICopyReady: Codable, Sendable {
+    var workers: Int
+    var host: String
+    /// Why this rank cannot take part (it does not see the trees as rank 0 does).
+    var problem: String?
+}
+
+/// The framing of item and result messages: an 8-byte little-endian id, then the wire codec's bytes.
+internal enum MPICopyWire {
+    static func frame<T: Encodable>(_ id: UInt64, _ value: T) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: id >> UInt64(shift))) }
+        try WireEncoder().encode(value, into: &bytes)
+        return bytes
+    }
+
+    /// The id of a framed message, or nil when it is shorter than an id.
+    static func id(_ bytes: [UInt8]) -> UInt64? {
+        guard bytes.count >= 8 else { return nil }
+        var id: UInt64 = 0
+        for index in 0..<8 { id |= UInt64(bytes[index]) << UInt64(8 * index) }
+        return id
+    }
+
+    static func body<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+        try bytes.withUnsafeBytes { raw in try WireDecoder().decode(T.self, from: UnsafeRawBufferPointer(rebasing: raw[8...])) }
+    }
+
+    /// Words for a message of an unexpected tag.
+    static func describe(_ message: MPIMessage) -> String {
+        let name = MPICopyTag(rawValue: message.tag).map { "\($0)" } ?? "unknown"
+        return "tag \(message.tag) (\(name)), \(message.bytes.count) bytes, from rank \(message.source)"
+    }
+}
+
+/// The MPI state of this process, touched only by the thread that initialized MPI (the main thread).
+internal enum MPICopyState {
+    nonisolated(unsafe) static var messenger: MPIMessenger?
+    nonisolated(unsafe) static var rank = 0
+    nonisolated(unsafe) static var size = 1
+    nonisolated(unsafe) static var host = ""
+    /// Rank 0 sent stop to the serving ranks and had their byes.
+    nonisolated(unsafe) static var released = false
+    /// A signal reached this serving rank (set from the signal thread).
+    static let interrupted = Atomic<Bool>(false)
+}
+
+/// Rank 0's pool: the Scheduler's items go to the serving ranks over MPI.
+internal struct MPIWorkerPool: WorkerPool {
+    /// The pool a job of one rank (`-n 1`, or no mpirun) runs on instead.
+    let local: any WorkerPool
+    let performer: Performer
+    let options: CopyOptions
+
+    /// How much work a rank holds at once, per local worker, in units of ``weight(of:)``: a batch
+    /// of small files or a scan is 1, a 64 MiB chunk 2. So a worker has two chunks (one being
+    /// copied, one waiting: a large file's tail is never stuck in one rank's queue), or four
+    /// batches: a batch takes about a millisecond or two, and the next one must be there before
+    /// the result of the last has gone to rank 0 and its replacement come back (both ends sleep
+    /// up to 250 µs between probes when idle). With two batches per worker and sleeps up to 1 ms,
+    /// `mpirun -n 2` on one host took 1.36× mpcp's time on 50,000 small files; with these, 0.91×
+    /// (docs/benchmarks.md).
+    static let windowPerWorker = 4
+
+    static func weight(of item: WorkItem) -> Int {
+        if case .chunk = item { return 2 }
+        return 1
+    }
+
+    func run(_ source: any WorkSource) throws(MPCopyError) {
+        guard MPICopyState.size > 1, let scheduler = source as? Scheduler, let messenger = MPICopyState.messenger else {
+            try local.run(source)
+            return
+        }
+        do {
+            try coordinate(scheduler, messenger)
+        } catch let error as MPCopyError {
+            throw error
+        } catch {
+            throw MPCopyError(.workers, "--mpi: an MPI call failed on rank 0: \(error)")
+        }
+    }
+
+    private struct Rank {
+        var workers = 1
+        var host = "?"
+        var inFlight = 0
+    }
+
+    private func coordinate(_ scheduler: Scheduler, _ messenger: MPIMessenger) throws {
+        let size = MPICopyState.size
+        let setup = try WireEncoder().encode(MPICopySetup(options: options, roots: performer.resolver.roots, host: MPICopyState.host))
+        for rank in 1..<size { try messenger.send(setup, to: rank, tag: MPICopyTag.setup.rawValue) }
+
+        var ranks = [Rank](repeating: Rank(), count: size)
+        var ready = 0
+        var problems: [String] = []
+        var idle = 0
+        while ready < size - 1 {
+            guard let message = try messenger.receive() else { MPIWorkerPool.pause(&idle); continue }
+            idle = 0
+            switch MPICopyTag(rawValue: message.tag) {
+            case .ready:
+                let answer: MPICopyReady
+                do { answer = try WireDecoder().decode(MPICopyReady.self, from: message.bytes) } catch {
+                    throw MPCopyError(.workers, "--mpi: rank \(message.source) answered the setup with a message that cannot be decoded: \(error)")
+                }
+                ready += 1
+                ranks[message.source].workers = max(1, answer.workers)
+                ranks[message.source].host = answer.host
+                if let problem = answer.problem { problems.append("rank \(message.source) on host \(answer.host): \(problem)") }
+            case .cancel:
+                performer.cancelled.store(true, ordering: .relaxed)
+            case .fatal:
+                throw MPCopyError(.workers, "--mpi: rank \(message.source): \(String(decoding: message.bytes, as: UTF8.self))")
+            default:
+                throw MPCopyError(.workers, "--mpi: rank 0 got an unexpected message during the setup: \(MPICopyWire.describe(message))")
+            }
+        }
+        if !problems.isEmpty {
+            throw MPCopyError(.usage, "--mpi: every rank must see the same file system at the same paths (a shared file system, and mpirun starting each rank in the same directory):\n  "
+                              + problems.joined(separator: "\n  "))
+        }
+
+        var inFlight: [UInt64: (item: WorkItem, rank: Int)] = [:]
+        var nextID: UInt64 = 1
+        var schedulerDone = false
+        var cancelSent = false
+        idle = 0
+        while true {
+            var busy = false
+            if performer.isCancelled && !cancelSent {
+                for rank in 1..<size { try messenger.send([], to: rank, tag: MPICopyTag.cancel.rawValue) }
+                cancelSent = true
+            }
+            // Hand out items, each to the rank with the most room, while the Scheduler has some.
+            handOut: while !schedulerDone {
+                var best = 0
+                var room = 0
+                for rank in 1..<size {
+                    let free = ranks[rank].workers * MPIWorkerPool.windowPerWorker - ranks[rank].inFlight
+                    if free > room { room = free; best = rank }
+                }
+                // Room for a chunk (weight 2) too: a rank one unit short takes a batch or a chunk
+                // alike, which keeps the rule simple and the overshoot at one unit.
+                guard room > 0 else { break }
+                switch scheduler.tryNext() {
+                case .later:
+                    break handOut
+                case .done:
+                    schedulerDone = true
+                case .item(let item):
+                    let id = nextID
+                    nextID += 1
+                    let bytes: [UInt8]
+                    do { bytes = try MPICopyWire.frame(id, item) } catch {
+                        // Not reachable for the engine's own types; reported as the item's failure.
+                        scheduler.complete(item, WorkResult(failures: [CopyFailure(path: FilePath(), operation: "send work to an MPI rank", detail: "\(error)")]))
+                        continue
+                    }
+                    try messenger.send(bytes, to: best, tag: MPICopyTag.item.rawValue)
+                    inFlight[id] = (item, best)
+                    ranks[best].inFlight += MPIWorkerPool.weight(of: item)
+                    busy = true
+                }
+            }
+            while let message = try messenger.receive() {
+                busy = true
+                switch MPICopyTag(rawValue: message.tag) {
+                case .result:
+                    guard let id = MPICopyWire.id(message.bytes), let flight = inFlight.removeValue(forKey: id), flight.rank == message.source else {
+                        throw MPCopyError(.workers, "--mpi: rank \(message.source) sent a result for no item it holds (\(MPICopyWire.describe(message)))")
+                    }
+                    ranks[flight.rank].inFlight -= MPIWorkerPool.weight(of: flight.item)
+                    var result: WorkResult
+                    do { result = try MPICopyWire.body(WorkResult.self, message.bytes) } catch {
+                        result = WorkResult(failures: [CopyFailure(path: MPIWorkerPool.path(of: flight.item), operation: "copy",
+                                                                   detail: "the result from MPI rank \(message.source) cannot be decoded: \(error)")])
+                    }
+                    performer.bytesDone.add(result.bytes, ordering: .relaxed)
+                    scheduler.complete(flight.item, result)
+                case .cancel:
+                    performer.cancelled.store(true, ordering: .relaxed)
+                case .fatal:
+                    throw MPCopyError(.workers, "--mpi: rank \(message.source) on host \(ranks[message.source].host): \(String(decoding: message.bytes, as: UTF8.self))")
+                default:
+                    throw MPCopyError(.workers, "--mpi: rank 0 got an unexpected message: \(MPICopyWire.describe(message))")
+                }
+            }
+            if (schedulerDone || performer.isCancelled) && inFlight.isEmpty { break }
+            if busy { idle = 0 } else { MPIWorkerPool.pause(&idle) }
+        }
+        try MPICopyRank.release(messenger)
+    }
+
+    /// The source path an item is about, for a failure report.
+    static func path(of item: WorkItem) -> FilePath {
+        switch item {
+        case .scan(let s): return s.source
+        case .files(let b): return b.sourceDirectory
+        case .chunk(let c): return c.source
+        case .finishLarge(let f): return f.sourceDirectory.appending(f.entry.name)
+        case .link(let l): return l.source
+        case .finishDirectory(let d): return d.source
+        }
+    }
+
+    /// Waiting for a message: probe again at once 64 times, then sleep from 20 µs doubling to
+    /// 250 µs (a probe costs about a microsecond, so 4,000 probes a second cost an idle rank
+    /// little, and an item's result is answered within a quarter of a millisecond).
+    static func pause(_ idle: inout Int) {
+        idle += 1
+        if idle <= 64 { return }
+        system_sleep(nanoseconds: sleepNanoseconds(idle))
+    }
+
+    static func sleepNanoseconds(_ idle: Int) -> Int64 {
+        Int64(min(10_000 << min(idle - 64, 5), 250_000))
+    }
+}
+#endif

@@ -1,0 +1,72 @@
+#if MPI
+import MultiprocessingMPI
+import MultiprocessingSystem
+
+/// mpcp across the ranks of an MPI job (`mpirun -n N mpcp --mpi SRC DST`); only with the `MPI`
+/// trait. See docs/distributed.md.
+///
+/// Every rank calls ``initialize()`` first. Rank 0 then plans and runs the copy as on one host,
+/// with a ``CopyJob`` that ``CopyJob/distributeOverMPI()`` sends the work of to the other ranks;
+/// ranks 1 … N-1 call ``serve(jobs:workers:)``, which performs what rank 0 sends until it says
+/// stop. Every rank calls ``finish()`` before it exits.
+public enum MPICopy {
+    /// Initializes MPI (`MPI_Init_thread`, funneled: only this thread calls MPI) and returns this
+    /// process's rank and the job's size. Call it on the main thread, after signals are blocked
+    /// and before any other thread starts: MPI starts threads of its own.
+    ///
+    /// - Throws: ``MPCopyError`` with code ``MPCopyError/Code/workers`` if MPI cannot start.
+    public static func initialize() throws(MPCopyError) -> (rank: Int, size: Int) {
+        do {
+            try MPIEnvironment.initialize(threadLevel: .funneled, minimum: .funneled)
+            let communicator = try MPICommunicator.world.duplicate()
+            MPICopyState.rank = try communicator.rank()
+            MPICopyState.size = try communicator.size()
+            MPICopyState.host = MPIEnvironment.processorName
+            MPICopyState.messenger = try MPIMessenger(communicator: communicator)
+        } catch {
+            throw MPCopyError(.workers, "--mpi: MPI could not start: \(error)")
+        }
+        return (MPICopyState.rank, MPICopyState.size)
+    }
+
+    /// A serving rank (1 … N-1): performs the items rank 0 sends, on `jobs` local workers of
+    /// kind `workers`, until rank 0 says stop. Never prints but for errors.
+    ///
+    /// - Returns: the rank's exit status: 0 when rank 0 stopped it.
+    public static func serve(jobs: Int, workers: WorkerKind) -> Int32 {
+        MPICopyRank.serve(jobs: max(1, jobs), workers: workers)
+    }
+
+    /// A signal reached this process: a serving rank cancels the copy (and tells rank 0). Safe
+    /// from any thread.
+    public static func interrupt() {
+        MPICopyState.interrupted.store(true, ordering: .relaxed)
+    }
+
+    /// Ends MPI in this process. On rank 0 it first stops the serving ranks if the copy never ran
+    /// (a usage error) and waits for their goodbyes; if that fails the job is aborted.
+    public static func finish() {
+        guard let messenger = MPICopyState.messenger else { return }
+        if MPICopyState.rank == 0 && MPICopyState.size > 1 {
+            do { try MPICopyRank.release(messenger) } catch { MPIEnvironment.abort(code: 1) }
+        }
+        MPICopyState.messenger = nil
+        try? MPIEnvironment.finalize()
+    }
+
+    /// Ends every rank of the job now (`MPI_Abort`), after a failure that leaves rank 0 unable to
+    /// tell the others to stop.
+    public static func abort(code: Int32) -> Never {
+        MPIEnvironment.abort(code: code)
+    }
+}
+
+extension CopyJob {
+    /// Makes ``run(events:progressInterval:onProgress:)`` send the copy's work to the serving
+    /// ranks of the MPI job (after ``MPICopy/initialize()`` on rank 0). With one rank, the copy
+    /// runs on this process's workers as without it.
+    public func distributeOverMPI() {
+        overMPI.store(true, ordering: .relaxed)
+    }
+}
+#endif

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The tests of `mpirun -n N mpcp --mpi` (issue 17); scripts/mpi-tests.sh calls this at its end.
+# Needs root, iproute2, Open MPI (mpirun, mpicc), rsync and attr.
+#
+#   scripts/mpcp-mpi-tests.sh [build]   build mpcp with the MPI trait (.build-mpi), then test
+#   scripts/mpcp-mpi-tests.sh test      test binaries built before
+#
+# Each test prints "ok - NAME" or "not ok - NAME: why"; the script exits 1 if any failed.
+# The midway points of the interrupt tests are not a race against the copy's speed: an
+# LD_PRELOAD (scripts/mpcp-mpi/hold.c) stops one rank with SIGSTOP at its N-th copy_file_range,
+# and the test disturbs the job only once that rank is stopped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpcp=$root/.build-mpi/debug/mpcp
+plain=$root/.build/debug/mpcp
+failures=0
+ok() { echo "ok - $1"; }
+fail() { echo "not ok - $1: $2"; failures=$((failures + 1)); }
+
+build() {
+  local log
+  log=$(mktemp)
+  swift build --traits MPI --scratch-path .build-mpi --product mpcp 2>&1 | tee "$log" | grep -E "error|warning:|Build of" || true
+  if grep -E "warning:|error:" "$log" >/dev/null; then echo "mpcp-mpi-tests: the MPI build of mpcp has warnings or errors (above)." >&2; rm -f "$log"; exit 1; fi
+  rm -f "$log"
+}
+
+# The work area: under /tmp, which every namespace host sees (they share the file system).
+work=$(mktemp -d /tmp/mpcp-mpi-tests.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+src=$work/src
+
+make_tree() {
+  mkdir -p "$src/small/deeper/deepest" "$src/empty" "$src/other/empty-too" "$src/links"
+  local i
+  for i in $(seq 1 300); do printf 'small file %d\n' "$i" >"$src/small/f$i"; done
+  for i in $(seq 1 40); do head -c $((i * 997)) /dev/urandom >"$src/small/deeper/r$i"; done
+  echo deepest >"$src/small/deeper/deepest/d"
+  # 150 MiB: three chunks of the default 64 MiB, handed out one by one.
+  head -c $((150 << 20)) /dev/urandom >"$src/large"
+  ln "$src/small/f1" "$src/links/hard-to-f1"
+  ln "$src/small/f1" "$src/other/second-hard-to-f1"
+  ln "$src/large" "$src/links/hard-to-large"
+  ln -s ../small/f2 "$src/links/symlink-to-f2"
+  ln -s /nonexistent/target "$src/links/dangling"
+  setfattr -n user.colour -v blue "$src/small/f3"
+  setfattr -n user.empty "$src/small/f4"
+  setfattr -n user.dir -v yes "$src/small/deeper"
+  printf 'latin-1 name\n' >"$src/$(printf 'caf\xe9-\xff')"
+  mkdir "$src/$(printf 'dir-\xfe')" && printf x >"$src/$(printf 'dir-\xfe')/inside"
+  touch -d '2001-02-03 04:05:06.789' "$src/small/f5"
+  chmod 0750 "$src/other"
+}
+
+# rsync finds nothing to change: contents (checksums), hard links, ACLs, xattrs, times, modes.
+exact() { # name dst (alone in its directory)
+  local diff
+  diff=$(rsync -ani --checksum -HAX "$src/" "$2/" 2>&1)
+  if [ -n "$diff" ]; then fail "$1" "rsync -ani --checksum -HAX finds differences: $(head -n 20 <<<"$diff")"; return 1; fi
+  local left
+  left=$(find "$2" "$(dirname "$2")" -maxdepth 1 -name '.mpcp-tmp-*' 2>/dev/null; find "$2" -name '.mpcp-tmp-*' 2>/dev/null)
+  if [ -n "$left" ]; then fail "$1" "temporaries left: $left"; return 1; fi
+  return 0
+}
+
+# Every regular file under DST has its source's bytes (nothing partial under a final name).
+nothing_partial() { # dst
+  local bad="" f rel
+  while IFS= read -r -d '' f; do
+    rel=${f#"$1"/}
+    case "$rel" in .mpcp-tmp-*|*/.mpcp-tmp-*) continue ;; esac
+    cmp -s "$f" "$src/$rel" || bad="$bad $rel"
+  done < <(find "$1" -type f -print0 2>/dev/null)
+  echo "$bad"
+}
+
+# Processes of the job still alive (not zombies): mpcp, mpirun, orted, and anything in the hosts.
+leftovers() {
+  local pids="" pid state
+  for pid in $(pgrep -f -- "$mpcp" 2>/dev/null) $(pgrep -x orted 2>/dev/null) $(pgrep -x mpirun 2>/dev/null) \
+             $(for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^mph[0-9]+$'); do ip netns pids "$ns"; done); do
+    [ "$pid" = "$$" ] && continue
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || continue
+    [ "$state" = Z ] && continue
+    pids="$pids $pid"
+  done
+  echo "$pids"
+}
+
+wait_no_leftovers() { # seconds
+  local deadline=$((SECONDS + $1)) left
+  left=$(leftovers)
+  while [ -n "$left" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; left=$(leftovers); done
+  echo "$left"
+}
+
+# Starts `launcher ... mpcp --mpi ARGS` with rank $hold_rank stopped at its $hold_after-th
+# copy_file_range; waits until it is stopped; then runs `action PID-of-the-held-rank`; checks
+# the job ends non-zero with no process left and nothing partial under a final name, then that
+# the same command without the hold finishes the copy.
+disturbed_copy() { # name action hold_rank hold_after launcher... -- mpcp-args...
+  local name=$1 action=$2 hold_rank=$3 hold_after=$4
+  shift 4
+  local launcher=() args=()
+  while [ "$1" != -- ]; do launcher+=("$1"); shift; done
+  shift
+  args=("$@")
+  local dst=${args[${#args[@]} - 1]}
+  local marker=$work/held.$RANDOM log=$work/log.$RANDOM
+  rm -f "$marker"
+  MPCP_HOLD_RANK=$hold_rank MPCP_HOLD_AFTER=$hold_after MPCP_HOLD_MARKER=$marker LD_PRELOAD=$work/hold.so \
+    "${launcher[@]}" -x LD_PRELOAD -x MPCP_HOLD_RANK -x MPCP_HOLD_AFTER -x MPCP_HOLD_MARKER "$mpcp" --mpi "${args[@]}" >"$log" 2>&1 &
+  local job=$!
+  local deadline=$((SECONDS + 120)) pid=""
+  until [ -s "$marker" ] && pid=$(cat "$marker") && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = T ]; do
+    if [ $SECONDS -ge $deadline ] || ! kill -0 $job 2>/dev/null; then
+      kill -9 $job 2>/dev/null; wait $job; local early=$?
+      fail "$name" "rank $hold_rank never reached copy_file_range call $hold_after (the job ended with status $early): $(tail -n 20 "$log")"; return
+    fi
+    sleep 0.05
+  done
+  $action "$pid"
+  wait $job
+  local status=$?
+  local left
+  left=$(wait_no_leftovers 10)
+  local partial
+  partial=$(nothing_partial "$dst")
+  if [ "$status" -eq 0 ]; then fail "$name" "the job exited 0 (the hold came too late?): $(tail -n 5 "$log")"
+  elif [ -n "$left" ]; then fail "$name" "processes left: $(ps -o pid,ppid,stat,args -p "$(tr ' ' '\n' <<<"$left" | grep . | paste -sd,)" 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
+  elif [ -n "$partial" ]; then fail "$name" "files under their final names differ from their sources:$partial"
+  else
+    local note=""
+    grep -q "mpcp: interrupted: partial files removed" "$log" && note=", rank 0 reported the interruption"
+    # The same command again, with nothing held, finishes the copy.
+    local again
+    again=$("${launcher[@]}" "$mpcp" --mpi "${args[@]}" 2>&1)
+    local again_status=$?
+    if [ $again_status -ne 0 ]; then fail "$name" "the rerun exited $again_status: $(tail -n 10 <<<"$again")"
+    elif exact "$name" "$dst"; then ok "$name (exit status $status, no process left, nothing partial$note; the rerun finished the copy)"; fi
+  fi
+  rm -f "$log" "$marker"
+}
+
+interrupt_mpirun() { kill -INT "$(pgrep -x mpirun | head -n1)"; }
+kill_rank() { kill -9 "$1"; }
+
+run_tests() {
+  [ -x "$mpcp" ] || { echo "mpcp-mpi-tests: build first ($0 build)." >&2; exit 1; }
+  cc -O2 -shared -fPIC -o "$work/hold.so" scripts/mpcp-mpi/hold.c -ldl || { fail "build hold.so" "cc failed"; return; }
+  mpicc -O2 -o "$work/fake-rank" scripts/mpcp-mpi/fake-rank.c || { fail "build fake-rank" "mpicc failed"; return; }
+  make_tree
+  local output status n
+  mkdir -p "$work"/{n1,n2,n4,singleton,processes,excluded,checksum,m1,m2,m3,int-staged,int-inplace,hosts2,hosts4,kill-inplace,kill-staged,int-hosts}
+
+  # Without the trait, --mpi is a usage error (exit 2) that says how to build with it.
+  if [ -x "$plain" ]; then
+    output=$("$plain" --mpi -a "$src" "$work/never" 2>&1); status=$?
+    if [ $status -eq 2 ] && grep -q -- "--traits MPI" <<<"$output" && [ ! -e "$work/never" ]; then ok "without the trait, --mpi fails with how to build (exit 2)"
+    else fail "without the trait, --mpi" "status $status: $output"; fi
+  else
+    fail "without the trait, --mpi" "no $plain: run 'swift build' first"
+  fi
+
+  # One host: -n 1, -n 2 and -n 4 give the same, exact tree; also with no mpirun (a singleton).
+  for n in 1 2 4; do
+    output=$(timeout 300 mpirun --oversubscribe -n $n "$mpcp" --mpi -a "$src" "$work/n$n/copy" 2>&1); status=$?
+    if [ $status -ne 0 ]; then fail "mpirun -n $n mpcp --mpi -a" "status $status: $output"
+    elif exact "mpirun -n $n mpcp --mpi -a" "$work/n$n/copy"; then ok "mpirun -n $n mpcp --mpi -a: exact copy"; fi
+  done
+  output=$(timeout 300 "$mpcp" --mpi -a "$src" "$work/singleton/copy" 2>&1); status=$?
+  if [ $status -ne 0 ]; then fail "mpcp --mpi without mpirun" "status $status: $output"
+  elif exact "mpcp --mpi without mpirun" "$work/singleton/copy"; then ok "mpcp --mpi without mpirun (a singleton): exact copy"; fi
+  # Worker processes on the serving ranks, and -j 1.
+  output=$(timeout 300 mpirun --oversubscribe -n 3 "$mpcp" --mpi -a --workers processes -j 2 "$src" "$work/processes/copy" 2>&1); status=$?
+  if [ $status -ne 0 ]; then fail "mpcp --mpi --workers processes" "status $status: $output"
+  elif exact "mpcp --mpi --workers processes" "$work/processes/copy"; then ok "mpirun -n 3 mpcp --mpi --workers processes -j 2: exact copy"; fi
+
+  # Options mean the same: --json on rank 0 only (one document), -u skips what is done,
+  # --exclude leaves names out, --checksum recopies a file whose size and time match.
+  output=$(timeout 300 mpirun --oversubscribe -n 3 "$mpcp" --mpi -a -u --json "$src/." "$work/n2/copy" 2>/dev/null); status=$?
+  if [ $status -eq 0 ] && python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); assert d["files"]==0 and d["skipped"]>=340, d' <<<"$output" 2>/dev/null
+  then ok "-u --json over MPI: one JSON document, everything skipped"; else fail "-u --json over MPI" "status $status: $output"; fi
+  output=$(timeout 300 mpirun --oversubscribe -n 3 "$mpcp" --mpi -a --exclude 'r*' --exclude small/deeper/deepest "$src" "$work/excluded/copy" 2>&1); status=$?
+  if [ $status -eq 0 ] && [ ! -e "$work/excluded/copy/small/deeper/r1" ] && [ ! -e "$work/excluded/copy/small/deeper/deepest" ] && [ -e "$work/excluded/copy/small/f1" ]
+  then ok "--exclude over MPI"; else fail "--exclude over MPI" "status $status: $output"; fi
+  cp -a "$work/n4/copy" "$work/checksum/copy"
+  printf 'SMALL FILE 9\n' >"$work/checksum/copy/small/f9"  # same size
+  touch -r "$src/small/f9" "$work/checksum/copy/small/f9"  # same time
+  output=$(timeout 300 mpirun --oversubscribe -n 3 "$mpcp" --mpi -a -u --checksum "$src/." "$work/checksum/copy" 2>&1); status=$?
+  if [ $status -eq 0 ] && cmp -s "$src/small/f9" "$work/checksum/copy/small/f9"; then ok "--checksum over MPI recopies a same-size, same-time file"
+  else fail "--checksum over MPI" "status $status: $output"; fi
+
+  # A rank that does not see the trees as rank 0 does (started in another directory, where the
+  # relative operand names another tree): a clear error, exit 2, nothing copied.
+  mkdir -p "$work/a" "$work/b"
+  cp -a "$src/small" "$work/a/t"; cp -a "$src/small" "$work/b/t"
+  output=$(timeout 120 mpirun --oversubscribe -n 1 --wdir "$work/a" "$mpcp" --mpi -a t copy : -n 1 --wdir "$work/b" "$mpcp" --mpi -a t copy 2>&1); status=$?
+  if [ $status -eq 2 ] && grep -q "every rank must see the same file system" <<<"$output" && grep -q "the source directory 't' is another directory here" <<<"$output" && [ ! -e "$work/a/copy" ]
+  then ok "a rank that sees another tree: clear error, exit 2"; else fail "a rank that sees another tree" "status $status: $output"; fi
+
+  # Malformed or unexpected MPI messages: a clear error, never a crash (a C rank speaks wrongly).
+  output=$(timeout 120 mpirun --oversubscribe -n 1 "$mpcp" --mpi -a "$src" "$work/m1/copy" : -n 1 "$work/fake-rank" garbage-ready 2>&1); status=$?
+  if [ $status -eq 2 ] && grep -q "mpcp: --mpi: rank 1 answered the setup with a message that cannot be decoded" <<<"$output" && [ ! -e "$work/m1/copy" ]
+  then ok "rank 0 gets an undecodable answer: clear error"; else fail "rank 0 gets an undecodable answer" "status $status: $output"; fi
+  output=$(timeout 120 mpirun --oversubscribe -n 1 "$mpcp" --mpi -a "$src" "$work/m2/copy" : -n 1 "$work/fake-rank" unexpected-tag 2>&1); status=$?
+  if [ $status -eq 2 ] && grep -q "rank 0 got an unexpected message during the setup: tag 99 (unknown), 1 bytes, from rank 1" <<<"$output"
+  then ok "rank 0 gets an unexpected tag: clear error"; else fail "rank 0 gets an unexpected tag" "status $status: $output"; fi
+  output=$(timeout 120 mpirun --oversubscribe -n 1 "$work/fake-rank" garbage-setup : -n 1 "$mpcp" --mpi -a "$src" "$work/m3/copy" 2>&1); status=$?
+  if grep -q "fake rank 0 got tag 8 from rank 1: the setup from rank 0 cannot be decoded" <<<"$output" && ! grep -qi "crash\|fatal error\|backtrace" <<<"$output"
+  then ok "a serving rank gets an undecodable setup: clear error to rank 0"; else fail "a serving rank gets an undecodable setup" "status $status: $output"; fi
+
+  # Interrupts on one host: SIGINT to mpirun while rank 1 is held at its 40th copy_file_range
+  # (among the small files), staged and in place.
+  disturbed_copy "SIGINT to mpirun midway (staged tree), then rerun" interrupt_mpirun 1 40 \
+    timeout 300 mpirun --oversubscribe -n 2 -- -a "$src" "$work/int-staged/copy"
+  disturbed_copy "SIGINT to mpirun midway (--no-staging), then rerun" interrupt_mpirun 1 40 \
+    timeout 300 mpirun --oversubscribe -n 2 -- -a --no-staging "$src" "$work/int-inplace/copy"
+
+  # Across hosts: three network namespaces, ranks spread over them (rank 0 on mph1).
+  scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }
+  for n in 2 4; do
+    output=$(timeout 300 scripts/mpi-netns.sh mpirun -n $n --map-by node "$mpcp" --mpi -a "$src" "$work/hosts$n/copy" 2>&1); status=$?
+    if [ $status -ne 0 ]; then fail "mpcp --mpi across hosts, -n $n" "status $status: $output"
+    elif exact "mpcp --mpi across hosts, -n $n" "$work/hosts$n/copy"; then ok "mpcp --mpi across $(( n < 3 ? n : 3 )) namespace hosts, -n $n: exact copy"; fi
+  done
+  # kill -9 of rank 1 (on host mph2) while it is held in the large file's chunks; rank 2 (mph3)
+  # goes on meanwhile. The job ends (MPI), nothing partial under a final name, a rerun finishes.
+  disturbed_copy "kill -9 of a rank on another host midway (--no-staging), then rerun" kill_rank 1 3 \
+    timeout 300 scripts/mpi-netns.sh mpirun -n 3 --map-by node -- -a --no-staging "$src" "$work/kill-inplace/copy"
+  disturbed_copy "kill -9 of a rank on another host midway (staged tree), then rerun" kill_rank 2 2 \
+    timeout 300 scripts/mpi-netns.sh mpirun -n 3 --map-by node -- -a "$src" "$work/kill-staged/copy"
+  disturbed_copy "SIGINT to mpirun midway across hosts, then rerun" interrupt_mpirun 2 2 \
+    timeout 300 scripts/mpi-netns.sh mpirun -n 3 --map-by node -- -a "$src" "$work/int-hosts/copy"
+  scripts/mpi-netns.sh down
+}
+
+case "${1:-build}" in
+  build) build; run_tests ;;
+  test) run_tests ;;
+  *) echo "usage: $0 [build|test]" >&2; exit 64 ;;
+esac
+echo "mpcp-mpi-tests: $failures failed"
+[ $failures -eq 0 ]
