@@ -87,15 +87,16 @@ private let builtHoldLibrary: Result<String, any Error> = Result {
 }
 
 /// Bash functions of the hold (see above): `hold PATTERN [SKIP]`, `wait_held PID`, `release_hold`.
-/// The hold's FIFO is on descriptor 9, and its directories are beside the scratch directory (so
-/// that a test's listing of the scratch directory does not see them).
+/// The hold's FIFOs are on descriptors 9 (held) and 8 (release), and its directories are beside
+/// the scratch directory (so that a test's listing of the scratch directory does not see them).
 let holdFunctions = #"""
 hold() {
   hold_count=$((${hold_count:-0} + 1))
   export MPCP_HOLD_DIR="$MPCP_HOLD_BASE/$hold_count" MPCP_HOLD_PATTERN="$1" MPCP_HOLD_SKIP="${2:-0}"
-  mkdir -p "$MPCP_HOLD_DIR" && mkfifo "$MPCP_HOLD_DIR/held" || exit 3
-  # Read and write, so that opening it waits for no writer and the held process's open never fails.
-  exec 9<>"$MPCP_HOLD_DIR/held"
+  mkdir -p "$MPCP_HOLD_DIR" && mkfifo "$MPCP_HOLD_DIR/held" "$MPCP_HOLD_DIR/release" || exit 3
+  # Read and write, so that opening them waits for no writer and the held process's opens never
+  # fail; the release FIFO stays open to the end, so the byte release_hold writes stays in it.
+  exec 9<>"$MPCP_HOLD_DIR/held" 8<>"$MPCP_HOLD_DIR/release"
 }
 wait_held() {
   until read -t 1 -u 9 held_pid held_path; do
@@ -104,7 +105,7 @@ wait_held() {
     esac
   done
 }
-release_hold() { : > "$MPCP_HOLD_DIR/release"; }
+release_hold() { printf x >&8; }
 
 """#
 
