@@ -193,6 +193,11 @@ run_tests() {
   if [ $status -eq 0 ] && cmp -s "$src/small/f9" "$work/checksum/copy/small/f9"; then ok "--checksum over MPI recopies a same-size, same-time file"
   else fail "--checksum over MPI" "status $status: $output"; fi
 
+  # A usage error on rank 0 (a missing source): the serving ranks are told to stop, exit 2.
+  output=$(timeout 120 mpirun --oversubscribe -n 3 "$mpcp" --mpi -a "$work/missing" "$work/never" 2>&1); status=$?
+  if [ $status -eq 2 ] && grep -q "mpcp: cannot stat" <<<"$output" && [ -z "$(wait_no_leftovers 10)" ]
+  then ok "a usage error on rank 0 stops every rank (exit 2)"; else fail "a usage error on rank 0" "status $status: $output"; fi
+
   # A rank that does not see the trees as rank 0 does (started in another directory, where the
   # relative operand names another tree): a clear error, exit 2, nothing copied.
   mkdir -p "$work/a" "$work/b"
