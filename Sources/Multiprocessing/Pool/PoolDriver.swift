@@ -774,6 +774,10 @@ final class PoolDriver: @unchecked Sendable {
             }
             let chunk = slots[index].input.withUnsafeBytes { $0.loadLE(UInt32.self, at: start + 8) }
             guard length <= PoolWire.maximumBody else { return protocolError(index, "announced a \(length)-byte answer") }
+            // A kind no worker sends is garbage: refused at its header, not after waiting for its body.
+            guard let known = PoolFrameKind(rawValue: kind), known.rawValue >= PoolFrameKind.ready.rawValue else {
+                return protocolError(index, "sent frame kind \(kind)")
+            }
             guard slots[index].input.count - start >= PoolWire.headerSize + length else { break }
             let bodyRange = (start + PoolWire.headerSize)..<(start + PoolWire.headerSize + length)
             slots[index].inputStart = bodyRange.upperBound
