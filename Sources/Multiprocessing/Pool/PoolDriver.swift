@@ -729,6 +729,7 @@ final class PoolDriver: @unchecked Sendable {
                     break
                 }
                 if n == 0 { ended = true; break }
+                if n < readBuffer.count { break }
             }
         }
         // The answers it published before it died count: read them before its death is handled.

@@ -197,22 +197,11 @@ final class PoolWorkerLoop {
             ring.store32(PoolRing.Offset.workerSleeps, 0)
             return true
         }
-        let revents = (try? system_pollMany([fd], events: [Int16(0x001)], timeoutMilliseconds: -1)) ?? [0]
-        ring.store32(PoolRing.Offset.workerSleeps, 0)
-        guard revents[0] != 0 else { return true }
-        // Take the wake-up bytes; the end of stream is the end.
+        // One blocking read: a wake-up byte (or several, stale ones too), or the end of stream.
         var scratch = [UInt8](repeating: 0, count: 64)
-        while true {
-            var result: Result<Int, Errno> = .success(0)
-            scratch.withUnsafeMutableBytes { raw in
-                do throws(Errno) { result = .success(try system_receiveNonBlocking(fd, raw)) } catch { result = .failure(error) }
-            }
-            switch result {
-            case .success(0): return false
-            case .success: continue
-            case .failure(let error): return error == .wouldBlock || error == .resourceTemporarilyUnavailable
-            }
-        }
+        let n = scratch.withUnsafeMutableBytes { raw in (try? system_read(fd, raw)) ?? 0 }
+        ring.store32(PoolRing.Offset.workerSleeps, 0)
+        return n > 0
     }
 
     /// A result body: resident bytes and elapsed time (patched by the caller for memory), failures, outputs.
