@@ -46,7 +46,8 @@ final class PoolRing: @unchecked Sendable {
 
     static let headerSize = 4096
     static let magic: UInt32 = 0x4D50_5231 // "MPR1"
-    /// Bytes in each ring: 256 KiB (virtual until written: a memfd page costs memory once touched).
+    /// Bytes in each ring: 256 KiB (a memfd page costs memory once touched, so 512 KiB per worker
+    /// once both rings have cycled).
     static let defaultCapacity = 1 << 18
 
     enum Side { case tasks, answers }
