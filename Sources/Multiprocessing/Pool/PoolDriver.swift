@@ -23,6 +23,8 @@ final class PoolDriver: @unchecked Sendable {
         var child: ChildProcess<Void>
         var fd: Int32
         var pid: Int32
+        /// The worker's task and answer rings.
+        var ring: PoolRing
     }
 
     struct Settings {
@@ -55,6 +57,15 @@ final class PoolDriver: @unchecked Sendable {
         var child: ChildProcess<Void>?
         var fd: Int32 = -1
         var pid: Int32 = 0
+        /// The worker's rings (``PoolRing``), and the indices the driver writes: its own copies,
+        /// so that a worker can only corrupt what it writes itself.
+        var ring: PoolRing?
+        var taskTail: UInt64 = 0
+        var answerHead: UInt64 = 0
+        /// Frames read from the worker (its `published` counts the same frames).
+        var framesSeen: UInt64 = 0
+        /// A wake-up was asked for (``PoolRing/Offset/wakeAt``) before the last wait.
+        var wakeAsked = false
         var ready = false
         var retiring = false
         var inFlight: [InFlight] = []
@@ -189,16 +200,25 @@ final class PoolDriver: @unchecked Sendable {
             return
         }
         do throws(Errno) { try system_setNonBlocking(parentEnd, true) } catch {}
+        let ring: PoolRing
+        do {
+            ring = try PoolRing()
+        } catch {
+            system_close(childEnd)
+            system_close(parentEnd)
+            done(.failure(error))
+            return
+        }
         let number = workerNumber.add(1, ordering: .relaxed).newValue
-        let task = PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: childEnd)), initializer: settings.initializer,
-                                  measureMemory: settings.recycling.aboveResidentBytes != nil)
+        let task = PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: childEnd)), memory: SharedDescriptor(FileDescriptor(rawValue: ring.fd)),
+                                  initializer: settings.initializer, measureMemory: settings.recycling.aboveResidentBytes != nil)
         let child = ChildProcess(task, name: "\(settings.name)-worker-\(number)", daemon: true, configuration: settings.configuration)
         do {
             try child.startInBackground { result in
                 // The handshake that carries the worker's end has been sent (or never will be).
                 system_close(childEnd)
                 switch result {
-                case .success(let pid): done(.success(Spare(child: child, fd: parentEnd, pid: pid)))
+                case .success(let pid): done(.success(Spare(child: child, fd: parentEnd, pid: pid, ring: ring)))
                 case .failure(let error):
                     system_close(parentEnd)
                     done(.failure(error))
@@ -217,6 +237,7 @@ final class PoolDriver: @unchecked Sendable {
         slot.child = spare.child
         slot.fd = spare.fd
         slot.pid = spare.pid
+        slot.ring = spare.ring
         slot.deaths = slots[index].deaths
         slot.chunkNanoseconds = slots[index].chunkNanoseconds
         slot.spawning = slots[index].spawning
@@ -250,6 +271,7 @@ final class PoolDriver: @unchecked Sendable {
         retired.removeAll { !$0.isAlive }
         if slots[index].fd >= 0 { system_close(slots[index].fd) }
         slots[index].fd = -1
+        slots[index].ring = nil
         slots[index].child = nil
         slots[index].ready = false
         slots[index].pid = 0
@@ -284,17 +306,24 @@ final class PoolDriver: @unchecked Sendable {
                 var fds: [Int32] = [wake]
                 var events: [Int16] = [Int16(POLLIN_VALUE)]
                 var owners: [Int] = [-1]
-                for (index, slot) in slots.enumerated() where slot.fd >= 0 && slot.direct == nil {
-                    fds.append(slot.fd)
+                var pending = false
+                for index in slots.indices where slots[index].fd >= 0 && slots[index].direct == nil {
+                    fds.append(slots[index].fd)
                     // An idle worker is polled for its end only (POLLHUP needs no event bit), so that
-                    // the answer to a task a caller sent it directly wakes that caller alone.
-                    let reading = !slot.ready || !slot.inFlight.isEmpty
-                    events.append((reading ? Int16(POLLIN_VALUE) : 0) | (slot.outSent < slot.out.count ? Int16(POLLOUT_VALUE) : 0))
+                    // the answer to a task a caller sent it directly wakes that caller alone. A
+                    // worker with work asks to be woken by its answers (or by room for more tasks).
+                    let reading = !slots[index].ready || !slots[index].inFlight.isEmpty
+                    if reading || slots[index].outSent < slots[index].out.count {
+                        events.append(Int16(POLLIN_VALUE))
+                        if askWake(index) { pending = true }
+                    } else {
+                        events.append(0)
+                    }
                     owners.append(index)
                 }
                 polledGeneration = generation
                 polling = true
-                return (fds, events, owners, pollTimeout(now))
+                return (fds, events, owners, pending ? 0 : pollTimeout(now))
             }
             guard let plan else { break }
             let revents = (try? system_pollMany(plan.fds, events: plan.events, timeoutMilliseconds: plan.timeout)) ?? Array(repeating: 0, count: plan.fds.count)
@@ -303,15 +332,17 @@ final class PoolDriver: @unchecked Sendable {
                 defer { holder.store(0, ordering: .relaxed) }
                 polling = false
                 if revents[0] != 0 { system_eventfdDrain(wake) }
+                for index in slots.indices where slots[index].wakeAsked { clearWake(index) }
                 // Descriptors that changed while the driver waited are skipped: the next round polls the new ones.
                 guard polledGeneration == generation else { return }
-                for position in 1..<max(1, plan.fds.count) where revents[position] != 0 {
+                for position in 1..<max(1, plan.fds.count) {
                     let index = plan.owners[position]
                     guard slots[index].fd == plan.fds[position] else { continue }
                     // Sent a task directly while the driver waited, and claimed by its reader: not ours.
                     if slots[index].direct != nil && !adoptDirect(index) { continue }
-                    if revents[position] & Int16(POLLOUT_VALUE) != 0 { flush(index) }
-                    if revents[position] & ~Int16(POLLOUT_VALUE) != 0 { readable(index) }
+                    // Every worker's ring is looked at, woken or not: a worker wakes the driver
+                    // only for the answer it asked for, and others may be there already.
+                    service(index, socket: revents[position] != 0)
                 }
             }
         }
@@ -392,19 +423,25 @@ final class PoolDriver: @unchecked Sendable {
         let fd = job.directFD
         let me = system_gettid()
         while true {
-            let revents = (try? system_pollMany([fd], events: [Int16(POLLIN_VALUE)], timeoutMilliseconds: 10)) ?? [Int16(POLLIN_VALUE)]
+            // Ask the worker for a wake-up with its answer, unless it is there already.
+            let there = step.withLock { _ -> Bool in
+                guard slots[index].direct === job, slots[index].fd == fd else { return true }
+                return askWake(index)
+            }
+            let revents = there ? [Int16(0)] : ((try? system_pollMany([fd], events: [Int16(POLLIN_VALUE)], timeoutMilliseconds: 10)) ?? [Int16(POLLIN_VALUE)])
             let (done, poke) = step.withLock { _ -> (Bool, Bool) in
                 holder.store(me, ordering: .relaxed)
                 defer { holder.store(0, ordering: .relaxed) }
                 // The driver took the worker back (it died, was killed, or the pool ended).
                 guard slots[index].direct === job, slots[index].fd == fd else { return (true, false) }
+                clearWake(index)
                 let before = generation
-                if revents[0] == 0 {
+                if revents[0] == 0 && !there && !ringHasData(index) {
                     slots[index].direct = nil
                     job.direct.store(PoolDirect.driver, ordering: .releasing)
                     return (true, true)
                 }
-                readable(index)
+                service(index, socket: revents[0] != 0)
                 if slots[index].direct === job {
                     // A partial answer: read on.
                     guard slots[index].inFlight.isEmpty else { return (false, false) }
@@ -626,32 +663,104 @@ final class PoolDriver: @unchecked Sendable {
         slots[index].inFlight.append(InFlight(chunk: chunk, job: job, start: piece.start, count: piece.count, attempt: piece.attempt))
     }
 
+    /// Copies what is waiting for a worker into its task ring, as far as there is room, and wakes
+    /// it if it sleeps. When the ring is full, asks the worker for a wake-up once it makes room.
     private func flush(_ index: Int) {
-        while slots[index].fd >= 0 && slots[index].outSent < slots[index].out.count {
-            let sent: Int
-            do throws(Errno) {
-                let fd = slots[index].fd
-                let from = slots[index].outSent
-                sent = try Self.write(fd, slots[index].out, from: from)
-            } catch {
-                if error == .wouldBlock || error == .resourceTemporarilyUnavailable { return }
-                readable(index) // a broken channel: the read side reports the death
+        guard let ring = slots[index].ring, slots[index].fd >= 0, slots[index].outSent < slots[index].out.count else { return }
+        var tail = slots[index].taskTail
+        var moved = false
+        var askedRoom = false
+        while slots[index].outSent < slots[index].out.count {
+            let from = slots[index].outSent
+            let copied = slots[index].out.withUnsafeBytes { raw in
+                ring.produce(.tasks, UnsafeRawBufferPointer(rebasing: raw[from...]), tail: &tail)
+            }
+            guard let copied else {
+                slots[index].taskTail = tail
+                _ = protocolError(index, "wrote an impossible task-ring head")
                 return
             }
-            slots[index].outSent += sent
+            slots[index].outSent += copied
+            if copied > 0 { moved = true; continue }
+            // Full: ask for a wake-up when the worker takes some, then look once more.
+            if askedRoom { break }
+            ring.store32(PoolRing.Offset.taskSpaceWanted, 1)
+            askedRoom = true
         }
+        slots[index].taskTail = tail
+        if askedRoom && slots[index].outSent == slots[index].out.count { ring.store32(PoolRing.Offset.taskSpaceWanted, 0) }
+        if moved { wakeWorker(ring, slots[index].fd) }
     }
 
-    private static func write(_ fd: Int32, _ bytes: [UInt8], from: Int) throws(Errno) -> Int {
-        var result: Result<Int, Errno> = .success(0)
-        bytes.withUnsafeBytes { raw in
-            do throws(Errno) {
-                result = .success(try system_ipcWrite(fd, socket: true, UnsafeRawBufferPointer(rebasing: raw[from...]), UnsafeRawBufferPointer(start: nil, count: 0)))
-            } catch {
-                result = .failure(error)
+    /// Wakes a worker that said it sleeps (for tasks, or for room for its answers).
+    private func wakeWorker(_ ring: PoolRing, _ fd: Int32) {
+        if ring.load32(PoolRing.Offset.workerSleeps) != 0 && ring.exchange32(PoolRing.Offset.workerSleeps, 0) != 0 { PoolWake.poke(fd) }
+    }
+
+    /// Asks a worker for a wake-up before the driver (or a direct reader) waits: when it has
+    /// published half of the answers it owes (all of them when it owes one or two, or the pool
+    /// times tasks), or at once for a failure or when it runs out of work. True when there is
+    /// something to read already, so that the caller must not wait.
+    private func askWake(_ index: Int) -> Bool {
+        guard let ring = slots[index].ring else { return false }
+        let owed = slots[index].ready ? slots[index].inFlight.count : 1
+        let batch = settings.taskTimeout != nil ? 1 : max(1, owed / 2)
+        ring.store(PoolRing.Offset.wakeAt, slots[index].framesSeen &+ UInt64(batch))
+        slots[index].wakeAsked = true
+        return ringHasData(index)
+    }
+
+    private func clearWake(_ index: Int) {
+        if let ring = slots[index].ring, ring.load(PoolRing.Offset.wakeAt) != 0 { ring.store(PoolRing.Offset.wakeAt, 0) }
+        slots[index].wakeAsked = false
+    }
+
+    /// Whether the worker published answer bytes the driver has not taken (or wrote an impossible tail).
+    private func ringHasData(_ index: Int) -> Bool {
+        guard let ring = slots[index].ring else { return false }
+        return ring.available(.answers, head: slots[index].answerHead) != 0
+    }
+
+    // MARK: answers
+
+    /// Reads what a worker published: its wake-up bytes and end of stream from the socket when
+    /// `socket` (poll said so), then the answers in its ring, then sends what waits for room.
+    private func service(_ index: Int, socket: Bool) {
+        var ended = false
+        if socket {
+            while slots[index].fd >= 0 {
+                let n: Int
+                do throws(Errno) {
+                    let fd = slots[index].fd
+                    n = try Self.read(fd, &readBuffer)
+                } catch {
+                    if error != .wouldBlock && error != .resourceTemporarilyUnavailable { ended = true }
+                    break
+                }
+                if n == 0 { ended = true; break }
+                if n < readBuffer.count { break }
             }
         }
-        return try result.get()
+        // The answers it published before it died count: read them before its death is handled.
+        while slots[index].fd >= 0, let ring = slots[index].ring {
+            var head = slots[index].answerHead
+            let taken = readBuffer.withUnsafeMutableBytes { ring.consume(.answers, into: $0, head: &head) }
+            guard let taken else {
+                _ = protocolError(index, "wrote an impossible answer-ring tail")
+                return
+            }
+            slots[index].answerHead = head
+            if taken == 0 { break }
+            // It may sleep until there is room for the rest of an answer.
+            wakeWorker(ring, slots[index].fd)
+            slots[index].input.append(contentsOf: readBuffer[0..<taken])
+            if !parseFrames(index) { return }
+        }
+        if ended && slots[index].fd >= 0 {
+            workerLost(index, failFirst: nil, now: system_clockMonotonicNanoseconds(), immediate: false)
+            return
+        }
+        if slots[index].outSent < slots[index].out.count { flush(index) }
     }
 
     private static func read(_ fd: Int32, _ buffer: inout [UInt8]) throws(Errno) -> Int {
@@ -666,28 +775,6 @@ final class PoolDriver: @unchecked Sendable {
         return try result.get()
     }
 
-    // MARK: answers
-
-    private func readable(_ index: Int) {
-        var ended = false
-        while slots[index].fd >= 0 {
-            let n: Int
-            do throws(Errno) {
-                let fd = slots[index].fd
-                n = try Self.read(fd, &readBuffer)
-            } catch {
-                if error == .wouldBlock || error == .resourceTemporarilyUnavailable { break }
-                ended = true
-                break
-            }
-            if n == 0 { ended = true; break }
-            slots[index].input.append(contentsOf: readBuffer[0..<n])
-            if !parseFrames(index) { return }
-            if n < readBuffer.count { break }
-        }
-        if ended && slots[index].fd >= 0 { workerLost(index, failFirst: nil, now: system_clockMonotonicNanoseconds(), immediate: false) }
-    }
-
     /// Handles every complete frame; false when the worker was dropped for a protocol error.
     private func parseFrames(_ index: Int) -> Bool {
         while slots[index].input.count - slots[index].inputStart >= PoolWire.headerSize {
@@ -697,9 +784,14 @@ final class PoolDriver: @unchecked Sendable {
             }
             let chunk = slots[index].input.withUnsafeBytes { $0.loadLE(UInt32.self, at: start + 8) }
             guard length <= PoolWire.maximumBody else { return protocolError(index, "announced a \(length)-byte answer") }
+            // A kind no worker sends is garbage: refused at its header, not after waiting for its body.
+            guard let known = PoolFrameKind(rawValue: kind), known.rawValue >= PoolFrameKind.ready.rawValue else {
+                return protocolError(index, "sent frame kind \(kind)")
+            }
             guard slots[index].input.count - start >= PoolWire.headerSize + length else { break }
             let bodyRange = (start + PoolWire.headerSize)..<(start + PoolWire.headerSize + length)
             slots[index].inputStart = bodyRange.upperBound
+            slots[index].framesSeen &+= 1
             switch PoolFrameKind(rawValue: kind) {
             case .ready?:
                 slots[index].ready = true

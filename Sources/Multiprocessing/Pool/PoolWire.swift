@@ -1,11 +1,12 @@
 // The frames between a pool and its workers, and how a chunk's inputs and outputs are laid out.
 //
-// Each worker has a stream socket of its own. A frame is a 16-byte header (kind, two 32-bit ids,
+// Each worker has a pair of shared-memory byte rings of its own (PoolRing.swift), which carry these
+// frames back to back, as a stream socket would. A frame is a 16-byte header (kind, two 32-bit ids,
 // body length; little-endian) and its body. The parent sends a function once per map and worker,
 // then chunks that name it; the worker answers each chunk with one result frame, in order. A
 // chunk's values are laid out back to back: for fixed-width numbers (`Int`, `Double` ...) as raw
 // memory (one copy each way), otherwise each value in the wire format, one after the other, so a
-// chunk of any size costs one frame, one write and one read.
+// chunk of any size costs one frame, one copy in and one copy out.
 
 enum PoolFrameKind: UInt32 {
     // parent → worker

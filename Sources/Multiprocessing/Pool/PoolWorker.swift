@@ -1,27 +1,33 @@
+import SystemPackage
 import MultiprocessingSystem
 
 // What runs in a pool's worker process: a ProcessTask that serves chunks until its channel closes.
 
 /// A worker of a ``ProcessPool``: started as a daemon ``ChildProcess``, it runs the pool's
-/// initializer, says it is ready, then runs chunks from its channel and answers each with one
-/// frame, until the parent closes the channel.
+/// initializer, says it is ready, then runs chunks from its task ring and answers each with one
+/// frame in its answer ring (``PoolRing``), until the parent closes the channel.
 struct PoolWorkerTask: ProcessTask {
+    /// The socket to the driver: wake-ups, and its end when the pool is done with this worker.
     var channel: SharedDescriptor
+    /// The memfd of the worker's rings.
+    var memory: SharedDescriptor
     var initializer: (any ProcessTask)?
     /// Whether to measure resident memory after each chunk (for ``Recycling/aboveResidentBytes``).
     var measureMemory: Bool
 
-    init(channel: SharedDescriptor, initializer: (any ProcessTask)?, measureMemory: Bool) {
+    init(channel: SharedDescriptor, memory: SharedDescriptor, initializer: (any ProcessTask)?, measureMemory: Bool) {
         self.channel = channel
+        self.memory = memory
         self.initializer = initializer
         self.measureMemory = measureMemory
     }
 
-    private enum Key: String, CodingKey { case channel, initializerType, initializer, measureMemory }
+    private enum Key: String, CodingKey { case channel, memory, initializerType, initializer, measureMemory }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         try container.encode(channel, forKey: .channel)
+        try container.encode(memory, forKey: .memory)
         try container.encode(measureMemory, forKey: .measureMemory)
         if let initializer {
             guard let name = _mangledTypeName(type(of: initializer)) else {
@@ -35,6 +41,7 @@ struct PoolWorkerTask: ProcessTask {
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         channel = try container.decode(SharedDescriptor.self, forKey: .channel)
+        memory = try container.decode(SharedDescriptor.self, forKey: .memory)
         measureMemory = try container.decode(Bool.self, forKey: .measureMemory)
         if let name = try container.decodeIfPresent(String.self, forKey: .initializerType) {
             guard let type = _typeByName(name) as? any ProcessTask.Type else {
@@ -49,17 +56,26 @@ struct PoolWorkerTask: ProcessTask {
     func run() async {
         system_ignoreInterrupts()
         let fd = channel.fileDescriptor.rawValue
+        let ring: PoolRing
+        do {
+            ring = try PoolRing(adopting: memory.fileDescriptor.rawValue)
+        } catch {
+            system_writeStderr("multiprocessing: pool worker \(system_getpid()) could not map its rings: \(error); exiting.\n")
+            system__exit(70)
+        }
+        let loop = PoolWorkerLoop(fd: fd, ring: ring, measureMemory: measureMemory)
+        PoolRingTesting.current = (ring, fd)
         if let initializer {
             do {
                 _ = try await initializer.run()
             } catch {
                 let failure = (try? WireEncoder().encode(WireFailure(index: 0, thrown: error))) ?? []
-                PoolWorkerLoop.send(PoolWire.frame(.initializerFailed, body: failure), on: fd)
+                loop.send(PoolWire.frame(.initializerFailed, body: failure), urgent: true)
                 return
             }
         }
-        PoolWorkerLoop.send(PoolWire.frame(.ready, body: []), on: fd)
-        await PoolWorkerLoop(fd: fd, measureMemory: measureMemory).serve()
+        loop.send(PoolWire.frame(.ready, body: []), urgent: true)
+        await loop.serve()
     }
 }
 
@@ -124,28 +140,68 @@ struct PoolBrokenRunner: PoolChunkRunner {
     }
 }
 
-/// The worker's loop: reads frames from its channel into one buffer, runs each, writes each answer.
+/// The worker's loop: takes frames from its task ring into one buffer, runs each, puts each
+/// answer in its answer ring.
 final class PoolWorkerLoop {
     let fd: Int32
+    let ring: PoolRing
     let measureMemory: Bool
     private var buffer = [UInt8](repeating: 0, count: 1 << 16)
     private var start = 0
     private var end = 0
+    private var taskHead: UInt64 = 0
     private var runners: [UInt32: any PoolChunkRunner] = [:]
     private var taskTypes: [String: any ProcessTask.Type] = [:]
 
-    init(fd: Int32, measureMemory: Bool) {
+    init(fd: Int32, ring: PoolRing, measureMemory: Bool) {
         self.fd = fd
+        self.ring = ring
         self.measureMemory = measureMemory
+        taskHead = ring.load(PoolRing.Offset.taskHead)
     }
 
-    /// Writes a whole frame; a parent that is gone ends the worker.
-    static func send(_ frame: [UInt8], on fd: Int32) {
-        do {
-            try frame.withUnsafeBytes { try system_writeAll(fd, $0) }
-        } catch {
-            system__exit(0)
+    /// Puts a whole frame in the answer ring (waiting for room when it is full), then wakes the
+    /// driver if it sleeps and wants it: it asked for this many answers, or `urgent` (a failure,
+    /// the worker's start). A parent that is gone ends the worker.
+    func send(_ frame: [UInt8], urgent: Bool) {
+        var tail = ring.load(PoolRing.Offset.answerTail)
+        var sent = 0
+        frame.withUnsafeBytes { raw in
+            while sent < raw.count {
+                guard let n = ring.produce(.answers, UnsafeRawBufferPointer(rebasing: raw[sent...]), tail: &tail) else {
+                    system_writeStderr("multiprocessing: pool worker \(system_getpid()) found its answer ring corrupt; exiting.\n")
+                    system__exit(70)
+                }
+                sent += n
+                // Full: the driver must take some first.
+                if sent < raw.count && !sleep(until: { ring.available(.answers, head: ring.load(PoolRing.Offset.answerHead)).map { $0 < ring.capacity } ?? true }) {
+                    system__exit(0)
+                }
+            }
         }
+        let published = ring.load(PoolRing.Offset.published) &+ 1
+        ring.store(PoolRing.Offset.published, published)
+        let wakeAt = ring.load(PoolRing.Offset.wakeAt)
+        if wakeAt != 0 && (urgent || published >= wakeAt) && ring.exchange(PoolRing.Offset.wakeAt, 0) != 0 {
+            PoolWake.poke(fd)
+        }
+    }
+
+    /// Waits on the socket until `ready()` holds: wakes the driver first if it sleeps (it may be
+    /// waiting for this worker's answers), says that this worker sleeps, and looks again before
+    /// it waits. False when the driver closed the channel (or it failed): time to end.
+    private func sleep(until ready: () -> Bool) -> Bool {
+        if ring.load(PoolRing.Offset.wakeAt) != 0 && ring.exchange(PoolRing.Offset.wakeAt, 0) != 0 { PoolWake.poke(fd) }
+        ring.store32(PoolRing.Offset.workerSleeps, 1)
+        if ready() {
+            ring.store32(PoolRing.Offset.workerSleeps, 0)
+            return true
+        }
+        // One blocking read: a wake-up byte (or several, stale ones too), or the end of stream.
+        var scratch = [UInt8](repeating: 0, count: 64)
+        let n = scratch.withUnsafeMutableBytes { raw in (try? system_read(fd, raw)) ?? 0 }
+        ring.store32(PoolRing.Offset.workerSleeps, 0)
+        return n > 0
     }
 
     /// A result body: resident bytes and elapsed time (patched by the caller for memory), failures, outputs.
@@ -166,6 +222,10 @@ final class PoolWorkerLoop {
                     (raw.loadLE(UInt32.self, at: start), raw.loadLE(UInt32.self, at: start + 4),
                      raw.loadLE(UInt32.self, at: start + 8), Int(raw.loadLE(UInt32.self, at: start + 12)))
                 }
+                guard length <= PoolWire.maximumBody else {
+                    system_writeStderr("multiprocessing: pool worker \(system_getpid()) received a frame of \(length) bytes; exiting.\n")
+                    system__exit(70)
+                }
                 let total = PoolWire.headerSize + length
                 if end - start < total {
                     if total > buffer.count - start { grow(to: total) }
@@ -177,16 +237,22 @@ final class PoolWorkerLoop {
             }
             if start == end { start = 0; end = 0 }
             if end == buffer.count { grow(to: end - start + (1 << 16)) }
-            let n: Int
-            do {
-                n = try buffer.withUnsafeMutableBytes { raw in
-                    try system_read(fd, UnsafeMutableRawBufferPointer(rebasing: raw[end...]))
-                }
-            } catch {
-                return
+            var head = taskHead
+            let taken = buffer.withUnsafeMutableBytes { raw in
+                ring.consume(.tasks, into: UnsafeMutableRawBufferPointer(rebasing: raw[end...]), head: &head)
             }
-            if n == 0 { return } // the pool closed the channel: done
-            end += n
+            guard let taken else {
+                system_writeStderr("multiprocessing: pool worker \(system_getpid()) found its task ring corrupt; exiting.\n")
+                system__exit(70)
+            }
+            taskHead = head
+            if taken > 0 {
+                end += taken
+                // The driver may wait for room to send more.
+                if ring.load32(PoolRing.Offset.taskSpaceWanted) != 0 && ring.exchange32(PoolRing.Offset.taskSpaceWanted, 0) != 0 { PoolWake.poke(fd) }
+                continue
+            }
+            if !sleep(until: { (ring.available(.tasks, head: taskHead) ?? 1) > 0 }) { return } // the pool closed the channel: done
         }
     }
 
@@ -242,9 +308,11 @@ final class PoolWorkerLoop {
                 for i in 0..<8 { reply[PoolWire.headerSize + i] = bytes[i] }
             }
         }
-        // Each answer goes out before the next chunk starts: the pool takes the first chunk not
-        // answered to be the one a dead worker was running, so none may wait in a buffer here.
-        Self.send(reply, on: fd)
+        // Each answer is published before the next chunk starts: the pool takes the first chunk
+        // not answered to be the one a dead worker was running, so none may wait in a buffer here.
+        // An answer with failures wakes the driver at once (a map fails early).
+        let failed = reply.withUnsafeBytes { $0.count >= PoolWire.headerSize + 20 && $0.loadLE(UInt32.self, at: PoolWire.headerSize + 16) != 0 }
+        send(reply, urgent: failed)
     }
 
     private static func runner(from body: [UInt8]) -> any PoolChunkRunner {
