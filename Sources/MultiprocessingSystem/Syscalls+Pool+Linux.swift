@@ -1,7 +1,6 @@
 #if os(Linux)
 // System calls used by the process pool (Sources/Multiprocessing/Pool).
 public import Glibc
-public import CMultiprocessing
 
 /// In a pool worker: SIGINT and SIGHUP are the terminal's and the parent's to handle, not each
 /// worker's (Python's bpo-8296: a Ctrl-C printed a traceback from every worker).

@@ -173,19 +173,27 @@ func warmUpForkServer(control: Int32) {
     // A pool worker's task, encoded and decoded as a child decodes it (its descriptor a duplicate
     // of the control socket, closed again).
     guard let fd = try? system_dupCloseOnExec(control) else { return }
+    guard let memory = try? system_dupCloseOnExec(control) else {
+        system_close(fd)
+        return
+    }
     let sending = DescriptorTransfer()
     var encoder = WireEncoder()
     encoder.userInfo[.descriptorTransfer] = sending
-    if let bytes = try? encoder.encode(PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: fd)), initializer: nil, measureMemory: false)) {
-        let receiving = DescriptorTransfer(received: [fd])
+    if let bytes = try? encoder.encode(PoolWorkerTask(channel: SharedDescriptor(FileDescriptor(rawValue: fd)),
+                                                      memory: SharedDescriptor(FileDescriptor(rawValue: memory)),
+                                                      initializer: nil, measureMemory: false)) {
+        let receiving = DescriptorTransfer(received: [fd, memory])
         var decoder = WireDecoder()
         decoder.userInfo[.descriptorTransfer] = receiving
         if let task = try? decoder.decode(PoolWorkerTask.self, from: bytes) {
             system_close(task.channel.fileDescriptor.rawValue)
+            system_close(task.memory.fileDescriptor.rawValue)
         }
         receiving.closeUnclaimed()
     } else {
         system_close(fd)
+        system_close(memory)
     }
     _ = ChildOutcome.success([]).frame()
 }
