@@ -3,11 +3,13 @@
 // copy_file_range writes this process's pid to the file MPCP_HOLD_MARKER and stops the process
 // (SIGSTOP) before it copies anything more; the test then disturbs the job (SIGINT to mpirun, or
 // kill -9 of this rank). mpirun sends SIGCONT before SIGTERM, so a stopped rank still sees the
-// signal. Every other process, and this one's other calls, are untouched.
+// signal; the held thread itself stays held after the SIGCONT (see below). Every other process,
+// and this one's other calls, are untouched.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,15 @@ ssize_t copy_file_range(int in, off64_t *off_in, int out, off64_t *off_out, size
         int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) { (void)!write(fd, text, (size_t)n); close(fd); rename(temporary, marker); }
         raise(SIGSTOP);
+        // mpirun sends SIGCONT before its SIGTERM (and, a second later by default, SIGKILL): a
+        // rank resumed here must not go on copying meanwhile, or a small copy can finish before
+        // the SIGTERM and the test's "midway" is gone. So this thread stays here until the rank
+        // is killed (at most a minute, so that a test gone wrong cannot hang for ever); the
+        // rank's other threads take the SIGTERM as usual.
+        struct timespec end;
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        end.tv_sec += 60;
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL) != 0) {}
     }
     return real(in, off_in, out, off_out, len, flags);
 }
