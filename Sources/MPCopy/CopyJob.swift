@@ -263,7 +263,10 @@ public final class CopyJob: Sendable {
             throw error
         }
 
-        if performer.isCancelled {
+        // Read once: a signal that lands after this point finds the copy complete and published,
+        // and must not report it interrupted (the advice printed then would nest into dst/src).
+        let interrupted = performer.isCancelled
+        if interrupted {
             scheduler.removeLeftoverTemporaries()
             // The workers removed their partial files, so a staged tree holds only complete ones.
             // It stays under its staged name: the same command (best with -u) takes it over and
@@ -275,7 +278,7 @@ public final class CopyJob: Sendable {
             for marker in markers { marker.withPlatformString { p in try? system_unlinkat(systemATFDCWD, p) } }
         }
         var report = scheduler.finalReport()
-        report.interrupted = performer.isCancelled
+        report.interrupted = interrupted
         report.dryRun = options.dryRun
         report.seconds = Double(system_clockMonotonicNanoseconds() - start) / 1e9
         return report
