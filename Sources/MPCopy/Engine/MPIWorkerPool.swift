@@ -225,7 +225,7 @@ internal struct MPIWorkerPool: WorkerPool {
                     ranks[flight.rank].inFlight -= MPIWorkerPool.weight(of: flight.item)
                     var result: WorkResult
                     do { result = try MPICopyWire.body(WorkResult.self, message.bytes) } catch {
-                        result = WorkResult(failures: [CopyFailure(path: MPIWorkerPool.path(of: flight.item), operation: "copy",
+                        result = WorkResult(failures: [CopyFailure(path: flight.item.sourcePath, operation: "copy",
                                                                    detail: "the result from MPI rank \(message.source) cannot be decoded: \(error)")])
                     }
                     performer.bytesDone.add(result.bytes, ordering: .relaxed)
@@ -242,18 +242,6 @@ internal struct MPIWorkerPool: WorkerPool {
             if busy { idle = 0 } else { MPIWorkerPool.pause(&idle) }
         }
         try MPICopyRank.release(messenger)
-    }
-
-    /// The source path an item is about, for a failure report.
-    static func path(of item: WorkItem) -> FilePath {
-        switch item {
-        case .scan(let s): return s.source
-        case .files(let b): return b.sourceDirectory
-        case .chunk(let c): return c.source
-        case .finishLarge(let f): return f.sourceDirectory.appending(f.entry.name)
-        case .link(let l): return l.source
-        case .finishDirectory(let d): return d.source
-        }
     }
 
     /// Waiting for a message: probe again at once 64 times, then sleep from 20 µs doubling to

@@ -174,7 +174,7 @@ internal final class ProcessPool: WorkerPool, Sendable {
 private func salvage(_ item: WorkItem, preservesTimes: Bool, _ performer: Performer) -> WorkResult {
     var result = WorkResult()
     guard case .files(let batch) = item else {
-        result.failures = [CopyFailure(path: itemPath(item), operation: "copy", detail: "the worker process died")]
+        result.failures = [CopyFailure(path: item.sourcePath, operation: "copy", detail: "the worker process died")]
         return result
     }
     let resolver = performer.resolver
@@ -205,17 +205,6 @@ private func salvage(_ item: WorkItem, preservesTimes: Bool, _ performer: Perfor
         result.entryDone.append(false)
     }
     return result
-}
-
-private func itemPath(_ item: WorkItem) -> FilePath {
-    switch item {
-    case .scan(let s): return s.source
-    case .files(let b): return b.sourceDirectory
-    case .chunk(let c): return c.source
-    case .finishLarge(let f): return f.sourceDirectory.appending(f.entry.name)
-    case .link(let l): return l.source
-    case .finishDirectory(let d): return d.source
-    }
 }
 
 /// Starts the library's `OSThread` running `body`. Signals blocked in the caller stay blocked in it.

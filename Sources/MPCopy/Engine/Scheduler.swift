@@ -114,31 +114,13 @@ internal final class Scheduler: @unchecked Sendable {
         monitor.lock()
         defer { monitor.unlock() }
         while true {
-            if performer.isCancelled { monitor.broadcast(); return nil }
-            if let item = urgent.popLast() {
-                // Batches and chunks are here only when given back (see giveBack).
-                countInFlight(item)
-                inFlight += 1
-                return item
-            }
-            if bulkHead < bulk.count {
-                preferWorkThatDoesNotCollide()
-                let item = bulk[bulkHead]
-                bulkHead += 1
-                countInFlight(item)
-                if bulkHead > 4096 && bulkHead * 2 > bulk.count {
-                    bulk.removeFirst(bulkHead)
-                    bulkHead = 0
-                }
-                inFlight += 1
-                return item
-            }
-            if inFlight == 0 {
-                finished = true
+            switch offer() {
+            case .item(let item): return item
+            case .done:
                 monitor.broadcast()
                 return nil
+            case .later: monitor.wait()
             }
-            monitor.wait()
         }
     }
 
@@ -155,10 +137,14 @@ internal final class Scheduler: @unchecked Sendable {
     /// ``next()`` without the wait, for a caller that must keep doing other things meanwhile
     /// (the MPI pool's thread, which also receives the results that make more work).
     func tryNext() -> Offer {
-        monitor.lock()
-        defer { monitor.unlock() }
+        monitor.withLock { offer() }
+    }
+
+    /// The one step of ``next()`` and ``tryNext()``; called with `monitor` held.
+    private func offer() -> Offer {
         if performer.isCancelled { return .done }
         if let item = urgent.popLast() {
+            // Batches and chunks are here only when given back (see giveBack).
             countInFlight(item)
             inFlight += 1
             return .item(item)

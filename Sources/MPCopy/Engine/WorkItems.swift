@@ -312,3 +312,18 @@ internal struct WorkResult: Codable, Sendable {
     @PackedEntries var upToDateLinks: [FileEntry] = []
     var upToDateInodes: [UInt64] = []
 }
+
+extension WorkItem {
+    /// The source path an item is about, for a failure report (a worker process that died, an
+    /// MPI rank's answer that cannot be decoded).
+    var sourcePath: FilePath {
+        switch self {
+        case .scan(let s): s.source
+        case .files(let b): b.sourceDirectory
+        case .chunk(let c): c.source
+        case .finishLarge(let f): f.sourceDirectory.appending(f.entry.name)
+        case .link(let l): l.source
+        case .finishDirectory(let d): d.source
+        }
+    }
+}
