@@ -541,7 +541,8 @@ public final class CopyJob: Sendable {
             result.symlinks = 1
             if options.verbose { result.copied.append(source) }
         } catch {
-            result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error))
+            result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error,
+                                               detail: Resolver.explain(error, destination: target)))
         }
         return result
     }

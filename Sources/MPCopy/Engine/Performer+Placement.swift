@@ -56,8 +56,13 @@ extension Performer {
             } catch {
                 result.entryDone.append(false)
                 if error.operation == "cancelled" { result.cancelled = true; continue }
+                // A directory where the file goes: the placing step's EISDIR, in cp's words.
+                let placing = ["create", "link into place", "rename into place"].contains(error.operation)
+                let detail = error.detail ?? (placing ? error.errno.flatMap {
+                    Resolver.explain($0, destination: batch.destinationDirectory.appending(entry.targetName))
+                } : nil)
                 result.failures.append(CopyFailure(path: batch.sourceDirectory.appending(entry.name), operation: error.operation,
-                                                   errno: error.errno, detail: error.detail))
+                                                   errno: error.errno, detail: detail))
             }
         }
     }
@@ -278,7 +283,8 @@ extension Performer {
             result.entryDone = [true]
             if options.verbose { result.copied.append(source) }
         } catch {
-            result.failures.append(CopyFailure(path: source, operation: "finish", errno: error, detail: Resolver.explain(error)))
+            result.failures.append(CopyFailure(path: source, operation: "finish", errno: error,
+                                               detail: Resolver.explain(error, destination: item.destinationDirectory.appending(item.entry.targetName))))
         }
     }
 
@@ -312,7 +318,8 @@ extension Performer {
             result.hardLinks = 1
             if options.verbose { result.copied.append(item.source) }
         } catch {
-            result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error, detail: Resolver.explain(error)))
+            result.failures.append(CopyFailure(path: item.source, operation: "hard link", errno: error,
+                                               detail: Resolver.explain(error, destination: item.destinationDirectory.appending(item.name))))
         }
     }
 }

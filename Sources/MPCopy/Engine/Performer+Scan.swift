@@ -126,9 +126,11 @@ extension Performer {
                     }
                     result.foundFiles.append(FileEntry(name: component, destinationName: nil, stat: s))
                 case 10: // DT_LNK
-                    copySymlink(srcfd, dstfd, name, source: item.source.appending(component), staged: item.staged, &result)
+                    copySymlink(srcfd, dstfd, name, source: item.source.appending(component),
+                                destination: item.destination.appending(component), staged: item.staged, &result)
                 case 1: // DT_FIFO
-                    copyFifo(srcfd, dstfd, name, source: item.source.appending(component), &result)
+                    copyFifo(srcfd, dstfd, name, source: item.source.appending(component),
+                             destination: item.destination.appending(component), &result)
                 default:
                     result.failures.append(CopyFailure(path: item.source.appending(component), operation: "copy",
                                                        detail: "device and socket files are not copied"))
@@ -219,7 +221,7 @@ extension Performer {
         return false
     }
 
-    func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, staged: Bool, _ result: inout WorkResult) {
+    func copySymlink(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, destination: FilePath, staged: Bool, _ result: inout WorkResult) {
         do throws(Errno) {
             let target = try system_readlinkat(srcfd, name)
             if options.dryRun {
@@ -250,11 +252,17 @@ extension Performer {
             result.symlinks += 1
             if options.verbose { result.copied.append(source) }
         } catch {
-            result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error))
+            result.failures.append(CopyFailure(path: source, operation: "copy symlink", errno: error,
+                                               detail: Resolver.explain(error, destination: destination)))
         }
     }
 
-    func copyFifo(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, _ result: inout WorkResult) {
+    /// Copies a FIFO inside a tree: a new FIFO with the source's mode (and times with them kept).
+    /// Whatever else holds the name (an earlier copy's regular file, say) is replaced, as `cp -a`
+    /// and rsync replace it: the FIFO is made under a temporary name and renamed over it, so the
+    /// old file stays whole until then. A directory there is refused, as cp refuses it; `-u` and
+    /// `--no-clobber` keep a FIFO already there.
+    func copyFifo(_ srcfd: CInt, _ dstfd: CInt, _ name: CName, source: FilePath, destination: FilePath, _ result: inout WorkResult) {
         if options.dryRun {
             result.files += 1
             if options.verbose { result.copied.append(source) } // -n lists it as any other file
@@ -262,16 +270,39 @@ extension Performer {
         }
         do throws(Errno) {
             let st = try system_statx(srcfd, name, follow: false)
-            do throws(Errno) { try system_mkfifoat(dstfd, name, mode_t(st.mode & 0o7777)) } catch .fileExists {
-                if options.update || options.noClobber { result.skipped += 1; return }
+            let mode = mode_t(st.mode & 0o7777)
+            /// Sets the new FIFO's times (its mode is `mkfifoat`'s, less the umask, as before).
+            func finish(_ fifo: CName) throws(Errno) {
+                if options.preserve.contains(.timestamps) {
+                    try system_lutimensat(dstfd, fifo, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
+                }
             }
-            if options.preserve.contains(.timestamps) {
-                try system_lutimensat(dstfd, name, atime: (st.atime_sec, st.atime_nsec), mtime: (st.mtime_sec, st.mtime_nsec))
+            do throws(Errno) {
+                try system_mkfifoat(dstfd, name, mode)
+                try finish(name)
+            } catch .fileExists {
+                let existing = try system_statx(dstfd, name, follow: false)
+                if options.noClobber || (options.update && existing.mode & modeTypeMask == st.mode & modeTypeMask) {
+                    result.skipped += 1
+                    return
+                }
+                // Something else holds the name: a FIFO made beside it replaces it in one rename.
+                try nextTemporaryName().withCName { tmp throws(Errno) in
+                    try system_mkfifoat(dstfd, tmp, mode)
+                    do throws(Errno) {
+                        try finish(tmp)
+                        try system_renameat(dstfd, tmp, dstfd, name)
+                    } catch {
+                        try? system_unlinkat(dstfd, tmp)
+                        throw error
+                    }
+                }
             }
             result.files += 1
             if options.verbose { result.copied.append(source) }
         } catch {
-            result.failures.append(CopyFailure(path: source, operation: "create fifo", errno: error))
+            result.failures.append(CopyFailure(path: source, operation: "create fifo", errno: error,
+                                               detail: Resolver.explain(error, destination: destination)))
         }
     }
 }

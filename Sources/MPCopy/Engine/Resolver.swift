@@ -114,6 +114,16 @@ internal final class Resolver: Sendable {
     /// Why a directory cannot be made where the destination has something else under its name.
     static let notADirectory = "the destination has something else under this name (a symlink there is not followed)"
 
+    /// Words for a failure to give `destination` its name: cp's for a directory in the way
+    /// (`rename`/`link` fail with EISDIR, whose own words name neither the file nor the problem),
+    /// else ``explain(_:)``'s.
+    static func explain(_ error: Errno, destination: FilePath) -> String? {
+        if error == .isDirectory {
+            return "cannot overwrite directory \(shellQuoted(destination, always: true)) with non-directory"
+        }
+        return explain(error)
+    }
+
     /// Words for the errors that resolving beneath a root adds, for a failure report.
     static func explain(_ error: Errno) -> String? {
         switch error {

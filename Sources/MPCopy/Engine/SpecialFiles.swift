@@ -47,7 +47,8 @@ extension Performer {
             result.files = 1
             if options.verbose { result.copied.append(source) }
         } catch {
-            result.failures.append(CopyFailure(path: source, operation: "create fifo", errno: error))
+            result.failures.append(CopyFailure(path: source, operation: "create fifo", errno: error,
+                                               detail: Resolver.explain(error, destination: target)))
         }
         return result
     }
