@@ -62,18 +62,41 @@ private func clock(_ seconds: Double) -> String {
 /// `45%  1.2 GiB/2.0 GiB  5166/20003 files  12.3 MiB/s  ETA 0:05`: the percentage and ETA count
 /// files as well as bytes (``CopyProgress/fractionDone``).
 func progressText(_ p: CopyProgress) -> String {
-    let rate = p.seconds > 0 ? Double(p.bytesDone) / p.seconds : 0
-    let eta = p.secondsLeft.map(clock) ?? "--:--"
-    return "\(fixed(p.fractionDone * 100, 0))%  \(human(Double(p.bytesDone)))/\(human(Double(p.bytesFound)))"
-        + "  \(p.filesDone)/\(p.filesFound) files  \(human(rate))/s  ETA \(eta)"
+    progressFields(p).joined(separator: "  ")
 }
 
-/// The bar on a terminal, redrawn in place.
+/// The parts of ``progressText(_:)``: percentage, bytes, files, rate, ETA.
+func progressFields(_ p: CopyProgress) -> [String] {
+    let rate = p.seconds > 0 ? Double(p.bytesDone) / p.seconds : 0
+    let eta = p.secondsLeft.map(clock) ?? "--:--"
+    return ["\(fixed(p.fractionDone * 100, 0))%", "\(human(Double(p.bytesDone)))/\(human(Double(p.bytesFound)))",
+            "\(p.filesDone)/\(p.filesFound) files", "\(human(rate))/s", "ETA \(eta)"]
+}
+
+/// The bar on a terminal, redrawn in place. It must fit on one line of the terminal: a longer
+/// line wraps, and each redraw then replaces only its last part, leaving a new line behind
+/// every time (an 80-column terminal scrolled a line per redraw). The width is read at each
+/// redraw, so a resized terminal is followed.
 func drawProgress(_ p: CopyProgress) {
-    let width = 24
-    let filled = Int(p.fractionDone * Double(width))
-    let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-    writeAll(systemStderr, Array("\r[\(bar)] \(progressText(p))\u{1B}[K".utf8))
+    let line = progressBarLine(p, columns: system_terminalColumns(systemStderr))
+    writeAll(systemStderr, Array("\r\(line)\u{1B}[K".utf8))
+}
+
+/// `[#####-------] 45%  1.2 GiB/2.0 GiB  ...` in at most `columns - 1` characters (a character in
+/// the last column makes some terminals wrap): the bar narrows first (to 24 at most, 5 at
+/// least), then goes; then the rate and the file counts go; then the rest is cut. An unknown
+/// width counts as 80.
+func progressBarLine(_ p: CopyProgress, columns: Int?) -> String {
+    let room = max((columns ?? 80) - 1, 1)
+    var fields = progressFields(p)
+    let text = fields.joined(separator: "  ")
+    let barWidth = min(24, room - text.count - 3)
+    if barWidth >= 5 {
+        let filled = min(barWidth, max(0, Int(p.fractionDone * Double(barWidth))))
+        return "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled) + "] " + text
+    }
+    for dropped in [3, 2] where fields.joined(separator: "  ").count > room { fields.remove(at: dropped) }
+    return String(fields.joined(separator: "  ").prefix(room))
 }
 
 /// One line per tick where stderr is not a terminal (a log, a pipe), as `rsync --info=progress2`.

@@ -47,4 +47,28 @@ import Testing
         #expect(run.stdout == "status=0\ndst/x is a fifo\nref/x is a fifo\nsame mode and time\n0\n0\nupdate=0\nstill a fifo\n",
                 "\(run.stdout)\n\(run.stderr)")
     }
+
+    /// --progress on a terminal draws one line that fits the terminal: at 80 columns the bar and
+    /// every figure, at 40 the figures that fit (no bar). The line was 85 characters whatever the
+    /// width, so on an 80-column terminal it wrapped and every redraw left a line behind. The
+    /// terminal is a real pty (`script`), its width set with `stty`.
+    @Test(arguments: [(80, true), (40, false)])
+    func theProgressBarFitsTheTerminal(columns: Int, bar: Bool) async throws {
+        let scratch = try Scratch()
+        defer { scratch.cleanup() }
+        let script = #"""
+        mkdir src && for i in $(seq 1 2000); do echo $i > src/f$i; done
+        script -qec "stty cols \#(columns) rows 24; \"$MPCP\" -a --progress src dst" /dev/null > out
+        tr '\r' '\n' < out | sed 's/\x1b\[K//g' | grep -v '^$' > lines
+        awk '{ if (length($0) > m) m = length($0) } END { print "widest " m }' lines
+        grep -c '100%' lines | sed 's/^/final /'
+        grep -c '^\[#' lines | sed 's/^/bars /'
+        """#
+        let run = try await sh(script, in: scratch.path)
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        let widest = try #require(lines.first { $0.hasPrefix("widest ") }.flatMap { Int($0.dropFirst(7)) }, "\(run.stdout)\n\(run.stderr)")
+        #expect(widest <= columns - 1, "\(run.stdout)")
+        #expect(lines.contains("final 1"), "\(run.stdout)")
+        #expect(lines.contains { $0.hasPrefix("bars ") && ($0 != "bars 0") == bar }, "\(run.stdout)")
+    }
 }
