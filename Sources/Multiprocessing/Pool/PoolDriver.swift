@@ -652,9 +652,7 @@ final class PoolDriver: @unchecked Sendable {
             slots[index].out.append(contentsOf: functionBody)
         }
         if let inputs = job.inputs {
-            let length = 4 + inputs.chunkByteCount(start: piece.start, count: piece.count)
-            PoolWire.appendHeader(&slots[index].out, kind: .chunk, a: job.id, b: chunk, length: length)
-            inputs.chunkBody(start: piece.start, count: piece.count, into: &slots[index].out)
+            inputs.appendChunkFrame(id: job.id, chunk: chunk, start: piece.start, count: piece.count, into: &slots[index].out)
         } else if let taskBody = job.taskBody {
             PoolWire.appendHeader(&slots[index].out, kind: .task, a: job.id, b: chunk, length: taskBody.count)
             slots[index].out.append(contentsOf: taskBody)

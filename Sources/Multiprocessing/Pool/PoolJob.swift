@@ -42,10 +42,10 @@ final class PoolInputs: Sendable {
         }
     }
 
-    /// The body of a chunk frame for tasks `start..<start+count`: the count, then their bytes.
-    func chunkBody(start global: Int, count: Int, into bytes: inout [UInt8]) {
+    /// The chunk frame for tasks `start..<start+count` of job `id`: its header, the count, then
+    /// the tasks' bytes (under one lock: the driver sends one per chunk).
+    func appendChunkFrame(id: UInt32, chunk: UInt32, start global: Int, count: Int, into bytes: inout [UInt8]) {
         state.withLock { state in
-            bytes.appendLE(UInt32(count))
             let start = global - state.first
             let range: Range<Int>
             if let stride {
@@ -53,17 +53,11 @@ final class PoolInputs: Sendable {
             } else {
                 range = (start == 0 ? 0 : state.ends[start - 1])..<state.ends[start + count - 1]
             }
+            PoolWire.appendHeader(&bytes, kind: .chunk, a: id, b: chunk, length: 4 + range.count)
+            bytes.appendLE(UInt32(count))
             state.bytes.withUnsafeBytes { raw in
                 bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[range]))
             }
-        }
-    }
-
-    func chunkByteCount(start global: Int, count: Int) -> Int {
-        state.withLock { state in
-            let start = global - state.first
-            if let stride { return count * stride }
-            return state.ends[start + count - 1] - (start == 0 ? 0 : state.ends[start - 1])
         }
     }
 
@@ -241,16 +235,56 @@ final class PoolMapSink<Output: Codable & Sendable>: PoolJobSink, @unchecked Sen
     private var answered = 0
     /// For mapUnordered: each result as it arrives, instead of keeping them.
     let stream: PoolStream<Output>?
+    /// For fixed-width outputs (`Int`, `Double` ...) of a map: every output's bytes at its index
+    /// (`stride` bytes each), so that an answer costs one copy and no generic code (this class is
+    /// not specialized: each array or tuple of `Output` made per chunk cost metadata look-ups, a
+    /// third of the driver's time at chunk size 1). Nil otherwise (`chunks` then).
+    private var raw: [UInt8]?
+    private let stride: Int
 
     init(count: Int, stream: PoolStream<Output>? = nil) {
         self.count = count
         self.stream = stream
+        stride = MemoryLayout<Output>.stride
+        if stream == nil && PoolValues.isRaw(Output.self) { raw = [UInt8](repeating: 0, count: count * stride) }
         if count == 0 && stream == nil { completion.complete() }
+    }
+
+    /// An answer of fixed-width outputs: copied to their places. False when its size is wrong.
+    private func deliverRaw(start: Int, count: Int, reply: PoolReply, pid: Int32) -> Bool {
+        guard reply.outputs.count == (count - reply.failures.count) * stride, raw != nil else { return false }
+        raw?.withUnsafeMutableBytes { target in
+            guard let base = target.baseAddress, let source = reply.outputs.baseAddress else { return }
+            if reply.failures.isEmpty {
+                (base + start * stride).copyMemory(from: source, byteCount: count * stride)
+                return
+            }
+            var next = 0
+            var failureAt = 0
+            for offset in 0..<count {
+                if failureAt < reply.failures.count, reply.failures[failureAt].index == offset {
+                    failureAt += 1
+                } else {
+                    (base + (start + offset) * stride).copyMemory(from: source + next * stride, byteCount: stride)
+                    next += 1
+                }
+            }
+        }
+        for failure in reply.failures { failures[start + failure.index] = PoolReply.error(failure, start: start, pid: pid) }
+        return true
     }
 
     func deliver(start: Int, count: Int, body: UnsafeRawBufferPointer, pid: Int32) {
         do {
             let reply = try PoolReply(body)
+            if raw != nil {
+                guard deliverRaw(start: start, count: count, reply: reply, pid: pid) else {
+                    throw MultiprocessingError(.malformedFrame, "A pool chunk holds \(reply.outputs.count) bytes for \(count - reply.failures.count) values of \(Output.self) (\(stride) bytes each).")
+                }
+                answered += count
+                if answered == self.count { completion.complete() }
+                return
+            }
             let outputs = try PoolValues.decode(Output.self, count: count - reply.failures.count, from: reply.outputs)
             if let stream {
                 var next = 0
@@ -305,6 +339,7 @@ final class PoolMapSink<Output: Codable & Sendable>: PoolJobSink, @unchecked Sen
     /// After completion: every output in order, or the failure of the lowest failed index.
     func outputs() throws(PoolTaskError) -> [Output] {
         if let first = failures.keys.min(), let error = failures[first] { throw error }
+        if let raw { return rawOutputs(raw) }
         var all: [Output] = []
         all.reserveCapacity(count)
         for position in order() { all.append(contentsOf: chunks[position].outputs) }
@@ -318,8 +353,20 @@ final class PoolMapSink<Output: Codable & Sendable>: PoolJobSink, @unchecked Sen
         return starts.indices.sorted { starts[$0] < starts[$1] }
     }
 
+    /// Every output laid out in `raw`, as an array (one copy).
+    private func rawOutputs(_ raw: [UInt8]) -> [Output] {
+        [Output](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { raw.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) } }
+            initialized = count
+        }
+    }
+
     /// After completion: each task's result, in order.
     func results() -> [Result<Output, PoolTaskError>] {
+        if let raw {
+            let outputs = rawOutputs(raw)
+            return (0..<count).map { index in failures[index].map { .failure($0.narrowed(to: [index])) } ?? .success(outputs[index]) }
+        }
         chunks = order().map { chunks[$0] }
         starts.sort()
         var all: [Result<Output, PoolTaskError>] = []

@@ -117,7 +117,11 @@ public final class ProcessPool: Sendable {
         let sink = PoolMapSink<F.Output>(count: count)
         let fast = failFast ? PoolFailFastSink(sink) : nil
         let job = PoolJob(id: try newJobID(), functionBody: body, taskBody: nil, inputs: stored, chunking: chunking, sink: fast ?? sink)
-        fast?.onFailure = { [weak job, driver] in if let job { driver.send(.cancel(job)) } }
+        // Unowned, not weak: a weak reference gives the job a side table, and every retain and
+        // release of it (several per chunk in the driver) then takes the runtime's slow path (a
+        // tenth of a chunk-size-1 map's CPU). The driver calls this only from the sink, holding the
+        // job; and the job holds the sink, so a strong capture would be a cycle.
+        fast?.onFailure = { [unowned job, driver] in driver.send(.cancel(job)) }
         if count > 0 && !driver.trySendDirectly(job) { driver.send(.job(job)) }
         return (job, sink, fast)
     }
