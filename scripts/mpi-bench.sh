@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MPIPool beside mpi4py.futures (issue 16): 1 + 2 ranks on this host, 100,000 trivial tasks, Open
 # MPI, release build. Needs `pip install mpi4py` (4.x, which binds Debian's Open MPI at run time).
-#   scripts/mpi-bench.sh [N] [ROUNDS]
+#   scripts/mpi-bench.sh [N] [ROUNDS]          (MPI_BENCH_BIN=path: time that mpi-map, built before)
 # Each round runs every measurement once, one after the other (mpi4py.futures, the local
 # ProcessPool, MPIPool at chunksize 1 and at default chunking, one task in flight, the raw 8-byte
 # ping-pong), so that the peers of a ratio share the machine's load; ROUNDS (default 5) rounds
@@ -11,8 +11,13 @@ cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 count=${1:-100000}
 rounds=${2:-5}
-swift build -c release --traits MPI --scratch-path .build-mpi --product mpi-map 2>&1 | grep -E "error|warning:|Build of"
-bin=$PWD/.build-mpi/release/mpi-map
+# MPI_BENCH_BIN=path: time that mpi-map instead of building one (to set two builds side by side).
+if [ -n "${MPI_BENCH_BIN:-}" ]; then
+  bin=$MPI_BENCH_BIN
+else
+  swift build -c release --traits MPI --scratch-path .build-mpi --product mpi-map 2>&1 | grep -E "error|warning:|Build of"
+  bin=$PWD/.build-mpi/release/mpi-map
+fi
 launch=(mpirun --oversubscribe --bind-to none -n 3)
 
 rate() { sed -n 's/.*tasks\/s \([0-9]*\).*/\1/p' | head -n1; }

@@ -154,6 +154,17 @@ run_tests() {
     if grep -q "error code childFailed index \[3\] type mpi_map.RemoteFailure" <<<"$output" && grep -q "message Task 3 threw on MPI rank [12] (.*): input 3 is not allowed" <<<"$output" \
        && grep -q "decoded RemoteFailure value 3" <<<"$output"; then ok "remote throw reaches rank 0 (${launcher%% *})"; else fail "remote throw (${launcher%% *})" "$output"; fi
   done
+  # A chunk's values stay bytes on a serving rank (ProcessPool.mapEncoded): strings of every length
+  # (wire-encoded, with their lengths) come back right, and a local worker that SIGKILLs itself
+  # inside a serving rank fails only the tasks of the piece it ran (childDied); the job goes on.
+  for launcher in "mpirun --oversubscribe -n 3 $openmpi" "mpiexec.mpich -n 3 $mpich"; do
+    output=$(timeout 120 $launcher strings 20000 2>&1)
+    grep -q "^strings 20000 ok" <<<"$output" && ok "strings through serving ranks (${launcher%% *})" || fail "strings (${launcher%% *})" "$output"
+    output=$(timeout 120 $launcher crash 20000 2>&1)
+    local failed
+    failed=$(sed -n 's/^crash: 20000 results, \([0-9]*\) failed (codes childDied), poison failed true, wrong 0; the next map right true$/\1/p' <<<"$output")
+    if [ -n "$failed" ] && [ "$failed" -lt 20000 ]; then ok "a local worker killed inside a serving rank fails $failed of 20000 tasks (${launcher%% *})"; else fail "a local worker killed inside a serving rank (${launcher%% *})" "$output"; fi
+  done
   # A map cancelled while queued behind another: join still returns (it hung before the fix).
   output=$(timeout 60 mpirun --oversubscribe -n 3 "$openmpi" cancel 100 2>&1); status=$?
   if [ $status -eq 0 ] && grep -q "second map: cancelled" <<<"$output" && grep -q "first map: 12 results" <<<"$output"; then ok "a cancelled queued map, then join"; else fail "a cancelled queued map, then join" "status $status: $output"; fi
@@ -172,6 +183,8 @@ run_tests() {
   # Across hosts: three network namespaces joined by veth pairs on a bridge, TCP between them.
   scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" map $count 2>&1); expect_checksum "3 namespace hosts, 4 ranks" "$output" $?
+  output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 3 --map-by node "$openmpi" strings 20000 2>&1)
+  grep -q "^strings 20000 ok" <<<"$output" && ok "strings across namespace hosts" || fail "strings across namespace hosts" "$output"
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 3 --map-by node "$openmpi" throw 100 2>&1)
   if grep -q "message Task 3 threw on MPI rank [12] (mph[23]): input 3 is not allowed" <<<"$output"; then ok "remote throw from another host"; else fail "remote throw from another host" "$output"; fi
   # scripts/mpi-netns.sh runs mpirun with odls_base_sigkill_timeout 0 (the setting docs/distributed.md

@@ -63,7 +63,7 @@ func median(_ values: [Double]) -> Double {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | latency N | message BYTES | pingpong N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | latency N | message BYTES | pingpong N | strings N | crash N")
     print("  (submit, submit-throw and latency with -worker: every submitted task in a local worker, inlineSubmit false)")
     exitProgram(64)
 }
@@ -238,6 +238,10 @@ case "submit-throw":
         }
     }
     print("submit errors decoded \(caught) of \(count)")
+case "strings":
+    try await runStrings(pool, count: count)
+case "crash":
+    try await runCrash(pool, count: count)
 default:
     pool.terminate()
     usage()

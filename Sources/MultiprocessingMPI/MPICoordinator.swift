@@ -35,7 +35,8 @@ protocol MPIJob: AnyObject, Sendable {
     var chunking: Chunking { get }
     var createdAt: UInt64 { get }
     var isCancelled: Bool { get }
-    func encodeChunk(_ range: Range<Int>) throws -> [UInt8]
+    /// Writes inputs `range` (encoded when the job was made, in the caller).
+    func writeChunk(_ range: Range<Int>, to writer: inout ByteWriter)
     func deliver(_ range: Range<Int>, reply: inout ByteReader, rank: Int, host: String)
     func fail(_ range: Range<Int>, _ error: PoolTaskError)
 }
@@ -48,7 +49,9 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
     let chunking: Chunking
     /// When the job was made (``traceSteps``).
     let createdAt: UInt64
-    private let inputs: [F.Input]
+    /// The inputs in the local pool's layout, encoded in the caller (so an input that cannot be
+    /// encoded fails the call before anything is sent, as with `ProcessPool`).
+    private let inputs: PoolEncodedValues
 
     private struct State {
         var outcomes: [MPIChunkOutcome<F.Output>] = []
@@ -72,7 +75,7 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
         }
         functionName = name
         createdAt = traceSteps ? monotonicNanoseconds() : 0
-        self.inputs = inputs
+        self.inputs = try PoolEncodedValues.encode(inputs)
         self.count = inputs.count
         self.chunking = chunking
         self.stream = stream
@@ -101,8 +104,8 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
         stream?.finish(throwing: CancellationError())
     }
 
-    func encodeChunk(_ range: Range<Int>) throws -> [UInt8] {
-        try WireEncoder().encode(Array(inputs[range]))
+    func writeChunk(_ range: Range<Int>, to writer: inout ByteWriter) {
+        inputs.writeChunk(range, to: &writer)
     }
 
     func deliver(_ range: Range<Int>, reply: inout ByteReader, rank: Int, host: String) {
@@ -110,16 +113,23 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
             let whole = try reply.u8() != 0
             let failureCount = Int(try reply.u32())
             var failures: [MPIWireFailure] = []
-            for _ in 0..<failureCount { failures.append(try MPIWireFailure(from: &reply)) }
+            for _ in 0..<failureCount {
+                let failure = try MPIWireFailure(from: &reply)
+                guard failure.index >= (failures.last.map { $0.index + 1 } ?? 0), failure.index < range.count else {
+                    throw MPIError(.protocolError, "A chunk of \(range.count) tasks came back with a failure at index \(failure.index), out of order or past its end.")
+                }
+                failures.append(failure)
+            }
             if whole, let failure = failures.first {
                 record(MPIChunkOutcome(start: range.lowerBound, count: range.count, outputs: [],
                                        failures: range.map { ($0, failure.poolTaskError(taskIndex: $0, rank: rank, host: host)) }))
                 return
             }
-            let outputs = try WireDecoder().decode([F.Output].self, from: Array(reply.rest()))
-            guard outputs.count + failures.count == range.count else {
-                throw MPIError(.protocolError, "A chunk of \(range.count) tasks came back with \(outputs.count) results and \(failures.count) failures.")
+            guard failures.count <= range.count else {
+                throw MPIError(.protocolError, "A chunk of \(range.count) tasks came back with \(failures.count) failures.")
             }
+            let rest = reply.rest()
+            let outputs = try rest.withUnsafeBytes { try PoolEncodedValues.decode(F.Output.self, count: range.count - failures.count, from: $0) }
             record(MPIChunkOutcome(start: range.lowerBound, count: range.count, outputs: outputs,
                                    failures: failures.map { (range.lowerBound + $0.index, $0.poolTaskError(taskIndex: range.lowerBound + $0.index, rank: rank, host: host)) }))
         } catch {
@@ -183,18 +193,25 @@ final class MPICoordinator: @unchecked Sendable {
         var job: any MPIJob
         var next = 0
         var outstanding = 0
-        /// The chunks' measured time and tasks, each halved at every new chunk (a decaying sum).
+        /// The chunks' measured worker time (the sum of the local workers' running times for
+        /// the chunk's tasks) and tasks, each halved at every new chunk (a decaying sum).
         var measuredNanoseconds = 0.0
         var measuredTasks = 0.0
-        /// Time per task: decaying sums of time over tasks, so a big chunk counts for more than a
-        /// small one, whose time is mostly the fixed cost of a chunk (the first chunks of a map are
-        /// small: with the mean of per-chunk figures the 16 tasks of the first chunk, 1.8 ms under
-        /// load, held the next chunks to a fraction of their 10 ms for several round trips).
+        /// A worker's time per task: decaying sums of time over tasks, so a big chunk counts for
+        /// more than a small one (with the mean of per-chunk figures, the 16 tasks of a map's first
+        /// chunk held the next chunks small for several round trips).
         var nanosecondsPerTask: Double? { measuredTasks > 0 ? measuredNanoseconds / measuredTasks : nil }
     }
 
     /// The target wall time of one chunk on a rank.
     static let chunkTarget = 10_000_000.0
+    /// The smallest chunk of the tail, in wall time on a rank: below it a chunk's fixed costs (two
+    /// messages, a job of the local pool) outweigh what a finer split gains.
+    static let chunkFloor = 1_000_000.0
+    /// What a task costs a rank besides its worker's time, in nanoseconds (the codec, the messages,
+    /// the local pool's rings; measured 20-60 ns per trivial task on this machine): it keeps the
+    /// chunks of trivial tasks to about 10 ms of real time instead of unbounded.
+    static let perTaskOverhead = 50.0
     /// Chunks in flight per serving rank.
     static let window = 2
 
@@ -297,13 +314,6 @@ final class MPICoordinator: @unchecked Sendable {
                                 try messenger.send(writer.bytes, to: rank, tag: MPITag.function.rawValue)
                                 rankStates[rank].knownJobs.insert(id)
                             }
-                            let encoded: [UInt8]
-                            do { encoded = try job.encodeChunk(range) } catch {
-                                job.fail(range, PoolTaskError(code: .coding, message: "Could not encode inputs \(range.lowerBound) ..< \(range.upperBound) for the MPIPool: \(error)", indices: Array(range)))
-                                active[index].outstanding -= 1
-                                progress = true
-                                continue
-                            }
                             var writer = ByteWriter()
                             writer.u32(id)
                             writer.u32(nextChunk)
@@ -312,7 +322,7 @@ final class MPICoordinator: @unchecked Sendable {
                                 writer.string(job.functionName)
                                 writer.blob(job.functionBytes)
                             }
-                            writer.rest(encoded)
+                            job.writeChunk(range, to: &writer)
                             try messenger.send(writer.bytes, to: rank, tag: (single ? MPITag.single : MPITag.chunk).rawValue)
                             if traceSteps {
                                 traceStep("0-submitted", nextChunk, at: job.createdAt)
@@ -401,20 +411,26 @@ final class MPICoordinator: @unchecked Sendable {
         }
     }
 
+    /// A rank's next chunk of `item`: about ``chunkTarget`` of that rank's wall time, from the
+    /// workers' measured time per task shared among the rank's workers, plus ``perTaskOverhead``;
+    /// no more than the remaining work / (2 × ranks), so that the last chunks shrink and no rank
+    /// idles while another finishes, but not below ``chunkFloor``.
     private func chunkSize(_ item: Active, rankWorkers: Int) -> Int {
         let remaining = item.job.count - item.next
         // A fixed chunk size is what each local worker gets at a time; a rank's chunk is a whole
         // number of those, sized like an adaptive one, so that a small size does not cost a message each.
         var unit = 1
         if case .fixed(let size) = item.job.chunking { unit = size }
-        let cap = max(1, remaining / (2 * ranks))
-        let wanted: Int
-        if let perTask = item.nanosecondsPerTask, perTask > 0 {
-            wanted = Int(min(Double(1 << 22), max(1, Self.chunkTarget / perTask)))
+        var wanted: Int
+        if let perTask = item.nanosecondsPerTask {
+            let wall = perTask / Double(max(1, rankWorkers)) + Self.perTaskOverhead
+            let cap = max(1, remaining / (2 * ranks))
+            let floor = Int(min(Double(1 << 22), Self.chunkFloor / wall))
+            wanted = max(floor, min(cap, Int(min(Double(1 << 22), Self.chunkTarget / wall))))
         } else {
-            wanted = 16 * rankWorkers * unit
+            wanted = min(max(1, remaining / (2 * ranks)), 16 * rankWorkers * unit)
         }
-        let units = max(1, min(cap, wanted) / unit)
+        let units = max(1, wanted / unit)
         return min(remaining, units * unit)
     }
 }

@@ -158,11 +158,25 @@ public final class MPIPool: WorkerPool {
         if closed.load(ordering: .relaxed) { throw MultiprocessingError(.closed, "This MPIPool is closed (or terminated): it takes no new work.") }
     }
 
+    // The maps are `@inlinable` for one line: the copy of the caller's sequence into an array,
+    // which then runs specialized in the caller's module. Unspecialized (here, where the types are
+    // generic), copying a `Range<Int>` of a million inputs went element by element through the
+    // generic iterator: half of rank 0's samples in a map of trivial tasks.
+
     /// Runs `function` on every input, on the serving ranks, and returns the results in order.
+    ///
+    /// The inputs are encoded here first, so an input that cannot be encoded fails the call
+    /// (`MultiprocessingError`, code `coding`, naming its index) before any task runs.
     /// - Throws: The first failed task's `PoolTaskError` (by input index), after every task ran.
+    @inlinable
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
+        try await _map(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _map<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking) async throws -> [F.Output] {
         if let local { return try await local.map(function, over: inputs, chunking: chunking) }
-        let chunks = try await runMap(function, Array(inputs), chunking)
+        let chunks = try await runMap(function, inputs, chunking)
         var all: [F.Output] = []
         all.reserveCapacity(chunks.reduce(0) { $0 + $1.outputs.count })
         for chunk in chunks {
@@ -173,18 +187,29 @@ public final class MPIPool: WorkerPool {
     }
 
     /// Every task's result, failed or not, in order.
+    @inlinable
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [Result<F.Output, PoolTaskError>] {
+        try await _mapResults(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _mapResults<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking) async throws -> [Result<F.Output, PoolTaskError>] {
         if let local { return try await local.mapResults(function, over: inputs, chunking: chunking) }
-        let chunks = try await runMap(function, Array(inputs), chunking)
+        let chunks = try await runMap(function, inputs, chunking)
         var all: [Result<F.Output, PoolTaskError>] = []
         for chunk in chunks { all.append(contentsOf: chunk.results) }
         return all
     }
 
     /// The results as their chunks arrive, each with its input's index (Python's `imap_unordered`).
+    @inlinable
     public func mapUnordered<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> AsyncThrowingStream<(index: Int, result: Result<F.Output, PoolTaskError>), any Error> {
+        try _mapUnordered(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _mapUnordered<F: PoolFunction>(_ function: F, _ values: [F.Input], _ chunking: Chunking) throws -> AsyncThrowingStream<(index: Int, result: Result<F.Output, PoolTaskError>), any Error> {
         try checkOpen()
-        let values = Array(inputs)
         let (stream, continuation) = AsyncThrowingStream<(index: Int, result: Result<F.Output, PoolTaskError>), any Error>.makeStream()
         if let local {
             let task = Task {

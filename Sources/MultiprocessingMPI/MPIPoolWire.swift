@@ -181,3 +181,47 @@ struct _MPITaskRunner: PoolFunction {
     }
 }
 #endif
+
+#if MPI
+// A chunk's inputs on the wire: u32 count, u32 stride (0: the values are wire-encoded, each one's
+// u32 length follows), then the values in the local pool's layout (`PoolEncodedValues`), so that a
+// serving rank hands them to its workers without decoding them; a result's outputs come back in
+// that layout too (back to back, as the workers encoded them).
+extension PoolEncodedValues {
+    /// Writes values `range` as a chunk's inputs.
+    func writeChunk(_ range: Range<Int>, to writer: inout ByteWriter) {
+        writer.u32(UInt32(range.count))
+        if let stride {
+            writer.u32(UInt32(stride))
+        } else {
+            writer.u32(0)
+            var previous = range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1]
+            for index in range {
+                writer.u32(UInt32(ends[index] - previous))
+                previous = ends[index]
+            }
+        }
+        let bytes = byteRange(range)
+        self.bytes.withUnsafeBytes { writer.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[bytes])) }
+    }
+
+    /// Reads a chunk's inputs written by ``writeChunk(_:to:)``: the rest of the message.
+    static func readChunk(from reader: inout ByteReader) throws -> PoolEncodedValues {
+        let count = Int(try reader.u32())
+        let stride = Int(try reader.u32())
+        var ends: [Int] = []
+        if stride == 0 {
+            guard count <= (reader.bytes.count - reader.position) / 4 else {
+                throw MPIError(.protocolError, "An MPIPool chunk of \(reader.bytes.count) bytes claims \(count) inputs.")
+            }
+            ends.reserveCapacity(count)
+            var end = 0
+            for _ in 0..<count {
+                end += Int(try reader.u32())
+                ends.append(end)
+            }
+        }
+        return try PoolEncodedValues(bytes: Array(reader.rest()), count: count, stride: stride == 0 ? nil : stride, ends: ends)
+    }
+}
+#endif

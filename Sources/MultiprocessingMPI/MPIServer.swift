@@ -4,25 +4,30 @@ import Multiprocessing
 import Synchronization
 
 /// A serving rank (1 ... N-1): receives functions and chunks from rank 0, runs each chunk on its
-/// local ProcessPool, and sends the results back. Its MPI thread makes every MPI call; two executor
-/// threads run the (at most two) chunks in flight, each in a blocking `mapResults` of the local pool.
+/// local ProcessPool, and sends the results back. Its MPI thread makes every MPI call. A chunk's
+/// inputs stay bytes: they go to the local workers' rings as rank 0 encoded them
+/// (`ProcessPool.mapEncoded`), and the workers' encoded outputs go back to rank 0 as they are,
+/// so no value is decoded here; the local pool's driver thread puts each finished chunk's reply
+/// in the outbox and wakes the MPI thread.
 final class MPIServer: @unchecked Sendable {
     private let messenger: MPIMessenger
     private let localPool: ProcessPool
     private let host: String
-    /// Decoded functions, by job id (only the MPI thread touches it).
-    private var functions: [UInt32: any PoolFunction] = [:]
+    /// The maps' functions, by job id: type name, wire bytes, and whether this program knows the
+    /// type (only the MPI thread touches it).
+    private var functions: [UInt32: (name: String, bytes: [UInt8], known: Bool)] = [:]
+    /// A local worker's time per task in each map's last chunk here, plus a little (the local
+    /// pool's own estimate adds 50 ns), so that the local pool sizes the next chunk's pieces at
+    /// once instead of probing from one task for every chunk.
+    private let costs = Mutex<[UInt32: Double]>([:])
 
-    private struct Work { var chunk: UInt32; var run: @Sendable () -> [UInt8] }
-    private let queue = Mutex<[Work]>([])
-    private let queued: Semaphore
     private let outbox = Mutex<[[UInt8]]>([])
     private let wake: Semaphore
+    /// Chunks running in the local pool.
     private let busy = Atomic<Int>(0)
     /// Submitted tasks running in this process (``runInline(_:chunk:)``), not in the local pool.
     private let inlineRunning = Atomic<Int>(0)
     private let inlineLoneTasks: Bool
-    private var executors: [OSThread] = []
     private var stopping = false
 
     init(messenger: MPIMessenger, localPool: ProcessPool, host: String, inlineLoneTasks: Bool) throws {
@@ -30,17 +35,11 @@ final class MPIServer: @unchecked Sendable {
         self.inlineLoneTasks = inlineLoneTasks
         self.localPool = localPool
         self.host = host
-        self.queued = try Semaphore(0)
         self.wake = try Semaphore(0)
     }
 
     /// Serves until rank 0 says stop; then stops the local pool and says bye.
     func serve() throws {
-        for number in 0..<2 {
-            let thread = OSThread(name: "MPIPool-executor-\(number)", daemon: true) { [self] in executorLoop() }
-            try thread.start()
-            executors.append(thread)
-        }
         var hello = ByteWriter()
         hello.u32(UInt32(localPool.workerCount))
         hello.string(host)
@@ -67,15 +66,12 @@ final class MPIServer: @unchecked Sendable {
                 backoff.reset()
             } else {
                 // Idle, the next chunk may come any moment: eager. Running work: a chunk's time away.
-                let idle = busy.load(ordering: .relaxed) == 0 && inlineRunning.load(ordering: .relaxed) == 0 && queue.withLock({ $0.isEmpty })
+                let idle = busy.load(ordering: .relaxed) == 0 && inlineRunning.load(ordering: .relaxed) == 0
                 backoff.wait(wake, eager: idle)
             }
         }
-        // Stop: drop queued work, stop the local pool (kills its workers), and say bye.
-        queue.withLock { $0 = [] }
-        stoppingFlag.store(true, ordering: .relaxed)
+        // Stop: stop the local pool (kills its workers, fails what it held), and say bye.
         localPool.terminate()
-        try? queued.release(executors.count)
         try messenger.send([], to: 0, tag: MPITag.bye.rawValue)
         while messenger.pendingSends > 0 {
             try messenger.progress()
@@ -90,41 +86,55 @@ final class MPIServer: @unchecked Sendable {
             let job = try reader.u32()
             let name = try reader.string()
             let body = Array(reader.rest())
-            if let type = _typeByName(name) as? any PoolFunction.Type {
-                functions[job] = try? Self.decodeFunction(type, body)
-            }
+            functions[job] = (name, body, Self.isPoolFunction(name))
         case .chunk, .single:
             let job = try reader.u32()
             let chunk = try reader.u32()
             if traceSteps { traceStep("2-arrived", chunk) }
             let fixed = Int(try reader.u32())
             let chunking: Chunking = fixed > 0 ? .fixed(fixed) : .adaptive
-            let function: (any PoolFunction)?
+            let function: (name: String, bytes: [UInt8], known: Bool)?
             if message.tag == MPITag.single.rawValue {
                 let name = try reader.string()
                 let body = try reader.blob()
-                function = (_typeByName(name) as? any PoolFunction.Type).flatMap { try? Self.decodeFunction($0, body) }
+                function = (name, body, Self.isPoolFunction(name))
             } else {
                 function = functions[job]
             }
-            let inputs = Array(reader.rest())
+            let inputs: PoolEncodedValues
+            do { inputs = try PoolEncodedValues.readChunk(from: &reader) } catch {
+                outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not read a chunk's inputs on the MPI rank: \(error)")], outputs: [])) }
+                return
+            }
+            guard let function, function.known else {
+                outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .childStartFailed,
+                    message: "The pool function of this chunk is unknown to this program on the MPI rank (is every rank running the same binary?).")], outputs: [])) }
+                return
+            }
             // A submitted task that finds the rank idle runs here, in the rank's own process: the hop
             // to a local worker and back (two thread hand-offs and a process round trip) is most of
             // one task's latency. Anything else, or a task while other work runs, goes to the local pool.
-            if inlineLoneTasks, let runner = function as? _MPITaskRunner, busy.load(ordering: .relaxed) == 0,
-               inlineRunning.load(ordering: .relaxed) == 0, queue.withLock({ $0.isEmpty }) {
+            if inlineLoneTasks, message.tag == MPITag.single.rawValue, busy.load(ordering: .relaxed) == 0, inlineRunning.load(ordering: .relaxed) == 0,
+               let type = _typeByName(function.name) as? any PoolFunction.Type,
+               let runner = (try? Self.decodeFunction(type, function.bytes)) as? _MPITaskRunner {
                 runInline(runner, chunk: chunk)
                 return
             }
-            let pool = localPool
-            enqueue(Work(chunk: chunk) { Self.run(function, chunk: chunk, inputs: inputs, chunking: chunking, pool: pool) })
+            runInLocalPool(job: job, chunk: chunk, function: function, inputs: inputs, chunking: chunking, map: message.tag == MPITag.chunk.rawValue)
         case .forget:
-            functions[try reader.u32()] = nil
+            let job = try reader.u32()
+            functions[job] = nil
+            costs.withLock { _ = $0.removeValue(forKey: job) }
         case .stop:
             stopping = true
         default:
             throw MPIError(.protocolError, "A serving MPI rank got a message with tag \(message.tag) from rank \(message.source).")
         }
+    }
+
+    private static func isPoolFunction(_ name: String) -> Bool {
+        guard let type = _typeByName(name) else { return false }
+        return type is any PoolFunction.Type
     }
 
     private static func decodeFunction<F: PoolFunction>(_ type: F.Type, _ bytes: [UInt8]) throws -> any PoolFunction {
@@ -142,15 +152,14 @@ final class MPIServer: @unchecked Sendable {
             do {
                 let output = try await runner.run(0)
                 do {
-                    reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [], outputs: try WireEncoder().encode([output]))
+                    reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [], outputs: try PoolEncodedValues.encode(CollectionOfOne(output)).bytes)
                 } catch {
                     reply = Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not encode a task's output on the MPI rank: \(error)")], outputs: [])
                 }
             } catch {
                 let failure = PoolTaskError(code: .childFailed, message: String(describing: error), indices: [0],
                                             remoteTypeName: String(reflecting: type(of: error)), remoteError: error)
-                let none = (try? WireEncoder().encode([[UInt8]]())) ?? []
-                reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [MPIWireFailure(index: 0, error: failure)], outputs: none)
+                reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [MPIWireFailure(index: 0, error: failure)], outputs: [])
             }
             if traceSteps { traceStep("4-done", chunk) }
             outbox.withLock { $0.append(reply) }
@@ -159,68 +168,33 @@ final class MPIServer: @unchecked Sendable {
         }
     }
 
-    private func enqueue(_ work: Work) {
-        queue.withLock { $0.append(work) }
-        try? queued.release()
-    }
-
-    private func executorLoop() {
-        while true {
-            try? queued.acquire()
-            guard let work = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
-                if stoppingFlag.load(ordering: .relaxed) { return }
-                continue
-            }
-            busy.add(1, ordering: .relaxed)
-            if traceSteps { traceStep("3-started", work.chunk) }
-            let reply = work.run()
-            if traceSteps { traceStep("4-done", work.chunk) }
-            outbox.withLock { $0.append(reply) }
-            busy.subtract(1, ordering: .relaxed)
-            try? wake.release()
-        }
-    }
-    private let stoppingFlag = Atomic<Bool>(false)
-
-    /// Runs one chunk on the local pool: the result message's bytes.
-    private static func run(_ function: (any PoolFunction)?, chunk: UInt32, inputs: [UInt8], chunking: Chunking, pool: ProcessPool) -> [UInt8] {
-        let start = monotonicNanoseconds()
-        guard let function else {
-            return reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .childStartFailed,
-                message: "The pool function of this chunk is unknown to this program on the MPI rank, or could not be decoded (is every rank running the same binary?).")], outputs: [])
-        }
-        return runTyped(function, chunk: chunk, inputs: inputs, chunking: chunking, pool: pool, start: start)
-    }
-
-    private static func runTyped<F: PoolFunction>(_ function: F, chunk: UInt32, inputs bytes: [UInt8], chunking: Chunking, pool: ProcessPool, start: UInt64) -> [UInt8] {
-        let inputs: [F.Input]
+    /// Hands a chunk to the local pool as bytes; its reply goes to the outbox from the pool's
+    /// driver thread when the last task has answered.
+    /// `map`: a chunk of a map (whose cost is kept for its next chunk until rank 0 says forget),
+    /// not a job of one task.
+    private func runInLocalPool(job: UInt32, chunk: UInt32, function: (name: String, bytes: [UInt8], known: Bool), inputs: PoolEncodedValues, chunking: Chunking, map: Bool) {
+        busy.add(1, ordering: .relaxed)
+        if traceSteps { traceStep("3-started", chunk) }
+        let count = inputs.count
+        let hint = map ? costs.withLock { $0[job] } : nil
         do {
-            inputs = try WireDecoder().decode([F.Input].self, from: bytes)
-        } catch {
-            return reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not decode a chunk's inputs on the MPI rank: \(error)")], outputs: [])
-        }
-        var failures: [MPIWireFailure] = []
-        var outputs: [F.Output] = []
-        outputs.reserveCapacity(inputs.count)
-        do {
-            let results = try pool.mapResults(function, over: inputs, chunking: chunking)
-            for (index, result) in results.enumerated() {
-                switch result {
-                case .success(let value): outputs.append(value)
-                case .failure(let error): failures.append(MPIWireFailure(index: index, error: error))
+            try localPool.mapEncoded(functionName: function.name, functionBytes: function.bytes, inputs: inputs, chunking: chunking, nanosecondsPerTask: hint) { [self] outcome in
+                if traceSteps { traceStep("4-done", chunk) }
+                if map, outcome.workerNanoseconds > 0 {
+                    let perTask = Double(outcome.workerNanoseconds) / Double(max(1, count - outcome.failures.count)) + 50
+                    costs.withLock { $0[job] = perTask }
                 }
+                let reply = Self.reply(chunk: chunk, elapsed: UInt64(outcome.workerNanoseconds), count: count,
+                                       failures: outcome.failures.map { MPIWireFailure(index: $0.index, error: $0.error) }, outputs: outcome.outputs)
+                outbox.withLock { $0.append(reply) }
+                busy.subtract(1, ordering: .relaxed)
+                try? wake.release()
             }
         } catch {
             let failure = MPIWireFailure(index: 0, code: .broken, message: "The MPI rank's local pool failed: \(error)")
-            return reply(chunk: chunk, elapsed: 0, count: nil, failures: [failure], outputs: [])
+            outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [failure], outputs: [])) }
+            busy.subtract(1, ordering: .relaxed)
         }
-        let encoded: [UInt8]
-        do {
-            encoded = try WireEncoder().encode(outputs)
-        } catch {
-            return reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not encode a chunk's outputs on the MPI rank: \(error)")], outputs: [])
-        }
-        return reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: inputs.count, failures: failures, outputs: encoded)
     }
 
     /// A result message. `count` nil: the whole chunk failed with `failures[0]`.
