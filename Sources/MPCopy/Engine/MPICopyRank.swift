@@ -30,6 +30,8 @@ internal enum MPICopyRank {
             if let message = try messenger.receive() {
                 idle = 0
                 if message.tag == MPICopyTag.stop.rawValue { break }
+                // A thief waits for an answer; there is no work here.
+                if message.tag == MPICopyTag.steal.rawValue { try messenger.send([], to: message.source, tag: MPICopyTag.noWork.rawValue) }
                 continue
             }
             MPIWorkerPool.pause(&idle)
@@ -56,6 +58,9 @@ internal enum MPICopyRank {
             switch MPICopyTag(rawValue: message.tag) {
             case .setup: setupMessage = message
             case .stop: try bye(messenger); return 0
+            case .steal:
+                // A rank set up before this one asks for work: the walk has not begun.
+                try messenger.send([], to: message.source, tag: MPICopyTag.noWork.rawValue)
             default:
                 try fatal(messenger, "expected the setup, got \(MPICopyWire.describe(message))")
                 try awaitStop(messenger)

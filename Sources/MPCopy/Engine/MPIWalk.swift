@@ -36,6 +36,13 @@ internal struct RankProgress: Codable, Sendable {
     var filesFound = 0
     var bytesFound: Int64 = 0
     var bytesDone: Int64 = 0
+
+    /// Nothing to report.
+    var isEmpty: Bool {
+        filesDone == 0 && filesFound == 0 && bytesFound == 0 && bytesDone == 0 && result.files == 0 && result.bytes == 0
+            && result.directories == 0 && result.symlinks == 0 && result.hardLinks == 0 && result.skipped == 0
+            && result.excluded == 0 && result.failures.isEmpty && result.copied.isEmpty
+    }
 }
 
 /// What each rank did, for `MPCP_MPI_TRACE` (the tests read it: the walk is spread over ranks).

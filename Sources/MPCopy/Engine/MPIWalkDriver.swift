@@ -409,8 +409,10 @@ internal final class MPIWalkDriver {
             }
             try walkStep(&step)
             if !finalSent && progressDue() {
+                // Only once there is something to say: before the walk begins (rank 0 may still
+                // be setting up the others) there is not.
                 let progress = walk.takeProgress()
-                try messenger.send(try WireEncoder().encode(progress), to: 0, tag: MPICopyTag.progress.rawValue)
+                if !progress.isEmpty { try messenger.send(try WireEncoder().encode(progress), to: 0, tag: MPICopyTag.progress.rawValue) }
             }
             pause(step, &idle)
         }

@@ -192,6 +192,9 @@ internal struct MPIWorkerPool: WorkerPool {
                 if let problem = answer.problem { problems.append("rank \(message.source) on host \(answer.host): \(problem)") }
             case .cancel:
                 performer.cancelled.store(true, ordering: .relaxed)
+            case .steal:
+                // A rank that is set up asks for work before the walk has begun: none yet.
+                try messenger.send([], to: message.source, tag: MPICopyTag.noWork.rawValue)
             case .fatal:
                 throw MPCopyError(.workers, "--mpi: rank \(message.source): \(String(decoding: message.bytes, as: UTF8.self))")
             default:
