@@ -4,6 +4,7 @@
 #
 #   scripts/mpcp-mpi-tests.sh [build]   build mpcp with the MPI trait (.build-mpi), then test
 #   scripts/mpcp-mpi-tests.sh test      test binaries built before
+#   scripts/mpcp-mpi-tests.sh walk      only the distributed walk's tests (one host), on binaries built before
 #
 # Each test prints "ok - NAME" or "not ok - NAME: why"; the script exits 1 if any failed.
 # The midway points of the interrupt tests are not a race against the copy's speed: an
@@ -144,6 +145,85 @@ disturbed_copy() { # name action hold_rank hold_after launcher... -- mpcp-args..
   rm -f "$log" "$marker"
 }
 
+# What each rank did, from MPCP_MPI_TRACE's lines on rank 0's stderr: "RANK FIELD VALUE" per line.
+trace_field() { # log field -> one "rank value" line per rank
+  sed -n "s/^mpcp --mpi trace: rank \([0-9]*\): .*\b$2 \([0-9]*\).*/\1 \2/p" "$1"
+}
+ranks_with() { # log field -> how many ranks have field > 0
+  trace_field "$1" "$2" | awk '$2 > 0 { n++ } END { print n + 0 }'
+}
+
+# The distributed walk: scans spread over the ranks, stealing under imbalance, hard links across
+# ranks, the end found with many ranks and with nothing to do, rank 0's output from every rank.
+distributed_tests() {
+  local output status log=$work/trace.log deep=$work/deep huge=$work/huge linked=$work/linked a b c i
+  for a in 1 2 3 4; do for b in 1 2 3 4; do for c in 1 2 3 4; do
+    mkdir -p "$deep/a$a/b$b/c$c"
+    for i in 1 2 3; do echo "$a$b$c$i" >"$deep/a$a/b$b/c$c/f$i"; done
+  done; done; done
+  mkdir -p "$huge/only" && for i in $(seq 1 2000); do echo "$i" >"$huge/only/f$i"; done
+  mkdir -p "$linked"/{x,y,z} && for i in $(seq 1 40); do echo "inode $i" >"$linked/x/i$i"; ln "$linked/x/i$i" "$linked/y/i$i"; ln "$linked/x/i$i" "$linked/z/i$i"; done
+  mkdir -p "$work/nothing" "$work"/dist/{deep,huge,linked,nothing,six,verbose,json}
+
+  # 85 directories, -j 1 on 4 ranks: the scans run on at least three of them, not on rank 0
+  # alone (the ranks without work steal it: rank 0 is one of four).
+  MPCP_MPI_TRACE=1 timeout 300 mpirun --oversubscribe -x MPCP_MPI_TRACE -n 4 "$mpcp" --mpi -a -j 1 "$deep" "$work/dist/deep/copy" >/dev/null 2>"$log"; status=$?
+  local scanned total
+  scanned=$(ranks_with "$log" scans); total=$(trace_field "$log" scans | awk '{ n += $2 } END { print n + 0 }')
+  if [ $status -ne 0 ]; then fail "the walk is distributed" "status $status: $(tail -n 5 "$log")"
+  elif [ "$scanned" -lt 3 ] || [ "$total" -ne 85 ]; then fail "the walk is distributed" "scans on $scanned ranks, $total in all (want >= 3 ranks, 85): $(cat "$log")"
+  else deep_exact "the walk is distributed" "$deep" "$work/dist/deep/copy" && ok "the walk is distributed: 85 scans over $scanned of 4 ranks, exact copy"; fi
+
+  # One huge directory: one rank scans it and finds 2,000 files (63 batches); the others steal
+  # batches from it, so batches run on at least two ranks.
+  MPCP_MPI_TRACE=1 timeout 300 mpirun --oversubscribe -x MPCP_MPI_TRACE -n 3 "$mpcp" --mpi -a -j 1 "$huge" "$work/dist/huge/copy" >/dev/null 2>"$log"; status=$?
+  local batched given
+  batched=$(ranks_with "$log" batches); given=$(trace_field "$log" "items given" | awk '{ n += $2 } END { print n + 0 }')
+  if [ $status -ne 0 ]; then fail "stealing under imbalance" "status $status: $(tail -n 5 "$log")"
+  elif [ "$batched" -lt 2 ]; then fail "stealing under imbalance" "batches ran on $batched rank(s): $(cat "$log")"
+  else deep_exact "stealing under imbalance" "$huge" "$work/dist/huge/copy" && ok "stealing under imbalance: one directory of 2,000 files copied by $batched of 3 ranks"; fi
+
+  # 40 inodes with three names each, in three directories scanned wherever: every name of an
+  # inode goes to its owner rank, which links the others to the first copy.
+  output=$(timeout 300 mpirun --oversubscribe -n 4 "$mpcp" --mpi -a -j 1 "$linked" "$work/dist/linked/copy" 2>&1); status=$?
+  if [ $status -ne 0 ]; then fail "hard links across ranks" "status $status: $output"
+  elif [ "$(find "$work/dist/linked/copy" -type f -links 3 | wc -l)" -ne 120 ]; then fail "hard links across ranks" "not 120 names with 3 links: $(find "$work/dist/linked/copy" -type f -links -3 | head)"
+  else deep_exact "hard links across ranks" "$linked" "$work/dist/linked/copy" && ok "hard links across ranks: 40 inodes x 3 names, linked as in the source"; fi
+
+  # The end is found with many ranks (6 on 2 cores) and with nothing to copy.
+  output=$(timeout 300 mpirun --oversubscribe -n 6 "$mpcp" --mpi -a "$src" "$work/dist/six/copy" 2>&1); status=$?
+  if [ $status -ne 0 ]; then fail "mpirun -n 6" "status $status: $output"
+  elif exact "mpirun -n 6 mpcp --mpi -a" "$work/dist/six/copy"; then ok "mpirun -n 6 mpcp --mpi -a: exact copy"; fi
+  output=$(timeout 120 mpirun --oversubscribe -n 4 "$mpcp" --mpi -a "$work/nothing" "$work/dist/nothing/copy" 2>&1); status=$?
+  if [ $status -eq 0 ] && [ -d "$work/dist/nothing/copy" ] && [ -z "$(ls -A "$work/dist/nothing/copy")" ]; then ok "mpirun -n 4 on an empty directory: ends, empty copy"
+  else fail "mpirun -n 4 on an empty directory" "status $status: $output"; fi
+
+  # Rank 0 prints for every rank: -v lists the same paths as mpcp on one host, --json the same totals.
+  local here there
+  here=$("$mpcp" -a -v "$src" "$work/dist/verbose/one" 2>&1 | sort)
+  there=$(timeout 300 mpirun --oversubscribe -n 3 "$mpcp" --mpi -a -v "$src" "$work/dist/verbose/many" 2>&1 | sed "s|$work/dist/verbose/many|$work/dist/verbose/one|g" | sort)
+  if [ -n "$here" ] && [ "$here" = "$there" ]; then ok "-v over MPI: rank 0 lists what every rank copied ($(wc -l <<<"$here") lines, as on one host)"
+  else fail "-v over MPI" "differs from one host: $(diff <(echo "$here") <(echo "$there") | head -n 10)"; fi
+  here=$("$mpcp" -a --json "$src" "$work/dist/json/one" 2>/dev/null)
+  there=$(timeout 300 mpirun --oversubscribe -n 4 "$mpcp" --mpi -a --json "$src" "$work/dist/json/many" 2>/dev/null)
+  if python3 -c '
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+keys = ["files", "bytes", "directories", "symlinks", "hardLinks", "skipped", "excluded"]
+assert all(a[k] == b[k] for k in keys), {k: (a[k], b[k]) for k in keys}
+' "$here" "$there" 2>"$log"; then ok "--json over MPI: the same totals as on one host"
+  else fail "--json over MPI" "$(cat "$log"): $there"; fi
+}
+
+# As exact, for a source other than $src.
+deep_exact() { # name src dst
+  local diff
+  diff=$(rsync -ani --checksum -HAX "$2/" "$3/" 2>&1)
+  if [ -n "$diff" ]; then fail "$1" "rsync -ani --checksum -HAX finds differences: $(head -n 20 <<<"$diff")"; return 1; fi
+  if [ -n "$(find "$3" "$(dirname "$3")" -name '.mpcp-tmp-*' 2>/dev/null)" ]; then fail "$1" "temporaries left"; return 1; fi
+  return 0
+}
+
 interrupt_mpirun() { kill -INT "$(pgrep -x mpirun | head -n1)"; }
 kill_rank() { kill -9 "$1"; }
 
@@ -217,6 +297,8 @@ run_tests() {
   if grep -q "fake rank 0 got tag 8 from rank 1: the setup from rank 0 cannot be decoded" <<<"$output" && ! grep -qi "crash\|fatal error\|backtrace" <<<"$output"
   then ok "a serving rank gets an undecodable setup: clear error to rank 0"; else fail "a serving rank gets an undecodable setup" "status $status: $output"; fi
 
+  distributed_tests
+
   # Interrupts on one host: SIGINT to mpirun while rank 1 is held at its 40th copy_file_range
   # (among the small files), staged and in place.
   disturbed_copy "SIGINT to mpirun midway (staged tree), then rerun" interrupt_mpirun 1 40 \
@@ -245,7 +327,8 @@ run_tests() {
 case "${1:-build}" in
   build) build; run_tests ;;
   test) run_tests ;;
-  *) echo "usage: $0 [build|test]" >&2; exit 64 ;;
+  walk) make_tree; distributed_tests ;;  # only the distributed walk's tests, on binaries built before
+  *) echo "usage: $0 [build|test|walk]" >&2; exit 64 ;;
 esac
 echo "mpcp-mpi-tests: $failures failed"
 [ $failures -eq 0 ]

@@ -152,6 +152,10 @@ public final class CopyJob: Sendable {
         startNanoseconds.store(start, ordering: .relaxed)
         let scheduler = Scheduler(options: schedulingOptions(), performer: performer, events: events)
         self.scheduler.withLock { $0 = scheduler }
+#if MPI
+        // Spread over ranks, the walk is distributed: the roots go to it, not to the Scheduler.
+        if overMPI.load(ordering: .relaxed) && MPICopyState.size > 1 { scheduler.keepRoots() }
+#endif
 
         var stages: [Stage] = []
         var markers: [FilePath] = []

@@ -5,87 +5,6 @@ import MultiprocessingSystem
 import Synchronization
 import SystemPackage
 
-/// A serving rank's items: what rank 0 sent and no local worker has taken yet, and the results
-/// waiting to go back. The rank's local pool (threads or processes, as on one host) takes items
-/// with ``next()``; the MPI thread sends the results.
-internal final class RankQueue: WorkSource, @unchecked Sendable {
-    // Guarded by `monitor`.
-    private let monitor = ThreadMonitor()
-    private var items: [(id: UInt64, item: WorkItem)] = []
-    private var head = 0
-    /// The id of the item each worker thread holds, by thread id: the thread that took an item
-    /// completes it (the pools' rule, see `WorkSource`).
-    private var held: [Int32: UInt64] = [:]
-    private var stopped = false
-    private var outbox: [(id: UInt64, result: WorkResult)] = []
-    /// Released when a result is ready, so that the MPI thread stops sleeping.
-    let wake: Semaphore
-
-    init() throws {
-        wake = try Semaphore(0)
-    }
-
-    func add(_ id: UInt64, _ item: WorkItem) {
-        monitor.withLock {
-            items.append((id, item))
-            monitor.signal()
-        }
-    }
-
-    /// No more items: the workers end once they finish what they hold.
-    func stop() {
-        monitor.withLock {
-            stopped = true
-            monitor.broadcast()
-        }
-    }
-
-    func takeResults() -> [(id: UInt64, result: WorkResult)] {
-        monitor.withLock {
-            defer { outbox = [] }
-            return outbox
-        }
-    }
-
-    func next() -> WorkItem? {
-        let thread = system_gettid()
-        monitor.lock()
-        defer { monitor.unlock() }
-        while true {
-            if head < items.count {
-                let (id, item) = items[head]
-                head += 1
-                if head > 1024 && head * 2 > items.count {
-                    items.removeFirst(head)
-                    head = 0
-                }
-                held[thread] = id
-                return item
-            }
-            if stopped { return nil }
-            monitor.wait()
-        }
-    }
-
-    func complete(_ item: WorkItem, _ result: WorkResult) {
-        let thread = system_gettid()
-        monitor.withLock {
-            guard let id = held.removeValue(forKey: thread) else { return }
-            outbox.append((id, result))
-        }
-        try? wake.release()
-    }
-
-    func giveBack(_ item: WorkItem) {
-        let thread = system_gettid()
-        monitor.withLock {
-            guard let id = held.removeValue(forKey: thread) else { return }
-            items.append((id, item))
-            monitor.signal()
-        }
-    }
-}
-
 /// What ranks 1 ... N-1 do: serve rank 0 until it says stop.
 internal enum MPICopyRank {
     /// Serves rank 0: the setup, then items until stop. Returns the rank's exit status.
@@ -105,12 +24,14 @@ internal enum MPICopyRank {
     }
 
     /// Waits for rank 0's stop, answering nothing else (after a fatal message or a failed setup).
-    private static func awaitStop(_ messenger: MPIMessenger) throws {
+    static func awaitStop(_ messenger: MPIMessenger) throws {
         var idle = 0
         while true {
             if let message = try messenger.receive() {
                 idle = 0
                 if message.tag == MPICopyTag.stop.rawValue { break }
+                // A thief waits for an answer; there is no work here.
+                if message.tag == MPICopyTag.steal.rawValue { try messenger.send([], to: message.source, tag: MPICopyTag.noWork.rawValue) }
                 continue
             }
             MPIWorkerPool.pause(&idle)
@@ -137,6 +58,9 @@ internal enum MPICopyRank {
             switch MPICopyTag(rawValue: message.tag) {
             case .setup: setupMessage = message
             case .stop: try bye(messenger); return 0
+            case .steal:
+                // A rank set up before this one asks for work: the walk has not begun.
+                try messenger.send([], to: message.source, tag: MPICopyTag.noWork.rawValue)
             default:
                 try fatal(messenger, "expected the setup, got \(MPICopyWire.describe(message))")
                 try awaitStop(messenger)
@@ -164,7 +88,7 @@ internal enum MPICopyRank {
             return 0
         }
 
-        let queue = try RankQueue()
+        let walk = try RankWalk(rank: MPICopyState.rank, size: MPICopyState.size, performer: performer)
         let pool: any WorkerPool & Sendable
         var processes: ProcessPool?
         if workers == .threads {
@@ -174,83 +98,23 @@ internal enum MPICopyRank {
             processes = p
             pool = p
         }
-        let failure = Mutex<MPCopyError?>(nil)
-        let poolThread = try startThread("mpcp-rank-pool", daemon: false) { [pool] in
-            do throws(MPCopyError) { try pool.run(queue) } catch { failure.withLock { $0 = error } }
-            try? queue.wake.release()
+        let driver = MPIWalkDriver(messenger: messenger, walk: walk, performer: performer, cancelWorkers: { [processes] in processes?.cancel() })
+        try driver.startPool(pool)
+        let status: Int32
+        do {
+            status = try driver.runServing()
+        } catch let error as MPCopyError {
+            // A message this rank cannot use: rank 0 is told, and stops the job.
+            performer.cancelled.store(true, ordering: .relaxed)
+            processes?.cancel()
+            walk.wakeAll()
+            driver.stopPool()
+            try fatal(messenger, error.message)
+            try awaitStop(messenger)
+            return 1
         }
-        var cancelSent = false
-        var stopping = false
-        idle = 0
-        while !stopping {
-            var busy = false
-            if let error = failure.withLock({ $0 }) {
-                try fatal(messenger, "\(error)")
-                queue.stop()
-                try? poolThread.join()
-                try awaitStop(messenger)
-                return 1
-            }
-            if MPICopyState.interrupted.load(ordering: .relaxed) && !cancelSent {
-                performer.cancelled.store(true, ordering: .relaxed)
-                processes?.cancel()
-                try messenger.send([], to: 0, tag: MPICopyTag.cancel.rawValue)
-                cancelSent = true
-            }
-            for (id, result) in queue.takeResults() {
-                busy = true
-                let bytes: [UInt8]
-                do { bytes = try MPICopyWire.frame(id, result) } catch {
-                    bytes = (try? MPICopyWire.frame(id, WorkResult(failures: [CopyFailure(path: FilePath(), operation: "send a result", detail: "\(error)")]))) ?? []
-                }
-                try messenger.send(bytes, to: 0, tag: MPICopyTag.result.rawValue)
-            }
-            while let message = try messenger.receive() {
-                busy = true
-                switch MPICopyTag(rawValue: message.tag) {
-                case .item:
-                    guard let id = MPICopyWire.id(message.bytes) else {
-                        try fatal(messenger, "an item message of \(message.bytes.count) bytes has no item id")
-                        queue.stop()
-                        try? poolThread.join()
-                        try awaitStop(messenger)
-                        return 1
-                    }
-                    let item: WorkItem
-                    do { item = try MPICopyWire.body(WorkItem.self, message.bytes) } catch {
-                        try fatal(messenger, "work item \(id) from rank 0 cannot be decoded (is every rank running the same mpcp?): \(error)")
-                        queue.stop()
-                        try? poolThread.join()
-                        try awaitStop(messenger)
-                        return 1
-                    }
-                    queue.add(id, item)
-                case .cancel:
-                    performer.cancelled.store(true, ordering: .relaxed)
-                    processes?.cancel()
-                case .stop:
-                    stopping = true
-                default:
-                    try fatal(messenger, "unexpected message: \(MPICopyWire.describe(message))")
-                    queue.stop()
-                    try? poolThread.join()
-                    try awaitStop(messenger)
-                    return 1
-                }
-                if stopping { break }
-            }
-            if busy { idle = 0 } else if !stopping {
-                idle += 1
-                if idle > 64 {
-                    _ = try? queue.wake.acquire(timeout: .nanoseconds(MPIWorkerPool.sleepNanoseconds(idle)))
-                    while queue.wake.tryAcquire() {}
-                }
-            }
-        }
-        queue.stop()
-        try? poolThread.join()
         try bye(messenger)
-        return 0
+        return status
     }
 
     /// Whether this rank sees every root as rank 0 did: the same device and inode at the same path.

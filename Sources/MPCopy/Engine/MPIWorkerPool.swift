@@ -34,6 +34,36 @@ internal enum MPICopyTag: Int, CaseIterable {
     case bye = 7
     /// rank → 0: UTF-8 text, a message the rank cannot go on after (a malformed message).
     case fatal = 8
+    // The distributed walk (MPIWalkDriver.swift).
+    /// rank → rank, empty: a rank whose queue ran dry asks for work.
+    case steal = 9
+    /// rank → rank: `[WorkItem]`, half the victim's queue (a basic message of the token's count).
+    case work = 10
+    /// rank → rank, empty: the victim had nothing to give.
+    case noWork = 11
+    /// rank → rank: `[HardLinkName]`, names of multiply-linked files for their inode's owner (basic).
+    case hardLink = 12
+    /// rank → rank: a large file's id (8 bytes) and the WorkResult of one of its chunks, for the
+    /// rank that owns the file (basic).
+    case chunkDone = 13
+    /// rank → next rank: the termination token (8 bytes of its count, 1 byte black or white).
+    case token = 14
+    /// rank → 0: ``RankProgress`` since the last one.
+    case progress = 15
+    /// 0 → rank, empty: the walk has ended everywhere; answer with `depth`.
+    case walkDone = 16
+    /// rank → 0: the deepest level of the rank's directories (8 bytes, -1 for none).
+    case depth = 17
+    /// 0 → rank: apply the metadata of your directories at this level (8 bytes); answer `levelDone`.
+    case level = 18
+    /// rank → 0, 8 bytes: done with that level.
+    case levelDone = 19
+    /// rank → 0, empty: after a cancellation, this rank's workers have stopped.
+    case drained = 20
+    /// 0 → rank, empty: nobody copies any more; remove your unfinished temporaries and send `final`.
+    case cleanup = 21
+    /// rank → 0: the last ``RankProgress`` and the rank's ``RankStats``.
+    case final = 22
 }
 
 /// What rank 0 tells every serving rank before the first item.
@@ -162,6 +192,9 @@ internal struct MPIWorkerPool: WorkerPool {
                 if let problem = answer.problem { problems.append("rank \(message.source) on host \(answer.host): \(problem)") }
             case .cancel:
                 performer.cancelled.store(true, ordering: .relaxed)
+            case .steal:
+                // A rank that is set up asks for work before the walk has begun: none yet.
+                try messenger.send([], to: message.source, tag: MPICopyTag.noWork.rawValue)
             case .fatal:
                 throw MPCopyError(.workers, "--mpi: rank \(message.source): \(String(decoding: message.bytes, as: UTF8.self))")
             default:
@@ -173,73 +206,33 @@ internal struct MPIWorkerPool: WorkerPool {
                               + problems.joined(separator: "\n  "))
         }
 
-        var inFlight: [UInt64: (item: WorkItem, rank: Int)] = [:]
-        var nextID: UInt64 = 1
-        var schedulerDone = false
-        var cancelSent = false
-        idle = 0
-        while true {
-            var busy = false
-            if performer.isCancelled && !cancelSent {
-                for rank in 1..<size { try messenger.send([], to: rank, tag: MPICopyTag.cancel.rawValue) }
-                cancelSent = true
+        // The distributed walk: this rank seeds its queue with the roots; every rank (this one
+        // too, on its own workers) takes part, stealing from the others when it runs dry.
+        let walk = try RankWalk(rank: 0, size: size, performer: performer)
+        for root in scheduler.takeRoots() { walk.add(root) }
+        let processes = local as? ProcessPool
+        let driver = MPIWalkDriver(messenger: messenger, walk: walk, performer: performer, cancelWorkers: { processes?.cancel() })
+        if let processes {
+            try driver.startPool(processes)
+        } else {
+            try driver.startPool(ThreadPool(jobs: options.jobs, performer: performer))
+        }
+        let stats: [RankStats]
+        do {
+            stats = try driver.runRoot(scheduler)
+        } catch {
+            performer.cancelled.store(true, ordering: .relaxed)
+            processes?.cancel()
+            walk.wakeAll()
+            driver.stopPool()
+            throw error
+        }
+        if system_environmentHas("MPCP_MPI_TRACE") {
+            var text = ""
+            for (rank, s) in stats.enumerated() {
+                text += "mpcp --mpi trace: rank \(rank): scans \(s.scans) batches \(s.batches) files \(s.files) chunks \(s.chunks) steals asked \(s.stealsAsked) got \(s.stealsGot) items got \(s.itemsGot) gave \(s.stealsGiven) items given \(s.itemsGiven)\n"
             }
-            // Hand out items, each to the rank with the most room, while the Scheduler has some.
-            handOut: while !schedulerDone {
-                var best = 0
-                var room = 0
-                for rank in 1..<size {
-                    let free = ranks[rank].workers * MPIWorkerPool.windowPerWorker - ranks[rank].inFlight
-                    if free > room { room = free; best = rank }
-                }
-                // Room for a chunk (weight 2) too: a rank one unit short takes a batch or a chunk
-                // alike, which keeps the rule simple and the overshoot at one unit.
-                guard room > 0 else { break }
-                switch scheduler.tryNext() {
-                case .later:
-                    break handOut
-                case .done:
-                    schedulerDone = true
-                case .item(let item):
-                    let id = nextID
-                    nextID += 1
-                    let bytes: [UInt8]
-                    do { bytes = try MPICopyWire.frame(id, item) } catch {
-                        // Not reachable for the engine's own types; reported as the item's failure.
-                        scheduler.complete(item, WorkResult(failures: [CopyFailure(path: FilePath(), operation: "send work to an MPI rank", detail: "\(error)")]))
-                        continue
-                    }
-                    try messenger.send(bytes, to: best, tag: MPICopyTag.item.rawValue)
-                    inFlight[id] = (item, best)
-                    ranks[best].inFlight += MPIWorkerPool.weight(of: item)
-                    busy = true
-                }
-            }
-            while let message = try messenger.receive() {
-                busy = true
-                switch MPICopyTag(rawValue: message.tag) {
-                case .result:
-                    guard let id = MPICopyWire.id(message.bytes), let flight = inFlight.removeValue(forKey: id), flight.rank == message.source else {
-                        throw MPCopyError(.workers, "--mpi: rank \(message.source) sent a result for no item it holds (\(MPICopyWire.describe(message)))")
-                    }
-                    ranks[flight.rank].inFlight -= MPIWorkerPool.weight(of: flight.item)
-                    var result: WorkResult
-                    do { result = try MPICopyWire.body(WorkResult.self, message.bytes) } catch {
-                        result = WorkResult(failures: [CopyFailure(path: flight.item.sourcePath, operation: "copy",
-                                                                   detail: "the result from MPI rank \(message.source) cannot be decoded: \(error)")])
-                    }
-                    performer.bytesDone.add(result.bytes, ordering: .relaxed)
-                    scheduler.complete(flight.item, result)
-                case .cancel:
-                    performer.cancelled.store(true, ordering: .relaxed)
-                case .fatal:
-                    throw MPCopyError(.workers, "--mpi: rank \(message.source) on host \(ranks[message.source].host): \(String(decoding: message.bytes, as: UTF8.self))")
-                default:
-                    throw MPCopyError(.workers, "--mpi: rank 0 got an unexpected message: \(MPICopyWire.describe(message))")
-                }
-            }
-            if (schedulerDone || performer.isCancelled) && inFlight.isEmpty { break }
-            if busy { idle = 0 } else { MPIWorkerPool.pause(&idle) }
+            Array(text.utf8).withUnsafeBytes { b in _ = try? system_writeAll(systemStderr, b) }
         }
         try MPICopyRank.release(messenger)
     }

@@ -65,6 +65,17 @@ internal final class Scheduler: @unchecked Sendable {
     private var filesFound = 0
     private var bytesFound: Int64 = 0
     private var filesDone = 0
+    /// Set by ``keepRoots()``: roots are kept here for a distributed walk (mpcp --mpi) instead of
+    /// being queued, and the walk's progress comes from ``addProgress(filesDone:filesFound:bytesFound:)``.
+    private var keptRoots: [KeptRoot]?
+    private var externalWalkRunning = false
+
+    /// A root as ``addDirectoryRoot(source:destination:staged:createDestination:)`` or
+    /// ``addFileRoot(sourceDirectory:destinationDirectory:entry:)`` got it.
+    enum KeptRoot: Sendable {
+        case directory(source: FilePath, destination: FilePath, staged: Bool, createDestination: Bool)
+        case file(sourceDirectory: FilePath, destinationDirectory: FilePath, entry: FileEntry)
+    }
 
     init(options: CopyOptions, performer: Performer, events: (@Sendable (CopyEvent) -> Void)?) {
         self.options = options
@@ -82,6 +93,10 @@ internal final class Scheduler: @unchecked Sendable {
     ///   - createDestination: false when `destination` is itself a root, an existing directory.
     func addDirectoryRoot(source: FilePath, destination: FilePath, staged: Bool, createDestination: Bool = true) {
         monitor.withLock {
+            if keptRoots != nil {
+                keptRoots?.append(.directory(source: source, destination: destination, staged: staged, createDestination: createDestination))
+                return
+            }
             let id = newNode(Node(parent: nil, pending: 1, source: source, destination: destination, relative: FilePath(), finish: nil, staged: staged))
             walkPending += 1
             urgent.append(.scan(ScanItem(node: id, source: source, destination: destination, relative: FilePath(),
@@ -92,6 +107,10 @@ internal final class Scheduler: @unchecked Sendable {
     /// Adds a regular-file operand.
     func addFileRoot(sourceDirectory: FilePath, destinationDirectory: FilePath, entry: FileEntry) {
         monitor.withLock {
+            if keptRoots != nil {
+                keptRoots?.append(.file(sourceDirectory: sourceDirectory, destinationDirectory: destinationDirectory, entry: entry))
+                return
+            }
             // setGID stays true (unknown): the owner is always set for an operand file.
             let id = newNode(Node(parent: nil, pending: 1, source: sourceDirectory, destination: destinationDirectory, relative: FilePath(), finish: nil))
             distribute([entry], node: id)
@@ -104,6 +123,37 @@ internal final class Scheduler: @unchecked Sendable {
         var out: [CopyEvent] = []
         monitor.withLock { merge(result, &out) }
         for e in out { events?(e) }
+    }
+
+    /// From now on, roots are kept for ``takeRoots()`` instead of queued (a distributed walk
+    /// performs them; this Scheduler then only keeps the totals).
+    func keepRoots() {
+        monitor.withLock {
+            keptRoots = []
+            externalWalkRunning = true
+        }
+    }
+
+    /// The roots kept since ``keepRoots()``.
+    func takeRoots() -> [KeptRoot] {
+        monitor.withLock {
+            defer { keptRoots = [] }
+            return keptRoots ?? []
+        }
+    }
+
+    /// Progress made elsewhere (another rank of a distributed walk, or its own walk on rank 0).
+    func addProgress(filesDone: Int, filesFound: Int, bytesFound: Int64) {
+        monitor.withLock {
+            self.filesDone += filesDone
+            self.filesFound += filesFound
+            self.bytesFound += bytesFound
+        }
+    }
+
+    /// The distributed walk has found everything there is to find.
+    func externalWalkFinished() {
+        monitor.withLock { externalWalkRunning = false }
     }
 
     // MARK: workers
@@ -266,7 +316,7 @@ internal final class Scheduler: @unchecked Sendable {
     func progress(startNanoseconds: Int64) -> CopyProgress {
         monitor.withLock {
             CopyProgress(bytesDone: performer.bytesDone.load(ordering: .relaxed), bytesFound: bytesFound,
-                         filesDone: filesDone, filesFound: filesFound, walkFinished: walkPending == 0,
+                         filesDone: filesDone, filesFound: filesFound, walkFinished: walkPending == 0 && !externalWalkRunning,
                          seconds: Double(system_clockMonotonicNanoseconds() - startNanoseconds) / 1e9)
         }
     }
