@@ -47,7 +47,9 @@ let package = Package(
             path: "Sources/ManagerProtocolBenchmark"
         ),
         // ProcessPool map, latency, recycling and start, beside Python's Pool and ProcessPoolExecutor.
-        .executableTarget(name: "PoolBenchmark", dependencies: [library, "BenchmarkSupport"], path: "Sources/PoolBenchmark",
+        .executableTarget(name: "PoolBenchmark", dependencies: [library, "BenchmarkSupport", "PoolFloor"], path: "Sources/PoolBenchmark",
                           exclude: ["pool_peer.py", "latency_peer.py"]),
+        // The floor under recycling: fork + _exit + waitpid in C, run by PoolBenchmark in a fresh copy of itself.
+        .target(name: "PoolFloor", path: "Sources/PoolFloor"),
     ]
 )

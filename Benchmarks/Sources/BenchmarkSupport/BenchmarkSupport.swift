@@ -26,16 +26,23 @@ public func siblingPath(_ name: String, of file: String = #filePath) -> String {
 /// Runs `python3 script arguments...` and returns what it printed on standard output
 /// (its standard error goes to ours). Empty when python3 cannot be started.
 public func runPython(_ script: String, _ arguments: [String]) -> String {
+    runProgram("python3", [script] + arguments)
+}
+
+/// Runs `program arguments...` (found on PATH unless it holds a slash, as `/proc/self/exe`
+/// does) and returns what it printed on standard output (its standard error goes to ours).
+/// Empty when it cannot be started.
+public func runProgram(_ program: String, _ arguments: [String]) -> String {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { return "" }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    let argv = (["python3", script] + arguments).map { strdup($0) } + [nil]
+    let argv = ([program] + arguments).map { strdup($0) } + [nil]
     defer { for p in argv { free(p) } }
     var pid: pid_t = 0
-    let started = posix_spawnp(&pid, "python3", &actions, nil, argv, environ) == 0
+    let started = posix_spawnp(&pid, program, &actions, nil, argv, environ) == 0
     close(fds[1])
     var output: [UInt8] = []
     if started {

@@ -8,11 +8,14 @@
 //   - map of `tasks` tasks, chunk size 1, and default (adaptive) chunking, in tasks/s;
 //   - one task in flight, submit → value, in µs (the median of 2000 round trips per run);
 //   - recycling every 25 tasks against no recycling (tasks/10 tasks, chunk size 1 for both, as
-//     Python's maxtasksperchild measures it);
+//     Python's maxtasksperchild measures it), beside its floor: the slowdown a pool would show
+//     whose only cost per recycled worker were a bare fork + _exit + waitpid (PoolFloor, C, run
+//     one per 25 tasks in a fresh single-threaded copy of this program);
 //   - a pool of 8 workers, from creation to its first result (the fork server already running).
 // Python's figures come from pool_peer.py beside this file, run by this program after its own.
 import BenchmarkSupport
 import Multiprocessing
+import PoolFloor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,6 +33,38 @@ let arguments = CommandLine.arguments
 let tasks = arguments.count > 1 ? Int(arguments[1]) ?? 100_000 : 100_000
 let repeats = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
 let inputs = Array(0..<tasks)
+
+if arguments.count > 4 && arguments[3] == "floor" {
+    // In a fresh copy of this program, before any pool, thread or fork server exists:
+    // PoolBenchmark 0 1 floor <forks>
+    var cpu: Int64 = 0
+    let wall = pool_fork_floor(Int32(arguments[4]) ?? 400, &cpu)
+    print("floor_wall_ns \(wall)")
+    print("floor_cpu_ns \(cpu)")
+    exit(wall < 0 ? 1 : 0)
+}
+
+/// The floor under recycling every 25 tasks of `taskCount`: microseconds of wall time and of CPU per
+/// bare fork + _exit + waitpid (the median of `repeats` runs of taskCount / 25 forks each).
+func forkFloor(taskCount: Int) -> (wallMicroseconds: Double, cpuMicroseconds: Double)? {
+    let forks = max(1, taskCount / 25)
+    var walls: [Double] = []
+    var cpus: [Double] = []
+    for _ in 0..<max(1, repeats) {
+        let values = namedValues(runProgram("/proc/self/exe", ["0", "1", "floor", "\(forks)"]))
+        guard let wall = values["floor_wall_ns"], wall > 0, let cpu = values["floor_cpu_ns"] else { return nil }
+        walls.append(wall / Double(forks) / 1e3)
+        cpus.append(cpu / Double(forks) / 1e3)
+    }
+    return (median(walls), median(cpus))
+}
+
+/// The slowdown of a pool at `norecycle` tasks/s whose only cost per 25 tasks were one fork of
+/// `floorMicroseconds`, one after another (the fork server makes them one at a time).
+func floorSlowdown(norecycle: Double, floorMicroseconds: Double) -> Double {
+    let perTask = 1 / norecycle
+    return (perTask + floorMicroseconds / 1e6 / 25) / perTask
+}
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = now()
@@ -109,6 +144,9 @@ if arguments.count > 3 && arguments[3] == "cpu" {
             let (s1, c1) = (cpu(RUSAGE_SELF), cpu(RUSAGE_CHILDREN))
             print("\(name) wall_s \(wall) parent_cpu_s \(s1 - s0) children_cpu_s \(c1 - c0) per_task_us \((s1 - s0 + c1 - c0) / Double(tasks) * 1e6)")
         }
+        if let floor = forkFloor(taskCount: tasks) {
+            print("floor fork+_exit+waitpid wall_us \(floor.wallMicroseconds) cpu_us \(floor.cpuMicroseconds) (per recycled worker)")
+        }
     } catch {
         print("PoolBenchmark failed: \(error)")
     }
@@ -125,7 +163,12 @@ if arguments.count > 3 && arguments[3] == "recycle" {
                 return Double(tasks) / (try seconds { _ = try p.map(Square(), over: 0..<tasks, chunking: .fixed(1)) })
             }
         }
-        print("recycle25_tps \(ours["recycle25_tps"] ?? 0) norecycle_tps \(ours["norecycle_tps"] ?? 0) slowdown \((ours["norecycle_tps"] ?? 0) / (ours["recycle25_tps"] ?? 1))")
+        let slowdown = (ours["norecycle_tps"] ?? 0) / (ours["recycle25_tps"] ?? 1)
+        print("recycle25_tps \(ours["recycle25_tps"] ?? 0) norecycle_tps \(ours["norecycle_tps"] ?? 0) slowdown \(slowdown)")
+        if let floor = forkFloor(taskCount: tasks), let norecycle = ours["norecycle_tps"] {
+            let floorOnly = floorSlowdown(norecycle: norecycle, floorMicroseconds: floor.wallMicroseconds)
+            print("floor_fork_us \(floor.wallMicroseconds) floor_cpu_us \(floor.cpuMicroseconds) floor_slowdown \(floorOnly) slowdown_over_floor \(slowdown / floorOnly) (target slowdown <= 2)")
+        }
     } catch {
         print("PoolBenchmark failed: \(error)")
     }
@@ -151,6 +194,10 @@ do {
             _ = try p.map(Square(), over: 0..<10, chunking: .fixed(1))
             return Double(m) / (try seconds { _ = try p.map(Square(), over: 0..<m, chunking: .fixed(1)) })
         }
+    }
+    if let floor = forkFloor(taskCount: m), let norecycle = ours["norecycle_tps"] {
+        ours["floor_fork_us"] = floor.wallMicroseconds
+        ours["floor_slowdown"] = floorSlowdown(norecycle: norecycle, floorMicroseconds: floor.wallMicroseconds)
     }
     ours["pool8_first_result_us"] = try measure {
         let t = try seconds {
@@ -207,6 +254,8 @@ print("  mp.Pool / ours: \(ratio(python["mp_pool_latency_us"], ours["latency_us"
 show("ProcessPool, recycling every 25 tasks", ours["recycle25_tps"], unit: "tasks/s")
 show("ProcessPool, no recycling (chunk size 1)", ours["norecycle_tps"], unit: "tasks/s")
 print("  slowdown: \(ratio(ours["norecycle_tps"], ours["recycle25_tps"])) (target <= 2x)")
+show("  floor: bare fork + _exit + waitpid, per 25 tasks", ours["floor_fork_us"], unit: "us")
+print("  a pool whose recycling cost only that: \(ours["floor_slowdown"].map { format($0) + "x" } ?? "n/a") slower; ours is \(ratio(ours["norecycle_tps"].flatMap { n in ours["recycle25_tps"].map { n / $0 } }, ours["floor_slowdown"])) the floor's")
 show("mp.Pool, maxtasksperchild=25", python["mp_pool_recycle25_tps"], unit: "tasks/s")
 show("mp.Pool, no maxtasksperchild (chunksize 1)", python["mp_pool_norecycle_tps"], unit: "tasks/s")
 print("  slowdown: \(ratio(python["mp_pool_norecycle_tps"], python["mp_pool_recycle25_tps"]))")
