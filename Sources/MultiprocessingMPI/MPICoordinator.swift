@@ -298,7 +298,8 @@ final class MPICoordinator: @unchecked Sendable {
                         progress = false
                         for rank in 1..<size where rankStates[rank].inFlight.count < Self.window {
                             guard let index = active.firstIndex(where: { $0.next < $0.job.count && !$0.job.isCancelled }) else { break }
-                            let count = chunkSize(active[index], rankWorkers: rankStates[rank].workers)
+                            let held = rankStates[rank].inFlight.values.contains { $0.jobID == active[index].id }
+                            let count = chunkSize(active[index], rankWorkers: rankStates[rank].workers, second: held)
                             let range = active[index].next..<(active[index].next + count)
                             active[index].next += count
                             active[index].outstanding += 1
@@ -414,8 +415,11 @@ final class MPICoordinator: @unchecked Sendable {
     /// A rank's next chunk of `item`: about ``chunkTarget`` of that rank's wall time, from the
     /// workers' measured time per task shared among the rank's workers, plus ``perTaskOverhead``;
     /// no more than the remaining work / (2 × ranks), so that the last chunks shrink and no rank
-    /// idles while another finishes, but not below ``chunkFloor``.
-    private func chunkSize(_ item: Active, rankWorkers: Int) -> Int {
+    /// idles while another finishes, but not below ``chunkFloor``. Before any chunk of the map has
+    /// come back, a rank's first chunk is 16 tasks per local worker (answered soon, so the cost is
+    /// known after one round trip) and its second, sent beside it (`second`), four times that, so
+    /// that the rank has work while the first answer travels.
+    private func chunkSize(_ item: Active, rankWorkers: Int, second: Bool) -> Int {
         let remaining = item.job.count - item.next
         // A fixed chunk size is what each local worker gets at a time; a rank's chunk is a whole
         // number of those, sized like an adaptive one, so that a small size does not cost a message each.
@@ -428,7 +432,7 @@ final class MPICoordinator: @unchecked Sendable {
             let floor = Int(min(Double(1 << 22), Self.chunkFloor / wall))
             wanted = max(floor, min(cap, Int(min(Double(1 << 22), Self.chunkTarget / wall))))
         } else {
-            wanted = min(max(1, remaining / (2 * ranks)), 16 * rankWorkers * unit)
+            wanted = min(max(1, remaining / (2 * ranks)), (second ? 64 : 16) * rankWorkers * unit)
         }
         let units = max(1, wanted / unit)
         return min(remaining, units * unit)
