@@ -1,5 +1,6 @@
 #if MPI
 import Multiprocessing
+import MultiprocessingSystem
 import Synchronization
 
 /// One chunk's outcome at rank 0: its outputs in order, and its failures by index in the map.
@@ -27,6 +28,24 @@ struct MPIChunkOutcome<Output: Sendable>: Sendable {
     }
 }
 
+/// The right to make MPI calls on rank 0, held by one thread at a time (MPICoordinator).
+final class MPIRole: Sendable {
+    private let held = Atomic<Bool>(false)
+
+    /// Takes the role if it is free.
+    func tryTake() -> Bool {
+        held.compareExchange(expected: false, desired: true, successOrdering: .acquiring, failureOrdering: .relaxed).exchanged
+    }
+
+    /// Takes the role, spinning while another thread holds it (only ever for one step's time:
+    /// the MPI thread's start and end).
+    func take() {
+        while !tryTake() { system_sleep(nanoseconds: 1000) }
+    }
+
+    func give() { held.store(false, ordering: .releasing) }
+}
+
 /// What the coordinator needs of a map, whatever its types.
 protocol MPIJob: AnyObject, Sendable {
     var functionName: String { get }
@@ -37,6 +56,10 @@ protocol MPIJob: AnyObject, Sendable {
     var isCancelled: Bool { get }
     /// Writes inputs `range` (encoded when the job was made, in the caller).
     func writeChunk(_ range: Range<Int>, to writer: inout ByteWriter)
+    /// Whether someone waits for the job's results without driving the loop: every map; a
+    /// submitted task once its handle's `onDone`, `isDone`, or a `value`/`get()` that stopped
+    /// driving asked for it. A task nobody wants yet does not keep the MPI thread awake.
+    var isWanted: Bool { get }
     func deliver(_ range: Range<Int>, reply: inout ByteReader, rank: Int, host: String)
     func fail(_ range: Range<Int>, _ error: PoolTaskError)
 }
@@ -83,6 +106,11 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
     }
 
     var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    private let wanted = Atomic<Bool>(false)
+    var isWanted: Bool { onSingle == nil || wanted.load(ordering: .acquiring) }
+    /// A submitted task's result is wanted (``isWanted``).
+    func want() { wanted.store(true, ordering: .releasing) }
 
     func setContinuation(_ continuation: CheckedContinuation<[MPIChunkOutcome<F.Output>], any Error>) {
         let cancelled = state.withLock { state -> Bool in
@@ -174,21 +202,41 @@ extension PoolTaskError {
 /// Rank 0's MPI thread: hands out chunks, two in flight per serving rank, sized to about 10 ms of
 /// work each from the measured cost of the map's earlier chunks (smaller toward the end, so that no
 /// rank idles while another finishes a long chunk), and collects the results.
+///
+/// The loop's state is the MPI role: whoever holds `role` may make MPI calls, one thread at a time.
+/// Mostly that is the MPI thread; but a caller that waits for a submitted task in `value` or
+/// `get()` takes the role itself while it waits (`drive`), and a `submit` that finds the role free
+/// sends its task itself, so one task in flight costs no thread hand-off on rank 0 (each is a
+/// futex wake-up, about 5 µs here). That needs `MPI_THREAD_SERIALIZED`; with less, only the MPI
+/// thread calls MPI.
 final class MPICoordinator: @unchecked Sendable {
-    private enum Command { case job(any MPIJob), stop(terminate: Bool) }
+    enum Command { case job(any MPIJob), stop(terminate: Bool) }
     private let commands = Mutex<[Command]>([])
     private let wake: Semaphore
     private let workers = Atomic<Int>(0)
     private let ranks: Int
+    /// The right to call MPI and touch the loop's state: taken with a compare-and-swap, never
+    /// waited for (a thread that finds it taken does something else), so no lock's kernel path is
+    /// in the way. (Synchronization.Mutex's `withLockIfAvailable` here failed for minutes on end
+    /// in some runs while the lock was free.)
+    private let role = MPIRole()
+    /// The loop's state; nil until the MPI thread starts the loop. Touched only by the role's holder.
+    private var loop: Loop?
+    /// Whether threads other than the MPI thread may hold the role (MPI provides SERIALIZED).
+    private let shared = Atomic<Bool>(false)
+    /// Callers driving the loop in `value`/`get()`: while there are any, the MPI thread sleeps.
+    private let drivers = Atomic<Int>(0)
+    /// The loop has ended (every serving rank said bye): nobody drives it any more.
+    private let ended = Atomic<Bool>(false)
 
-    private struct RankState {
+    struct RankState {
         var workers = 1
         var host = ""
         var inFlight: [UInt32: (job: any MPIJob, jobID: UInt32, range: Range<Int>)] = [:]
         var knownJobs: Set<UInt32> = []
         var bye = false
     }
-    private struct Active {
+    struct Active {
         var id: UInt32
         var job: any MPIJob
         var next = 0
@@ -214,6 +262,12 @@ final class MPICoordinator: @unchecked Sendable {
     static let perTaskOverhead = 50.0
     /// Chunks in flight per serving rank.
     static let window = 2
+    /// How long a caller in `value` or `get()` drives the loop for its task before it sleeps and
+    /// leaves the loop to the MPI thread (`MULTIPROCESSING_MPI_DRIVE_US`, for measurements).
+    static let driveNanoseconds: UInt64 = {
+        if let text = system_getenv("MULTIPROCESSING_MPI_DRIVE_US"), let micros = UInt64(text) { return micros * 1000 }
+        return 200_000
+    }()
 
     init(ranks: Int) throws {
         self.ranks = ranks
@@ -223,8 +277,15 @@ final class MPICoordinator: @unchecked Sendable {
 
     var workerCount: Int { workers.load(ordering: .relaxed) }
 
-    func submit(_ job: any MPIJob) {
+    /// Queues a job for the loop. `direct`: a submitted task whose caller will likely wait for
+    /// it; if the role is free, this thread sends it now and leaves the MPI thread asleep (the
+    /// handle's `value`/`get()` drives the loop, and its `onDone`/`isDone` wake the MPI thread).
+    func submit(_ job: any MPIJob, direct: Bool = false) {
         commands.withLock { $0.append(.job(job)) }
+        if direct, shared.load(ordering: .acquiring), drivers.load(ordering: .relaxed) == 0,
+           let outcome = stepIfFree(), !outcome.ended, outcome.idle {
+            return
+        }
         try? wake.release()
     }
 
@@ -233,17 +294,131 @@ final class MPICoordinator: @unchecked Sendable {
         try? wake.release()
     }
 
+    /// The MPI thread should look for results now (a handle's `onDone` or `isDone` wants one).
+    func wakeUp() { try? wake.release() }
+
+    /// A caller waiting for a submitted task (`done` tells when it has its result): drives the
+    /// loop on this thread for up to ``driveNanoseconds``, so that the reply is received and
+    /// delivered here, with no thread hand-off either way. Returns when done, when the time is
+    /// up, or at once when other threads may not call MPI.
+    func drive(until done: () -> Bool) {
+        guard shared.load(ordering: .acquiring), !ended.load(ordering: .acquiring) else { return }
+        drivers.add(1, ordering: .relaxed)
+        // Given up with the task still out, the handle's settle wants the task and wakes the MPI thread.
+        defer { drivers.subtract(1, ordering: .relaxed) }
+        let start = monotonicNanoseconds()
+        while !done() {
+            if role.tryTake() {
+                let outcome = loop.map { step($0) }
+                role.give()
+                guard let outcome, !outcome.ended else { return }
+            }
+            else { system_schedYield() }   // the holder may be preempted on this CPU: let it run
+            if monotonicNanoseconds() &- start >= Self.driveNanoseconds { return }
+        }
+    }
+
+    private func takeCommands() -> [Command] {
+        commands.withLock { items -> [Command] in
+            if items.isEmpty { return [] }
+            defer { items = [] }
+            return items
+        }
+    }
+
+    private func step(_ loop: Loop) -> Loop.Outcome {
+        loop.step(takeCommands(), coordinator: self)
+    }
+
+    /// One step if the role is free and the loop runs; nil otherwise.
+    private func stepIfFree() -> Loop.Outcome? {
+        guard role.tryTake() else { return nil }
+        defer { role.give() }
+        return loop.map { step($0) }
+    }
+
     /// The loop of rank 0's MPI thread, until every serving rank said bye.
-    func run(messenger: MPIMessenger, size: Int) {
-        var rankStates = [RankState](repeating: RankState(), count: size)
+    /// - Parameter sharedCalls: Whether MPI provides `MPI_THREAD_SERIALIZED`, so that callers may
+    ///   take the role.
+    func run(messenger: MPIMessenger, size: Int, sharedCalls: Bool) {
+        role.take()
+        loop = Loop(messenger: messenger, size: size)
+        role.give()
+        shared.store(sharedCalls, ordering: .releasing)
+        var backoff = Backoff()
+        var yielded = false
+        while true {
+            if drivers.load(ordering: .relaxed) > 0 {
+                // A caller drives the loop while it waits: stay out of its way (no second thread
+                // spinning on 2 cores), and sleep until it gives up or the sleep ends.
+                yielded = true
+                backoff.wait(wake, eager: false)
+                continue
+            }
+            if yielded {
+                yielded = false
+                backoff.reset()
+            }
+            // A caller holds the role for a moment (a submit sending its task): look again soon.
+            guard let outcome = stepIfFree() else {
+                backoff.wait(wake, eager: true)
+                continue
+            }
+            if outcome.ended { break }
+            if outcome.busy {
+                backoff.reset()
+            } else if outcome.idle {
+                // Nothing to watch: sleep until a thread has something (a map, a stop, a task's
+                // result wanted). No timed wake-ups while callers drive their own tasks.
+                try? wake.acquire()
+                while wake.tryAcquire() {}
+                backoff.reset()
+            } else {
+                backoff.wait(wake, eager: outcome.eager)
+            }
+        }
+        ended.store(true, ordering: .releasing)
+        // Every rank said bye: complete the sends still out, then the caller finalizes.
+        role.take()
+        defer { role.give() }
+        while let loop, loop.messenger.pendingSends > 0, (try? loop.messenger.progress()) != nil {
+            backoff.wait(wake)
+        }
+    }
+
+    /// The loop's state. @unchecked: only the holder of `role` touches it.
+    final class Loop: @unchecked Sendable {
+        struct Outcome: Sendable {
+            /// Something happened (a message, a job, a stop): look again at once.
+            var busy: Bool
+            /// A task submitted alone is out: its reply is a round trip away.
+            var eager: Bool
+            /// Every serving rank said bye.
+            var ended: Bool
+            /// Nothing for the MPI thread to watch: every rank said hello, no send is pending, no
+            /// map has work out or to hand out, no stop is under way, and no task in flight is
+            /// wanted (``MPIJob/isWanted``).
+            var idle = false
+        }
+        let messenger: MPIMessenger
+        let size: Int
+        var rankStates: [RankState]
         var active: [Active] = []
         var nextJob: UInt32 = 1
         var nextChunk: UInt32 = 1
         var stopping = false
         var terminating = false
         var stopSent = false
-        var backoff = Backoff()
         var failure: PoolTaskError?
+        var finished = false
+        /// Serving ranks that said hello.
+        var hellos = 0
+
+        init(messenger: MPIMessenger, size: Int) {
+            self.messenger = messenger
+            self.size = size
+            rankStates = [RankState](repeating: RankState(), count: size)
+        }
 
         func failAll(_ error: PoolTaskError) {
             for index in active.indices {
@@ -258,9 +433,11 @@ final class MPICoordinator: @unchecked Sendable {
             active = []
         }
 
-        loop: while true {
+        /// One turn of the loop: take the commands, hand out chunks, receive what arrived.
+        func step(_ commands: [Command], coordinator: MPICoordinator) -> Outcome {
+            if finished { return Outcome(busy: false, eager: false, ended: true) }
             var busy = false
-            for command in commands.withLock({ items -> [Command] in defer { items = [] }; return items }) {
+            for command in commands {
                 busy = true
                 switch command {
                 case .job(let job):
@@ -292,14 +469,14 @@ final class MPICoordinator: @unchecked Sendable {
             active.removeAll { $0.job.isCancelled && $0.outstanding == 0 }
             do {
                 // Hand out chunks: the oldest map first, up to `window` in flight per rank.
-                if failure == nil && !terminating {
+                if failure == nil && !terminating && !active.isEmpty {
                     var progress = true
                     while progress {
                         progress = false
-                        for rank in 1..<size where rankStates[rank].inFlight.count < Self.window {
+                        for rank in 1..<size where rankStates[rank].inFlight.count < MPICoordinator.window {
                             guard let index = active.firstIndex(where: { $0.next < $0.job.count && !$0.job.isCancelled }) else { break }
                             let held = rankStates[rank].inFlight.values.contains { $0.jobID == active[index].id }
-                            let count = chunkSize(active[index], rankWorkers: rankStates[rank].workers, second: held)
+                            let count = coordinator.chunkSize(active[index], rankWorkers: rankStates[rank].workers, second: held)
                             let range = active[index].next..<(active[index].next + count)
                             active[index].next += count
                             active[index].outstanding += 1
@@ -345,10 +522,11 @@ final class MPICoordinator: @unchecked Sendable {
                     guard rank > 0, rank < size else { continue }
                     switch MPITag(rawValue: message.tag) {
                     case .hello:
+                        hellos += 1
                         let count = Int(try reader.u32())
                         rankStates[rank].workers = max(1, count)
                         rankStates[rank].host = try reader.string()
-                        workers.store(rankStates[1...].reduce(0) { $0 + $1.workers }, ordering: .relaxed)
+                        coordinator.workers.store(rankStates[1...].reduce(0) { $0 + $1.workers }, ordering: .relaxed)
                     case .result:
                         let chunk = try reader.u32()
                         let elapsed = try reader.u64()
@@ -387,11 +565,8 @@ final class MPICoordinator: @unchecked Sendable {
                     if rankStates[1...].allSatisfy(\.bye) {
                         let cancelled = PoolTaskError(code: .cancelled, message: "The MPIPool was terminated while the task ran.")
                         failAll(cancelled)
-                        while messenger.pendingSends > 0 {
-                            try messenger.progress()
-                            backoff.wait(wake)
-                        }
-                        break loop
+                        finished = true
+                        return Outcome(busy: true, eager: false, ended: true)
                     }
                 }
             } catch {
@@ -399,16 +574,18 @@ final class MPICoordinator: @unchecked Sendable {
                 let broken = PoolTaskError(code: .broken, message: "The MPI job failed: \(error)")
                 failure = broken
                 failAll(broken)
-                if stopping { break loop }
+                if stopping {
+                    finished = true
+                    return Outcome(busy: true, eager: false, ended: true)
+                }
             }
-            if busy {
-                backoff.reset()
-            } else {
-                // Eager while a task submitted alone is out (its reply is a round trip away); a
-                // map's chunks are about 10 ms of work each, and each rank holds two.
-                let eager = rankStates.contains { $0.inFlight.values.contains { $0.job.count == 1 } }
-                backoff.wait(wake, eager: eager)
-            }
+            // Eager while a task submitted alone is out (its reply is a round trip away); a
+            // map's chunks are about 10 ms of work each, and each rank holds two.
+            let eager = !busy && rankStates.contains { $0.inFlight.values.contains { $0.job.count == 1 } }
+            let idle = !stopping && hellos == size - 1 && messenger.pendingSends == 0
+                && active.allSatisfy { $0.next >= $0.job.count || $0.job.isCancelled }
+                && rankStates.allSatisfy { $0.inFlight.values.allSatisfy { !$0.job.isWanted } }
+            return Outcome(busy: busy, eager: eager, ended: false, idle: idle)
         }
     }
 
@@ -419,7 +596,7 @@ final class MPICoordinator: @unchecked Sendable {
     /// come back, a rank's first chunk is 16 tasks per local worker (answered soon, so the cost is
     /// known after one round trip) and its second, sent beside it (`second`), four times that, so
     /// that the rank has work while the first answer travels.
-    private func chunkSize(_ item: Active, rankWorkers: Int, second: Bool) -> Int {
+    func chunkSize(_ item: Active, rankWorkers: Int, second: Bool) -> Int {
         let remaining = item.job.count - item.next
         // A fixed chunk size is what each local worker gets at a time; a rank's chunk is a whole
         // number of those, sized like an adaptive one, so that a small size does not cost a message each.

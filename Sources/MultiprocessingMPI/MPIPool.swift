@@ -41,6 +41,9 @@ public final class MPIPool: WorkerPool {
     private let coordinator: MPICoordinator?
     private let mpiThread: OSThread
     private let closed = Atomic<Bool>(false)
+    /// Runs the submitted handles' `onDone` callbacks off the thread that delivers results, as a
+    /// `ProcessPool`'s do (docs/pool.md, "Callbacks").
+    private let callbacks = PoolCallbacks()
 
     private init(worldSize: Int, local: ProcessPool?, coordinator: MPICoordinator?, mpiThread: OSThread) {
         self.worldSize = worldSize
@@ -80,8 +83,11 @@ public final class MPIPool: WorkerPool {
         let started = StartReport()
         let thread = OSThread(name: "MPIPool-mpi", daemon: true) {
             let initialized: (rank: Int, size: Int, messenger: MPIMessenger)
+            let level: MPIThreadLevel
             do {
-                try MPIEnvironment.initialize(threadLevel: .funneled, minimum: .funneled)
+                // SERIALIZED lets a caller waiting for its task make the MPI calls itself, one
+                // thread at a time (MPICoordinator.drive); FUNNELED is enough for the rest.
+                level = try MPIEnvironment.initialize(threadLevel: .serialized, minimum: .funneled)
                 let world = MPICommunicator.world
                 // A test hook: MULTIPROCESSING_MPI_PART_LIMIT=N sends every message above N bytes in parts.
                 let partLimit = system_getenv("MULTIPROCESSING_MPI_PART_LIMIT").flatMap { Int($0) } ?? Int(Int32.max)
@@ -105,7 +111,7 @@ public final class MPIPool: WorkerPool {
                 _ = try? MPIEnvironment.finalize()
                 system_exit(0)
             case .coordinate(let coordinator):
-                coordinator.run(messenger: initialized.messenger, size: initialized.size)
+                coordinator.run(messenger: initialized.messenger, size: initialized.size, sharedCalls: level >= .serialized)
                 flushTrace()
                 _ = try? MPIEnvironment.finalize()
             case .alone:
@@ -270,10 +276,21 @@ public final class MPIPool: WorkerPool {
             throw MultiprocessingError(.coding, "Could not encode the task \(String(reflecting: T.self)) for the MPIPool: \(error)")
         }
         // Cancelling the handle fails it at once; a task already sent still runs on its rank, and
-        // its result is then ignored (the first result a handle gets wins).
-        let (handle, resolve) = PoolTaskHandle<Output>._external(cancel: {})
+        // its result is then ignored (the first result a handle gets wins). A caller waiting in
+        // `value` or `get()` drives rank 0's loop itself for a while (MPICoordinator.drive).
+        let done = MPIDoneFlag()
         let job = try MPIMapJob(function: _MPITaskRunner(typeName: name, taskBytes: bytes), inputs: [0], chunking: .fixed(1), stream: nil)
+        let (handle, resolve) = PoolTaskHandle<Output>._external(
+            cancel: { done.set() },
+            settle: { _ in
+                guard !done.isSet else { return }
+                job.want()
+                coordinator.wakeUp()
+            },
+            drive: { _ in coordinator.drive(until: { done.isSet }) },
+            callbacks: callbacks)
         job.onSingle = { result in
+            defer { done.set() }
             switch result {
             case .success(let encoded):
                 do { resolve(.success(try decode(encoded))) } catch {
@@ -282,7 +299,7 @@ public final class MPIPool: WorkerPool {
             case .failure(let error): resolve(.failure(error))
             }
         }
-        coordinator.submit(job)
+        coordinator.submit(job, direct: true)
         return handle
     }
 
@@ -305,6 +322,7 @@ public final class MPIPool: WorkerPool {
             coordinator.requestStop(terminate: false)
         }
         try await mpiThread.join()
+        await callbacks.drain()
     }
 
     /// Stops: work not started fails with `MultiprocessingError.Code.cancelled`; the serving ranks
@@ -321,6 +339,13 @@ public final class MPIPool: WorkerPool {
     }
 
     private func coordinatorLessStop() { StartReport.stopAlone() }
+}
+
+/// Set once a submitted task has its result (or was cancelled): what a driving caller waits for.
+final class MPIDoneFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
 }
 
 /// The rank and size the launcher set in the environment, read before MPI starts.

@@ -15,7 +15,7 @@ import MultiprocessingSystem
 ///
 /// `join()` waits until every callback queued has run (as Python's `join` waits for its result
 /// handler), except the one calling it.
-final class PoolCallbacks: @unchecked Sendable {
+package final class PoolCallbacks: @unchecked Sendable {
     // @unchecked: every `var` is touched only with `monitor` held.
     private let monitor = ThreadMonitor()
     private var queue: [@Sendable () -> Void] = []
@@ -35,7 +35,7 @@ final class PoolCallbacks: @unchecked Sendable {
     private let takeOverAfter: Int64
     private let idleNanoseconds: Int64 = 10_000_000_000
 
-    init(takeOverAfterNanoseconds: Int64 = 100_000_000) {
+    package init(takeOverAfterNanoseconds: Int64 = 100_000_000) {
         takeOverAfter = takeOverAfterNanoseconds
     }
 
@@ -158,7 +158,7 @@ final class PoolCallbacks: @unchecked Sendable {
     }
 
     /// Waits until every queued callback has run (but the caller's own, when a callback calls it).
-    func drain() {
+    package func drain() {
         monitor.withLock {
             let own = ownCount()
             while pending > own { monitor.wait() }
@@ -166,7 +166,7 @@ final class PoolCallbacks: @unchecked Sendable {
     }
 
     /// The async twin of ``drain()``: waits without a thread; returns early when the task is cancelled.
-    func drain() async {
+    package func drain() async {
         let key = monitor.withLock { () -> UInt64? in
             guard pending > 0 else { return nil }
             nextWaiter &+= 1

@@ -309,13 +309,17 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     private let settle: (@Sendable (Bool) -> Void)?
     /// The process pool a SIGINT stops while this handle's result is awaited (none for a thread pool).
     private let interruptTarget: PoolInterruptTarget?
+    /// For an external pool (MPIPool): called first by ``value`` and ``get()``, so that the waiting
+    /// thread can drive the pool's progress itself for a while (`true` from `get()`).
+    private let drive: (@Sendable (Bool) -> Void)?
 
     init(sink: PoolTaskSink<Output>, cancel: @escaping @Sendable () -> Void, settle: (@Sendable (Bool) -> Void)? = nil,
-         interruptTarget: PoolInterruptTarget? = nil) {
+         interruptTarget: PoolInterruptTarget? = nil, drive: (@Sendable (Bool) -> Void)? = nil) {
         self.sink = sink
         self.cancelAction = cancel
         self.settle = settle
         self.interruptTarget = interruptTarget
+        self.drive = drive
     }
 
     /// Whether the task has finished (or failed, or was cancelled).
@@ -330,6 +334,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     ///   terminated, and every worker reaped, first).
     public var value: Output {
         get async throws {
+            drive?(false)
             settle?(false)
             let completion = sink.completion
             let finished = if let interruptTarget {
@@ -348,6 +353,7 @@ public final class PoolTaskHandle<Output: Sendable>: Sendable {
     /// The blocking twin of ``value``.
     @available(*, noasync, message: "Use value from async code.")
     public func get() throws -> Output {
+        drive?(true)
         let completion = sink.completion
         if let interruptTarget {
             try interruptTarget.during({ completion.isDone }) { [settle] in
