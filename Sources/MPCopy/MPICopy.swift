@@ -5,10 +5,11 @@ import MultiprocessingSystem
 /// mpcp across the ranks of an MPI job (`mpirun -n N mpcp --mpi SRC DST`); only with the `MPI`
 /// trait. See docs/distributed.md.
 ///
-/// Every rank calls ``initialize()`` first. Rank 0 then plans and runs the copy as on one host,
-/// with a ``CopyJob`` that ``CopyJob/distributeOverMPI()`` sends the work of to the other ranks;
-/// ranks 1 … N-1 call ``serve(jobs:workers:)``, which performs what rank 0 sends until it says
-/// stop. Every rank calls ``finish()`` before it exits.
+/// Every rank calls ``initialize()`` first. Rank 0 then runs the copy's front end as on one host,
+/// with a ``CopyJob`` that ``CopyJob/distributeOverMPI()`` spreads over the ranks; ranks 1 … N-1
+/// call ``serve(jobs:workers:)``, which takes part in the distributed walk (every rank scans and
+/// copies, stealing work from the others) until rank 0 says stop. Every rank calls ``finish()``
+/// before it exits.
 public enum MPICopy {
     /// Initializes MPI (`MPI_Init_thread`, funneled: only this thread calls MPI) and returns this
     /// process's rank and the job's size. Call it on the main thread, after signals are blocked
@@ -29,7 +30,7 @@ public enum MPICopy {
         return (MPICopyState.rank, MPICopyState.size)
     }
 
-    /// A serving rank (1 … N-1): performs the items rank 0 sends, on `jobs` local workers of
+    /// A serving rank (1 … N-1): takes part in the distributed walk on `jobs` local workers of
     /// kind `workers`, until rank 0 says stop. Never prints but for errors.
     ///
     /// - Returns: the rank's exit status: 0 when rank 0 stopped it.
@@ -62,8 +63,8 @@ public enum MPICopy {
 }
 
 extension CopyJob {
-    /// Makes ``run(events:progressInterval:onProgress:)`` send the copy's work to the serving
-    /// ranks of the MPI job (after ``MPICopy/initialize()`` on rank 0). With one rank, the copy
+    /// Makes ``run(events:progressInterval:onProgress:)`` spread the copy's walk over the ranks
+    /// of the MPI job (after ``MPICopy/initialize()`` on rank 0). With one rank, the copy
     /// runs on this process's workers as without it.
     public func distributeOverMPI() {
         overMPI.store(true, ordering: .relaxed)

@@ -66,7 +66,7 @@ struct MPCP: ParsableCommand {
     @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out names matching this shell pattern (repeatable; a pattern with / matches the path below the source).", valueName: "glob"))
     var exclude: [String] = []
 
-    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")], help: "Number of workers (default: the number of cores).")
+    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")], help: "Number of workers (default: the number of cores; with --mpi, shared among the ranks on each host).")
     var jobs: Int?
 
     @Option(name: .customLong("workers"), help: ArgumentHelp("Run workers as threads or as child processes.", valueName: "threads|processes"))
@@ -141,13 +141,23 @@ struct MPCP: ParsableCommand {
         }
     }
 
+    /// The workers when `-j` is not given: the host's cores, shared among the ranks of an MPI job
+    /// on this host (Open MPI's `OMPI_COMM_WORLD_LOCAL_SIZE`, MPICH's `MPI_LOCALNRANKS`), since
+    /// with the distributed walk every rank copies.
+    private var defaultJobs: Int {
+        let cores = system_onlineProcessorCount()
+        guard mpi else { return cores }
+        let local = (system_getenv("OMPI_COMM_WORLD_LOCAL_SIZE") ?? system_getenv("MPI_LOCALNRANKS")).flatMap { Int($0) } ?? 1
+        return max(1, cores / max(1, local))
+    }
+
     /// `--mpi`: starts MPI. A serving rank (1 … N-1) then serves rank 0 and exits here; rank 0
     /// returns and runs the copy.
     private func startMPI() throws {
         #if MPI
         let (rank, _) = try MPICopy.initialize()
         if rank > 0 {
-            let status = MPICopy.serve(jobs: jobs ?? system_onlineProcessorCount(), workers: WorkerKind(rawValue: workers) ?? .threads)
+            let status = MPICopy.serve(jobs: jobs ?? defaultJobs, workers: WorkerKind(rawValue: workers) ?? .threads)
             MPICopy.finish()
             system_exit(status)
         }
@@ -171,7 +181,7 @@ struct MPCP: ParsableCommand {
         // A pattern that is not UTF-8 goes as its bytes.
         options.excludes = exclude.filter { commandLine.raw[$0] == nil }
         options.excludeBytes = exclude.compactMap { commandLine.raw[$0] }
-        options.jobs = jobs ?? system_onlineProcessorCount()
+        options.jobs = jobs ?? defaultJobs
         options.workers = WorkerKind(rawValue: workers) ?? .threads
         options.verbose = verbose || dryRun
         options.stageNewDirectories = !noStaging

@@ -5,9 +5,9 @@ import MultiprocessingSystem
 import Synchronization
 import SystemPackage
 
-/// What ranks 1 ... N-1 do: serve rank 0 until it says stop.
+/// What ranks 1 ... N-1 do: the setup from rank 0, then the distributed walk until rank 0 says stop.
 internal enum MPICopyRank {
-    /// Serves rank 0: the setup, then items until stop. Returns the rank's exit status.
+    /// The setup, then the walk (MPIWalkDriver.runServing) until stop. Returns the rank's exit status.
     static func serve(jobs: Int, workers: WorkerKind) -> Int32 {
         guard let messenger = MPICopyState.messenger else { return 1 }
         do {

@@ -5,16 +5,14 @@ import MultiprocessingSystem
 import Synchronization
 import SystemPackage
 
-// mpcp across MPI ranks (`mpirun -n N mpcp --mpi SRC DST`, issue 17). Rank 0 runs mpcp as on one
-// host: the operand checks, the staging and the resume markers, the Scheduler, the output. Its
-// pool is `MPIWorkerPool`: one loop on the thread that initialized MPI, which takes the
-// Scheduler's items without waiting (`tryNext`), sends each to a serving rank (two per local
-// worker of that rank in flight, so a rank's workers always have the next item at hand), and
-// hands the results back to the Scheduler. Ranks 1 ... N-1 never plan anything: `MPICopyRank`
-// receives the job's options and roots, checks that it sees the same trees, and then performs
-// items with the same Performer on its own threads or processes (`-j`, `--workers`), sending each
-// result back. The protocol is below; every message is one MPIMessenger byte message on a
-// communicator of its own (a duplicate of the world), so nothing else's tags can meet it.
+// mpcp across MPI ranks (`mpirun -n N mpcp --mpi SRC DST`, issue 17). Rank 0 runs mpcp's front end
+// as on one host: the operand checks, the staging and the resume markers, the output; its pool is
+// `MPIWorkerPool`, which sends every rank the setup and then runs the distributed walk
+// (MPIWalk.swift, MPIWalkDriver.swift) with its Scheduler keeping only the roots and the totals.
+// Ranks 1 ... N-1 (`MPICopyRank`) receive the job's options and roots, check that they see the
+// same trees, and take part in the walk with the same Performer on their own threads or processes
+// (`-j`, `--workers`). Every message is one MPIMessenger byte message on a communicator of its own
+// (a duplicate of the world), so nothing else's tags can meet it.
 
 /// The messages of mpcp's MPI protocol, by tag.
 internal enum MPICopyTag: Int, CaseIterable {
@@ -132,21 +130,6 @@ internal struct MPIWorkerPool: WorkerPool {
     let local: any WorkerPool
     let performer: Performer
     let options: CopyOptions
-
-    /// How much work a rank holds at once, per local worker, in units of ``weight(of:)``: a batch
-    /// of small files or a scan is 1, a 64 MiB chunk 2. So a worker has two chunks (one being
-    /// copied, one waiting: a large file's tail is never stuck in one rank's queue), or four
-    /// batches: a batch takes about a millisecond or two, and the next one must be there before
-    /// the result of the last has gone to rank 0 and its replacement come back (both ends sleep
-    /// up to 250 µs between probes when idle). With two batches per worker and sleeps up to 1 ms,
-    /// `mpirun -n 2` on one host took 1.36× mpcp's time on 50,000 small files; with these, 0.91×
-    /// (docs/benchmarks.md).
-    static let windowPerWorker = 4
-
-    static func weight(of item: WorkItem) -> Int {
-        if case .chunk = item { return 2 }
-        return 1
-    }
 
     func run(_ source: any WorkSource) throws(MPCopyError) {
         guard MPICopyState.size > 1, let scheduler = source as? Scheduler, let messenger = MPICopyState.messenger else {
