@@ -180,6 +180,13 @@ run_tests() {
     done
   done
 
+  # An onDone callback that calls get() on another handle and submits: it deadlocked when the MPI
+  # thread ran callbacks inline; they run on the pool's callback thread now.
+  for launcher in "mpirun --oversubscribe -n 3 $openmpi" "mpiexec.mpich -n 3 $mpich"; do
+    output=$(timeout 60 $launcher callback 2>&1); status=$?
+    if [ $status -eq 0 ] && grep -q "callback: first 2 other 4 submitted 10" <<<"$output"; then ok "a callback that waits for another handle and submits (${launcher%% *})"; else fail "callback with get() and submit (${launcher%% *})" "status $status: $output"; fi
+  done
+
   # Across hosts: three network namespaces joined by veth pairs on a bridge, TCP between them.
   scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }
   output=$(timeout 120 scripts/mpi-netns.sh mpirun -n 4 --map-by node "$openmpi" map $count 2>&1); expect_checksum "3 namespace hosts, 4 ranks" "$output" $?

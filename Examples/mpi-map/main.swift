@@ -43,6 +43,16 @@ struct WhereAmI: ProcessTask {
     func run() -> Int { value * 2 }
 }
 
+/// A submitted task that sleeps first (the callback test's slow second task).
+struct SlowTask: ProcessTask {
+    var value: Int
+    var milliseconds: Int
+    func run() async throws -> Int {
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        return value * 2
+    }
+}
+
 /// A submitted task that throws (on a remote rank: inline there, or in a local worker).
 struct PickyTask: ProcessTask {
     var value: Int
@@ -63,7 +73,7 @@ func median(_ values: [Double]) -> Double {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | latency N | message BYTES | pingpong N | strings N | crash N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | callback | latency N | message BYTES | pingpong N | strings N | crash N")
     print("  (submit, submit-throw and latency with -worker: every submitted task in a local worker, inlineSubmit false)")
     exitProgram(64)
 }
@@ -242,6 +252,21 @@ case "strings":
     try await runStrings(pool, count: count)
 case "crash":
     try await runCrash(pool, count: count)
+case "callback":
+    // An onDone callback that waits for another handle (get()) and submits: callbacks run on a
+    // thread of the pool's own, as a ProcessPool's do, so this completes (it deadlocked when the
+    // MPI thread ran callbacks inline: the other result needed that very thread).
+    let pool = pool
+    let (reports, report) = AsyncStream<String>.makeStream()
+    let slow = try pool.submit(SlowTask(value: 2, milliseconds: 300))
+    let fast = try pool.submit(WhereAmI(value: 1))
+    fast.onDone { first in
+        let other = (try? slow.get()) ?? -1
+        let submitted = (try? pool.submit(WhereAmI(value: 5)).get()) ?? -1
+        report.yield("callback: first \((try? first.get()) ?? -1) other \(other) submitted \(submitted)")
+        report.finish()
+    }
+    for await line in reports { print(line) }
 default:
     pool.terminate()
     usage()
