@@ -80,8 +80,7 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
     private var bulk: [WorkItem] = []
     private var bulkHead = 0
     private var inFlight = 0
-    private var batchesInFlight: [Int: Int] = [:]
-    private var chunksInFlight: [Int: Int] = [:]
+    private var workInFlight = WorkInFlight()
     private var stopped = false
     private var nextDirectory = 0
 
@@ -147,14 +146,14 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
                 return item
             }
             if bulkHead < bulk.count {
-                preferWorkThatDoesNotCollide()
+                workInFlight.preferWorkThatDoesNotCollide(in: &bulk, head: bulkHead)
                 let item = bulk[bulkHead]
                 bulkHead += 1
                 if bulkHead > 4096 && bulkHead * 2 > bulk.count {
                     bulk.removeFirst(bulkHead)
                     bulkHead = 0
                 }
-                countInFlight(item, 1)
+                workInFlight.add(item)
                 inFlight += 1
                 return item
             }
@@ -166,7 +165,7 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
     func giveBack(_ item: WorkItem) {
         monitor.withLock {
             inFlight -= 1
-            countInFlight(item, -1)
+            workInFlight.remove(item)
             local.append(item)
             monitor.signal()
         }
@@ -176,7 +175,7 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
     func complete(_ item: WorkItem, _ result: WorkResult) {
         monitor.withLock {
             inFlight -= 1
-            countInFlight(item, -1)
+            workInFlight.remove(item)
             let before = queued
             switch item {
             case .scan(let scan):
@@ -369,41 +368,6 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
         progress.result.excluded += r.excluded
         progress.result.failures += r.failures
         progress.result.copied += r.copied
-    }
-
-    private func collides(_ item: WorkItem) -> Bool {
-        switch item {
-        case .files(let batch): return batchesInFlight[batch.node] != nil
-        case .chunk(let chunk): return chunksInFlight[chunk.large] != nil
-        default: return false
-        }
-    }
-
-    /// As the Scheduler does: among the next 256, the first item that no worker of this rank
-    /// collides with in the kernel (one directory's lock, one file's inode lock).
-    private func preferWorkThatDoesNotCollide() {
-        guard !batchesInFlight.isEmpty || !chunksInFlight.isEmpty, collides(bulk[bulkHead]) else { return }
-        let end = min(bulk.count, bulkHead + 256)
-        var index = bulkHead + 1
-        while index < end {
-            if !collides(bulk[index]) {
-                bulk.swapAt(bulkHead, index)
-                return
-            }
-            index += 1
-        }
-    }
-
-    private func countInFlight(_ item: WorkItem, _ delta: Int) {
-        func bump(_ table: inout [Int: Int], _ key: Int) {
-            let n = (table[key] ?? 0) + delta
-            table[key] = n > 0 ? n : nil
-        }
-        switch item {
-        case .files(let batch): bump(&batchesInFlight, batch.node)
-        case .chunk(let chunk): bump(&chunksInFlight, chunk.large)
-        default: break
-        }
     }
 
     private func completeScan(_ scan: ScanItem, _ result: WorkResult) {

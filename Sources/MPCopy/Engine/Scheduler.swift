@@ -50,8 +50,7 @@ internal final class Scheduler: @unchecked Sendable {
     private var bulkHead = 0
     private var inFlight = 0
     /// Batches being copied, per directory node, and chunks being copied, per large file.
-    private var batchesInFlight: [Int: Int] = [:]
-    private var chunksInFlight: [Int: Int] = [:]
+    private var workInFlight = WorkInFlight()
     private var finished = false
     private var nodes: [Int: Node] = [:]
     private var nextNode = 0
@@ -195,15 +194,15 @@ internal final class Scheduler: @unchecked Sendable {
         if performer.isCancelled { return .done }
         if let item = urgent.popLast() {
             // Batches and chunks are here only when given back (see giveBack).
-            countInFlight(item)
+            workInFlight.add(item)
             inFlight += 1
             return .item(item)
         }
         if bulkHead < bulk.count {
-            preferWorkThatDoesNotCollide()
+            workInFlight.preferWorkThatDoesNotCollide(in: &bulk, head: bulkHead)
             let item = bulk[bulkHead]
             bulkHead += 1
-            countInFlight(item)
+            workInFlight.add(item)
             if bulkHead > 4096 && bulkHead * 2 > bulk.count {
                 bulk.removeFirst(bulkHead)
                 bulkHead = 0
@@ -224,13 +223,7 @@ internal final class Scheduler: @unchecked Sendable {
     func giveBack(_ item: WorkItem) {
         monitor.withLock {
             inFlight -= 1
-            switch item {
-            case .files(let batch):
-                if let n = batchesInFlight[batch.node], n > 1 { batchesInFlight[batch.node] = n - 1 } else { batchesInFlight[batch.node] = nil }
-            case .chunk(let chunk):
-                if let n = chunksInFlight[chunk.large], n > 1 { chunksInFlight[chunk.large] = n - 1 } else { chunksInFlight[chunk.large] = nil }
-            default: break
-            }
+            workInFlight.remove(item)
             urgent.append(item)
             monitor.signal()
         }
@@ -255,7 +248,7 @@ internal final class Scheduler: @unchecked Sendable {
                 completeScan(scan, result)
             case .files(let batch):
                 filesDone += batch.entries.count
-                if let n = batchesInFlight[batch.node], n > 1 { batchesInFlight[batch.node] = n - 1 } else { batchesInFlight[batch.node] = nil }
+                workInFlight.remove(item)
                 // Only first copies of multiply-linked inodes have waiters to settle.
                 if !leaders.isEmpty {
                     for (index, entry) in batch.entries.enumerated() where entry.stat.nlink > 1 {
@@ -265,7 +258,7 @@ internal final class Scheduler: @unchecked Sendable {
                 }
                 release(batch.node)
             case .chunk(let chunk):
-                if let n = chunksInFlight[chunk.large], n > 1 { chunksInFlight[chunk.large] = n - 1 } else { chunksInFlight[chunk.large] = nil }
+                workInFlight.remove(item)
                 if var large = larges[chunk.large] {
                     large.remaining -= 1
                     if !result.failures.isEmpty || result.cancelled { large.failed = true }
@@ -324,43 +317,6 @@ internal final class Scheduler: @unchecked Sendable {
     func finalReport() -> CopyReport { monitor.withLock { report } }
 
     // MARK: internals (lock held)
-
-    /// Whether `item` would make a worker wait on another in the kernel: a batch in a directory
-    /// where another worker is creating files (a create holds the directory's lock, and on ext4
-    /// the inode allocation under it is slow after many deletions), or a chunk of a file another
-    /// worker is writing (buffered writes to one file take its inode lock in turn: a second
-    /// writer doubled the CPU time of a 1 GiB copy and saved no time, warm cache or cold).
-    private func collides(_ item: WorkItem) -> Bool {
-        switch item {
-        case .files(let batch): return batchesInFlight[batch.node] != nil
-        case .chunk(let chunk): return chunksInFlight[chunk.large] != nil
-        default: return false
-        }
-    }
-
-    /// Moves to the head of the bulk queue the first item among the next 256 that does not
-    /// collide with the work in flight. When every one does (a lone big file, one huge directory),
-    /// the head goes as it is: workers then share that file or directory.
-    private func preferWorkThatDoesNotCollide() {
-        guard !batchesInFlight.isEmpty || !chunksInFlight.isEmpty, collides(bulk[bulkHead]) else { return }
-        let end = min(bulk.count, bulkHead + 256)
-        var index = bulkHead + 1
-        while index < end {
-            if !collides(bulk[index]) {
-                bulk.swapAt(bulkHead, index)
-                return
-            }
-            index += 1
-        }
-    }
-
-    private func countInFlight(_ item: WorkItem) {
-        switch item {
-        case .files(let batch): batchesInFlight[batch.node, default: 0] += 1
-        case .chunk(let chunk): chunksInFlight[chunk.large, default: 0] += 1
-        default: break
-        }
-    }
 
     private func newNode(_ node: Node) -> Int {
         let id = nextNode
