@@ -163,16 +163,19 @@ internal final class ProcessMonitor: Sendable {
         switch request {
         case .spawn(let record, let plan, let reply):
             // The child's end of its socket is the monitor's from the request on: closed once the
-            // child has its copy (or could not be made).
-            defer { system_close(plan.childSocket) }
+            // child has its copy (or could not be made), and before the caller hears back, so that
+            // a start that returns (or throws) has no descriptor of it left open behind it.
+            let outcome: Result<Int32, MultiprocessingError>
             do throws(Errno) {
                 let pid = try system_spawnChild(plan)
                 adopt(record, pid: pid)
-                reply.complete(.success(pid))
+                outcome = .success(pid)
             } catch {
                 abandon(record)
-                reply.complete(.failure(.system("posix_spawn of \(plan.executableDescription)", error)))
+                outcome = .failure(.system("posix_spawn of \(plan.executableDescription)", error))
             }
+            system_close(plan.childSocket)
+            reply.complete(outcome)
         case .fork(let record, let childSocket, let body, let reply):
             system_flushStdio()
             let pid: Int32
@@ -196,8 +199,8 @@ internal final class ProcessMonitor: Sendable {
             reply.complete(.success(pid))
         case .forkServer(let record, let key, let childSocket, let reply):
             // Sent to the server with the request (it arrives there as a copy of its own), or the
-            // start failed: either way this end is done with.
-            defer { system_close(childSocket) }
+            // start failed: either way this end is done with, and closed before a failure is told.
+            var failure: MultiprocessingError?
             do {
                 var link = try forkServerLink(key)
                 do {
@@ -213,11 +216,13 @@ internal final class ProcessMonitor: Sendable {
                 state.withLock { $0.pendingStarts[record.id] = (server, reply) }
             } catch let error as MultiprocessingError {
                 abandon(record)
-                reply.complete(.failure(error))
+                failure = error
             } catch {
                 abandon(record)
-                reply.complete(.failure(MultiprocessingError(.childStartFailed, "\(error)")))
+                failure = MultiprocessingError(.childStartFailed, "\(error)")
             }
+            system_close(childSocket)
+            if let failure { reply.complete(.failure(failure)) }
         }
     }
 
