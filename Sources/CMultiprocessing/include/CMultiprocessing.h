@@ -19,6 +19,7 @@
 #include "cmp_manager_linux.h"
 #include "cmp_queue.h"
 #include "cmp_pool_linux.h"
+#include "cmp_crash_linux.h"
 #endif
 
 #endif
