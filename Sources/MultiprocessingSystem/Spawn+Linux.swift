@@ -28,7 +28,7 @@ public import SystemPackage
     /// The dynamic loader's variable: resolve every symbol at load time.
     @usableFromInline package static let bindNow = "LD_BIND_NOW"
 
-    @usableFromInline package static let all = [child, forkServer, parentPID, daemon, outlivesParent, bindNowAdded]
+    @usableFromInline package static let all = [child, forkServer, parentPID, daemon, outlivesParent, bindNowAdded, backtraceOffAdded]
 }
 
 /// Everything posix_spawn needs to start a re-executed child.

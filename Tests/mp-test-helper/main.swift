@@ -130,6 +130,7 @@ func scenario(_ name: String, _ rest: ArraySlice<String>) throws {
         if try runPoolCallbackScenario(name, rest) { return }
         if try runForkServerSignalScenario(name, rest) { return }
         if try runConnectionScenario(name, rest) { return }
+        if try runCrashReportScenario(name, rest) { return }
         say("unknown scenario \(name)")
         exit(64)
     }

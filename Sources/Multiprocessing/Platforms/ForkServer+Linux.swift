@@ -82,7 +82,9 @@ internal struct ForkServerLink: Sendable {
         do throws(Errno) {
             let (mine, theirs) = try system_socketpairSeqpacket()
             defer { system_close(theirs) }
-            var environment = key.environment + [
+            // The backtracer off in the server, so in every child it makes (ForkServer's children
+            // are its copies): a crash is seen at once (Syscalls+Crash+Linux.swift).
+            var environment = key.environment + ChildEnvironment.backtraceOff(besides: key.environment) + [
                 "\(ChildEnvironment.forkServer)=\(ChildEnvironment.socketNumber)",
                 "\(ChildEnvironment.parentPID)=\(system_getpid())",
                 "\(ChildEnvironment.daemon)=1",

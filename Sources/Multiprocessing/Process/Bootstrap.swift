@@ -55,6 +55,7 @@ internal enum ChildRuntime {
                 system_unsetenv(ChildEnvironment.bindNowAdded)
                 system_unsetenv(ChildEnvironment.bindNow)
             }
+            ChildEnvironment.removeBacktraceOff()
             dieWithParent(parent, signal: .kill)
             runForkServer(control: socket, parent: parent)
         }
@@ -64,6 +65,7 @@ internal enum ChildRuntime {
             let outlivesParent = system_getenv(ChildEnvironment.outlivesParent) == "1"
             system_unsetenv(ChildEnvironment.daemon)
             system_unsetenv(ChildEnvironment.outlivesParent)
+            ChildEnvironment.removeBacktraceOff()
             run(socket: socket, parentPID: parent, daemon: daemon, outlivesParent: outlivesParent)
         }
     }
@@ -201,6 +203,9 @@ internal enum ChildRuntime {
             guard let equals = entry.firstIndex(of: "=") else { continue }
             system_setenv(String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
         }
+        // A copy of a parent whose backtracer is installed: put its crash handlers back, unless
+        // the user chose SWIFT_BACKTRACE (Syscalls+Crash+Linux.swift).
+        system_turnBacktracerOffAfterFork()
         armParentDeath(parent, daemon: daemon, outlivesParent: outlivesParent)
         let socket = system_moveDescriptorHigh(received)
         CurrentProcess.identity.withLock { identity in

@@ -304,7 +304,7 @@ public final class ChildProcess<Output: Sendable>: ProcessHandle {
             let plan = SpawnPlan(
                 executable: configuration.resolvedExecutable,
                 arguments: CommandLine.arguments,
-                environment: configuration.environmentEntries + [
+                environment: configuration.environmentEntries + ChildEnvironment.backtraceOff(besides: configuration.environmentEntries) + [
                     "\(ChildEnvironment.child)=\(ChildEnvironment.socketNumber)",
                     "\(ChildEnvironment.parentPID)=\(system_getpid())",
                     "\(ChildEnvironment.daemon)=\(daemon ? 1 : 0)",
