@@ -20,7 +20,6 @@
 #include "cmp_queue.h"
 #include "cmp_pool_linux.h"
 #include "cmp_terminal_linux.h"
-
 #include "cmp_crash_linux.h"
 #endif
 
