@@ -68,7 +68,10 @@ import Testing
         let lines = run.stdout.split(separator: "\n").map(String.init)
         let widest = try #require(lines.first { $0.hasPrefix("widest ") }.flatMap { Int($0.dropFirst(7)) }, "\(run.stdout)\n\(run.stderr)")
         #expect(widest <= columns - 1, "\(run.stdout)")
-        #expect(lines.contains("final 1"), "\(run.stdout)")
+        // The last line says 100%; a redraw may say it too, once every byte is copied but before
+        // the run ends (under load the ticker fires in between), so at least one, not exactly one.
+        let finals = try #require(lines.first { $0.hasPrefix("final ") }.flatMap { Int($0.dropFirst(6)) }, "\(run.stdout)")
+        #expect(finals >= 1, "\(run.stdout)")
         #expect(lines.contains { $0.hasPrefix("bars ") && ($0 != "bars 0") == bar }, "\(run.stdout)")
     }
 }
