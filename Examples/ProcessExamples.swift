@@ -146,10 +146,14 @@ struct ProcessTerminate: ParsableCommand {
         let pid = process1.pid ?? -1
         // process1.terminate(); process1.join()
         try process1.terminate()
+        // In Python, a terminated process that is not joined stays a zombie (defunct) until the
+        // parent exits. Here the library's monitor reaps every child as soon as it ends, joined or
+        // not: wait on the sentinel (multiprocessing.connection.wait([p.sentinel])), which is ready
+        // once the child has been reaped, and look at /proc before any join.
+        let ended = try Multiprocessing.wait([process1.sentinel], timeout: .seconds(30))
+        say("/proc/\(pid) after terminate, before join: \(ended.isEmpty ? "still running after 30 s" : procState(pid))")
         try process1.join()
         say("terminated \(process1.name), exit code \(process1.exitCode.map(String.init) ?? "?")")
-        // In Python, a terminated process that is not joined stays a zombie (defunct) until the
-        // parent exits. Here the library's monitor reaps every child as soon as it ends, joined or not.
         say("/proc/\(pid) after join: \(procState(pid))")
     }
 

@@ -134,6 +134,9 @@ struct ThreadEvent: ParsableCommand {
         let green = colour ? "\u{1B}[42;1mgreen light is on...\u{1B}[0m" : "green light is on..."
 
         let event = try Event()
+        // Green before either thread starts. The seed sets it first thing in lighter(), which races
+        // the car: a car thread that runs before the light's set() starts on red.
+        event.set()
         // def lighter(): count = 0; event.set(); while True: ...
         let light = OSThread(name: "lighter") {
             let start = ContinuousClock.now

@@ -136,7 +136,7 @@ struct ExamplesTests {
         let run = try runExample(["process-terminate", "--interval", "0.5", "--wait", "0.25"])
         #expect(run.status == 0)
         #expect(run.lines.contains("terminated ChildProcess-1, exit code -15"), "\(run.output)")
-        let proc = try #require(run.lines.first { $0.hasPrefix("/proc/") })
+        let proc = try #require(run.lines.first { $0.hasPrefix("/proc/") && $0.contains(" after join: ") })
         #expect(proc.hasSuffix("after join: gone (reaped: no zombie)"))
         #expect(run.count("singing") < 10, "\(run.output)")
     }
