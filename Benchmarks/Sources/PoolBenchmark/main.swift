@@ -94,6 +94,30 @@ if arguments.count > 3 && arguments[3] == "latency" {
     }
     exit(0)
 }
+if arguments.count > 3 && arguments[3] == "lat2" {
+    // DIAG: per-round-trip distribution after optional maps: PoolBenchmark N R lat2 [auto]
+    do {
+        let pool = try ProcessPool(workers: 2)
+        _ = try pool.map(Square(), over: 0..<1000)
+        for _ in 0..<repeats { if tasks > 0 { _ = try pool.map(Square(), over: inputs, chunking: .fixed(1)) } }
+        if arguments.count > 4 { for _ in 0..<repeats { _ = try pool.map(Square(), over: inputs) } }
+        for round in 0..<3 {
+            var each: [Double] = []
+            for i in 0..<2000 {
+                let t0 = now()
+                _ = try pool.submit(SquareTask(x: i)).get()
+                each.append(Double(now() - t0) / 1e3)
+            }
+            let mean = each.reduce(0, +) / Double(each.count)
+            each.sort()
+            print("round \(round) mean \(mean) median \(each[1000]) p10 \(each[200]) p90 \(each[1800]) p99 \(each[1980]) max \(each[1999])")
+        }
+        pool.terminate()
+    } catch {
+        print("PoolBenchmark failed: \(error)")
+    }
+    exit(0)
+}
 if arguments.count > 3 && arguments[3] == "pool8" {
     // Only a pool of 8, creation to first result, `repeats` times: PoolBenchmark 0 9 pool8
     do {

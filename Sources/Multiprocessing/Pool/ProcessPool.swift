@@ -86,6 +86,11 @@ public final class ProcessPool: Sendable {
 
     // MARK: jobs
 
+    // The maps are `@inlinable` for one line, as MPIPool's are: the copy of the caller's sequence
+    // into an array, which then runs specialized in the caller's module. Unspecialized (in
+    // `PoolInputs.encode`, where the types are generic), copying a `Range<Int>` went element by
+    // element through the generic iterator: about half the caller's CPU in a chunk-size-1 map.
+
     private func newJobID() throws -> UInt32 {
         try state.withLock { state in
             guard !state.closed else { throw MultiprocessingError(.closed, "This ProcessPool is closed (or terminated): it takes no new work.") }
@@ -105,7 +110,7 @@ public final class ProcessPool: Sendable {
         }
     }
 
-    private func mapJob<F: PoolFunction>(_ function: F, _ inputs: some Sequence<F.Input>, _ chunking: Chunking, failFast: Bool = false)
+    private func mapJob<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking, failFast: Bool = false)
         throws -> (PoolJob, PoolMapSink<F.Output>, PoolFailFastSink<F.Output>?) {
         if case .fixed(let size) = chunking, size < 1 { throw MultiprocessingError.misuse("A fixed chunk size must be at least 1; \(size) was given.") }
         let body = try Self.functionBody(function)
@@ -152,7 +157,13 @@ public final class ProcessPool: Sendable {
     ///   tasks start, and a worker still running one a second later is killed and replaced), or on
     ///   SIGINT (the pool is terminated, and every worker reaped, first); ``MultiprocessingError``
     ///   for bad arguments.
+    @inlinable
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [F.Output] {
+        try await _mapAsync(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _mapAsync<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking) async throws -> [F.Output] {
         let (job, sink, fast) = try mapJob(function, inputs, chunking, failFast: true)
         try await wait(job, fast?.completion ?? sink.completion)
         return try mapOutputs(job, sink, fast)
@@ -160,7 +171,13 @@ public final class ProcessPool: Sendable {
 
     /// The blocking twin of `map(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async map from async code.")
+    @inlinable
     public func map<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [F.Output] {
+        try _mapBlocking(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _mapBlocking<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking) throws -> [F.Output] {
         let (job, sink, fast) = try mapJob(function, inputs, chunking, failFast: true)
         let completion = fast?.completion ?? sink.completion
         try interruptTarget.during({ completion.isDone }) { completion.wait() }
@@ -168,7 +185,13 @@ public final class ProcessPool: Sendable {
     }
 
     /// Like `map(_:over:chunking:)`, but returns every task's result, failed or not.
+    @inlinable
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) async throws -> [Result<F.Output, PoolTaskError>] {
+        try await _mapResultsAsync(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _mapResultsAsync<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking) async throws -> [Result<F.Output, PoolTaskError>] {
         let (job, sink, _) = try mapJob(function, inputs, chunking)
         try await wait(job, sink.completion)
         return sink.results()
@@ -176,7 +199,13 @@ public final class ProcessPool: Sendable {
 
     /// The blocking twin of `mapResults(_:over:chunking:)`.
     @available(*, noasync, message: "Use the async mapResults from async code.")
+    @inlinable
     public func mapResults<F: PoolFunction>(_ function: F, over inputs: some Sequence<F.Input>, chunking: Chunking = .adaptive) throws -> [Result<F.Output, PoolTaskError>] {
+        try _mapResultsBlocking(function, Array(inputs), chunking)
+    }
+
+    @usableFromInline
+    func _mapResultsBlocking<F: PoolFunction>(_ function: F, _ inputs: [F.Input], _ chunking: Chunking) throws -> [Result<F.Output, PoolTaskError>] {
         let (_, sink, _) = try mapJob(function, inputs, chunking)
         let completion = sink.completion
         try interruptTarget.during({ completion.isDone }) { completion.wait() }
