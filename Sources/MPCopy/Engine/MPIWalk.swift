@@ -142,6 +142,8 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
         while true {
             if performer.isCancelled { return nil }
             if let item = local.popLast() ?? scans.popLast() {
+                // Counted on every take: an item given back comes here and must count again.
+                workInFlight.add(item)
                 inFlight += 1
                 return item
             }
