@@ -106,12 +106,17 @@ public func runPoolCallbackScenario(_ name: String, _ rest: ArraySlice<String>) 
         let processPool = mode == "get-other" ? try ProcessPool(workers: 2) : nil
         let threadPool = processPool == nil ? try ThreadPool(workers: 1) : nil
         let pool: any WorkerPool = processPool ?? threadPool!
-        let first = try pool.submit(Square(x: 3))
+        // `first` waits on a gate of its own until its callback is in place: a handle already done
+        // runs a new callback at once on the caller's thread (as Python's add_done_callback does),
+        // and this thread would then wait in the callback for a gate only it can open.
+        let started = FifoGate("\(mode)-first")
+        let first = try pool.submit(PoolWaitForGate(fifo: started.path, value: 3))
         let pending = try pool.submit(PoolWaitForGate(fifo: gate.path, value: 7))
         first.onDone { _ in
             entered.set("entered")
             outcome.set(describe { try pending.get() })
         }
+        started.open()
         guard entered.wait(seconds: bound) != nil else { stuck("the callback never ran") }
         gate.open()
         guard let text = outcome.wait(seconds: bound) else { stuck("the callback's get never returned") }
@@ -169,11 +174,15 @@ public func runPoolCallbackScenario(_ name: String, _ rest: ArraySlice<String>) 
     case "block":
         let pool = try ProcessPool(workers: 2)
         let release = try Event()
-        let handle = try pool.submit(Square(x: 2))
+        // Held on a gate until the callback is in place, so that it runs on the callback thread,
+        // never on this one (see get-other).
+        let started = FifoGate("\(mode)-first")
+        let handle = try pool.submit(PoolWaitForGate(fifo: started.path, value: 2))
         handle.onDone { _ in
             entered.set("entered")
             try? release.wait(timeout: .seconds(600))
         }
+        started.open()
         guard entered.wait(seconds: bound) != nil else { stuck("the blocking callback never ran") }
         // The pool's other users go on while that callback blocks.
         let got = try CallbackOutcome()
