@@ -21,8 +21,27 @@ internal enum ForkServerMessage: Equatable {
     case started(recordID: UInt64, pid: Int32)
     /// Server → parent: the clone failed with this errno.
     case failed(recordID: UInt64, errno: Int32)
+    /// Parent → server: look up this pool function's type (its mangled name) once, so that the
+    /// children made after it inherit the runtime's caches instead of each filling them (see
+    /// ``rehearsePoolFunction(_:)``). The only message longer than 16 bytes: the header's value is
+    /// the name's length, and the name follows it.
+    case rehearse(typeName: [UInt8])
+    /// Server → parent: a rehearsal was done; `found` tells whether the name named a pool function.
+    case rehearsed(found: Bool)
 
+    /// The size of every message but `rehearse`, and of `rehearse`'s header.
     static let size = 16
+    /// The longest type name a rehearsal carries (a mangled name is seldom a tenth of this).
+    static let maximumTypeName = 1024
+    /// The largest message on the control socket: a rehearsal of the longest name.
+    static let maximumSize = size + maximumTypeName
+
+    /// Whether `name` can be sent in a rehearsal: 1 to ``maximumTypeName`` bytes of printable ASCII
+    /// (a mangled name as `_mangledTypeName` gives it). Control bytes are refused: in a mangled name
+    /// they are symbolic references, relative pointers the runtime would follow.
+    static func isRehearsable(_ name: some Collection<UInt8>) -> Bool {
+        !name.isEmpty && name.count <= maximumTypeName && name.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
 
     var bytes: [UInt8] {
         let (kind, value, id): (UInt32, Int32, UInt64)
@@ -30,18 +49,23 @@ internal enum ForkServerMessage: Equatable {
         case .fork(let r, let daemon, let outlives): (kind, value, id) = (1, (daemon ? 1 : 0) | (outlives ? 2 : 0), r)
         case .started(let r, let pid): (kind, value, id) = (2, pid, r)
         case .failed(let r, let errno): (kind, value, id) = (3, errno, r)
+        case .rehearse(let name): (kind, value, id) = (4, Int32(clamping: name.count), 0)
+        case .rehearsed(let found): (kind, value, id) = (5, found ? 1 : 0, 0)
         }
         var out: [UInt8] = []
         out.reserveCapacity(Self.size)
         withUnsafeBytes(of: kind.littleEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: id.littleEndian) { out.append(contentsOf: $0) }
+        if case .rehearse(let name) = self { out.append(contentsOf: name) }
         return out
     }
 
+    /// Parses one message; nil for anything that is not one: a short or long message, an unknown
+    /// kind, a rehearsal whose length field and size disagree or whose name is not rehearsable.
     init?(_ bytes: some Collection<UInt8>) {
         let b = Array(bytes)
-        guard b.count == Self.size else { return nil }
+        guard b.count >= Self.size, b.count <= Self.maximumSize else { return nil }
         func int(_ range: Range<Int>) -> UInt64 {
             var v: UInt64 = 0
             for (shift, i) in range.enumerated() { v |= UInt64(b[i]) << (8 * UInt64(shift)) }
@@ -50,10 +74,18 @@ internal enum ForkServerMessage: Equatable {
         let kind = UInt32(int(0..<4))
         let value = Int32(bitPattern: UInt32(int(4..<8)))
         let id = int(8..<16)
+        if kind == 4 {
+            let name = b[Self.size...]
+            guard Int(value) == name.count, id == 0, Self.isRehearsable(name) else { return nil }
+            self = .rehearse(typeName: Array(name))
+            return
+        }
+        guard b.count == Self.size else { return nil }
         switch kind {
         case 1: self = .fork(recordID: id, daemon: value & 1 != 0, outlivesParent: value & 2 != 0)
         case 2: self = .started(recordID: id, pid: value)
         case 3: self = .failed(recordID: id, errno: value)
+        case 5 where id == 0 && (value == 0 || value == 1): self = .rehearsed(found: value == 1)
         default: return nil
         }
     }
@@ -132,6 +164,24 @@ internal struct ForkServerLink: Sendable {
         }
     }
 
+    /// Asks the server to look up a pool function's type before its next children (see
+    /// ``ForkServerMessage/rehearse(typeName:)``). Throws for a name that cannot be sent, naming
+    /// why, and when the socket does not take the message.
+    func rehearse(typeName: String) throws {
+        let name = Array(typeName.utf8)
+        guard ForkServerMessage.isRehearsable(name) else {
+            throw MultiprocessingError.misuse("Cannot rehearse the type name \"\(typeName)\" in the fork server: a rehearsal takes a mangled type name of 1 to \(ForkServerMessage.maximumTypeName) bytes of printable ASCII without spaces; this one has \(name.count) bytes\(name.count <= ForkServerMessage.maximumTypeName && !name.isEmpty ? ", some outside that range" : "").")
+        }
+        let bytes = ForkServerMessage.rehearse(typeName: name).bytes
+        do {
+            _ = try bytes.withUnsafeBytes { (buffer) throws(Errno) -> Int in
+                try system_sendWithDescriptors(socket, buffer, [])
+            }
+        } catch {
+            throw MultiprocessingError(.childStartFailed, "The fork server did not take the rehearsal: \(error)", errno: error as? Errno)
+        }
+    }
+
     enum Received {
         case message(ForkServerMessage)
         /// Nothing is waiting.
@@ -200,6 +250,26 @@ func warmUpForkServer(control: Int32) {
     _ = ChildOutcome.success([]).frame()
 }
 
+/// A rehearsal, in the server: the pool function's type found by its mangled name and checked
+/// for its conformance to `PoolFunction`, and the generic metadata a worker builds for it, as
+/// each new worker would otherwise do for itself on its first chunk. Runtime look-ups only: no
+/// user code runs (nothing is decoded or called) and no thread starts. An unknown name, or one
+/// that is not a pool function, does nothing (the worker reports it, as without a rehearsal).
+/// Returns whether the name named a pool function.
+func rehearsePoolFunction(_ name: [UInt8]) -> Bool {
+    guard ForkServerMessage.isRehearsable(name),
+          let type = _typeByName(String(decoding: name, as: UTF8.self)),
+          let function = type as? any PoolFunction.Type else { return false }
+    rehearse(function)
+    return true
+}
+
+private func rehearse<F: PoolFunction>(_: F.Type) {
+    _ = PoolValues.isRaw(F.Input.self)
+    _ = PoolValues.isRaw(F.Output.self)
+    _ = PoolFunctionRunner<F>.self as any PoolChunkRunner.Type
+}
+
 /// The fork server's own loop. It runs in a re-executed copy of the program, from the library's
 /// constructor before `main` (or from `bootstrap()`), before any thread exists; every clone here is therefore safe. It makes one child per request
 /// with `clone(CLONE_PARENT)`, so that the child is the parent's (`parent`), not the server's: the
@@ -218,7 +288,8 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
     while true {
         if ((try? system_poll(control, events: systemPollIn, timeoutMilliseconds: -1)) ?? 0) == 0 { continue }
 
-        var buffer = [UInt8](repeating: 0, count: ForkServerMessage.size)
+        // One byte more than the largest message: a longer one arrives cut to this and is refused.
+        var buffer = [UInt8](repeating: 0, count: ForkServerMessage.maximumSize + 1)
         let received = try? buffer.withUnsafeMutableBytes { raw in
             try system_receiveWithDescriptors(control, raw, maxDescriptors: 4)
         }
@@ -226,7 +297,14 @@ internal func runForkServer(control: Int32, parent: Int32) -> Never {
             // The parent closed the control socket (it is exiting) or it broke: stop serving.
             system__exit(0)
         }
-        guard case .fork(let recordID, let daemon, let outlivesParent)? = ForkServerMessage(buffer.prefix(received.count)),
+        let message = ForkServerMessage(buffer.prefix(received.count))
+        if case .rehearse(let name)? = message, received.descriptors.isEmpty {
+            send(.rehearsed(found: rehearsePoolFunction(name)))
+            continue
+        }
+        // Anything else that is not a request with its one socket is dropped, and the server
+        // serves on: the parent, which alone sends here, validates what it sends.
+        guard case .fork(let recordID, let daemon, let outlivesParent)? = message,
               received.descriptors.count == 1 else {
             for fd in received.descriptors { system_close(fd) }
             continue

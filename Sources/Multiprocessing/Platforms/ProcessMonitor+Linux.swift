@@ -24,6 +24,9 @@ internal final class ProcessMonitor: Sendable {
         case forkServer(ChildRecord, ForkServerKey, childSocket: Int32, StartReply)
         /// fork() here, then run `body` in the child (it never returns).
         case fork(ChildRecord, childSocket: Int32, body: @Sendable (Int32) -> Never, StartReply)
+        /// Tell the fork server of this program and environment a pool function's type name, to
+        /// look up before its next children (best effort: nothing answers the caller).
+        case rehearse(ForkServerKey, typeName: String)
     }
 
     private struct State {
@@ -77,6 +80,8 @@ internal final class ProcessMonitor: Sendable {
             switch request {
             case .spawn(let record, _, _), .forkServer(let record, _, _, _), .fork(let record, _, _, _):
                 state.records[record.id] = record
+            case .rehearse:
+                break
             }
             state.requests.append(request)
             return state.wakeFD
@@ -197,6 +202,11 @@ internal final class ProcessMonitor: Sendable {
             system_close(childSocket)
             adopt(record, pid: pid)
             reply.complete(.success(pid))
+        case .rehearse(let key, let typeName):
+            // Sent ahead of the requests that follow it on the same socket, so the children they
+            // make are forked after the look-up. A server that is gone or broken is found by the
+            // next start, as without a rehearsal.
+            if let link = try? forkServerLink(key) { try? link.rehearse(typeName: typeName) }
         case .forkServer(let record, let key, let childSocket, let reply):
             // Sent to the server with the request (it arrives there as a copy of its own), or the
             // start failed: either way this end is done with, and closed before a failure is told.
@@ -315,6 +325,11 @@ internal final class ProcessMonitor: Sendable {
 
     // MARK: the fork server
 
+    /// The pid of the running fork server for `key`, if one runs (for tests).
+    func forkServerPID(_ key: ForkServerKey) -> Int32? {
+        state.withLock { $0.forkServers[key]?.pid }
+    }
+
     private func forkServerLink(_ key: ForkServerKey) throws -> ForkServerLink {
         if let link = state.withLock({ $0.forkServers[key] }) { return link }
         let link = try ForkServerLink.start(key)
@@ -349,8 +364,10 @@ internal final class ProcessMonitor: Sendable {
                 let reply = state.withLock { $0.pendingStarts.removeValue(forKey: recordID)?.reply }
                 if let record = state.withLock({ $0.records[recordID] }) { abandon(record) }
                 reply?.complete(.failure(.system("clone in the fork server", Errno(rawValue: errno))))
-            case .message(.fork):
+            case .message(.fork), .message(.rehearse):
                 continue // a request, never sent to the parent
+            case .message(.rehearsed):
+                continue // the server's answer to a rehearsal: nothing waits for it
             }
         }
     }

@@ -118,6 +118,10 @@ final class PoolDriver: @unchecked Sendable {
     private var jobs: [PoolJob] = []
     private var requeued: [Piece] = []
     private var nextChunk: UInt32 = 1
+    /// The pool functions told to the fork server (``rehearseInForkServer(_:)``), and the last job
+    /// looked at for it.
+    private var rehearsedFunctions: Set<String> = []
+    private var lastRehearsedJob: UInt32 = 0
     private var closing = false
     private var broken: PoolTaskError?
     private let workerNumber = Atomic<Int>(0)
@@ -637,6 +641,23 @@ final class PoolDriver: @unchecked Sendable {
         }
     }
 
+    /// When workers will be started after this job's function is known (the pool recycles them),
+    /// and the fork server starts them: tells the server the function's type name, once per
+    /// function, so that each worker forked from then on inherits the type's look-up instead of
+    /// making it (a fifth of a new worker's start-up CPU). Best effort: a name the server cannot
+    /// find costs nothing but the message, and the worker reports it as before.
+    private func rehearseInForkServer(_ job: PoolJob) {
+        lastRehearsedJob = job.id
+        guard settings.configuration.startMethod == .forkServer,
+              settings.recycling.afterTasks != nil || settings.recycling.aboveResidentBytes != nil,
+              rehearsedFunctions.count < 64, let body = job.functionBody,
+              let name = try? body.withUnsafeBytes({ try PoolWire.splitNamed($0).0 }),
+              !rehearsedFunctions.contains(name) else { return }
+        rehearsedFunctions.insert(name)
+        let key = ForkServerKey(executable: settings.configuration.resolvedExecutable, environment: settings.configuration.environmentEntries)
+        try? ProcessMonitor.shared.submit(.rehearse(key, typeName: name))
+    }
+
     private func send(_ piece: Piece, to index: Int, now: Int64) {
         let job = piece.job
         let chunk = nextChunk
@@ -647,6 +668,7 @@ final class PoolDriver: @unchecked Sendable {
             slots[index].outSent = 0
         }
         if let functionBody = job.functionBody, !slots[index].knownJobs.contains(job.id) {
+            if job.id != lastRehearsedJob { rehearseInForkServer(job) }
             slots[index].knownJobs.insert(job.id)
             PoolWire.appendHeader(&slots[index].out, kind: .function, a: job.id, b: 0, length: functionBody.count)
             slots[index].out.append(contentsOf: functionBody)
