@@ -16,14 +16,9 @@ struct CrashReportTests {
     /// 20–60 ms. The bound, 3 s, is 50× the second and a third of the first.
     @Test(arguments: [StartMethod.spawn, .forkServer])
     func aTrappingChildIsJoinedAtOnce(method: StartMethod) throws {
-        let child = ChildProcess(Crash(kind: .fatalError), startMethod: method)
-        let clock = ContinuousClock()
-        let started = clock.now
-        try child.start()
-        try child.join(timeout: .seconds(120))
-        let elapsed = clock.now - started
-        guard case .signaled? = child.exitStatus else {
-            Issue.record("expected a signal, got \(String(describing: child.exitStatus))")
+        let (status, elapsed) = try joinATrappingChild(method)
+        guard case .signaled? = status else {
+            Issue.record("expected a signal, got \(String(describing: status))")
             return
         }
         #expect(elapsed < .seconds(3), "start to join of a trapping child took \(elapsed)")

@@ -1,7 +1,17 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Multiprocessing
+public import Multiprocessing
+
+/// Starts a child that traps at once and joins it: its exit status and the time from start to join.
+public func joinATrappingChild(_ method: StartMethod) throws -> (ExitStatus?, Duration) {
+    let child = ChildProcess(Crash(kind: .fatalError), startMethod: method)
+    let clock = ContinuousClock()
+    let started = clock.now
+    try child.start()
+    try child.join(timeout: .seconds(120))
+    return (child.exitStatus, clock.now - started)
+}
 
 /// `mp-test-helper scenario crash-report METHOD` (spawn, forkserver or fork; the helper's main is
 /// single-threaded, so `.fork` is allowed): a child that traps at once, joined; prints
@@ -15,16 +25,11 @@ public func runCrashReportScenario(_ name: String, _ rest: ArraySlice<String>) t
     case "forkserver": method = .forkServer
     default: method = .spawn
     }
-    let child = ChildProcess(Crash(kind: .fatalError), startMethod: method)
-    let clock = ContinuousClock()
-    let started = clock.now
-    try child.start()
-    try child.join(timeout: .seconds(120))
-    let elapsed = clock.now - started
+    let (exitStatus, elapsed) = try joinATrappingChild(method)
     let status: String
-    switch child.exitStatus {
+    switch exitStatus {
     case .signaled?: status = "signaled"
-    default: status = "\(String(describing: child.exitStatus))"
+    default: status = "\(String(describing: exitStatus))"
     }
     let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
     print("crash \(status) \(milliseconds)")
