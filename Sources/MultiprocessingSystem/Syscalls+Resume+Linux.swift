@@ -6,7 +6,8 @@ public import SystemPackage
 
 /// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`): with
 /// the pid, it names one process for the life of the system, so a reused pid is told apart.
-/// Nil when there is no such process.
+/// Nil when there is no such process, or when it has ended and only its exit status is left (a
+/// zombie, state Z or X): it can never write again, so whatever it left is an orphan's.
 ///
 /// - Throws: `Errno` when `/proc` cannot be read (not mounted, say) or the line is malformed.
 @inlinable package func system_processStartTime(_ pid: pid_t) throws(Errno) -> UInt64? {
@@ -36,6 +37,7 @@ public import SystemPackage
     guard fields.count > 19, let start = UInt64(String(decoding: fields[fields.startIndex + 19], as: UTF8.self)) else {
         throw Errno.invalidArgument
     }
+    if let state = fields.first?.first, state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") { return nil }
     return start
 }
 #endif
