@@ -552,10 +552,13 @@ public final class CopyJob: Sendable {
     }
 }
 
-/// Removes the `.mpcp-tmp-<pid>-<start>-<n>` files (see ``Performer/temporaryPrefix``) whose
-/// process has ended: a run or worker killed with SIGKILL left them. The pid and its start time
-/// together tell a live process from one that reused its pid; a temporary of a live process
-/// (another run copying into the same tree) stays. Names of any other form stay too.
+/// Removes the `.mpcp-tmp-<pid>-<start>-<where>-<n>` files (see ``Performer/temporaryPrefix``)
+/// whose process has ended: a run or worker killed with SIGKILL left them. The pid and its start
+/// time together tell a live process from one that reused its pid; a temporary of a live process
+/// (another run copying into the same tree) stays. So does one whose `<where>` is not this
+/// process's boot and pid namespace: its pid cannot be looked up here (another host writing the
+/// same shared tree, a container). Names of the older form `.mpcp-tmp-<pid>-<start>-<n>`
+/// (mpcp before the `<where>` field) are judged as this namespace's. Names of any other form stay.
 private final class LeftoverSweep {
     private struct Process: Hashable { var pid: Int32; var start: UInt64 }
     /// Whether each process seen so far is alive.
@@ -566,6 +569,8 @@ private final class LeftoverSweep {
 
     /// Without `/proc` nothing can be told apart, and nothing is removed.
     private let procWorks = ((try? system_processStartTime(system_getpid())) ?? nil) != nil
+    /// This process's boot and pid namespace: only names that carry it are judged by their pid.
+    private let place = system_processNamespaceTag()
 
     /// Sweeps `directory`, resolved beneath its root as the copy's own paths are.
     func sweep(_ directory: FilePath, recursive: Bool, _ resolver: Resolver) {
@@ -585,13 +590,13 @@ private final class LeftoverSweep {
             let copy = { Array(UnsafeBufferPointer(start: name, count: system_strlen(name) + 1)) }
             if type == 4 /* DT_DIR */ {
                 if recursive { subdirectories.append(copy()) }
-            } else if LeftoverSweep.owner(of: name) != nil {
+            } else if LeftoverSweep.owner(of: name, place: place) != nil {
                 leftovers.append(copy())
             }
         }
         for name in leftovers {
             name.withUnsafeBufferPointer { n in
-                guard let p = n.baseAddress, let (pid, start) = LeftoverSweep.owner(of: p), !isAlive(pid, start) else { return }
+                guard let p = n.baseAddress, let (pid, start) = LeftoverSweep.owner(of: p, place: place), !isAlive(pid, start) else { return }
                 try? system_unlinkat(fd, p)
             }
         }
@@ -614,8 +619,9 @@ private final class LeftoverSweep {
         return now
     }
 
-    /// The pid and start time in a name `.mpcp-tmp-<hex>-<hex>-<hex>`, or nil for any other name.
-    private static func owner(of name: CName) -> (Int32, UInt64)? {
+    /// The pid and start time in a name `.mpcp-tmp-<pid>-<start>-<where>-<n>` whose `<where>` is
+    /// `place`, or in an older `.mpcp-tmp-<pid>-<start>-<n>` (all in hex); nil for any other name.
+    private static func owner(of name: CName, place: UInt64?) -> (Int32, UInt64)? {
         let prefix = ".mpcp-tmp-"
         var fields: [UInt64] = [0]
         var digits = 0
@@ -628,7 +634,7 @@ private final class LeftoverSweep {
             let c = UInt8(bitPattern: name[i])
             i += 1
             if c == UInt8(ascii: "-") {
-                guard digits > 0, fields.count < 3 else { return nil }
+                guard digits > 0, fields.count < 4 else { return nil }
                 fields.append(0)
                 digits = 0
                 continue
@@ -643,7 +649,8 @@ private final class LeftoverSweep {
             guard digits <= 16 else { return nil }
             fields[fields.count - 1] = fields[fields.count - 1] << 4 | UInt64(value)
         }
-        guard fields.count == 3, digits > 0, fields[0] > 0, fields[0] <= UInt64(Int32.max) else { return nil }
+        guard fields.count >= 3, digits > 0, fields[0] > 0, fields[0] <= UInt64(Int32.max) else { return nil }
+        if fields.count == 4 && fields[2] != place { return nil }
         return (Int32(fields[0]), fields[1])
     }
 }

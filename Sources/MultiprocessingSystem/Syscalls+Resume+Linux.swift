@@ -40,4 +40,30 @@ public import SystemPackage
     if let state = fields.first?.first, state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") { return nil }
     return start
 }
+
+/// Which set of pids a pid means something in: a 64-bit FNV-1a hash of this kernel's boot id
+/// (`/proc/sys/kernel/random/boot_id`) and this process's pid namespace (the target of
+/// `/proc/self/ns/pid`, such as `pid:[4026531836]`). Two processes with the same tag can look at
+/// each other in `/proc`; a pid and start time written by a process with another tag (another
+/// host sharing a file system, a container with a pid namespace of its own, an earlier boot) say
+/// nothing here. Nil when the boot id cannot be read (no `/proc`).
+@inlinable package func system_processNamespaceTag() -> UInt64? {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix(_ bytes: some Sequence<UInt8>) {
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        hash = (hash ^ 0xff) &* 0x100_0000_01b3 // a separator, so that fields cannot run together
+    }
+    guard let fd = try? "/proc/sys/kernel/random/boot_id".withCName({ p throws(Errno) in try system_openat(systemATFDCWD, p, O_RDONLY) }) else {
+        return nil
+    }
+    defer { system_close(fd) }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 1)
+    defer { buffer.deallocate() }
+    guard let n = try? system_pread(fd, buffer, 0), n > 0 else { return nil }
+    mix(buffer.prefix(n))
+    if let link = try? "/proc/self/ns/pid".withCName({ p throws(Errno) in try system_readlinkat(systemATFDCWD, p) }) {
+        mix(link.dropLast().map { UInt8(bitPattern: $0) })
+    }
+    return hash
+}
 #endif

@@ -492,6 +492,16 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
         let sequence = UInt64(rank) << 40 | temporarySequence
         guard let temporaryName = FilePath.Component(performer.temporaryPrefix + String(sequence, radix: 16)) else { return }
         let temporary = destination.appending(temporaryName)
+        // Made here, before any rank is given a chunk: chunks never create it (see
+        // Performer.copyChunk), so one removed midway fails its file.
+        do throws(Errno) { try performer.createTemporary(temporary) } catch {
+            let target = destination.appending(entry.targetName)
+            progress.result.failures.append(CopyFailure(path: source.appending(entry.name), operation: "create", errno: error,
+                                                        detail: Resolver.explain(error, destination: target)))
+            progress.filesDone += 1
+            settleLeader(target, done: false)
+            return
+        }
         let chunks = Int((entry.stat.size + options.chunkSize - 1) / options.chunkSize)
         let finish = LargeFinishItem(large: large, node: 0, sourceDirectory: source, destinationDirectory: destination,
                                      entry: entry, temporaryName: temporaryName)

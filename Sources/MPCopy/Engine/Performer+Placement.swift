@@ -232,6 +232,12 @@ extension Performer {
         }
     }
 
+    /// Creates a large file's temporary, empty, when the file is planned and before any of its
+    /// chunks is handed out: chunks open it without O_CREAT (see ``copyChunk(_:_:)``).
+    func createTemporary(_ path: FilePath) throws(Errno) {
+        system_close(try resolver.open(path, .destination, systemOWrOnly | systemOCreate | systemOExcl, 0o600))
+    }
+
     func copyChunk(_ chunk: ChunkItem, _ result: inout WorkResult) {
         if isCancelled { result.cancelled = true; return }
         do throws(Errno) {
@@ -242,7 +248,16 @@ extension Performer {
                 result.failures.append(CopyFailure(path: chunk.source, operation: "open", detail: "it is no longer a regular file"))
                 return
             }
-            let output = try resolver.open(chunk.temporary, .destination, systemOWrOnly | systemOCreate, 0o600)
+            // Never O_CREAT: the temporary was made when the file was planned
+            // (``createTemporary(_:)``), and one that is gone now was removed midway (by a user,
+            // a cleaner): making it anew would put a file with holes where the earlier chunks
+            // went under the final name.
+            let output: CInt
+            do throws(Errno) { output = try resolver.open(chunk.temporary, .destination, systemOWrOnly) } catch .noSuchFileOrDirectory {
+                result.failures.append(CopyFailure(path: chunk.source, operation: "open", errno: .noSuchFileOrDirectory,
+                                                   detail: "its temporary \(chunk.temporary) was removed while the file was being copied"))
+                return
+            }
             defer { system_close(output) }
             do throws(StepError) {
                 result.bytes += try copyRange(input, output, from: chunk.offset, to: chunk.offset + chunk.length, sparse: chunk.sparse)

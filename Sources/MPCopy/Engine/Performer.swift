@@ -22,9 +22,12 @@ internal final class Performer: Sendable {
     let emptyPathLinkWorks = Atomic<Bool>(true)
     let noAtimeWorks = Atomic<Bool>(true)
     private let sequence = Atomic<UInt64>(0)
-    /// `.mpcp-tmp-<pid>-<start>-`, in hex, where `<start>` is when this process started (random
-    /// where `/proc` is missing): unique per process, never the name of a source file. A later
-    /// run removes such names whose process is gone (`LeftoverSweep` in CopyJob.swift).
+    /// `.mpcp-tmp-<pid>-<start>-<where>-`, in hex, where `<start>` is when this process started
+    /// and `<where>` the kernel boot and pid namespace the pid belongs to
+    /// (``system_processNamespaceTag()``; both random where `/proc` is missing): unique per
+    /// process, never the name of a source file. A later run removes such names whose process is
+    /// gone (`LeftoverSweep` in CopyJob.swift), and only those of its own boot and namespace: in a
+    /// tree that other hosts or containers write too, their pids mean nothing here.
     let temporaryPrefix: String
     let excludes: [(pattern: [CChar], hasSlash: Bool)]
     let excludesNeedRelative: Bool
@@ -44,7 +47,8 @@ internal final class Performer: Sendable {
         let pid = String(system_getpid(), radix: 16)
         let start = (try? system_processStartTime(system_getpid())) ?? nil
         let salt = String(start ?? (system_randomUInt64() & 0xFFFF_FFFF), radix: 16)
-        temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-"
+        let place = String(system_processNamespaceTag() ?? system_randomUInt64(), radix: 16)
+        temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-\(place)-"
         excludes = (options.excludes.map { Array($0.utf8) } + options.excludeBytes).map { pattern in
             (pattern.map { CChar(bitPattern: $0) } + [0], pattern.contains(UInt8(ascii: "/")))
         }

@@ -429,6 +429,14 @@ internal final class Scheduler: @unchecked Sendable {
         nextLarge += 1
         let temporaryName = performer.nextTemporaryName()
         let temporary = node.destination.appending(temporaryName)
+        do throws(Errno) { try performer.createTemporary(temporary) } catch {
+            let destination = node.destination.appending(entry.targetName)
+            report.failures.append(CopyFailure(path: node.source.appending(entry.name), operation: "create", errno: error,
+                                               detail: Resolver.explain(error, destination: destination)))
+            filesDone += 1
+            settleLeader(destination, done: false)
+            return
+        }
         let chunks = Int((entry.stat.size + options.chunkSize - 1) / options.chunkSize)
         let finish = LargeFinishItem(large: large, node: id, sourceDirectory: node.source, destinationDirectory: node.destination,
                                      entry: entry, temporaryName: temporaryName)
