@@ -516,12 +516,17 @@ final class PoolDriver: @unchecked Sendable {
         for slot in slots {
             if let at = slot.respawnAt { next = min(next, at) }
             if let first = slot.inFlight.first {
-                if let timeout = settings.taskTimeout { next = min(next, slot.busySince + timeout.poolNanoseconds) }
+                if let timeout = settings.taskTimeout {
+                    // Saturating: a timeout as long as Duration holds is "never", not a trap.
+                    let (at, overflow) = slot.busySince.addingReportingOverflow(timeout.poolNanoseconds)
+                    next = min(next, overflow ? .max : at)
+                }
                 if let cancelled = first.job.cancelledAt { next = min(next, cancelled + graceNanoseconds) }
             }
         }
         if next == .max { return -1 }
-        return CInt(clamping: max(0, (next - now + 999_999) / 1_000_000))
+        let (wait, overflow) = (next - min(next, now)).addingReportingOverflow(999_999)
+        return overflow ? -1 : CInt(clamping: wait / 1_000_000)
     }
 
     private func checkTimers(_ now: Int64) {
