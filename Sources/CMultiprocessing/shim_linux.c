@@ -84,7 +84,8 @@ int cmp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int
 }
 
 int cmp_memfd_create(const char *name, bool cloexec) {
-    int fd = memfd_create(name, cloexec ? MFD_CLOEXEC : 0);
+    // Sealable: a region's size is sealed once set (shim_seal_linux.c), so no holder can shrink it.
+    int fd = memfd_create(name, (cloexec ? MFD_CLOEXEC : 0) | MFD_ALLOW_SEALING);
     return fd == -1 ? -errno : fd;
 }
 
