@@ -147,7 +147,14 @@ ssize_t cmp_recv_with_fds(int socket, void *buf, size_t len, int *fds, int maxfd
             }
         }
     }
-    if (msg.msg_flags & MSG_CTRUNC) return -EMSGSIZE;
+    if (msg.msg_flags & MSG_CTRUNC) {
+        // More descriptors than the buffer holds (the kernel closed the rest) or than this process
+        // could take: the ones installed belong to a message that is being refused, so close them
+        // too, or each such message leaks them.
+        for (int i = 0; i < *nfds; i++) close(fds[i]);
+        *nfds = 0;
+        return -EMSGSIZE;
+    }
     return r;
 }
 
