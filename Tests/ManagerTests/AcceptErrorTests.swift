@@ -12,21 +12,7 @@ import ManagerTestSupport
 // ended the manager for every other client.
 
 /// The fault library (`Tests/Fixtures/accept-faults/accept_faults.c`), built once per source.
-private let acceptFaultsLibrary: Result<String, any Error> = Result {
-    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures/accept-faults/accept_faults.c").path
-    guard let text = FileManager.default.contents(atPath: source) else { throw AcceptTestError.setup("cannot read \(source)") }
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-    let library = "\(NSTemporaryDirectory())/mp-accept-faults-\(String(hash, radix: 16)).so"
-    if FileManager.default.fileExists(atPath: library) { return library }
-    let partial = "\(library).\(getpid())"
-    let output = try runProgram("/bin/sh", ["-c", #"cc=$(command -v cc || command -v clang) && "$cc" -std=gnu11 -Wall -Wextra -Werror -O2 -shared -fPIC -o "$1" "$2" -ldl"#,
-                                            "sh", partial, source])
-    guard output.status == 0 else { throw AcceptTestError.setup("cannot build \(source): \(output.stderr)") }
-    guard rename(partial, library) == 0 else { throw AcceptTestError.setup("cannot rename \(partial)") }
-    return library
-}
+private let acceptFaultsLibrary: Result<String, any Error> = Result { try preloadLibrary(fixture: "accept-faults/accept_faults.c") }
 
 private enum AcceptTestError: Error { case setup(String) }
 

@@ -6,7 +6,8 @@
 // and the rest of accept(2)'s list) comes with that connection, which is gone: the library takes
 // the connection with the real accept, closes it and returns the error, as Linux passes a pending
 // error. A process-wide error (EMFILE, ENFILE, ENOBUFS, ENOMEM) and EINTR leave the connection
-// queued: the library returns the error without accepting.
+// queued: the library returns the error without accepting. A connection's error is used up only
+// by an accept that found a connection (a non-blocking listener's EAGAIN uses none).
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -38,13 +39,16 @@ int accept(int fd, struct sockaddr *address, socklen_t *length) {
     static int (*real_accept)(int, struct sockaddr *, socklen_t *);
     if (real_accept == NULL) real_accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
     if (fault_count < 0) load_faults();
-    int call = atomic_fetch_add(&next_call, 1);
+    int call = atomic_load(&next_call);
     if (call < fault_count && leaves_connection_queued(faults[call])) {
+        atomic_fetch_add(&next_call, 1);
         errno = faults[call];
         return -1;
     }
     int accepted = real_accept(fd, address, length);
-    if (accepted >= 0 && call < fault_count) {
+    if (accepted < 0) return accepted;  // nothing queued (a non-blocking listener): no fault used
+    call = atomic_fetch_add(&next_call, 1);
+    if (call < fault_count) {
         close(accepted);
         errno = faults[call];
         return -1;
