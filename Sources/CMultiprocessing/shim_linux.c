@@ -84,7 +84,8 @@ int cmp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int
 }
 
 int cmp_memfd_create(const char *name, bool cloexec) {
-    int fd = memfd_create(name, cloexec ? MFD_CLOEXEC : 0);
+    // Sealable: a region's size is sealed once set (shim_seal_linux.c), so no holder can shrink it.
+    int fd = memfd_create(name, (cloexec ? MFD_CLOEXEC : 0) | MFD_ALLOW_SEALING);
     return fd == -1 ? -errno : fd;
 }
 
@@ -146,7 +147,14 @@ ssize_t cmp_recv_with_fds(int socket, void *buf, size_t len, int *fds, int maxfd
             }
         }
     }
-    if (msg.msg_flags & MSG_CTRUNC) return -EMSGSIZE;
+    if (msg.msg_flags & MSG_CTRUNC) {
+        // More descriptors than the buffer holds (the kernel closed the rest) or than this process
+        // could take: the ones installed belong to a message that is being refused, so close them
+        // too, or each such message leaks them.
+        for (int i = 0; i < *nfds; i++) close(fds[i]);
+        *nfds = 0;
+        return -EMSGSIZE;
+    }
     return r;
 }
 

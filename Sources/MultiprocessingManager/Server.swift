@@ -132,20 +132,59 @@ internal final class ManagerServer: @unchecked Sendable {
     }
 
     /// Accepts and serves connections until the process ends.
+    ///
+    /// What accept(2) may say, and what the server does (docs/managers.md, "Accept errors"):
+    /// - a new connection's own error (reset, or a network error Linux passes to accept:
+    ///   `system_acceptErrorIsTheConnections`) is retried inside `ManagerPlatform.accept`;
+    /// - out of descriptors (EMFILE, ENFILE): the oldest pending handshake is cut short, which
+    ///   frees its descriptor, then the server pauses and accepts again;
+    /// - out of memory or buffers, or any other error of a listener that is still there: it
+    ///   pauses and accepts again. The pause starts at 1 ms and doubles up to 100 ms while the
+    ///   failures last, so a lasting shortage costs a few wake-ups a second, not a spinning core;
+    /// - the listener itself is gone or not listening (EBADF, EINVAL, ENOTSOCK, EFAULT): nothing
+    ///   can be served any more, and the server exits with status 3.
     internal func serve() -> Never {
+        var pause: Int64 = 1_000_000
         while true {
             let fd: CInt
             do throws(Errno) {
                 fd = try ManagerPlatform.accept(listener)
-            } catch .tooManyOpenFiles, .noMemory, .noBufferSpace, .tooManyOpenFilesInSystem {
-                // Out of descriptors: wait for a connection to close instead of spinning.
-                ManagerPlatform.sleep(nanoseconds: 50_000_000)
-                continue
-            } catch {
+            } catch .badFileDescriptor, .invalidArgument, .notSocket, .badAddress {
                 ManagerPlatform.exitNow(3)
+            } catch {
+                if error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem { cutOldestPendingHandshake() }
+                // The connection stays queued in the backlog until the next accept.
+                ManagerPlatform.sleep(nanoseconds: pause)
+                pause = min(pause * 2, 100_000_000)
+                continue
             }
+            pause = 1_000_000
             admit(fd)
         }
+    }
+
+    /// At the descriptor limit: cuts the oldest pending handshake short, as `admit` does at
+    /// `maximumPendingHandshakes`, so that its thread closes its descriptor and the next
+    /// connection can be accepted. Peers that connect and stall hold descriptors until their
+    /// handshake deadline; without this, enough of them kept every new client out that long.
+    /// One at a time: nothing is cut while a handshake cut short before is still finishing
+    /// (its descriptor is about to be freed).
+    private func cutOldestPendingHandshake() {
+        table.withLock { table in
+            guard table.handshakeThreads <= table.pending.count else { return }
+            cutOldest(&table)
+        }
+    }
+
+    /// Cuts the oldest pending handshake short (under the table lock).
+    private func cutOldest(_ table: inout ServerTable) {
+        guard let oldest = table.pending.values.min(by: { $0.order < $1.order }) else { return }
+        table.pending[oldest.order] = nil
+        oldest.evicted = true
+        // Wakes the victim's thread from its read; it can still write its client the reason.
+        // Under the lock: the victim's thread closes its socket only after it has left the
+        // pending set, so this descriptor is still the victim's.
+        ManagerPlatform.shutdownRead(oldest.socket.descriptor)
     }
 
     /// Takes a new connection into the handshake, on a thread of its own. With
@@ -157,14 +196,7 @@ internal final class ManagerServer: @unchecked Sendable {
         let socket = FrameSocket(descriptor: fd, maximumMessageSize: limits.maximumMessageSize)
         let admitted = table.withLock { table -> PendingHandshake? in
             guard table.handshakeThreads < 2 * pendingLimit else { return nil }
-            if table.pending.count >= pendingLimit, let oldest = table.pending.values.min(by: { $0.order < $1.order }) {
-                table.pending[oldest.order] = nil
-                oldest.evicted = true
-                // Wakes the victim's thread from its read; it can still write its client the
-                // reason. Under the lock: the victim's thread closes its socket only after it
-                // has left the pending set, so this descriptor is still the victim's.
-                ManagerPlatform.shutdownRead(oldest.socket.descriptor)
-            }
+            if table.pending.count >= pendingLimit { cutOldest(&table) }
             let entry = PendingHandshake(order: table.nextPendingOrder, socket: socket)
             table.nextPendingOrder += 1
             table.pending[entry.order] = entry

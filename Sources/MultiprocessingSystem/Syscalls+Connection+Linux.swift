@@ -176,8 +176,8 @@ package enum ConnectionPlatform {
                 return r
             }
             let error = Errno(rawValue: Glibc.errno)
+            if system_acceptErrorIsTheConnections(error) { continue }
             switch error {
-            case .interrupted, .connectionAbort, .protocolError: continue
             case .resourceTemporarilyUnavailable: return nil
             default: throw error
             }

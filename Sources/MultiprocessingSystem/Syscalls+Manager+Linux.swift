@@ -43,8 +43,9 @@ package enum ManagerPlatform {
         try ConnectionPlatform.connectTCP(fd, host: host, port: port)
     }
 
-    /// Accepts one connection (close-on-exec, blocking). Retries `EINTR` and the transient errors
-    /// of a connection that was reset before it was accepted.
+    /// Accepts one connection (close-on-exec, blocking). Retries `EINTR` and the errors that
+    /// belong to the connection being accepted (`system_acceptErrorIsTheConnections`: reset,
+    /// or a network error that Linux passes to accept(2)).
     package static func accept(_ fd: CInt) throws(Errno) -> CInt {
         while true {
             let r = Glibc.accept(fd, nil, nil)
@@ -57,10 +58,8 @@ package enum ManagerPlatform {
                 return r
             }
             let error = Errno(rawValue: Glibc.errno)
-            switch error {
-            case .interrupted, .connectionAbort, .protocolError: continue
-            default: throw error
-            }
+            if system_acceptErrorIsTheConnections(error) { continue }
+            throw error
         }
     }
 

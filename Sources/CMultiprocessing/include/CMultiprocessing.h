@@ -21,6 +21,7 @@
 #include "cmp_pool_linux.h"
 #include "cmp_terminal_linux.h"
 #include "cmp_crash_linux.h"
+#include "cmp_seal_linux.h"
 #endif
 
 #endif

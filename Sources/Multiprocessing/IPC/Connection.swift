@@ -604,7 +604,11 @@ public final class Connection: Sendable, Codable {
             throw MultiprocessingError(.malformedFrame, "A frame announced \(frame.descriptorCount) file descriptors but \(state.descriptors.count) arrived with it.")
         }
         let descriptors = Array(state.descriptors.prefix(frame.descriptorCount))
-        state.descriptors.removeFirst(frame.descriptorCount)
+        // Any more came with this frame's bytes too (reads stop at the frame's end) but were not
+        // announced: closed, not kept for the next frame (which would be handed them in place
+        // of its own) nor left to pile up until the connection closes.
+        for fd in state.descriptors.dropFirst(frame.descriptorCount) { system_close(fd) }
+        state.descriptors = []
         let body = state.body
         state.body = []
         state.headerFilled = 0
@@ -628,6 +632,9 @@ public final class Connection: Sendable, Codable {
                 try wait(events: systemPollIn, deadline: deadline, closeWake: closeWake, interrupt: interrupt)
             } catch .connectionReset {
                 return (0, [])
+            } catch .messageTooLong {
+                // MSG_CTRUNC (the shim has closed whatever descriptors did arrive).
+                throw MultiprocessingError(.malformedFrame, "A message came with more file descriptors than a frame may carry (\(FrameHeader.maximumDescriptors)) or than this process could take (its descriptor limit): they were closed, and the message with them, so the stream cannot be trusted after it.")
             } catch {
                 throw MultiprocessingError.system("receiving on a connection", error)
             }

@@ -174,6 +174,34 @@ internal final class QueueStorage: @unchecked Sendable {
 
     internal var ring: Ring { loadRing(.live) }
 
+    /// Whether `ring` could have been left by this library's own puts and gets: every offset
+    /// inside the data area, the live records where the wrap state says, a count the live bytes
+    /// can hold (each record is at least its 8-byte header). Any process that maps the queue can
+    /// write the header, and a ring that breaks these would make the arithmetic below overflow
+    /// (a trap) or read outside the mapping.
+    internal func isConsistent(_ ring: Ring) -> Bool {
+        let capacity = UInt64(self.capacity)
+        guard ring.head <= capacity, ring.tail <= capacity, ring.live <= capacity,
+              ring.count <= ring.live / UInt64(QueueStorage.recordHeaderSize),
+              ring.count > 0 || ring.live == 0,
+              ring.unfinished <= UInt64(Int.max) else { return false }
+        if ring.wrap == QueueStorage.noWrap { return ring.head <= ring.tail }
+        return ring.wrap <= capacity && ring.tail <= ring.head && ring.head <= ring.wrap
+    }
+
+    /// The live ring, under the mutex. One that is not consistent (see ``isConsistent(_:)``) is
+    /// replaced by an empty ring, the mutex released, and `.malformedFrame` thrown.
+    private func checkedRing(_ operation: StaticString) throws -> Ring {
+        let current = ring
+        if isConsistent(current) { return current }
+        let unfinished = current.unfinished <= UInt64(Int.max) ? current.unfinished : 0
+        commit(Ring(head: 0, tail: 0, count: 0, unfinished: unfinished, live: 0, wrap: QueueStorage.noWrap))
+        header.fields.pointee.high_water = UInt64(capacity)  // everything may have been written
+        giveBackMemory(above: QueueStorage.hotBytes)
+        unlock(operation)
+        throw MultiprocessingError(.malformedFrame, "\(operation): the queue's shared memory holds an impossible ring (head \(current.head), tail \(current.tail), wrap \(current.wrap), \(current.count) items in \(current.live) bytes, \(current.unfinished) unfinished, for a data area of \(capacity) bytes): another process wrote into it. The queue was emptied.")
+    }
+
     private var closedWord: SharedWord { header.closed }
     private var journalValid: SharedWord64 { header.journalValid }
     private var notEmpty: SharedWord { header.notEmpty }
@@ -231,7 +259,7 @@ internal final class QueueStorage: @unchecked Sendable {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "A \(joinable ? "JoinableQueue" : "Queue") was decoded as a \(expectJoinable ? "JoinableQueue" : "Queue")."))
         }
-        let capacity = Int(header.fields.pointee.capacity)
+        let capacity = Int(exactly: header.fields.pointee.capacity) ?? 0
         guard capacity > 0, capacity <= region.size - QueueStorage.headerSize else {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
                 debugDescription: "A queue's shared memory is smaller than its header says."))
@@ -240,8 +268,14 @@ internal final class QueueStorage: @unchecked Sendable {
         self.header = header
         self.mutex = RobustMutex(UnsafeMutableRawPointer(header.fields) + QueueStorage.offset(of: \.lock))
         self.capacity = capacity
-        self.maxsize = Int(header.fields.pointee.maxsize)
-        self.maximumMessageSize = Int(header.fields.pointee.maximum_message_size)
+        guard let maxsize = Int(exactly: header.fields.pointee.maxsize),
+              let maximumMessageSize = Int(exactly: header.fields.pointee.maximum_message_size),
+              maximumMessageSize > 0, maximumMessageSize <= QueueStorage.largestMessageSize else {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
+                debugDescription: "A queue's shared memory names a maxsize (\(header.fields.pointee.maxsize)) or maximumMessageSize (\(header.fields.pointee.maximum_message_size)) no queue has."))
+        }
+        self.maxsize = maxsize
+        self.maximumMessageSize = maximumMessageSize
         self.joinable = joinable
     }
 
@@ -388,10 +422,10 @@ internal final class QueueStorage: @unchecked Sendable {
         }
         if isFull { return false }
         guard try tryLock(operation) else { return false }
-        let current = ring
+        let current = try checkedRing(operation)
         let recordSize = QueueStorage.recordHeaderSize + body.count
         // A put that pacing would make wait goes off the pool, as one that waits for room.
-        if closedWord.load() == 0 && !(maxsize > 0 && Int(current.count) >= maxsize)
+        if closedWord.load() == 0 && !(maxsize > 0 && current.count >= UInt64(maxsize))
             && place(recordSize, in: current) != nil
             && !shouldPace(current, recordSize, .uncancellable(operation)) {
             try putLocked(kind: kind, body: body, block: false, context: .uncancellable(operation))
@@ -409,8 +443,8 @@ internal final class QueueStorage: @unchecked Sendable {
                 unlock(context.operation)
                 throw refusal(context.operation, getting: false)
             }
-            let current = ring
-            let itemsFull = maxsize > 0 && Int(current.count) >= maxsize
+            let current = try checkedRing(context.operation)
+            let itemsFull = maxsize > 0 && current.count >= UInt64(maxsize)
             if !itemsFull {
                 placement = place(recordSize, in: current)
                 if placement != nil {
@@ -495,7 +529,7 @@ internal final class QueueStorage: @unchecked Sendable {
         // Cheap checks first: no lock when there is plainly nothing to take.
         if relaxedCount == 0 && closedWord.load() == 0 { return nil }
         guard try tryLock(operation) else { return nil }
-        if ring.count == 0 && closedWord.load() == 0 {
+        if try checkedRing(operation).count == 0 && closedWord.load() == 0 {
             unlock(operation)
             return nil
         }
@@ -503,7 +537,7 @@ internal final class QueueStorage: @unchecked Sendable {
     }
 
     private func getLocked(block: Bool, context: WaitContext) throws -> (Kind, [UInt8]) {
-        var current = ring
+        var current = try checkedRing(context.operation)
         while current.count == 0 {
             if closedWord.load() != 0 {
                 unlock(context.operation)
@@ -514,7 +548,7 @@ internal final class QueueStorage: @unchecked Sendable {
                 throw MultiprocessingError(.empty, "\(context.operation): the queue is empty.")
             }
             try wait(on: notEmpty, waiters: notEmptyWaiters, context)
-            current = ring
+            current = try checkedRing(context.operation)
         }
         let head = Int(current.head)
         let header = UInt64(littleEndian: (data + head).loadUnaligned(as: UInt64.self))
@@ -564,7 +598,8 @@ internal final class QueueStorage: @unchecked Sendable {
     /// Frees the pages from `keep` (a granule boundary above every live record) to the high-water
     /// mark, and lowers the mark. Called with the mutex held.
     private func giveBackMemory(above keep: Int) {
-        let top = Int(header.fields.pointee.high_water)
+        // Written by every process that maps the queue: at most the data area's end.
+        let top = Int(min(header.fields.pointee.high_water, UInt64(capacity)))
         guard top > keep else { return }
         // Best effort: if the kernel refuses, the pages simply stay.
         try? system_punchHole(region.fd, offset: QueueStorage.headerSize + keep, length: roundUpToGranule(top) - keep)
@@ -575,7 +610,7 @@ internal final class QueueStorage: @unchecked Sendable {
 
     /// The item count without the lock, as Python's `qsize()`: exact when nothing runs at once.
     internal var relaxedCount: Int {
-        Int(header.ringCount.load())
+        Int(clamping: header.ringCount.load())
     }
 
     internal var isClosed: Bool { closedWord.load() & QueueStorage.closedBit != 0 }
@@ -619,8 +654,9 @@ internal final class QueueStorage: @unchecked Sendable {
         closedWord.or(QueueStorage.shutDownBit)
         if immediate && locked {
             let current = ring
-            if current.count > 0 {
-                let unfinished = joinable ? current.unfinished - min(current.unfinished, current.count) : current.unfinished
+            if current.count > 0 || !isConsistent(current) {
+                var unfinished = joinable ? current.unfinished - min(current.unfinished, current.count) : current.unfinished
+                if unfinished > UInt64(Int.max) { unfinished = 0 }
                 commit(Ring(head: 0, tail: 0, count: 0, unfinished: unfinished, live: 0, wrap: QueueStorage.noWrap))
                 giveBackMemory(above: QueueStorage.hotBytes)
             }
@@ -646,7 +682,7 @@ internal final class QueueStorage: @unchecked Sendable {
 
     internal func taskDone(context: WaitContext) throws {
         try lock(context)
-        var current = ring
+        var current = try checkedRing(context.operation)
         guard current.unfinished > 0 else {
             unlock(context.operation)
             throw MultiprocessingError.misuse("\(context.operation): called more times than there were items put in the queue.")
@@ -665,7 +701,7 @@ internal final class QueueStorage: @unchecked Sendable {
         unlock(context.operation)
     }
 
-    internal var unfinishedTasks: Int { Int(header.ringUnfinished.load()) }
+    internal var unfinishedTasks: Int { Int(clamping: header.ringUnfinished.load()) }
 
     // MARK: Codable
 

@@ -123,9 +123,11 @@ public final class Barrier: BarrierProtocol, Codable, @unchecked Sendable {
             }
             if phase.pointee < 0 { throw brokenError() }
             let index = Int(count.pointee)
-            count.pointee += 1
+            // Wrapping: the count is shared memory any holder can write, and a garbage count
+            // must not trap this process (the barrier just misbehaves for its parties).
+            count.pointee &+= 1
             defer {
-                count.pointee -= 1
+                count.pointee &-= 1
                 if count.pointee == 0, phase.pointee == Barrier.draining || phase.pointee == Barrier.resetting {
                     phase.pointee = Barrier.filling
                     notifyAll()

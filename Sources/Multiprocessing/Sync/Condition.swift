@@ -317,7 +317,8 @@ public final class Condition: ConditionProtocol, Codable, @unchecked Sendable {
         var granted: UInt64 = 0
         while true {
             let waiters = current >> 32, tokens = current & 0xFFFF_FFFF
-            granted = min(UInt64(n), waiters - tokens)
+            // More tokens than waiters only if another process wrote the word: nothing to grant.
+            granted = min(UInt64(n), waiters > tokens ? waiters - tokens : 0)
             if granted == 0 { return }
             if counts.compareExchange(&current, current &+ granted) { break }
         }

@@ -48,6 +48,9 @@ internal final class SharedRegion: @unchecked Sendable {
         do { fd = try system_memfdCreate(name) } catch { throw .system("memfd_create", error) }
         do {
             try system_ftruncate(fd, Int64(rounded))
+            // Fixed from here on, for every process the descriptor reaches: none can shrink it
+            // under another's mapping (a SIGBUS there), and receivers refuse an unsealed one.
+            try system_sealSize(fd)
             let base = try system_mmapShared(fd, size: rounded)
             let id = try system_fileIdentity(fd)
             let region = SharedRegion(fd: fd, base: base, size: rounded,
@@ -56,12 +59,14 @@ internal final class SharedRegion: @unchecked Sendable {
             return region
         } catch {
             system_close(fd)
-            throw .system("creating shared memory (ftruncate/mmap)", error)
+            throw .system("creating shared memory (ftruncate/seal/mmap)", error)
         }
     }
 
     /// Takes ownership of a memfd received from another process and maps it, or, when this process
-    /// already maps that memfd, closes `fd` and returns the existing region.
+    /// already maps that memfd, closes `fd` and returns the existing region. A descriptor whose
+    /// size is not sealed (F_SEAL_SHRINK | F_SEAL_GROW, as ``create(size:name:)`` seals it) is
+    /// closed and refused with `.coding`: a file that a holder can shrink makes a mapping fault.
     internal static func adopt(fd: CInt) throws(MultiprocessingError) -> SharedRegion {
         let id: (device: UInt64, inode: UInt64, size: Int)
         do { id = try system_fileIdentity(fd) } catch {
@@ -74,13 +79,32 @@ internal final class SharedRegion: @unchecked Sendable {
                 system_close(fd)
                 return .success(existing)
             }
-            guard id.size > 0 else {
+            // Mapped only with a size no holder can change: the sender (or anyone it passed the
+            // descriptor to) could otherwise ftruncate it and make this process fault (SIGBUS)
+            // at its next access past the new end.
+            switch system_sizeSeals(fd) {
+            case .fixed: break
+            case .resizable(let seals):
+                system_close(fd)
+                return .failure(MultiprocessingError(.coding, "A received shared-memory descriptor is not sealed against resizing (its seals are 0x\(String(seals, radix: 16)); F_SEAL_SHRINK | F_SEAL_GROW are required): its sender could shrink it under this process's mapping, so it was refused. Shared memory must come from this library."))
+            case .notAMemfd(let error):
+                system_close(fd)
+                return .failure(MultiprocessingError(.coding, "A received shared-memory descriptor is not a sealed memfd (F_GET_SEALS: \(error)), so it was refused: a file whose size can change under a mapping makes it fault. Shared memory must come from this library."))
+            }
+            // The size read again now that it is sealed: a sender could have changed it between
+            // the first fstat and its sealing.
+            let size: Int
+            do throws(Errno) { size = try system_fileIdentity(fd).size } catch {
+                system_close(fd)
+                return .failure(.system("fstat of a received shared-memory descriptor", error))
+            }
+            guard size > 0 else {
                 system_close(fd)
                 return .failure(MultiprocessingError(.coding, "A received shared-memory descriptor is empty: it is not a primitive's memory."))
             }
             do throws(Errno) {
-                let base = try system_mmapShared(fd, size: id.size)
-                let region = SharedRegion(fd: fd, base: base, size: id.size, identity: identity)
+                let base = try system_mmapShared(fd, size: size)
+                let region = SharedRegion(fd: fd, base: base, size: size, identity: identity)
                 map[identity] = WeakRegion(region: region)
                 return .success(region)
             } catch {
