@@ -68,10 +68,10 @@ internal enum MPICopyRank {
             }
         }
         let setup: MPICopySetup
-        do {
-            setup = try WireDecoder().decode(MPICopySetup.self, from: setupMessage?.bytes ?? [])
+        do throws(MPIMessageError) {
+            setup = try MPIInbound.setup(setupMessage?.bytes ?? [], from: setupMessage?.source ?? 0)
         } catch {
-            try fatal(messenger, "the setup from rank 0 cannot be decoded (is every rank running the same mpcp?): \(error)")
+            try fatal(messenger, "got \(error)")
             try awaitStop(messenger)
             return 1
         }

@@ -166,8 +166,11 @@ internal struct MPIWorkerPool: WorkerPool {
             switch MPICopyTag(rawValue: message.tag) {
             case .ready:
                 let answer: MPICopyReady
-                do { answer = try WireDecoder().decode(MPICopyReady.self, from: message.bytes) } catch {
-                    throw MPCopyError(.workers, "--mpi: rank \(message.source) answered the setup with a message that cannot be decoded: \(error)")
+                do throws(MPIMessageError) { answer = try MPIInbound.ready(message.bytes, from: message.source) } catch {
+                    throw MPCopyError(.workers, "--mpi: rank 0 got \(error)")
+                }
+                guard ranks[message.source].host == "?" else {
+                    throw MPCopyError(.workers, "--mpi: rank 0 got a second `ready` from rank \(message.source) (one answer per setup)")
                 }
                 ready += 1
                 ranks[message.source].workers = max(1, answer.workers)
