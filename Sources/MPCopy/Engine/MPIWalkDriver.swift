@@ -38,6 +38,7 @@ internal final class MPIWalkDriver {
     private var roundOut = false
     private var walking = true
     private var stealOutstanding = false
+    private var gotWork = false
     private var stealBackoff: Int64 = 0
     private var nextStealAt: Int64 = 0
     private var cancelSent = false
@@ -153,6 +154,7 @@ internal final class MPIWalkDriver {
             stealBackoff = 0
             let items = try checked { () throws(MPIMessageError) in try inbound.work(message.bytes, from: message.source) }
             if !performer.isCancelled { walk.take(items) }
+            if !gotWork { gotWork = true; MPICopyState.mark("first work") }
         case .noWork:
             stealOutstanding = false
             stealBackoff = min(max(stealBackoff * 2, 20_000), 1_000_000)
@@ -326,6 +328,7 @@ internal final class MPIWalkDriver {
             case .walk:
                 try walkStep(&step)
                 if !walking {
+                    MPICopyState.mark("walk ended")
                     scheduler.externalWalkFinished()
                     for other in 1..<size { try messenger.send([], to: other, tag: MPICopyTag.walkDone.rawValue) }
                     deepest = walk.deepestLevel
@@ -417,6 +420,7 @@ internal final class MPIWalkDriver {
                 step.busy = true
                 switch tag {
                 case .walkDone:
+                    MPICopyState.mark("walkDone")
                     walking = false
                     try messenger.send(MPIWalkDriver.int64(Int64(walk.deepestLevel)), to: 0, tag: MPICopyTag.depth.rawValue)
                 case .level:
