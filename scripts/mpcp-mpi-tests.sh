@@ -77,10 +77,17 @@ nothing_partial() { # dst
   echo "$bad"
 }
 
+# This run's mpiruns (their arguments name $work): another session may run these tests at the
+# same time, and its mpirun is neither a leftover of ours nor ours to interrupt.
+our_mpiruns() {
+  local pid
+  for pid in $(pgrep -x mpirun 2>/dev/null); do grep -qaF -- "$work" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"; done
+}
+
 # Processes of the job still alive (not zombies): mpcp, mpirun, orted, and anything in the hosts.
 leftovers() {
   local pids="" pid state
-  for pid in $(pgrep -f -- "$mpcp" 2>/dev/null) $(pgrep -x orted 2>/dev/null) $(pgrep -x mpirun 2>/dev/null) \
+  for pid in $(pgrep -f -- "$mpcp" 2>/dev/null) $(pgrep -x orted 2>/dev/null) $(our_mpiruns) \
              $(for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^mph[0-9]+$'); do ip netns pids "$ns"; done); do
     [ "$pid" = "$$" ] && continue
     state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || continue
@@ -224,7 +231,7 @@ deep_exact() { # name src dst
   return 0
 }
 
-interrupt_mpirun() { kill -INT "$(pgrep -x mpirun | head -n1)"; }
+interrupt_mpirun() { kill -INT "$(our_mpiruns | head -n1)"; }
 kill_rank() { kill -9 "$1"; }
 
 run_tests() {
@@ -233,7 +240,7 @@ run_tests() {
   mpicc -O2 -o "$work/fake-rank" scripts/mpcp-mpi/fake-rank.c || { fail "build fake-rank" "mpicc failed"; return; }
   make_tree
   local output status n
-  mkdir -p "$work"/{n1,n2,n4,singleton,processes,excluded,checksum,m1,m2,m3,int-staged,int-inplace,hosts2,hosts4,kill-inplace,kill-staged,int-hosts}
+  mkdir -p "$work"/{n1,n2,n4,singleton,processes,excluded,checksum,m1,m2,m3,m4,m5,int-staged,int-inplace,hosts2,hosts4,kill-inplace,kill-staged,int-hosts}
 
   # Without the trait, --mpi is a usage error (exit 2) that says how to build with it.
   if [ -x "$plain" ]; then
@@ -288,14 +295,27 @@ run_tests() {
 
   # Malformed or unexpected MPI messages: a clear error, never a crash (a C rank speaks wrongly).
   output=$(timeout 120 mpirun --oversubscribe -n 1 "$mpcp" --mpi -a "$src" "$work/m1/copy" : -n 1 "$work/fake-rank" garbage-ready 2>&1); status=$?
-  if [ $status -eq 2 ] && grep -q "mpcp: --mpi: rank 1 answered the setup with a message that cannot be decoded" <<<"$output" && [ ! -e "$work/m1/copy" ]
+  if [ $status -eq 2 ] && grep -q "mpcp: --mpi: rank 0 got a \`ready\` message (tag 2, 24 bytes, from rank 1): rank 1 answered the setup with a message that cannot be decoded" <<<"$output" && [ ! -e "$work/m1/copy" ]
   then ok "rank 0 gets an undecodable answer: clear error"; else fail "rank 0 gets an undecodable answer" "status $status: $output"; fi
   output=$(timeout 120 mpirun --oversubscribe -n 1 "$mpcp" --mpi -a "$src" "$work/m2/copy" : -n 1 "$work/fake-rank" unexpected-tag 2>&1); status=$?
   if [ $status -eq 2 ] && grep -q "rank 0 got an unexpected message during the setup: tag 99 (unknown), 1 bytes, from rank 1" <<<"$output"
   then ok "rank 0 gets an unexpected tag: clear error"; else fail "rank 0 gets an unexpected tag" "status $status: $output"; fi
   output=$(timeout 120 mpirun --oversubscribe -n 1 "$work/fake-rank" garbage-setup : -n 1 "$mpcp" --mpi -a "$src" "$work/m3/copy" 2>&1); status=$?
-  if grep -q "fake rank 0 got tag 8 from rank 1: the setup from rank 0 cannot be decoded" <<<"$output" && ! grep -qi "crash\|fatal error\|backtrace" <<<"$output"
+  if grep -q "fake rank 0 got tag 8 from rank 1: got a \`setup\` message (tag 1, 10 bytes, from rank 0): the setup from rank 0 cannot be decoded" <<<"$output" && ! grep -qi "crash\|fatal error\|backtrace" <<<"$output"
   then ok "a serving rank gets an undecodable setup: clear error to rank 0"; else fail "a serving rank gets an undecodable setup" "status $status: $output"; fi
+  # During the walk: rank 0 is sent a `work` message that is no list of work items (the unit
+  # tests, MPIMessageCheckTests, feed every message type's decoder such bytes).
+  mkdir -p "$work/m4" "$work/m5"
+  output=$(timeout 120 mpirun --oversubscribe -n 1 "$mpcp" --mpi -a "$src" "$work/m4/copy" : -n 1 "$work/fake-rank" garbage-work 2>&1); status=$?
+  if [ $status -eq 2 ] && grep -q "mpcp: --mpi: rank 0 got a \`work\` message (tag 10, 17 bytes, from rank 1): it cannot be decoded" <<<"$output" \
+     && ! grep -qi "crash\|fatal error\|backtrace" <<<"$output" && [ ! -e "$work/m4/copy" ] && [ -z "$(wait_no_leftovers 10)" ]
+  then ok "rank 0 is sent garbage work during the walk: clear error, exit 2, nothing under the final name"; else fail "rank 0 is sent garbage work" "status $status: $output"; fi
+  # A rank that cancels says `cancel` and `drained` at once: rank 0 must count the drained that
+  # arrives before it has moved to its drain phase (it dropped it, and waited for ever).
+  output=$(timeout 60 mpirun --oversubscribe -n 1 "$mpcp" --mpi -a "$src" "$work/m5/copy" : -n 1 "$work/fake-rank" cancel-drained 2>&1); status=$?
+  if [ $status -ne 124 ] && grep -q "fake rank 1 got cleanup" <<<"$output" && grep -q "rank 0 got a \`final\` message (tag 22, 14 bytes, from rank 1): it cannot be decoded" <<<"$output" \
+     && [ -z "$(wait_no_leftovers 10)" ]
+  then ok "cancel and drained at once: rank 0 drains, cleans up and ends"; else fail "cancel and drained at once" "status $status: $output"; fi
 
   distributed_tests
 

@@ -15,6 +15,10 @@
 # timing. One extra MPI run per set measures rank 0's CPU time (user + system, /usr/bin/time on rank
 # 0 alone through mpirun's MPMD form), which divided by the items and the files gives the per-item
 # and per-file cost of the coordinator that docs/distributed.md scales from.
+# Each round also times `mpirun -n 2 /bin/true` (mpirun's own start and end, with no MPI in the
+# ranks), and the summary gives the MPI copy's ratio against `mpcp -a` and against `mpcp -a` plus
+# that. MPIRUN_ARGS (words) go to every mpirun, e.g. MPIRUN_ARGS="-x OMPI_MCA_pml=^ucx" for Open
+# MPI's own choice of PML instead of the ob1 that mpcp picks on one host (docs/distributed.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -29,7 +33,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 for set in $sets; do [ -d "$data/$set" ] || "$here/make-datasets.sh" "$data" "$set"; done
 out=$data/../out-mpi
 mkdir -p "$out"
-mpirun_n2=(mpirun --oversubscribe --bind-to none -n 2)
+read -r -a extra <<<"${MPIRUN_ARGS:-}"
+mpirun_n2=(mpirun --oversubscribe --bind-to none "${extra[@]}" -n 2)
 
 seconds() { # command...: runs it, then sync; prints the seconds
   local start end
@@ -46,23 +51,25 @@ for set in $sets; do
   src=$data/$set
   cat "$src"/* >/dev/null 2>&1 || find "$src" -type f -exec cat {} + >/dev/null
   rm -rf "$out/$set" && mkdir -p "$out/$set" && sync
-  : >"$out/$set.one" && : >"$out/$set.mpi"
+  : >"$out/$set.one" && : >"$out/$set.mpi" && : >"$out/$set.true"
   for round in $(seq 1 "$runs"); do
-    order="one mpi"
-    [ $((round % 2)) -eq 0 ] && order="mpi one"
+    order="one mpi true"
+    [ $((round % 2)) -eq 0 ] && order="true mpi one"
     for tool in $order; do
       dst=$out/$set/$tool-$round
       if [ "$tool" = one ]; then t=$(seconds "$mpcp" -a "$src" "$dst")
+      elif [ "$tool" = true ]; then t=$(seconds "${mpirun_n2[@]}" /bin/true)
       else t=$(seconds "${mpirun_n2[@]}" "$mpcp_mpi" --mpi -a "$src" "$dst"); fi
       echo "$t" >>"$out/$set.$tool"
       echo "$set round $round $tool: $t s (load $(cut -d' ' -f1 /proc/loadavg))"
-      [ "$set" = small ] || { rm -rf "$dst"; sync; }
+      [ "$set" = small ] || [ "$tool" = true ] || { rm -rf "$dst"; sync; }
     done
   done
   # Rank 0's CPU time alone, in one more MPI run.
-  cpu=$(mpirun --oversubscribe --bind-to none -n 1 /usr/bin/time -f "%U %S" "$mpcp_mpi" --mpi -a "$src" "$out/$set/cpu" : -n 1 "$mpcp_mpi" --mpi -a "$src" "$out/$set/cpu" 2>&1 >/dev/null | tail -n1)
+  cpu=$(mpirun --oversubscribe --bind-to none "${extra[@]}" -n 1 /usr/bin/time -f "%U %S" "$mpcp_mpi" --mpi -a "$src" "$out/$set/cpu" : -n 1 "$mpcp_mpi" --mpi -a "$src" "$out/$set/cpu" 2>&1 >/dev/null | tail -n1)
   rm -rf "$out/$set" && sync
   one=$(median <"$out/$set.one")
   mpi=$(median <"$out/$set.mpi")
-  echo "$set: mpcp -a median $one s, mpirun -n 2 mpcp --mpi -a median $mpi s, ratio $(awk -v a="$mpi" -v b="$one" 'BEGIN {printf "%.3f", a / b}'); rank 0 CPU (user system): $cpu s"
+  true_=$(median <"$out/$set.true")
+  echo "$set: mpcp -a median $one s, mpirun -n 2 mpcp --mpi -a median $mpi s, ratio $(awk -v a="$mpi" -v b="$one" 'BEGIN {printf "%.3f", a / b}'); mpirun -n 2 /bin/true median $true_ s, ratio to mpcp -a plus that $(awk -v a="$mpi" -v b="$one" -v c="$true_" 'BEGIN {printf "%.3f", a / (b + c)}'); rank 0 CPU (user system): $cpu s"
 done

@@ -17,6 +17,8 @@ public enum MPICopy {
     ///
     /// - Throws: ``MPCopyError`` with code ``MPCopyError/Code/workers`` if MPI cannot start.
     public static func initialize() throws(MPCopyError) -> (rank: Int, size: Int) {
+        preferSharedMemoryOnOneHost()
+        MPICopyState.mark("MPI_Init_thread")
         do {
             try MPIEnvironment.initialize(threadLevel: .funneled, minimum: .funneled)
             let communicator = try MPICommunicator.world.duplicate()
@@ -27,7 +29,24 @@ public enum MPICopy {
         } catch {
             throw MPCopyError(.workers, "--mpi: MPI could not start: \(error)")
         }
+        MPICopyState.mark("MPI ready")
         return (MPICopyState.rank, MPICopyState.size)
+    }
+
+    /// When Open MPI started every rank of the job on this host and nobody chose a PML (no
+    /// `--mca pml`, no `OMPI_MCA_pml`), chooses `ob1`, Open MPI's shared-memory path (its `vader`
+    /// BTL), before `MPI_Init_thread`. Left to itself, Open MPI also opens the `cm` PML and with it
+    /// the MTLs for Omni-Path and TrueScale fabrics (`psm`, `psm2`), whose probing took 200-250 ms
+    /// of each rank's `MPI_Init_thread` here (350 ms in all, 100-140 ms with `ob1`), where no such
+    /// fabric is. mpcp's messages are small and its data goes through the file system, so on one
+    /// host nothing is lost. Across hosts (or under MPICH, which reads no `OMPI_` variable) the
+    /// choice stays the site's.
+    static func preferSharedMemoryOnOneHost() {
+        guard system_getenv("OMPI_MCA_pml") == nil,
+              let world = system_getenv("OMPI_COMM_WORLD_SIZE").flatMap({ Int($0) }),
+              let local = system_getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap({ Int($0) }),
+              world > 1, local == world else { return }
+        system_setenv("OMPI_MCA_pml", "ob1")
     }
 
     /// A serving rank (1 … N-1): takes part in the distributed walk on `jobs` local workers of
@@ -52,7 +71,10 @@ public enum MPICopy {
             do { try MPICopyRank.release(messenger) } catch { MPIEnvironment.abort(code: 1) }
         }
         MPICopyState.messenger = nil
+        MPICopyState.mark("MPI_Finalize")
         try? MPIEnvironment.finalize()
+        MPICopyState.mark("finalized")
+        MPICopyState.printTimeline()
     }
 
     /// Ends every rank of the job now (`MPI_Abort`), after a failure that leaves rank 0 unable to

@@ -40,6 +40,7 @@ internal enum MPICopyRank {
     }
 
     private static func bye(_ messenger: MPIMessenger) throws {
+        MPICopyState.mark("stop received")
         try messenger.send([], to: 0, tag: MPICopyTag.bye.rawValue)
         var idle = 0
         while messenger.pendingSends > 0 {
@@ -67,11 +68,12 @@ internal enum MPICopyRank {
                 return 1
             }
         }
+        MPICopyState.mark("setup received")
         let setup: MPICopySetup
-        do {
-            setup = try WireDecoder().decode(MPICopySetup.self, from: setupMessage?.bytes ?? [])
+        do throws(MPIMessageError) {
+            setup = try MPIInbound.setup(setupMessage?.bytes ?? [], from: setupMessage?.source ?? 0)
         } catch {
-            try fatal(messenger, "the setup from rank 0 cannot be decoded (is every rank running the same mpcp?): \(error)")
+            try fatal(messenger, "got \(error)")
             try awaitStop(messenger)
             return 1
         }
@@ -140,6 +142,7 @@ internal enum MPICopyRank {
     static func release(_ messenger: MPIMessenger) throws {
         guard !MPICopyState.released else { return }
         MPICopyState.released = true
+        MPICopyState.mark("release")
         for rank in 1..<MPICopyState.size { try messenger.send([], to: rank, tag: MPICopyTag.stop.rawValue) }
         var byes = Set<Int>()
         var idle = 0

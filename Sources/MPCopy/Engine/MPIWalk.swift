@@ -291,11 +291,16 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
         }
     }
 
-    /// The result of a chunk of a large file this rank owns, copied on another rank.
-    func acceptChunk(large: Int, _ result: WorkResult) {
+    /// The result of a chunk of a large file this rank owns, copied on another rank. False when
+    /// this rank has no record of the file (a result that no chunk of it sent, or one that comes
+    /// after a cancellation removed the file's temporary).
+    @discardableResult
+    func acceptChunk(large: Int, _ result: WorkResult) -> Bool {
         monitor.withLock {
+            guard larges[large] != nil else { return false }
             chunkDone(large, result)
             monitor.broadcast()
+            return true
         }
     }
 
@@ -392,8 +397,11 @@ internal final class RankWalk: WorkSource, @unchecked Sendable {
     }
 
     /// The rank that owns an inode: every name of it goes there.
-    private func owner(_ stat: SourceStat) -> Int {
-        var x = stat.dev &* 0x9E37_79B9_7F4A_7C15 ^ stat.ino
+    private func owner(_ stat: SourceStat) -> Int { RankWalk.owner(dev: stat.dev, ino: stat.ino, size: size) }
+
+    /// The rank of `size` that owns the inode `(dev, ino)`.
+    static func owner(dev: UInt64, ino: UInt64, size: Int) -> Int {
+        var x = dev &* 0x9E37_79B9_7F4A_7C15 ^ ino
         x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
         x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
         x ^= x >> 31

@@ -38,10 +38,15 @@ internal final class MPIWalkDriver {
     private var roundOut = false
     private var walking = true
     private var stealOutstanding = false
+    private var gotWork = false
     private var stealBackoff: Int64 = 0
     private var nextStealAt: Int64 = 0
     private var cancelSent = false
     private var lastProgress: Int64 = 0
+    /// Checks every message before it is used (MPIMessageCheck.swift).
+    private let inbound: MPIInbound
+    /// What rank 0 has been told so far, bounded so that its totals cannot overflow.
+    private var totals = MPIInbound.Totals()
     private final class PoolState: Sendable {
         let ended = Atomic<Bool>(false)
         let failure = Mutex<MPCopyError?>(nil)
@@ -56,6 +61,7 @@ internal final class MPIWalkDriver {
         self.size = walk.size
         self.performer = performer
         self.cancelWorkers = cancelWorkers
+        inbound = MPIInbound(rank: walk.rank, size: walk.size, roots: performer.resolver.roots, chunkSize: performer.options.chunkSize)
     }
 
     /// Starts the rank's local pool on a thread of its own; it runs until the walk stops it.
@@ -111,19 +117,30 @@ internal final class MPIWalkDriver {
         (0..<8).map { UInt8(truncatingIfNeeded: value >> Int64(8 * $0)) }
     }
 
-    private static func int64(_ bytes: [UInt8]) -> Int64? {
-        guard bytes.count >= 8 else { return nil }
-        var value: Int64 = 0
-        for index in 0..<8 { value |= Int64(bytes[index]) << Int64(8 * index) }
-        return value
-    }
-
     /// What a step of the loop did, for the wait.
     private struct Step { var busy = false }
 
+    /// A message's tag, checked against its sender and size (MPIInbound.tag).
+    private func tag(of message: MPIMessage) throws(MPCopyError) -> MPICopyTag {
+        try checked { () throws(MPIMessageError) in try inbound.tag(message.tag, from: message.source, byteCount: message.bytes.count) }
+    }
+
+    /// The value a check decodes, or the job's error naming the message and its problem.
+    private func checked<T>(_ body: () throws(MPIMessageError) -> T) throws(MPCopyError) -> T {
+        do throws(MPIMessageError) { return try body() } catch {
+            throw MPCopyError(.workers, rank == 0 ? "--mpi: rank 0 got \(error)" : "got \(error)")
+        }
+    }
+
+    /// A message that is well formed but comes when the protocol has no place for it.
+    private func outOfTurn(_ message: MPIMessage, _ problem: String) -> MPCopyError {
+        let error = MPIMessageError(tag: message.tag, source: message.source, byteCount: message.bytes.count, problem: problem)
+        return MPCopyError(.workers, rank == 0 ? "--mpi: rank 0 got \(error)" : "got \(error)")
+    }
+
     /// The parts of a message every rank handles alike; false for a tag the caller handles.
-    private func handleCommon(_ message: MPIMessage, _ step: inout Step) throws -> Bool {
-        switch MPICopyTag(rawValue: message.tag) {
+    private func handleCommon(_ message: MPIMessage, _ tag: MPICopyTag, _ step: inout Step) throws -> Bool {
+        switch tag {
         case .steal:
             let items = walking && !performer.isCancelled ? walk.split() : []
             if items.isEmpty {
@@ -135,27 +152,29 @@ internal final class MPIWalkDriver {
             received()
             stealOutstanding = false
             stealBackoff = 0
-            let items = try decode([WorkItem].self, message)
+            let items = try checked { () throws(MPIMessageError) in try inbound.work(message.bytes, from: message.source) }
             if !performer.isCancelled { walk.take(items) }
+            if !gotWork { gotWork = true; MPICopyState.mark("first work") }
         case .noWork:
             stealOutstanding = false
             stealBackoff = min(max(stealBackoff * 2, 20_000), 1_000_000)
             nextStealAt = system_clockMonotonicNanoseconds() + stealBackoff
         case .hardLink:
             received()
-            let names = try decode([HardLinkName].self, message)
+            let names = try checked { () throws(MPIMessageError) in try inbound.hardLinks(message.bytes, from: message.source) }
             if !performer.isCancelled { walk.accept(names) }
         case .chunkDone:
             received()
-            guard let id = MPICopyWire.id(message.bytes) else { throw protocolError("a chunk result without a file id", message) }
-            let result: WorkResult
-            do { result = try MPICopyWire.body(WorkResult.self, message.bytes) } catch {
-                throw protocolError("a chunk result that cannot be decoded: \(error)", message)
+            let done = try checked { () throws(MPIMessageError) in try inbound.chunkDone(message.bytes, from: message.source) }
+            // After a cancellation, a result may come after the file's temporary was removed.
+            if !walk.acceptChunk(large: done.large, done.result) && !performer.isCancelled {
+                throw outOfTurn(message, "the large file \(done.large) is none this rank has chunks of out (every chunk's result came back already, or none was sent)")
             }
-            walk.acceptChunk(large: Int(truncatingIfNeeded: id), result)
         case .token:
-            guard message.bytes.count == 9, let count = MPIWalkDriver.int64(message.bytes) else { throw protocolError("a malformed token", message) }
-            token = (count, message.bytes[8] != 0)
+            let held = try checked { () throws(MPIMessageError) in try inbound.token(message.bytes, from: message.source) }
+            guard token == nil else { throw outOfTurn(message, "a second token while this rank holds one (there is one token)") }
+            if rank == 0 && !roundOut { throw outOfTurn(message, "a token while rank 0 has none out") }
+            token = held
         case .cancel:
             cancelLocally()
         default:
@@ -163,17 +182,6 @@ internal final class MPIWalkDriver {
         }
         step.busy = true
         return true
-    }
-
-    private func decode<T: Decodable>(_ type: T.Type, _ message: MPIMessage) throws -> T {
-        do { return try WireDecoder().decode(T.self, from: message.bytes) } catch {
-            throw protocolError("a message that cannot be decoded (is every rank running the same mpcp?): \(error)", message)
-        }
-    }
-
-    private func protocolError(_ what: String, _ message: MPIMessage) -> MPCopyError {
-        let text = "got \(what): \(MPICopyWire.describe(message))"
-        return MPCopyError(.workers, rank == 0 ? "--mpi: rank 0 " + text : text)
     }
 
     /// Steals when nothing is queued here, and passes the token on when passive.
@@ -245,6 +253,11 @@ internal final class MPIWalkDriver {
         enum Phase { case walk, depths, level(Int), drain, finals }
         var phase = Phase.walk
         var answered = Set<Int>()
+        // Kept apart from `answered`, in any phase: a rank that cancels says `drained` right
+        // after `cancel`, and both can arrive in one pass of the loop below, before this rank
+        // has moved to the drain phase (counted as an answer then, it was dropped, and rank 0
+        // waited for it for ever).
+        var drained = Set<Int>()
         var deepest = -1
         var levelQueued = false
         var idle = 0
@@ -263,27 +276,51 @@ internal final class MPIWalkDriver {
             }
             if try flushOutbox() { step.busy = true }
             while let message = try messenger.receive() {
-                if try handleCommon(message, &step) { continue }
+                let tag = try tag(of: message)
+                if try handleCommon(message, tag, &step) { continue }
                 step.busy = true
-                switch MPICopyTag(rawValue: message.tag) {
+                let source = message.source
+                switch tag {
                 case .progress:
-                    record(try decode(RankProgress.self, message), local: false)
+                    let progress = try checked { () throws(MPIMessageError) in
+                        let progress = try inbound.progress(message.bytes, from: source)
+                        try totals.add(progress, tag: tag, from: source, byteCount: message.bytes.count)
+                        return progress
+                    }
+                    record(progress, local: false)
                 case .depth:
-                    guard let depth = MPIWalkDriver.int64(message.bytes) else { throw protocolError("a malformed depth", message) }
-                    if case .depths = phase { answered.insert(message.source); deepest = max(deepest, Int(depth)) }
+                    let depth = try checked { () throws(MPIMessageError) in try inbound.depth(message.bytes, from: source) }
+                    if case .depths = phase {
+                        guard answered.insert(source).inserted else { throw outOfTurn(message, "a second depth from this rank") }
+                        deepest = max(deepest, depth)
+                    } else if !performer.isCancelled {
+                        throw outOfTurn(message, "a depth before the walk has ended")
+                    }
                 case .levelDone:
-                    if case .level = phase { answered.insert(message.source) }
+                    let level = try checked { () throws(MPIMessageError) in try inbound.levelDone(message.bytes, from: source) }
+                    if case .level(let depth) = phase {
+                        guard level == depth else { throw outOfTurn(message, "the end of level \(level) while level \(depth) is being applied") }
+                        guard answered.insert(source).inserted else { throw outOfTurn(message, "a second end of level \(level) from this rank") }
+                    } else if !performer.isCancelled {
+                        throw outOfTurn(message, "the end of level \(level) while no level is being applied")
+                    }
                 case .drained:
-                    if case .drain = phase { answered.insert(message.source) }
+                    guard performer.isCancelled else { throw outOfTurn(message, "`drained` while the copy is not cancelled") }
+                    drained.insert(source)
                 case .final:
-                    let final = try decode(RankFinal.self, message)
+                    guard case .finals = phase else { throw outOfTurn(message, "a rank's last totals before rank 0 asked for them") }
+                    let final = try checked { () throws(MPIMessageError) in
+                        let final = try inbound.final(message.bytes, from: source)
+                        try totals.add(final.progress, tag: tag, from: source, byteCount: message.bytes.count)
+                        return final
+                    }
+                    guard answered.insert(source).inserted else { throw outOfTurn(message, "a second `final` from this rank") }
                     record(final.progress, local: false)
-                    stats[message.source] = final.stats
-                    if case .finals = phase { answered.insert(message.source) }
+                    stats[source] = final.stats
                 case .fatal:
-                    throw MPCopyError(.workers, "--mpi: rank \(message.source): \(String(decoding: message.bytes, as: UTF8.self))")
+                    throw MPCopyError(.workers, "--mpi: rank \(source): \(String(decoding: message.bytes.prefix(65_536), as: UTF8.self))")
                 default:
-                    throw MPCopyError(.workers, "--mpi: rank 0 got an unexpected message: \(MPICopyWire.describe(message))")
+                    throw outOfTurn(message, "rank 0 has no use for this message during the walk")
                 }
             }
             if progressDue() { record(walk.takeProgress(), local: true) }
@@ -291,6 +328,7 @@ internal final class MPIWalkDriver {
             case .walk:
                 try walkStep(&step)
                 if !walking {
+                    MPICopyState.mark("walk ended")
                     scheduler.externalWalkFinished()
                     for other in 1..<size { try messenger.send([], to: other, tag: MPICopyTag.walkDone.rawValue) }
                     deepest = walk.deepestLevel
@@ -329,7 +367,7 @@ internal final class MPIWalkDriver {
                     step.busy = true
                 }
             case .drain:
-                if answered.count == size - 1 && poolState.ended.load(ordering: .acquiring) {
+                if drained.count == size - 1 && poolState.ended.load(ordering: .acquiring) {
                     walk.removeLeftoverTemporaries()
                     answered = []
                     phase = .finals
@@ -377,16 +415,18 @@ internal final class MPIWalkDriver {
             if try flushOutbox() { step.busy = true }
             var stopping = false
             while let message = try messenger.receive() {
-                if try handleCommon(message, &step) { continue }
+                let tag = try tag(of: message)
+                if try handleCommon(message, tag, &step) { continue }
                 step.busy = true
-                switch MPICopyTag(rawValue: message.tag) {
+                switch tag {
                 case .walkDone:
+                    MPICopyState.mark("walkDone")
                     walking = false
                     try messenger.send(MPIWalkDriver.int64(Int64(walk.deepestLevel)), to: 0, tag: MPICopyTag.depth.rawValue)
                 case .level:
-                    guard let depth = MPIWalkDriver.int64(message.bytes) else { throw protocolError("a malformed level", message) }
-                    walk.queueLevel(Int(depth))
-                    pendingLevel = Int(depth)
+                    let depth = try checked { () throws(MPIMessageError) in try inbound.level(message.bytes, from: message.source) }
+                    walk.queueLevel(depth)
+                    pendingLevel = depth
                 case .cleanup:
                     if performer.isCancelled { walk.removeLeftoverTemporaries() }
                     if !finalSent {
@@ -397,7 +437,7 @@ internal final class MPIWalkDriver {
                 case .stop:
                     stopping = true
                 default:
-                    throw protocolError("an unexpected message", message)
+                    throw outOfTurn(message, "a serving rank has no use for this message during the walk")
                 }
                 if stopping { break }
             }

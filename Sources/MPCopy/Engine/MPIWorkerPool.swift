@@ -122,6 +122,28 @@ internal enum MPICopyState {
     nonisolated(unsafe) static var released = false
     /// A signal reached this serving rank (set from the signal thread).
     static let interrupted = Atomic<Bool>(false)
+
+    /// `MPCP_MPI_TRACE` is set: each rank prints its timeline (``mark(_:)``) when it finalizes.
+    static let tracing = system_environmentHas("MPCP_MPI_TRACE")
+    nonisolated(unsafe) static var marks: [(label: String, at: Int64)] = []
+
+    /// Notes when this rank reached a point of its life (wall clock), for `MPCP_MPI_TRACE`.
+    static func mark(_ label: String) {
+        if tracing { marks.append((label, system_clockRealtimeNanoseconds())) }
+    }
+
+    /// The timeline, one line: each point's wall-clock time in ms (modulo 100 s) and the ms since the one before.
+    static func printTimeline() {
+        guard tracing, let first = marks.first else { return }
+        var text = "mpcp --mpi trace: rank \(rank) timeline (ms):"
+        var previous = first.at
+        for mark in marks {
+            let at = Double(mark.at % 100_000_000_000) / 1e6
+            text += " \(mark.label) @\(Int(at.rounded())) (+\(Double((mark.at - previous) / 10_000) / 100));"
+            previous = mark.at
+        }
+        Array((text + "\n").utf8).withUnsafeBytes { b in _ = try? system_writeAll(systemStderr, b) }
+    }
 }
 
 /// Rank 0's pool: the Scheduler's items go to the serving ranks over MPI.
@@ -155,6 +177,7 @@ internal struct MPIWorkerPool: WorkerPool {
         let size = MPICopyState.size
         let setup = try WireEncoder().encode(MPICopySetup(options: options, roots: performer.resolver.roots, host: MPICopyState.host))
         for rank in 1..<size { try messenger.send(setup, to: rank, tag: MPICopyTag.setup.rawValue) }
+        MPICopyState.mark("setup sent")
 
         var ranks = [Rank](repeating: Rank(), count: size)
         var ready = 0
@@ -166,8 +189,11 @@ internal struct MPIWorkerPool: WorkerPool {
             switch MPICopyTag(rawValue: message.tag) {
             case .ready:
                 let answer: MPICopyReady
-                do { answer = try WireDecoder().decode(MPICopyReady.self, from: message.bytes) } catch {
-                    throw MPCopyError(.workers, "--mpi: rank \(message.source) answered the setup with a message that cannot be decoded: \(error)")
+                do throws(MPIMessageError) { answer = try MPIInbound.ready(message.bytes, from: message.source) } catch {
+                    throw MPCopyError(.workers, "--mpi: rank 0 got \(error)")
+                }
+                guard ranks[message.source].host == "?" else {
+                    throw MPCopyError(.workers, "--mpi: rank 0 got a second `ready` from rank \(message.source) (one answer per setup)")
                 }
                 ready += 1
                 ranks[message.source].workers = max(1, answer.workers)
@@ -189,6 +215,7 @@ internal struct MPIWorkerPool: WorkerPool {
                               + problems.joined(separator: "\n  "))
         }
 
+        MPICopyState.mark("all ready")
         // The distributed walk: this rank seeds its queue with the roots; every rank (this one
         // too, on its own workers) takes part, stealing from the others when it runs dry.
         let walk = try RankWalk(rank: 0, size: size, performer: performer)
@@ -210,6 +237,7 @@ internal struct MPIWorkerPool: WorkerPool {
             driver.stopPool()
             throw error
         }
+        MPICopyState.mark("walk and finals done")
         if system_environmentHas("MPCP_MPI_TRACE") {
             var text = ""
             for (rank, s) in stats.enumerated() {
