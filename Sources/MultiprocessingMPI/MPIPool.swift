@@ -101,7 +101,8 @@ public final class MPIPool: WorkerPool {
             case .serve(let pool):
                 let server: MPIServer
                 do {
-                    server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName, inlineLoneTasks: inlineSubmit)
+                    server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName, inlineLoneTasks: inlineSubmit,
+                                          sharedCalls: level >= .serialized)
                     try server.serve()
                 } catch {
                     writeError("MPIPool: serving rank \(initialized.rank) failed: \(error)\n")
