@@ -70,3 +70,38 @@ func runLone(_ pool: MPIPool, milliseconds: Int) async throws {
     print("lone task \(try await handle.value)")
 }
 #endif
+
+#if MPI
+/// `latency-task N` and `latency-get N`: one task in flight at a time, as `latency`, but from a
+/// nonisolated async function (`value` then runs on the caller's thread: no hop to the main actor
+/// and back per task, which `latency`'s top-level loop pays), or with the blocking `get()` from a
+/// synchronous function (as `mpi4py.futures`' `submit().result()`). Prints the mean and the
+/// median of the tasks' own times.
+func runLatencyOffMain(_ pool: MPIPool, count: Int, blocking: Bool) async throws {
+    let clock = ContinuousClock()
+    _ = try await pool.submit(WhereAmI(value: 0)).value
+    var each: [Double] = []
+    each.reserveCapacity(count)
+    let began = clock.now
+    if blocking {
+        try blockingLoop(pool, count: count, into: &each)
+    } else {
+        for value in 0..<count {
+            let start = clock.now
+            _ = try await pool.submit(WhereAmI(value: value)).value
+            each.append(seconds(clock.now - start) * 1e6)
+        }
+    }
+    let microseconds = seconds(clock.now - began) * 1e6 / Double(max(count, 1))
+    print("latency \(count) tasks one at a time (\(blocking ? "get()" : "value, off the main actor")): \(microseconds) µs each, median \(median(each)) µs")
+}
+
+func blockingLoop(_ pool: MPIPool, count: Int, into each: inout [Double]) throws {
+    let clock = ContinuousClock()
+    for value in 0..<count {
+        let start = clock.now
+        _ = try pool.submit(WhereAmI(value: value)).get()
+        each.append(seconds(clock.now - start) * 1e6)
+    }
+}
+#endif
