@@ -3,9 +3,10 @@
 # MPI, release build. Needs `pip install mpi4py` (4.x, which binds Debian's Open MPI at run time).
 #   scripts/mpi-bench.sh [N] [ROUNDS]          (MPI_BENCH_BIN=path: time that mpi-map, built before)
 # Each round runs every measurement once, one after the other (mpi4py.futures, the local
-# ProcessPool, MPIPool at chunksize 1 and at default chunking, one task in flight, the raw 8-byte
-# ping-pong), so that the peers of a ratio share the machine's load; ROUNDS (default 5) rounds
-# alternate them, and the summary gives each figure's median and the median of each round's ratio.
+# ProcessPool, MPIPool at chunksize 1 and at default chunking, one task in flight from the main
+# actor and with get(), the raw 8-byte ping-pong), so that the peers of a ratio share the
+# machine's load; ROUNDS (default 5) rounds alternate them, and the summary gives each figure's
+# median and the median of each round's ratio.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -36,16 +37,20 @@ for round in $(seq "$rounds"); do
   ours1=$("${launch[@]}" "$bin" map "$count" 1 | rate)
   oursauto=$("${launch[@]}" "$bin" map "$count" | rate)
   latency=$("${launch[@]}" "$bin" latency 1000)
+  # The same from a nonisolated caller with the blocking get() (no main-actor hop per task); a
+  # binary from before this mode prints its usage instead, and the figure stays empty.
+  latget=$("${launch[@]}" "$bin" latency-get 1000 2>/dev/null | sed -n 's/.*median \([0-9.]*\) µs.*/\1/p')
   pingpong=$(mpirun --oversubscribe --bind-to none -n 2 "$bin" pingpong 5000)
   latmean=$(sed -n 's/.*: \([0-9.]*\) µs each.*/\1/p' <<<"$latency"); latmed=$(sed -n 's/.*median \([0-9.]*\) µs.*/\1/p' <<<"$latency")
   ppmean=$(sed -n 's/.*: \([0-9.]*\) µs each.*/\1/p' <<<"$pingpong"); ppmed=$(sed -n 's/.*median \([0-9.]*\) µs.*/\1/p' <<<"$pingpong")
   echo "round $round (load $(cut -d' ' -f1 /proc/loadavg)): mpi4py chunksize 1 $peer1/s, auto $peerauto/s, submit $peersubmit µs;" \
        "local pool $local/s; MPIPool chunksize 1 $ours1/s, default $oursauto/s; one task in flight mean $latmean µs median $latmed µs;" \
-       "ping-pong mean $ppmean µs median $ppmed µs"
+       "get() median ${latget:--} µs; ping-pong mean $ppmean µs median $ppmed µs"
   add peer1 "$peer1"; add peerauto "$peerauto"; add peersubmit "$peersubmit"; add local "$local"; add ours1 "$ours1"; add oursauto "$oursauto"
   add latmean "$latmean"; add latmed "$latmed"; add ppmean "$ppmean"; add ppmed "$ppmed"
   add r1 "$(ratio "$ours1" "$peer1")"; add rauto "$(ratio "$oursauto" "$peerauto")"; add rlocal "$(ratio "$oursauto" "$local")"
   add rlatmed "$(ratio "$latmed" "$ppmed")"; add rlatmean "$(ratio "$latmean" "$ppmean")"
+  if [ -n "$latget" ]; then add latget "$latget"; add rlatget "$(ratio "$latget" "$ppmed")"; fi
 done
 m() { median <<<"${all[$1]}"; }
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -56,3 +61,4 @@ echo "  MPIPool chunksize 1: $(m ours1) tasks/s (per-round ratio to mpi4py.futur
 echo "  MPIPool default chunking: $(m oursauto) tasks/s (to mpi4py's auto: median $(m rauto)x; rounds:${all[rauto]}) (to the local pool: median $(m rlocal)x; rounds:${all[rlocal]})"
 echo "  one task in flight: median $(m latmed) µs, mean $(m latmean) µs; 8-byte ping-pong: median $(m ppmed) µs, mean $(m ppmean) µs"
 echo "    ratio of medians per round: median $(m rlatmed)x (rounds:${all[rlatmed]}); of means: median $(m rlatmean)x (rounds:${all[rlatmean]})"
+[ -n "${all[latget]:-}" ] && echo "  one task in flight with get() (latency-get): median $(m latget) µs; to the ping-pong's median per round: median $(m rlatget)x (rounds:${all[rlatget]})"

@@ -106,6 +106,47 @@ kill_serving_rank() {
   kill -9 "$rank"
 }
 
+# kill -9 of serving rank 1 (one host) while it runs a long task on its MPI thread: the job
+# ends non-zero within 5 s, and no process of it is left.
+killed_lone() {
+  local launcher=$1 binary=$2 variable=$3
+  local name="kill -9 of a serving rank during a long lone task (${launcher%% *})"
+  local log
+  log=$(mktemp)
+  $launcher lone 60000 >"$log" 2>&1 &
+  local job=$!
+  local deadline=$((SECONDS + 60))
+  until grep -q "lone task running" "$log"; do
+    if [ $SECONDS -ge $deadline ]; then fail "$name" "the task did not start: $(cat "$log")"; kill -9 $job 2>/dev/null; rm -f "$log"; return; fi
+    sleep 0.2
+  done
+  sleep 1   # past the 1 ms inline bound: the standby holds the MPI role
+  # Rank 1: the process with $variable=1 whose parent does not have it (its local workers do).
+  local rank="" pid
+  for pid in $(pgrep -f -- "$binary"); do
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "$variable=1" || continue
+    tr '\0' '\n' <"/proc/$(awk '{print $4}' "/proc/$pid/stat")/environ" 2>/dev/null | grep -qx "$variable=1" && continue
+    rank=$pid
+  done
+  if [ -z "$rank" ]; then fail "$name" "no rank 1 found"; kill -9 $job 2>/dev/null; rm -f "$log"; return; fi
+  local started=$(date +%s%N)
+  kill -9 "$rank"
+  wait $job
+  local status=$?
+  local elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+  local left
+  left=$(pgrep -f -- "$binary" | while read -r p; do [ "$(awk '{print $3}' /proc/$p/stat 2>/dev/null)" = Z ] || echo "$p"; done)
+  while [ -n "$left" ] && [ $((($(date +%s%N) - started) / 1000000)) -lt 5000 ]; do
+    sleep 0.1
+    left=$(pgrep -f -- "$binary" | while read -r p; do [ "$(awk '{print $3}' /proc/$p/stat 2>/dev/null)" = Z ] || echo "$p"; done)
+  done
+  if [ "$status" -eq 0 ]; then fail "$name" "the job exited 0"
+  elif [ "$elapsed_ms" -gt 5000 ]; then fail "$name" "the job took ${elapsed_ms} ms to exit (status $status)"
+  elif [ -n "$left" ]; then fail "$name" "processes left: $(ps -o pid,ppid,stat,args -p $(tr '\n' ',' <<<"$left" | sed 's/,$//') 2>/dev/null | tail -n +2)"; kill -9 $left 2>/dev/null
+  else ok "$name: exit status $status after ${elapsed_ms} ms, no process left"; fi
+  rm -f "$log"
+}
+
 interrupt_mpirun() { kill -INT "$(pgrep -x mpirun | head -n1)"; }
 
 run_tests() {
@@ -186,6 +227,24 @@ run_tests() {
     output=$(timeout 60 $launcher callback 2>&1); status=$?
     if [ $status -eq 0 ] && grep -q "callback: first 2 other 4 submitted 10" <<<"$output"; then ok "a callback that waits for another handle and submits (${launcher%% *})"; else fail "callback with get() and submit (${launcher%% *})" "status $status: $output"; fi
   done
+
+  # One task in flight runs on a serving rank's MPI thread (MPI_THREAD_SERIALIZED; a standby thread
+  # takes the MPI role over when it runs past 1 ms): submit/get round trips, each result checked;
+  # a long synchronous task holding that thread while short ones queue behind it (with one serving
+  # rank they reach it only as it answers: all done before the long one, and the trace shows the
+  # standby took over); a kill -9 of the serving rank during such a task.
+  for launcher in "mpirun --oversubscribe -n 3 $openmpi" "mpiexec.mpich -n 3 $mpich"; do
+    output=$(timeout 120 $launcher roundtrips 2000 2>&1)
+    grep -q "^roundtrips 2000: 4000 results, wrong 0$" <<<"$output" && ok "roundtrips: 4000 submits, results checked (${launcher%% *})" || fail "roundtrips (${launcher%% *})" "$output"
+  done
+  for launcher in "mpirun -x MULTIPROCESSING_MPI_TRACE --oversubscribe -n 2 $openmpi" "mpiexec.mpich -n 2 -genv MULTIPROCESSING_MPI_TRACE 2 $mpich"; do
+    output=$(MULTIPROCESSING_MPI_TRACE=2 timeout 120 $launcher long-lone 2000 20 2>&1)
+    if grep -q "^long-lone: 20 short tasks, wrong 0, done in .*, the long task done by then false; long task right in" <<<"$output" && grep -q "mpi-trace 8-standby-took" <<<"$output"; then
+      ok "a long task on the MPI thread, short ones behind it: the standby serves them (${launcher%% *})"
+    else fail "long task on the MPI thread (${launcher%% *})" "$(grep -v mpi-trace <<<"$output") (standby took over: $(grep -c 'mpi-trace 8-standby-took' <<<"$output"))"; fi
+  done
+  killed_lone "mpirun --oversubscribe -n 2 $openmpi" "$openmpi" OMPI_COMM_WORLD_RANK
+  killed_lone "mpiexec.mpich -n 2 $mpich" "$mpich" PMI_RANK
 
   # Across hosts: three network namespaces joined by veth pairs on a bridge, TCP between them.
   scripts/mpi-netns.sh up 3 >/dev/null || { fail "namespace hosts" "scripts/mpi-netns.sh up failed"; return; }

@@ -73,7 +73,7 @@ func median(_ values: [Double]) -> Double {
 }
 
 func usage() -> Never {
-    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | callback | latency N | message BYTES | pingpong N | strings N | crash N")
+    print("usage: mpi-map local N | map N [chunk] | unordered N | cancel N | nap N MS | throw N | submit N | submit-throw N | callback | latency N | message BYTES | pingpong N | strings N | crash N | latency-task N | latency-get N | roundtrips N | long-lone MS N | lone MS")
     print("  (submit, submit-throw and latency with -worker: every submitted task in a local worker, inlineSubmit false)")
     exitProgram(64)
 }
@@ -248,6 +248,14 @@ case "submit-throw":
         }
     }
     print("submit errors decoded \(caught) of \(count)")
+case "latency-task", "latency-get":
+    try await runLatencyOffMain(pool, count: count, blocking: mode == "latency-get")
+case "roundtrips":
+    try await runRoundTrips(pool, count: count)
+case "long-lone":
+    try await runLongLone(pool, milliseconds: count, count: arguments.count > 2 ? Int(arguments[2]) ?? 20 : 20)
+case "lone":
+    try await runLone(pool, milliseconds: count)
 case "strings":
     try await runStrings(pool, count: count)
 case "crash":

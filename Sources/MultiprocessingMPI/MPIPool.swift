@@ -16,7 +16,8 @@ import Synchronization
 /// rank runs the same binary. A task's thrown error reaches the caller as a `PoolTaskError` with
 /// the error's type name and message (and the error itself when it is `Codable`).
 ///
-/// One thread of the process makes every MPI call (`MPI_THREAD_FUNNELED`), and it never sits in a
+/// One thread of the process at a time makes MPI calls (`MPI_THREAD_SERIALIZED`, or the MPI thread
+/// alone at `MPI_THREAD_FUNNELED`), and none ever sits in a
 /// blocking receive: it probes (`MPI_Improbe`) with a short spin, then sleeps backing off to about a
 /// millisecond. A rank that dies ends the whole MPI job (that is MPI's failure model); a worker
 /// process that dies inside a rank is handled by that rank's local pool, as on one machine.
@@ -62,7 +63,8 @@ public final class MPIPool: WorkerPool {
     ///   - workersPerRank: The local pool's workers on each rank that runs tasks; by default this
     ///     host's cores divided by the ranks on this host (at least 1).
     ///   - inlineSubmit: Whether a task given to `submit(_:)` that finds its serving rank idle
-    ///     runs in that rank's own process (on a Swift task there) instead of in a local worker:
+    ///     runs in that rank's own process (on its MPI thread, which a standby thread relieves
+    ///     of MPI when the task runs past 1 ms) instead of in a local worker:
     ///     it then costs two MPI messages and no process round trip. Such a task shares the rank's
     ///     process, as every task of `mpi4py.futures` does: one that crashes its process ends the MPI
     ///     job, where a local worker's crash fails only its task (`childDied`). Pass `false` to run
@@ -101,7 +103,8 @@ public final class MPIPool: WorkerPool {
             case .serve(let pool):
                 let server: MPIServer
                 do {
-                    server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName, inlineLoneTasks: inlineSubmit)
+                    server = try MPIServer(messenger: initialized.messenger, localPool: pool, host: MPIEnvironment.processorName, inlineLoneTasks: inlineSubmit,
+                                          sharedCalls: level >= .serialized)
                     try server.serve()
                 } catch {
                     writeError("MPIPool: serving rank \(initialized.rank) failed: \(error)\n")

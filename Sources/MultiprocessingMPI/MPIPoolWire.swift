@@ -1,5 +1,6 @@
 #if MPI
 import Multiprocessing
+import Synchronization
 
 // The messages between MPIPool's rank 0 and its serving ranks. Each is one MPIMessenger message: its
 // tag says the kind, its bytes are little-endian fields and, for values, the wire codec's bytes.
@@ -167,10 +168,21 @@ struct _MPITaskRunner: PoolFunction {
     }
 
     func run(_ input: Int) async throws -> [UInt8] {
-        guard let type = _typeByName(typeName) as? any ProcessTask.Type else {
+        guard let type = Self.taskType(typeName) else {
             throw MultiprocessingError(.childStartFailed, "The task type \(typeName) is unknown to this program on the MPI rank (is every rank running the same binary?).")
         }
         return try await Self.run(type, taskBytes)
+    }
+
+    /// Task types by name, looked up once per process (`_typeByName` demangles the name each time:
+    /// a good part of one task's time on a serving rank).
+    private static let taskTypes = Mutex<[String: any ProcessTask.Type]>([:])
+
+    static func taskType(_ name: String) -> (any ProcessTask.Type)? {
+        if let known = taskTypes.withLock({ $0[name] }) { return known }
+        guard let type = _typeByName(name) as? any ProcessTask.Type else { return nil }
+        taskTypes.withLock { $0[name] = type }
+        return type
     }
 
     static func run<T: ProcessTask>(_ type: T.Type, _ bytes: [UInt8]) async throws -> [UInt8] {

@@ -28,37 +28,158 @@ final class MPIServer: @unchecked Sendable {
     /// Submitted tasks running in this process (``runInline(_:chunk:)``), not in the local pool.
     private let inlineRunning = Atomic<Int>(0)
     private let inlineLoneTasks: Bool
+    /// Touched only by the holder of ``role``.
     private var stopping = false
+    /// Pool-function types by name (a `_typeByName` lookup is a demangling each time); touched
+    /// only by the holder of ``role``.
+    private var types: [String: (any PoolFunction.Type)?] = [:]
 
-    init(messenger: MPIMessenger, localPool: ProcessPool, host: String, inlineLoneTasks: Bool) throws {
+    // MARK: the MPI role (a lone task on the MPI thread)
+
+    /// Whether a lone submitted task runs on the MPI thread itself (``MPIInlineExecutor``), with a
+    /// standby thread that takes the MPI role over if it runs long: needs MPI_THREAD_SERIALIZED
+    /// (any thread may call MPI, one at a time). Without it, the task runs on a detached Swift task.
+    private let onMPIThread: Bool
+    /// The right to make MPI calls and touch the loop's state, held by one thread at a time: the
+    /// thread that initialized MPI, or the standby when it took over (``standBy()``).
+    private let role = MPIRole()
+    private let executor: MPIInlineExecutor
+    /// When the job running inline (on the thread that gave the role up for it) started; 0: none.
+    private let inlineSince = Atomic<UInt64>(0)
+    /// When a job last ran inline: the standby polls while that is recent, and parks otherwise.
+    private let lastInline = Atomic<UInt64>(0)
+    /// Some thread runs the executor's jobs (at most one does at a time).
+    private let jobsRunning = Atomic<Bool>(false)
+    private let standbyWake: Semaphore
+    private let standbyParked = Atomic<Bool>(false)
+    /// The loop has ended (bye sent and its sends complete).
+    private let finished = Atomic<Bool>(false)
+    /// The thread that initialized MPI waits in ``standBy()``; it should be the one that
+    /// finalizes, so a standby that ends the loop hands the end back to it.
+    private let initThreadStandingBy = Atomic<Bool>(false)
+    /// Which thread finalizes MPI and exits (the first to claim it).
+    private let finalizerClaimed = Atomic<Bool>(false)
+    private var standbyThread: OSThread?
+
+    /// How long a job may run inline before the standby takes the MPI role over
+    /// (`MULTIPROCESSING_MPI_INLINE_US`, for tests and measurements; 1 ms, the probe back-off's
+    /// longest sleep, by default). The standby looks every that long, so the MPI role is without a
+    /// holder for one to two of these at most.
+    static let inlineBound: UInt64 = {
+        if let text = system_getenv("MULTIPROCESSING_MPI_INLINE_US"), let micros = UInt64(text), micros > 0 { return micros * 1000 }
+        return 1_000_000
+    }()
+    /// How long after the last inline job the standby keeps polling instead of parking.
+    static let standbyRecent: UInt64 = 100_000_000
+
+    init(messenger: MPIMessenger, localPool: ProcessPool, host: String, inlineLoneTasks: Bool, sharedCalls: Bool = false) throws {
         self.messenger = messenger
         self.inlineLoneTasks = inlineLoneTasks
         self.localPool = localPool
         self.host = host
         self.wake = try Semaphore(0)
+        self.standbyWake = try Semaphore(0)
+        self.executor = MPIInlineExecutor(wake: wake)
+        self.onMPIThread = inlineLoneTasks && sharedCalls
     }
 
-    /// Serves until rank 0 says stop; then stops the local pool and says bye.
+    /// Serves until rank 0 says stop; then stops the local pool and says bye. Called on the thread
+    /// that initialized MPI; returns on it when that thread should finalize. (If the loop ends on
+    /// the standby while this thread runs a long task, the standby finalizes and exits.)
     func serve() throws {
+        role.take()
         var hello = ByteWriter()
         hello.u32(UInt32(localPool.workerCount))
         hello.string(host)
         try messenger.send(hello.bytes, to: 0, tag: MPITag.hello.rawValue)
+        if onMPIThread {
+            let thread = OSThread(name: "MPIPool-standby", daemon: true) { [self] in standbyMain() }
+            try thread.start()
+            standbyThread = thread
+        }
+        while true {
+            if try loop() { return }
+            // The standby took the role while a task ran here: this thread stands by now.
+            initThreadStandingBy.store(true, ordering: .sequentiallyConsistent)
+            let took = standBy()
+            initThreadStandingBy.store(false, ordering: .sequentiallyConsistent)
+            if !took {
+                if finalizerClaimed.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged { return }
+                parkForever()
+            }
+        }
+    }
 
+    /// The standby thread: waits, takes the MPI role when a job has run inline too long, serves,
+    /// and stands by again when it gave the role up for a job of its own that ran long.
+    private func standbyMain() -> Void {
+        while standBy() {
+            do {
+                if try loop() {
+                    // The loop ended here. The thread that initialized MPI finalizes if it stands by;
+                    // if it is inside a task (a terminate while a long task ran), this one does.
+                    try? standbyWake.release()
+                    if !initThreadStandingBy.load(ordering: .sequentiallyConsistent),
+                       finalizerClaimed.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged {
+                        flushTrace()
+                        _ = try? MPIEnvironment.finalize()
+                        system_exit(0)
+                    }
+                    parkForever()
+                }
+            } catch {
+                writeError("MPIPool: a serving rank's MPI loop failed: \(error)\n")
+                MPIEnvironment.abort(code: 1)
+            }
+        }
+        parkForever()
+    }
+
+    private func parkForever() -> Never {
+        while true { system_sleep(nanoseconds: 1_000_000_000) }
+    }
+
+    /// Waits without the role. Returns true when this thread took the MPI role (a job has run
+    /// inline for ``inlineBound``), false when the loop has ended.
+    private func standBy() -> Bool {
+        while true {
+            if finished.load(ordering: .sequentiallyConsistent) { return false }
+            let now = monotonicNanoseconds()
+            let since = inlineSince.load(ordering: .sequentiallyConsistent)
+            if since != 0, now &- since >= Self.inlineBound, role.tryTake() {
+                if finished.load(ordering: .sequentiallyConsistent) { return false }
+                if traceSteps { traceStep("8-standby-took", 0) }
+                return true
+            }
+            if now &- lastInline.load(ordering: .relaxed) < Self.standbyRecent || since != 0 {
+                _ = try? standbyWake.acquire(timeout: .nanoseconds(Int64(Self.inlineBound)))
+            } else {
+                // Park until a job runs inline again (its thread wakes this one, see runJobs).
+                standbyParked.store(true, ordering: .sequentiallyConsistent)
+                if inlineSince.load(ordering: .sequentiallyConsistent) == 0 && !finished.load(ordering: .sequentiallyConsistent) {
+                    _ = try? standbyWake.acquire()
+                }
+                standbyParked.store(false, ordering: .sequentiallyConsistent)
+            }
+        }
+    }
+
+    /// The MPI loop, on the role's holder. Returns true when it ended (stop: bye sent), false when
+    /// this thread lost the role (the standby took it while a job ran here).
+    private func loop() throws -> Bool {
         var backoff = Backoff()
         while true {
             var active = false
-            let results = outbox.withLock { items -> [[UInt8]] in
-                defer { items = [] }
-                return items
-            }
-            for result in results {
-                try messenger.send(result, to: 0, tag: MPITag.result.rawValue)
-                if traceSteps, result.count >= 4 { traceStep("5-replied", result.prefix(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }) }
+            // Jobs of a task that ran here and was resumed since (another thread enqueued them and
+            // released `wake`). While another thread runs jobs (it gave the role up for a long
+            // one), they wait for it.
+            if executor.hasJobs, !jobsRunning.load(ordering: .relaxed) {
+                guard runJobs() else { return false }
                 active = true
             }
+            try flushOutbox()
             if let message = try messenger.receive() {
-                try handle(message)
+                guard try handle(message) else { return false }
                 active = true
             }
             if stopping { break }
@@ -77,16 +198,53 @@ final class MPIServer: @unchecked Sendable {
             try messenger.progress()
             backoff.wait(wake)
         }
+        finished.store(true, ordering: .sequentiallyConsistent)
+        try? standbyWake.release()
+        return true
     }
 
-    private func handle(_ message: MPIMessage) throws {
+    private func flushOutbox() throws {
+        let results = outbox.withLock { items -> [[UInt8]] in
+            if items.isEmpty { return [] }
+            defer { items = [] }
+            return items
+        }
+        for result in results {
+            try messenger.send(result, to: 0, tag: MPITag.result.rawValue)
+            if traceSteps, result.count >= 4 { traceStep("5-replied", result.prefix(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }) }
+        }
+    }
+
+    /// Runs the executor's queued jobs here, with the MPI role given up meanwhile (the standby
+    /// takes it if they run long). Returns whether this thread holds the role again after them.
+    private func runJobs() -> Bool {
+        let jobs = executor.take()
+        if jobs.isEmpty { return true }
+        jobsRunning.store(true, ordering: .relaxed)
+        let now = monotonicNanoseconds()
+        lastInline.store(now, ordering: .relaxed)
+        inlineSince.store(now, ordering: .sequentiallyConsistent)
+        if standbyParked.load(ordering: .sequentiallyConsistent) { try? standbyWake.release() }
+        role.give()
+        for job in jobs { executor.run(job) }
+        inlineSince.store(0, ordering: .sequentiallyConsistent)
+        jobsRunning.store(false, ordering: .relaxed)
+        if role.tryTake() { return true }
+        // The standby serves now; it sends what these jobs put in the outbox, and runs later jobs.
+        try? wake.release()
+        return false
+    }
+
+    /// Handles one message. Returns false when this thread lost the MPI role meanwhile (a task
+    /// that ran inline here for longer than ``inlineBound``).
+    private func handle(_ message: MPIMessage) throws -> Bool {
         var reader = ByteReader(message.bytes)
         switch MPITag(rawValue: message.tag) {
         case .function:
             let job = try reader.u32()
             let name = try reader.string()
             let body = Array(reader.rest())
-            functions[job] = (name, body, Self.isPoolFunction(name))
+            functions[job] = (name, body, isPoolFunction(name))
         case .chunk, .single:
             let job = try reader.u32()
             let chunk = try reader.u32()
@@ -97,28 +255,29 @@ final class MPIServer: @unchecked Sendable {
             if message.tag == MPITag.single.rawValue {
                 let name = try reader.string()
                 let body = try reader.blob()
-                function = (name, body, Self.isPoolFunction(name))
+                function = (name, body, isPoolFunction(name))
             } else {
                 function = functions[job]
             }
             let inputs: PoolEncodedValues
             do { inputs = try PoolEncodedValues.readChunk(from: &reader) } catch {
                 outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not read a chunk's inputs on the MPI rank: \(error)")], outputs: [])) }
-                return
+                return true
             }
             guard let function, function.known else {
                 outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .childStartFailed,
                     message: "The pool function of this chunk is unknown to this program on the MPI rank (is every rank running the same binary?).")], outputs: [])) }
-                return
+                return true
             }
             // A submitted task that finds the rank idle runs here, in the rank's own process: the hop
             // to a local worker and back (two thread hand-offs and a process round trip) is most of
             // one task's latency. Anything else, or a task while other work runs, goes to the local pool.
             if inlineLoneTasks, message.tag == MPITag.single.rawValue, busy.load(ordering: .relaxed) == 0, inlineRunning.load(ordering: .relaxed) == 0,
-               let type = _typeByName(function.name) as? any PoolFunction.Type,
+               let type = poolFunctionType(function.name),
                let runner = (try? Self.decodeFunction(type, function.bytes)) as? _MPITaskRunner {
+                if onMPIThread { return try runOnMPIThread(runner, chunk: chunk) }
                 runInline(runner, chunk: chunk)
-                return
+                return true
             }
             runInLocalPool(job: job, chunk: chunk, function: function, inputs: inputs, chunking: chunking, map: message.tag == MPITag.chunk.rawValue)
         case .forget:
@@ -130,42 +289,75 @@ final class MPIServer: @unchecked Sendable {
         default:
             throw MPIError(.protocolError, "A serving MPI rank got a message with tag \(message.tag) from rank \(message.source).")
         }
+        return true
     }
 
-    private static func isPoolFunction(_ name: String) -> Bool {
-        guard let type = _typeByName(name) else { return false }
-        return type is any PoolFunction.Type
+    private func poolFunctionType(_ name: String) -> (any PoolFunction.Type)? {
+        if let known = types[name] { return known }
+        let type = _typeByName(name) as? any PoolFunction.Type
+        types[name] = type
+        return type
     }
+
+    private func isPoolFunction(_ name: String) -> Bool { poolFunctionType(name) != nil }
 
     private static func decodeFunction<F: PoolFunction>(_ type: F.Type, _ bytes: [UInt8]) throws -> any PoolFunction {
         try WireDecoder().decode(F.self, from: bytes)
     }
 
-    /// Runs one submitted task on a task of this process (not on the MPI thread: it may be long, and
-    /// the MPI thread keeps probing); its reply goes to the outbox like an executor's.
+    /// Runs one submitted task on a detached task of this process (MPI at FUNNELED: the MPI thread
+    /// cannot hand its role over, so it does not run the task itself); its reply goes to the
+    /// outbox like an executor's.
     private func runInline(_ runner: _MPITaskRunner, chunk: UInt32) {
         inlineRunning.add(1, ordering: .relaxed)
         Task.detached { [self] in
-            let start = monotonicNanoseconds()
-            if traceSteps { traceStep("3-started", chunk, at: start) }
-            let reply: [UInt8]
-            do {
-                let output = try await runner.run(0)
-                do {
-                    reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [], outputs: try PoolEncodedValues.encode(CollectionOfOne(output)).bytes)
-                } catch {
-                    reply = Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not encode a task's output on the MPI rank: \(error)")], outputs: [])
-                }
-            } catch {
-                let failure = PoolTaskError(code: .childFailed, message: String(describing: error), indices: [0],
-                                            remoteTypeName: String(reflecting: type(of: error)), remoteError: error)
-                reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [MPIWireFailure(index: 0, error: failure)], outputs: [])
-            }
-            if traceSteps { traceStep("4-done", chunk) }
+            let reply = await Self.runTask(runner, chunk: chunk)
             outbox.withLock { $0.append(reply) }
             inlineRunning.subtract(1, ordering: .relaxed)
             try? wake.release()
         }
+    }
+
+    /// Runs one submitted task here, on the thread that holds the MPI role, and sends its reply
+    /// at once: no thread hand-off either way. The task is a Swift task whose executor is
+    /// ``MPIInlineExecutor``: a synchronous one runs to its end inside this call; one that
+    /// suspends goes on when it is resumed, on the role's holder's next turn. While it runs here
+    /// the role is free, and the standby takes it after ``inlineBound`` (``runJobs()``).
+    /// Returns whether this thread still holds the role.
+    private func runOnMPIThread(_ runner: _MPITaskRunner, chunk: UInt32) throws -> Bool {
+        inlineRunning.add(1, ordering: .relaxed)
+        executor.makeTask { [self] in
+            let reply = await Self.runTask(runner, chunk: chunk)
+            outbox.withLock { $0.append(reply) }
+            inlineRunning.subtract(1, ordering: .relaxed)
+            // Run here, the reply goes out right after (``flushOutbox``); resumed on another
+            // thread's turn, that turn sends it too.
+        }
+        guard !jobsRunning.load(ordering: .relaxed) else { return true }
+        guard runJobs() else { return false }
+        try flushOutbox()
+        return true
+    }
+
+    /// A submitted task's reply message: its encoded output, or its error.
+    private static func runTask(_ runner: _MPITaskRunner, chunk: UInt32) async -> [UInt8] {
+        let start = monotonicNanoseconds()
+        if traceSteps { traceStep("3-started", chunk, at: start) }
+        let reply: [UInt8]
+        do {
+            let output = try await runner.run(0)
+            do {
+                reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [], outputs: try PoolEncodedValues.encode(CollectionOfOne(output)).bytes)
+            } catch {
+                reply = Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not encode a task's output on the MPI rank: \(error)")], outputs: [])
+            }
+        } catch {
+            let failure = PoolTaskError(code: .childFailed, message: String(describing: error), indices: [0],
+                                        remoteTypeName: String(reflecting: type(of: error)), remoteError: error)
+            reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [MPIWireFailure(index: 0, error: failure)], outputs: [])
+        }
+        if traceSteps { traceStep("4-done", chunk) }
+        return reply
     }
 
     /// Hands a chunk to the local pool as bytes; its reply goes to the outbox from the pool's
