@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -106,4 +107,11 @@ int cmp_pool_sigint_pass_on(void) {
 }
 
 unsigned long cmp_pool_sigint_count(void) { return atomic_load(&cmp_pool_seen); }
+
+// The CPU this thread runs on, for the direct round trip's spin: a spinner must not take the CPU
+// of the thread it waits for. glibc answers from rseq or the vDSO, without a system call.
+int cmp_pool_current_cpu(void) {
+    int cpu = sched_getcpu();
+    return cpu < 0 ? -errno : cpu;
+}
 #endif

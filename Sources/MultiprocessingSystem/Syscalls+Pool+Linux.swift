@@ -1,12 +1,20 @@
 #if os(Linux)
 // System calls used by the process pool (Sources/Multiprocessing/Pool).
 public import Glibc
+public import CMultiprocessing
 
 /// In a pool worker: SIGINT and SIGHUP are the terminal's and the parent's to handle, not each
 /// worker's (Python's bpo-8296: a Ctrl-C printed a traceback from every worker).
 @inlinable package func system_ignoreInterrupts() {
     _ = Glibc.signal(SIGINT, SIG_IGN)
     _ = Glibc.signal(SIGHUP, SIG_IGN)
+}
+
+/// The CPU the calling thread runs on now (`sched_getcpu(3)`, no system call), or nil when the
+/// kernel does not say.
+@inlinable package func system_currentCPU() -> Int? {
+    let cpu = cmp_pool_current_cpu()
+    return cpu < 0 ? nil : Int(cpu)
 }
 
 /// The resident memory of this process in bytes, from `/proc/self/statm`; 0 if it cannot be read.

@@ -23,4 +23,7 @@ int cmp_pool_sigint_pass_on(void);
 /// How many SIGINTs the pool's handler has seen in this process.
 unsigned long cmp_pool_sigint_count(void);
 
+/// The CPU the calling thread runs on now (`sched_getcpu`), or -errno.
+int cmp_pool_current_cpu(void);
+
 #endif

@@ -129,6 +129,11 @@ final class PoolDriver: @unchecked Sendable {
     private var retired: [ChildProcess<Void>] = []
     private var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private let graceNanoseconds: Int64 = 1_000_000_000
+    /// The cores a direct round trip's spins may take (``PoolSpin``): never more spinners and busy
+    /// workers than this.
+    private let cores = max(1, system_cpuCount())
+    /// The blocking readers' spin policy, shared by the pool's callers (``PoolSpin/caller``).
+    let callerSpin = Mutex(PoolSpin(PoolSpin.caller))
 
     init(settings: Settings) throws {
         self.settings = settings
@@ -262,6 +267,7 @@ final class PoolDriver: @unchecked Sendable {
 
     private func discard(_ spare: Spare) {
         try? spare.child.kill()
+        spare.ring.closeForWorker()
         system_close(spare.fd)
         retired.append(spare.child)
     }
@@ -273,7 +279,10 @@ final class PoolDriver: @unchecked Sendable {
         // Kept until it has exited, so that the pool's end can wait for it.
         if let child = slots[index].child { retired.append(child) }
         retired.removeAll { !$0.isAlive }
-        if slots[index].fd >= 0 { system_close(slots[index].fd) }
+        if slots[index].fd >= 0 {
+            slots[index].ring?.closeForWorker()
+            system_close(slots[index].fd)
+        }
         slots[index].fd = -1
         slots[index].ring = nil
         slots[index].child = nil
@@ -373,12 +382,23 @@ final class PoolDriver: @unchecked Sendable {
                let index = slots.indices.first(where: { takesDirect($0) }) {
                 // One task to an idle worker: its answer is left to the caller (a blocking get()
                 // reads it itself, so the driver never wakes), or to the driver when anyone else asks.
+                // Both ends may spin (the caller for the answer, the worker for the next task) only
+                // while busy workers and would-be spinning callers, this one's included, fit in the
+                // cores: a spin that takes the core of the process it waits for only delays it.
+                let busy = slots.reduce(1) { $0 + ($1.inFlight.isEmpty ? 0 : 1) }
+                let directs = slots.reduce(1) { $0 + ($1.direct == nil ? 0 : 1) }
+                let spin = busy + directs <= cores
+                if spin, let ring = slots[index].ring {
+                    ring.store32(PoolRing.Offset.callerCPU, PoolSpin.cpuTag())
+                    job.directWokeWorker = ring.load32(PoolRing.Offset.workerSleeps) != 0
+                }
                 job.dispatched = 1
-                send(Piece(job: job, start: 0, count: 1, attempt: 0), to: index, now: now)
+                send(Piece(job: job, start: 0, count: 1, attempt: 0), to: index, now: now, workerMaySpin: spin)
                 flush(index)
                 guard slots[index].fd >= 0, slots[index].outSent == slots[index].out.count, slots[index].inFlight.count == 1 else { return (true, true) }
                 job.directSlot = index
                 job.directFD = slots[index].fd
+                job.directSpin = spin
                 slots[index].direct = job
                 job.direct.store(PoolDirect.unclaimed, ordering: .releasing)
                 return (true, false)
@@ -426,6 +446,7 @@ final class PoolDriver: @unchecked Sendable {
         let index = job.directSlot
         let fd = job.directFD
         let me = system_gettid()
+        if job.directSpin { spinForDirectAnswer(job, index: index, fd: fd) }
         while true {
             // Ask the worker for a wake-up with its answer, unless it is there already.
             let there = step.withLock { _ -> Bool in
@@ -457,6 +478,34 @@ final class PoolDriver: @unchecked Sendable {
             if poke { signalWake() }
             if done { return }
         }
+    }
+
+    /// A blocking reader's spin (``PoolSpin``): polls the worker's answer ring for a short while,
+    /// before it asks for a wake-up and sleeps. Either way the caller then reads (or waits) under
+    /// the lock as before; the spin only saves the sleep, and the worker the wake-up byte (it writes
+    /// one only when asked). The ring is held here, so its memory stays mapped even if the driver
+    /// drops the worker meanwhile (a death, a kill): then nothing arrives, the spin ends within its
+    /// budget, and the wait that follows finds the slot taken back, or the worker's end of stream.
+    private func spinForDirectAnswer(_ job: PoolJob, index: Int, fd: Int32) {
+        let probe = step.withLock { _ -> (ring: PoolRing, head: UInt64)? in
+            guard slots[index].direct === job, slots[index].fd == fd, let ring = slots[index].ring else { return nil }
+            return (ring, slots[index].answerHead)
+        }
+        guard let probe else { return }
+        // A worker that was awake (spinning for this task) on this CPU would wait for this spin
+        // to end. One that slept was woken by a futex, which lets the scheduler put it on an idle
+        // CPU if there is one; if there is none, the spin fails and turns itself off.
+        let me = PoolSpin.cpuTag()
+        probe.ring.store32(PoolRing.Offset.callerCPU, me)
+        if !job.directWokeWorker && PoolSpin.sameCPU(probe.ring.load32(PoolRing.Offset.workerCPU), me) {
+            callerSpin.withLock { $0.decline() }
+            return
+        }
+        guard let budget = callerSpin.withLock({ $0.begin() }) else { return }
+        let outcome = PoolSpin.wait(budget: budget, gap: PoolSpin.caller.descheduledGap) {
+            probe.ring.available(.answers, head: probe.head) != 0
+        }
+        callerSpin.withLock { $0.end(outcome) }
     }
 
     /// Takes the inbox; returns true for terminate.
@@ -663,7 +712,13 @@ final class PoolDriver: @unchecked Sendable {
         try? ProcessMonitor.shared.submit(.rehearse(key, typeName: name))
     }
 
-    private func send(_ piece: Piece, to index: Int, now: Int64) {
+    /// Appends `piece`'s frames to what waits for worker `index`. `workerMaySpin`: the worker may
+    /// poll for its next task after answering this one (a direct task; ``PoolSpin``); every other
+    /// piece turns that off, so that a worker that runs out of a map's chunks sleeps at once.
+    private func send(_ piece: Piece, to index: Int, now: Int64, workerMaySpin: Bool = false) {
+        if let ring = slots[index].ring, (ring.load32(PoolRing.Offset.workerMaySpin) != 0) != workerMaySpin {
+            ring.store32(PoolRing.Offset.workerMaySpin, workerMaySpin ? 1 : 0)
+        }
         let job = piece.job
         let chunk = nextChunk
         nextChunk &+= 1
@@ -719,7 +774,7 @@ final class PoolDriver: @unchecked Sendable {
 
     /// Wakes a worker that said it sleeps (for tasks, or for room for its answers).
     private func wakeWorker(_ ring: PoolRing, _ fd: Int32) {
-        if ring.load32(PoolRing.Offset.workerSleeps) != 0 && ring.exchange32(PoolRing.Offset.workerSleeps, 0) != 0 { PoolWake.poke(fd) }
+        ring.wakeWorker()
     }
 
     /// Asks a worker for a wake-up before the driver (or a direct reader) waits: when it has
@@ -1054,7 +1109,10 @@ final class PoolDriver: @unchecked Sendable {
                 if case .success(let spare) = result { spares.append(spare) }
             }
         }
-        for spare in spares { system_close(spare.fd) }
+        for spare in spares {
+            spare.ring.closeForWorker()
+            system_close(spare.fd)
+        }
         // Close every channel: an idle worker exits at once; a busy one is asked with SIGTERM, then killed.
         let children = slots.compactMap(\.child) + spares.map(\.child) + retired
         for index in slots.indices { stopWorker(index, kill: false) }

@@ -101,6 +101,10 @@ final class PoolJob: @unchecked Sendable {
     /// The slot and descriptor it went to (written under the driver's lock before `direct` is set).
     var directSlot = 0
     var directFD: Int32 = -1
+    /// Whether its blocking reader may spin for the answer before it sleeps (the cores allow it).
+    var directSpin = false
+    /// Whether its worker slept when it was sent (it was woken, wherever the scheduler puts it).
+    var directWokeWorker = false
 
     // driver-only (or whoever holds the driver's lock)
     var dispatched = 0

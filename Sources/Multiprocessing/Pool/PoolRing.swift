@@ -17,14 +17,17 @@ import MultiprocessingSystem
 /// the socket).
 ///
 /// Wake-ups: the socket between the two stays, for three things only: a worker's death (its end of
-/// stream), the pool's end (the worker sees the driver close it), and one-byte wake-ups. A side
+/// stream), the pool's end (the worker also sees ``Offset/workerClosed``, set before the driver
+/// closes it), and one-byte wake-ups of the driver (or of a direct task's blocking reader). A side
 /// that is about to sleep says so in a word here (seq-cst store, then it looks at the ring again,
-/// then it waits in `poll` on the socket); the other side, after it publishes, reads that word and
-/// only when it is set takes it back (exchange) and writes one byte. So a worker that always has
-/// tasks makes no system call per task, and a driver that is busy is not woken per answer. The
-/// driver also says how many answers it wants before it is woken (``wakeAt``): half of what the
-/// worker holds, so that it refills the worker's ring in time and reads answers in batches; an
-/// answer with a failure, and a worker about to sleep, wake it at once.
+/// then it waits: the driver in `poll` on the socket, the worker on that word, a futex); the other
+/// side, after it publishes, reads that word and only when it is set takes it back (exchange) and
+/// writes one byte (to the driver) or wakes the futex (the worker: a futex's wake-up lets the
+/// worker run on another CPU, a socket's pulls it onto the waker's; ``wakeWorker()``). So a worker
+/// that always has tasks makes no system call per task, and a driver that is busy is not woken per
+/// answer. The driver also says how many answers it wants before it is woken (``wakeAt``): half of
+/// what the worker holds, so that it refills the worker's ring in time and reads answers in
+/// batches; an answer with a failure, and a worker about to sleep, wake it at once.
 ///
 /// Header page (byte offsets; each word on a cache line of its own):
 ///
@@ -37,6 +40,11 @@ import MultiprocessingSystem
 ///     384  the driver sleeps and wants a wake-up once `published` reaches this (u64; 0: awake)
 ///     448  answers published: frames the worker has put in the answer ring, whole (u64)
 ///     512  the driver waits for room in the task ring (u32)
+///     576  the worker may spin for its next task after answering (u32, set by the driver: 1 after
+///          a direct task, when the cores allow it; ``PoolSpin``)
+///     640  the CPU a direct task's caller last ran on, plus one (u32; 0: unknown)
+///     704  the CPU the worker last ran on, plus one (u32, set after a direct task; 0: unknown)
+///     768  the driver is done with this worker (u32): it ends (set before its socket closes)
 ///
 /// Then the task ring's data (`capacity` bytes) and the answer ring's (`capacity` bytes).
 final class PoolRing: @unchecked Sendable {
@@ -63,6 +71,10 @@ final class PoolRing: @unchecked Sendable {
         static let wakeAt = 384
         static let published = 448
         static let taskSpaceWanted = 512
+        static let workerMaySpin = 576
+        static let callerCPU = 640
+        static let workerCPU = 704
+        static let workerClosed = 768
     }
 
     let region: SharedRegion
@@ -163,6 +175,25 @@ final class PoolRing: @unchecked Sendable {
         head &+= UInt64(count)
         store(headOffset, head)
         return count
+    }
+
+    /// Wakes the worker if it said it sleeps (for tasks, or for room for its answers). A futex,
+    /// not a byte on the socket: a socket's wake-up is a "sync" one, which moves the woken worker
+    /// onto the waker's CPU, so that the caller and the worker of a round trip end up sharing one
+    /// CPU, where neither can spin for the other. A futex wake lets the scheduler keep the worker
+    /// on a CPU of its own when one is idle.
+    func wakeWorker() {
+        if load32(Offset.workerSleeps) != 0 && exchange32(Offset.workerSleeps, 0) != 0 {
+            system_futexWake(word32(Offset.workerSleeps), count: 1, shared: true)
+        }
+    }
+
+    /// Tells the worker that the driver is done with it (before its socket closes): a worker asleep
+    /// on its futex would not see the socket's end.
+    func closeForWorker() {
+        store32(Offset.workerClosed, 1)
+        _ = exchange32(Offset.workerSleeps, 0)
+        system_futexWake(word32(Offset.workerSleeps), count: 1, shared: true)
     }
 
     /// Whether the consumer of `side` has taken everything up to `tail`.

@@ -65,6 +65,7 @@ struct PoolWorkerTask: ProcessTask {
         }
         let loop = PoolWorkerLoop(fd: fd, ring: ring, measureMemory: measureMemory)
         PoolRingTesting.current = (ring, fd)
+        PoolSpinTesting.worker = loop
         if let initializer {
             do {
                 _ = try await initializer.run()
@@ -152,6 +153,12 @@ final class PoolWorkerLoop {
     private var taskHead: UInt64 = 0
     private var runners: [UInt32: any PoolChunkRunner] = [:]
     private var taskTypes: [String: any ProcessTask.Type] = [:]
+    /// The poll for the next task after a direct answer (``PoolSpin``).
+    private(set) var spin = PoolSpin(PoolSpin.worker)
+    /// Whether the last answer had to wake whoever waits for it (it sleeps, so no spin after it).
+    private var answerWokeReader = false
+    /// An answer went out since the loop last looked at whether to spin.
+    private var spinAfterAnswer = false
 
     init(fd: Int32, ring: PoolRing, measureMemory: Bool) {
         self.fd = fd
@@ -163,7 +170,8 @@ final class PoolWorkerLoop {
     /// Puts a whole frame in the answer ring (waiting for room when it is full), then wakes the
     /// driver if it sleeps and wants it: it asked for this many answers, or `urgent` (a failure,
     /// the worker's start). A parent that is gone ends the worker.
-    func send(_ frame: [UInt8], urgent: Bool) {
+    @discardableResult
+    func send(_ frame: [UInt8], urgent: Bool) -> Bool {
         var tail = ring.load(PoolRing.Offset.answerTail)
         var sent = 0
         frame.withUnsafeBytes { raw in
@@ -184,24 +192,48 @@ final class PoolWorkerLoop {
         let wakeAt = ring.load(PoolRing.Offset.wakeAt)
         if wakeAt != 0 && (urgent || published >= wakeAt) && ring.exchange(PoolRing.Offset.wakeAt, 0) != 0 {
             PoolWake.poke(fd)
+            return true
         }
+        return false
     }
 
-    /// Waits on the socket until `ready()` holds: wakes the driver first if it sleeps (it may be
-    /// waiting for this worker's answers), says that this worker sleeps, and looks again before
-    /// it waits. False when the driver closed the channel (or it failed): time to end.
+    /// Waits until `ready()` holds: wakes the driver first if it sleeps (it may be waiting for
+    /// this worker's answers), says that this worker sleeps, looks again, then waits on that word
+    /// (a futex; ``PoolRing/wakeWorker()``). False when the driver is done with this worker (its
+    /// word, or, looked at once a second, the socket's end): time to end. A wake-up may be
+    /// spurious: the caller looks at the ring again.
     private func sleep(until ready: () -> Bool) -> Bool {
-        if ring.load(PoolRing.Offset.wakeAt) != 0 && ring.exchange(PoolRing.Offset.wakeAt, 0) != 0 { PoolWake.poke(fd) }
+        wakeDriverIfItWaits()
         ring.store32(PoolRing.Offset.workerSleeps, 1)
         if ready() {
             ring.store32(PoolRing.Offset.workerSleeps, 0)
             return true
         }
-        // One blocking read: a wake-up byte (or several, stale ones too), or the end of stream.
-        var scratch = [UInt8](repeating: 0, count: 64)
-        let n = scratch.withUnsafeMutableBytes { raw in (try? system_read(fd, raw)) ?? 0 }
+        if ring.load32(PoolRing.Offset.workerClosed) != 0 { return false }
+        let woken = (try? system_futexWait(ring.word32(PoolRing.Offset.workerSleeps), expected: 1, timeoutNanoseconds: 1_000_000_000, shared: true)) ?? true
         ring.store32(PoolRing.Offset.workerSleeps, 0)
-        return n > 0
+        if ring.load32(PoolRing.Offset.workerClosed) != 0 { return false }
+        return woken || !channelEnded()
+    }
+
+    /// Whether the driver's end of the socket is closed (the driver ended without saying so).
+    private func channelEnded() -> Bool {
+        var scratch = [UInt8](repeating: 0, count: 64)
+        let result: Result<Int, Errno> = scratch.withUnsafeMutableBytes { raw in
+            do throws(Errno) { return .success(try system_receiveNonBlocking(fd, raw)) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let n): return n == 0
+        case .failure(let error): return error != .wouldBlock && error != .resourceTemporarilyUnavailable && error != .interrupted
+        }
+    }
+
+    /// For tests (``PoolSpinTesting/resetWorker()``), from a task this loop runs.
+    func resetSpin() { spin = PoolSpin(PoolSpin.worker) }
+
+    /// Wakes the driver (or a direct reader) if it sleeps and asked to be woken.
+    private func wakeDriverIfItWaits() {
+        if ring.load(PoolRing.Offset.wakeAt) != 0 && ring.exchange(PoolRing.Offset.wakeAt, 0) != 0 { PoolWake.poke(fd) }
     }
 
     /// A result body: resident bytes and elapsed time (patched by the caller for memory), failures, outputs.
@@ -251,6 +283,26 @@ final class PoolWorkerLoop {
                 // The driver may wait for room to send more.
                 if ring.load32(PoolRing.Offset.taskSpaceWanted) != 0 && ring.exchange32(PoolRing.Offset.taskSpaceWanted, 0) != 0 { PoolWake.poke(fd) }
                 continue
+            }
+            // Once after each answer, when the driver allows it (a direct task, and the cores
+            // allow it): poll the ring a short while for the caller's next task before sleeping.
+            // The sleep flag stays clear meanwhile, so a sender writes no wake-up byte. Not when
+            // the answer had to wake its reader (it sleeps: no next task soon), nor when the
+            // reader last ran on this CPU (it would wait for the spin to end: two processes that
+            // wake each other tend to share a CPU when the other one is busy).
+            if spinAfterAnswer {
+                spinAfterAnswer = false
+                if ring.load32(PoolRing.Offset.workerMaySpin) != 0 {
+                    wakeDriverIfItWaits()
+                    let me = PoolSpin.cpuTag()
+                    ring.store32(PoolRing.Offset.workerCPU, me)
+                    if answerWokeReader || PoolSpin.sameCPU(ring.load32(PoolRing.Offset.callerCPU), me) {
+                        spin.decline()
+                    } else {
+                        let head = taskHead
+                        if spin.spin(until: { (ring.available(.tasks, head: head) ?? 1) > 0 }) { continue }
+                    }
+                }
             }
             if !sleep(until: { (ring.available(.tasks, head: taskHead) ?? 1) > 0 }) { return } // the pool closed the channel: done
         }
@@ -312,7 +364,8 @@ final class PoolWorkerLoop {
         // not answered to be the one a dead worker was running, so none may wait in a buffer here.
         // An answer with failures wakes the driver at once (a map fails early).
         let failed = reply.withUnsafeBytes { $0.count >= PoolWire.headerSize + 20 && $0.loadLE(UInt32.self, at: PoolWire.headerSize + 16) != 0 }
-        send(reply, urgent: failed)
+        answerWokeReader = send(reply, urgent: failed)
+        spinAfterAnswer = true
     }
 
     private static func runner(from body: [UInt8]) -> any PoolChunkRunner {

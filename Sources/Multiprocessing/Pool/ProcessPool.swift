@@ -76,6 +76,12 @@ public final class ProcessPool: Sendable {
     /// The process ids of the workers alive now (Python's `[p.pid for p in pool._pool]`).
     public var workerPIDs: [Int32] { driver.pids.withLock { $0 } }
 
+    /// What the blocking readers' spins of this pool have seen (``PoolSpin``; tests, not API).
+    package var _callerSpinStatistics: PoolSpinStatistics { driver.callerSpin.withLock { $0.statistics } }
+
+    /// Starts the blocking readers' spin policy afresh: the next allowed wait spins (tests).
+    package func _resetCallerSpin() { driver.callerSpin.withLock { $0 = PoolSpin(PoolSpin.caller) } }
+
     /// The process ids of the successors started for workers that are to be recycled, waiting
     /// (ready, or getting ready) for their workers to retire.
     internal var sparePIDs: [Int32] { driver.sparePIDs.withLock { $0 } }
