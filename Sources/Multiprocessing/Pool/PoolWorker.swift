@@ -286,7 +286,7 @@ final class PoolWorkerLoop {
             }
             // Once after each answer, when the driver allows it (a direct task, and the cores
             // allow it): poll the ring a short while for the caller's next task before sleeping.
-            // The sleep flag stays clear meanwhile, so a sender writes no wake-up byte. Not when
+            // The sleep flag stays clear meanwhile, so a sender makes no wake-up call. Not when
             // the answer had to wake its reader (it sleeps: no next task soon), nor when the
             // reader last ran on this CPU (it would wait for the spin to end: two processes that
             // wake each other tend to share a CPU when the other one is busy).
