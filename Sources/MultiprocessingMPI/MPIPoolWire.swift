@@ -30,6 +30,10 @@ enum MPITag: Int {
     /// u32 chunk id, u32 fixed chunk size (0: adaptive), string function type, blob the function's
     /// wire bytes, then the inputs (a wire-encoded array of one).
     case single = 14
+    /// A submitted task: u32 job id, u32 chunk id, string task type (mangled), then the task's
+    /// wire bytes (the rest), encoded once in `submit`. Its result's outputs are the task output's
+    /// wire bytes as they are (empty for Void), decoded once where `value`/`get()` takes them.
+    case task = 15
 }
 
 struct ByteWriter {
