@@ -25,7 +25,7 @@ enum MPITag: Int {
     case forget = 12
     /// Stop serving: finish nothing more, stop the local pool, say bye.
     case stop = 13
-    /// A job of one task (a submitted task, or a map of one input), function and input in one
+    /// A job of one task (a map of one input; a submitted task is a `task`), function and input in one
     /// message, so it needs neither a `function` message before nor a `forget` after: u32 job id,
     /// u32 chunk id, u32 fixed chunk size (0: adaptive), string function type, blob the function's
     /// wire bytes, then the inputs (a wire-encoded array of one).
