@@ -56,6 +56,9 @@ protocol MPIJob: AnyObject, Sendable {
     var isCancelled: Bool { get }
     /// Writes inputs `range` (encoded when the job was made, in the caller).
     func writeChunk(_ range: Range<Int>, to writer: inout ByteWriter)
+    /// A submitted task (``MPITaskJob``): sent as one `task` message, `functionName` the task's
+    /// type and `functionBytes` the task's wire bytes, with no inputs.
+    var isTask: Bool { get }
     /// Whether someone waits for the job's results without driving the loop: every map; a
     /// submitted task once its handle's `onDone`, `isDone`, or a `value`/`get()` that stopped
     /// driving asked for it. A task nobody wants yet does not keep the MPI thread awake.
@@ -106,6 +109,7 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
     }
 
     var isCancelled: Bool { state.withLock { $0.cancelled } }
+    var isTask: Bool { false }
 
     private let wanted = Atomic<Bool>(false)
     var isWanted: Bool { onSingle == nil || wanted.load(ordering: .acquiring) }
@@ -188,6 +192,62 @@ final class MPIMapJob<F: PoolFunction>: MPIJob, @unchecked Sendable {
         guard let finished else { return }
         finished.0?.resume(returning: finished.1)
         stream?.finish()
+    }
+}
+
+/// A submitted task at rank 0: the task's wire bytes, encoded once in `submit` and sent as they
+/// are (a `task` message), and its output's wire bytes decoded once, by `decode`, when the reply
+/// is delivered.
+final class MPITaskJob<Output: Sendable>: MPIJob, @unchecked Sendable {
+    let functionName: String
+    let functionBytes: [UInt8]
+    var count: Int { 1 }
+    var chunking: Chunking { .fixed(1) }
+    let createdAt: UInt64
+    var isCancelled: Bool { false }
+    var isTask: Bool { true }
+    private let decode: @Sendable (ArraySlice<UInt8>) throws -> Output
+    /// Called once with the task's result.
+    var onSingle: (@Sendable (Result<Output, PoolTaskError>) -> Void)?
+
+    init(typeName: String, taskBytes: [UInt8], decode: @escaping @Sendable (ArraySlice<UInt8>) throws -> Output) {
+        functionName = typeName
+        functionBytes = taskBytes
+        self.decode = decode
+        createdAt = traceSteps ? monotonicNanoseconds() : 0
+    }
+
+    private let wanted = Atomic<Bool>(false)
+    var isWanted: Bool { wanted.load(ordering: .acquiring) }
+    /// The task's result is wanted (``MPIJob/isWanted``).
+    func want() { wanted.store(true, ordering: .releasing) }
+
+    func writeChunk(_ range: Range<Int>, to writer: inout ByteWriter) {}
+
+    func deliver(_ range: Range<Int>, reply: inout ByteReader, rank: Int, host: String) {
+        let result: Result<Output, PoolTaskError>
+        do {
+            _ = try reply.u8()   // the whole-chunk flag: one task either way
+            let failureCount = Int(try reply.u32())
+            if failureCount > 0 {
+                let failure = try MPIWireFailure(from: &reply)
+                guard failure.index == 0 else {
+                    throw MPIError(.protocolError, "A submitted task came back with a failure at index \(failure.index).")
+                }
+                result = .failure(failure.poolTaskError(taskIndex: 0, rank: rank, host: host))
+            } else {
+                do { result = .success(try decode(reply.rest())) } catch {
+                    result = .failure(PoolTaskError(code: .coding, message: "Could not decode the task's result from its MPI rank: \(error)", indices: [0]))
+                }
+            }
+        } catch {
+            result = .failure(PoolTaskError(code: .coding, message: "Could not decode the results of tasks 0 ..< 1 from MPI rank \(rank): \(error)", indices: [0]))
+        }
+        onSingle?(result)
+    }
+
+    func fail(_ range: Range<Int>, _ error: PoolTaskError) {
+        onSingle?(.failure(error.narrowed(to: 0)))
     }
 }
 
@@ -495,15 +555,24 @@ final class MPICoordinator: @unchecked Sendable {
                                 rankStates[rank].knownJobs.insert(id)
                             }
                             var writer = ByteWriter()
-                            writer.u32(id)
-                            writer.u32(nextChunk)
-                            if case .fixed(let size) = job.chunking { writer.u32(UInt32(clamping: size)) } else { writer.u32(0) }
-                            if single {
+                            if job.isTask {
+                                writer.bytes.reserveCapacity(12 + job.functionName.utf8.count + job.functionBytes.count)
+                                writer.u32(id)
+                                writer.u32(nextChunk)
                                 writer.string(job.functionName)
-                                writer.blob(job.functionBytes)
+                                writer.rest(job.functionBytes)
+                                try messenger.send(writer.bytes, to: rank, tag: MPITag.task.rawValue)
+                            } else {
+                                writer.u32(id)
+                                writer.u32(nextChunk)
+                                if case .fixed(let size) = job.chunking { writer.u32(UInt32(clamping: size)) } else { writer.u32(0) }
+                                if single {
+                                    writer.string(job.functionName)
+                                    writer.blob(job.functionBytes)
+                                }
+                                job.writeChunk(range, to: &writer)
+                                try messenger.send(writer.bytes, to: rank, tag: (single ? MPITag.single : MPITag.chunk).rawValue)
                             }
-                            job.writeChunk(range, to: &writer)
-                            try messenger.send(writer.bytes, to: rank, tag: (single ? MPITag.single : MPITag.chunk).rawValue)
                             if traceSteps {
                                 traceStep("0-submitted", nextChunk, at: job.createdAt)
                                 traceStep("1-sent", nextChunk)

@@ -259,7 +259,7 @@ public final class MPIPool: WorkerPool {
     /// Runs one task on a serving rank; a handle to its result.
     public func submit<T: ProcessTask>(_ task: T) throws -> PoolTaskHandle<T.Output> where T.Output: Decodable {
         if let local { return try local.submit(task) }
-        return try submitRemote(task) { try WireDecoder().decode(T.Output.self, from: $0) }
+        return try submitRemote(task) { bytes in try bytes.withUnsafeBytes { try WireDecoder().decode(T.Output.self, from: $0) } }
     }
 
     /// Runs one task that returns nothing on a serving rank.
@@ -268,7 +268,7 @@ public final class MPIPool: WorkerPool {
         return try submitRemote(task) { _ in () }
     }
 
-    private func submitRemote<T: ProcessTask, Output: Sendable>(_ task: T, decode: @escaping @Sendable ([UInt8]) throws -> Output) throws -> PoolTaskHandle<Output> {
+    private func submitRemote<T: ProcessTask, Output: Sendable>(_ task: T, decode: @escaping @Sendable (ArraySlice<UInt8>) throws -> Output) throws -> PoolTaskHandle<Output> {
         try checkOpen()
         guard let coordinator else { throw MPIError(.misuse, "This MPIPool has no coordinator.") }
         guard let name = _mangledTypeName(T.self) else {
@@ -282,7 +282,7 @@ public final class MPIPool: WorkerPool {
         // its result is then ignored (the first result a handle gets wins). A caller waiting in
         // `value` or `get()` drives rank 0's loop itself for a while (MPICoordinator.drive).
         let done = MPIDoneFlag()
-        let job = try MPIMapJob(function: _MPITaskRunner(typeName: name, taskBytes: bytes), inputs: [0], chunking: .fixed(1), stream: nil)
+        let job = MPITaskJob(typeName: name, taskBytes: bytes, decode: decode)
         let (handle, resolve) = PoolTaskHandle<Output>._external(
             cancel: { done.set() },
             settle: { _ in
@@ -294,13 +294,7 @@ public final class MPIPool: WorkerPool {
             callbacks: callbacks)
         job.onSingle = { result in
             defer { done.set() }
-            switch result {
-            case .success(let encoded):
-                do { resolve(.success(try decode(encoded))) } catch {
-                    resolve(.failure(PoolTaskError(code: .coding, message: "Could not decode the task's result from its MPI rank: \(error)", indices: [0])))
-                }
-            case .failure(let error): resolve(.failure(error))
-            }
+            resolve(result)
         }
         coordinator.submit(job, direct: true)
         return handle

@@ -25,11 +25,15 @@ enum MPITag: Int {
     case forget = 12
     /// Stop serving: finish nothing more, stop the local pool, say bye.
     case stop = 13
-    /// A job of one task (a submitted task, or a map of one input), function and input in one
+    /// A job of one task (a map of one input; a submitted task is a `task`), function and input in one
     /// message, so it needs neither a `function` message before nor a `forget` after: u32 job id,
     /// u32 chunk id, u32 fixed chunk size (0: adaptive), string function type, blob the function's
     /// wire bytes, then the inputs (a wire-encoded array of one).
     case single = 14
+    /// A submitted task: u32 job id, u32 chunk id, string task type (mangled), then the task's
+    /// wire bytes (the rest), encoded once in `submit`. Its result's outputs are the task output's
+    /// wire bytes as they are (empty for Void), decoded once where `value`/`get()` takes them.
+    case task = 15
 }
 
 struct ByteWriter {

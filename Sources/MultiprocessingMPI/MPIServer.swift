@@ -269,17 +269,22 @@ final class MPIServer: @unchecked Sendable {
                     message: "The pool function of this chunk is unknown to this program on the MPI rank (is every rank running the same binary?).")], outputs: [])) }
                 return true
             }
+            // Maps (of one input too) always run in the local pool; submitted tasks come as `task`.
+            runInLocalPool(job: job, chunk: chunk, function: function, inputs: inputs, chunking: chunking, map: message.tag == MPITag.chunk.rawValue)
+        case .task:
+            let job = try reader.u32()
+            let chunk = try reader.u32()
+            if traceSteps { traceStep("2-arrived", chunk) }
+            let runner = _MPITaskRunner(typeName: try reader.string(), taskBytes: Array(reader.rest()))
             // A submitted task that finds the rank idle runs here, in the rank's own process: the hop
             // to a local worker and back (two thread hand-offs and a process round trip) is most of
-            // one task's latency. Anything else, or a task while other work runs, goes to the local pool.
-            if inlineLoneTasks, message.tag == MPITag.single.rawValue, busy.load(ordering: .relaxed) == 0, inlineRunning.load(ordering: .relaxed) == 0,
-               let type = poolFunctionType(function.name),
-               let runner = (try? Self.decodeFunction(type, function.bytes)) as? _MPITaskRunner {
+            // one task's latency. A task while other work runs goes to the local pool.
+            if inlineLoneTasks, busy.load(ordering: .relaxed) == 0, inlineRunning.load(ordering: .relaxed) == 0 {
                 if onMPIThread { return try runOnMPIThread(runner, chunk: chunk) }
                 runInline(runner, chunk: chunk)
                 return true
             }
-            runInLocalPool(job: job, chunk: chunk, function: function, inputs: inputs, chunking: chunking, map: message.tag == MPITag.chunk.rawValue)
+            runTaskInLocalPool(job: job, chunk: chunk, runner: runner)
         case .forget:
             let job = try reader.u32()
             functions[job] = nil
@@ -300,10 +305,6 @@ final class MPIServer: @unchecked Sendable {
     }
 
     private func isPoolFunction(_ name: String) -> Bool { poolFunctionType(name) != nil }
-
-    private static func decodeFunction<F: PoolFunction>(_ type: F.Type, _ bytes: [UInt8]) throws -> any PoolFunction {
-        try WireDecoder().decode(F.self, from: bytes)
-    }
 
     /// Runs one submitted task on a detached task of this process (MPI at FUNNELED: the MPI thread
     /// cannot hand its role over, so it does not run the task itself); its reply goes to the
@@ -346,11 +347,8 @@ final class MPIServer: @unchecked Sendable {
         let reply: [UInt8]
         do {
             let output = try await runner.run(0)
-            do {
-                reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [], outputs: try PoolEncodedValues.encode(CollectionOfOne(output)).bytes)
-            } catch {
-                reply = Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not encode a task's output on the MPI rank: \(error)")], outputs: [])
-            }
+            // The output's wire bytes as `run` made them: a `task` reply (MPITag.task).
+            reply = Self.reply(chunk: chunk, elapsed: monotonicNanoseconds() - start, count: 1, failures: [], outputs: output)
         } catch {
             let failure = PoolTaskError(code: .childFailed, message: String(describing: error), indices: [0],
                                         remoteTypeName: String(reflecting: type(of: error)), remoteError: error)
@@ -364,7 +362,9 @@ final class MPIServer: @unchecked Sendable {
     /// driver thread when the last task has answered.
     /// `map`: a chunk of a map (whose cost is kept for its next chunk until rank 0 says forget),
     /// not a job of one task.
-    private func runInLocalPool(job: UInt32, chunk: UInt32, function: (name: String, bytes: [UInt8], known: Bool), inputs: PoolEncodedValues, chunking: Chunking, map: Bool) {
+    /// `unwrapTaskOutput`: a submitted task's (``runTaskInLocalPool(job:chunk:runner:)``).
+    private func runInLocalPool(job: UInt32, chunk: UInt32, function: (name: String, bytes: [UInt8], known: Bool), inputs: PoolEncodedValues, chunking: Chunking, map: Bool,
+                                unwrapTaskOutput: Bool = false) {
         busy.add(1, ordering: .relaxed)
         if traceSteps { traceStep("3-started", chunk) }
         let count = inputs.count
@@ -376,8 +376,15 @@ final class MPIServer: @unchecked Sendable {
                     let perTask = Double(outcome.workerNanoseconds) / Double(max(1, count - outcome.failures.count)) + 50
                     costs.withLock { $0[job] = perTask }
                 }
-                let reply = Self.reply(chunk: chunk, elapsed: UInt64(outcome.workerNanoseconds), count: count,
-                                       failures: outcome.failures.map { MPIWireFailure(index: $0.index, error: $0.error) }, outputs: outcome.outputs)
+                var outputs = outcome.outputs
+                var failures = outcome.failures.map { MPIWireFailure(index: $0.index, error: $0.error) }
+                if unwrapTaskOutput, failures.isEmpty {
+                    do { outputs = try outputs.withUnsafeBytes { try PoolEncodedValues.decode([UInt8].self, count: 1, from: $0) }.first ?? [] } catch {
+                        failures = [MPIWireFailure(index: 0, code: .coding, message: "Could not read a task's output from the MPI rank's local pool: \(error)")]
+                        outputs = []
+                    }
+                }
+                let reply = Self.reply(chunk: chunk, elapsed: UInt64(outcome.workerNanoseconds), count: count, failures: failures, outputs: outputs)
                 outbox.withLock { $0.append(reply) }
                 busy.subtract(1, ordering: .relaxed)
                 try? wake.release()
@@ -387,6 +394,26 @@ final class MPIServer: @unchecked Sendable {
             outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [failure], outputs: [])) }
             busy.subtract(1, ordering: .relaxed)
         }
+    }
+
+    /// A submitted task (`task` message) while the rank is busy: the task goes to a local worker as
+    /// a one-input pool function (``_MPITaskRunner``, which returns the output's wire bytes), and
+    /// the worker's output, a pool-encoded `[UInt8]`, is unwrapped here, so rank 0 gets the output's
+    /// wire bytes whichever way the task ran.
+    private func runTaskInLocalPool(job: UInt32, chunk: UInt32, runner: _MPITaskRunner) {
+        let function: (name: String, bytes: [UInt8], known: Bool)
+        let inputs: PoolEncodedValues
+        do {
+            guard let name = _mangledTypeName(_MPITaskRunner.self) else {
+                throw MPIError(.protocolError, "_MPITaskRunner has no runtime name.")
+            }
+            function = (name, try WireEncoder().encode(runner), true)
+            inputs = try PoolEncodedValues.encode(CollectionOfOne(0))
+        } catch {
+            outbox.withLock { $0.append(Self.reply(chunk: chunk, elapsed: 0, count: nil, failures: [MPIWireFailure(index: 0, code: .coding, message: "Could not hand a task to the MPI rank's local pool: \(error)")], outputs: [])) }
+            return
+        }
+        runInLocalPool(job: job, chunk: chunk, function: function, inputs: inputs, chunking: .fixed(1), map: false, unwrapTaskOutput: true)
     }
 
     /// A result message. `count` nil: the whole chunk failed with `failures[0]`.
