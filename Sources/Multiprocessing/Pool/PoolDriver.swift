@@ -134,6 +134,9 @@ final class PoolDriver: @unchecked Sendable {
     private let cores = max(1, system_cpuCount())
     /// The blocking readers' spin policy, shared by the pool's callers (``PoolSpin/caller``).
     let callerSpin = Mutex(PoolSpin(PoolSpin.caller))
+    /// Tests: a caller spins even when the worker last ran on its CPU, so that the spin-then-sleep
+    /// path runs whatever the scheduler does (beside CPU hogs it tends to put both on one CPU).
+    let callerSpinIgnoresPlacement = Atomic<Bool>(false)
 
     init(settings: Settings) throws {
         self.settings = settings
@@ -497,7 +500,8 @@ final class PoolDriver: @unchecked Sendable {
         // CPU if there is one; if there is none, the spin fails and turns itself off.
         let me = PoolSpin.cpuTag()
         probe.ring.store32(PoolRing.Offset.callerCPU, me)
-        if !job.directWokeWorker && PoolSpin.sameCPU(probe.ring.load32(PoolRing.Offset.workerCPU), me) {
+        if !job.directWokeWorker && PoolSpin.sameCPU(probe.ring.load32(PoolRing.Offset.workerCPU), me)
+            && !callerSpinIgnoresPlacement.load(ordering: .relaxed) {
             callerSpin.withLock { $0.decline() }
             return
         }

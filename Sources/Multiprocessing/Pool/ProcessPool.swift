@@ -82,6 +82,10 @@ public final class ProcessPool: Sendable {
     /// Starts the blocking readers' spin policy afresh: the next allowed wait spins (tests).
     package func _resetCallerSpin() { driver.callerSpin.withLock { $0 = PoolSpin(PoolSpin.caller) } }
 
+    /// Makes the blocking readers spin even where the worker last ran on their CPU (tests: the
+    /// spin-then-sleep path, whatever the scheduler does).
+    package func _callerSpinIgnoresPlacement(_ on: Bool) { driver.callerSpinIgnoresPlacement.store(on, ordering: .relaxed) }
+
     /// The process ids of the successors started for workers that are to be recycled, waiting
     /// (ready, or getting ready) for their workers to retire.
     internal var sparePIDs: [Int32] { driver.sparePIDs.withLock { $0 } }
