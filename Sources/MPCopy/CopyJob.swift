@@ -242,7 +242,7 @@ public final class CopyJob: Sendable {
         // Temporaries that killed runs left where this one merges (no staging to take over):
         // theirs if their process is gone. A new directory of this run can hold none.
         if !options.dryRun {
-            let sweep = LeftoverSweep()
+            let sweep = LeftoverSweep(place: performer.namespaceTag)
             for target in inPlaceTargets { sweep.sweep(target, recursive: true, performer.resolver) }
             for directory in fileRootDirectories { sweep.sweep(directory, recursive: false, performer.resolver) }
         }
@@ -570,7 +570,9 @@ private final class LeftoverSweep {
     /// Without `/proc` nothing can be told apart, and nothing is removed.
     private let procWorks = ((try? system_processStartTime(system_getpid())) ?? nil) != nil
     /// This process's boot and pid namespace: only names that carry it are judged by their pid.
-    private let place = system_processNamespaceTag()
+    private let place: UInt64?
+
+    init(place: UInt64?) { self.place = place }
 
     /// Sweeps `directory`, resolved beneath its root as the copy's own paths are.
     func sweep(_ directory: FilePath, recursive: Bool, _ resolver: Resolver) {

@@ -29,6 +29,9 @@ internal final class Performer: Sendable {
     /// gone (`LeftoverSweep` in CopyJob.swift), and only those of its own boot and namespace: in a
     /// tree that other hosts or containers write too, their pids mean nothing here.
     let temporaryPrefix: String
+    /// This process's boot and pid namespace (``system_processNamespaceTag()``), the `<where>` of
+    /// ``temporaryPrefix``; nil without `/proc`.
+    let namespaceTag: UInt64?
     let excludes: [(pattern: [CChar], hasSlash: Bool)]
     let excludesNeedRelative: Bool
     /// Opens every path of a work item beneath its tree's root, never through a symlink.
@@ -47,7 +50,8 @@ internal final class Performer: Sendable {
         let pid = String(system_getpid(), radix: 16)
         let start = (try? system_processStartTime(system_getpid())) ?? nil
         let salt = String(start ?? (system_randomUInt64() & 0xFFFF_FFFF), radix: 16)
-        let place = String(system_processNamespaceTag() ?? system_randomUInt64(), radix: 16)
+        namespaceTag = system_processNamespaceTag()
+        let place = String(namespaceTag ?? system_randomUInt64(), radix: 16)
         temporaryPrefix = ".mpcp-tmp-\(pid)-\(salt)-\(place)-"
         excludes = (options.excludes.map { Array($0.utf8) } + options.excludeBytes).map { pattern in
             (pattern.map { CChar(bitPattern: $0) } + [0], pattern.contains(UInt8(ascii: "/")))
