@@ -5,6 +5,7 @@
 #   scripts/mpcp-mpi-tests.sh [build]   build mpcp with the MPI trait (.build-mpi), then test
 #   scripts/mpcp-mpi-tests.sh test      test binaries built before
 #   scripts/mpcp-mpi-tests.sh walk      only the distributed walk's tests (one host), on binaries built before
+#   scripts/mpcp-mpi-tests.sh sweep     only the leftover sweep of a rank in another pid namespace
 #
 # Each test prints "ok - NAME" or "not ok - NAME: why"; the script exits 1 if any failed.
 # The midway points of the interrupt tests are not a race against the copy's speed: an
@@ -231,6 +232,53 @@ deep_exact() { # name src dst
   return 0
 }
 
+# A serving rank in another pid namespace than rank 0's (as on another host, or in a container)
+# sweeps the leftovers of its own namespace: rank 0 cannot judge them (their pids mean nothing
+# where it runs) and leaves them. A run inside a namespace (`unshare --pid`, kept alive by a sleep)
+# is held midway and SIGKILLed, which leaves its temporary in a tree; then `mpirun` starts rank 1
+# in that namespace (nsenter), and the leftover must be gone after the copy.
+foreign_namespace_sweep() {
+  local name="a serving rank in another pid namespace sweeps that namespace's leftovers"
+  local d=$work/nssweep
+  mkdir -p "$d/src" "$d/dst"
+  head -c $((150 << 20)) /dev/urandom >"$d/src/big"; echo a >"$d/src/a"
+  "$mpcp" -a "$d/src" "$d/dst" >/dev/null 2>&1 || { fail "$name" "the first copy failed"; return; }
+  head -c $((150 << 20)) /dev/urandom >"$d/src/big"   # changed: copied again, into dst/src in place
+  unshare --pid --fork --mount-proc sleep 600 &
+  local ns=$! inner="" deadline=$((SECONDS + 10))
+  until inner=$(pgrep -P $ns sleep) || [ $SECONDS -ge $deadline ]; do sleep 0.05; done
+  [ -n "$inner" ] || { kill -9 $ns; fail "$name" "unshare --pid gave no namespace"; return; }
+  local nsid
+  nsid=$(readlink /proc/$inner/ns/pid)
+  local marker=$d/held
+  OMPI_COMM_WORLD_RANK=0 MPCP_HOLD_RANK=0 MPCP_HOLD_AFTER=2 MPCP_HOLD_MARKER=$marker LD_PRELOAD=$work/hold.so \
+    nsenter -t "$inner" -p -m "$mpcp" -a -j 4 "$d/src" "$d/dst" >/dev/null 2>&1 &
+  local held=$!
+  deadline=$((SECONDS + 60))
+  until [ -s "$marker" ] || [ $SECONDS -ge $deadline ]; do sleep 0.05; done
+  # Every mpcp process of that namespace (the held run and its workers) is killed.
+  local p
+  for p in $(pgrep -f "$mpcp"); do [ "$(readlink /proc/$p/ns/pid 2>/dev/null)" = "$nsid" ] && kill -9 "$p"; done
+  # nsenter stops itself when its child stops (job control), so it would never reap it.
+  kill -9 $held 2>/dev/null; wait $held 2>/dev/null
+  local before
+  before=$(find "$d/dst" -name '.mpcp-tmp-*')
+  if [ ! -s "$marker" ] || [ -z "$before" ]; then kill -9 $ns; fail "$name" "the held run in the namespace left no temporary"; return; fi
+  # Rank 0's own sweep leaves it (another namespace's pid); rank 1, in that namespace, removes it.
+  # TCP between the two: shared-memory transports need the peer's pid.
+  local output status
+  output=$(timeout 300 mpirun --oversubscribe --bind-to none --mca btl self,tcp -n 1 "$mpcp" --mpi -a "$d/src" "$d/dst" \
+    : -n 1 nsenter -t "$inner" -p -m "$mpcp" --mpi -a "$d/src" "$d/dst" 2>&1); status=$?
+  kill -9 $ns 2>/dev/null; wait $ns 2>/dev/null
+  local after
+  after=$(find "$d/dst" -name '.mpcp-tmp-*')
+  if [ $status -ne 0 ]; then fail "$name" "the MPI copy exited $status: $(tail -n 10 <<<"$output")"
+  elif [ -n "$after" ]; then fail "$name" "the leftover stayed: $after"
+  elif ! cmp -s "$d/src/big" "$d/dst/src/big"; then fail "$name" "the copy differs from its source"
+  else ok "$name (the leftover $(basename "$before") was removed, the copy is exact)"; fi
+  rm -rf "$d"
+}
+
 interrupt_mpirun() { kill -INT "$(our_mpiruns | head -n1)"; }
 kill_rank() { kill -9 "$1"; }
 
@@ -318,6 +366,7 @@ run_tests() {
   then ok "cancel and drained at once: rank 0 drains, cleans up and ends"; else fail "cancel and drained at once" "status $status: $output"; fi
 
   distributed_tests
+  foreign_namespace_sweep
 
   # Interrupts on one host: SIGINT to mpirun while rank 1 is held at its 40th copy_file_range
   # (among the small files), staged and in place.
@@ -348,6 +397,7 @@ case "${1:-build}" in
   build) build; run_tests ;;
   test) run_tests ;;
   walk) make_tree; distributed_tests ;;  # only the distributed walk's tests, on binaries built before
+  sweep) cc -O2 -shared -fPIC -o "$work/hold.so" scripts/mpcp-mpi/hold.c -ldl && foreign_namespace_sweep ;;  # only that test
   *) echo "usage: $0 [build|test|walk]" >&2; exit 64 ;;
 esac
 echo "mpcp-mpi-tests: $failures failed"

@@ -241,10 +241,12 @@ public final class CopyJob: Sendable {
 
         // Temporaries that killed runs left where this one merges (no staging to take over):
         // theirs if their process is gone. A new directory of this run can hold none.
+        // Serving MPI ranks of another boot or pid namespace sweep the same directories for their own.
+        var sweeps: [LeftoverSweep.Directory] = []
         if !options.dryRun {
-            let sweep = LeftoverSweep(place: performer.namespaceTag)
-            for target in inPlaceTargets { sweep.sweep(target, recursive: true, performer.resolver) }
-            for directory in fileRootDirectories { sweep.sweep(directory, recursive: false, performer.resolver) }
+            sweeps = inPlaceTargets.map { LeftoverSweep.Directory(path: $0, recursive: true) }
+                + fileRootDirectories.map { LeftoverSweep.Directory(path: $0, recursive: false) }
+            LeftoverSweep.sweep(sweeps, place: performer.namespaceTag, performer.resolver)
         }
 
         let local: any WorkerPool
@@ -255,7 +257,7 @@ public final class CopyJob: Sendable {
             cancelHook.withLock { $0 = { processes.cancel() } }
             local = processes
         }
-        let pool = distributed(local)
+        let pool = distributed(local, sweeps: sweeps)
         let ticker = onProgress.map { ProgressTicker(interval: progressInterval, job: self, body: $0) }
         defer { ticker?.stop() }
         do throws(MPCopyError) {
@@ -302,9 +304,10 @@ public final class CopyJob: Sendable {
     }
 
     /// The pool the copy runs on: `local`, or (with ``distributeOverMPI()``) rank 0's MPI pool.
-    private func distributed(_ local: any WorkerPool) -> any WorkerPool {
+    /// `sweeps`: the directories that rank 0 swept for leftover temporaries, for the serving ranks.
+    private func distributed(_ local: any WorkerPool, sweeps: [LeftoverSweep.Directory]) -> any WorkerPool {
 #if MPI
-        if overMPI.load(ordering: .relaxed) { return MPIWorkerPool(local: local, performer: performer, options: options) }
+        if overMPI.load(ordering: .relaxed) { return MPIWorkerPool(local: local, performer: performer, options: options, sweeps: sweeps) }
 #endif
         return local
     }
@@ -559,7 +562,25 @@ public final class CopyJob: Sendable {
 /// process's boot and pid namespace: its pid cannot be looked up here (another host writing the
 /// same shared tree, a container). Names of the older form `.mpcp-tmp-<pid>-<start>-<n>`
 /// (mpcp before the `<where>` field) are judged as this namespace's. Names of any other form stay.
-private final class LeftoverSweep {
+///
+/// An `--mpi` run sweeps once per boot and pid namespace: rank 0 its own, and each serving rank
+/// whose namespace differs from rank 0's (another host, a container) the same directories for the
+/// names of its namespace, before it takes any work (``MPICopySetup/sweeps``).
+internal final class LeftoverSweep {
+    /// A directory to sweep: with its subdirectories (a tree merged into) or alone (the directory
+    /// that file operands are copied into).
+    struct Directory: Codable, Sendable, Equatable {
+        var path: FilePath
+        var recursive: Bool
+    }
+
+    /// Sweeps each of `directories` for the leftovers of `place` (see ``init(place:)``).
+    static func sweep(_ directories: [Directory], place: UInt64?, _ resolver: Resolver) {
+        guard !directories.isEmpty else { return }
+        let sweep = LeftoverSweep(place: place)
+        for directory in directories { sweep.sweep(directory.path, recursive: directory.recursive, resolver) }
+    }
+
     private struct Process: Hashable { var pid: Int32; var start: UInt64 }
     /// Whether each process seen so far is alive.
     private var alive: [Process: Bool] = [:]

@@ -160,7 +160,7 @@ import Testing
             valid = try Self.bytes(RankFinal(progress: RankProgress(), stats: RankStats()))
             decode = { b in Self.refusal { try inbound.final(b, from: 1) } }
         case "setup":
-            valid = try Self.bytes(MPICopySetup(options: CopyOptions(), roots: Self.roots, host: "h"))
+            valid = try Self.bytes(MPICopySetup(options: CopyOptions(), roots: Self.roots, host: "h", place: nil, sweeps: []))
             decode = { b in Self.refusal { try MPIInbound.setup(b, from: 0) } }
         default:
             valid = try Self.bytes(MPICopyReady(workers: 1, host: "h", problem: nil))
@@ -325,7 +325,7 @@ import Testing
 
     @Test func aSetupOutOfRangeIsRefused() throws {
         func setup(_ change: (inout MPICopySetup) -> Void) throws -> [UInt8] {
-            var s = MPICopySetup(options: CopyOptions(), roots: Self.roots, host: "h")
+            var s = MPICopySetup(options: CopyOptions(), roots: Self.roots, host: "h", place: nil, sweeps: [])
             change(&s)
             return try Self.bytes(s)
         }

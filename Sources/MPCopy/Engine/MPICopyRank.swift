@@ -83,6 +83,13 @@ internal enum MPICopyRank {
         let performer = Performer(options: options)
         let problem = check(setup.roots, rank0: setup.host)
         performer.resolver.register(setup.roots)
+        // Leftovers of killed runs of this rank's boot and pid namespace, where rank 0 looked for
+        // its own: rank 0 cannot judge them (their pids mean nothing there). Done before `ready`,
+        // so before this rank takes any work; this run's own temporaries are of live processes.
+        if problem == nil, let place = performer.namespaceTag, place != setup.place {
+            LeftoverSweep.sweep(setup.sweeps, place: place, performer.resolver)
+            MPICopyState.mark("leftovers swept")
+        }
         let ready = try WireEncoder().encode(MPICopyReady(workers: jobs, host: MPICopyState.host, problem: problem))
         try messenger.send(ready, to: 0, tag: MPICopyTag.ready.rawValue)
         if problem != nil {

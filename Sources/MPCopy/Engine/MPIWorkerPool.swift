@@ -73,6 +73,11 @@ internal struct MPICopySetup: Codable, Sendable {
     var roots: TreeRoots
     /// Rank 0's host, for messages.
     var host: String
+    /// Rank 0's boot and pid namespace (``Performer/namespaceTag``), nil if it could not tell.
+    var place: UInt64?
+    /// The directories rank 0 swept for leftover temporaries of its namespace before the copy: a
+    /// serving rank whose namespace is another sweeps them for its own (``LeftoverSweep``).
+    var sweeps: [LeftoverSweep.Directory]
 }
 
 /// A serving rank's answer to the setup.
@@ -152,6 +157,8 @@ internal struct MPIWorkerPool: WorkerPool {
     let local: any WorkerPool
     let performer: Performer
     let options: CopyOptions
+    /// What rank 0 swept for leftovers (``MPICopySetup/sweeps``).
+    let sweeps: [LeftoverSweep.Directory]
 
     func run(_ source: any WorkSource) throws(MPCopyError) {
         guard MPICopyState.size > 1, let scheduler = source as? Scheduler, let messenger = MPICopyState.messenger else {
@@ -175,7 +182,8 @@ internal struct MPIWorkerPool: WorkerPool {
 
     private func coordinate(_ scheduler: Scheduler, _ messenger: MPIMessenger) throws {
         let size = MPICopyState.size
-        let setup = try WireEncoder().encode(MPICopySetup(options: options, roots: performer.resolver.roots, host: MPICopyState.host))
+        let setup = try WireEncoder().encode(MPICopySetup(options: options, roots: performer.resolver.roots, host: MPICopyState.host,
+                                                                  place: performer.namespaceTag, sweeps: sweeps))
         for rank in 1..<size { try messenger.send(setup, to: rank, tag: MPICopyTag.setup.rawValue) }
         MPICopyState.mark("setup sent")
 
