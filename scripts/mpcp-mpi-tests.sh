@@ -398,7 +398,7 @@ case "${1:-build}" in
   test) run_tests ;;
   walk) make_tree; distributed_tests ;;  # only the distributed walk's tests, on binaries built before
   sweep) cc -O2 -shared -fPIC -o "$work/hold.so" scripts/mpcp-mpi/hold.c -ldl && foreign_namespace_sweep ;;  # only that test
-  *) echo "usage: $0 [build|test|walk]" >&2; exit 64 ;;
+  *) echo "usage: $0 [build|test|walk|sweep]" >&2; exit 64 ;;
 esac
 echo "mpcp-mpi-tests: $failures failed"
 [ $failures -eq 0 ]
